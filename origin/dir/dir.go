@@ -1,0 +1,347 @@
+// Package dir is an origin.Store in a local directory: the embedded default
+// for `dataplane dev`, single-host deployments and tests.
+//
+// Layout under the root directory:
+//
+//	rec/<ns>/<sha256(key) hex>   one record, record.Marshal encoding
+//	log/<version hex16>-<id>     one change log entry (a record without value)
+//	log-horizon                  version below which the log was trimmed
+//	snap/<ns>                    the namespace's snapshot
+//	locks/<00..ff>               lock files striping compare-and-swap
+//
+// Every file is written to a temporary file, fsynced, renamed over its target
+// and the directory fsynced, so a crash mid-write leaves either the old or the
+// new file, never a torn one. CompareAndSwap holds an exclusive flock(2) on
+// the key's lock stripe while it reads, compares and renames, which makes it
+// atomic against other goroutines and other processes sharing the directory.
+package dir
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/record"
+)
+
+// Store is an origin.Store in a directory. It is safe for concurrent use by
+// goroutines and processes.
+type Store struct {
+	root string
+}
+
+var _ origin.Store = (*Store)(nil)
+
+// Open returns a Store rooted at root, creating the directory if needed.
+func Open(root string) (*Store, error) {
+	if root == "" {
+		return nil, errors.New("dir origin: empty directory path")
+	}
+	for _, sub := range []string{"rec", "log", "snap", "locks"} {
+		if err := os.MkdirAll(filepath.Join(root, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("dir origin %s: %w", root, err)
+		}
+	}
+	return &Store{root: root}, nil
+}
+
+// Root returns the directory the store lives in.
+func (s *Store) Root() string { return s.root }
+
+func keyHash(ns, key string) [32]byte {
+	return sha256.Sum256([]byte(ns + "\x00" + key))
+}
+
+// RecordPath returns the file holding ns/key's record. Tests use it to
+// damage a record behind the store's back.
+func (s *Store) RecordPath(ns, key string) string {
+	h := keyHash(ns, key)
+	return filepath.Join(s.root, "rec", ns, hex.EncodeToString(h[:]))
+}
+
+// Get implements origin.Store.
+func (s *Store) Get(ctx context.Context, ns, key string, ifNewer record.Version) (record.Record, error) {
+	if err := record.ValidateKey(ns, key); err != nil {
+		return record.Record{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return record.Record{}, fmt.Errorf("get %s/%s: %w", ns, key, err)
+	}
+	r, err := s.read(ns, key)
+	if err != nil {
+		return record.Record{}, err
+	}
+	if ifNewer != 0 && r.Version <= ifNewer {
+		return record.Record{}, origin.ErrNotModified
+	}
+	return r, nil
+}
+
+func (s *Store) read(ns, key string) (record.Record, error) {
+	b, err := os.ReadFile(s.RecordPath(ns, key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return record.Record{}, fmt.Errorf("%s/%s: %w", ns, key, origin.ErrNotFound)
+	}
+	if err != nil {
+		return record.Record{}, fmt.Errorf("%s/%s: %w: %w", ns, key, origin.ErrUnavailable, err)
+	}
+	r, err := record.Unmarshal(b)
+	if err != nil {
+		return record.Record{}, fmt.Errorf("%s/%s: %w", ns, key, err)
+	}
+	if r.Namespace != ns || r.Key != key {
+		return record.Record{}, fmt.Errorf("%s/%s: %w: file holds %s/%s", ns, key, record.ErrCorrupt, r.Namespace, r.Key)
+	}
+	return r, nil
+}
+
+// CompareAndSwap implements origin.Store.
+func (s *Store) CompareAndSwap(ctx context.Context, rec record.Record, prev record.Version) error {
+	if err := origin.CheckSwap(rec, prev); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("put %s/%s: %w", rec.Namespace, rec.Key, err)
+	}
+	b, err := record.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	h := keyHash(rec.Namespace, rec.Key)
+	unlock, err := s.lock(h[0])
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	var cur record.Version
+	switch r, err := s.read(rec.Namespace, rec.Key); {
+	case err == nil:
+		cur = r.Version
+	case errors.Is(err, origin.ErrNotFound):
+	default:
+		return fmt.Errorf("put %s/%s: read current: %w", rec.Namespace, rec.Key, err)
+	}
+	if cur != prev {
+		return fmt.Errorf("%s/%s: stored %s, expected %s: %w", rec.Namespace, rec.Key, cur, prev, origin.ErrConflict)
+	}
+	dir := filepath.Join(s.root, "rec", rec.Namespace)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("put %s/%s: %w", rec.Namespace, rec.Key, err)
+	}
+	return writeAtomic(s.RecordPath(rec.Namespace, rec.Key), b)
+}
+
+// lock takes the exclusive flock of a stripe and returns its release.
+func (s *Store) lock(stripe byte) (func(), error) {
+	p := filepath.Join(s.root, "locks", fmt.Sprintf("%02x", stripe))
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("dir origin lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("dir origin lock %s: %w", p, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// writeAtomic replaces path with b: temp file, fsync, rename, fsync dir.
+func writeAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(dir, ".tmp-"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("fsync %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// logName is the file name of a change: fixed-width hex version first, so
+// names sort by version, then a hash of the rest so distinct changes with
+// one version do not collide and the same change always has the same name.
+func logName(c record.Change) string {
+	h := keyHash(c.Namespace, c.Key)
+	if c.Tombstone {
+		h[0] ^= 1
+	}
+	return c.Version.String() + "-" + hex.EncodeToString(h[:8])
+}
+
+// AppendLog implements origin.Store.
+func (s *Store) AppendLog(ctx context.Context, c record.Change) error {
+	if err := origin.CheckChange(c); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b, err := record.Marshal(record.Record{Namespace: c.Namespace, Key: c.Key, Version: c.Version, Tombstone: c.Tombstone})
+	if err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(s.root, "log", logName(c)), b)
+}
+
+// ReadLog implements origin.Store.
+func (s *Store) ReadLog(ctx context.Context, after record.Version, limit int) ([]record.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	horizon, err := s.horizon()
+	if err != nil {
+		return nil, err
+	}
+	if origin.Truncated(after, horizon) {
+		return nil, fmt.Errorf("read log after %s, horizon %s: %w", after, horizon, origin.ErrLogTruncated)
+	}
+	entries, err := os.ReadDir(filepath.Join(s.root, "log"))
+	if err != nil {
+		return nil, fmt.Errorf("read log: %w: %w", origin.ErrUnavailable, err)
+	}
+	var out []record.Change
+	for _, e := range entries { // ReadDir sorts by name, and names sort by version
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || len(name) < 16 {
+			continue
+		}
+		v, err := strconv.ParseUint(name[:16], 16, 64)
+		if err != nil || record.Version(v) <= after {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(s.root, "log", name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // trimmed under us
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read log %s: %w", name, err)
+		}
+		r, err := record.Unmarshal(b)
+		if err != nil {
+			return nil, fmt.Errorf("read log entry %s: %w", name, err)
+		}
+		out = append(out, r.Change())
+	}
+	origin.SortChanges(out)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+func (s *Store) horizon() (record.Version, error) {
+	b, err := os.ReadFile(filepath.Join(s.root, "log-horizon"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read log horizon: %w", err)
+	}
+	if len(b) != 8 {
+		return 0, fmt.Errorf("log horizon: %w: %d bytes", record.ErrCorrupt, len(b))
+	}
+	return record.Version(binary.BigEndian.Uint64(b)), nil
+}
+
+// TrimLog implements origin.Store.
+func (s *Store) TrimLog(ctx context.Context, before record.Version) error {
+	unlock, err := s.lock(0xff)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cur, err := s.horizon()
+	if err != nil {
+		return err
+	}
+	if before > cur {
+		// Horizon first: a reader never sees a gap without being told.
+		if err := writeAtomic(filepath.Join(s.root, "log-horizon"), binary.BigEndian.AppendUint64(nil, uint64(before))); err != nil {
+			return err
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(s.root, "log"))
+	if err != nil {
+		return fmt.Errorf("trim log: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if len(name) < 16 || strings.HasPrefix(name, ".") {
+			continue
+		}
+		if v, err := strconv.ParseUint(name[:16], 16, 64); err == nil && record.Version(v) < before {
+			if err := os.Remove(filepath.Join(s.root, "log", name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("trim log: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// PutSnapshot implements origin.Store.
+func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
+	b, err := record.MarshalSnapshot(snap)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(s.root, "snap", snap.Namespace), b)
+}
+
+// GetSnapshot implements origin.Store.
+func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
+	if err := record.ValidateNamespace(ns); err != nil {
+		return record.Snapshot{}, err
+	}
+	b, err := os.ReadFile(filepath.Join(s.root, "snap", ns))
+	if errors.Is(err, fs.ErrNotExist) {
+		return record.Snapshot{}, fmt.Errorf("snapshot %s: %w", ns, origin.ErrNotFound)
+	}
+	if err != nil {
+		return record.Snapshot{}, fmt.Errorf("snapshot %s: %w: %w", ns, origin.ErrUnavailable, err)
+	}
+	snap, err := record.UnmarshalSnapshot(b)
+	if err != nil {
+		return record.Snapshot{}, fmt.Errorf("snapshot %s: %w", ns, err)
+	}
+	return snap, nil
+}

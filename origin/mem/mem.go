@@ -1,0 +1,165 @@
+// Package mem is an in-memory origin.Store for unit tests of the logic above
+// the origin interface. It is not durable and never the only test of anything
+// that talks to a real store.
+package mem
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/record"
+)
+
+// Store is an in-memory origin.Store, safe for concurrent use.
+type Store struct {
+	mu        sync.Mutex // guards everything below
+	records   map[string]record.Record
+	log       map[record.Change]struct{}
+	horizon   record.Version
+	snapshots map[string][]byte
+	corrupt   map[string]bool
+}
+
+var _ origin.Store = (*Store)(nil)
+
+// New returns an empty Store.
+func New() *Store {
+	return &Store{
+		records:   make(map[string]record.Record),
+		log:       make(map[record.Change]struct{}),
+		snapshots: make(map[string][]byte),
+		corrupt:   make(map[string]bool),
+	}
+}
+
+func id(ns, key string) string { return ns + "\x00" + key }
+
+// Get implements origin.Store.
+func (s *Store) Get(ctx context.Context, ns, key string, ifNewer record.Version) (record.Record, error) {
+	if err := record.ValidateKey(ns, key); err != nil {
+		return record.Record{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return record.Record{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.corrupt[id(ns, key)] {
+		return record.Record{}, fmt.Errorf("%s/%s: %w", ns, key, record.ErrCorrupt)
+	}
+	r, ok := s.records[id(ns, key)]
+	if !ok {
+		return record.Record{}, fmt.Errorf("%s/%s: %w", ns, key, origin.ErrNotFound)
+	}
+	if ifNewer != 0 && r.Version <= ifNewer {
+		return record.Record{}, origin.ErrNotModified
+	}
+	r.Value = append([]byte(nil), r.Value...)
+	return r, nil
+}
+
+// CompareAndSwap implements origin.Store.
+func (s *Store) CompareAndSwap(ctx context.Context, rec record.Record, prev record.Version) error {
+	if err := origin.CheckSwap(rec, prev); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.records[id(rec.Namespace, rec.Key)]
+	if cur.Version != prev {
+		return fmt.Errorf("%s/%s: stored %s, expected %s: %w", rec.Namespace, rec.Key, cur.Version, prev, origin.ErrConflict)
+	}
+	rec.Value = append([]byte(nil), rec.Value...)
+	s.records[id(rec.Namespace, rec.Key)] = rec
+	return nil
+}
+
+// AppendLog implements origin.Store.
+func (s *Store) AppendLog(ctx context.Context, c record.Change) error {
+	if err := origin.CheckChange(c); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.Version >= s.horizon {
+		s.log[c] = struct{}{}
+	}
+	return nil
+}
+
+// ReadLog implements origin.Store.
+func (s *Store) ReadLog(ctx context.Context, after record.Version, limit int) ([]record.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if origin.Truncated(after, s.horizon) {
+		return nil, fmt.Errorf("read log after %s, horizon %s: %w", after, s.horizon, origin.ErrLogTruncated)
+	}
+	var out []record.Change
+	for c := range s.log {
+		if c.Version > after {
+			out = append(out, c)
+		}
+	}
+	origin.SortChanges(out)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// TrimLog implements origin.Store.
+func (s *Store) TrimLog(ctx context.Context, before record.Version) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.log {
+		if c.Version < before {
+			delete(s.log, c)
+		}
+	}
+	if before > s.horizon {
+		s.horizon = before
+	}
+	return nil
+}
+
+// PutSnapshot implements origin.Store.
+func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
+	b, err := record.MarshalSnapshot(snap)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.snapshots[snap.Namespace] = b
+	return nil
+}
+
+// GetSnapshot implements origin.Store.
+func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
+	if err := record.ValidateNamespace(ns); err != nil {
+		return record.Snapshot{}, err
+	}
+	s.mu.Lock()
+	b, ok := s.snapshots[ns]
+	s.mu.Unlock()
+	if !ok {
+		return record.Snapshot{}, fmt.Errorf("snapshot %s: %w", ns, origin.ErrNotFound)
+	}
+	return record.UnmarshalSnapshot(b)
+}
+
+// CorruptForTest makes the next reads of ns/key fail as a corrupt object
+// would, so tests can check that layers above survive corruption.
+func (s *Store) CorruptForTest(ns, key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.corrupt[id(ns, key)] = true
+}

@@ -1,0 +1,126 @@
+package record
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"sort"
+)
+
+// Snapshot is the state of one namespace as of Version: every record (live or
+// tombstoned) whose version is at most Version. A cold node loads a namespace
+// from its snapshot in one read and then follows the change log after Version.
+type Snapshot struct {
+	Namespace string
+	// Version is the highest version the snapshot covers.
+	Version Version
+	// Records are sorted by key.
+	Records []Record
+}
+
+// MaxSnapshotSize bounds an encoded snapshot, so a corrupt length can never
+// make a reader allocate without limit.
+const MaxSnapshotSize = 1 << 30
+
+const snapshotMagic0, snapshotMagic1 = 'D', 'S'
+
+// MarshalSnapshot validates s (every record valid and in s.Namespace, keys
+// unique) and returns its encoding:
+//
+//	"DS" 0x01 0x00 | version (8 bytes) | uvarint len + namespace |
+//	uvarint count | count × (uvarint len + record encoding) | CRC-32C (4 bytes)
+//
+// Records are written sorted by key.
+func MarshalSnapshot(s Snapshot) ([]byte, error) {
+	if err := ValidateNamespace(s.Namespace); err != nil {
+		return nil, err
+	}
+	recs := append([]Record(nil), s.Records...)
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Key < recs[j].Key })
+	size := headerLen + len(s.Namespace) + 2*binary.MaxVarintLen64 + crcLen
+	for i, r := range recs {
+		if r.Namespace != s.Namespace {
+			return nil, fmt.Errorf("%w: snapshot of %q holds a record of %q", ErrInvalid, s.Namespace, r.Namespace)
+		}
+		if err := r.Validate(); err != nil {
+			return nil, err
+		}
+		if i > 0 && recs[i-1].Key == r.Key {
+			return nil, fmt.Errorf("%w: snapshot of %q holds key %q twice", ErrInvalid, s.Namespace, r.Key)
+		}
+		size += binary.MaxVarintLen32 + headerLen + len(r.Namespace) + len(r.Key) + len(r.Value) + 3*binary.MaxVarintLen32 + crcLen
+	}
+	if size > MaxSnapshotSize {
+		return nil, fmt.Errorf("%w: snapshot of %q would exceed %d bytes", ErrInvalid, s.Namespace, MaxSnapshotSize)
+	}
+	b := make([]byte, 0, size)
+	b = append(b, snapshotMagic0, snapshotMagic1, formatV1, 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(s.Version))
+	b = appendBytes(b, []byte(s.Namespace))
+	b = binary.AppendUvarint(b, uint64(len(recs)))
+	var one []byte
+	for _, r := range recs {
+		one = AppendRecord(one[:0], r)
+		b = appendBytes(b, one)
+	}
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
+}
+
+// UnmarshalSnapshot decodes a snapshot. Malformed input yields an error
+// wrapping ErrCorrupt or ErrInvalid; it never panics.
+func UnmarshalSnapshot(b []byte) (Snapshot, error) {
+	if len(b) > MaxSnapshotSize {
+		return Snapshot{}, fmt.Errorf("%w: snapshot is %d bytes, limit is %d", ErrCorrupt, len(b), MaxSnapshotSize)
+	}
+	if len(b) < headerLen+2+crcLen {
+		return Snapshot{}, fmt.Errorf("%w: snapshot truncated at %d bytes", ErrCorrupt, len(b))
+	}
+	if b[0] != snapshotMagic0 || b[1] != snapshotMagic1 || b[3] != 0 {
+		return Snapshot{}, fmt.Errorf("%w: not a snapshot (bad magic %x)", ErrCorrupt, b[:4])
+	}
+	if b[2] != formatV1 {
+		return Snapshot{}, fmt.Errorf("%w: unknown snapshot format %d", ErrCorrupt, b[2])
+	}
+	body, sum := b[:len(b)-crcLen], binary.BigEndian.Uint32(b[len(b)-crcLen:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return Snapshot{}, fmt.Errorf("%w: snapshot checksum mismatch", ErrCorrupt)
+	}
+	s := Snapshot{Version: Version(binary.BigEndian.Uint64(b[4:12]))}
+	d := decoder{buf: body[headerLen:]}
+	ns := d.bytes(MaxNamespaceLen, "namespace")
+	n := d.uvarint("record count")
+	if d.err != nil {
+		return Snapshot{}, d.err
+	}
+	s.Namespace = string(ns)
+	if err := ValidateNamespace(s.Namespace); err != nil {
+		return Snapshot{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	// Each record takes at least headerLen+crcLen+4 bytes, which bounds a
+	// plausible count by the input size before anything is allocated.
+	if n > uint64(len(d.buf)/(headerLen+crcLen+4)) {
+		return Snapshot{}, fmt.Errorf("%w: snapshot claims %d records in %d bytes", ErrCorrupt, n, len(d.buf))
+	}
+	s.Records = make([]Record, 0, n)
+	for i := uint64(0); i < n; i++ {
+		raw := d.bytes(MaxEncodedSize, "record")
+		if d.err != nil {
+			return Snapshot{}, d.err
+		}
+		r, err := Unmarshal(raw)
+		if err != nil {
+			return Snapshot{}, fmt.Errorf("snapshot record %d: %w", i, err)
+		}
+		if r.Namespace != s.Namespace {
+			return Snapshot{}, fmt.Errorf("%w: snapshot of %q holds a record of %q", ErrCorrupt, s.Namespace, r.Namespace)
+		}
+		if i > 0 && s.Records[i-1].Key >= r.Key {
+			return Snapshot{}, fmt.Errorf("%w: snapshot keys out of order at record %d", ErrCorrupt, i)
+		}
+		s.Records = append(s.Records, r)
+	}
+	if len(d.buf) != 0 {
+		return Snapshot{}, fmt.Errorf("%w: %d trailing bytes in snapshot", ErrCorrupt, len(d.buf))
+	}
+	return s, nil
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Testing"; .ci/run calls it).
+#
+# On a fresh machine it installs what the tests need, from the package
+# registries only, then runs vet, the race-enabled test suite and short fuzz
+# runs. Every real server the tests start (S3-compatible versitygw,
+# DynamoDB-compatible dynalite, PostgreSQL) is found through the variables
+# exported here; a test whose server is missing fails, it never skips.
+#
+#   scripts/test.sh            install + vet + go test -race ./... + fuzz
+#   FUZZTIME=0 scripts/test.sh skip the fuzz runs (seed corpora still run as tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+tools="$root/.tools"
+mkdir -p "$tools"
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+gobin="$(go env GOPATH)/bin"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# S3-compatible server: versitygw (shared/BACKENDS.md).
+VERSITYGW_VERSION=v1.8.0
+if ! command -v versitygw >/dev/null && [ ! -x "$gobin/versitygw" ]; then
+  step "installing versitygw $VERSITYGW_VERSION (go install, about a minute)"
+  go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+fi
+export DATAPLANE_VERSITYGW="${DATAPLANE_VERSITYGW:-$(command -v versitygw || echo "$gobin/versitygw")}"
+
+# DynamoDB-compatible server: dynalite from npm, kept under .tools/.
+DYNALITE_VERSION=4.0.0
+if [ ! -x "$tools/npm/node_modules/.bin/dynalite" ]; then
+  step "installing dynalite $DYNALITE_VERSION (npm)"
+  command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+  npm install --silent --no-audit --no-fund --prefix "$tools/npm" "dynalite@$DYNALITE_VERSION"
+fi
+export DATAPLANE_DYNALITE="${DATAPLANE_DYNALITE:-$tools/npm/node_modules/.bin/dynalite}"
+
+# PostgreSQL server binaries (initdb, pg_ctl, postgres) from Debian.
+pg_bin=""
+for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && pg_bin="$d"; done
+if [ -z "$pg_bin" ]; then
+  step "installing postgresql (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && pg_bin="$d"; done
+fi
+export DATAPLANE_PG_BIN="${DATAPLANE_PG_BIN:-$pg_bin}"
+
+step "go vet"
+go vet ./...
+
+step "go test -race ./..."
+# -v goes to a log, so the closing line can count tests; the screen gets the
+# per-package lines, and everything but passing noise when something fails.
+log="$tools/go-test.log"
+set +e
+go test -race -count=1 -timeout 25m -v ./... >"$log" 2>&1
+rc=$?
+set -e
+passed=$(grep -cE '^\s*--- PASS' "$log" || true)
+failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
+skipped=$(grep -cE '^\s*--- SKIP' "$log" || true)
+if [ "$rc" -ne 0 ]; then
+  grep -vE '^\s*(=== (RUN|PAUSE|CONT|NAME)|--- PASS)' "$log" | tail -400
+  echo "go test: $passed passed, $failed failed, $skipped skipped"
+  exit "$rc"
+fi
+grep -E '^(ok|FAIL|\?)\s' "$log" || true
+if [ "$skipped" -ne 0 ]; then
+  echo "skipped tests (a skip is not a pass):"
+  grep -E '^\s*--- SKIP' "$log"
+fi
+
+# Short coverage-guided runs of every decoder that faces the network or the
+# disk. `go test -fuzz` takes one target in one package at a time.
+FUZZTIME="${FUZZTIME:-5s}"
+if [ "$FUZZTIME" != "0" ]; then
+  step "fuzz ($FUZZTIME each)"
+  for pkg in $(go list ./...); do
+    for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
+      echo "fuzz $pkg $target"
+      if ! out=$(go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" 2>&1); then
+        echo "$out"
+        exit 1
+      fi
+    done
+  done
+fi
+echo
+echo "tests: $passed passed, $failed failed, $skipped skipped"
