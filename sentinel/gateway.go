@@ -1,0 +1,435 @@
+// Package sentinel is the HTTP gateway in front of user deployments. Every
+// request is answered from memory: Host → route → API-key check → reverse
+// proxy to one of the route's upstreams. The data comes from a Source (the
+// node's SWR cache, fed by gossip and the origin), so the gateway keeps
+// working whatever state the primary database or the object store is in.
+package sentinel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/record"
+)
+
+// Source is where the gateway reads routes and keys. Get returns the current
+// record of ns/key, or an error wrapping origin.ErrNotFound when the key does
+// not exist or is deleted. It must be safe for concurrent use and fast: it is
+// on every request's path.
+type Source interface {
+	Get(ctx context.Context, ns, key string) (record.Record, error)
+}
+
+// SourceFunc adapts a function to Source.
+type SourceFunc func(ctx context.Context, ns, key string) (record.Record, error)
+
+// Get implements Source.
+func (f SourceFunc) Get(ctx context.Context, ns, key string) (record.Record, error) {
+	return f(ctx, ns, key)
+}
+
+// Config configures a Gateway.
+type Config struct {
+	// Source provides routes and keys. Required.
+	Source Source
+	// DialTimeout bounds connecting to one upstream; a failed connect moves
+	// on to the next upstream of the route. Default 2s.
+	DialTimeout time.Duration
+	// UpstreamTimeout bounds the wait for an upstream's response headers.
+	// Bodies (streams, websockets) are not cut by it. Default 30s.
+	UpstreamTimeout time.Duration
+	// LookupTimeout bounds a route or key lookup that misses the memory
+	// cache. Default 2s.
+	LookupTimeout time.Duration
+	// KeyIDHeader carries the verified key's id to the upstream. Default
+	// "X-Dataplane-Key-Id". The raw key is never forwarded.
+	KeyIDHeader string
+	// Now is the clock for key expiry. Default time.Now.
+	Now func() time.Time
+	// Logger receives one line per failed request; never a raw key.
+	Logger *slog.Logger
+	// Registerer receives the gateway's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Transport overrides the upstream transport (tests, benchmarks).
+	Transport *http.Transport
+}
+
+// Gateway is the sentinel's request handler. It is safe for concurrent use.
+type Gateway struct {
+	cfg     Config
+	proxy   *httputil.ReverseProxy
+	metrics *metrics
+	memo    memo
+	rr      atomic.Uint64
+}
+
+type ctxKey int
+
+const upstreamsKey ctxKey = 0
+
+// New validates cfg and returns a Gateway.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Source == nil {
+		return nil, errors.New("sentinel: Config.Source is required")
+	}
+	for name, d := range map[string]time.Duration{"DialTimeout": cfg.DialTimeout, "UpstreamTimeout": cfg.UpstreamTimeout, "LookupTimeout": cfg.LookupTimeout} {
+		if d < 0 {
+			return nil, errors.New("sentinel: Config." + name + " must not be negative")
+		}
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 2 * time.Second
+	}
+	if cfg.UpstreamTimeout == 0 {
+		cfg.UpstreamTimeout = 30 * time.Second
+	}
+	if cfg.LookupTimeout == 0 {
+		cfg.LookupTimeout = 2 * time.Second
+	}
+	if cfg.KeyIDHeader == "" {
+		cfg.KeyIDHeader = "X-Dataplane-Key-Id"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	tr := cfg.Transport
+	if tr == nil {
+		tr = &http.Transport{
+			Proxy:                 nil,
+			DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: cfg.UpstreamTimeout,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	g := &Gateway{cfg: cfg, metrics: newMetrics(cfg.Registerer)}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:      g.rewrite,
+		Transport:    &failover{base: tr, metrics: g.metrics},
+		ErrorHandler: g.proxyError,
+		ErrorLog:     slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	return g, nil
+}
+
+// ServeHTTP answers one request: 404 for an unknown host, 401/403 for a
+// missing, unknown, disabled or expired key, 502/504 when no upstream
+// answers, otherwise the upstream's response.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w}
+	g.serve(sw, r)
+	g.metrics.requests.WithLabelValues(strconv.Itoa(sw.code())).Inc()
+}
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
+	host, ok := normalizeHost(r.Host)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "bad Host header")
+		return
+	}
+	route, err := g.route(r.Context(), host)
+	if err != nil {
+		switch {
+		case errors.Is(err, origin.ErrNotFound):
+			writeError(w, http.StatusNotFound, "no route for host "+host)
+		case errors.Is(err, ErrBadValue):
+			g.cfg.Logger.Error("bad route", "host", host, "err", err)
+			writeError(w, http.StatusBadGateway, "route for host "+host+" is misconfigured")
+		default:
+			g.cfg.Logger.Warn("route lookup failed", "host", host, "err", err)
+			writeError(w, http.StatusServiceUnavailable, "route lookup failed")
+		}
+		return
+	}
+	out := r
+	if route.RequireKey {
+		key, status, msg := g.checkKey(r, route)
+		if status != 0 {
+			writeError(w, status, msg)
+			return
+		}
+		out = r.Clone(r.Context())
+		out.Header.Del("Authorization")
+		out.Header.Set(g.cfg.KeyIDHeader, key.KeyID)
+	}
+	out = out.WithContext(context.WithValue(out.Context(), upstreamsKey, route))
+	g.proxy.ServeHTTP(w, out)
+}
+
+// checkKey verifies the request's API key against the route's keyspace and
+// returns the key, or a status and message for the client.
+func (g *Gateway) checkKey(r *http.Request, route *parsedRoute) (*APIKey, int, string) {
+	authz := r.Header.Get("Authorization")
+	if authz == "" {
+		return nil, http.StatusUnauthorized, "missing API key: send Authorization: Bearer <key>"
+	}
+	scheme, raw, ok := strings.Cut(authz, " ")
+	raw = strings.TrimSpace(raw)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || raw == "" || strings.ContainsAny(raw, " \t") || len(raw) > 512 {
+		return nil, http.StatusUnauthorized, "malformed Authorization header: want Bearer <key>"
+	}
+	key, err := g.apiKey(r.Context(), route.Keyspace, raw)
+	switch {
+	case errors.Is(err, origin.ErrNotFound):
+		return nil, http.StatusUnauthorized, "unknown API key"
+	case err != nil:
+		g.cfg.Logger.Warn("key lookup failed", "keyspace", route.Keyspace, "key_hash", HashKey(raw)[:12], "err", err)
+		return nil, http.StatusServiceUnavailable, "key lookup failed"
+	case !key.Enabled:
+		return nil, http.StatusForbidden, "API key is disabled"
+	case key.Expires != nil && !g.cfg.Now().Before(*key.Expires):
+		return nil, http.StatusForbidden, "API key has expired"
+	}
+	return key, 0, ""
+}
+
+// route returns the parsed route of host, reparsing only when its version
+// changed.
+func (g *Gateway) route(ctx context.Context, host string) (*parsedRoute, error) {
+	rec, err := g.lookup(ctx, RoutesNamespace, host)
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := g.memo.get(RoutesNamespace, host, rec.Version); ok {
+		return v.(*parsedRoute), nil
+	}
+	rt, us, err := ParseRoute(rec.Value)
+	if err != nil {
+		return nil, err
+	}
+	p := &parsedRoute{Route: rt, urls: us}
+	g.memo.put(RoutesNamespace, host, rec.Version, p)
+	return p, nil
+}
+
+func (g *Gateway) apiKey(ctx context.Context, keyspace, raw string) (*APIKey, error) {
+	k := KeyRecordKey(keyspace, raw)
+	rec, err := g.lookup(ctx, KeysNamespace, k)
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := g.memo.get(KeysNamespace, k, rec.Version); ok {
+		return v.(*APIKey), nil
+	}
+	key, err := ParseAPIKey(rec.Value)
+	if err != nil {
+		return nil, err
+	}
+	g.memo.put(KeysNamespace, k, rec.Version, &key)
+	return &key, nil
+}
+
+func (g *Gateway) lookup(ctx context.Context, ns, key string) (record.Record, error) {
+	if err := record.ValidateKey(ns, key); err != nil {
+		return record.Record{}, origin.ErrNotFound // a key that cannot exist
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.LookupTimeout)
+	defer cancel()
+	rec, err := g.cfg.Source.Get(ctx, ns, key)
+	if err == nil && rec.Tombstone {
+		return record.Record{}, origin.ErrNotFound
+	}
+	return rec, err
+}
+
+// rewrite points the outgoing request at the first upstream to try; the
+// failover transport moves on to the next one if connecting fails.
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	route := pr.In.Context().Value(upstreamsKey).(*parsedRoute)
+	start := int(g.rr.Add(1) % uint64(len(route.urls)))
+	pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), startKey, start))
+	pr.SetURL(route.urls[start])
+	pr.Out.Host = pr.In.Host
+	pr.SetXForwarded()
+	if route.DeploymentID != "" {
+		pr.Out.Header.Set("X-Dataplane-Deployment-Id", route.DeploymentID)
+	}
+}
+
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := http.StatusBadGateway, "no upstream answered"
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		status, msg = http.StatusGatewayTimeout, "upstream timed out"
+	}
+	if errors.Is(err, context.Canceled) {
+		status = 499 // client went away; nobody reads the answer
+	}
+	g.cfg.Logger.Warn("upstream failed", "host", r.Host, "err", err)
+	writeError(w, status, msg)
+}
+
+type parsedRoute struct {
+	Route
+	urls []*url.URL
+}
+
+const startKey ctxKey = 1
+
+// failover is an http.RoundTripper that retries a request on the route's
+// next upstream when connecting fails. Only connect failures are retried:
+// nothing of the request has been sent then, so a retry is always safe.
+type failover struct {
+	base    *http.Transport
+	metrics *metrics
+}
+
+func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
+	route, _ := req.Context().Value(upstreamsKey).(*parsedRoute)
+	start, _ := req.Context().Value(startKey).(int)
+	began := time.Now()
+	resp, err := f.base.RoundTrip(req)
+	for i := 1; err != nil && route != nil && i < len(route.urls) && isDialError(err) && req.Context().Err() == nil; i++ {
+		f.metrics.failovers.Inc()
+		u := route.urls[(start+i)%len(route.urls)]
+		next := req.Clone(req.Context())
+		next.URL.Scheme, next.URL.Host = u.Scheme, u.Host
+		resp, err = f.base.RoundTrip(next)
+	}
+	f.metrics.upstreamSeconds.Observe(time.Since(began).Seconds())
+	return resp, err
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// normalizeHost lower-cases a Host header and strips its port; ok is false
+// for an empty or malformed host.
+func normalizeHost(h string) (string, bool) {
+	if h == "" || len(h) > 253+6 {
+		return "", false
+	}
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	if h == "" || strings.ContainsAny(h, "/\\ @\t") {
+		return "", false
+	}
+	return h, true
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(errorBody{Error: msg})
+}
+
+// memo remembers the parsed form of a route or key per version, so the
+// request path parses JSON only when a record changes. It is bounded: when
+// full it starts over, which costs one reparse per live entry.
+type memo struct {
+	mu sync.RWMutex // guards m
+	m  map[string]memoEntry
+}
+
+type memoEntry struct {
+	version record.Version
+	value   any
+}
+
+const memoMax = 100_000
+
+func (m *memo) get(ns, key string, v record.Version) (any, bool) {
+	m.mu.RLock()
+	e, ok := m.m[ns+"\x00"+key]
+	m.mu.RUnlock()
+	if !ok || e.version != v {
+		return nil, false
+	}
+	return e.value, true
+}
+
+func (m *memo) put(ns, key string, v record.Version, value any) {
+	m.mu.Lock()
+	if m.m == nil || len(m.m) >= memoMax {
+		m.m = make(map[string]memoEntry)
+	}
+	m.m[ns+"\x00"+key] = memoEntry{version: v, value: value}
+	m.mu.Unlock()
+}
+
+// statusWriter records the status code for metrics and passes everything
+// else through, including Flush and Hijack (streams and websockets).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type metrics struct {
+	requests        *prometheus.CounterVec
+	upstreamSeconds prometheus.Histogram
+	failovers       prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "sentinel", Name: "requests_total",
+			Help: "Requests answered by the gateway, by HTTP status code.",
+		}, []string{"code"}),
+		upstreamSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "dataplane", Subsystem: "sentinel", Name: "upstream_seconds",
+			Help:    "Time to an upstream's response headers, including failover.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		failovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "sentinel", Name: "upstream_failovers_total",
+			Help: "Requests moved to another upstream because connecting failed.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.upstreamSeconds, m.failovers)
+	}
+	return m
+}
