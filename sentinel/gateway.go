@@ -29,7 +29,8 @@ import (
 // Source is where the gateway reads routes and keys. Get returns the current
 // record of ns/key, or an error wrapping origin.ErrNotFound when the key does
 // not exist or is deleted. It must be safe for concurrent use and fast: it is
-// on every request's path.
+// on every request's path. It bounds its own waits on a miss (the gateway
+// adds no timer per request).
 type Source interface {
 	Get(ctx context.Context, ns, key string) (record.Record, error)
 }
@@ -52,9 +53,6 @@ type Config struct {
 	// UpstreamTimeout bounds the wait for an upstream's response headers.
 	// Bodies (streams, websockets) are not cut by it. Default 30s.
 	UpstreamTimeout time.Duration
-	// LookupTimeout bounds a route or key lookup that misses the memory
-	// cache. Default 2s.
-	LookupTimeout time.Duration
 	// KeyIDHeader carries the verified key's id to the upstream. Default
 	// "X-Dataplane-Key-Id". The raw key is never forwarded.
 	KeyIDHeader string
@@ -77,16 +75,21 @@ type Gateway struct {
 	rr      atomic.Uint64
 }
 
-type ctxKey int
+type ctxKey struct{}
 
-const upstreamsKey ctxKey = 0
+// proxyState travels with a request from serve to rewrite and the failover
+// transport: the route and the upstream the round robin picked first.
+type proxyState struct {
+	route *parsedRoute
+	start int
+}
 
 // New validates cfg and returns a Gateway.
 func New(cfg Config) (*Gateway, error) {
 	if cfg.Source == nil {
 		return nil, errors.New("sentinel: Config.Source is required")
 	}
-	for name, d := range map[string]time.Duration{"DialTimeout": cfg.DialTimeout, "UpstreamTimeout": cfg.UpstreamTimeout, "LookupTimeout": cfg.LookupTimeout} {
+	for name, d := range map[string]time.Duration{"DialTimeout": cfg.DialTimeout, "UpstreamTimeout": cfg.UpstreamTimeout} {
 		if d < 0 {
 			return nil, errors.New("sentinel: Config." + name + " must not be negative")
 		}
@@ -96,9 +99,6 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.UpstreamTimeout == 0 {
 		cfg.UpstreamTimeout = 30 * time.Second
-	}
-	if cfg.LookupTimeout == 0 {
-		cfg.LookupTimeout = 2 * time.Second
 	}
 	if cfg.KeyIDHeader == "" {
 		cfg.KeyIDHeader = "X-Dataplane-Key-Id"
@@ -160,19 +160,18 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	out := r
 	if route.RequireKey {
 		key, status, msg := g.checkKey(r, route)
 		if status != 0 {
 			writeError(w, status, msg)
 			return
 		}
-		out = r.Clone(r.Context())
-		out.Header.Del("Authorization")
-		out.Header.Set(g.cfg.KeyIDHeader, key.KeyID)
+		// The incoming request is ours to change; the proxy copies it.
+		r.Header.Del("Authorization")
+		r.Header.Set(g.cfg.KeyIDHeader, key.KeyID)
 	}
-	out = out.WithContext(context.WithValue(out.Context(), upstreamsKey, route))
-	g.proxy.ServeHTTP(w, out)
+	st := &proxyState{route: route, start: int(g.rr.Add(1) % uint64(len(route.urls)))}
+	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
 }
 
 // checkKey verifies the request's API key against the route's keyspace and
@@ -242,8 +241,6 @@ func (g *Gateway) lookup(ctx context.Context, ns, key string) (record.Record, er
 	if err := record.ValidateKey(ns, key); err != nil {
 		return record.Record{}, origin.ErrNotFound // a key that cannot exist
 	}
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.LookupTimeout)
-	defer cancel()
 	rec, err := g.cfg.Source.Get(ctx, ns, key)
 	if err == nil && rec.Tombstone {
 		return record.Record{}, origin.ErrNotFound
@@ -254,10 +251,9 @@ func (g *Gateway) lookup(ctx context.Context, ns, key string) (record.Record, er
 // rewrite points the outgoing request at the first upstream to try; the
 // failover transport moves on to the next one if connecting fails.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
-	route := pr.In.Context().Value(upstreamsKey).(*parsedRoute)
-	start := int(g.rr.Add(1) % uint64(len(route.urls)))
-	pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), startKey, start))
-	pr.SetURL(route.urls[start])
+	st := pr.In.Context().Value(ctxKey{}).(*proxyState)
+	route := st.route
+	pr.SetURL(route.urls[st.start])
 	pr.Out.Host = pr.In.Host
 	pr.SetXForwarded()
 	if route.DeploymentID != "" {
@@ -283,8 +279,6 @@ type parsedRoute struct {
 	urls []*url.URL
 }
 
-const startKey ctxKey = 1
-
 // failover is an http.RoundTripper that retries a request on the route's
 // next upstream when connecting fails. Only connect failures are retried:
 // nothing of the request has been sent then, so a retry is always safe.
@@ -294,13 +288,12 @@ type failover struct {
 }
 
 func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
-	route, _ := req.Context().Value(upstreamsKey).(*parsedRoute)
-	start, _ := req.Context().Value(startKey).(int)
+	st, _ := req.Context().Value(ctxKey{}).(*proxyState)
 	began := time.Now()
 	resp, err := f.base.RoundTrip(req)
-	for i := 1; err != nil && route != nil && i < len(route.urls) && isDialError(err) && req.Context().Err() == nil; i++ {
+	for i := 1; err != nil && st != nil && i < len(st.route.urls) && isDialError(err) && req.Context().Err() == nil; i++ {
 		f.metrics.failovers.Inc()
-		u := route.urls[(start+i)%len(route.urls)]
+		u := st.route.urls[(st.start+i)%len(st.route.urls)]
 		next := req.Clone(req.Context())
 		next.URL.Scheme, next.URL.Host = u.Scheme, u.Host
 		resp, err = f.base.RoundTrip(next)
@@ -346,8 +339,10 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 // full it starts over, which costs one reparse per live entry.
 type memo struct {
 	mu sync.RWMutex // guards m
-	m  map[string]memoEntry
+	m  map[memoKey]memoEntry
 }
+
+type memoKey struct{ ns, key string }
 
 type memoEntry struct {
 	version record.Version
@@ -358,7 +353,7 @@ const memoMax = 100_000
 
 func (m *memo) get(ns, key string, v record.Version) (any, bool) {
 	m.mu.RLock()
-	e, ok := m.m[ns+"\x00"+key]
+	e, ok := m.m[memoKey{ns, key}]
 	m.mu.RUnlock()
 	if !ok || e.version != v {
 		return nil, false
@@ -369,9 +364,9 @@ func (m *memo) get(ns, key string, v record.Version) (any, bool) {
 func (m *memo) put(ns, key string, v record.Version, value any) {
 	m.mu.Lock()
 	if m.m == nil || len(m.m) >= memoMax {
-		m.m = make(map[string]memoEntry)
+		m.m = make(map[memoKey]memoEntry)
 	}
-	m.m[ns+"\x00"+key] = memoEntry{version: v, value: value}
+	m.m[memoKey{ns, key}] = memoEntry{version: v, value: value}
 	m.mu.Unlock()
 }
 
