@@ -1,0 +1,132 @@
+// Package admin is the operator-facing HTTP listener every dataplane service
+// (sentinel, cache node, publisher) exposes beside its main one: liveness,
+// readiness, Prometheus metrics, and token-protected debug views.
+package admin
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dataplane/dataplane/record"
+)
+
+// Inspection is what the debug endpoint shows of one cached record. It
+// never includes the value, which may hold secrets.
+type Inspection struct {
+	Namespace   string         `json:"namespace"`
+	Key         string         `json:"key"`
+	Version     record.Version `json:"version"`
+	VersionTime time.Time      `json:"version_time"`
+	Tombstone   bool           `json:"tombstone"`
+	Stale       bool           `json:"stale"`
+	AgeSeconds  float64        `json:"age_seconds"`
+	ValueBytes  int            `json:"value_bytes"`
+}
+
+// Config configures the admin handler. Every field is optional.
+type Config struct {
+	// Ready reports whether the service should receive traffic (warm);
+	// nil means always ready.
+	Ready func() bool
+	// Gatherer is what /metrics exposes; nil means prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+	// Token guards every /debug/ endpoint (Authorization: Bearer <token>,
+	// compared in constant time). Empty disables the debug endpoints.
+	Token string
+	// Inspect looks up a cached record for /debug/records/{ns}/{key...}.
+	Inspect func(ns, key string) (Inspection, bool)
+	// Members lists cluster members for /debug/members.
+	Members func() any
+}
+
+// Handler returns the admin handler:
+//
+//	GET /healthz                     200 while the process runs
+//	GET /readyz                      200 once ready, 503 before
+//	GET /metrics                     Prometheus exposition
+//	GET /debug/records/{ns}/{key...} cached version and age of a record (token)
+//	GET /debug/members               cluster members (token)
+func Handler(cfg Config) http.Handler {
+	if cfg.Gatherer == nil {
+		cfg.Gatherer = prometheus.DefaultGatherer
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Ready != nil && !cfg.Ready() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "warming"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("GET /debug/records/{ns}/{key...}", RequireToken(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Inspect == nil {
+			writeJSON(w, http.StatusNotFound, errorBody{"this service has no record cache"})
+			return
+		}
+		ns, key := r.PathValue("ns"), r.PathValue("key")
+		if err := record.ValidateKey(ns, key); err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{err.Error()})
+			return
+		}
+		in, ok := cfg.Inspect(ns, key)
+		if !ok {
+			writeJSON(w, http.StatusNotFound, errorBody{"not cached: " + ns + "/" + key})
+			return
+		}
+		writeJSON(w, http.StatusOK, in)
+	})))
+	mux.Handle("GET /debug/members", RequireToken(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Members == nil {
+			writeJSON(w, http.StatusNotFound, errorBody{"this service is not in a gossip cluster"})
+			return
+		}
+		writeJSON(w, http.StatusOK, cfg.Members())
+	})))
+	return mux
+}
+
+// RequireToken wraps h so that it answers only requests carrying
+// "Authorization: Bearer <token>"; the comparison takes constant time. An
+// empty token refuses every request (403): an endpoint is never open by
+// accident.
+func RequireToken(token string, h http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token == "" {
+			writeJSON(w, http.StatusForbidden, errorBody{"endpoint disabled: no admin token configured"})
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// Hashing both sides first makes the comparison constant-time
+		// whatever the lengths.
+		g := sha256.Sum256([]byte(got))
+		if !ok || subtle.ConstantTimeCompare(g[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="dataplane"`)
+			writeJSON(w, http.StatusUnauthorized, errorBody{"missing or wrong admin token"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
