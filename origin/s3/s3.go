@@ -1,0 +1,424 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/record"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultRegion         = "us-east-1"
+	DefaultMaxRetries     = 3
+	DefaultRetryBaseDelay = 50 * time.Millisecond
+	DefaultRetryMaxDelay  = 2 * time.Second
+	DefaultETagCacheSize  = 10000
+)
+
+// HTTPClient sends the store's HTTP requests; *http.Client is one. Wrap one
+// to inject latency or faults, or to count requests.
+type HTTPClient interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// Config says where a Store keeps its objects and how it reaches them.
+type Config struct {
+	// Bucket holds the objects. Required.
+	Bucket string
+	// Prefix starts every object name, so several stores can share a bucket.
+	// Optional; end it with "/" (e.g. "tenant-a/").
+	Prefix string
+	// Region is the signing region; default DefaultRegion.
+	Region string
+	// Endpoint is the base URL of an S3-compatible server, e.g.
+	// "http://127.0.0.1:7070". Empty means AWS's own endpoint for Region.
+	Endpoint string
+	// UsePathStyle addresses objects as <endpoint>/<bucket>/<name> rather
+	// than <bucket>.<endpoint>/<name>. Most S3-compatible servers need it.
+	UsePathStyle bool
+	// AccessKey and SecretKey (and SessionToken, if any) are static
+	// credentials. Leave them empty to use the SDK's default chain
+	// (environment, shared config files, instance or task role).
+	AccessKey, SecretKey, SessionToken string
+	// HTTPClient sends requests; nil means the SDK's default client.
+	HTTPClient HTTPClient
+	// MaxRetries is how many times a request that failed transiently
+	// (network error, 5xx, throttling) is retried; 0 means
+	// DefaultMaxRetries, negative means never.
+	MaxRetries int
+	// RetryBaseDelay and RetryMaxDelay shape the backoff between retries:
+	// exponential from the base, capped at the max, with jitter. Zero means
+	// DefaultRetryBaseDelay and DefaultRetryMaxDelay.
+	RetryBaseDelay, RetryMaxDelay time.Duration
+	// ETagCacheSize bounds how many (version, ETag) pairs of recently read
+	// or written records the Store remembers for 304 reads and one-request
+	// swaps; 0 means DefaultETagCacheSize, negative disables it.
+	ETagCacheSize int
+	// Logger receives warnings (a change log object that does not parse);
+	// nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// validate checks c and fills in defaults.
+func (c *Config) validate() error {
+	if c.Bucket == "" {
+		return errors.New("s3: Config.Bucket is required")
+	}
+	if len(c.Prefix) > 256 || !utf8.ValidString(c.Prefix) || strings.ContainsFunc(c.Prefix, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("s3: Config.Prefix %q: want at most 256 bytes of UTF-8 without control characters", c.Prefix)
+	}
+	if c.Endpoint != "" {
+		if err := checkEndpoint(c.Endpoint); err != nil {
+			return err
+		}
+	}
+	if (c.AccessKey == "") != (c.SecretKey == "") {
+		return errors.New("s3: Config.AccessKey and Config.SecretKey go together: set both or neither")
+	}
+	if c.Region == "" {
+		c.Region = DefaultRegion
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = DefaultMaxRetries
+	}
+	if c.MaxRetries < 0 {
+		c.MaxRetries = 0
+	}
+	if c.RetryBaseDelay <= 0 {
+		c.RetryBaseDelay = DefaultRetryBaseDelay
+	}
+	if c.RetryMaxDelay <= 0 {
+		c.RetryMaxDelay = DefaultRetryMaxDelay
+	}
+	if c.ETagCacheSize == 0 {
+		c.ETagCacheSize = DefaultETagCacheSize
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// checkEndpoint accepts an absolute http(s) URL with a host and nothing
+// after the path.
+func checkEndpoint(ep string) error {
+	u, err := url.Parse(ep)
+	if err != nil {
+		return fmt.Errorf("s3: Config.Endpoint %q is not a URL: %w", ep, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("s3: Config.Endpoint %q: scheme must be http or https, e.g. http://127.0.0.1:7070", ep)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("s3: Config.Endpoint %q has no host, e.g. http://127.0.0.1:7070", ep)
+	}
+	if p := u.Port(); p != "" {
+		for _, c := range p {
+			if c < '0' || c > '9' {
+				return fmt.Errorf("s3: Config.Endpoint %q: bad port %q", ep, p)
+			}
+		}
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return fmt.Errorf("s3: Config.Endpoint %q: want only scheme, host, port and path", ep)
+	}
+	return nil
+}
+
+// Store is an origin.Store in an S3 bucket. It is safe for concurrent use,
+// also by many processes sharing the bucket and prefix.
+type Store struct {
+	client *s3.Client
+	bucket string
+	prefix string
+	logger *slog.Logger
+	etags  *etagCache
+	// horizon is the highest log horizon this Store has seen. Horizons only
+	// rise, so an `after` it already truncates needs no request.
+	horizon atomic.Uint64
+}
+
+var _ origin.Store = (*Store)(nil)
+
+// New returns a Store for cfg. It validates cfg (a malformed Endpoint is an
+// error naming it) but sends no request: the bucket must exist (see
+// CreateBucket), and an unreachable server shows up on the first call.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	var awsCfg aws.Config
+	if cfg.AccessKey != "" {
+		awsCfg = aws.Config{
+			Region:      cfg.Region,
+			Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)),
+		}
+	} else {
+		var err error
+		awsCfg, err = config.LoadDefaultConfig(ctx, config.WithRegion(cfg.Region))
+		if err != nil {
+			return nil, fmt.Errorf("s3: load AWS configuration: %w", err)
+		}
+	}
+	base, maxDelay := cfg.RetryBaseDelay, cfg.RetryMaxDelay
+	retryer := retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = cfg.MaxRetries + 1
+		o.MaxBackoff = maxDelay
+		// No client-side retry quota: during an outage it would turn every
+		// call into an immediate "quota exceeded" long after the origin is
+		// back; the bounded attempts and backoff limit the load instead.
+		o.RateLimiter = ratelimit.None
+		o.Backoff = retry.BackoffDelayerFunc(func(attempt int, _ error) (time.Duration, error) {
+			return backoff(attempt, base, maxDelay), nil
+		})
+	})
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		o.Region = cfg.Region
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.UsePathStyle = cfg.UsePathStyle
+		if cfg.HTTPClient != nil {
+			o.HTTPClient = cfg.HTTPClient
+		}
+		o.Retryer = retryer
+		// Records and snapshots carry their own CRC-32C; extra SDK
+		// checksums only where S3 demands them (DeleteObjects).
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		o.DisableLogOutputChecksumValidationSkipped = true
+	})
+	return &Store{
+		client: client,
+		bucket: cfg.Bucket,
+		prefix: cfg.Prefix,
+		logger: cfg.Logger,
+		etags:  newETagCache(cfg.ETagCacheSize),
+	}, nil
+}
+
+// backoff is the delay before retry number attempt (1 for the first): base
+// doubled per attempt, capped at max, with jitter in [d/2, d].
+func backoff(attempt int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	return d/2 + rand.N(d/2+1)
+}
+
+// Bucket returns the bucket the store uses.
+func (s *Store) Bucket() string { return s.bucket }
+
+// CreateBucket creates the store's bucket if it does not exist yet, for
+// tests and development setups.
+func (s *Store) CreateBucket(ctx context.Context) error {
+	_, err := s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.bucket)})
+	if err != nil {
+		var owned *types.BucketAlreadyOwnedByYou
+		if errors.As(err, &owned) || errorCode(err) == "BucketAlreadyOwnedByYou" {
+			return nil
+		}
+		return s.fail(ctx, "create bucket", "", err)
+	}
+	return nil
+}
+
+// Get implements origin.Store.
+func (s *Store) Get(ctx context.Context, ns, key string, ifNewer record.Version) (record.Record, error) {
+	if err := record.ValidateKey(ns, key); err != nil {
+		return record.Record{}, err
+	}
+	name := s.recordName(ns, key)
+	in := &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(name)}
+	if ifNewer != 0 {
+		if e, ok := s.etags.get(name); ok && e.version <= ifNewer {
+			// The object still has this ETag only if it still holds a
+			// version at most ifNewer: then the answer is a bodiless 304.
+			in.IfNoneMatch = aws.String(e.etag)
+		}
+	}
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		switch {
+		case isNotModified(err) && ctx.Err() == nil:
+			return record.Record{}, fmt.Errorf("s3 get %s/%s: %w", ns, key, origin.ErrNotModified)
+		case isNotFound(err) && ctx.Err() == nil:
+			s.etags.forget(name)
+			return record.Record{}, fmt.Errorf("s3 get %s/%s: %w", ns, key, origin.ErrNotFound)
+		}
+		return record.Record{}, s.fail(ctx, "get", name, err)
+	}
+	r, err := s.decodeRecord(ctx, ns, key, name, out.Body)
+	if err != nil {
+		return record.Record{}, err
+	}
+	s.etags.put(name, r.Version, aws.ToString(out.ETag))
+	if ifNewer != 0 && r.Version <= ifNewer {
+		return record.Record{}, fmt.Errorf("s3 get %s/%s: stored %s: %w", ns, key, r.Version, origin.ErrNotModified)
+	}
+	return r, nil
+}
+
+// decodeRecord reads and decodes a record object's body and closes it.
+func (s *Store) decodeRecord(ctx context.Context, ns, key, name string, body io.ReadCloser) (record.Record, error) {
+	b, err := readBody(body, record.MaxEncodedSize)
+	if err != nil {
+		if errors.Is(err, record.ErrCorrupt) {
+			s.etags.forget(name)
+			return record.Record{}, fmt.Errorf("s3 get %s/%s (s3://%s/%s): %w", ns, key, s.bucket, name, err)
+		}
+		return record.Record{}, s.fail(ctx, "get", name, err)
+	}
+	r, err := record.Unmarshal(b)
+	if err == nil && (r.Namespace != ns || r.Key != key) {
+		err = fmt.Errorf("%w: object holds %s/%s", record.ErrCorrupt, r.Namespace, r.Key)
+	}
+	if err != nil {
+		s.etags.forget(name)
+		if !errors.Is(err, record.ErrCorrupt) {
+			err = fmt.Errorf("%w: %w", record.ErrCorrupt, err)
+		}
+		return record.Record{}, fmt.Errorf("s3 get %s/%s (s3://%s/%s): %w", ns, key, s.bucket, name, err)
+	}
+	return r, nil
+}
+
+// readBody reads at most limit bytes and closes r; a longer body is corrupt.
+func readBody(r io.ReadCloser, limit int) ([]byte, error) {
+	defer r.Close()
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > limit {
+		return nil, fmt.Errorf("%w: object is over %d bytes", record.ErrCorrupt, limit)
+	}
+	return b, nil
+}
+
+// CompareAndSwap implements origin.Store.
+func (s *Store) CompareAndSwap(ctx context.Context, rec record.Record, prev record.Version) error {
+	if err := origin.CheckSwap(rec, prev); err != nil {
+		return err
+	}
+	body, err := record.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	name := s.recordName(rec.Namespace, rec.Key)
+	put := func(cond func(*s3.PutObjectInput)) error {
+		in := &s3.PutObjectInput{
+			Bucket:        aws.String(s.bucket),
+			Key:           aws.String(name),
+			Body:          bytes.NewReader(body),
+			ContentLength: aws.Int64(int64(len(body))),
+			ContentType:   aws.String("application/octet-stream"),
+			Metadata:      map[string]string{metaVersion: rec.Version.String()},
+		}
+		cond(in)
+		out, err := s.client.PutObject(ctx, in)
+		if err != nil {
+			return err
+		}
+		s.etags.put(name, rec.Version, aws.ToString(out.ETag))
+		return nil
+	}
+	conflict := func(stored string) error {
+		return fmt.Errorf("s3 swap %s/%s@%s: stored %s, expected %s: %w", rec.Namespace, rec.Key, rec.Version, stored, prev, origin.ErrConflict)
+	}
+	if prev == 0 {
+		err := put(func(in *s3.PutObjectInput) { in.IfNoneMatch = aws.String("*") })
+		switch {
+		case err == nil:
+			return nil
+		case isConflict(err) && ctx.Err() == nil:
+			return conflict("a version")
+		default:
+			return s.fail(ctx, "swap", name, err)
+		}
+	}
+	// Fast path: the ETag this Store last saw for version prev. If the
+	// object changed since, the PUT fails and the HEAD below tells whether
+	// that is a real conflict or just an outdated memory.
+	if e, ok := s.etags.get(name); ok && e.version == prev {
+		err := put(func(in *s3.PutObjectInput) { in.IfMatch = aws.String(e.etag) })
+		switch {
+		case err == nil:
+			return nil
+		case isConflict(err) && ctx.Err() == nil:
+			s.etags.forgetETag(name, e.etag)
+		default:
+			return s.fail(ctx, "swap", name, err)
+		}
+	}
+	cur, etag, err := s.headVersion(ctx, rec.Namespace, rec.Key, name)
+	switch {
+	case errors.Is(err, origin.ErrNotFound):
+		return conflict("nothing")
+	case err != nil:
+		return err
+	case cur != prev:
+		return conflict(cur.String())
+	}
+	err = put(func(in *s3.PutObjectInput) { in.IfMatch = aws.String(etag) })
+	switch {
+	case err == nil:
+		return nil
+	case isConflict(err) && ctx.Err() == nil:
+		s.etags.forgetETag(name, etag)
+		return conflict("a newer version")
+	default:
+		return s.fail(ctx, "swap", name, err)
+	}
+}
+
+// headVersion returns the version and ETag of the stored record of ns/key:
+// from the object's metadata with a HEAD, or by reading the object if the
+// metadata is missing (an object written by other tools).
+func (s *Store) headVersion(ctx context.Context, ns, key, name string) (record.Version, string, error) {
+	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(name)})
+	if err != nil {
+		if isNotFound(err) && ctx.Err() == nil {
+			return 0, "", fmt.Errorf("s3 head %s/%s: %w", ns, key, origin.ErrNotFound)
+		}
+		return 0, "", s.fail(ctx, "head", name, err)
+	}
+	if v, ok := parseVersion(head.Metadata[metaVersion]); ok && head.ETag != nil {
+		return v, *head.ETag, nil
+	}
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(name)})
+	if err != nil {
+		if isNotFound(err) && ctx.Err() == nil {
+			return 0, "", fmt.Errorf("s3 get %s/%s: %w", ns, key, origin.ErrNotFound)
+		}
+		return 0, "", s.fail(ctx, "get", name, err)
+	}
+	r, err := s.decodeRecord(ctx, ns, key, name, out.Body)
+	if err != nil {
+		return 0, "", err
+	}
+	return r.Version, aws.ToString(out.ETag), nil
+}
