@@ -1,0 +1,381 @@
+// Package cache is the memory stale-while-revalidate cache in front of an
+// origin, used by every node.
+//
+// A read inside a key's fresh window is answered from memory; inside the stale
+// window it is answered from memory at once (marked stale) while one
+// background refresh asks the origin; past both it waits for the origin. A key
+// once cached is never dropped for age, only by the size bound, so while the
+// origin is unreachable every cached key keeps being served, marked stale.
+//
+// Every write is ordered by record version: the cache never replaces a version
+// with an older one, and a refill that started before an invalidation and
+// brings back an older version than the invalidation named is not installed
+// as fresh (the "stale set" race). Concurrent misses of one key make one
+// origin read.
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/record"
+)
+
+// Loader is what the cache reads through. origin.Store satisfies it.
+//
+// Get returns the record of ns/key (possibly a tombstone), an error wrapping
+// origin.ErrNotFound for a never-written key, or, when ifNewer is non-zero and
+// the origin holds nothing newer, an error wrapping origin.ErrNotModified. It
+// must be safe for concurrent use and should honour ctx.
+type Loader interface {
+	Get(ctx context.Context, ns, key string, ifNewer record.Version) (record.Record, error)
+}
+
+// LoaderFunc adapts a function to Loader.
+type LoaderFunc func(ctx context.Context, ns, key string, ifNewer record.Version) (record.Record, error)
+
+// Get calls f.
+func (f LoaderFunc) Get(ctx context.Context, ns, key string, ifNewer record.Version) (record.Record, error) {
+	return f(ctx, ns, key, ifNewer)
+}
+
+var _ Loader = origin.Store(nil)
+
+// Errors of this package; others come from the Loader, wrapped.
+var (
+	// ErrClosed is returned for a read that would need the origin after
+	// Close. Cached values are still served.
+	ErrClosed = errors.New("cache closed")
+	// ErrLoaderPanic wraps a panic of the Loader, turned into an error.
+	ErrLoaderPanic = errors.New("loader panicked")
+)
+
+// Cache is a bounded, versioned stale-while-revalidate cache in front of a
+// Loader. All methods are safe for concurrent use.
+type Cache struct {
+	loader  Loader
+	opts    Options
+	now     func() int64       // Unix ns
+	coarse  *otter.CoarseClock // the default clock, stopped by Close
+	log     *slog.Logger
+	store   *otter.Cache[key, *entry]
+	spaces  spaces
+	metrics *metrics
+	flight  singleflight.Group
+
+	// ctx bounds every origin read; Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	bgMu   sync.Mutex // guards closed and additions to bg
+	closed bool
+	bg     sync.WaitGroup // background refreshes
+	once   sync.Once      // Close
+
+	// pendingMu orders loads against invalidations. It guards pending and
+	// is held around every store write that must see an invalidation
+	// (installs, Apply, Invalidate), always taken before otter's own locks.
+	pendingMu sync.Mutex
+	// pending holds, for each key being loaded, the highest version an
+	// Invalidate named during the load, so that the load cannot install an
+	// older version as fresh even when the key was not held.
+	pending map[key]record.Version
+}
+
+// New returns a cache reading through l. It fails on invalid options, naming
+// the field, or when the metrics cannot be registered.
+func New(l Loader, o Options) (*Cache, error) {
+	if l == nil {
+		return nil, errNilLoader
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	o.Namespaces = maps.Clone(o.Namespaces) // the caller may reuse its map
+	c := &Cache{
+		loader:  l,
+		opts:    o,
+		log:     o.Logger.With("component", "cache"),
+		pending: make(map[key]record.Version),
+	}
+	if o.Now != nil {
+		c.now = func() int64 { return o.Now().UnixNano() }
+	} else {
+		// Reading the precise time costs more than the rest of a hit on
+		// some machines (43 ns for time.Now on the 2-core CI VM); the
+		// windows are seconds long, so a millisecond's precision will do.
+		c.coarse = otter.NewCoarseClock(time.Millisecond)
+		c.now = c.coarse.NowNano
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	store, err := otter.New(&otter.Options[key, *entry]{
+		MaximumWeight: uint64(o.MaxBytes),
+		Weigher:       weight,
+		// Counting only: runs under otter's bucket lock and must not call
+		// the cache.
+		OnAtomicDeletion: func(ev otter.DeletionEvent[key, *entry]) {
+			if ev.WasEvicted() {
+				ev.Value.space.evictions.Inc()
+			}
+		},
+		Logger: otterLogger{c.log},
+	})
+	if err != nil {
+		c.stopClock()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	c.store = store
+	c.metrics = newMetrics(func() float64 { return float64(store.EstimatedSize()) })
+	c.spaces = spaces{opts: &c.opts, metrics: c.metrics, byName: make(map[string]*space)}
+	if o.Registerer != nil {
+		if err := c.metrics.register(o.Registerer); err != nil {
+			store.StopAllGoroutines()
+			c.stopClock()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Get returns the value of ns/key. It blocks only when the key is not held,
+// is past its stale window, or has been invalidated; then it waits for one
+// origin read shared with every concurrent reader of the key, bounded by ctx
+// and RefreshTimeout. If that read fails and a value is held, the held value
+// is returned marked stale and the error is only logged and counted.
+//
+// A deleted key (tombstone) and a key the origin does not have are both
+// returned as an error wrapping origin.ErrNotFound; the Entry then describes
+// the cached answer (a tombstone record, its staleness and age). Other errors
+// mean the origin failed and nothing was held.
+func (c *Cache) Get(ctx context.Context, ns, k string) (Entry, error) {
+	kk := key{ns, k}
+	now := c.now()
+	held, ok := c.store.GetIfPresent(kk)
+	if ok {
+		switch st := held.state(now); st {
+		case fresh:
+			held.space.hits.Inc()
+			return held.answer(now, st)
+		case stale:
+			c.refreshAsync(kk, held)
+			fallthrough
+		case backoff:
+			held.space.staleHits.Inc()
+			return held.answer(now, st)
+		}
+	} else if err := record.ValidateKey(ns, k); err != nil {
+		return Entry{}, fmt.Errorf("cache: %w", err)
+	}
+	return c.getSlow(ctx, kk, held)
+}
+
+// getSlow waits for a load of k, or for ctx, and answers with its result.
+func (c *Cache) getSlow(ctx context.Context, k key, held *entry) (Entry, error) {
+	sp := c.spaces.get(k.ns)
+	if c.isClosed() {
+		return c.fallback(k, held, sp, ErrClosed)
+	}
+	ch := c.flight.DoChan(k.flightKey(), func() (any, error) { return c.load(k, sp) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			sp.misses.Inc()
+			return Entry{}, r.Err
+		}
+		e := r.Val.(*entry)
+		now := c.now()
+		st := e.state(now)
+		if st == fresh {
+			sp.misses.Inc()
+		} else {
+			sp.staleHits.Inc()
+		}
+		return e.answer(now, st)
+	case <-ctx.Done():
+		return c.fallback(k, held, sp, ctx.Err())
+	}
+}
+
+// fallback serves what is held, marked stale, when no answer can be had;
+// with nothing held it returns err.
+func (c *Cache) fallback(k key, held *entry, sp *space, err error) (Entry, error) {
+	if cur := c.peek(k); cur != nil {
+		held = cur // never older than what the caller saw, maybe newer
+	}
+	if held == nil {
+		sp.misses.Inc()
+		return Entry{}, fmt.Errorf("cache: get %s/%s: %w", k.ns, k.key, err)
+	}
+	now := c.now()
+	st := held.state(now)
+	if st == fresh {
+		sp.hits.Inc()
+	} else {
+		sp.staleHits.Inc()
+	}
+	return held.answer(now, st)
+}
+
+// refreshAsync starts a background refresh of k unless one of held already
+// runs or the cache is closed.
+func (c *Cache) refreshAsync(k key, held *entry) {
+	if !held.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	c.bgMu.Lock()
+	if c.closed {
+		c.bgMu.Unlock()
+		return
+	}
+	c.bg.Add(1)
+	c.bgMu.Unlock()
+	go func() {
+		defer c.bg.Done()
+		defer held.refreshing.Store(false)
+		sp := held.space
+		// Do, not DoChan: load never panics (it recovers the Loader), and
+		// the result is in the store when Do returns.
+		_, _, _ = c.flight.Do(k.flightKey(), func() (any, error) { return c.load(k, sp) })
+	}()
+}
+
+func (c *Cache) isClosed() bool {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	return c.closed
+}
+
+// Peek returns what the cache holds for ns/key without loading, counting or
+// touching the eviction policy; for debug endpoints. A not-found is held as a
+// tombstone of version 0. It never blocks.
+func (c *Cache) Peek(ns, k string) (Entry, bool) {
+	e, ok := c.store.GetEntryQuietly(key{ns, k})
+	if !ok {
+		return Entry{}, false
+	}
+	now := c.now()
+	ent, _ := e.Value.answer(now, e.Value.state(now))
+	return ent, true
+}
+
+// All iterates over the held entries, tombstones and not-founds included,
+// without loading or counting; for revalidating everything after the change
+// log was truncated, and for debug endpoints. It never blocks on the origin.
+// Entries changed during the iteration may be seen in either state.
+func (c *Cache) All() iter.Seq[Entry] {
+	return func(yield func(Entry) bool) {
+		for _, e := range c.store.All() {
+			now := c.now()
+			ent, _ := e.answer(now, e.state(now))
+			if !yield(ent) {
+				return
+			}
+		}
+	}
+}
+
+// Invalidate records that version v of ns/key exists: a held entry older than
+// v is served no longer as fresh, and the next Get waits for the origin
+// (falling back to the held value, marked stale, if the origin fails). A load
+// in flight that returns a version older than v is not installed as fresh.
+// Invalidating a key that is neither held nor loading does nothing. It
+// reports whether anything was marked, and never blocks on the origin.
+func (c *Cache) Invalidate(ns, k string, v record.Version) bool {
+	kk := key{ns, k}
+	marked := false
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	if floor, loading := c.pending[kk]; loading && v > floor {
+		c.pending[kk] = v
+		marked = true
+	}
+	var sp *space
+	c.store.ComputeIfPresent(kk, func(cur *entry) (*entry, otter.ComputeOp) {
+		sp = cur.space
+		if v <= cur.rec.Version || v <= cur.floor {
+			return cur, otter.CancelOp
+		}
+		n := cur.clone()
+		n.floor, n.failed = v, 0
+		marked = true
+		return n, otter.WriteOp
+	})
+	if marked {
+		if sp == nil {
+			sp = c.spaces.get(ns)
+		}
+		sp.invalidations.Inc()
+	}
+	return marked
+}
+
+// Apply installs rec, which arrived by gossip or in a snapshot, if it is
+// newer than the version held (or nothing is held), as fresh as of now. An
+// older or equal version, or an invalid record, is ignored (the latter
+// logged). It reports whether rec was installed, and never blocks on the
+// origin. Callers that want to update only keys already held check Peek
+// first.
+func (c *Cache) Apply(rec record.Record) bool {
+	if err := rec.Validate(); err != nil {
+		c.log.Warn("ignoring invalid record", "err", err)
+		return false
+	}
+	sp := c.spaces.get(rec.Namespace)
+	n := newEntry(rec, sp, c.now())
+	applied := c.install(key{rec.Namespace, rec.Key}, n, false) == n
+	if applied {
+		sp.applys.Inc()
+	}
+	return applied
+}
+
+// Close stops background refreshes and cancels origin reads in flight,
+// waiting for the refreshes to end, and unregisters the metrics. Afterwards
+// Get still serves what is held, and returns ErrClosed where it would need
+// the origin. Close is idempotent.
+func (c *Cache) Close() {
+	c.once.Do(func() {
+		c.bgMu.Lock()
+		c.closed = true
+		c.bgMu.Unlock()
+		c.cancel()
+		c.bg.Wait()
+		c.store.StopAllGoroutines()
+		c.stopClock()
+		if r := c.opts.Registerer; r != nil {
+			for _, m := range c.metrics.collectors() {
+				r.Unregister(m)
+			}
+		}
+	})
+}
+
+func (c *Cache) stopClock() {
+	if c.coarse != nil {
+		c.coarse.Stop()
+	}
+}
+
+// otterLogger sends otter's warnings to slog.
+type otterLogger struct{ log *slog.Logger }
+
+func (l otterLogger) Warn(ctx context.Context, msg string, err error) {
+	l.log.WarnContext(ctx, msg, "err", err)
+}
+
+func (l otterLogger) Error(ctx context.Context, msg string, err error) {
+	l.log.ErrorContext(ctx, msg, "err", err)
+}

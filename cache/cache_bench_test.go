@@ -1,0 +1,140 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+
+	"github.com/dataplane/dataplane/origin/mem"
+	"github.com/dataplane/dataplane/record"
+)
+
+const benchKeys = 10_000
+
+// zipfKeys returns benchKeys keys and a long Zipf-distributed sequence of
+// indexes into them (s=1.01: a few hot keys, a long tail).
+func zipfKeys() ([]key, []int) {
+	keys := make([]key, benchKeys)
+	for i := range keys {
+		keys[i] = key{"keys", fmt.Sprintf("ks/%064x", i)}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	z := rand.NewZipf(r, 1.01, 1, benchKeys-1)
+	seq := make([]int, 1<<16)
+	for i := range seq {
+		seq[i] = int(z.Uint64())
+	}
+	return keys, seq
+}
+
+// BenchmarkHit compares a fresh hit through Cache.Get with a bare otter
+// GetIfPresent on the same keys, the floor any otter-based cache pays.
+func BenchmarkHit(b *testing.B) {
+	keys, seq := zipfKeys()
+	var next atomic.Uint64 // spreads goroutines over the sequence
+
+	b.Run("cache", func(b *testing.B) {
+		o := DefaultOptions()
+		o.Default.Fresh = time.Hour
+		o.Logger = slog.New(slog.DiscardHandler)
+		c, err := New(mem.New(), o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		for _, k := range keys {
+			c.Apply(record.Record{Namespace: k.ns, Key: k.key, Value: make([]byte, 200), Version: 1})
+		}
+		ctx := context.Background()
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(next.Add(7919))
+			for pb.Next() {
+				k := keys[seq[i&(len(seq)-1)]]
+				i++
+				if _, err := c.Get(ctx, k.ns, k.key); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+
+	b.Run("otter", func(b *testing.B) {
+		c := otter.Must(&otter.Options[key, []byte]{MaximumSize: 1 << 20})
+		defer c.StopAllGoroutines()
+		for _, k := range keys {
+			c.Set(k, make([]byte, 200))
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(next.Add(7919))
+			for pb.Next() {
+				k := keys[seq[i&(len(seq)-1)]]
+				i++
+				if _, ok := c.GetIfPresent(k); !ok {
+					b.Error("miss")
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkConcurrentMisses makes 1000 goroutines miss one new key at once
+// per iteration, and reports how many origin reads that cost.
+func BenchmarkConcurrentMisses(b *testing.B) {
+	const readers = 1000
+	store := mem.New()
+	var reads atomic.Int64
+	var release atomic.Pointer[chan struct{}]
+	l := LoaderFunc(func(ctx context.Context, ns, k string, ifNewer record.Version) (record.Record, error) {
+		reads.Add(1)
+		<-*release.Load() // hold the load until every reader has started
+		return store.Get(ctx, ns, k, ifNewer)
+	})
+	o := DefaultOptions()
+	o.Logger = slog.New(slog.DiscardHandler)
+	c, err := New(l, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		k := fmt.Sprintf("k%d", i)
+		if _, err := store.Get(ctx, "keys", k, 0); err != nil {
+			if err := store.CompareAndSwap(ctx, record.Record{Namespace: "keys", Key: k, Version: 1, Value: []byte("v")}, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ch := make(chan struct{})
+		release.Store(&ch)
+		var started, done sync.WaitGroup
+		started.Add(readers)
+		b.StartTimer()
+		for range readers {
+			done.Go(func() {
+				started.Done()
+				if _, err := c.Get(ctx, "keys", k); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		started.Wait()
+		close(ch)
+		done.Wait()
+	}
+	b.ReportMetric(float64(reads.Load())/float64(b.N), "origin-reads/1000-misses")
+}

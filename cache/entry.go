@@ -1,0 +1,129 @@
+package cache
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/record"
+)
+
+// Entry is a cached answer.
+type Entry struct {
+	// Record is the record served. For a deleted key it is the tombstone;
+	// for a key the origin has never seen it is a tombstone of version 0.
+	// Its Value is shared by every reader and must not be modified.
+	Record record.Record
+	// Stale reports that the value is past its fresh window, or that a newer
+	// version is known to exist, or that the origin could not confirm it.
+	Stale bool
+	// Age is the time since the origin (or Apply) last confirmed the value.
+	Age time.Duration
+}
+
+// key addresses an entry. A struct of the two strings keeps lookups free of
+// allocation.
+type key struct{ ns, key string }
+
+// flightKey names k's loads in the singleflight group.
+func (k key) flightKey() string { return k.ns + "\x00" + k.key }
+
+// entry is what the cache holds for a key. It is immutable once stored,
+// except refreshing: every change stores a new entry, so readers need no lock.
+type entry struct {
+	rec   record.Record // a tombstone of version 0 for not-found
+	space *space
+	// checked is when the origin or Apply last confirmed rec (Unix ns);
+	// the windows of rec's namespace run from it to freshUntil and
+	// staleUntil.
+	checked, freshUntil, staleUntil int64
+	// failed is when a load of this key last failed (Unix ns), 0 if none
+	// since checked; the origin is not asked again before a fresh window
+	// has passed since, so an outage does not make every read wait.
+	failed int64
+	// floor is the highest version known to exist; above rec.Version it
+	// means rec is outdated (see Invalidate).
+	floor record.Version
+	// notFound is returned for tombstones and not-founds, built once so the
+	// hit path does not allocate.
+	notFound error
+	// refreshing is set while a background refresh of this entry runs.
+	refreshing atomic.Bool
+}
+
+func newEntry(rec record.Record, sp *space, now int64) *entry {
+	e := &entry{rec: rec, space: sp}
+	e.confirm(now)
+	if rec.Tombstone {
+		e.notFound = fmt.Errorf("%s/%s: deleted at version %s: %w", rec.Namespace, rec.Key, rec.Version, origin.ErrNotFound)
+		if rec.Version == 0 {
+			e.notFound = fmt.Errorf("%s/%s: %w", rec.Namespace, rec.Key, origin.ErrNotFound)
+		}
+	}
+	return e
+}
+
+// clone returns a copy of e that a change can modify before storing it.
+func (e *entry) clone() *entry {
+	return &entry{
+		rec: e.rec, space: e.space, floor: e.floor, notFound: e.notFound,
+		checked: e.checked, freshUntil: e.freshUntil, staleUntil: e.staleUntil, failed: e.failed,
+	}
+}
+
+// confirm records that the origin (or Apply) vouched for e.rec at now. It
+// may be called only before e is stored.
+func (e *entry) confirm(now int64) {
+	freshFor, staleFor := e.space.window(e.negative())
+	e.checked, e.failed = now, 0
+	e.freshUntil, e.staleUntil = now+freshFor, now+freshFor+staleFor
+}
+
+// negative reports whether e caches a not-found.
+func (e *entry) negative() bool { return e.rec.Tombstone && e.rec.Version == 0 }
+
+// weight estimates e's memory for the size bound.
+func weight(k key, e *entry) uint32 {
+	const overhead = 256 // entry, otter node, error, key and record headers
+	n := overhead + len(k.ns) + len(k.key) + len(e.rec.Value)
+	if e.notFound != nil {
+		n += len(k.ns) + len(k.key) + 64
+	}
+	return uint32(n)
+}
+
+// state is what a read should do with a held entry.
+type state int
+
+const (
+	fresh   state = iota // serve
+	stale                // serve, marked stale, and refresh in the background
+	backoff              // serve, marked stale: the last load failed recently
+	expired              // load, and serve the result
+)
+
+func (e *entry) state(now int64) state {
+	if now < e.freshUntil && e.floor <= e.rec.Version {
+		return fresh
+	}
+	recentFailure := e.failed != 0 && now-e.failed < e.freshUntil-e.checked
+	switch {
+	case recentFailure:
+		return backoff
+	case e.floor > e.rec.Version:
+		return expired // a newer version is known to exist: wait for it
+	case now < e.staleUntil:
+		return stale
+	}
+	return expired
+}
+
+// answer turns a held entry into what Get returns.
+func (e *entry) answer(now int64, st state) (Entry, error) {
+	ent := Entry{Record: e.rec, Stale: st != fresh, Age: time.Duration(now - e.checked)}
+	if e.notFound != nil {
+		return ent, e.notFound
+	}
+	return ent, nil
+}

@@ -1,0 +1,149 @@
+package cache
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the cache's Prometheus collectors. Every counter has a
+// "namespace" label.
+type metrics struct {
+	hits, staleHits, misses          *prometheus.CounterVec
+	originReads, originErrors        *prometheus.CounterVec
+	revalidations                    *prometheus.CounterVec
+	evictions, invalidations, applys *prometheus.CounterVec
+	entries                          prometheus.GaugeFunc
+}
+
+func newMetrics(entries func() float64) *metrics {
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "cache", Name: name, Help: help,
+		}, []string{"namespace"})
+	}
+	return &metrics{
+		hits:          counter("hits_total", "Reads answered fresh from memory without waiting."),
+		staleHits:     counter("stale_hits_total", "Reads answered with a stale value: at once while refreshing, or after the origin failed."),
+		misses:        counter("misses_total", "Reads that waited for the origin and got its answer (or its error)."),
+		originReads:   counter("origin_reads_total", "Calls of the loader (origin reads)."),
+		originErrors:  counter("origin_errors_total", "Origin reads that failed (not counting not-found and not-modified)."),
+		revalidations: counter("revalidations_total", "Origin reads answered not-modified: the held version is still current."),
+		evictions:     counter("evictions_total", "Entries dropped by the size bound."),
+		invalidations: counter("invalidations_total", "Invalidations that marked a held or loading entry stale."),
+		applys:        counter("applied_total", "Records installed by Apply (gossip, snapshots)."),
+		entries: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "dataplane", Subsystem: "cache", Name: "entries",
+			Help: "Entries held, estimated.",
+		}, entries),
+	}
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		m.hits, m.staleHits, m.misses, m.originReads, m.originErrors,
+		m.revalidations, m.evictions, m.invalidations, m.applys, m.entries,
+	}
+}
+
+// register registers every collector on r, undoing the work on failure.
+func (m *metrics) register(r prometheus.Registerer) error {
+	var done []prometheus.Collector
+	for _, c := range m.collectors() {
+		if err := r.Register(c); err != nil {
+			for _, d := range done {
+				r.Unregister(d)
+			}
+			return fmt.Errorf("cache: register metrics: %w", err)
+		}
+		done = append(done, c)
+	}
+	return nil
+}
+
+// space is what the cache knows about one namespace: its windows and its
+// counters, resolved once so that the hit path does no label lookup. Entries
+// point to their space.
+type space struct {
+	fresh, stale, negative int64 // nanoseconds
+
+	hits, staleHits, misses   prometheus.Counter
+	originReads, originErrors prometheus.Counter
+	revalidations             prometheus.Counter
+	evictions, invalidations  prometheus.Counter
+	applys                    prometheus.Counter
+}
+
+// maxSpaces bounds the distinct namespaces tracked with their own label;
+// further unconfigured namespaces share otherSpace, so a flood of made-up
+// namespaces cannot grow the metrics or this table without limit.
+const maxSpaces = 64
+
+// otherSpace is the label of namespaces beyond maxSpaces.
+const otherSpace = "_other"
+
+// spaces resolves namespaces to their space.
+type spaces struct {
+	opts    *Options
+	metrics *metrics
+
+	mu     sync.RWMutex // guards byName
+	byName map[string]*space
+}
+
+func (s *spaces) get(ns string) *space {
+	s.mu.RLock()
+	sp := s.byName[ns]
+	s.mu.RUnlock()
+	if sp != nil {
+		return sp
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sp = s.byName[ns]; sp != nil {
+		return sp
+	}
+	label := ns
+	w, configured := s.opts.Namespaces[ns]
+	if !configured {
+		w = s.opts.Default
+		if len(s.byName) >= maxSpaces {
+			if sp = s.byName[otherSpace]; sp == nil {
+				sp = s.newSpace(otherSpace, w)
+				s.byName[otherSpace] = sp
+			}
+			return sp
+		}
+	}
+	sp = s.newSpace(label, w)
+	s.byName[ns] = sp
+	return sp
+}
+
+func (s *spaces) newSpace(label string, w Window) *space {
+	m := s.metrics
+	return &space{
+		fresh:         int64(w.Fresh),
+		stale:         int64(w.Stale),
+		negative:      int64(s.opts.NegativeTTL),
+		hits:          m.hits.WithLabelValues(label),
+		staleHits:     m.staleHits.WithLabelValues(label),
+		misses:        m.misses.WithLabelValues(label),
+		originReads:   m.originReads.WithLabelValues(label),
+		originErrors:  m.originErrors.WithLabelValues(label),
+		revalidations: m.revalidations.WithLabelValues(label),
+		evictions:     m.evictions.WithLabelValues(label),
+		invalidations: m.invalidations.WithLabelValues(label),
+		applys:        m.applys.WithLabelValues(label),
+	}
+}
+
+// window returns the fresh and stale durations that apply to e: not-founds
+// use NegativeTTL and no stale window.
+func (sp *space) window(negative bool) (fresh, stale int64) {
+	if negative {
+		return sp.negative, 0
+	}
+	return sp.fresh, sp.stale
+}

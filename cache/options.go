@@ -1,0 +1,112 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane/record"
+)
+
+// Window says how long a value the origin confirmed stays usable.
+//
+// For Fresh after a confirmation, the cached value is served without asking
+// the origin. For the Stale time after that, it is still served at once
+// (marked stale) while one background refresh asks the origin. Past
+// Fresh+Stale a read waits for the origin, and falls back to the held value
+// (marked stale) if the origin fails: windows decide when to block, never
+// when to forget. Only the size bound (Options.MaxBytes) drops entries.
+type Window struct {
+	// Fresh is how long a confirmed value is served without asking the
+	// origin. Must be positive.
+	Fresh time.Duration
+	// Stale is how long after Fresh the value is still served at once
+	// while it is refreshed in the background. Zero means every read past
+	// Fresh waits for the origin.
+	Stale time.Duration
+}
+
+func (w Window) validate(field string) error {
+	if w.Fresh <= 0 {
+		return fmt.Errorf("cache: %s.Fresh must be positive, got %v", field, w.Fresh)
+	}
+	if w.Stale < 0 {
+		return fmt.Errorf("cache: %s.Stale must not be negative, got %v", field, w.Stale)
+	}
+	return nil
+}
+
+// Options configure a Cache. Start from DefaultOptions and change fields;
+// New rejects a zero value with an error naming the first bad field.
+type Options struct {
+	// Default is the window of every namespace not listed in Namespaces.
+	Default Window
+	// Namespaces overrides the window per namespace.
+	Namespaces map[string]Window
+	// NegativeTTL is how long a "not found" from the origin is served
+	// without asking again. A deleted key (tombstone) uses its namespace's
+	// window instead, like any other version. Zero asks the origin on every
+	// read of an absent key (the answer is still shared by concurrent reads).
+	NegativeTTL time.Duration
+	// MaxBytes bounds the memory the cache holds, estimated as the sizes of
+	// namespace, key and value plus a fixed overhead per entry. When it is
+	// exceeded, the least useful entries (otter's W-TinyLFU policy) are
+	// evicted. Must be positive.
+	MaxBytes int64
+	// RefreshTimeout bounds each origin read. Must be positive.
+	RefreshTimeout time.Duration
+	// Now is the clock; tests inject a fake one. Nil means the wall clock
+	// read once per millisecond by a goroutine, which makes the hit path
+	// cheaper than calling time.Now.
+	Now func() time.Time
+	// Registerer receives the cache's metrics; nil registers none. Two
+	// caches on one Registerer need prometheus.WrapRegistererWith to tell
+	// them apart.
+	Registerer prometheus.Registerer
+	// Logger receives origin failures and anomalies; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultOptions returns the options a sentinel starts from: values fresh for
+// 10 s (the RFC's TTL) and served stale for a day, so a node rides out a long
+// origin outage; not-founds cached for 5 s; 256 MiB of entries; origin reads
+// bounded to 5 s.
+func DefaultOptions() Options {
+	return Options{
+		Default:        Window{Fresh: 10 * time.Second, Stale: 24 * time.Hour},
+		NegativeTTL:    5 * time.Second,
+		MaxBytes:       256 << 20,
+		RefreshTimeout: 5 * time.Second,
+	}
+}
+
+// validate reports the first bad field of o.
+func (o *Options) validate() error {
+	if err := o.Default.validate("Default"); err != nil {
+		return err
+	}
+	for ns, w := range o.Namespaces {
+		if err := record.ValidateNamespace(ns); err != nil {
+			return fmt.Errorf("cache: Namespaces[%q]: %w", ns, err)
+		}
+		if err := w.validate(fmt.Sprintf("Namespaces[%q]", ns)); err != nil {
+			return err
+		}
+	}
+	switch {
+	case o.NegativeTTL < 0:
+		return fmt.Errorf("cache: NegativeTTL must not be negative, got %v", o.NegativeTTL)
+	case o.MaxBytes <= 0:
+		return fmt.Errorf("cache: MaxBytes must be positive, got %d", o.MaxBytes)
+	case o.RefreshTimeout <= 0:
+		return fmt.Errorf("cache: RefreshTimeout must be positive, got %v", o.RefreshTimeout)
+	}
+	return nil
+}
+
+// errNilLoader is returned by New when it is given no Loader.
+var errNilLoader = errors.New("cache: nil Loader")
