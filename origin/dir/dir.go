@@ -18,7 +18,6 @@ package dir
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -31,6 +30,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/dataplane/dataplane/internal/atomicfile"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 )
@@ -140,7 +140,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, rec record.Record, prev reco
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("put %s/%s: %w", rec.Namespace, rec.Key, err)
 	}
-	return writeAtomic(s.RecordPath(rec.Namespace, rec.Key), b)
+	return atomicfile.Write(s.RecordPath(rec.Namespace, rec.Key), b)
 }
 
 // lock takes the exclusive flock of a stripe and returns its release.
@@ -158,40 +158,6 @@ func (s *Store) lock(stripe byte) (func(), error) {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
-}
-
-// writeAtomic replaces path with b: temp file, fsync, rename, fsync dir.
-func writeAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(dir, ".tmp-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return fmt.Errorf("fsync %s: %w", dir, err)
-		}
-	}
-	return nil
 }
 
 // logName is the file name of a change: fixed-width hex version first, so
@@ -217,7 +183,7 @@ func (s *Store) AppendLog(ctx context.Context, c record.Change) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(s.root, "log", logName(c)), b)
+	return atomicfile.Write(filepath.Join(s.root, "log", logName(c)), b)
 }
 
 // ReadLog implements origin.Store.
@@ -239,7 +205,7 @@ func (s *Store) ReadLog(ctx context.Context, after record.Version, limit int) ([
 	var out []record.Change
 	for _, e := range entries { // ReadDir sorts by name, and names sort by version
 		name := e.Name()
-		if strings.HasPrefix(name, ".") || len(name) < 16 {
+		if strings.HasPrefix(name, atomicfile.TempPrefix) || len(name) < 16 {
 			continue
 		}
 		v, err := strconv.ParseUint(name[:16], 16, 64)
@@ -293,7 +259,7 @@ func (s *Store) TrimLog(ctx context.Context, before record.Version) error {
 	}
 	if before > cur {
 		// Horizon first: a reader never sees a gap without being told.
-		if err := writeAtomic(filepath.Join(s.root, "log-horizon"), binary.BigEndian.AppendUint64(nil, uint64(before))); err != nil {
+		if err := atomicfile.Write(filepath.Join(s.root, "log-horizon"), binary.BigEndian.AppendUint64(nil, uint64(before))); err != nil {
 			return err
 		}
 	}
@@ -303,7 +269,7 @@ func (s *Store) TrimLog(ctx context.Context, before record.Version) error {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if len(name) < 16 || strings.HasPrefix(name, ".") {
+		if len(name) < 16 || strings.HasPrefix(name, atomicfile.TempPrefix) {
 			continue
 		}
 		if v, err := strconv.ParseUint(name[:16], 16, 64); err == nil && record.Version(v) < before {
@@ -324,7 +290,7 @@ func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(s.root, "snap", snap.Namespace), b)
+	return atomicfile.Write(filepath.Join(s.root, "snap", snap.Namespace), b)
 }
 
 // GetSnapshot implements origin.Store.
