@@ -1,0 +1,242 @@
+package publisher
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/record"
+)
+
+// maxImportBody bounds one POST /v1/import body.
+const maxImportBody = 1 << 30
+
+// VersionHeader carries a record's version (16 hex digits) in responses of
+// the admin API.
+const VersionHeader = "X-Dataplane-Version"
+
+// Handler returns the publisher's HTTP admin API:
+//
+//	PUT    /v1/records/{namespace}/{key...}  body = value (at most record.MaxValueSize bytes, else 413)
+//	GET    /v1/records/{namespace}/{key...}  the value; 404 if absent or deleted
+//	DELETE /v1/records/{namespace}/{key...}  writes a tombstone
+//	POST   /v1/import                        JSON Lines body (see Import); answers ImportStats
+//	GET    /v1/export/{namespace}            JSON Lines (see Export)
+//
+// Every request needs "Authorization: Bearer <token>"; the token is compared
+// in constant time and never logged. An empty token refuses every request.
+// Writes answer {"namespace","key","version","tombstone"}; GET answers the
+// value with its version in the X-Dataplane-Version header and as the ETag.
+// Every error is JSON, {"error": "..."}, naming what was wrong.
+func Handler(p *Publisher, token string) http.Handler {
+	h := &handler{p: p, token: sha256.Sum256([]byte(token)), hasToken: token != ""}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/records/{namespace}/{key...}", h.getRecord)
+	mux.HandleFunc("PUT /v1/records/{namespace}/{key...}", h.putRecord)
+	mux.HandleFunc("DELETE /v1/records/{namespace}/{key...}", h.deleteRecord)
+	mux.HandleFunc("/v1/records/{namespace}/{key...}", methodNotAllowed("GET, HEAD, PUT, DELETE"))
+	mux.HandleFunc("POST /v1/import", h.importLines)
+	mux.HandleFunc("/v1/import", methodNotAllowed("POST"))
+	mux.HandleFunc("GET /v1/export/{namespace}", h.export)
+	mux.HandleFunc("/v1/export/{namespace}", methodNotAllowed("GET, HEAD"))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return h.authenticate(mux)
+}
+
+type handler struct {
+	p        *Publisher
+	token    [sha256.Size]byte // hashed, so the comparison takes the same time whatever the lengths
+	hasToken bool
+}
+
+func (h *handler) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := bearerToken(r.Header.Get("Authorization"))
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="dataplane"`)
+			writeError(w, http.StatusUnauthorized, "missing bearer token: send the header Authorization: Bearer <token>")
+			return
+		}
+		sum := sha256.Sum256([]byte(got))
+		if subtle.ConstantTimeCompare(sum[:], h.token[:]) != 1 || !h.hasToken {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="dataplane", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "invalid bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bearerToken extracts the token of an "Authorization: Bearer <token>"
+// header; the scheme is case-insensitive.
+func bearerToken(header string) (string, bool) {
+	const scheme = "bearer "
+	if len(header) <= len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
+		return "", false
+	}
+	tok := strings.TrimSpace(header[len(scheme):])
+	return tok, tok != ""
+}
+
+// writeResult is the answer to a write.
+type writeResult struct {
+	Namespace string `json:"namespace"`
+	Key       string `json:"key"`
+	Version   string `json:"version"`
+	Tombstone bool   `json:"tombstone"`
+}
+
+func (h *handler) putRecord(w http.ResponseWriter, r *http.Request) {
+	ns, key := r.PathValue("namespace"), r.PathValue("key")
+	if r.ContentLength > record.MaxValueSize {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value is %d bytes, limit is %d", r.ContentLength, record.MaxValueSize))
+		return
+	}
+	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, record.MaxValueSize))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value exceeds the limit of %d bytes", record.MaxValueSize))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "read request body: "+err.Error())
+		return
+	}
+	rec, err := h.p.Put(r.Context(), ns, key, value)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeWrite(w, rec)
+}
+
+func (h *handler) deleteRecord(w http.ResponseWriter, r *http.Request) {
+	rec, err := h.p.Delete(r.Context(), r.PathValue("namespace"), r.PathValue("key"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeWrite(w, rec)
+}
+
+func writeWrite(w http.ResponseWriter, rec record.Record) {
+	w.Header().Set(VersionHeader, rec.Version.String())
+	writeJSON(w, http.StatusOK, writeResult{Namespace: rec.Namespace, Key: rec.Key, Version: rec.Version.String(), Tombstone: rec.Tombstone})
+}
+
+func (h *handler) getRecord(w http.ResponseWriter, r *http.Request) {
+	ns, key := r.PathValue("namespace"), r.PathValue("key")
+	rec, err := h.p.Get(r.Context(), ns, key)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set(VersionHeader, rec.Version.String())
+	if rec.Tombstone {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("%s/%s: deleted at version %s", ns, key, rec.Version))
+		return
+	}
+	ctype := "application/octet-stream"
+	if json.Valid(rec.Value) {
+		ctype = "application/json"
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("ETag", `"`+rec.Version.String()+`"`)
+	w.Header().Set("Content-Length", fmt.Sprint(len(rec.Value)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(rec.Value)
+	}
+}
+
+// importResult is the answer to an import that stopped early.
+type importResult struct {
+	Error string      `json:"error"`
+	Stats ImportStats `json:"stats"`
+}
+
+func (h *handler) importLines(w http.ResponseWriter, r *http.Request) {
+	st, err := h.p.Import(r.Context(), http.MaxBytesReader(w, r.Body, maxImportBody), nil)
+	if err != nil {
+		status := statusOf(err)
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		if status >= 500 {
+			h.p.log.Error("admin API: import stopped", "err", err, "lines", st.Lines)
+		}
+		writeJSON(w, status, importResult{Error: err.Error(), Stats: st})
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *handler) export(w http.ResponseWriter, r *http.Request) {
+	snap, err := h.p.exportState(r.Context(), r.PathValue("namespace"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	if r.Method == http.MethodHead {
+		return
+	}
+	if err := writeExport(w, snap); err != nil {
+		// The status is sent; all we can do is log.
+		h.p.log.Warn("admin API: export interrupted", "namespace", snap.Namespace, "err", err)
+	}
+}
+
+// fail answers err with the status its kind calls for.
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := statusOf(err)
+	if status >= 500 {
+		h.p.log.Error("admin API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeError(w, status, err.Error())
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, record.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, origin.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, origin.ErrStale), errors.Is(err, origin.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, origin.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,66 @@
+package publisher
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the publisher's Prometheus collectors.
+type metrics struct {
+	writes           *prometheus.CounterVec
+	unchanged        prometheus.Counter
+	rejected         prometheus.Counter
+	stale            prometheus.Counter
+	errors           prometheus.Counter
+	notifyErrors     prometheus.Counter
+	snapshotErrors   prometheus.Counter
+	snapshotDuration prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "publisher", Name: name, Help: help,
+		})
+	}
+	return &metrics{
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "publisher", Name: "writes_total",
+			Help: "Records written to the origin with a new version, by operation (put, delete).",
+		}, []string{"op"}),
+		unchanged:      counter("unchanged_total", "Writes skipped because the same value or version was already stored."),
+		rejected:       counter("rejected_total", "Writes and import lines rejected as invalid."),
+		stale:          counter("stale_total", "PutVersion calls refused because the origin holds a newer version."),
+		errors:         counter("errors_total", "Writes that failed in the origin."),
+		notifyErrors:   counter("notify_errors_total", "Notifier calls that failed after a durable write (the change log still carries the change)."),
+		snapshotErrors: counter("snapshot_errors_total", "Namespace snapshots that could not be built or written."),
+		snapshotDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "dataplane", Subsystem: "publisher", Name: "snapshot_duration_seconds",
+			Help:    "Time to build and write one namespace snapshot.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}),
+	}
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		m.writes, m.unchanged, m.rejected, m.stale, m.errors, m.notifyErrors,
+		m.snapshotErrors, m.snapshotDuration,
+	}
+}
+
+// register registers every collector on r, undoing the work on failure.
+func (m *metrics) register(r prometheus.Registerer) error {
+	var done []prometheus.Collector
+	for _, c := range m.collectors() {
+		if err := r.Register(c); err != nil {
+			for _, d := range done {
+				r.Unregister(d)
+			}
+			return fmt.Errorf("publisher: register metrics: %w", err)
+		}
+		done = append(done, c)
+	}
+	return nil
+}

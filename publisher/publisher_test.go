@@ -1,0 +1,222 @@
+package publisher_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/publisher"
+	"github.com/dataplane/dataplane/record"
+)
+
+func TestPutGetDelete(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b.open(t), nil)
+		ctx := testCtx(t)
+
+		r1, err := e.pub.Put(ctx, "routes", "a.example.com", []byte(`{"upstream":"http://10.0.0.1"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2, err := e.pub.Put(ctx, "routes", "a.example.com", []byte(`{"upstream":"http://10.0.0.2"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r2.Version <= r1.Version {
+			t.Fatalf("second put got version %s, not above %s", r2.Version, r1.Version)
+		}
+		got, err := e.pub.Get(ctx, "routes", "a.example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.Value) != `{"upstream":"http://10.0.0.2"}` || got.Version != r2.Version || got.Tombstone {
+			t.Fatalf("Get = %+v, want the second put", got)
+		}
+		del, err := e.pub.Delete(ctx, "routes", "a.example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err = e.pub.Get(ctx, "routes", "a.example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.Tombstone || got.Version != del.Version || del.Version <= r2.Version {
+			t.Fatalf("after delete Get = %+v (delete version %s), want a tombstone above %s", got, del.Version, r2.Version)
+		}
+		if _, err := e.pub.Get(ctx, "routes", "never.example.com"); !errors.Is(err, origin.ErrNotFound) {
+			t.Fatalf("Get of an absent key: %v, want ErrNotFound", err)
+		}
+
+		// One notification per write, in order, carrying the record.
+		n := e.notify.records()
+		if len(n) != 3 || n[0].Version != r1.Version || n[1].Version != r2.Version || n[2].Version != del.Version || !n[2].Tombstone {
+			t.Fatalf("notifications = %+v, want the three writes in order", n)
+		}
+		// And one change log entry per write.
+		if cs := logOf(t, e.store); len(cs) != 3 || cs[2].Version != del.Version || !cs[2].Tombstone {
+			t.Fatalf("change log = %+v, want the three writes", cs)
+		}
+		if w := e.metric(t, "dataplane_publisher_writes_total"); w != 3 {
+			t.Fatalf("writes_total = %v, want 3", w)
+		}
+	})
+}
+
+func TestPutRejectsInvalid(t *testing.T) {
+	cases := []struct {
+		name, ns, key string
+		value         []byte
+	}{
+		{"empty namespace", "", "k", nil},
+		{"bad namespace", "Routes!", "k", nil},
+		{"empty key", "routes", "", nil},
+		{"control character in key", "routes", "a\x01b", nil},
+		{"long key", "routes", strings.Repeat("k", record.MaxKeyLen+1), nil},
+		{"oversized value", "routes", "k", make([]byte, record.MaxValueSize+1)},
+	}
+	eachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b.open(t), nil)
+		for _, c := range cases {
+			_, err := e.pub.Put(testCtx(t), c.ns, c.key, c.value)
+			if !errors.Is(err, record.ErrInvalid) {
+				t.Errorf("%s: Put error %v, want ErrInvalid", c.name, err)
+			}
+		}
+		if cs := logOf(t, e.store); len(cs) != 0 {
+			t.Fatalf("rejected writes reached the change log: %+v", cs)
+		}
+		if n := e.notify.records(); len(n) != 0 {
+			t.Fatalf("rejected writes were notified: %+v", n)
+		}
+		if r := e.metric(t, "dataplane_publisher_rejected_total"); r != float64(len(cases)) {
+			t.Fatalf("rejected_total = %v, want %d", r, len(cases))
+		}
+	})
+}
+
+func TestNotifierFailureDoesNotFailTheWrite(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(n *fakeNotifier)
+	}{
+		{"error", func(n *fakeNotifier) { n.fail = errors.New("gossip down") }},
+		{"panic", func(n *fakeNotifier) { n.panic = true }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, backends[0].open(t), nil)
+			c.setup(e.notify)
+			rec, err := e.pub.Put(testCtx(t), "routes", "a", []byte(`1`))
+			if err != nil {
+				t.Fatalf("Put failed because the notifier did: %v", err)
+			}
+			got, err := e.pub.Get(testCtx(t), "routes", "a")
+			if err != nil || got.Version != rec.Version {
+				t.Fatalf("Get = %+v, %v; want the write stored", got, err)
+			}
+			if cs := logOf(t, e.store); len(cs) != 1 {
+				t.Fatalf("change log = %+v, want the write (the backstop)", cs)
+			}
+			if v := e.metric(t, "dataplane_publisher_notify_errors_total"); v != 1 {
+				t.Fatalf("notify_errors_total = %v, want 1", v)
+			}
+			if !strings.Contains(e.logs.String(), "notify failed") {
+				t.Fatalf("the failure was not logged: %s", e.logs)
+			}
+		})
+	}
+}
+
+func TestNilNotifierIsTTLOnly(t *testing.T) {
+	e := newEnv(t, backends[1].open(t), func(c *publisher.Config) { c.Notifier = nil })
+	if _, err := e.pub.Put(testCtx(t), "routes", "a", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.notify.records(); len(n) != 0 {
+		t.Fatalf("notified without a Notifier: %+v", n)
+	}
+}
+
+// TestPutVersion: the outbox sync brings its own versions and republishes
+// after a crash; the same version again is a quiet success, an older one
+// is ErrStale.
+func TestPutVersion(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b.open(t), nil)
+		ctx := testCtx(t)
+		rec := record.Record{Namespace: "routes", Key: "a", Value: []byte(`"v1"`), Version: record.Version(1000 << 16)}
+
+		written, err := e.pub.PutVersion(ctx, rec)
+		if err != nil || !written {
+			t.Fatalf("first PutVersion = %v, %v; want written", written, err)
+		}
+		written, err = e.pub.PutVersion(ctx, rec)
+		if err != nil || written {
+			t.Fatalf("republish of the same version = %v, %v; want a no-op success", written, err)
+		}
+		older := rec
+		older.Version--
+		older.Value = []byte(`"v0"`)
+		if _, err := e.pub.PutVersion(ctx, older); !errors.Is(err, origin.ErrStale) {
+			t.Fatalf("older version: %v, want ErrStale", err)
+		}
+		got, _ := e.pub.Get(ctx, "routes", "a")
+		if string(got.Value) != `"v1"` || got.Version != rec.Version {
+			t.Fatalf("stored %+v, want v1 untouched", got)
+		}
+		if cs := logOf(t, e.store); len(cs) != 1 {
+			t.Fatalf("change log = %+v, want one entry for one version", cs)
+		}
+		// The republish notifies again: the crash may have lost the first.
+		if n := e.notify.records(); len(n) != 2 || n[0].Version != rec.Version || n[1].Version != rec.Version {
+			t.Fatalf("notifications = %+v, want two of version %s", n, rec.Version)
+		}
+		// A later Put moves past a version brought from elsewhere.
+		next, err := e.pub.Put(ctx, "routes", "a", []byte(`"v2"`))
+		if err != nil || next.Version <= rec.Version {
+			t.Fatalf("Put after PutVersion = %+v, %v; want a version above %s", next, err, rec.Version)
+		}
+	})
+}
+
+// TestPutOutrunsAClockAhead: a key written by a publisher whose clock is far
+// ahead still takes a Put from ours, above that version.
+func TestPutOutrunsAClockAhead(t *testing.T) {
+	e := newEnv(t, backends[1].open(t), nil)
+	ctx := testCtx(t)
+	ahead := record.Version(^uint64(0) >> 2)
+	if err := e.store.CompareAndSwap(ctx, record.Record{Namespace: "routes", Key: "a", Value: []byte(`0`), Version: ahead}, 0); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := e.pub.Put(ctx, "routes", "a", []byte(`1`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Version <= ahead {
+		t.Fatalf("Put version %s not above the stored %s", rec.Version, ahead)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(*publisher.Config)
+		want string
+	}{
+		{"notify timeout", func(c *publisher.Config) { c.NotifyTimeout = 0 }, "NotifyTimeout"},
+		{"snapshot interval", func(c *publisher.Config) { c.SnapshotInterval = -1 }, "SnapshotInterval"},
+		{"retention", func(c *publisher.Config) { c.LogRetention = -1 }, "LogRetention"},
+		{"namespace", func(c *publisher.Config) { c.Namespaces = []string{"Bad"} }, "Namespaces"},
+	}
+	for _, c := range cases {
+		cfg := publisher.DefaultConfig()
+		c.edit(&cfg)
+		if _, err := publisher.New(backends[1].open(t), cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: New error %v, want one naming %s", c.name, err, c.want)
+		}
+	}
+	if _, err := publisher.New(nil, publisher.DefaultConfig()); err == nil {
+		t.Error("New with a nil store succeeded")
+	}
+}

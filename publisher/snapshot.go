@@ -1,0 +1,223 @@
+package publisher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/record"
+)
+
+// snapshotLag keeps a snapshot's Version this far behind the wall clock. A
+// version is assigned before its write reaches the origin and the change log,
+// so the newest log entries may still have older siblings in flight; a
+// snapshot that claimed to cover them would let a cold node, which follows
+// the log only after the snapshot's Version, miss those. Records changed more
+// recently are still included: a snapshot may hold records newer than its
+// Version, and readers apply the log after it by version, idempotently.
+const snapshotLag = 5 * time.Second
+
+// logPage is how many changes one ReadLog call asks for.
+const logPage = 1000
+
+// Snapshot builds the snapshot of namespace ns and writes it to the origin:
+// the previous snapshot, updated with the current record of every key of ns
+// the change log names after that snapshot's version. It returns what it
+// wrote. Tombstones are kept, so a cold node loading the snapshot learns of
+// deletes too.
+//
+// Namespaces other than ns found in the change log are remembered, and Run
+// snapshots them from its next pass on.
+func (p *Publisher) Snapshot(ctx context.Context, ns string) (record.Snapshot, error) {
+	if err := record.ValidateNamespace(ns); err != nil {
+		return record.Snapshot{}, err
+	}
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
+	start := time.Now()
+	snap, others, err := p.build(ctx, ns)
+	if err == nil {
+		err = p.store.PutSnapshot(ctx, snap)
+	}
+	if err != nil {
+		p.m.snapshotErrors.Inc()
+		return record.Snapshot{}, fmt.Errorf("snapshot %s: %w", ns, err)
+	}
+	p.m.snapshotDuration.Observe(time.Since(start).Seconds())
+	p.mu.Lock()
+	p.seen[ns] = true
+	for _, o := range others {
+		p.seen[o] = true
+	}
+	p.mu.Unlock()
+	return snap, nil
+}
+
+// SnapshotAll snapshots every namespace the publisher knows (Config.Namespaces,
+// those it wrote, those found in the change log) and then, when
+// Config.LogRetention is set and every one succeeded, trims the change log
+// below the oldest snapshot's version minus the retention. It returns the
+// joined errors of the namespaces that failed; the others are still written.
+func (p *Publisher) SnapshotAll(ctx context.Context) error {
+	known := p.namespaces()
+	var errs []error
+	var oldest record.Version
+	for i, ns := range known {
+		snap, err := p.Snapshot(ctx, ns)
+		if err != nil {
+			p.log.Error("snapshot failed", "namespace", ns, "err", err)
+			errs = append(errs, err)
+			continue
+		}
+		if i == 0 || snap.Version < oldest {
+			oldest = snap.Version
+		}
+	}
+	if len(errs) > 0 || len(known) == 0 || p.cfg.LogRetention <= 0 {
+		return errors.Join(errs...)
+	}
+	if len(p.namespaces()) != len(known) {
+		// The log named namespaces that have no snapshot yet: keep their
+		// changes until the next pass has snapshotted them.
+		return nil
+	}
+	keep := record.Version(uint64(p.cfg.LogRetention.Milliseconds()) << 16)
+	if oldest <= keep {
+		return nil
+	}
+	if err := p.store.TrimLog(ctx, oldest-keep); err != nil {
+		p.log.Error("trim change log failed", "before", (oldest - keep).String(), "err", err)
+		return fmt.Errorf("trim change log: %w", err)
+	}
+	return nil
+}
+
+// namespaces returns the namespaces the publisher maintains snapshots of,
+// sorted.
+func (p *Publisher) namespaces() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, len(p.seen))
+	for ns := range p.seen {
+		out = append(out, ns)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Run snapshots every known namespace at once and then every
+// Config.SnapshotInterval until ctx is done, when it returns nil. Failures are
+// logged and counted and retried on the next tick.
+func (p *Publisher) Run(ctx context.Context) error {
+	t := time.NewTicker(p.cfg.SnapshotInterval)
+	defer t.Stop()
+	for {
+		_ = p.SnapshotAll(ctx) // logged inside
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// build computes the current state of ns from its snapshot and the change
+// log after it, without writing anything. It also returns the other
+// namespaces the log named.
+func (p *Publisher) build(ctx context.Context, ns string) (record.Snapshot, []string, error) {
+	prev, err := p.store.GetSnapshot(ctx, ns)
+	switch {
+	case err == nil:
+	case errors.Is(err, origin.ErrNotFound):
+		prev = record.Snapshot{Namespace: ns}
+	default:
+		return record.Snapshot{}, nil, fmt.Errorf("read previous snapshot: %w", err)
+	}
+	changes, err := p.changesSince(ctx, prev.Version)
+	if err != nil {
+		return record.Snapshot{}, nil, fmt.Errorf("read change log after %s: %w", prev.Version, err)
+	}
+	top := prev.Version
+	changed := make(map[string]record.Version)
+	others := make(map[string]bool)
+	for _, c := range changes {
+		if c.Version > top {
+			top = c.Version
+		}
+		if c.Namespace != ns {
+			others[c.Namespace] = true
+			continue
+		}
+		if c.Version > changed[c.Key] {
+			changed[c.Key] = c.Version
+		}
+	}
+	if cutoff := record.MakeVersion(time.Now().Add(-snapshotLag), 0); top > cutoff {
+		top = cutoff
+	}
+
+	recs := make(map[string]record.Record, len(prev.Records)+len(changed))
+	for _, r := range prev.Records {
+		recs[r.Key] = r
+	}
+	for key, v := range changed {
+		cur, err := p.store.Get(ctx, ns, key, 0)
+		switch {
+		case err == nil:
+			if old, ok := recs[key]; !ok || cur.Version > old.Version {
+				recs[key] = cur
+			}
+		case errors.Is(err, origin.ErrNotFound):
+			// Logged but never stored: nothing to include.
+		case errors.Is(err, record.ErrCorrupt):
+			// Keep the previous state of this key, and claim to cover
+			// only the changes before this one, so readers still take
+			// it from the log once the record is rewritten.
+			p.log.Error("snapshot: stored record is corrupt; keeping its previous state",
+				"namespace", ns, "key", key, "err", err)
+			if v-1 < top {
+				top = v - 1
+			}
+		default:
+			return record.Snapshot{}, nil, fmt.Errorf("read %s/%s: %w", ns, key, err)
+		}
+	}
+	snap := record.Snapshot{Namespace: ns, Version: max(prev.Version, top), Records: make([]record.Record, 0, len(recs))}
+	for _, r := range recs {
+		snap.Records = append(snap.Records, r)
+	}
+	sort.Slice(snap.Records, func(i, j int) bool { return snap.Records[i].Key < snap.Records[j].Key })
+	var names []string
+	for o := range others {
+		if record.ValidateNamespace(o) == nil {
+			names = append(names, o)
+		}
+	}
+	sort.Strings(names)
+	return snap, names, nil
+}
+
+// changesSince returns every change the log holds after `after`, paging
+// through ReadLog. Changes that share the last version of a full page are
+// read again on the next page, so a page boundary never drops one.
+func (p *Publisher) changesSince(ctx context.Context, after record.Version) ([]record.Change, error) {
+	var out []record.Change
+	for {
+		page, err := p.store.ReadLog(ctx, after, logPage)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if len(page) < logPage {
+			return out, nil
+		}
+		last := page[len(page)-1].Version
+		if page[0].Version == last {
+			return nil, fmt.Errorf("change log holds more than %d changes at version %s", logPage, last)
+		}
+		after = last - 1
+	}
+}
