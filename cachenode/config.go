@@ -1,0 +1,95 @@
+package cachenode
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/cachenode/wire"
+	"github.com/dataplane/dataplane/origin"
+)
+
+// DefaultOriginTimeout bounds each forwarded write, log or snapshot call when
+// Config.OriginTimeout is zero. Record reads are bounded by the cache's
+// RefreshTimeout instead.
+const DefaultOriginTimeout = 10 * time.Second
+
+// Config configures a Server. Start from DefaultConfig and set Origin and
+// WriteToken.
+type Config struct {
+	// Origin is the store behind the node, read through the cache and
+	// written through directly. Required.
+	Origin origin.Store
+	// Cache configures the node's cache. A zero value (no windows, no size
+	// bound) means cache.DefaultOptions(). A nil Registerer or Logger in it
+	// is taken from this Config.
+	Cache cache.Options
+	// WriteToken guards every write: PUT records and snapshots, POST log
+	// and trim ("Authorization: Bearer <token>"). Empty refuses every write
+	// (403): a node is never writable by accident.
+	WriteToken string
+	// ReadToken, when set, guards reads too. Empty leaves reads open: they
+	// are the regional data path, inside the region's network.
+	ReadToken string
+	// MaxSnapshotSize bounds a PUT snapshot body, in bytes; zero means
+	// wire.DefaultMaxSnapshotSize.
+	MaxSnapshotSize int64
+	// OriginTimeout bounds each forwarded write, log or snapshot call; zero
+	// means DefaultOriginTimeout.
+	OriginTimeout time.Duration
+	// Registerer receives the node's and its cache's metrics; nil registers
+	// none.
+	Registerer prometheus.Registerer
+	// Logger receives origin failures and corrupt objects; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with the cache's default windows (10 s fresh,
+// a day stale), the default limits, and no origin or tokens yet.
+func DefaultConfig() Config {
+	return Config{
+		Cache:           cache.DefaultOptions(),
+		MaxSnapshotSize: wire.DefaultMaxSnapshotSize,
+		OriginTimeout:   DefaultOriginTimeout,
+	}
+}
+
+// validate reports the first bad field of c and fills in defaults.
+func (c *Config) validate() error {
+	if c.Origin == nil {
+		return errors.New("cachenode: Config.Origin is required")
+	}
+	if c.MaxSnapshotSize < 0 {
+		return fmt.Errorf("cachenode: Config.MaxSnapshotSize must not be negative, got %d", c.MaxSnapshotSize)
+	}
+	if c.OriginTimeout < 0 {
+		return fmt.Errorf("cachenode: Config.OriginTimeout must not be negative, got %v", c.OriginTimeout)
+	}
+	if c.MaxSnapshotSize == 0 {
+		c.MaxSnapshotSize = wire.DefaultMaxSnapshotSize
+	}
+	if c.OriginTimeout == 0 {
+		c.OriginTimeout = DefaultOriginTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	o := &c.Cache
+	if o.Default.Fresh == 0 && o.MaxBytes == 0 && o.RefreshTimeout == 0 && o.NegativeTTL == 0 && o.Namespaces == nil {
+		d := cache.DefaultOptions()
+		d.Now, d.Registerer, d.Logger = o.Now, o.Registerer, o.Logger
+		*o = d
+	}
+	if o.Registerer == nil {
+		o.Registerer = c.Registerer
+	}
+	if o.Logger == nil {
+		o.Logger = c.Logger
+	}
+	return nil
+}

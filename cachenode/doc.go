@@ -1,0 +1,93 @@
+// Package cachenode is the regional cache tier (RFC options 3 and 4B): an
+// HTTP server in front of a real origin.Store (S3, DynamoDB, a directory)
+// that answers record reads from its own cache.Cache, reading through the
+// origin, and forwards writes to the origin. Sentinels reach a set of cache
+// nodes through origin/httporigin, which rendezvous-hashes each key to one
+// node, so a region reads each key from the origin about once per window
+// instead of once per sentinel; concurrent misses for one key on one node
+// make one origin read (the cache's singleflight).
+//
+// A Server is an http.Handler. Mount the admin handler (package admin) on a
+// separate listener with Ready and Inspect from the Server, and join the node
+// to gossip with the Server as the Applier (Apply, Invalidate), so that
+// changes reach the node before its fresh window ends.
+//
+// # Wire protocol
+//
+// Versions travel as 16 hex digits (record.Version.String). In a path, a
+// namespace goes verbatim and a key is escaped byte by byte: [A-Za-z0-9_-]
+// stay, every other byte (including '/', '.', '%') is %XX, so no key can be
+// normalised or split by a router (see wire.RecordPath). Every error answer
+// is JSON, {"error": "<what was wrong>", "code": "<code>"}, with the codes of
+// package wire: invalid (400), not_found (404), no_route (404/405), conflict
+// (409), truncated (410), too_large (413), corrupt (502), unavailable (503).
+// A refused token is 401 or 403 with {"error": ...} only (admin.RequireToken).
+// Clients map the codes back to the origin's sentinel errors; an error
+// answer without a known code means the server is not a cache node.
+//
+// Reads are open unless Config.ReadToken is set; then they need
+// "Authorization: Bearer <ReadToken>". Writes always need
+// "Authorization: Bearer <WriteToken>" (admin.RequireToken: 401 without or
+// with a wrong token, 403 when the node has no WriteToken).
+//
+//	GET /v1/records/{ns}/{key}
+//	    Request:  optional If-None-Match: "<version>"
+//	    200       body: the record, record.Marshal encoding (checksummed),
+//	              Content-Type: application/vnd.dataplane.record. A deleted
+//	              key answers its tombstone, so clients learn the deletion's
+//	              version. Headers: ETag: "<version>", Age: <seconds since the
+//	              origin or a write confirmed it>, X-Dataplane-Stale: 1 when
+//	              the value is past its fresh window or the origin could not
+//	              confirm it, Cache-Control: no-cache.
+//	    304       If-None-Match named a version at least as new as the held
+//	              one ("only if newer than V"): no body, ETag of the held
+//	              version. It costs no encoding and, when the key is fresh,
+//	              no origin read.
+//	    404       not_found: the origin has never had the key.
+//	    400       invalid namespace, key or If-None-Match.
+//	    502       corrupt: the origin's object does not decode. It is not
+//	              cached; a held good value is served instead (stale) when
+//	              there is one.
+//	    503       unavailable: the origin failed and nothing is held.
+//
+//	PUT /v1/records/{ns}/{key}?prev=<version>      (write token)
+//	    Body: the record, record.Marshal encoding, at most
+//	    record.MaxEncodedSize bytes, of the same ns/key as the path.
+//	    Forwarded as origin CompareAndSwap(rec, prev); prev 0 creates.
+//	    204       written; ETag: the new version. The node's cache holds the
+//	              record from then on (read-your-writes through the node).
+//	    409       conflict: the stored version is not prev. If the node held
+//	              prev, its copy is invalidated.
+//	    400       invalid: bad prev, body that does not decode, a record that
+//	              breaks a rule, a path that does not match the body.
+//	    413       too_large.  502 corrupt / 503 unavailable as above.
+//
+//	POST /v1/log                                      (write token)
+//	    Body: {"namespace","key","version","tombstone"} (JSON, ≤ 4 KiB).
+//	    204 appended (idempotent), 400 invalid.
+//
+//	GET /v1/log?after=<version>&limit=<n>
+//	    200 {"changes":[{"namespace","key","version","tombstone"},...]}, in
+//	    version order, at most min(limit, 1000) (no limit: 1000); clients
+//	    page. 410 truncated: changes after `after` were trimmed.
+//
+//	POST /v1/log/trim?before=<version>                (write token)
+//	    204 trimmed.
+//
+//	GET /v1/snapshots/{ns}
+//	    200 body: record.MarshalSnapshot encoding, Content-Type
+//	    application/vnd.dataplane.snapshot. 404 not_found.
+//
+//	PUT /v1/snapshots/{ns}                             (write token)
+//	    Body: the snapshot encoding, at most Config.MaxSnapshotSize bytes,
+//	    of the namespace in the path. 204 stored, 400 invalid, 413.
+//
+// Record reads come from the cache; log and snapshot calls go to the origin
+// every time (they are rare: catch-up and cold start).
+//
+// # Metrics
+//
+// With Config.Registerer set: dataplane_cachenode_requests_total{route,code}
+// (304s are code="304"), dataplane_cachenode_stale_responses_total, and the
+// cache's own dataplane_cache_* (origin reads, hits, revalidations).
+package cachenode

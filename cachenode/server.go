@@ -1,0 +1,140 @@
+package cachenode
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/dataplane/dataplane/admin"
+	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/cachenode/wire"
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/record"
+)
+
+// Server is a cache node: an http.Handler serving the protocol in the
+// package doc from its cache, in front of Config.Origin. It is safe for
+// concurrent use.
+type Server struct {
+	cfg     Config
+	origin  origin.Store
+	cache   *cache.Cache
+	log     *slog.Logger
+	metrics *metrics
+	mux     *http.ServeMux
+	closed  atomic.Bool
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New returns a Server for cfg. It fails on an invalid Config, naming the
+// field, or when the metrics cannot be registered.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:    cfg,
+		origin: cfg.Origin,
+		log:    cfg.Logger.With("component", "cachenode"),
+	}
+	c, err := cache.New(cfg.Origin, cfg.Cache)
+	if err != nil {
+		return nil, fmt.Errorf("cachenode: %w", err)
+	}
+	s.cache = c
+	s.metrics = newMetrics()
+	if cfg.Registerer != nil {
+		if err := s.metrics.register(cfg.Registerer); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	s.mux = s.routes()
+	return s, nil
+}
+
+// routes builds the handler tree. Each route is instrumented under a fixed
+// name, so the metrics' cardinality is bounded whatever the paths.
+func (s *Server) routes() *http.ServeMux {
+	read := func(h http.HandlerFunc) http.Handler {
+		if s.cfg.ReadToken == "" {
+			return h
+		}
+		return admin.RequireToken(s.cfg.ReadToken, h)
+	}
+	write := func(h http.HandlerFunc) http.Handler { return admin.RequireToken(s.cfg.WriteToken, h) }
+
+	mux := http.NewServeMux()
+	handle := func(pattern, route string, h http.Handler) { mux.Handle(pattern, s.instrument(route, h)) }
+	handle("GET "+wire.RecordsPrefix+"{ns}/{key...}", "get_record", read(s.getRecord))
+	handle("PUT "+wire.RecordsPrefix+"{ns}/{key...}", "put_record", write(s.putRecord))
+	handle("GET "+wire.LogPath, "read_log", read(s.readLog))
+	handle("POST "+wire.LogPath, "append_log", write(s.appendLog))
+	handle("POST "+wire.TrimPath, "trim_log", write(s.trimLog))
+	handle("GET "+wire.SnapshotsPath+"{ns}", "get_snapshot", read(s.getSnapshot))
+	handle("PUT "+wire.SnapshotsPath+"{ns}", "put_snapshot", write(s.putSnapshot))
+	// JSON answers for the wrong method or path, instead of the mux's text.
+	handle(wire.RecordsPrefix+"{ns}/{key...}", "other", methodNotAllowed("GET, PUT"))
+	handle(wire.LogPath, "other", methodNotAllowed("GET, POST"))
+	handle(wire.TrimPath, "other", methodNotAllowed("POST"))
+	handle(wire.SnapshotsPath+"{ns}", "other", methodNotAllowed("GET, PUT"))
+	handle("/", "other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, wire.CodeNoRoute, "no endpoint "+r.URL.Path+" (see package cachenode for the protocol)")
+	}))
+	return mux
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Cache returns the node's cache, for wiring that needs more than Apply and
+// Invalidate (snapshot warm-up, debug views).
+func (s *Server) Cache() *cache.Cache { return s.cache }
+
+// Apply installs rec (from gossip, with its value) in the node's cache if it
+// is newer than what is held, and reports whether it did. With Invalidate it
+// makes the Server a gossip Applier. It never blocks on the origin.
+func (s *Server) Apply(rec record.Record) bool { return s.cache.Apply(rec) }
+
+// Invalidate records that version v of ns/key exists (from gossip, without
+// its value): the node stops serving anything older as fresh and fetches the
+// new version from the origin on the next read. It never blocks.
+func (s *Server) Invalidate(ns, key string, v record.Version) { s.cache.Invalidate(ns, key, v) }
+
+// Ready reports whether the node should receive traffic: until Close. A
+// cold node is ready, since it reads through to the origin; for admin.Config.
+func (s *Server) Ready() bool { return !s.closed.Load() }
+
+// Inspect describes what the node's cache holds for ns/key without loading
+// it; for admin.Config.
+func (s *Server) Inspect(ns, key string) (admin.Inspection, bool) {
+	ent, ok := s.cache.Peek(ns, key)
+	if !ok {
+		return admin.Inspection{}, false
+	}
+	r := ent.Record
+	in := admin.Inspection{
+		Namespace: ns, Key: key, Version: r.Version, Tombstone: r.Tombstone,
+		Stale: ent.Stale, AgeSeconds: ent.Age.Seconds(), ValueBytes: len(r.Value),
+	}
+	if r.Version != 0 {
+		in.VersionTime = r.Version.Time()
+	}
+	return in, true
+}
+
+// Close stops the cache's background refreshes and unregisters the metrics.
+// Requests still served afterwards answer from what is held, and 503 where
+// they would need the origin. It does not close any listener: the caller
+// owns its http.Server. Close is idempotent.
+func (s *Server) Close() {
+	if s.closed.Swap(true) {
+		return
+	}
+	s.cache.Close()
+	if s.cfg.Registerer != nil {
+		s.metrics.unregister(s.cfg.Registerer)
+	}
+}
