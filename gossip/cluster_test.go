@@ -1,0 +1,94 @@
+package gossip
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestPublishReachesEveryNode(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, clusterOpts{n: 10})
+
+	small := []byte(`{"upstream":"http://10.0.0.1"}`)
+	start := time.Now()
+	rec := c.publish(3, "routes", "example.com", small)
+	eventually(t, 5*time.Second, func() bool { return c.has("routes", "example.com", rec.Version) }, "small change on all nodes")
+	t.Logf("small value on all 10 nodes in %s", time.Since(start))
+	for i, a := range c.appliers {
+		h := a.get("routes", "example.com")
+		if !h.inline || !bytes.Equal(h.value, small) {
+			t.Errorf("node %d: holds %+v, want the value inline", i, h)
+		}
+	}
+
+	// A value over InlineValueMax travels as an invalidation only.
+	big := bytes.Repeat([]byte("x"), 2000)
+	rec = c.publish(7, "routes", "big.example.com", big)
+	eventually(t, 5*time.Second, func() bool { return c.has("routes", "big.example.com", rec.Version) }, "big change on all nodes")
+	for i, a := range c.appliers {
+		h := a.get("routes", "big.example.com")
+		if i != 7 && (h.inline || h.value != nil) {
+			t.Errorf("node %d: holds %+v, want a version floor without value", i, h)
+		}
+		if i == 7 && !h.inline {
+			t.Errorf("publisher: holds %+v, want the value applied locally", h)
+		}
+	}
+
+	// A delete is a tombstone, applied as such everywhere.
+	rec = c.publish(0, "routes", "example.com", nil)
+	eventually(t, 5*time.Second, func() bool { return c.has("routes", "example.com", rec.Version) }, "tombstone on all nodes")
+	for i, a := range c.appliers {
+		if h := a.get("routes", "example.com"); !h.tomb {
+			t.Errorf("node %d: holds %+v, want a tombstone", i, h)
+		}
+	}
+
+	// The eager push delivers most changes first (on an idle machine all of
+	// them; under -race on a loaded one gossip sometimes wins the race, as
+	// memberlist handles queued packets newest first).
+	var push, relay, gossip float64
+	for _, n := range c.nodes {
+		push += testutil.ToFloat64(n.m.applied.WithLabelValues("push"))
+		relay += testutil.ToFloat64(n.m.applied.WithLabelValues("relay"))
+		gossip += testutil.ToFloat64(n.m.applied.WithLabelValues("gossip"))
+	}
+	t.Logf("first deliveries: push %v, relay %v, gossip %v", push, relay, gossip)
+	if push < 9 {
+		t.Errorf("only %v of 27 first deliveries by eager push", push)
+	}
+}
+
+func TestEagerPushAcrossRegions(t *testing.T) {
+	t.Parallel()
+	regions := []string{"eu", "us", "ap"}
+	c := newCluster(t, clusterOpts{n: 12, regions: regions})
+
+	for i := 0; i < 3; i++ {
+		rec := c.publish(i, "keys", fmt.Sprintf("k%d", i), []byte("v"))
+		eventually(t, 5*time.Second, func() bool { return c.has("keys", rec.Key, rec.Version) }, "change from region %s everywhere", regions[i])
+	}
+	var relay, relaySent, retries float64
+	for _, n := range c.nodes {
+		relay += testutil.ToFloat64(n.m.applied.WithLabelValues("relay"))
+		relaySent += testutil.ToFloat64(n.m.sent.WithLabelValues("relay"))
+		retries += testutil.ToFloat64(n.m.retries)
+	}
+	// Each publish sends to RelaysPerRegion=2 members of each of 2 other
+	// regions (plus any retries of unacknowledged sends).
+	if relaySent < 3*2*2 || relaySent > 3*2*2+retries {
+		t.Errorf("relay messages sent = %v, want 12 (+ up to %v retries)", relaySent, retries)
+	}
+	if relay < 6 {
+		t.Errorf("only %v first deliveries by relay, want most of 12", relay)
+	}
+	for _, m := range c.nodes[0].Members() {
+		if m.Region == "" {
+			t.Errorf("member %s has no region", m.Name)
+		}
+	}
+}

@@ -1,0 +1,272 @@
+package gossip
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane/record"
+)
+
+// Config configures a Node. Start from DefaultLANConfig, DefaultWANConfig or
+// DefaultLocalConfig and change what you need; New validates it.
+type Config struct {
+	// Name identifies the node in the cluster and must be unique in it. A
+	// node restarted under the same name must come back on the same
+	// address (memberlist refuses to move a name to another address unless
+	// Memberlist.DeadNodeReclaimTime allows it). Default: the host name.
+	Name string
+
+	// Region groups nodes for eager push: a change goes directly to every
+	// member of the publisher's region and to RelaysPerRegion members of
+	// each other region, which forward it to their own. 1 to 64 bytes of
+	// a-z, 0-9, '-' and '_'. Carried in memberlist node metadata.
+	Region string
+
+	// BindAddr and BindPort are where the node listens (UDP and TCP, same
+	// port). Port 0 picks a free port; see (*Node).Addr. Ignored when
+	// Transport is set.
+	BindAddr string
+	BindPort int
+
+	// AdvertiseAddr and AdvertisePort are what other nodes dial, when it
+	// differs from the bind address (NAT). Empty and 0: derived.
+	AdvertiseAddr string
+	AdvertisePort int
+
+	// Seeds are host:port addresses of nodes to join at start. A node whose
+	// seeds are all unreachable starts alone and keeps retrying every
+	// ReconnectInterval.
+	Seeds []string
+
+	// SecretKeys turn on gossip encryption and authentication (AES-GCM
+	// through memberlist's keyring): 16, 24 or 32 bytes each, the first is
+	// the primary, used to encrypt; all are tried to decrypt. Nodes without
+	// a key they share cannot join, read or inject. Empty: plaintext
+	// gossip. See the package documentation for rotating keys.
+	SecretKeys [][]byte
+
+	// InlineValueMax is the largest value, in bytes, that travels inside a
+	// change message so that receivers need no origin read. Larger values
+	// travel as an invalidation only. 0 to MaxInlineValue, and small enough
+	// that a change message fits one packet (Memberlist.UDPBufferSize).
+	InlineValueMax int
+
+	// RelaysPerRegion is how many members of each other region receive a
+	// change directly and forward it to their own region.
+	RelaysPerRegion int
+
+	// PushAckTimeout is how long a node waits for a member to acknowledge
+	// an eager push (or relay) before sending it again; each retry doubles
+	// it. About twice the round trip to the farthest member.
+	PushAckTimeout time.Duration
+
+	// PushRetries is how many times an unacknowledged push is sent again.
+	// 0 makes eager push fire-and-forget (gossip and the log still repair).
+	PushRetries int
+
+	// LogInterval is how often the node reads the origin's change log to
+	// repair what gossip lost. It also reads it at start, after a partition
+	// heals and when a digest shows a gap.
+	LogInterval time.Duration
+
+	// LogSettle is how far behind its position the node rereads the log, to
+	// catch changes appended slightly out of version order by concurrent
+	// publishers: at least the longest time between a publisher taking a
+	// version and appending it, plus clock skew between nodes.
+	LogSettle time.Duration
+
+	// LogBatch is the most changes asked of the log in one read.
+	LogBatch int
+
+	// Resume is the version up to which the Applier is known to be
+	// current, for a node restarted with a cache it kept or loaded from a
+	// snapshot (see (*Node).LogCursor); the node reads the log from there
+	// at start. 0: the Applier starts empty and the log is read from now.
+	Resume record.Version
+
+	// ReconnectInterval is how often a node tries to rejoin members it lost
+	// (and its seeds, when it is alone). Memberlist alone would stop
+	// talking to a dead member after GossipToTheDeadTime, leaving a healed
+	// partition split.
+	ReconnectInterval time.Duration
+
+	// ReconnectTimeout is how long a lost member is tried before it is
+	// forgotten.
+	ReconnectTimeout time.Duration
+
+	// DigestMaxBytes bounds the digest swapped in each push/pull.
+	DigestMaxBytes int
+
+	// RecentMax is how many recent changes (key, version and inline value)
+	// the node remembers to filter duplicates and fill digests.
+	RecentMax int
+
+	// QueueMax bounds the gossip repair queue; the oldest messages are
+	// dropped first (the change log still covers them).
+	QueueMax int
+
+	// Transport replaces memberlist's UDP/TCP transport, e.g. with a
+	// netsim.Transport that injects loss, delay and partitions. Nil: a
+	// memberlist.NetTransport on BindAddr:BindPort.
+	Transport memberlist.Transport
+
+	// Memberlist is the base memberlist configuration (timers, buffer
+	// sizes); the presets copy memberlist's own. Name, addresses,
+	// Transport, keys, Delegate, Events and Logger are set from the fields
+	// above and overwritten. Nil: memberlist.DefaultLANConfig().
+	Memberlist *memberlist.Config
+
+	// Registerer receives the node's metrics. Nil: none. Several nodes in
+	// one process need distinct registries (or prometheus.WrapRegistererWith
+	// a label each).
+	Registerer prometheus.Registerer
+
+	// Logger receives the node's logs and memberlist's, at their levels
+	// (memberlist's DEBUG lines become slog.LevelDebug). Nil: slog.Default().
+	Logger *slog.Logger
+
+	// Now is the clock for apply lag and log positions. Nil: time.Now.
+	Now func() time.Time
+}
+
+// DefaultLANConfig returns a configuration for nodes in one data center,
+// over memberlist.DefaultLANConfig.
+func DefaultLANConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Name:              host,
+		Region:            "default",
+		BindAddr:          "0.0.0.0",
+		BindPort:          7946,
+		InlineValueMax:    512,
+		RelaysPerRegion:   2,
+		PushAckTimeout:    25 * time.Millisecond,
+		PushRetries:       5,
+		LogInterval:       5 * time.Second,
+		LogSettle:         2 * time.Second,
+		LogBatch:          1000,
+		ReconnectInterval: 10 * time.Second,
+		ReconnectTimeout:  time.Hour,
+		DigestMaxBytes:    32 << 10,
+		RecentMax:         16384,
+		QueueMax:          4096,
+		Memberlist:        memberlist.DefaultLANConfig(),
+	}
+}
+
+// DefaultWANConfig returns a configuration for a cluster spanning regions,
+// over memberlist.DefaultWANConfig.
+func DefaultWANConfig() Config {
+	c := DefaultLANConfig()
+	c.LogSettle = 3 * time.Second
+	c.PushAckTimeout = 300 * time.Millisecond
+	c.ReconnectInterval = 30 * time.Second
+	c.Memberlist = memberlist.DefaultWANConfig()
+	return c
+}
+
+// DefaultLocalConfig returns a configuration for nodes on one machine
+// (tests, the dev mode): 127.0.0.1, a free port, short timers, over
+// memberlist.DefaultLocalConfig.
+func DefaultLocalConfig() Config {
+	c := DefaultLANConfig()
+	c.BindAddr = "127.0.0.1"
+	c.BindPort = 0
+	c.LogInterval = time.Second
+	c.LogSettle = 500 * time.Millisecond
+	c.ReconnectInterval = 2 * time.Second
+	c.Memberlist = memberlist.DefaultLocalConfig()
+	return c
+}
+
+// Encryption overhead memberlist adds to a packet (version byte, nonce,
+// GCM tag, padding) and its other framing: user message type, CRC header,
+// compound framing, a label.
+const packetFraming = 1 + 12 + 16 + 16 + 1 + 5 + 4
+
+// validate fills defaults for zero fields that have one and checks the rest.
+func (c *Config) validate() error {
+	var errs []error
+	if c.Name == "" {
+		c.Name, _ = os.Hostname()
+	}
+	if c.Name == "" || len(c.Name) > MaxNameLen {
+		errs = append(errs, fmt.Errorf("Name %.20q... must be 1 to %d bytes", c.Name, MaxNameLen))
+	}
+	if err := validateRegion(c.Region); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Memberlist == nil {
+		c.Memberlist = memberlist.DefaultLANConfig()
+	}
+	for i, k := range c.SecretKeys {
+		if err := memberlist.ValidateKey(k); err != nil {
+			errs = append(errs, fmt.Errorf("SecretKeys[%d]: %w", i, err))
+		}
+	}
+	if c.InlineValueMax < 0 || c.InlineValueMax > MaxInlineValue {
+		errs = append(errs, fmt.Errorf("InlineValueMax %d not in [0, %d]", c.InlineValueMax, MaxInlineValue))
+	} else if need := maxChangeSize(c.InlineValueMax, len(c.Name)) + packetFraming + len(c.Memberlist.Label); need > c.Memberlist.UDPBufferSize {
+		errs = append(errs, fmt.Errorf("InlineValueMax %d makes a %d-byte packet, over Memberlist.UDPBufferSize %d", c.InlineValueMax, need, c.Memberlist.UDPBufferSize))
+	}
+	if c.RelaysPerRegion < 1 {
+		errs = append(errs, fmt.Errorf("RelaysPerRegion %d must be at least 1", c.RelaysPerRegion))
+	}
+	if c.PushAckTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("PushAckTimeout %s must be positive", c.PushAckTimeout))
+	}
+	if c.PushRetries < 0 {
+		errs = append(errs, fmt.Errorf("PushRetries %d must not be negative", c.PushRetries))
+	}
+	if c.LogInterval <= 0 {
+		errs = append(errs, fmt.Errorf("LogInterval %s must be positive", c.LogInterval))
+	}
+	if c.LogSettle < 0 {
+		errs = append(errs, fmt.Errorf("LogSettle %s must not be negative", c.LogSettle))
+	}
+	if c.LogBatch < 1 {
+		errs = append(errs, fmt.Errorf("LogBatch %d must be positive", c.LogBatch))
+	}
+	if c.ReconnectInterval <= 0 {
+		errs = append(errs, fmt.Errorf("ReconnectInterval %s must be positive", c.ReconnectInterval))
+	}
+	if c.DigestMaxBytes < 64 || c.DigestMaxBytes > MaxDigestSize {
+		errs = append(errs, fmt.Errorf("DigestMaxBytes %d not in [64, %d]", c.DigestMaxBytes, MaxDigestSize))
+	}
+	if c.RecentMax < 1 {
+		errs = append(errs, fmt.Errorf("RecentMax %d must be positive", c.RecentMax))
+	}
+	if c.QueueMax < 1 {
+		errs = append(errs, fmt.Errorf("QueueMax %d must be positive", c.QueueMax))
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("gossip config: %w", err)
+	}
+	return nil
+}
+
+// validateRegion checks a region name: 1 to 64 bytes of a-z, 0-9, '-', '_'.
+func validateRegion(r string) error {
+	if r == "" || len(r) > 64 {
+		return fmt.Errorf("Region %q must be 1 to 64 bytes", r)
+	}
+	for i := 0; i < len(r); i++ {
+		c := r[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("Region %q: byte %q not allowed (use a-z, 0-9, '-', '_')", r, c)
+		}
+	}
+	return nil
+}

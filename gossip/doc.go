@@ -1,0 +1,74 @@
+// Package gossip spreads changes to every node of a cluster within about a
+// second, in version order, over hashicorp/memberlist.
+//
+// Hand a change to any one node with (*Node).Publish, after writing it
+// durably to the origin; every node's Applier (usually its cache) learns of
+// it. A change travels three ways at once (DESIGN.md, "Propagation"):
+//
+//  1. Eager push: the publishing node sends it at once, by UDP, to every
+//     member of its own region and to RelaysPerRegion members of each other
+//     region (regions ride in memberlist node metadata), which forward it to
+//     their own region the first time they see it. Two hops, no gossip round.
+//     Every receiver acknowledges; a sender resends to members that did not,
+//     after PushAckTimeout and then twice as long each time, up to
+//     PushRetries times, stopping once a newer version supersedes the change.
+//  2. Gossip repair: every node that learns a newer version also queues it in
+//     a memberlist TransmitLimitedQueue, where a newer version of a key
+//     replaces an older one; memberlist piggybacks it on its gossip rounds.
+//  3. Anti-entropy: each memberlist push/pull swaps a digest (high-water mark
+//     and the newest changes, bounded in bytes), and every node reads the
+//     origin's change log since its cursor every LogInterval, at start with
+//     Config.Resume, when a lost member rejoins, and when a digest shows a
+//     gap. A node that missed more than the log holds asks its Applier to
+//     revalidate everything (Revalidator), counted in metrics.
+//
+// Values up to InlineValueMax (default 512 bytes) travel inside the message,
+// so receivers need no origin read; larger values travel as a version floor
+// (Applier.Invalidate) and are fetched on next use.
+//
+// # Ordering
+//
+// Every path applies by version: a node hands its Applier, per key, only
+// versions newer than any it has seen, so duplicates, reordering and the
+// three paths racing are all harmless (invariants 1 and 2). Relays and
+// re-gossip happen only on the first sight of a newer version, so there are
+// no broadcast storms.
+//
+// # Bad input
+//
+// Messages are size-limited and decoded by hand with every length checked;
+// anything malformed is dropped, counted (messages_dropped_total) and
+// logged at most once a second. It never reaches the Applier and never
+// panics (see FuzzDecode).
+//
+// # Encryption and key rotation
+//
+// With Config.SecretKeys set, memberlist encrypts and authenticates every
+// packet and stream with AES-GCM; a node without a shared key can neither
+// join nor inject changes. To rotate keys with no downtime, run each step on
+// every node before starting the next:
+//
+//  1. n.InstallKey(newKey): every node can now decrypt with the new key.
+//  2. n.UseKey(newKey): nodes encrypt with the new key; nodes not yet
+//     switched still decrypt it, and still send with the old one, which
+//     everyone can still decrypt.
+//  3. n.RemoveKey(oldKey): the old key is gone.
+//
+// Also change SecretKeys in each node's configuration, so that a restart
+// does not bring the old key back. Encryption cannot be turned on or off on
+// a running node.
+//
+// # Metrics
+//
+// With Config.Registerer set, a node exports (prefix dataplane_gossip_):
+// messages_sent_total{path}, messages_received_total{path},
+// messages_dropped_total{reason}, messages_rejected_total{path} (valid but
+// not newer), changes_applied_total{path}, apply_lag_seconds{path} (now
+// minus the version's physical time), members{state}, antientropy_repairs_total{source},
+// log_catchups_total{trigger,result}, full_revalidations_total,
+// push_retries_total, push_acks_total, applier_panics_total and
+// reconnects_total{result}.
+//
+// The subpackage netsim wraps memberlist's transport to inject loss, delay,
+// jitter and partitions, for tests and the multi-region benchmark.
+package gossip

@@ -1,0 +1,125 @@
+package gossip
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are a node's Prometheus collectors. With a nil Registerer they
+// still count (so tests and Stats can read them) but are exported nowhere.
+type metrics struct {
+	sent      *prometheus.CounterVec // path
+	received  *prometheus.CounterVec // path
+	dropped   *prometheus.CounterVec // reason
+	rejected  *prometheus.CounterVec // path
+	applied   *prometheus.CounterVec // path
+	lag       *prometheus.HistogramVec
+	repairs   *prometheus.CounterVec // source
+	catchups  *prometheus.CounterVec // trigger, result
+	revalid   prometheus.Counter
+	panics    prometheus.Counter
+	reconnect *prometheus.CounterVec // result
+	retries   prometheus.Counter
+	acks      prometheus.Counter
+	members   *prometheus.GaugeVec // state
+
+	reg        prometheus.Registerer
+	collectors []prometheus.Collector
+}
+
+const (
+	metricNS  = "dataplane"
+	metricSub = "gossip"
+)
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "messages_sent_total",
+			Help: "Change messages sent, by path (push: direct to own region, relay: direct to another region's relays, gossip: broadcast queue).",
+		}, []string{"path"}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "messages_received_total",
+			Help: "Valid change messages received (including duplicates), by path.",
+		}, []string{"path"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "messages_dropped_total",
+			Help: "Messages dropped without being applied: malformed bytes, or relays that found the send queue full.",
+		}, []string{"reason"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "messages_rejected_total",
+			Help: "Valid changes not applied because the node already held that version or a newer one (duplicates, reordering), by path.",
+		}, []string{"path"}),
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "changes_applied_total",
+			Help: "Changes newer than what the node held, handed to the applier, by the path that delivered them first.",
+		}, []string{"path"}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "apply_lag_seconds",
+			Help:    "Time from a change's version (publisher's clock) to its apply on this node, by path.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16), // 1 ms .. 33 s
+		}, []string{"path"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "antientropy_repairs_total",
+			Help: "Changes gossip had missed, learned from a push/pull digest or the origin change log.",
+		}, []string{"source"}),
+		catchups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "log_catchups_total",
+			Help: "Reads of the origin change log, by trigger (start, interval, rejoin, digest) and result (ok, error, truncated).",
+		}, []string{"trigger", "result"}),
+		revalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "full_revalidations_total",
+			Help: "Times the node missed more than the change log holds and revalidated everything it caches.",
+		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "applier_panics_total",
+			Help: "Panics recovered from the applier.",
+		}),
+		reconnect: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "reconnects_total",
+			Help: "Attempts to rejoin lost members or seeds, by result.",
+		}, []string{"result"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "push_retries_total",
+			Help: "Eager pushes and relays sent again because the target had not acknowledged them.",
+		}),
+		acks: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "push_acks_total",
+			Help: "Acknowledgements received for this node's eager pushes and relays.",
+		}),
+		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "members",
+			Help: "Cluster members as this node sees them: alive (memberlist's live members, this node included; suspects count as alive, memberlist does not expose them) and dead (failed or left, not yet rejoined).",
+		}, []string{"state"}),
+		reg: reg,
+	}
+	m.collectors = []prometheus.Collector{m.sent, m.received, m.dropped, m.rejected, m.applied, m.lag, m.repairs, m.catchups, m.revalid, m.panics, m.reconnect, m.retries, m.acks, m.members}
+	if reg == nil {
+		return m, nil
+	}
+	for i, c := range m.collectors {
+		if err := reg.Register(c); err != nil {
+			for _, done := range m.collectors[:i] {
+				reg.Unregister(done)
+			}
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, errors.New("gossip metrics already registered: give each node its own Registerer (or wrap it with a label)")
+			}
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// unregister removes the collectors, so a node can be restarted on the same
+// Registerer.
+func (m *metrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
+}

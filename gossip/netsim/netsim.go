@@ -1,0 +1,356 @@
+// Package netsim simulates a network for memberlist nodes in one process:
+// a Transport wrapper that delays, jitters, drops and partitions traffic
+// between zones (a zone is a region, a rack, one side of a partition).
+//
+// Every node of the simulated network must use a Transport from the same
+// Network: faults are applied by the sender (packets) and by the dialer
+// (streams), so traffic from an unwrapped node is not affected.
+//
+//	net := netsim.New(1)
+//	net.SetLink("eu", "us", netsim.Link{Delay: 40 * time.Millisecond, Jitter: 5 * time.Millisecond})
+//	net.SetDefault(netsim.Link{Loss: 0.3})
+//	t, err := net.Listen("127.0.0.1", 0, "eu", nil)
+//	// use t as gossip.Config.Transport (or memberlist.Config.Transport)
+//	net.Cut("eu", "us") // partition; net.Heal("eu", "us") to end it
+//
+// Packets (UDP: probes, gossip, eager pushes) suffer loss, delay and
+// jitter, and may arrive reordered. Streams (TCP: push/pull, reliable
+// sends, fallback pings) are never lossy; dialing costs a round trip, and
+// each write and read on the dialing side adds the one-way delay. A cut
+// drops packets both ways, refuses dials and breaks open streams.
+//
+// A Network is safe for concurrent use. Its random choices come from one
+// generator seeded by New, so a run is reproducible as far as the order of
+// sends is.
+package netsim
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Link is the behaviour of traffic between two zones, the same both ways.
+type Link struct {
+	// Delay is the one-way latency.
+	Delay time.Duration
+	// Jitter adds a uniformly random extra delay in [0, Jitter) to each
+	// packet, which can reorder packets.
+	Jitter time.Duration
+	// Loss is the fraction of packets dropped, from 0 to 1.
+	Loss float64
+}
+
+// Stats counts what a Network did to packets.
+type Stats struct {
+	Packets int64 // packets handed to the network
+	Lost    int64 // dropped by Loss
+	Cut     int64 // dropped by a partition
+	Dials   int64 // streams dialed
+	Refused int64 // dials refused by a partition
+}
+
+// ErrCut is returned for dials and stream I/O across a partition.
+var ErrCut = errors.New("netsim: link cut")
+
+// Network is a set of zones and the links between them.
+type Network struct {
+	mu    sync.Mutex // guards everything below
+	rng   *rand.Rand
+	def   Link
+	links map[pair]Link
+	cuts  map[pair]bool
+	zones map[string]string // address (host:port) -> zone
+	stats Stats
+}
+
+type pair struct{ a, b string }
+
+func mkpair(a, b string) pair {
+	if a > b {
+		a, b = b, a
+	}
+	return pair{a, b}
+}
+
+// New returns a network with perfect links, whose random choices are
+// seeded by seed.
+func New(seed uint64) *Network {
+	return &Network{
+		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		links: make(map[pair]Link),
+		cuts:  make(map[pair]bool),
+		zones: make(map[string]string),
+	}
+}
+
+// SetDefault sets the link used between (and within) zones that have no
+// link of their own.
+func (n *Network) SetDefault(l Link) {
+	n.mu.Lock()
+	n.def = l
+	n.mu.Unlock()
+}
+
+// SetLink sets the link between zones a and b, both ways; a == b sets the
+// link within a zone.
+func (n *Network) SetLink(a, b string, l Link) {
+	n.mu.Lock()
+	n.links[mkpair(a, b)] = l
+	n.mu.Unlock()
+}
+
+// Cut partitions zones a and b from each other (a == b isolates the
+// members of a from each other).
+func (n *Network) Cut(a, b string) {
+	n.mu.Lock()
+	n.cuts[mkpair(a, b)] = true
+	n.mu.Unlock()
+}
+
+// Heal ends a partition between a and b.
+func (n *Network) Heal(a, b string) {
+	n.mu.Lock()
+	delete(n.cuts, mkpair(a, b))
+	n.mu.Unlock()
+}
+
+// HealAll ends every partition.
+func (n *Network) HealAll() {
+	n.mu.Lock()
+	clear(n.cuts)
+	n.mu.Unlock()
+}
+
+// Stats returns the counts so far.
+func (n *Network) Stats() Stats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.stats
+}
+
+// packet decides the fate of one packet from zone `from` to address to.
+func (n *Network) packet(from, to string) (drop bool, delay time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.stats.Packets++
+	p := mkpair(from, n.zones[to])
+	if n.cuts[p] {
+		n.stats.Cut++
+		return true, 0
+	}
+	l, ok := n.links[p]
+	if !ok {
+		l = n.def
+	}
+	if l.Loss > 0 && n.rng.Float64() < l.Loss {
+		n.stats.Lost++
+		return true, 0
+	}
+	return false, n.delayLocked(l)
+}
+
+func (n *Network) delayLocked(l Link) time.Duration {
+	d := l.Delay
+	if l.Jitter > 0 {
+		d += time.Duration(n.rng.Int64N(int64(l.Jitter)))
+	}
+	return d
+}
+
+// stream returns the one-way delay for a stream from zone `from` to
+// address to, or ErrCut.
+func (n *Network) stream(from, to string, dial bool) (time.Duration, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p := mkpair(from, n.zones[to])
+	if dial {
+		n.stats.Dials++
+	}
+	if n.cuts[p] {
+		if dial {
+			n.stats.Refused++
+		}
+		return 0, fmt.Errorf("%w: %s to %s", ErrCut, from, to)
+	}
+	l, ok := n.links[p]
+	if !ok {
+		l = n.def
+	}
+	return n.delayLocked(l), nil
+}
+
+func (n *Network) register(addr, zone string) {
+	n.mu.Lock()
+	n.zones[addr] = zone
+	n.mu.Unlock()
+}
+
+// Listen starts a memberlist.NetTransport on bindAddr:port (0: a free
+// port) and wraps it as a member of zone. logger may be nil (discard).
+func (n *Network) Listen(bindAddr string, port int, zone string, logger *log.Logger) (*Transport, error) {
+	if logger == nil {
+		logger = log.New(io.Discard, "", 0)
+	}
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{bindAddr},
+		BindPort:  port,
+		Logger:    logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	t := n.Wrap(nt, zone)
+	t.setSelf(net.JoinHostPort(bindAddr, fmt.Sprint(nt.GetAutoBindPort())))
+	return t, nil
+}
+
+// Wrap makes inner a member of zone. The wrapper learns its own address
+// when memberlist asks it for the advertise address.
+func (n *Network) Wrap(inner memberlist.NodeAwareTransport, zone string) *Transport {
+	return &Transport{net: n, inner: inner, zone: zone}
+}
+
+// Transport is a memberlist.NodeAwareTransport whose traffic goes through a
+// Network.
+type Transport struct {
+	net   *Network
+	inner memberlist.NodeAwareTransport
+
+	mu   sync.Mutex // guards zone and self
+	zone string
+	self string
+}
+
+var _ memberlist.NodeAwareTransport = (*Transport)(nil)
+
+// Zone returns the transport's zone.
+func (t *Transport) Zone() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.zone
+}
+
+// SetZone moves the transport to another zone.
+func (t *Transport) SetZone(zone string) {
+	t.mu.Lock()
+	t.zone = zone
+	self := t.self
+	t.mu.Unlock()
+	if self != "" {
+		t.net.register(self, zone)
+	}
+}
+
+// Addr returns the transport's own host:port, once known.
+func (t *Transport) Addr() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.self
+}
+
+func (t *Transport) setSelf(addr string) {
+	t.mu.Lock()
+	t.self = addr
+	zone := t.zone
+	t.mu.Unlock()
+	t.net.register(addr, zone)
+}
+
+// FinalAdvertiseAddr implements memberlist.Transport.
+func (t *Transport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	a, p, err := t.inner.FinalAdvertiseAddr(ip, port)
+	if err == nil {
+		t.setSelf(net.JoinHostPort(a.String(), fmt.Sprint(p)))
+	}
+	return a, p, err
+}
+
+// WriteTo implements memberlist.Transport.
+func (t *Transport) WriteTo(b []byte, addr string) (time.Time, error) {
+	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
+}
+
+// WriteToAddress implements memberlist.NodeAwareTransport: the packet is
+// dropped, sent, or sent after a delay.
+func (t *Transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	drop, d := t.net.packet(t.Zone(), a.Addr)
+	now := time.Now()
+	if drop {
+		return now, nil // lost in the network: the sender cannot tell
+	}
+	if d <= 0 {
+		return t.inner.WriteToAddress(b, a)
+	}
+	buf := append([]byte(nil), b...) // the caller may reuse b
+	time.AfterFunc(d, func() { _, _ = t.inner.WriteToAddress(buf, a) })
+	return now, nil
+}
+
+// PacketCh implements memberlist.Transport.
+func (t *Transport) PacketCh() <-chan *memberlist.Packet { return t.inner.PacketCh() }
+
+// DialTimeout implements memberlist.Transport.
+func (t *Transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+// DialAddressTimeout implements memberlist.NodeAwareTransport.
+func (t *Transport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	d, err := t.net.stream(t.Zone(), a.Addr, true)
+	if err != nil {
+		return nil, err
+	}
+	if 2*d > timeout {
+		time.Sleep(timeout)
+		return nil, fmt.Errorf("netsim: dial %s: timeout after %s", a.Addr, timeout)
+	}
+	time.Sleep(2 * d) // the handshake's round trip
+	c, err := t.inner.DialAddressTimeout(a, timeout-2*d)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{Conn: c, t: t, to: a.Addr}, nil
+}
+
+// StreamCh implements memberlist.Transport.
+func (t *Transport) StreamCh() <-chan net.Conn { return t.inner.StreamCh() }
+
+// Shutdown implements memberlist.Transport.
+func (t *Transport) Shutdown() error { return t.inner.Shutdown() }
+
+// conn is the dialing side of a stream: each write and read waits the
+// link's one-way delay, and fails across a cut.
+type conn struct {
+	net.Conn
+	t  *Transport
+	to string
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	d, err := c.t.net.stream(c.t.Zone(), c.to, false)
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(d)
+	return c.Conn.Write(p)
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	k, err := c.Conn.Read(p)
+	if k > 0 {
+		d, cerr := c.t.net.stream(c.t.Zone(), c.to, false)
+		if cerr != nil {
+			return 0, cerr
+		}
+		time.Sleep(d)
+	}
+	return k, err
+}

@@ -1,0 +1,454 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/dataplane/dataplane/record"
+)
+
+// Node is one member of a gossip cluster. It spreads the changes handed to
+// Publish to every other node, applies the changes it hears of to its
+// Applier in version order, and repairs what it missed from push/pull
+// digests and the origin's change log.
+//
+// A Node is safe for concurrent use. Close it when done.
+type Node struct {
+	cfg     Config
+	applier Applier
+	log     LogReader // nil: no log backstop
+	logger  *slog.Logger
+	m       *metrics
+
+	ml    atomic.Pointer[memberlist.Memberlist] // set once Create returns
+	queue *memberlist.TransmitLimitedQueue
+	seen  *recent
+	meta  []byte
+	kr    *memberlist.Keyring // nil without SecretKeys
+
+	highWater atomic.Uint64 // highest version seen by any path
+	cursor    atomic.Uint64 // log position: every change at or below it is known
+	// revalidatedAt is the cursor set by the last full revalidation; only
+	// the log loop goroutine touches it.
+	revalidatedAt record.Version
+
+	catchup chan string // log catch-up triggers, coalesced
+	jobs    chan job    // relays and acks for sendLoop
+	acks    ackTable    // pushes awaiting acknowledgement
+	garbage rateLimit   // log lines about dropped garbage
+
+	// membersMu guards alive and lost: this node's view of membership, built
+	// from copies taken in memberlist's event callbacks. (The *Node values
+	// memberlist.Members returns are rewritten in place under memberlist's
+	// lock, so reading them outside it is a data race.)
+	membersMu sync.Mutex
+	alive     map[string]*memberlist.Node // by name, this node included
+	lost      map[string]lostMember
+	numAlive  atomic.Int64 // len(alive), for the broadcast queue
+	addr      string       // this node's advertised host:port
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// lostMember is a member that failed or left, kept for reconnect attempts.
+type lostMember struct {
+	addr  string
+	since time.Time
+}
+
+// Member is a cluster member as this node sees it.
+type Member struct {
+	Name   string
+	Addr   string // host:port
+	Region string
+}
+
+// ErrNoKeyring is returned by the key methods of a node started without
+// SecretKeys: encryption can only be turned on at start.
+var ErrNoKeyring = errors.New("gossip: encryption not configured")
+
+// logReadTimeout bounds one read of the origin's change log.
+const logReadTimeout = 10 * time.Second
+
+// New starts a node: it listens, joins the cluster through cfg.Seeds (or
+// starts alone and keeps trying them), and begins applying changes to a.
+// log is the origin's change log, read as a backstop; nil disables the
+// backstop (gossip alone then bounds nothing: do that in tests only).
+func New(cfg Config, a Applier, log LogReader) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if a == nil {
+		return nil, errors.New("gossip: nil Applier")
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:     cfg,
+		applier: a,
+		log:     log,
+		logger:  cfg.Logger.With("node", cfg.Name),
+		m:       m,
+		seen:    newRecent(cfg.RecentMax),
+		meta:    encodeMeta(cfg.Region),
+		catchup: make(chan string, 1),
+		jobs:    make(chan job, 4096),
+		garbage: rateLimit{every: time.Second},
+		alive:   make(map[string]*memberlist.Node),
+		lost:    make(map[string]lostMember),
+		stop:    make(chan struct{}),
+	}
+	n.queue = &memberlist.TransmitLimitedQueue{
+		NumNodes:       func() int { return int(n.numAlive.Load()) },
+		RetransmitMult: cfg.Memberlist.RetransmitMult,
+	}
+	start := cfg.Resume
+	if start == 0 {
+		start = record.MakeVersion(cfg.Now().Add(-cfg.LogSettle), 0)
+	}
+	n.cursor.Store(uint64(start))
+
+	mc := *cfg.Memberlist // a copy: the caller's preset stays reusable
+	mc.Name = cfg.Name
+	mc.BindAddr, mc.BindPort = cfg.BindAddr, cfg.BindPort
+	mc.AdvertiseAddr, mc.AdvertisePort = cfg.AdvertiseAddr, cfg.AdvertisePort
+	if mc.AdvertisePort == 0 {
+		mc.AdvertisePort = cfg.BindPort
+	}
+	mc.Transport = cfg.Transport
+	mc.SecretKey, mc.Keyring = nil, nil
+	if len(cfg.SecretKeys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.SecretKeys[1:], cfg.SecretKeys[0])
+		if err != nil {
+			m.unregister()
+			return nil, fmt.Errorf("gossip keyring: %w", err)
+		}
+		mc.Keyring, n.kr = kr, kr
+	}
+	mc.Delegate = delegate{n}
+	mc.DelegateProtocolVersion, mc.DelegateProtocolMin, mc.DelegateProtocolMax = 1, 1, 1
+	mc.Events = events{n}
+	mc.LogOutput, mc.Logger = nil, memberlistLogger(n.logger)
+
+	ml, err := memberlist.Create(&mc)
+	if err != nil {
+		m.unregister()
+		return nil, fmt.Errorf("gossip: start memberlist: %w", err)
+	}
+	n.ml.Store(ml)
+	n.addr = ml.LocalNode().Address() // nothing rewrites our own address
+	n.logger.Info("gossip node started", "addr", n.addr, "region", cfg.Region, "encrypted", len(cfg.SecretKeys) > 0)
+
+	if log != nil {
+		if cfg.Resume != 0 {
+			n.triggerCatchUp("start") // before Join's digest can take the slot
+		}
+		n.wg.Add(1)
+		go n.logLoop()
+	}
+	n.wg.Add(2)
+	go n.sendLoop()
+	go n.reconnectLoop()
+
+	if len(cfg.Seeds) > 0 {
+		if k, err := ml.Join(cfg.Seeds); err != nil {
+			n.logger.Warn("gossip join failed; starting alone, will retry", "seeds", cfg.Seeds, "err", err)
+		} else {
+			n.logger.Info("gossip joined", "contacted", k)
+		}
+	}
+	return n, nil
+}
+
+// Close stops the node without telling the cluster (others detect its
+// failure); call Leave first for a graceful exit. It is safe to call twice.
+func (n *Node) Close() error {
+	var err error
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		err = n.ml.Load().Shutdown()
+		n.wg.Wait()
+		n.m.unregister()
+	})
+	return err
+}
+
+// Leave tells the cluster this node is leaving, waiting up to timeout for
+// the message to go out. The node keeps running until Close.
+func (n *Node) Leave(timeout time.Duration) error {
+	return n.ml.Load().Leave(timeout)
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Addr returns the host:port other nodes reach this node at, e.g. to use as
+// a seed.
+func (n *Node) Addr() string { return n.addr }
+
+// Members returns the live members (alive or suspect), this node included,
+// sorted by name.
+func (n *Node) Members() []Member {
+	n.membersMu.Lock()
+	out := make([]Member, 0, len(n.alive))
+	for _, m := range n.alive {
+		out = append(out, Member{Name: m.Name, Addr: m.Address(), Region: decodeMeta(m.Meta)})
+	}
+	n.membersMu.Unlock()
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// peers returns the other live members, split into those of this node's
+// region and those of each other region.
+func (n *Node) peers() (local []*memberlist.Node, remote map[string][]*memberlist.Node) {
+	n.membersMu.Lock()
+	defer n.membersMu.Unlock()
+	for name, m := range n.alive {
+		if name == n.cfg.Name {
+			continue
+		}
+		if r := decodeMeta(m.Meta); r == n.cfg.Region {
+			local = append(local, m)
+		} else {
+			if remote == nil {
+				remote = make(map[string][]*memberlist.Node)
+			}
+			remote[r] = append(remote[r], m)
+		}
+	}
+	return local, remote
+}
+
+// HighWater returns the highest version this node has seen by any path.
+func (n *Node) HighWater() record.Version { return record.Version(n.highWater.Load()) }
+
+// LogCursor returns the version up to which this node knows every change
+// (as far as its log reads can tell). A node restarted with the cache it
+// kept passes it as Config.Resume.
+func (n *Node) LogCursor() record.Version { return record.Version(n.cursor.Load()) }
+
+// Publish spreads rec, which the caller has already written durably to the
+// origin (see origin.Publish): the node applies it locally, pushes it at
+// once to every member of its region and to RelaysPerRegion members of each
+// other region (who forward it to theirs), and queues it for gossip repair.
+// A value larger than InlineValueMax travels as an invalidation only.
+// Publishing a version the node already holds, or an older one, does
+// nothing: apply by version makes every path idempotent.
+func (n *Node) Publish(ctx context.Context, rec record.Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := rec.Validate(); err != nil {
+		return fmt.Errorf("gossip publish: %w", err)
+	}
+	// Applied here with its value whatever its size; receive keeps only
+	// values up to InlineValueMax, and only those travel.
+	c := change{rec: rec, inline: true, path: pathLocal}
+	c.rec.Value = append([]byte(nil), rec.Value...) // the caller may reuse its slice
+	if n.receive(c) != fresh {
+		return nil
+	}
+	if !rec.Tombstone && len(rec.Value) > n.cfg.InlineValueMax {
+		c.rec.Value, c.inline = nil, false
+	}
+	n.push(c) // first: the push should beat the first gossip round
+	n.queueGossip(c)
+	return nil
+}
+
+// send sends one message by UDP; loss is repaired by gossip and the log.
+func (n *Node) send(ml *memberlist.Memberlist, to *memberlist.Node, msg []byte, p path) {
+	if err := ml.SendBestEffort(to, msg); err != nil {
+		n.logger.Debug("gossip send failed", "to", to.Name, "err", err)
+		return
+	}
+	n.m.sent.WithLabelValues(p.String()).Inc()
+}
+
+// receive is the one place a change from any path meets the Applier. It
+// applies c if it is newer than what the node has seen of its key, keeping
+// the stripe locked across the check and the call so that the Applier sees
+// strictly increasing versions per key.
+func (n *Node) receive(c change) verdict {
+	id := recentID(c.rec.Namespace, c.rec.Key)
+	keep := c // what the node remembers (and puts in digests)
+	if len(keep.rec.Value) > n.cfg.InlineValueMax {
+		keep.rec.Value, keep.inline = nil, false
+	}
+	s := n.seen.lock(id)
+	v := s.observe(n.seen, id, keep)
+	if v == stale {
+		s.mu.Unlock()
+		n.m.rejected.WithLabelValues(c.path.String()).Inc()
+		return v
+	}
+	n.apply(c, v)
+	s.mu.Unlock()
+
+	for {
+		hw := n.highWater.Load()
+		if uint64(c.rec.Version) <= hw || n.highWater.CompareAndSwap(hw, uint64(c.rec.Version)) {
+			break
+		}
+	}
+	n.m.applied.WithLabelValues(c.path.String()).Inc()
+	if c.path != pathLocal {
+		lag := n.cfg.Now().Sub(c.rec.Version.Time())
+		n.m.lag.WithLabelValues(c.path.String()).Observe(max(lag, 0).Seconds())
+	}
+	return v
+}
+
+// apply hands c to the Applier, turning a panic into a metric and a log line.
+func (n *Node) apply(c change, v verdict) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.m.panics.Inc()
+			n.logger.Error("gossip applier panicked", "ns", c.rec.Namespace, "key", c.rec.Key, "version", c.rec.Version, "panic", r)
+		}
+	}()
+	if c.inline && v == fresh {
+		n.applier.Apply(c.rec)
+		return
+	}
+	// A version floor only: the value did not travel, or the key is one
+	// this node may have forgotten a newer version of.
+	n.applier.Invalidate(c.rec.Namespace, c.rec.Key, c.rec.Version)
+}
+
+// handle processes a change message from the network: apply, then spread
+// the first time a newer version arrives.
+func (n *Node) handle(c change) {
+	n.m.received.WithLabelValues(c.path.String()).Inc()
+	if c.from != "" {
+		// Acknowledge even a duplicate or an old version: the sender only
+		// needs to know this node has it or something newer.
+		n.enqueue(job{ackTo: c.from, ack: ack{ns: c.rec.Namespace, key: c.rec.Key, version: c.rec.Version, from: n.cfg.Name}}, "ack")
+		c.from = ""
+	}
+	if n.receive(c) != fresh {
+		return
+	}
+	n.queueGossip(c)
+	if c.path == pathRelay {
+		n.enqueue(job{relay: &c}, "relay")
+	}
+}
+
+// dropGarbage counts and (rate-limited) logs a message that failed to decode.
+func (n *Node) dropGarbage(what string, size int, err error) {
+	n.m.dropped.WithLabelValues("malformed").Inc()
+	if n.garbage.allow(n.cfg.Now()) {
+		n.logger.Warn("gossip dropped malformed "+what, "bytes", size, "err", err)
+	}
+}
+
+// broadcast is a change queued for gossip repair. A newer version of a key
+// replaces an older one still in the queue (same Name).
+type broadcast struct {
+	name string
+	msg  []byte
+}
+
+var _ memberlist.NamedBroadcast = (*broadcast)(nil)
+
+func (b *broadcast) Invalidates(o memberlist.Broadcast) bool {
+	ob, ok := o.(*broadcast)
+	return ok && ob.name == b.name
+}
+func (b *broadcast) Name() string    { return b.name }
+func (b *broadcast) Message() []byte { return b.msg }
+func (b *broadcast) Finished()       {}
+
+// queueGossip queues c for memberlist's gossip rounds. Only fresh versions
+// are queued, so a queued message never replaces a newer one.
+func (n *Node) queueGossip(c change) {
+	c.path = pathGossip
+	n.queue.QueueBroadcast(&broadcast{name: recentID(c.rec.Namespace, c.rec.Key), msg: encodeChange(c)})
+	if n.queue.NumQueued() > n.cfg.QueueMax {
+		n.queue.Prune(n.cfg.QueueMax)
+	}
+}
+
+// triggerCatchUp asks the log loop to read the log now; triggers coalesce.
+func (n *Node) triggerCatchUp(why string) {
+	if n.log == nil {
+		return
+	}
+	select {
+	case n.catchup <- why:
+	default:
+	}
+}
+
+// Node metadata: a format byte, then the region.
+const metaV1 = 1
+
+func encodeMeta(region string) []byte { return append([]byte{metaV1}, region...) }
+
+func decodeMeta(b []byte) string {
+	if len(b) < 2 || b[0] != metaV1 || validateRegion(string(b[1:])) != nil {
+		return ""
+	}
+	return string(b[1:])
+}
+
+// SecretKeys returns copies of the keys on this node's keyring, the primary
+// first.
+func (n *Node) SecretKeys() [][]byte {
+	kr := n.keyring()
+	if kr == nil {
+		return nil
+	}
+	var out [][]byte
+	for _, k := range kr.GetKeys() {
+		out = append(out, append([]byte(nil), k...))
+	}
+	return out
+}
+
+// InstallKey adds key to this node's keyring: it can now decrypt messages
+// encrypted with it. The first step of a rotation (see the package docs).
+func (n *Node) InstallKey(key []byte) error {
+	kr := n.keyring()
+	if kr == nil {
+		return ErrNoKeyring
+	}
+	return kr.AddKey(append([]byte(nil), key...))
+}
+
+// UseKey makes an installed key the primary: this node now encrypts with
+// it. The second step of a rotation, once every node has installed it.
+func (n *Node) UseKey(key []byte) error {
+	kr := n.keyring()
+	if kr == nil {
+		return ErrNoKeyring
+	}
+	return kr.UseKey(key)
+}
+
+// RemoveKey removes a key that is not the primary. The last step of a
+// rotation, once every node uses the new key.
+func (n *Node) RemoveKey(key []byte) error {
+	kr := n.keyring()
+	if kr == nil {
+		return ErrNoKeyring
+	}
+	return kr.RemoveKey(key)
+}
+
+func (n *Node) keyring() *memberlist.Keyring { return n.kr }
