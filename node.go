@@ -1,0 +1,357 @@
+// Package dataplane is the embeddable core of the dataplane: a Node serves
+// records (routes, API keys, configs) from memory, keeps them fresh through
+// gossip and the origin's change log, and keeps serving them when the origin
+// is down.
+//
+// Open a node with an origin and, optionally, a gossip cluster, then read:
+//
+//	store, _ := dir.Open("/var/lib/dataplane")
+//	node, err := dataplane.Open(ctx, dataplane.Config{Origin: store, Gossip: &gcfg})
+//	if err != nil { ... }
+//	defer node.Close()
+//	v, err := node.Get(ctx, "routes", "api.example.com")
+//	changes, cancel := node.Watch("routes")
+//
+// Every binary of the project (sentinel, cache node, dev) is a thin wrapper
+// over this API.
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/record"
+)
+
+// ErrNotFound is returned by Get for a key that does not exist or was
+// deleted. It is origin.ErrNotFound, so errors.Is works with either.
+var ErrNotFound = origin.ErrNotFound
+
+// Config configures a Node. Only Origin is required.
+type Config struct {
+	// Origin is where records live durably: a dir, s3, dynamodb or
+	// httporigin (cache tier) store. Required.
+	Origin origin.Store
+	// Cache configures the memory cache; the zero value means
+	// cache.DefaultOptions(). Registerer and Logger are taken from this
+	// Config when unset there.
+	Cache cache.Options
+	// Gossip, when set, joins a gossip cluster for invalidations carried in
+	// seconds; nil means TTL-only freshness (RFC options 1, 3, 4).
+	Gossip *gossip.Config
+	// Namespaces are loaded whole at Open from their snapshots (one origin
+	// read each), so the first requests hit memory. Default: routes, keys.
+	Namespaces []string
+	// DataDir, when set, holds local snapshot files the node writes every
+	// LocalSnapshotInterval and loads at Open when the origin is down.
+	DataDir string
+	// LocalSnapshotInterval is how often local snapshot files are written.
+	// Default 30s.
+	LocalSnapshotInterval time.Duration
+	// WarmTimeout bounds the origin reads of the warm-up at Open; past it the
+	// node falls back to local snapshot files. Default 10s.
+	WarmTimeout time.Duration
+	// Logger receives the node's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the node's metrics (cache and gossip included);
+	// nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// Value is what Get returns.
+type Value struct {
+	// Data is the value's bytes. It is shared and must not be modified.
+	Data []byte
+	// Version is the record's version.
+	Version record.Version
+	// Age is the time since the origin or a gossip message last confirmed
+	// the value.
+	Age time.Duration
+	// Stale reports that the value could not be confirmed recently (past
+	// its fresh window, origin unreachable, or a newer version announced
+	// but not yet fetched).
+	Stale bool
+}
+
+// Node serves records from memory. All methods are safe for concurrent use.
+type Node struct {
+	cfg    Config
+	cache  *cache.Cache
+	gossip *gossip.Node // nil in TTL-only mode
+	log    *slog.Logger
+	ready  atomic.Bool
+	m      *nodeMetrics
+
+	watchMu  sync.Mutex // guards watchers
+	watchers map[string]map[*watcher]struct{}
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// Open starts a node: it builds the cache, loads cfg.Namespaces from their
+// snapshots (or from local snapshot files if the origin is down), joins the
+// gossip cluster if configured, and starts writing local snapshot files.
+// It returns once the node is serving; Ready reports whether the warm-up
+// succeeded (a node that could not warm keeps trying in the background).
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Origin == nil {
+		return nil, errors.New("dataplane: Config.Origin is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Namespaces == nil {
+		cfg.Namespaces = []string{"routes", "keys"}
+	}
+	for _, ns := range cfg.Namespaces {
+		if err := record.ValidateNamespace(ns); err != nil {
+			return nil, fmt.Errorf("dataplane: Config.Namespaces: %w", err)
+		}
+	}
+	if cfg.LocalSnapshotInterval < 0 || cfg.WarmTimeout < 0 {
+		return nil, errors.New("dataplane: LocalSnapshotInterval and WarmTimeout must not be negative")
+	}
+	if cfg.LocalSnapshotInterval == 0 {
+		cfg.LocalSnapshotInterval = 30 * time.Second
+	}
+	if cfg.WarmTimeout == 0 {
+		cfg.WarmTimeout = 10 * time.Second
+	}
+	copts := cfg.Cache
+	if copts.MaxBytes == 0 && copts.RefreshTimeout == 0 && copts.Default == (cache.Window{}) {
+		def := cache.DefaultOptions()
+		def.Namespaces, def.Now = copts.Namespaces, copts.Now
+		def.Registerer, def.Logger = copts.Registerer, copts.Logger
+		copts = def
+	}
+	if copts.Registerer == nil {
+		copts.Registerer = cfg.Registerer
+	}
+	if copts.Logger == nil {
+		copts.Logger = cfg.Logger
+	}
+	m, err := newNodeMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: metrics: %w", err)
+	}
+	c, err := cache.New(cfg.Origin, copts)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	n := &Node{
+		cfg:      cfg,
+		cache:    c,
+		log:      cfg.Logger,
+		m:        m,
+		watchers: make(map[string]map[*watcher]struct{}),
+		stop:     make(chan struct{}),
+	}
+	resume, warmed := n.warm(ctx)
+	if cfg.Gossip != nil {
+		g := *cfg.Gossip
+		if g.Registerer == nil {
+			g.Registerer = cfg.Registerer
+		}
+		if g.Logger == nil {
+			g.Logger = cfg.Logger
+		}
+		if g.Resume == 0 {
+			g.Resume = resume
+		}
+		gn, err := gossip.New(g, (*applier)(n), cfg.Origin)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("dataplane: %w", err)
+		}
+		n.gossip = gn
+	}
+	n.ready.Store(warmed)
+	if !warmed {
+		n.wg.Add(1)
+		go n.rewarm()
+	}
+	if cfg.DataDir != "" {
+		n.wg.Add(1)
+		go n.snapshotLoop()
+	}
+	return n, nil
+}
+
+// Get returns the value of ns/key from memory, reading the origin only on a
+// miss or past the fresh window. A deleted or never-written key returns an
+// error wrapping ErrNotFound. When the origin is unreachable, the last known
+// value is returned with Stale set.
+func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
+	e, err := n.cache.Get(ctx, ns, key)
+	if err != nil {
+		return Value{}, err
+	}
+	return Value{Data: e.Record.Value, Version: e.Record.Version, Age: e.Age, Stale: e.Stale}, nil
+}
+
+// Record returns the record of ns/key as Get does, for callers (like the
+// sentinel gateway) that work in records.
+func (n *Node) Record(ctx context.Context, ns, key string) (record.Record, error) {
+	e, err := n.cache.Get(ctx, ns, key)
+	if err != nil {
+		return record.Record{}, err
+	}
+	return e.Record, nil
+}
+
+// Peek returns what the node holds for ns/key without any origin read.
+func (n *Node) Peek(ns, key string) (cache.Entry, bool) { return n.cache.Peek(ns, key) }
+
+// Ready reports whether the node has warmed up: its namespaces were loaded
+// from the origin's snapshots or from local snapshot files.
+func (n *Node) Ready() bool { return n.ready.Load() }
+
+// Gossip returns the node's gossip member, or nil in TTL-only mode. A
+// publisher hands changes to it (it satisfies publisher.Notifier).
+func (n *Node) Gossip() *gossip.Node { return n.gossip }
+
+// Cache returns the node's memory cache.
+func (n *Node) Cache() *cache.Cache { return n.cache }
+
+// Close leaves the gossip cluster, writes a last local snapshot file and
+// stops the node. It is safe to call more than once.
+func (n *Node) Close() error {
+	var err error
+	n.once.Do(func() {
+		close(n.stop)
+		n.wg.Wait()
+		if n.gossip != nil {
+			_ = n.gossip.Leave(time.Second)
+			err = n.gossip.Close()
+		}
+		if n.cfg.DataDir != "" {
+			n.writeLocalSnapshots()
+		}
+		n.cache.Close()
+		n.closeWatchers()
+	})
+	return err
+}
+
+// applier is the node seen by gossip: changes go into the cache and out to
+// watchers.
+type applier Node
+
+var (
+	_ gossip.Applier     = (*applier)(nil)
+	_ gossip.Revalidator = (*applier)(nil)
+)
+
+// Apply implements gossip.Applier.
+func (a *applier) Apply(rec record.Record) bool {
+	n := (*Node)(a)
+	ok := n.cache.Apply(rec)
+	if ok {
+		n.notify(rec.Change())
+	}
+	return ok
+}
+
+// Invalidate implements gossip.Applier.
+func (a *applier) Invalidate(ns, key string, v record.Version) {
+	n := (*Node)(a)
+	n.cache.Invalidate(ns, key, v)
+	n.notify(record.Change{Namespace: ns, Key: key, Version: v})
+}
+
+// RevalidateAll implements gossip.Revalidator: every held record is checked
+// against the origin again, in the background, a few at a time.
+func (a *applier) RevalidateAll() {
+	n := (*Node)(a)
+	n.m.revalidations.Inc()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.revalidateAll()
+	}()
+}
+
+func (n *Node) revalidateAll() {
+	type item struct {
+		ns, key string
+		v       record.Version
+	}
+	var items []item
+	for e := range n.cache.All() {
+		if e.Record.Version > 0 {
+			items = append(items, item{e.Record.Namespace, e.Record.Key, e.Record.Version})
+		}
+	}
+	work := make(chan item)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range work {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				rec, err := n.cfg.Origin.Get(ctx, it.ns, it.key, it.v)
+				cancel()
+				if err == nil {
+					(*applier)(n).Apply(rec)
+				}
+			}
+		}()
+	}
+	for _, it := range items {
+		select {
+		case work <- it:
+		case <-n.stop:
+		}
+	}
+	close(work)
+	wg.Wait()
+}
+
+type nodeMetrics struct {
+	warmSource    *prometheus.CounterVec
+	revalidations prometheus.Counter
+	watchDrops    prometheus.Counter
+	localSnapErrs prometheus.Counter
+}
+
+func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
+	m := &nodeMetrics{
+		warmSource: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "node", Name: "warm_loads_total",
+			Help: "Namespaces loaded at start, by source (origin snapshot, local file) or failure.",
+		}, []string{"source"}),
+		revalidations: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "node", Name: "full_revalidations_total",
+			Help: "Times every cached record was checked again because the change log was truncated past this node.",
+		}),
+		watchDrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "node", Name: "watch_dropped_total",
+			Help: "Changes not delivered to a Watch channel because its buffer was full.",
+		}),
+		localSnapErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "node", Name: "local_snapshot_errors_total",
+			Help: "Failed writes of local snapshot files.",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.warmSource, m.revalidations, m.watchDrops, m.localSnapErrs} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,158 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dataplane/dataplane/internal/atomicfile"
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/record"
+)
+
+// warm loads every configured namespace: from the origin's snapshot, or,
+// when the origin cannot answer, from the local snapshot file. It returns
+// the log position from which gossip must catch up (the oldest loaded
+// snapshot's version; 0 when nothing was loaded) and whether every
+// namespace could be accounted for.
+func (n *Node) warm(ctx context.Context) (record.Version, bool) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.WarmTimeout)
+	defer cancel()
+	resume := record.Version(math.MaxUint64)
+	ok := true
+	for _, ns := range n.cfg.Namespaces {
+		snap, err := n.cfg.Origin.GetSnapshot(ctx, ns)
+		source := "origin"
+		switch {
+		case err == nil:
+		case errors.Is(err, origin.ErrNotFound):
+			// Never snapshotted: nothing to load, keys load on first use.
+			n.m.warmSource.WithLabelValues("none").Inc()
+			continue
+		default:
+			n.log.Warn("origin snapshot unavailable, trying local file", "namespace", ns, "err", err)
+			var lerr error
+			snap, lerr = n.loadLocal(ns)
+			if lerr != nil {
+				n.log.Error("namespace not warmed", "namespace", ns, "origin_err", err, "local_err", lerr)
+				n.m.warmSource.WithLabelValues("failed").Inc()
+				ok = false
+				continue
+			}
+			source = "local"
+		}
+		for _, r := range snap.Records {
+			n.cache.Apply(r)
+		}
+		n.m.warmSource.WithLabelValues(source).Inc()
+		n.log.Info("namespace warmed", "namespace", ns, "source", source, "records", len(snap.Records), "version", snap.Version)
+		resume = min(resume, snap.Version)
+	}
+	if resume == math.MaxUint64 {
+		resume = 0
+	}
+	return resume, ok
+}
+
+// rewarm retries the warm-up until it succeeds, then marks the node ready.
+func (n *Node) rewarm() {
+	defer n.wg.Done()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		if _, ok := n.warm(context.Background()); ok {
+			n.ready.Store(true)
+			n.log.Info("node warmed after retry")
+			return
+		}
+	}
+}
+
+func (n *Node) localPath(ns string) string {
+	return filepath.Join(n.cfg.DataDir, ns+".snapshot")
+}
+
+func (n *Node) loadLocal(ns string) (record.Snapshot, error) {
+	if n.cfg.DataDir == "" {
+		return record.Snapshot{}, errors.New("no DataDir configured")
+	}
+	b, err := os.ReadFile(n.localPath(ns))
+	if err != nil {
+		return record.Snapshot{}, err
+	}
+	snap, err := record.UnmarshalSnapshot(b)
+	if err != nil {
+		return record.Snapshot{}, fmt.Errorf("local snapshot %s: %w", n.localPath(ns), err)
+	}
+	if snap.Namespace != ns {
+		return record.Snapshot{}, fmt.Errorf("local snapshot %s holds namespace %q", n.localPath(ns), snap.Namespace)
+	}
+	return snap, nil
+}
+
+func (n *Node) snapshotLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.LocalSnapshotInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			n.writeLocalSnapshots()
+		}
+	}
+}
+
+// writeLocalSnapshots writes one file per configured namespace with what
+// the cache holds. The file's version is a safe log position to resume
+// from: no newer than the gossip cursor and older than any entry the cache
+// knows to be stale, so replaying the log from it re-delivers every change
+// the file may lack.
+func (n *Node) writeLocalSnapshots() {
+	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
+		n.m.localSnapErrs.Inc()
+		n.log.Error("local snapshot dir", "err", err)
+		return
+	}
+	cursor := record.Version(math.MaxUint64)
+	if n.gossip != nil {
+		cursor = n.gossip.LogCursor()
+	}
+	byNS := make(map[string]*record.Snapshot, len(n.cfg.Namespaces))
+	for _, ns := range n.cfg.Namespaces {
+		byNS[ns] = &record.Snapshot{Namespace: ns, Version: cursor}
+	}
+	for e := range n.cache.All() {
+		s := byNS[e.Record.Namespace]
+		if s == nil || e.Record.Version == 0 {
+			continue
+		}
+		s.Records = append(s.Records, e.Record)
+		if e.Stale && e.Record.Version <= s.Version {
+			s.Version = e.Record.Version - 1
+		}
+	}
+	for _, s := range byNS {
+		if s.Version == math.MaxUint64 {
+			s.Version = 0
+		}
+		b, err := record.MarshalSnapshot(*s)
+		if err == nil {
+			err = atomicfile.Write(n.localPath(s.Namespace), b)
+		}
+		if err != nil {
+			n.m.localSnapErrs.Inc()
+			n.log.Error("local snapshot write failed", "namespace", s.Namespace, "err", err)
+		}
+	}
+}

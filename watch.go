@@ -1,0 +1,67 @@
+package dataplane
+
+import "github.com/dataplane/dataplane/record"
+
+// watchBuffer is how many changes a Watch channel holds before changes are
+// dropped (and counted) for a slow reader.
+const watchBuffer = 1024
+
+type watcher struct {
+	ch chan record.Change
+}
+
+// Watch returns a channel of the changes this node learns of in namespace
+// ns, by gossip or from the change log, in the order it applies them (per
+// key, versions strictly increase). A change with an empty value may only
+// announce a version: read the key with Get for its value. Callers that
+// rebuild state on change (a routing table) read the channel; if they fall
+// more than 1024 changes behind, changes are dropped and counted in
+// dataplane_node_watch_dropped_total, so a reader that must see everything
+// should also re-read periodically. Call cancel to stop; the channel is
+// closed then, and when the node closes.
+func (n *Node) Watch(ns string) (<-chan record.Change, func()) {
+	w := &watcher{ch: make(chan record.Change, watchBuffer)}
+	n.watchMu.Lock()
+	if n.watchers == nil { // closed
+		n.watchMu.Unlock()
+		close(w.ch)
+		return w.ch, func() {}
+	}
+	if n.watchers[ns] == nil {
+		n.watchers[ns] = make(map[*watcher]struct{})
+	}
+	n.watchers[ns][w] = struct{}{}
+	n.watchMu.Unlock()
+	return w.ch, func() {
+		n.watchMu.Lock()
+		defer n.watchMu.Unlock()
+		if _, ok := n.watchers[ns][w]; ok {
+			delete(n.watchers[ns], w)
+			close(w.ch)
+		}
+	}
+}
+
+// notify hands c to the watchers of its namespace without blocking.
+func (n *Node) notify(c record.Change) {
+	n.watchMu.Lock()
+	defer n.watchMu.Unlock()
+	for w := range n.watchers[c.Namespace] {
+		select {
+		case w.ch <- c:
+		default:
+			n.m.watchDrops.Inc()
+		}
+	}
+}
+
+func (n *Node) closeWatchers() {
+	n.watchMu.Lock()
+	defer n.watchMu.Unlock()
+	for _, ws := range n.watchers {
+		for w := range ws {
+			close(w.ch)
+		}
+	}
+	n.watchers = nil
+}
