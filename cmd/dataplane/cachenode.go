@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/dataplane/dataplane/admin"
+	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/cachenode"
+	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/cli"
+)
+
+func init() {
+	commands["cachenode"] = command{summary: "run a regional cache node in front of the origin", run: runCacheNode}
+}
+
+const cacheNodeSynopsis = `Usage: dataplane cachenode -origin URL -write-token T [flags]
+
+Serves GET /v1/records/{namespace}/{key} from its own cache (ETag, If-None-Match
+→ 304) in front of the origin, forwards writes, the change log and snapshots,
+and joins gossip for invalidations. Sentinels use a region's cache nodes with
+-origin http://node-1:8081,http://node-2:8081 (rendezvous-hashed per key).`
+
+func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cachenode", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var nf nodeFlags
+	nf.register(fs)
+	listen := fs.String("listen", ":8081", "listen address of the cache node API")
+	adminListen := fs.String("admin-listen", ":9091", "admin listen address (health, metrics, debug)")
+	writeToken := fs.String("write-token", "", "token required on writes forwarded to the origin (required)")
+	readToken := fs.String("read-token", "", "token required on reads (empty: reads open)")
+	adminToken := fs.String("admin-token", "", "bearer token for the admin debug endpoints")
+	fs.Usage = cli.Usage(fs, stderr, cacheNodeSynopsis, envPrefix)
+	if err := cli.Parse(fs, args, envPrefix); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	if *writeToken == "" {
+		return usageError{errors.New("-write-token is required")}
+	}
+	log, err := nf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	store, err := nf.openOrigin(ctx, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg := cachenode.DefaultConfig()
+	cfg.Origin, cfg.WriteToken, cfg.ReadToken = store, *writeToken, *readToken
+	cfg.Cache.Default = cache.Window{Fresh: nf.freshTTL, Stale: nf.staleTTL}
+	cfg.Cache.NegativeTTL, cfg.Cache.MaxBytes = nf.negativeTTL, nf.cacheBytes
+	cfg.Logger, cfg.Registerer = log, reg
+	srv, err := cachenode.New(cfg)
+	if err != nil {
+		return usageError{err}
+	}
+	defer srv.Close()
+	var members func() any
+	if nf.gossip {
+		g, err := nf.gossipConfig()
+		if err != nil {
+			return err
+		}
+		g.Logger, g.Registerer = log, reg
+		gn, err := gossip.New(g, srv, store)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = gn.Leave(2 * time.Second); _ = gn.Close() }()
+		members = func() any { return gn.Members() }
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	api := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	go api.Serve(ln)
+	adm := &http.Server{Addr: *adminListen, ReadHeaderTimeout: 10 * time.Second, Handler: admin.Handler(admin.Config{
+		Ready: srv.Ready, Gatherer: reg, Token: *adminToken, Inspect: srv.Inspect, Members: members,
+	})}
+	go adm.ListenAndServe()
+	fmt.Fprintf(stdout, "cache node on %s (admin %s)\n", ln.Addr(), *adminListen)
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(api.Shutdown(sctx), adm.Shutdown(sctx))
+}

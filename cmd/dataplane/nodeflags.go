@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/cli"
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/httporigin"
+	"github.com/dataplane/dataplane/origin/originurl"
+)
+
+const envPrefix = "DATAPLANE_"
+
+// nodeFlags are the flags of every command that runs a dataplane node.
+type nodeFlags struct {
+	config      string
+	origin      string
+	fallback    string
+	freshTTL    time.Duration
+	staleTTL    time.Duration
+	negativeTTL time.Duration
+	cacheBytes  int64
+	dataDir     string
+	namespaces  cli.StringList
+
+	gossip    bool
+	name      string
+	region    string
+	bind      string
+	advertise string
+	seeds     cli.StringList
+	keys      cli.StringList
+	wan       bool
+	insecure  bool
+	logLevel  string
+}
+
+// register defines every node flag on fs.
+func (f *nodeFlags) register(fs *flag.FlagSet) {
+	f.registerOrigin(fs)
+	f.registerCache(fs)
+	f.registerGossip(fs)
+}
+
+// registerOrigin defines -config, -origin, -fallback-origin and -log-level.
+func (f *nodeFlags) registerOrigin(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "JSON file of settings (keys are flag names)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.origin, "origin", "", "where records live: dir:///path, s3://bucket/prefix?endpoint=...&path-style=true,\ndynamodb://table?endpoint=..., or http://cache-node-1:8081,http://cache-node-2:8081 (required)")
+	fs.StringVar(&f.fallback, "fallback-origin", "", "with an http:// cache-tier origin: the real origin to read when every cache node is down")
+}
+
+// registerCache defines the memory cache and local snapshot flags.
+func (f *nodeFlags) registerCache(fs *flag.FlagSet) {
+	fs.DurationVar(&f.freshTTL, "fresh-ttl", 10*time.Second, "how long a value is served without asking the origin")
+	fs.DurationVar(&f.staleTTL, "stale-ttl", 24*time.Hour, "after fresh-ttl, how long a value is served at once while refreshed in the background")
+	fs.DurationVar(&f.negativeTTL, "negative-ttl", 5*time.Second, "how long a not-found is remembered")
+	fs.Int64Var(&f.cacheBytes, "cache-bytes", 256<<20, "memory bound of the record cache, in bytes")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory for local snapshot files, used to start while the origin is down")
+	fs.Var(&f.namespaces, "namespaces", "namespaces loaded whole at start (default routes,keys)")
+}
+
+// registerGossip defines the gossip cluster flags.
+func (f *nodeFlags) registerGossip(fs *flag.FlagSet) {
+	fs.BoolVar(&f.gossip, "gossip", true, "join a gossip cluster for sub-second invalidation (false: TTL only)")
+	fs.StringVar(&f.name, "name", "", "unique node name in the gossip cluster (default: host name)")
+	fs.StringVar(&f.region, "region", "default", "this node's region, for eager push across regions")
+	fs.StringVar(&f.bind, "gossip-bind", "0.0.0.0:7946", "gossip listen address (UDP and TCP)")
+	fs.StringVar(&f.advertise, "gossip-advertise", "", "gossip address other nodes dial, if not the bind address")
+	fs.Var(&f.seeds, "seeds", "gossip addresses (host:port) of nodes to join, comma-separated")
+	fs.Var(&f.keys, "gossip-key", "base64 AES key (16, 24 or 32 bytes) encrypting gossip; repeat for rotation, the first encrypts")
+	fs.BoolVar(&f.wan, "wan", false, "use WAN gossip timers (nodes across regions)")
+	fs.BoolVar(&f.insecure, "insecure", false, "allow gossip without encryption (refused otherwise)")
+}
+
+func (f *nodeFlags) logger(stderr interface{ Write([]byte) (int, error) }) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, usageError{fmt.Errorf("-log-level %q: want debug, info, warn or error", f.logLevel)}
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+// openOrigin opens the -origin store (and -fallback-origin for a cache tier).
+func (f *nodeFlags) openOrigin(ctx context.Context, log *slog.Logger) (origin.Store, error) {
+	if f.origin == "" {
+		return nil, usageError{fmt.Errorf("-origin is required")}
+	}
+	var fallback origin.Store
+	if f.fallback != "" {
+		var err error
+		fallback, err = originurl.Open(ctx, f.fallback, originurl.Options{Logger: log})
+		if err != nil {
+			return nil, usageError{fmt.Errorf("-fallback-origin: %w", err)}
+		}
+	}
+	s, err := originurl.Open(ctx, f.origin, originurl.Options{
+		Logger: log,
+		OpenHTTP: func(nodes []string) (origin.Store, error) {
+			return httporigin.New(httporigin.Config{Nodes: nodes, Fallback: fallback, Logger: log})
+		},
+	})
+	if err != nil {
+		return nil, usageError{fmt.Errorf("-origin: %w", err)}
+	}
+	return s, nil
+}
+
+// nodeConfig builds the node's configuration from the flags.
+func (f *nodeFlags) nodeConfig(store origin.Store, log *slog.Logger, reg prometheus.Registerer) (dataplane.Config, error) {
+	copts := cache.DefaultOptions()
+	copts.Default = cache.Window{Fresh: f.freshTTL, Stale: f.staleTTL}
+	copts.NegativeTTL = f.negativeTTL
+	copts.MaxBytes = f.cacheBytes
+	cfg := dataplane.Config{
+		Origin:     store,
+		Cache:      copts,
+		DataDir:    f.dataDir,
+		Namespaces: f.namespaces,
+		Logger:     log,
+		Registerer: reg,
+	}
+	if !f.gossip {
+		return cfg, nil
+	}
+	g, err := f.gossipConfig()
+	if err != nil {
+		return cfg, err
+	}
+	g.Registerer, g.Logger = reg, log
+	cfg.Gossip = &g
+	return cfg, nil
+}
+
+// gossipConfig builds the gossip configuration from the flags.
+func (f *nodeFlags) gossipConfig() (gossip.Config, error) {
+	g := gossip.DefaultLANConfig()
+	if f.wan {
+		g = gossip.DefaultWANConfig()
+	}
+	if f.name != "" {
+		g.Name = f.name
+	}
+	g.Region = f.region
+	host, port, err := splitHostPort("-gossip-bind", f.bind)
+	if err != nil {
+		return g, err
+	}
+	g.BindAddr, g.BindPort = host, port
+	if f.advertise != "" {
+		if g.AdvertiseAddr, g.AdvertisePort, err = splitHostPort("-gossip-advertise", f.advertise); err != nil {
+			return g, err
+		}
+	}
+	g.Seeds = f.seeds
+	for i, k := range f.keys {
+		b, err := base64.StdEncoding.DecodeString(k)
+		if err != nil {
+			return g, usageError{fmt.Errorf("-gossip-key #%d: not base64: %w", i+1, err)}
+		}
+		g.SecretKeys = append(g.SecretKeys, b)
+	}
+	if len(g.SecretKeys) == 0 && !f.insecure {
+		return g, usageError{fmt.Errorf("gossip without encryption refused: set -gossip-key (e.g. $(head -c32 /dev/urandom | base64)) or pass -insecure, or -gossip=false for TTL-only")}
+	}
+	return g, nil
+}
+
+func splitHostPort(flagName, addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, usageError{fmt.Errorf("%s %q: %w", flagName, addr, err)}
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, usageError{fmt.Errorf("%s %q: bad port", flagName, addr)}
+	}
+	return host, port, nil
+}

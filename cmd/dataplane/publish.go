@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/dataplane/dataplane/admin"
+	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/cli"
+	"github.com/dataplane/dataplane/publisher"
+	"github.com/dataplane/dataplane/record"
+)
+
+func init() {
+	commands["publish"] = command{summary: "write, read, delete, import and export records; or serve the publisher API", run: runPublish}
+}
+
+const publishSynopsis = `Usage: dataplane publish [flags] <action> [args]
+
+Actions:
+  put NAMESPACE KEY VALUE    write a record; VALUE may be @file or - (stdin)
+  get NAMESPACE KEY          print a record's value (version on stderr)
+  delete NAMESPACE KEY       delete a record (a versioned tombstone)
+  import [FILE|-]            write JSON Lines: {"namespace":..,"key":..,"value":{..}} or "delete":true;
+                             bad lines are reported and skipped, the rest is written
+  export NAMESPACE           print a namespace as JSON Lines
+  serve                      run the publisher HTTP API (-listen, -token) with periodic snapshots
+
+Either talk to a running publisher API (-api URL -token T), or write to the
+origin directly (-origin URL); then, with -seeds, the change is also handed to
+the gossip cluster at once (otherwise nodes see it through the change log
+within their log interval, or their TTL).`
+
+func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var nf nodeFlags
+	nf.registerOrigin(fs)
+	nf.registerGossip(fs)
+	api := fs.String("api", "", "base URL of a running publisher API (instead of -origin)")
+	token := fs.String("token", "", "publisher API token (with -api, and for serve)")
+	listen := fs.String("listen", ":8070", "serve: API listen address")
+	snapEvery := fs.Duration("snapshot-interval", time.Minute, "serve: how often namespace snapshots are written")
+	fs.Usage = cli.Usage(fs, stderr, publishSynopsis, envPrefix)
+	if err := cli.Parse(fs, args, envPrefix); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return usageError{errors.New("missing action (put, get, delete, import, export or serve)")}
+	}
+	action, rest := rest[0], rest[1:]
+	want := map[string]int{"put": 3, "get": 2, "delete": 2, "export": 1, "serve": 0}
+	if n, ok := want[action]; ok && len(rest) != n {
+		return usageError{fmt.Errorf("%s takes %d arguments, got %d", action, n, len(rest))}
+	}
+	if action == "import" && len(rest) > 1 {
+		return usageError{errors.New("import takes at most one file")}
+	}
+	log, err := nf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	if *api != "" {
+		if action == "serve" {
+			return usageError{errors.New("serve runs the API itself: give -origin, not -api")}
+		}
+		return (&apiClient{base: strings.TrimRight(*api, "/"), token: *token}).do(ctx, action, rest, stdout, stderr)
+	}
+
+	store, err := nf.openOrigin(ctx, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	cfg := publisher.DefaultConfig()
+	cfg.Logger, cfg.Registerer = log, reg
+	cfg.SnapshotInterval = *snapEvery
+	var gn *gossip.Node
+	if len(nf.seeds) > 0 || action == "serve" && nf.gossip {
+		g, err := nf.gossipConfig()
+		if err != nil {
+			return err
+		}
+		if action != "serve" && nf.name == "" {
+			g.Name = fmt.Sprintf("publish-%d", os.Getpid())
+		}
+		g.Logger, g.Registerer = log, reg
+		gn, err = gossip.New(g, gossip.Funcs{}, nil)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			_ = gn.Leave(2 * time.Second)
+			_ = gn.Close()
+		}()
+		cfg.Notifier = gn
+	}
+	p, err := publisher.New(store, cfg)
+	if err != nil {
+		return err
+	}
+	if action == "serve" {
+		return servePublisher(ctx, p, *listen, *token, reg, log, stdout)
+	}
+	if gn != nil && len(nf.seeds) > 0 {
+		waitJoined(ctx, gn)
+	}
+	return local(ctx, p, action, rest, stdout, stderr)
+}
+
+// waitJoined gives a short-lived gossip node a moment to learn the members
+// it will push to.
+func waitJoined(ctx context.Context, gn *gossip.Node) {
+	deadline := time.Now().Add(3 * time.Second)
+	for len(gn.Members()) < 2 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func readValue(arg string, stdin io.Reader) ([]byte, error) {
+	switch {
+	case arg == "-":
+		return io.ReadAll(io.LimitReader(stdin, record.MaxValueSize+1))
+	case strings.HasPrefix(arg, "@"):
+		return os.ReadFile(arg[1:])
+	}
+	return []byte(arg), nil
+}
+
+func local(ctx context.Context, p *publisher.Publisher, action string, args []string, stdout, stderr io.Writer) error {
+	switch action {
+	case "put":
+		v, err := readValue(args[2], os.Stdin)
+		if err != nil {
+			return err
+		}
+		rec, err := p.Put(ctx, args[0], args[1], v)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "put %s/%s version %s\n", rec.Namespace, rec.Key, rec.Version)
+	case "delete":
+		rec, err := p.Delete(ctx, args[0], args[1])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted %s/%s version %s\n", rec.Namespace, rec.Key, rec.Version)
+	case "get":
+		rec, err := p.Get(ctx, args[0], args[1])
+		if err != nil {
+			return err
+		}
+		if rec.Tombstone {
+			return fmt.Errorf("%s/%s was deleted at version %s", rec.Namespace, rec.Key, rec.Version)
+		}
+		fmt.Fprintf(stderr, "version %s (%s)\n", rec.Version, rec.Version.Time().UTC().Format(time.RFC3339Nano))
+		stdout.Write(rec.Value)
+		if len(rec.Value) > 0 && rec.Value[len(rec.Value)-1] != '\n' {
+			fmt.Fprintln(stdout)
+		}
+	case "export":
+		return p.Export(ctx, args[0], stdout)
+	case "import":
+		in := io.Reader(os.Stdin)
+		if len(args) == 1 && args[0] != "-" {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			in = f
+		}
+		bar := progress(stderr)
+		st, err := p.Import(ctx, in, bar)
+		bar(st)
+		fmt.Fprintln(stderr)
+		printImport(stdout, st)
+		if err != nil {
+			return err
+		}
+		if st.Rejected > 0 {
+			return fmt.Errorf("%d of %d lines rejected", st.Rejected, st.Lines)
+		}
+	default:
+		return usageError{fmt.Errorf("unknown action %q (put, get, delete, import, export or serve)", action)}
+	}
+	return nil
+}
+
+// progress returns an import progress callback that redraws one status
+// line at most ten times a second.
+func progress(w io.Writer) func(publisher.ImportStats) {
+	var last time.Time
+	return func(st publisher.ImportStats) {
+		if time.Since(last) < 100*time.Millisecond && !last.IsZero() {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(w, "\rimporting: %d lines, %d written, %d unchanged, %d rejected", st.Lines, st.Written, st.Unchanged, st.Rejected)
+	}
+}
+
+func printImport(w io.Writer, st publisher.ImportStats) {
+	fmt.Fprintf(w, "import: %d lines: %d written, %d unchanged, %d rejected\n", st.Lines, st.Written, st.Unchanged, st.Rejected)
+	for _, e := range st.Errors {
+		fmt.Fprintf(w, "  rejected %s\n", e.Error())
+	}
+}
+
+func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token string, reg *prometheus.Registry, log *slog.Logger, stdout io.Writer) error {
+	if token == "" {
+		return usageError{errors.New("serve needs -token: the API writes records and is never open")}
+	}
+	reg.MustRegister(collectors.NewGoCollector())
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", publisher.Handler(p, token))
+	adm := admin.Handler(admin.Config{Gatherer: reg, Token: token})
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		mux.Handle(path, adm)
+	}
+	srv := &http.Server{Addr: listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- p.Run(ctx) }()
+	fmt.Fprintf(stdout, "publisher API on %s\n", listen)
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// apiClient performs the actions against a running publisher API.
+type apiClient struct {
+	base, token string
+}
+
+func (c *apiClient) do(ctx context.Context, action string, args []string, stdout, stderr io.Writer) error {
+	var method, path string
+	var body io.Reader
+	switch action {
+	case "put":
+		v, err := readValue(args[2], os.Stdin)
+		if err != nil {
+			return err
+		}
+		method, path, body = "PUT", recordPath(args[0], args[1]), bytes.NewReader(v)
+	case "get":
+		method, path = "GET", recordPath(args[0], args[1])
+	case "delete":
+		method, path = "DELETE", recordPath(args[0], args[1])
+	case "export":
+		method, path = "GET", "/v1/export/"+url.PathEscape(args[0])
+	case "import":
+		in := io.Reader(os.Stdin)
+		if len(args) == 1 && args[0] != "-" {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			in = f
+		}
+		method, path, body = "POST", "/v1/import", in
+	default:
+		return usageError{fmt.Errorf("unknown action %q", action)}
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return usageError{fmt.Errorf("-api %q: %w", c.base, err)}
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
+	}
+	if v := resp.Header.Get("X-Dataplane-Version"); v != "" {
+		fmt.Fprintf(stderr, "version %s\n", v)
+	}
+	_, err = io.Copy(stdout, resp.Body)
+	return err
+}
+
+func recordPath(ns, key string) string {
+	return "/v1/records/" + url.PathEscape(ns) + "/" + url.PathEscape(key)
+}

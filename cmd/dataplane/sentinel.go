@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/internal/cli"
+	"github.com/dataplane/dataplane/sentinel"
+)
+
+func init() {
+	commands["sentinel"] = command{summary: "run the HTTP gateway serving routes and API keys from memory", run: runSentinel}
+}
+
+const sentinelSynopsis = `Usage: dataplane sentinel -origin URL [flags]
+
+Runs the gateway. For each request it looks up routes/<Host>, checks the API key
+(Authorization: Bearer ...) against keys/<keyspace>/<sha256 of key> when the
+route requires one, and proxies to the route's upstreams. Everything is served
+from memory; the admin listener serves /healthz, /readyz, /metrics and
+token-protected /debug/records/{ns}/{key} and /debug/members.`
+
+func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sentinel", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var nf nodeFlags
+	nf.register(fs)
+	listen := fs.String("listen", ":8080", "gateway listen address")
+	adminListen := fs.String("admin-listen", ":9090", "admin listen address (health, readiness, metrics, debug)")
+	adminToken := fs.String("admin-token", "", "bearer token for the admin debug endpoints (empty: disabled)")
+	dialTimeout := fs.Duration("dial-timeout", 2*time.Second, "bound on connecting to one upstream before trying the next")
+	upstreamTimeout := fs.Duration("upstream-timeout", 30*time.Second, "bound on waiting for an upstream's response headers")
+	keyIDHeader := fs.String("key-id-header", "X-Dataplane-Key-Id", "header carrying the verified key's id to the upstream")
+	fs.Usage = cli.Usage(fs, stderr, sentinelSynopsis, envPrefix)
+	if err := cli.Parse(fs, args, envPrefix); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return usageError{err}
+	}
+	log, err := nf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	store, err := nf.openOrigin(ctx, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg, err := nf.nodeConfig(store, log, reg)
+	if err != nil {
+		return err
+	}
+	node, err := dataplane.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	srv, err := sentinel.Start(sentinel.ServerConfig{
+		Node:       node,
+		Addr:       *listen,
+		AdminAddr:  *adminListen,
+		AdminToken: *adminToken,
+		Gatherer:   reg,
+		Logger:     log,
+		Gateway: sentinel.Config{
+			DialTimeout:     *dialTimeout,
+			UpstreamTimeout: *upstreamTimeout,
+			KeyIDHeader:     *keyIDHeader,
+			Registerer:      reg,
+		},
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("sentinel serving", "addr", srv.Addr(), "admin", srv.AdminAddr(), "ready", node.Ready())
+	fmt.Fprintf(stdout, "sentinel listening on %s (admin %s)\n", srv.Addr(), srv.AdminAddr())
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

@@ -1,0 +1,357 @@
+// Package devcluster runs a whole dataplane on loopback in one process, for
+// `dataplane dev`, the README's first command, and end-to-end tests: a
+// directory origin, a publisher with its admin API, a regional cache node,
+// three sentinels joined by gossip (the third reading through the cache
+// node), two example upstreams, and example routes and API keys.
+package devcluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/cachenode"
+	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/dir"
+	"github.com/dataplane/dataplane/origin/httporigin"
+	"github.com/dataplane/dataplane/publisher"
+	"github.com/dataplane/dataplane/sentinel"
+)
+
+// Example data the cluster starts with.
+const (
+	// OpenHost routes to upstream A without a key.
+	OpenHost = "hello.localhost"
+	// APIHost routes to upstream A and requires a key of keyspace "demo".
+	APIHost = "api.localhost"
+	// GoodKey is an enabled API key of keyspace "demo".
+	GoodKey = "dev_key_good_0123456789"
+	// DisabledKey is a disabled API key of keyspace "demo".
+	DisabledKey = "dev_key_disabled_0123456789"
+	// Keyspace holds the example keys.
+	Keyspace = "demo"
+)
+
+// Config configures a dev cluster. Zero fields take the defaults shown;
+// Cluster reports the addresses in use.
+type Config struct {
+	// DataDir holds the origin directory and the sentinels' local
+	// snapshots. Required.
+	DataDir string
+	// Host is the loopback address every listener binds. Default 127.0.0.1.
+	Host string
+	// SentinelPorts are the three sentinels' gateway ports; admin ports are
+	// these plus 1000. Default 8081, 8082, 8083.
+	SentinelPorts [3]int
+	// PublisherPort serves the publisher's admin API. Default 8070.
+	PublisherPort int
+	// CacheNodePort serves the cache node. Default 8090.
+	CacheNodePort int
+	// UpstreamPorts serve the example upstreams A and B. Default 8061, 8062.
+	UpstreamPorts [2]int
+	// AnyPorts puts every listener on a free port instead (tests).
+	AnyPorts bool
+	// Token guards the publisher API, cache node writes and admin debug
+	// endpoints. Default "dev-token".
+	Token string
+	// Logger receives the cluster's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Cluster is a running dev cluster.
+type Cluster struct {
+	cfg        Config
+	Store      *dir.Store
+	Publisher  *publisher.Publisher
+	Nodes      []*dataplane.Node
+	Sentinels  []*sentinel.Server
+	CacheNode  *cachenode.Server
+	cacheGN    *gossip.Node
+	servers    []*http.Server
+	listeners  []net.Listener
+	Upstreams  [2]string // base URLs of upstreams A and B
+	PublishURL string    // base URL of the publisher API
+	CacheURL   string    // base URL of the cache node
+}
+
+// Start builds and starts the cluster. On error everything started is
+// stopped again.
+func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("devcluster: DataDir is required")
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.SentinelPorts == [3]int{} {
+		cfg.SentinelPorts = [3]int{8081, 8082, 8083}
+	}
+	if cfg.PublisherPort == 0 {
+		cfg.PublisherPort = 8070
+	}
+	if cfg.CacheNodePort == 0 {
+		cfg.CacheNodePort = 8090
+	}
+	if cfg.UpstreamPorts == [2]int{} {
+		cfg.UpstreamPorts = [2]int{8061, 8062}
+	}
+	if cfg.Token == "" {
+		cfg.Token = "dev-token"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c = &Cluster{cfg: cfg}
+	defer func() {
+		if err != nil {
+			c.Close()
+			c = nil
+		}
+	}()
+	log := cfg.Logger
+
+	if c.Store, err = dir.Open(filepath.Join(cfg.DataDir, "origin")); err != nil {
+		return nil, err
+	}
+	for i, name := range []string{"A", "B"} {
+		ln, err := c.listen(cfg.UpstreamPorts[i])
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", name, err)
+		}
+		c.Upstreams[i] = "http://" + ln.Addr().String()
+		c.serve(ln, exampleUpstream(name))
+	}
+
+	// The cache node: the regional tier, in front of the directory origin.
+	cnCfg := cachenode.DefaultConfig()
+	cnCfg.Origin = c.Store
+	cnCfg.WriteToken = cfg.Token
+	cnCfg.Logger = log.With("component", "cachenode")
+	cnCfg.Registerer = prometheus.NewRegistry()
+	if c.CacheNode, err = cachenode.New(cnCfg); err != nil {
+		return nil, err
+	}
+	cnLn, err := c.listen(cfg.CacheNodePort)
+	if err != nil {
+		return nil, fmt.Errorf("cache node: %w", err)
+	}
+	c.CacheURL = "http://" + cnLn.Addr().String()
+	c.serve(cnLn, c.CacheNode)
+
+	// Three sentinels, one gossip cluster; the cache node joins it too.
+	var seeds []string
+	for i := 0; i < 3; i++ {
+		var store origin.Store = c.Store
+		if i == 2 {
+			if store, err = httporigin.New(httporigin.Config{Nodes: []string{c.CacheURL}, Fallback: c.Store, Token: cfg.Token, Logger: log}); err != nil {
+				return nil, err
+			}
+		}
+		g := gossip.DefaultLocalConfig()
+		g.Name = fmt.Sprintf("sentinel-%d", i+1)
+		g.BindAddr = cfg.Host
+		g.Region = "dev"
+		g.Seeds = seeds
+		reg := prometheus.NewRegistry()
+		node, err := dataplane.Open(ctx, dataplane.Config{
+			Origin:     store,
+			Gossip:     &g,
+			DataDir:    filepath.Join(cfg.DataDir, g.Name),
+			Logger:     log.With("component", g.Name),
+			Registerer: reg,
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.Nodes = append(c.Nodes, node)
+		seeds = []string{c.Nodes[0].Gossip().Addr()}
+		srv, err := sentinel.Start(sentinel.ServerConfig{
+			Node:       node,
+			Addr:       c.addr(cfg.SentinelPorts[i]),
+			AdminAddr:  c.addr(adminPort(cfg.SentinelPorts[i])),
+			AdminToken: cfg.Token,
+			Gatherer:   reg,
+			Logger:     log.With("component", g.Name),
+			Gateway:    sentinel.Config{Registerer: reg},
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.Sentinels = append(c.Sentinels, srv)
+	}
+	g := gossip.DefaultLocalConfig()
+	g.Name, g.BindAddr, g.Region, g.Seeds = "cachenode-1", cfg.Host, "dev", seeds
+	g.Logger = log.With("component", "cachenode-gossip")
+	if c.cacheGN, err = gossip.New(g, c.CacheNode, c.Store); err != nil {
+		return nil, err
+	}
+
+	// The publisher hands every change to sentinel-1's gossip node.
+	pcfg := publisher.DefaultConfig()
+	pcfg.Notifier = c.Nodes[0].Gossip()
+	pcfg.Logger = log.With("component", "publisher")
+	pcfg.Namespaces = []string{sentinel.RoutesNamespace, sentinel.KeysNamespace}
+	if c.Publisher, err = publisher.New(c.Store, pcfg); err != nil {
+		return nil, err
+	}
+	pubLn, err := c.listen(cfg.PublisherPort)
+	if err != nil {
+		return nil, fmt.Errorf("publisher API: %w", err)
+	}
+	c.PublishURL = "http://" + pubLn.Addr().String()
+	c.serve(pubLn, publisher.Handler(c.Publisher, cfg.Token))
+
+	if err := c.seed(ctx); err != nil {
+		return nil, fmt.Errorf("example data: %w", err)
+	}
+	return c, nil
+}
+
+func hostPort(host string, port int) string { return net.JoinHostPort(host, fmt.Sprint(port)) }
+
+func adminPort(p int) int { return p + 1000 }
+
+// addr is the listen address for a default port.
+func (c *Cluster) addr(port int) string {
+	if c.cfg.AnyPorts {
+		port = 0
+	}
+	return hostPort(c.cfg.Host, port)
+}
+
+func (c *Cluster) listen(port int) (net.Listener, error) {
+	if c.cfg.AnyPorts {
+		port = 0
+	}
+	ln, err := net.Listen("tcp", hostPort(c.cfg.Host, port))
+	if err != nil {
+		return nil, err
+	}
+	c.listeners = append(c.listeners, ln)
+	return ln, nil
+}
+
+func (c *Cluster) serve(ln net.Listener, h http.Handler) {
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	c.servers = append(c.servers, s)
+	go s.Serve(ln)
+}
+
+// seed writes the example routes and keys.
+func (c *Cluster) seed(ctx context.Context) error {
+	put := func(ns, key string, v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = c.Publisher.Put(ctx, ns, key, b)
+		return err
+	}
+	if err := put(sentinel.RoutesNamespace, OpenHost, sentinel.Route{DeploymentID: "dep_hello", Upstreams: []string{c.Upstreams[0]}}); err != nil {
+		return err
+	}
+	if err := put(sentinel.RoutesNamespace, APIHost, sentinel.Route{DeploymentID: "dep_api", Upstreams: []string{c.Upstreams[0]}, RequireKey: true, Keyspace: Keyspace}); err != nil {
+		return err
+	}
+	if err := put(sentinel.KeysNamespace, sentinel.KeyRecordKey(Keyspace, GoodKey), sentinel.APIKey{KeyID: "key_dev_good", Enabled: true, Permissions: []string{"read"}}); err != nil {
+		return err
+	}
+	return put(sentinel.KeysNamespace, sentinel.KeyRecordKey(Keyspace, DisabledKey), sentinel.APIKey{KeyID: "key_dev_disabled", Enabled: false})
+}
+
+// exampleUpstream answers with its name, the path and the verified key id.
+func exampleUpstream(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "hello from upstream %s: %s %s", name, r.Method, r.URL.Path)
+		if id := r.Header.Get("X-Dataplane-Key-Id"); id != "" {
+			fmt.Fprintf(w, " (key %s)", id)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// PrintGuide writes ready-to-paste commands for trying the cluster.
+func (c *Cluster) PrintGuide(w io.Writer) {
+	s := func(i int) string { return "http://" + c.Sentinels[i].Addr() }
+	routeB, _ := json.Marshal(sentinel.Route{DeploymentID: "dep_api_v2", Upstreams: []string{c.Upstreams[1]}, RequireKey: true, Keyspace: Keyspace})
+	var ports []string
+	for _, srv := range c.Sentinels {
+		_, p, _ := net.SplitHostPort(srv.Addr())
+		ports = append(ports, p)
+	}
+	fmt.Fprintf(w, `
+dataplane dev is running (data in %s)
+
+  sentinels      %s  %s  %s   (admin %s, %s, %s)
+  publisher API  %s   (token %q)
+  cache node     %s   (sentinel-3 reads through it)
+  upstreams      A %s   B %s
+
+A request with a good API key (200, from upstream A):
+  curl -H 'Host: %s' -H 'Authorization: Bearer %s' %s/hello
+
+The same with a wrong key (401) and a disabled key (403):
+  curl -H 'Host: %s' -H 'Authorization: Bearer wrong' %s/hello
+  curl -H 'Host: %s' -H 'Authorization: Bearer %s' %s/hello
+
+Change the route to upstream B:
+  curl -X PUT -H 'Authorization: Bearer %s' --data '%s' %s/v1/records/routes/%s
+
+and watch it reach all three sentinels:
+  for p in %s; do curl -s -H 'Host: %s' -H 'Authorization: Bearer %s' http://%s:$p/hello; done
+
+What a sentinel holds for the route (version, age):
+  curl -H 'Authorization: Bearer %s' http://%s/debug/records/routes/%s
+
+Ctrl-C stops everything.
+`,
+		c.cfg.DataDir,
+		s(0), s(1), s(2), c.Sentinels[0].AdminAddr(), c.Sentinels[1].AdminAddr(), c.Sentinels[2].AdminAddr(),
+		c.PublishURL, c.cfg.Token, c.CacheURL, c.Upstreams[0], c.Upstreams[1],
+		APIHost, GoodKey, s(0),
+		APIHost, s(0),
+		APIHost, DisabledKey, s(0),
+		c.cfg.Token, routeB, c.PublishURL, APIHost,
+		strings.Join(ports, " "), APIHost, GoodKey, c.cfg.Host,
+		c.cfg.Token, c.Sentinels[0].AdminAddr(), APIHost,
+	)
+}
+
+// Close stops everything, sentinels first. It is safe on a partly started
+// cluster.
+func (c *Cluster) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range c.Sentinels {
+		_ = s.Shutdown(ctx)
+	}
+	for _, n := range c.Nodes {
+		_ = n.Close()
+	}
+	if c.cacheGN != nil {
+		_ = c.cacheGN.Leave(time.Second)
+		_ = c.cacheGN.Close()
+	}
+	for _, s := range c.servers {
+		_ = s.Shutdown(ctx)
+	}
+	for _, ln := range c.listeners {
+		_ = ln.Close()
+	}
+	if c.CacheNode != nil {
+		c.CacheNode.Close()
+	}
+}

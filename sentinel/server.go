@@ -1,0 +1,174 @@
+package sentinel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/admin"
+)
+
+// ServerConfig configures a Server: a gateway listener and an admin
+// listener over one dataplane node.
+type ServerConfig struct {
+	// Node serves routes and keys. Required.
+	Node *dataplane.Node
+	// Addr is the gateway's listen address, e.g. ":8080" or "127.0.0.1:0".
+	Addr string
+	// AdminAddr is the admin listener (/healthz, /readyz, /metrics,
+	// /debug/...); empty means none.
+	AdminAddr string
+	// AdminToken guards the admin debug endpoints.
+	AdminToken string
+	// Gateway tunes the gateway; its Source is set to Node.
+	Gateway Config
+	// Gatherer is what /metrics exposes; nil means the default gatherer.
+	Gatherer prometheus.Gatherer
+	// ReadHeaderTimeout bounds reading a request's headers (slow clients).
+	// Default 10s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections. Default 120s.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds request headers; larger ones get 431. Default
+	// 64 KiB.
+	MaxHeaderBytes int
+	// Logger receives server errors.
+	Logger *slog.Logger
+}
+
+// Server runs a sentinel: the gateway and its admin listener.
+type Server struct {
+	gw, adm     *http.Server
+	gwLn, admLn net.Listener
+	gateway     *Gateway
+	log         *slog.Logger
+}
+
+// Start listens on the configured addresses and serves until Shutdown.
+func Start(cfg ServerConfig) (*Server, error) {
+	if cfg.Node == nil {
+		return nil, errors.New("sentinel: ServerConfig.Node is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ReadHeaderTimeout == 0 {
+		cfg.ReadHeaderTimeout = 10 * time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 120 * time.Second
+	}
+	if cfg.MaxHeaderBytes == 0 {
+		cfg.MaxHeaderBytes = 64 << 10
+	}
+	gcfg := cfg.Gateway
+	gcfg.Source = SourceFunc(cfg.Node.Record)
+	if gcfg.Logger == nil {
+		gcfg.Logger = cfg.Logger
+	}
+	g, err := New(gcfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{gateway: g, log: cfg.Logger}
+	s.gwLn, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("sentinel: listen %s: %w", cfg.Addr, err)
+	}
+	s.gw = &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	go s.serve(s.gw, s.gwLn)
+	if cfg.AdminAddr != "" {
+		s.admLn, err = net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			s.gw.Close()
+			return nil, fmt.Errorf("sentinel: admin listen %s: %w", cfg.AdminAddr, err)
+		}
+		node := cfg.Node
+		s.adm = &http.Server{
+			Handler: admin.Handler(admin.Config{
+				Ready:    node.Ready,
+				Gatherer: cfg.Gatherer,
+				Token:    cfg.AdminToken,
+				Inspect:  InspectFunc(node),
+				Members:  MembersFunc(node),
+			}),
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		}
+		go s.serve(s.adm, s.admLn)
+	}
+	return s, nil
+}
+
+func (s *Server) serve(h *http.Server, ln net.Listener) {
+	if err := h.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		s.log.Error("sentinel listener stopped", "addr", ln.Addr().String(), "err", err)
+	}
+}
+
+// Addr returns the gateway's listen address.
+func (s *Server) Addr() string { return s.gwLn.Addr().String() }
+
+// AdminAddr returns the admin listen address, or "" without one.
+func (s *Server) AdminAddr() string {
+	if s.admLn == nil {
+		return ""
+	}
+	return s.admLn.Addr().String()
+}
+
+// Gateway returns the request handler.
+func (s *Server) Gateway() *Gateway { return s.gateway }
+
+// Shutdown stops accepting requests and waits for those in flight until
+// ctx ends. It does not close the node.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.gw.Shutdown(ctx)
+	if s.adm != nil {
+		err = errors.Join(err, s.adm.Shutdown(ctx))
+	}
+	return err
+}
+
+// InspectFunc returns the admin debug lookup for a node's cache.
+func InspectFunc(n *dataplane.Node) func(ns, key string) (admin.Inspection, bool) {
+	return func(ns, key string) (admin.Inspection, bool) {
+		e, ok := n.Peek(ns, key)
+		if !ok {
+			return admin.Inspection{}, false
+		}
+		in := admin.Inspection{
+			Namespace: ns, Key: key,
+			Version:    e.Record.Version,
+			Tombstone:  e.Record.Tombstone,
+			Stale:      e.Stale,
+			AgeSeconds: e.Age.Seconds(),
+			ValueBytes: len(e.Record.Value),
+		}
+		if e.Record.Version != 0 {
+			in.VersionTime = e.Record.Version.Time().UTC()
+		}
+		return in, true
+	}
+}
+
+// MembersFunc returns the admin members view of a node (nil without gossip).
+func MembersFunc(n *dataplane.Node) func() any {
+	if n.Gossip() == nil {
+		return nil
+	}
+	return func() any { return n.Gossip().Members() }
+}
