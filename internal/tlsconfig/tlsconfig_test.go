@@ -1,0 +1,139 @@
+package tlsconfig_test
+
+import (
+	"crypto/tls"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dataplane/dataplane/internal/tlsconfig"
+	"github.com/dataplane/dataplane/internal/tlsconfig/tlstest"
+)
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	f := tlstest.New(t)
+	junk := filepath.Join(t.TempDir(), "junk.pem")
+	if err := os.WriteFile(junk, []byte("not pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		srv  *tlsconfig.Server
+		cli  *tlsconfig.Client
+		want string // "" means success
+	}{
+		{"server zero is plain", &tlsconfig.Server{}, nil, ""},
+		{"server ok", &tlsconfig.Server{CertFile: f.ServerCert, KeyFile: f.ServerKey}, nil, ""},
+		{"server mtls ok", &tlsconfig.Server{CertFile: f.ServerCert, KeyFile: f.ServerKey, ClientCAFile: f.CA, MinVersion: "1.3"}, nil, ""},
+		{"server cert without key", &tlsconfig.Server{CertFile: f.ServerCert}, nil, "both a certificate and a key"},
+		{"server client CA alone", &tlsconfig.Server{ClientCAFile: f.CA}, nil, "both a certificate and a key"},
+		{"server missing file", &tlsconfig.Server{CertFile: "/nonexistent.pem", KeyFile: f.ServerKey}, nil, "/nonexistent.pem"},
+		{"server junk CA", &tlsconfig.Server{CertFile: f.ServerCert, KeyFile: f.ServerKey, ClientCAFile: junk}, nil, "no PEM certificate"},
+		{"server old version", &tlsconfig.Server{CertFile: f.ServerCert, KeyFile: f.ServerKey, MinVersion: "1.0"}, nil, `"1.0"`},
+		{"server plain bad version", &tlsconfig.Server{MinVersion: "1.1"}, nil, `"1.1"`},
+		{"client zero", nil, &tlsconfig.Client{}, ""},
+		{"client ok", nil, &tlsconfig.Client{CAFile: f.CA, CertFile: f.ClientCert, KeyFile: f.ClientKey}, ""},
+		{"client key without cert", nil, &tlsconfig.Client{KeyFile: f.ClientKey}, "both a certificate and a key"},
+		{"client missing CA", nil, &tlsconfig.Client{CAFile: "/nonexistent-ca.pem"}, "/nonexistent-ca.pem"},
+		{"client junk CA", nil, &tlsconfig.Client{CAFile: junk}, "no PEM certificate"},
+		{"client bad version", nil, &tlsconfig.Client{MinVersion: "TLS1.3"}, `"TLS1.3"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				c   *tls.Config
+				err error
+			)
+			if tc.srv != nil {
+				c, err = tc.srv.Config()
+			} else {
+				c, err = tc.cli.Config()
+			}
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("unexpected error %v", err)
+				}
+				if c != nil && c.MinVersion < tls.VersionTLS12 {
+					t.Fatalf("MinVersion %x below TLS 1.2", c.MinVersion)
+				}
+				if tc.cli != nil && c == nil {
+					t.Fatal("client config is nil")
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestMutualTLS runs a real TLS listener on loopback with mutual TLS and
+// checks who gets in.
+func TestMutualTLS(t *testing.T) {
+	t.Parallel()
+	f := tlstest.New(t)
+	other := tlstest.New(t) // a second, unrelated CA
+	srvCfg, err := tlsconfig.Server{CertFile: f.ServerCert, KeyFile: f.ServerKey, ClientCAFile: f.CA}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello "+r.TLS.PeerCertificates[0].Subject.CommonName) }),
+		TLSConfig:         srvCfg,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0), // refused handshakes are expected
+	}
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close() })
+	url := "https://" + ln.Addr().String() + "/"
+
+	for _, tc := range []struct {
+		name string
+		cli  tlsconfig.Client
+		ok   bool
+	}{
+		{"client certificate of the CA", tlsconfig.Client{CAFile: f.CA, CertFile: f.ClientCert, KeyFile: f.ClientKey}, true},
+		{"TLS 1.3 minimum", tlsconfig.Client{CAFile: f.CA, CertFile: f.ClientCert, KeyFile: f.ClientKey, MinVersion: "1.3"}, true},
+		{"no client certificate", tlsconfig.Client{CAFile: f.CA}, false},
+		{"client certificate of another CA", tlsconfig.Client{CAFile: f.CA, CertFile: other.ClientCert, KeyFile: other.ClientKey}, false},
+		{"server not trusted", tlsconfig.Client{CertFile: f.ClientCert, KeyFile: f.ClientKey}, false},
+		{"server of another CA", tlsconfig.Client{CAFile: other.CA, CertFile: f.ClientCert, KeyFile: f.ClientKey}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cc, err := tc.cli.Config()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := &http.Transport{TLSClientConfig: cc}
+			t.Cleanup(tr.CloseIdleConnections)
+			resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(url)
+			if !tc.ok {
+				if err == nil {
+					resp.Body.Close()
+					t.Fatalf("request succeeded with status %d, want a refused handshake", resp.StatusCode)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != "hello client" {
+				t.Fatalf("status %d body %q", resp.StatusCode, b)
+			}
+		})
+	}
+}
