@@ -89,7 +89,9 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello "+r.TLS.PeerCertificates[0].Subject.CommonName) }),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "hello "+r.TLS.PeerCertificates[0].Subject.CommonName)
+		}),
 		TLSConfig:         srvCfg,
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0), // refused handshakes are expected
