@@ -51,6 +51,7 @@ package httporigin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -105,6 +106,12 @@ type Config struct {
 	// connections, a one-second connect timeout, that never follows
 	// redirects.
 	HTTPClient HTTPClient
+	// TLS configures that default client for https:// nodes: the CAs to
+	// trust (RootCAs) and the client certificate for nodes that require
+	// mutual TLS (Certificates); see package internal/tlsconfig. Nil means
+	// the system's roots and no client certificate. It is an error to set
+	// both TLS and HTTPClient.
+	TLS *tls.Config
 	// Timeout bounds each attempt on one node; zero means DefaultTimeout.
 	// The caller's context bounds the whole call. Keep it above the nodes'
 	// cache RefreshTimeout, so that a slow origin read behind a node is not
@@ -160,6 +167,8 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("httporigin: Config.NodeBackoff must not be negative, got %v", cfg.NodeBackoff)
 	case cfg.MaxSnapshotSize < 0:
 		return nil, fmt.Errorf("httporigin: Config.MaxSnapshotSize must not be negative, got %d", cfg.MaxSnapshotSize)
+	case cfg.TLS != nil && cfg.HTTPClient != nil:
+		return nil, errors.New("httporigin: Config.TLS configures the default client: set it on Config.HTTPClient instead")
 	}
 	s := &Store{
 		fallback: cfg.Fallback,
@@ -192,6 +201,9 @@ func New(cfg Config) (*Store, error) {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = 64
 		t.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+		if cfg.TLS != nil {
+			t.TLSClientConfig = cfg.TLS.Clone()
+		}
 		s.client = &http.Client{
 			Transport: t,
 			// A redirect is not part of the protocol: it is answered as
