@@ -8,6 +8,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +46,11 @@ type Config struct {
 	// Members lists cluster members for /debug/members.
 	Members func() any
 }
+
+// MaxRequestBody bounds the body of any request to the admin handler, in
+// bytes. Every endpoint is a GET; a body is read by none of them, and one
+// declaring more than this is answered 413.
+const MaxRequestBody = 64 << 10
 
 // Handler returns the admin handler:
 //
@@ -93,7 +99,22 @@ func Handler(cfg Config) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, cfg.Members())
 	})))
-	return mux
+	return LimitBody(mux, MaxRequestBody)
+}
+
+// LimitBody wraps h so that a request declaring a body over limit bytes is
+// answered 413 before h sees it, and a body streaming past limit fails h's
+// reads with *http.MaxBytesError (and closes the connection).
+func LimitBody(h http.Handler, limit int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			w.Header().Set("Connection", "close")
+			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{"request body exceeds the limit of " + strconv.FormatInt(limit, 10) + " bytes"})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // RequireToken wraps h so that it answers only requests carrying

@@ -2,6 +2,7 @@ package sentinel
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,18 @@ type ServerConfig struct {
 	AdminAddr string
 	// AdminToken guards the admin debug endpoints.
 	AdminToken string
+	// TLS, when set, makes the gateway listener serve HTTPS with it (see
+	// package internal/tlsconfig); nil serves plain HTTP.
+	TLS *tls.Config
+	// AdminTLS, when set, makes the admin listener serve HTTPS with it;
+	// with ClientCAs and RequireAndVerifyClientCert, only clients with a
+	// certificate of that CA get in (mutual TLS). Nil serves plain HTTP.
+	AdminTLS *tls.Config
+	// MaxRequestBody bounds the body of a request to the gateway, in bytes:
+	// one declaring more is answered 413 without reaching an upstream, one
+	// streaming more is cut off there. Zero means no bound (uploads stream
+	// through to the upstream); the admin listener always bounds bodies.
+	MaxRequestBody int64
 	// Gateway tunes the gateway; its Source is set to Node.
 	Gateway Config
 	// Gatherer is what /metrics exposes; nil means the default gatherer.
@@ -78,12 +91,15 @@ func Start(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{gateway: g, log: cfg.Logger}
-	s.gwLn, err = net.Listen("tcp", cfg.Addr)
+	if cfg.MaxRequestBody < 0 {
+		return nil, fmt.Errorf("sentinel: ServerConfig.MaxRequestBody must not be negative, got %d", cfg.MaxRequestBody)
+	}
+	s.gwLn, err = listen(cfg.Addr, cfg.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("sentinel: listen %s: %w", cfg.Addr, err)
 	}
 	s.gw = &http.Server{
-		Handler:           g,
+		Handler:           limitBody(g, cfg.MaxRequestBody),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
@@ -91,7 +107,7 @@ func Start(cfg ServerConfig) (*Server, error) {
 	}
 	go s.serve(s.gw, s.gwLn)
 	if cfg.AdminAddr != "" {
-		s.admLn, err = net.Listen("tcp", cfg.AdminAddr)
+		s.admLn, err = listen(cfg.AdminAddr, cfg.AdminTLS)
 		if err != nil {
 			s.gw.Close()
 			return nil, fmt.Errorf("sentinel: admin listen %s: %w", cfg.AdminAddr, err)
@@ -106,11 +122,43 @@ func Start(cfg ServerConfig) (*Server, error) {
 				Members:  MembersFunc(node),
 			}),
 			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			IdleTimeout:       cfg.IdleTimeout,
 			MaxHeaderBytes:    cfg.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		}
 		go s.serve(s.adm, s.admLn)
 	}
 	return s, nil
+}
+
+// listen opens a TCP listener on addr, wrapped in TLS when c is set.
+func listen(addr string, c *tls.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil || c == nil {
+		return ln, err
+	}
+	c = c.Clone()
+	if len(c.NextProtos) == 0 {
+		c.NextProtos = []string{"h2", "http/1.1"}
+	}
+	return tls.NewListener(ln, c), nil
+}
+
+// limitBody answers 413 to a request declaring a body over limit bytes and
+// cuts off one streaming more; limit 0 leaves bodies unbounded.
+func limitBody(h http.Handler, limit int64) http.Handler {
+	if limit == 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the limit of %d bytes", limit))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) serve(h *http.Server, ln net.Listener) {
