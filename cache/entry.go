@@ -93,6 +93,14 @@ func weight(k key, e *entry) uint32 {
 	return uint32(n)
 }
 
+// outdatedRetry is how long after a failed load an entry known to be
+// outdated (an invalidation named a newer version) is retried. Other
+// entries back off for a whole fresh window after a failure; an outdated
+// one is retried sooner, in the background (reads keep being answered at
+// once), so that a node converges soon after the origin comes back even
+// when no new invalidation arrives to wake it.
+const outdatedRetry = time.Second
+
 // state is what a read should do with a held entry.
 type state int
 
@@ -109,6 +117,8 @@ func (e *entry) state(now int64) state {
 	}
 	recentFailure := e.failed != 0 && now-e.failed < e.freshUntil-e.checked
 	switch {
+	case recentFailure && e.floor > e.rec.Version && now-e.failed >= int64(outdatedRetry):
+		return stale // known outdated: retry in the background, still answer at once
 	case recentFailure:
 		return backoff
 	case e.floor > e.rec.Version:

@@ -1,0 +1,609 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/gossip/netsim"
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/dir"
+	"github.com/dataplane/dataplane/publisher"
+	"github.com/dataplane/dataplane/record"
+)
+
+// Run parameters. Timers are those of a local cluster, shortened so that a
+// run fits in a minute or two under the race detector on two cores.
+const (
+	numNodes     = 6
+	numKeys      = 40
+	logInterval  = time.Second
+	logSettle    = time.Second
+	readTimeout  = 500 * time.Millisecond
+	slowDelay    = 5 * time.Second
+	freshWindow  = 30 * time.Second // longer than a run: freshness comes from gossip and the log, not the TTL
+	settleReads  = 1500 * time.Millisecond
+	publishEvery = 40 * time.Millisecond
+)
+
+// convergenceBound is how long after the last heal every live node must
+// serve the origin's latest version of every key: three log intervals (the
+// backstop alone would need one, plus its settle window) and time for the
+// restarted nodes to warm, with margin for the race detector.
+const convergenceBound = 3*logInterval + logSettle + 4*time.Second
+
+var zones = []string{"a", "b", "c"}
+
+func chaosSeed(t *testing.T) uint64 {
+	if s := os.Getenv("DATAPLANE_CHAOS_SEED"); s != "" {
+		seed, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("DATAPLANE_CHAOS_SEED=%q: %v", s, err)
+		}
+		return seed
+	}
+	return rand.Uint64() >> 1 // fits an int64 flag if someone needs one
+}
+
+func chaosLength(t *testing.T) time.Duration {
+	if s := os.Getenv("DATAPLANE_CHAOS_LENGTH"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("DATAPLANE_CHAOS_LENGTH=%q: %v", s, err)
+		}
+		return d
+	}
+	return 40 * time.Second
+}
+
+func logger(t *testing.T) *slog.Logger {
+	if os.Getenv("DATAPLANE_CHAOS_LOG") == "" {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("t", t.Name())
+}
+
+// chaosNode is one member of the cluster, across its restarts.
+type chaosNode struct {
+	idx     int
+	name    string
+	zone    string
+	dataDir string
+	skew    atomic.Int64 // ns added to this node's clock
+
+	mu    sync.RWMutex // guards n, epoch and port; readers hold it shared across a read
+	n     *dataplane.Node
+	epoch int // crashes so far
+	port  int
+}
+
+func (nd *chaosNode) now() time.Time { return time.Now().Add(time.Duration(nd.skew.Load())) }
+
+// cluster is the system under test: nodes over one faulty origin, talking
+// through one simulated network.
+type cluster struct {
+	t      *testing.T
+	log    *slog.Logger
+	raw    origin.Store // the real origin, for publishers and the final truth
+	faulty *FaultyStore // what the nodes read
+	net    *netsim.Network
+	nodes  []*chaosNode
+	check  *Checker
+	phase  atomic.Int32
+
+	opsMu sync.Mutex // guards ops
+	ops   map[string]int
+}
+
+func (c *cluster) count(op string, n int) {
+	c.opsMu.Lock()
+	c.ops[op] += n
+	c.opsMu.Unlock()
+}
+
+func (c *cluster) seeds(except int) []string {
+	var out []string
+	for _, o := range c.nodes {
+		if o.idx == except {
+			continue
+		}
+		o.mu.RLock()
+		if o.port != 0 {
+			out = append(out, net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port)))
+		}
+		o.mu.RUnlock()
+	}
+	return out
+}
+
+// start opens node nd (again): same name, port and data directory.
+func (c *cluster) start(nd *chaosNode) error {
+	nd.mu.RLock()
+	port := nd.port
+	nd.mu.RUnlock()
+	tr, err := c.net.Listen("127.0.0.1", port, nd.zone, nil)
+	if err != nil {
+		return fmt.Errorf("listen %s on port %d: %w", nd.name, port, err)
+	}
+	g := gossip.DefaultLocalConfig()
+	g.Name, g.Region, g.Transport = nd.name, nd.zone, tr
+	g.Seeds = c.seeds(nd.idx)
+	g.LogInterval, g.LogSettle = logInterval, logSettle
+	g.ReconnectInterval = 500 * time.Millisecond
+	g.Now = nd.now
+	ml := *g.Memberlist
+	ml.ProbeInterval = 300 * time.Millisecond
+	ml.ProbeTimeout = 150 * time.Millisecond
+	ml.GossipInterval = 50 * time.Millisecond
+	ml.PushPullInterval = time.Second
+	ml.GossipToTheDeadTime = time.Second
+	ml.SuspicionMult = 3
+	ml.TCPTimeout = 500 * time.Millisecond
+	g.Memberlist = &ml
+	copts := cache.DefaultOptions()
+	copts.Default = cache.Window{Fresh: freshWindow, Stale: time.Hour}
+	copts.NegativeTTL = time.Second
+	copts.MaxBytes = 64 << 20
+	copts.Now = nd.now
+	n, err := dataplane.Open(context.Background(), dataplane.Config{
+		Origin:                c.faulty,
+		Cache:                 copts,
+		Gossip:                &g,
+		Namespaces:            []string{"routes", "keys"},
+		DataDir:               nd.dataDir,
+		LocalSnapshotInterval: time.Second,
+		WarmTimeout:           2 * time.Second,
+		Logger:                c.log.With("node", nd.name),
+		Registerer:            prometheus.NewRegistry(), // one per incarnation: Node metrics are never unregistered
+	})
+	if err != nil {
+		_ = tr.Shutdown()
+		return fmt.Errorf("open %s: %w", nd.name, err)
+	}
+	_, p, _ := net.SplitHostPort(n.Gossip().Addr())
+	nd.mu.Lock()
+	nd.n = n
+	nd.port, _ = strconv.Atoi(p)
+	nd.mu.Unlock()
+	return nil
+}
+
+// stop closes node nd; with crash, its local snapshot files are rolled
+// back to what its last periodic write left, as if it had died.
+func (c *cluster) stop(nd *chaosNode, crash bool) {
+	var saved map[string][]byte
+	if crash {
+		saved = make(map[string][]byte)
+		entries, _ := os.ReadDir(nd.dataDir)
+		for _, e := range entries {
+			if b, err := os.ReadFile(filepath.Join(nd.dataDir, e.Name())); err == nil {
+				saved[e.Name()] = b
+			}
+		}
+	}
+	nd.mu.Lock()
+	n := nd.n
+	nd.n = nil
+	if crash {
+		nd.epoch++
+	}
+	nd.mu.Unlock()
+	if n == nil {
+		return
+	}
+	if err := n.Close(); err != nil {
+		c.t.Logf("close %s: %v", nd.name, err)
+	}
+	if crash {
+		entries, _ := os.ReadDir(nd.dataDir)
+		for _, e := range entries {
+			p := filepath.Join(nd.dataDir, e.Name())
+			if b, ok := saved[e.Name()]; ok {
+				_ = os.WriteFile(p, b, 0o644)
+			} else {
+				_ = os.Remove(p)
+			}
+		}
+	}
+}
+
+// read reads ns/key on nd as a sentinel would, and records it.
+func (c *cluster) read(nd *chaosNode, ns, key string, phase Phase) (Read, bool) {
+	nd.mu.RLock()
+	defer nd.mu.RUnlock()
+	if nd.n == nil {
+		return Read{}, false
+	}
+	_, held := nd.n.Peek(ns, key)
+	r := Read{Node: nd.name, Epoch: nd.epoch, Namespace: ns, Key: key, Held: held, Phase: phase, Start: time.Now()}
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	e, err := nd.n.Cache().Get(ctx, ns, key)
+	cancel()
+	r.End = time.Now()
+	switch {
+	case err == nil:
+		r.Outcome, r.Version, r.Value, r.Stale = Value, e.Record.Version, e.Record.Value, e.Stale
+	case errors.Is(err, origin.ErrNotFound):
+		r.Outcome, r.Version, r.Stale = NotFound, e.Record.Version, e.Stale
+	default:
+		r.Outcome, r.Err = Failed, err
+	}
+	c.check.Record(r)
+	return r, true
+}
+
+func keyOf(i int) (ns, key string) {
+	if i%2 == 0 {
+		return "routes", fmt.Sprintf("host-%02d.example.com", i)
+	}
+	return "keys", fmt.Sprintf("ks/%064x", i)
+}
+
+// TestChaos runs a cluster of six nodes in three zones over a real
+// directory origin through a random schedule of faults while two
+// publishers (one with its clock 1.5 s ahead) write, and every node serves
+// reads; then heals everything and checks, over every read served, the
+// invariants of DESIGN.md: monotonic reads, no resurrection, availability
+// of held keys, convergence within the bound, no corrupt value served.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos run takes a minute or more")
+	}
+	seed := chaosSeed(t)
+	replay := fmt.Sprintf("DATAPLANE_CHAOS_SEED=%d go test -race -run TestChaos -v ./chaos/", seed)
+	t.Logf("seed %d (replay: %s)", seed, replay)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("FAILED with seed %d; replay with:\n\t%s", seed, replay)
+		}
+	})
+	length := chaosLength(t)
+	rng := rand.New(rand.NewPCG(seed, 1))
+
+	store, err := dir.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	faulty := NewFaultyStore(store)
+	faulty.SlowDelay = slowDelay
+	base := netsim.Link{Delay: 2 * time.Millisecond, Jitter: 2 * time.Millisecond}
+	c := &cluster{
+		t: t, log: logger(t), raw: store, faulty: faulty, net: netsim.New(seed),
+		check: NewChecker(), ops: make(map[string]int),
+	}
+	c.net.SetDefault(base)
+
+	// Publishers: A on the wall clock, B 1.5 s ahead. Both notify a random
+	// live node's gossip member; the change log covers a failed notify.
+	notify := publisher.NotifierFunc(func(ctx context.Context, rec record.Record) error {
+		nd := c.nodes[rand.IntN(len(c.nodes))]
+		nd.mu.RLock()
+		defer nd.mu.RUnlock()
+		if nd.n == nil {
+			return errors.New("chaos: notified node is down")
+		}
+		return nd.n.Gossip().Publish(ctx, rec)
+	})
+	var pubs []*publisher.Publisher
+	for i, skew := range []time.Duration{0, 1500 * time.Millisecond} {
+		cfg := publisher.DefaultConfig()
+		cfg.Clock = record.NewClock(func() time.Time { return time.Now().Add(skew) })
+		cfg.Notifier = notify
+		cfg.Logger = c.log.With("publisher", i)
+		cfg.Namespaces = []string{"routes", "keys"}
+		cfg.LogRetention = 5 * time.Second
+		p, err := publisher.New(store, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubs = append(pubs, p)
+	}
+	value := func(r *rand.Rand, i int) []byte {
+		n := 16 + r.IntN(900) // about half travel inline (<= 512 bytes), half as invalidations
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = byte('a' + r.IntN(26))
+		}
+		return b
+	}
+	write := func(ctx context.Context, p *publisher.Publisher, r *rand.Rand) {
+		i := r.IntN(numKeys)
+		ns, key := keyOf(i)
+		var rec record.Record
+		var err error
+		if r.IntN(100) < 15 {
+			rec, err = p.Delete(ctx, ns, key)
+			c.count("deletes", 1)
+		} else {
+			rec, err = p.Put(ctx, ns, key, value(r, i))
+			c.count("puts", 1)
+		}
+		if err != nil {
+			if ctx.Err() == nil { // stopping the publishers cancels writes in flight
+				t.Errorf("publish %s/%s: %v", ns, key, err)
+			}
+			return
+		}
+		c.check.Wrote(rec)
+	}
+	// Every key exists before the nodes start, and the namespaces have
+	// snapshots to warm from.
+	for i := range numKeys {
+		ns, key := keyOf(i)
+		rec, err := pubs[0].Put(context.Background(), ns, key, value(rng, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.check.Wrote(rec)
+	}
+	if err := pubs[0].SnapshotAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	for i := range numNodes {
+		nd := &chaosNode{idx: i, name: fmt.Sprintf("node-%d", i), zone: zones[i%len(zones)], dataDir: filepath.Join(t.TempDir(), "data")}
+		c.nodes = append(c.nodes, nd)
+		if err := c.start(nd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, nd := range c.nodes {
+			c.stop(nd, false)
+		}
+	})
+	waitFor(t, 30*time.Second, "every node to see the whole cluster", func() bool {
+		for _, nd := range c.nodes {
+			nd.mu.RLock()
+			ok := nd.n != nil && len(nd.n.Gossip().Members()) == numNodes
+			nd.mu.RUnlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Load: publishers and readers until the faults end (publishers) and
+	// until the settled reads are done (readers).
+	ctx, stopPublishers := context.WithCancel(context.Background())
+	var pubWG sync.WaitGroup
+	for i, p := range pubs {
+		pubWG.Add(1)
+		go func() {
+			defer pubWG.Done()
+			r := rand.New(rand.NewPCG(seed, uint64(10+i)))
+			tick := time.NewTicker(publishEvery + time.Duration(i)*20*time.Millisecond)
+			defer tick.Stop()
+			snaps := time.NewTicker(3 * time.Second)
+			defer snaps.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-snaps.C:
+					if i == 0 {
+						if err := p.SnapshotAll(ctx); err == nil {
+							c.count("snapshots", 1)
+						}
+					}
+				case <-tick.C:
+					write(ctx, p, r)
+				}
+			}
+		}()
+	}
+	readersDone := make(chan struct{})
+	var readWG sync.WaitGroup
+	for _, nd := range c.nodes {
+		for j := range 2 {
+			readWG.Add(1)
+			go func() {
+				defer readWG.Done()
+				r := rand.New(rand.NewPCG(seed, uint64(100+nd.idx*2+j)))
+				for {
+					select {
+					case <-readersDone:
+						return
+					default:
+					}
+					ns, key := keyOf(r.IntN(numKeys))
+					if _, ok := c.read(nd, ns, key, Phase(c.phase.Load())); !ok {
+						time.Sleep(20 * time.Millisecond) // node down
+						continue
+					}
+					time.Sleep(4 * time.Millisecond)
+				}
+			}()
+		}
+	}
+
+	// Faults.
+	faults := NewSchedule(seed, Shape{
+		Nodes: numNodes, Zones: zones, Length: length, MaxDown: 2,
+		MaxSkew: 400 * time.Millisecond, SlowFor: slowDelay + time.Second,
+		MinGap: 700 * time.Millisecond, MaxGap: 2500 * time.Millisecond,
+		MinFault: 2 * time.Second, MaxFault: 6 * time.Second,
+	})
+	for _, f := range faults {
+		t.Logf("fault %s", f)
+	}
+	c.run(faults)
+
+	// Last heal: the schedule lifted every fault; make sure, stop writing,
+	// and measure convergence.
+	c.net.HealAll()
+	c.net.SetDefault(base)
+	faulty.SetMode(Healthy)
+	for _, nd := range c.nodes {
+		nd.skew.Store(0)
+		nd.mu.RLock()
+		down := nd.n == nil
+		nd.mu.RUnlock()
+		if down {
+			if err := c.start(nd); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stopPublishers()
+	pubWG.Wait()
+	healed := time.Now()
+	c.phase.Store(int32(Converging))
+	latest := make(map[string]record.Version)
+	for i := range numKeys {
+		ns, key := keyOf(i)
+		rec, err := store.Get(context.Background(), ns, key, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		latest[id(ns, key)] = rec.Version
+	}
+	var lagging string
+	converged := pollUntil(convergenceBound+10*time.Second, func() bool {
+		for _, nd := range c.nodes {
+			for i := range numKeys {
+				ns, key := keyOf(i)
+				r, ok := c.read(nd, ns, key, Converging)
+				if !ok || r.Outcome == Failed || r.Version != latest[id(ns, key)] {
+					lagging = fmt.Sprintf("%s serves %s/%s@%s (%v), origin holds %s", nd.name, ns, key, r.Version, r.Err, latest[id(ns, key)])
+					return false
+				}
+			}
+		}
+		return true
+	})
+	convergence := time.Since(healed)
+	switch {
+	case !converged:
+		c.check.Violate(KindConvergence, "not converged %s after the last heal: %s", convergence.Round(time.Millisecond), lagging)
+	case convergence > convergenceBound:
+		c.check.Violate(KindConvergence, "converged %s after the last heal, bound %s (last to lag: %s)", convergence.Round(time.Millisecond), convergenceBound, lagging)
+	}
+	c.phase.Store(int32(Settled))
+	time.Sleep(settleReads) // readers keep reading: every read now must be the latest
+	close(readersDone)
+	readWG.Wait()
+
+	originReads, originFaulted := faulty.Counts()
+	ns := c.net.Stats()
+	c.count("origin reads by nodes", int(originReads))
+	c.count("origin reads faulted", int(originFaulted))
+	c.count("gossip packets", int(ns.Packets))
+	c.count("gossip packets lost", int(ns.Lost))
+	c.count("gossip packets cut", int(ns.Cut))
+	sum := c.check.Check(latest)
+	c.opsMu.Lock()
+	table := Table(seed, faults, c.ops, sum, convergence, convergenceBound)
+	c.opsMu.Unlock()
+	fmt.Println(table) // visible without -v too: the figures RELIABILITY.md quotes
+	for _, v := range sum.Listed {
+		t.Errorf("violation: %s", v)
+	}
+	if sum.Violations > 0 {
+		t.Fatalf("%d violations with seed %d; replay with: %s", sum.Violations, seed, replay)
+	}
+	if sum.HeldReads == 0 || sum.Served == 0 || len(faults) == 0 {
+		t.Fatalf("the run checked nothing: %d held reads, %d served, %d faults", sum.HeldReads, sum.Served, len(faults))
+	}
+}
+
+// run applies the schedule in real time: each fault at its start, lifted
+// at its end.
+func (c *cluster) run(faults []Fault) {
+	type action struct {
+		at    time.Duration
+		f     Fault
+		start bool
+	}
+	var acts []action
+	for _, f := range faults {
+		acts = append(acts, action{f.At, f, true}, action{f.End(), f, false})
+	}
+	// Stable by time; a fault's end before another's start at the same time.
+	for i := 1; i < len(acts); i++ {
+		for j := i; j > 0 && (acts[j].at < acts[j-1].at || acts[j].at == acts[j-1].at && !acts[j].start && acts[j-1].start); j-- {
+			acts[j], acts[j-1] = acts[j-1], acts[j]
+		}
+	}
+	t0 := time.Now()
+	for _, a := range acts {
+		if d := time.Until(t0.Add(a.at)); d > 0 {
+			time.Sleep(d) // the schedule is in real time
+		}
+		f := a.f
+		switch f.Kind {
+		case Stop, Crash:
+			nd := c.nodes[f.Node]
+			if a.start {
+				c.stop(nd, f.Kind == Crash)
+				c.count(map[FaultKind]string{Stop: "node stops", Crash: "node crashes"}[f.Kind], 1)
+			} else if err := c.start(nd); err != nil {
+				c.t.Errorf("restart %s: %v", nd.name, err)
+			} else {
+				c.count("node restarts", 1)
+			}
+		case Partition:
+			if a.start {
+				c.net.Cut(f.Zones[0], f.Zones[1])
+			} else {
+				c.net.Heal(f.Zones[0], f.Zones[1])
+			}
+		case Lossy:
+			if a.start {
+				c.net.SetDefault(netsim.Link{Delay: f.Delay, Jitter: f.Delay, Loss: f.Loss})
+			} else {
+				c.net.SetDefault(netsim.Link{Delay: 2 * time.Millisecond, Jitter: 2 * time.Millisecond})
+			}
+		case OriginDown, OriginSlow, OriginCorrupt:
+			if a.start {
+				c.faulty.SetMode(map[FaultKind]Mode{OriginDown: Down, OriginSlow: Slow, OriginCorrupt: Corrupt}[f.Kind])
+			} else {
+				c.faulty.SetMode(Healthy)
+			}
+		case Skew:
+			if a.start {
+				c.nodes[f.Node].skew.Store(int64(f.Skew))
+			} else {
+				c.nodes[f.Node].skew.Store(0)
+			}
+		}
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !pollUntil(timeout, cond) {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+// pollUntil polls cond every 50 ms until it holds (true) or timeout passes
+// (false).
+func pollUntil(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}

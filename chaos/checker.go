@@ -1,0 +1,253 @@
+package chaos
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dataplane/dataplane/record"
+)
+
+// Outcome is what a read returned.
+type Outcome uint8
+
+// The outcomes of a read.
+const (
+	// Value: a value was served.
+	Value Outcome = iota
+	// NotFound: the key was served as deleted (a tombstone) or absent
+	// (version 0): an answer, not a failure.
+	NotFound
+	// Failed: no answer (origin failure with nothing held, deadline).
+	Failed
+)
+
+// Phase tells when a read happened.
+type Phase uint8
+
+// The phases of a run.
+const (
+	// Chaos: while faults are injected.
+	Chaos Phase = iota
+	// Converging: after the last heal, before every node converged.
+	Converging
+	// Settled: after convergence; every read must serve the origin's
+	// latest version.
+	Settled
+)
+
+// Read is one read a node served (or failed to), as the checker sees it.
+type Read struct {
+	// Node names the node; Epoch counts its crashes (a graceful restart
+	// keeps the epoch, since the node saved what it served).
+	Node  string
+	Epoch int
+	// Namespace and Key address the record read.
+	Namespace, Key string
+	// Start and End bound the call.
+	Start, End time.Time
+	// Held reports that the node held an entry for the key just before
+	// the read (cache.Peek): such a read must be answered.
+	Held bool
+	// Outcome, Version, Value and Stale describe the answer; Err the
+	// failure.
+	Outcome Outcome
+	Version record.Version
+	Value   []byte
+	Stale   bool
+	Err     error
+	Phase   Phase
+}
+
+// Violation kinds reported by the Checker.
+const (
+	KindMonotonic   = "monotonic"   // a node served an older version after a newer one
+	KindResurrected = "resurrected" // ... and the newer one was a delete
+	KindUnavailable = "unavailable" // a held key was not served
+	KindUnknown     = "unknown"     // a version nobody wrote, or a value that does not match its version
+	KindConvergence = "convergence" // not converged within the bound after the last heal
+	KindSettled     = "settled"     // an outdated version served after convergence
+)
+
+// Checker records every read the nodes served and every write the
+// publishers made, and checks the invariants over them. It is safe for
+// concurrent use.
+type Checker struct {
+	mu         sync.Mutex // guards everything below
+	reads      []Read
+	writes     map[string]map[record.Version]record.Record // by ns/key
+	violations []string
+	byKind     map[string]int
+}
+
+// NewChecker returns an empty checker.
+func NewChecker() *Checker {
+	return &Checker{writes: make(map[string]map[record.Version]record.Record), byKind: make(map[string]int)}
+}
+
+func id(ns, key string) string { return ns + "/" + key }
+
+// Wrote records a write a publisher made durable.
+func (c *Checker) Wrote(rec record.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := id(rec.Namespace, rec.Key)
+	if c.writes[k] == nil {
+		c.writes[k] = make(map[record.Version]record.Record)
+	}
+	rec.Value = bytes.Clone(rec.Value)
+	c.writes[k][rec.Version] = rec
+}
+
+// Record records a read.
+func (c *Checker) Record(r Read) {
+	c.mu.Lock()
+	c.reads = append(c.reads, r)
+	c.mu.Unlock()
+}
+
+// Violate records a violation found outside the read history (e.g. by the
+// convergence check).
+func (c *Checker) Violate(kind, format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.violateLocked(kind, format, args...)
+}
+
+// maxListed bounds the violations kept as text; all are counted.
+const maxListed = 50
+
+func (c *Checker) violateLocked(kind, format string, args ...any) {
+	c.byKind[kind]++
+	if len(c.violations) < maxListed {
+		c.violations = append(c.violations, kind+": "+fmt.Sprintf(format, args...))
+	}
+}
+
+// Summary is what Check found.
+type Summary struct {
+	Reads       int // reads recorded
+	Served      int // answered with a value or a not-found
+	StaleServed int // of which marked stale
+	HeldReads   int // reads of a key the node held
+	Failed      int // reads not answered (of keys not held, unless a violation)
+	Keys        int // distinct keys written
+	Writes      int // writes recorded
+	Violations  int
+	ByKind      map[string]int
+	Listed      []string // the first violations, as text
+}
+
+// Check verifies the recorded history against the invariants: per node
+// (and epoch) and key, a read never serves an older version than a read
+// that ended before it started (monotonic reads, no resurrection); a read
+// of a held key is always answered (availability); every served version
+// was written, with the value served (bad input never reaches a reader);
+// and every read after convergence serves latest[ns/key].
+func (c *Checker) Check(latest map[string]record.Version) Summary {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := Summary{Reads: len(c.reads), Keys: len(c.writes)}
+	for _, w := range c.writes {
+		s.Writes += len(w)
+	}
+	type series struct{ reads []*Read }
+	all := make(map[string]*series)
+	for i := range c.reads {
+		r := &c.reads[i]
+		if r.Held {
+			s.HeldReads++
+		}
+		if r.Outcome == Failed {
+			s.Failed++
+			if r.Held {
+				c.violateLocked(KindUnavailable, "%s (epoch %d) failed a read of held key %s/%s at %s: %v", r.Node, r.Epoch, r.Namespace, r.Key, r.Start.Format("15:04:05.000"), r.Err)
+			}
+			continue
+		}
+		s.Served++
+		if r.Stale {
+			s.StaleServed++
+		}
+		k := id(r.Namespace, r.Key)
+		if r.Version != 0 {
+			w, ok := c.writes[k][r.Version]
+			switch {
+			case !ok:
+				c.violateLocked(KindUnknown, "%s served %s@%s, a version never written", r.Node, k, r.Version)
+			case w.Tombstone != (r.Outcome == NotFound):
+				c.violateLocked(KindUnknown, "%s served %s@%s as tombstone=%v, written as tombstone=%v", r.Node, k, r.Version, r.Outcome == NotFound, w.Tombstone)
+			case r.Outcome == Value && !bytes.Equal(w.Value, r.Value):
+				c.violateLocked(KindUnknown, "%s served %s@%s with a value that differs from the one written", r.Node, k, r.Version)
+			}
+		}
+		if r.Phase == Settled {
+			if want, ok := latest[k]; ok && r.Version != want {
+				c.violateLocked(KindSettled, "%s served %s@%s after convergence; the origin holds %s", r.Node, k, r.Version, want)
+			}
+		}
+		sk := fmt.Sprintf("%s\x00%d\x00%s", r.Node, r.Epoch, k)
+		if all[sk] == nil {
+			all[sk] = &series{}
+		}
+		all[sk].reads = append(all[sk].reads, r)
+	}
+	keys := make([]string, 0, len(all))
+	for k := range all {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		c.checkSeries(all[k].reads)
+	}
+	s.ByKind = make(map[string]int, len(c.byKind))
+	for k, n := range c.byKind {
+		s.ByKind[k] = n
+		s.Violations += n
+	}
+	s.Listed = slices.Clone(c.violations)
+	return s
+}
+
+// checkSeries checks the reads of one key on one node: a read must not
+// serve a version older than one served by a read that ended before it
+// started. (Overlapping reads may be answered in either order.)
+func (c *Checker) checkSeries(rs []*Read) {
+	byEnd := slices.Clone(rs)
+	slices.SortFunc(byEnd, func(a, b *Read) int { return a.End.Compare(b.End) })
+	byStart := slices.Clone(rs)
+	slices.SortFunc(byStart, func(a, b *Read) int { return a.Start.Compare(b.Start) })
+	var best *Read // the newest version among reads ended so far
+	j := 0
+	for _, r := range byStart {
+		for j < len(byEnd) && byEnd[j].End.Before(r.Start) {
+			if best == nil || byEnd[j].Version > best.Version {
+				best = byEnd[j]
+			}
+			j++
+		}
+		if best == nil || r.Version >= best.Version {
+			continue
+		}
+		kind := KindMonotonic
+		if best.Outcome == NotFound && best.Version != 0 && r.Outcome == Value {
+			kind = KindResurrected
+		}
+		c.violateLocked(kind, "%s (epoch %d) served %s/%s@%s (%s) at %s after serving @%s (%s) at %s",
+			r.Node, r.Epoch, r.Namespace, r.Key, r.Version, outcomeName(r.Outcome), r.Start.Format("15:04:05.000"),
+			best.Version, outcomeName(best.Outcome), best.End.Format("15:04:05.000"))
+	}
+}
+
+func outcomeName(o Outcome) string {
+	switch o {
+	case Value:
+		return "value"
+	case NotFound:
+		return "deleted"
+	}
+	return "failed"
+}

@@ -1,0 +1,25 @@
+// Package chaos is the dataplane's chaos suite: the pieces that drive a
+// real multi-node cluster on loopback through random faults and check the
+// DESIGN invariants over everything it served.
+//
+//   - FaultyStore wraps a real origin store and makes the nodes' reads of
+//     it fail (outage), hang (slow origin, 5 s responses) or return
+//     corrupt objects, switchable at any time.
+//   - NewSchedule draws a reproducible random schedule of faults from a
+//     seed: node stops and crashes with restarts, partitions between zones
+//     and heals, gossip loss and delay, origin outage, slow and corrupt
+//     origin, clock skew.
+//   - Checker records every read a node served and every write a publisher
+//     made, and checks monotonic reads per key per node, no resurrection
+//     of deleted or overwritten versions, that held keys are always served,
+//     that every served version was written with the value served, and
+//     that reads after convergence serve the origin's latest version.
+//
+// The suite itself is TestChaos in this package:
+//
+//	go test -race -run TestChaos -v ./chaos/
+//
+// DATAPLANE_CHAOS_SEED replays a run's schedule (the test prints the
+// command on failure); DATAPLANE_CHAOS_LENGTH changes how long faults are
+// injected (default 40s).
+package chaos
