@@ -159,7 +159,16 @@ func run(rounds int, d time.Duration, conns, threads int, wrkPath string) error 
 		med[i] = median(res[i])
 		fmt.Printf("| %s | %.0f | %v | %v | %v | %d |\n", t.name, med[i].rps, med[i].p50, med[i].p99, med[i].max, med[i].errors)
 	}
-	fmt.Printf("\nsentinel / plain: req/s %.2f, p99 %.2f\n", med[1].rps/med[0].rps, float64(med[1].p99)/float64(med[0].p99))
+	// Rounds run back to back, so a round of each forms a pair that saw
+	// about the same machine; the median of the pairs' ratios is the figure
+	// least moved by other load.
+	var ratios []float64
+	for r := range res[0] {
+		ratios = append(ratios, res[1][r].rps/res[0][r].rps)
+	}
+	slices.Sort(ratios)
+	fmt.Printf("\nsentinel / plain, medians: req/s %.2f, p99 %.2f; median of the %d paired rounds' req/s ratios: %.2f (range %.2f-%.2f)\n",
+		med[1].rps/med[0].rps, float64(med[1].p99)/float64(med[0].p99), len(ratios), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
 	return nil
 }
 
