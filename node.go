@@ -55,6 +55,11 @@ type Config struct {
 	// DataDir, when set, holds local snapshot files the node writes every
 	// LocalSnapshotInterval and loads at Open when the origin is down.
 	DataDir string
+	// Peers are other nodes to warm from when, at Open, the origin cannot
+	// give a namespace's snapshot and there is no local snapshot file:
+	// tried in order, the first that holds the namespace whole wins. An
+	// httporigin.Store over the peers' SnapshotHandler URLs is one.
+	Peers []SnapshotSource
 	// LocalSnapshotInterval is how often local snapshot files are written.
 	// Default 30s.
 	LocalSnapshotInterval time.Duration
@@ -331,7 +336,7 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 	m := &nodeMetrics{
 		warmSource: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "dataplane", Subsystem: "node", Name: "warm_loads_total",
-			Help: "Namespaces loaded at start, by source (origin snapshot, local file) or failure.",
+			Help: "Namespaces loaded at start, by source (origin snapshot, local file, peer) or failure.",
 		}, []string{"source"}),
 		revalidations: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "dataplane", Subsystem: "node", Name: "full_revalidations_total",

@@ -34,16 +34,15 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 			n.m.warmSource.WithLabelValues("none").Inc()
 			continue
 		default:
-			n.log.Warn("origin snapshot unavailable, trying local file", "namespace", ns, "err", err)
-			var lerr error
-			snap, lerr = n.loadLocal(ns)
-			if lerr != nil {
-				n.log.Error("namespace not warmed", "namespace", ns, "origin_err", err, "local_err", lerr)
+			n.log.Warn("origin snapshot unavailable, trying local file and peers", "namespace", ns, "err", err)
+			var ferr error
+			snap, source, ferr = n.loadFallback(ctx, ns)
+			if ferr != nil {
+				n.log.Error("namespace not warmed", "namespace", ns, "origin_err", err, "fallback_err", ferr)
 				n.m.warmSource.WithLabelValues("failed").Inc()
 				ok = false
 				continue
 			}
-			source = "local"
 		}
 		for _, r := range snap.Records {
 			n.cache.Apply(r)
@@ -79,6 +78,27 @@ func (n *Node) rewarm() {
 
 func (n *Node) localPath(ns string) string {
 	return filepath.Join(n.cfg.DataDir, ns+".snapshot")
+}
+
+// loadFallback loads ns from the local snapshot file, or else from the
+// first peer that has it whole; source names where it came from.
+func (n *Node) loadFallback(ctx context.Context, ns string) (snap record.Snapshot, source string, err error) {
+	snap, err = n.loadLocal(ns)
+	if err == nil {
+		return snap, "local", nil
+	}
+	errs := []error{fmt.Errorf("local file: %w", err)}
+	for i, p := range n.cfg.Peers {
+		snap, err = p.GetSnapshot(ctx, ns)
+		if err == nil && snap.Namespace != ns {
+			err = fmt.Errorf("answered with the snapshot of %q", snap.Namespace)
+		}
+		if err == nil {
+			return snap, "peer", nil
+		}
+		errs = append(errs, fmt.Errorf("peer %d: %w", i+1, err))
+	}
+	return record.Snapshot{}, "", errors.Join(errs...)
 }
 
 func (n *Node) loadLocal(ns string) (record.Snapshot, error) {
@@ -124,28 +144,8 @@ func (n *Node) writeLocalSnapshots() {
 		n.log.Error("local snapshot dir", "err", err)
 		return
 	}
-	cursor := record.Version(math.MaxUint64)
-	if n.gossip != nil {
-		cursor = n.gossip.LogCursor()
-	}
-	byNS := make(map[string]*record.Snapshot, len(n.cfg.Namespaces))
-	for _, ns := range n.cfg.Namespaces {
-		byNS[ns] = &record.Snapshot{Namespace: ns, Version: cursor}
-	}
-	for e := range n.cache.All() {
-		s := byNS[e.Record.Namespace]
-		if s == nil || e.Record.Version == 0 {
-			continue
-		}
-		s.Records = append(s.Records, e.Record)
-		if e.Stale && e.Record.Version <= s.Version {
-			s.Version = e.Record.Version - 1
-		}
-	}
+	byNS := n.snapshots(n.cfg.Namespaces)
 	for _, s := range byNS {
-		if s.Version == math.MaxUint64 {
-			s.Version = 0
-		}
 		b, err := record.MarshalSnapshot(*s)
 		if err == nil {
 			err = atomicfile.Write(n.localPath(s.Namespace), b)

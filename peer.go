@@ -1,0 +1,114 @@
+package dataplane
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/dataplane/dataplane/cachenode/wire"
+	"github.com/dataplane/dataplane/record"
+)
+
+// SnapshotSource hands over a whole namespace. A node that starts while the
+// origin is down and has no local snapshot file warms from its peers
+// through this (Config.Peers): an httporigin.Store pointed at the peers'
+// SnapshotHandler is one, since it speaks the cache nodes' snapshot API.
+type SnapshotSource interface {
+	GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error)
+}
+
+// Snapshot returns what the node holds of namespace ns, as a snapshot whose
+// Version is a safe change-log position to resume from: no newer than the
+// node's gossip log cursor, and older than any record it knows to be
+// outdated, so that replaying the log from it re-delivers every change the
+// snapshot may lack. Not-founds are left out; tombstones are kept, so a
+// node loading the snapshot cannot be given an older value by a late
+// message. It never reads the origin and is safe for concurrent use.
+func (n *Node) Snapshot(ns string) record.Snapshot {
+	return *n.snapshots([]string{ns})[ns]
+}
+
+// snapshots builds Snapshot for each of namespaces in one pass over the
+// cache.
+func (n *Node) snapshots(namespaces []string) map[string]*record.Snapshot {
+	cursor := record.Version(math.MaxUint64)
+	if n.gossip != nil {
+		cursor = n.gossip.LogCursor()
+	}
+	byNS := make(map[string]*record.Snapshot, len(namespaces))
+	for _, ns := range namespaces {
+		byNS[ns] = &record.Snapshot{Namespace: ns, Version: cursor}
+	}
+	for e := range n.cache.All() {
+		s := byNS[e.Record.Namespace]
+		if s == nil || e.Record.Version == 0 {
+			continue
+		}
+		s.Records = append(s.Records, e.Record)
+		if e.Stale && e.Record.Version <= s.Version {
+			s.Version = e.Record.Version - 1
+		}
+	}
+	for _, s := range byNS {
+		if s.Version == math.MaxUint64 {
+			s.Version = 0
+		}
+	}
+	return byNS
+}
+
+// SnapshotHandler serves GET /v1/snapshots/{namespace} with what node holds
+// of the namespace (Node.Snapshot), in the cache nodes' wire format, so that
+// a peer starting while the origin is down can warm from this node (see
+// Config.Peers). Only namespaces the node loads whole (Config.Namespaces)
+// are served. With a token set, requests must carry it as a bearer token;
+// an empty token serves nobody, since a snapshot holds every route and key.
+// Mount it on an admin listener, not on a public one.
+func SnapshotHandler(node *Node, token string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fail := func(status int, code wire.Code, msg string) {
+			b, _ := json.Marshal(wire.Error{Error: msg, Code: code})
+			w.Header().Set("Content-Type", wire.ContentTypeJSON)
+			w.WriteHeader(status)
+			w.Write(append(b, '\n'))
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			fail(http.StatusMethodNotAllowed, wire.CodeNoRoute, "method not allowed")
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			fail(http.StatusUnauthorized, wire.CodeUnauthorized, "peer snapshots need the admin token")
+			return
+		}
+		ns, ok := strings.CutPrefix(r.URL.Path, wire.SnapshotsPath)
+		if !ok || record.ValidateNamespace(ns) != nil {
+			fail(http.StatusNotFound, wire.CodeNoRoute, "no such endpoint")
+			return
+		}
+		served := false
+		for _, c := range node.cfg.Namespaces {
+			served = served || c == ns
+		}
+		if !served || !node.Ready() {
+			// A node that is not warm itself must not warm others with a
+			// partial namespace.
+			fail(http.StatusNotFound, wire.CodeNotFound, "namespace "+ns+" is not held whole by this node")
+			return
+		}
+		b, err := record.MarshalSnapshot(node.Snapshot(ns))
+		if err != nil {
+			fail(http.StatusInternalServerError, wire.CodeUnavailable, "encoding the snapshot: "+err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", wire.ContentTypeSnapshot)
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(b)
+	})
+}
