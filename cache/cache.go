@@ -77,10 +77,11 @@ type Cache struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	bgMu   sync.Mutex // guards closed and additions to bg
-	closed bool
-	bg     sync.WaitGroup // background refreshes
-	once   sync.Once      // Close
+	bgMu      sync.Mutex // guards closed, refreshes and additions to bg
+	closed    bool
+	refreshes int            // background refreshes running, at most opts.MaxRefreshes
+	bg        sync.WaitGroup // background refreshes
+	once      sync.Once      // Close
 
 	// pendingMu orders loads against invalidations. It guards pending and
 	// is held around every store write that must see an invalidation
@@ -103,6 +104,9 @@ func New(l Loader, o Options) (*Cache, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.MaxRefreshes == 0 {
+		o.MaxRefreshes = defaultMaxRefreshes
 	}
 	o.Namespaces = maps.Clone(o.Namespaces) // the caller may reuse its map
 	c := &Cache{
@@ -230,20 +234,32 @@ func (c *Cache) fallback(k key, held *entry, sp *space, err error) (Entry, error
 }
 
 // refreshAsync starts a background refresh of k unless one of held already
-// runs or the cache is closed.
+// runs, the cache is closed, or MaxRefreshes are running (then the refresh
+// is shed and counted; a later read tries again).
 func (c *Cache) refreshAsync(k key, held *entry) {
 	if !held.refreshing.CompareAndSwap(false, true) {
 		return
 	}
 	c.bgMu.Lock()
-	if c.closed {
+	if c.closed || c.refreshes >= c.opts.MaxRefreshes {
+		shed := !c.closed
 		c.bgMu.Unlock()
+		held.refreshing.Store(false)
+		if shed {
+			held.space.refreshesShed.Inc()
+		}
 		return
 	}
+	c.refreshes++
 	c.bg.Add(1)
 	c.bgMu.Unlock()
 	go func() {
 		defer c.bg.Done()
+		defer func() {
+			c.bgMu.Lock()
+			c.refreshes--
+			c.bgMu.Unlock()
+		}()
 		defer held.refreshing.Store(false)
 		sp := held.space
 		// Do, not DoChan: load never panics (it recovers the Loader), and

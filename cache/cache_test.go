@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -534,4 +535,48 @@ func TestNamespaceWindows(t *testing.T) {
 	if n := l.calls.Load(); n != 3 {
 		t.Fatalf("loader called %d times, want 3", n)
 	}
+}
+
+// TestBackgroundRefreshesAreBounded: with the origin hanging and many keys
+// past their fresh window, at most MaxRefreshes refreshes run at once; the
+// reads beyond are still answered at once (stale), and the refreshes they
+// would have started are shed and counted.
+func TestBackgroundRefreshesAreBounded(t *testing.T) {
+	t.Parallel()
+	store := mem.New()
+	g := newGate(store, 1000)
+	e := newEnv(t, store, g, func(o *Options) { o.MaxRefreshes = 4 })
+	const keys = 20
+	v := e.clock.version(1)
+	for i := range keys {
+		e.c.Apply(e.publish("routes", fmt.Sprint("k", i), "v", v))
+	}
+	e.clock.Advance(11 * time.Second) // past Fresh, inside Stale
+	for i := range keys {
+		e.mustGet("routes", fmt.Sprint("k", i), v, true)
+	}
+	for range 4 {
+		wait(t, "a refresh to reach the origin", g.entered)
+	}
+	if got := e.metric("refreshes_shed", "routes"); got != keys-4 {
+		t.Fatalf("refreshes_shed = %v, want %d", got, keys-4)
+	}
+	e.c.bgMu.Lock()
+	running := e.c.refreshes
+	e.c.bgMu.Unlock()
+	if running != 4 {
+		t.Fatalf("%d refreshes running, want 4", running)
+	}
+	close(g.release)
+	eventually(t, "the refreshes to end", func() bool {
+		e.c.bgMu.Lock()
+		defer e.c.bgMu.Unlock()
+		return e.c.refreshes == 0
+	})
+	// A shed refresh is retried by a later read.
+	e.mustGet("routes", "k19", v, true)
+	eventually(t, "k19 refreshed", func() bool {
+		ent, _ := e.c.Peek("routes", "k19")
+		return !ent.Stale
+	})
 }

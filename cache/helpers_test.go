@@ -171,6 +171,8 @@ func (e *env) metric(name, ns string) float64 {
 		vec = mm.invalidations
 	case "applied":
 		vec = mm.applys
+	case "refreshes_shed":
+		vec = mm.refreshesShed
 	default:
 		e.t.Fatalf("no metric %q", name)
 	}

@@ -14,6 +14,7 @@ type metrics struct {
 	originReads, originErrors        *prometheus.CounterVec
 	revalidations                    *prometheus.CounterVec
 	evictions, invalidations, applys *prometheus.CounterVec
+	refreshesShed                    *prometheus.CounterVec
 	entries                          prometheus.GaugeFunc
 }
 
@@ -33,6 +34,7 @@ func newMetrics(entries func() float64) *metrics {
 		evictions:     counter("evictions_total", "Entries dropped by the size bound."),
 		invalidations: counter("invalidations_total", "Invalidations that marked a held or loading entry stale."),
 		applys:        counter("applied_total", "Records installed by Apply (gossip, snapshots)."),
+		refreshesShed: counter("refreshes_shed_total", "Background refreshes not started because Options.MaxRefreshes were already running; the stale value was served and a later read retries."),
 		entries: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "dataplane", Subsystem: "cache", Name: "entries",
 			Help: "Entries held, estimated.",
@@ -43,7 +45,7 @@ func newMetrics(entries func() float64) *metrics {
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.hits, m.staleHits, m.misses, m.originReads, m.originErrors,
-		m.revalidations, m.evictions, m.invalidations, m.applys, m.entries,
+		m.revalidations, m.evictions, m.invalidations, m.applys, m.refreshesShed, m.entries,
 	}
 }
 
@@ -73,6 +75,7 @@ type space struct {
 	revalidations             prometheus.Counter
 	evictions, invalidations  prometheus.Counter
 	applys                    prometheus.Counter
+	refreshesShed             prometheus.Counter
 }
 
 // maxSpaces bounds the distinct namespaces tracked with their own label;
@@ -136,6 +139,7 @@ func (s *spaces) newSpace(label string, w Window) *space {
 		evictions:     m.evictions.WithLabelValues(label),
 		invalidations: m.invalidations.WithLabelValues(label),
 		applys:        m.applys.WithLabelValues(label),
+		refreshesShed: m.refreshesShed.WithLabelValues(label),
 	}
 }
 

@@ -58,6 +58,14 @@ type Options struct {
 	MaxBytes int64
 	// RefreshTimeout bounds each origin read. Must be positive.
 	RefreshTimeout time.Duration
+	// MaxRefreshes bounds the background refreshes (stale-while-revalidate
+	// reads of the origin) running at once, so that a slow origin with many
+	// keys past their fresh window cannot pile up goroutines without limit.
+	// A read that would start one more is still answered with the stale
+	// value at once; the refresh is skipped and counted in
+	// dataplane_cache_refreshes_shed_total, and a later read retries. Zero
+	// means 256.
+	MaxRefreshes int
 	// Now is the clock; tests inject a fake one. Nil means the wall clock
 	// read once per millisecond by a goroutine, which makes the hit path
 	// cheaper than calling time.Now.
@@ -104,9 +112,14 @@ func (o *Options) validate() error {
 		return fmt.Errorf("cache: MaxBytes must be positive, got %d", o.MaxBytes)
 	case o.RefreshTimeout <= 0:
 		return fmt.Errorf("cache: RefreshTimeout must be positive, got %v", o.RefreshTimeout)
+	case o.MaxRefreshes < 0:
+		return fmt.Errorf("cache: MaxRefreshes must not be negative, got %d", o.MaxRefreshes)
 	}
 	return nil
 }
+
+// defaultMaxRefreshes is MaxRefreshes when left zero.
+const defaultMaxRefreshes = 256
 
 // errNilLoader is returned by New when it is given no Loader.
 var errNilLoader = errors.New("cache: nil Loader")
