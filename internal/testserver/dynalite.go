@@ -65,12 +65,17 @@ func StartDynamo(t testing.TB) *DynamoServer {
 // package that shares one server across its tests (a fresh table per test):
 // the caller stops it with Close, typically from TestMain. The error names
 // the install command when the binary is missing.
-func LaunchDynamo() (*DynamoServer, error) {
+func LaunchDynamo() (*DynamoServer, error) { return LaunchDynamoBinary("") }
+
+// LaunchDynamoBinary is LaunchDynamo with the dynalite executable at bin; an
+// empty bin is looked up as LaunchDynamo does. For programs (dataplane
+// bench) that take the binary's path as a flag.
+func LaunchDynamoBinary(bin string) (*DynamoServer, error) {
 	dir, err := os.MkdirTemp("", "dataplane-dynamo-")
 	if err != nil {
 		return nil, fmt.Errorf("start DynamoDB server: %w", err)
 	}
-	s, err := dynLaunch(dir, true)
+	s, err := dynLaunchBin(dir, true, bin)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -79,9 +84,15 @@ func LaunchDynamo() (*DynamoServer, error) {
 }
 
 func dynLaunch(dir string, ownsDir bool) (*DynamoServer, error) {
-	bin, err := FindBinary("dynalite", DynaliteEnv)
-	if err != nil {
-		return nil, fmt.Errorf("DynamoDB test server: %v\ninstall it with:\n\t%s\nand set %s to node_modules/.bin/dynalite", err, DynaliteInstall, DynaliteEnv)
+	return dynLaunchBin(dir, ownsDir, "")
+}
+
+func dynLaunchBin(dir string, ownsDir bool, bin string) (*DynamoServer, error) {
+	if bin == "" {
+		var err error
+		if bin, err = FindBinary("dynalite", DynaliteEnv); err != nil {
+			return nil, fmt.Errorf("DynamoDB test server: %v\ninstall it with:\n\t%s\nand set %s to node_modules/.bin/dynalite", err, DynaliteInstall, DynaliteEnv)
+		}
 	}
 	s := &DynamoServer{
 		Region:    "us-east-1",

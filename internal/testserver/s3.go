@@ -59,12 +59,17 @@ func StartS3(t testing.TB) *S3Server {
 // that shares one server across a package's tests (fresh bucket per test).
 // Close stops it and removes the directory. The error names the install
 // command when the binary is missing.
-func LaunchS3() (*S3Server, error) {
+func LaunchS3() (*S3Server, error) { return LaunchS3Binary("") }
+
+// LaunchS3Binary is LaunchS3 with the versitygw binary at bin; an empty bin
+// is looked up as LaunchS3 does. For programs (dataplane bench) that take
+// the binary's path as a flag.
+func LaunchS3Binary(bin string) (*S3Server, error) {
 	dir, err := os.MkdirTemp("", "dataplane-s3-")
 	if err != nil {
 		return nil, fmt.Errorf("start S3 server: %w", err)
 	}
-	s, err := launchS3(dir, true)
+	s, err := launchS3Bin(dir, true, bin)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -72,10 +77,14 @@ func LaunchS3() (*S3Server, error) {
 	return s, nil
 }
 
-func launchS3(dir string, ownsDir bool) (*S3Server, error) {
-	bin, err := FindBinary("versitygw", VersityGWEnv)
-	if err != nil {
-		return nil, fmt.Errorf("S3 test server: %v\ninstall it with:\n\t%s\nor set %s to its path", err, VersityGWInstall, VersityGWEnv)
+func launchS3(dir string, ownsDir bool) (*S3Server, error) { return launchS3Bin(dir, ownsDir, "") }
+
+func launchS3Bin(dir string, ownsDir bool, bin string) (*S3Server, error) {
+	if bin == "" {
+		var err error
+		if bin, err = FindBinary("versitygw", VersityGWEnv); err != nil {
+			return nil, fmt.Errorf("S3 test server: %v\ninstall it with:\n\t%s\nor set %s to its path", err, VersityGWInstall, VersityGWEnv)
+		}
 	}
 	s := &S3Server{
 		AccessKey: "dataplane-test",

@@ -1,0 +1,405 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/cachenode"
+	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/httporigin"
+	"github.com/dataplane/dataplane/publisher"
+	"github.com/dataplane/dataplane/record"
+)
+
+// ns is the namespace the bench writes and reads.
+const ns = "bench"
+
+// tierToken guards writes to the bench's cache nodes.
+const tierToken = "bench-token"
+
+// deployment is one option's simulated fleet: sentinels and cache nodes in
+// every region, a publisher in the origin's region.
+type deployment struct {
+	cfg     *Config
+	opt     Option
+	net     *network
+	stores  storeFactory
+	dir     string
+	regions []string
+
+	counters map[string]*counter // by client role
+
+	slots     []*slot
+	tiers     []*tierNode
+	tierURLs  [][]string // by region
+	publisher *publisher.Publisher
+	direct    origin.Store // the origin without delay or counting, for setup and checks
+}
+
+// slot is one sentinel position; a restart replaces its node.
+type slot struct {
+	region int
+	index  int
+	dir    string
+
+	mu   sync.RWMutex // guards node and gen; held for writing while restarting
+	node *dataplane.Node
+	gen  int
+}
+
+// tierNode is a cache node on loopback.
+type tierNode struct {
+	srv    *cachenode.Server
+	http   *http.Server
+	ln     net.Listener
+	gossip *gossip.Node
+}
+
+// originStore returns a counted store that reaches the origin from region
+// r over the simulated network.
+func (d *deployment) originStore(ctx context.Context, r int, role string) (origin.Store, error) {
+	st, err := d.stores(ctx, d.net.client(d.regions[r], d.regions[0], true))
+	if err != nil {
+		return nil, err
+	}
+	return countingStore{Store: st, c: d.counters[role]}, nil
+}
+
+func (d *deployment) cacheOptions(fresh time.Duration) cache.Options {
+	o := cache.DefaultOptions()
+	o.Default = cache.Window{Fresh: fresh, Stale: 24 * time.Hour}
+	o.NegativeTTL = fresh
+	o.RefreshTimeout = d.cfg.ReadTimeout + time.Second
+	o.Logger = discard
+	return o
+}
+
+func (d *deployment) fresh() time.Duration {
+	if d.opt.Gossip {
+		return d.cfg.GossipTTL
+	}
+	return d.cfg.TTL
+}
+
+// gossipConfig returns the gossip configuration of a member of region r,
+// on a netsim transport of that region.
+func (d *deployment) gossipConfig(name string, r int) (*gossip.Config, error) {
+	tr, err := d.net.sim.Listen("127.0.0.1", 0, d.regions[r], nil)
+	if err != nil {
+		return nil, fmt.Errorf("gossip transport: %w", err)
+	}
+	g := gossip.DefaultLANConfig()
+	g.Name, g.Region = name, d.regions[r]
+	g.BindAddr, g.BindPort, g.Transport = "127.0.0.1", 0, tr
+	g.InlineValueMax = 0
+	if d.opt.Inline {
+		g.InlineValueMax = 512
+	}
+	g.PushAckTimeout = max(2*d.cfg.maxRTT(), 20*time.Millisecond)
+	g.LogInterval = d.cfg.LogInterval
+	g.LogSettle = time.Second
+	g.ReconnectInterval = 2 * time.Second
+	g.Logger = discard
+	if len(d.slots) > 0 && d.slots[0].node != nil {
+		g.Seeds = []string{d.slots[0].node.Gossip().Addr()}
+	}
+	return &g, nil
+}
+
+// deploy starts the fleet of one option on a fresh bucket or table and
+// loads cfg.Keys keys into it. latest receives each key's version.
+func deploy(ctx context.Context, cfg *Config, opt Option, nw *network, b *Backends, dir string, latest []versionCell, tl *timeline) (d *deployment, err error) {
+	d = &deployment{
+		cfg: cfg, opt: opt, net: nw, dir: dir, regions: nw.regions,
+		counters: map[string]*counter{},
+	}
+	defer func() {
+		if err != nil {
+			d.close()
+			d = nil
+		}
+	}()
+	for _, role := range []string{"sentinel", "cachenode", "publisher", "tier"} {
+		d.counters[role] = &counter{}
+	}
+	d.counters["sentinel"].timeline = tl
+	d.counters["cachenode"].timeline = tl
+	name := fmt.Sprintf("dpbench-%d-%s-%d", cfg.Seed, strings.ToLower(strings.ReplaceAll(opt.ID, "+", "-")), time.Now().UnixNano()%1e9)
+	if d.stores, err = b.factory(ctx, opt, name); err != nil {
+		return nil, err
+	}
+	if d.direct, err = d.stores(ctx, nil); err != nil {
+		return nil, err
+	}
+	clock := record.NewClock(nil)
+	if err := d.preload(ctx, clock, latest); err != nil {
+		return nil, fmt.Errorf("load %d keys: %w", cfg.Keys, err)
+	}
+
+	if opt.Tier {
+		d.tierURLs = make([][]string, cfg.Regions)
+		for r := range cfg.Regions {
+			for i := range cfg.CacheNodes {
+				t, err := d.startTier(ctx, r, i)
+				if err != nil {
+					return nil, fmt.Errorf("cache node %s-%d: %w", d.regions[r], i, err)
+				}
+				d.tiers = append(d.tiers, t)
+				d.tierURLs[r] = append(d.tierURLs[r], "http://"+t.ln.Addr().String())
+			}
+		}
+	}
+	for r := range cfg.Regions {
+		for i := range cfg.Sentinels {
+			s := &slot{region: r, index: i, dir: filepath.Join(dir, fmt.Sprintf("sentinel-%s-%d", d.regions[r], i))}
+			node, err := d.openNode(ctx, s)
+			if err != nil {
+				return nil, fmt.Errorf("sentinel %s-%d: %w", d.regions[r], i, err)
+			}
+			s.node = node
+			d.slots = append(d.slots, s)
+		}
+	}
+	// Cache nodes of a gossip option join through the first sentinel.
+	if opt.Tier && opt.Gossip {
+		for i, t := range d.tiers {
+			r := i / cfg.CacheNodes
+			g, err := d.gossipConfig(fmt.Sprintf("cachenode-%s-%d", d.regions[r], i%cfg.CacheNodes), r)
+			if err != nil {
+				return nil, err
+			}
+			st, err := d.originStore(ctx, r, "cachenode")
+			if err != nil {
+				return nil, err
+			}
+			if t.gossip, err = gossip.New(*g, t.srv, st); err != nil {
+				return nil, fmt.Errorf("cache node gossip: %w", err)
+			}
+		}
+	}
+
+	pstore, err := d.originStore(ctx, 0, "publisher")
+	if err != nil {
+		return nil, err
+	}
+	pcfg := publisher.DefaultConfig()
+	pcfg.Clock = clock
+	pcfg.Logger = discard
+	pcfg.LogRetention = 0
+	if opt.Gossip {
+		pcfg.Notifier = d.slots[0].node.Gossip()
+	}
+	if d.publisher, err = publisher.New(pstore, pcfg); err != nil {
+		return nil, err
+	}
+	if opt.Gossip {
+		if err := d.waitMembers(ctx, 30*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// preload writes every key once, and a snapshot, without delay or
+// counting.
+func (d *deployment) preload(ctx context.Context, clock *record.Clock, latest []versionCell) error {
+	pcfg := publisher.DefaultConfig()
+	pcfg.Clock = clock
+	pcfg.Logger = discard
+	p, err := publisher.New(d.direct, pcfg)
+	if err != nil {
+		return err
+	}
+	gen := newValueGen(d.cfg.Seed, d.cfg.ValueSizes)
+	values := make([][]byte, d.cfg.Keys)
+	for i := range values {
+		values[i] = gen.value(i, 0)
+	}
+	work := make(chan int)
+	errc := make(chan error, 16)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				rec, err := p.Put(ctx, ns, keyName(i), values[i])
+				if err != nil {
+					select {
+					case errc <- err:
+					default:
+					}
+					continue
+				}
+				latest[i].raise(rec.Version)
+			}
+		}()
+	}
+	for i := range d.cfg.Keys {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	_, err = p.Snapshot(ctx, ns)
+	return err
+}
+
+func (d *deployment) startTier(ctx context.Context, r, i int) (*tierNode, error) {
+	st, err := d.originStore(ctx, r, "cachenode")
+	if err != nil {
+		return nil, err
+	}
+	ccfg := cachenode.DefaultConfig()
+	ccfg.Origin = st
+	ccfg.Cache = d.cacheOptions(d.fresh())
+	ccfg.WriteToken = tierToken
+	ccfg.Logger = discard
+	srv, err := cachenode.New(ccfg)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	return &tierNode{srv: srv, http: hs, ln: ln}, nil
+}
+
+// openNode opens the sentinel of slot s: its origin is the real one over
+// the WAN, or its region's cache nodes (with the origin as fallback).
+func (d *deployment) openNode(ctx context.Context, s *slot) (*dataplane.Node, error) {
+	st, err := d.originStore(ctx, s.region, "sentinel")
+	if err != nil {
+		return nil, err
+	}
+	if d.opt.Tier {
+		h, err := httporigin.New(httporigin.Config{
+			Nodes:      d.tierURLs[s.region],
+			Fallback:   st,
+			Token:      tierToken,
+			HTTPClient: d.net.client(d.regions[s.region], d.regions[s.region], false),
+			Timeout:    d.cfg.ReadTimeout + 2*time.Second,
+			Logger:     discard,
+		})
+		if err != nil {
+			return nil, err
+		}
+		st = countingStore{Store: h, c: d.counters["tier"]}
+	}
+	ncfg := dataplane.Config{
+		Origin:                st,
+		Cache:                 d.cacheOptions(d.fresh()),
+		Namespaces:            []string{ns},
+		DataDir:               s.dir,
+		LocalSnapshotInterval: 5 * time.Second,
+		WarmTimeout:           10 * time.Second,
+		Logger:                discard,
+	}
+	if d.opt.Gossip {
+		g, err := d.gossipConfig(fmt.Sprintf("sentinel-%s-%d-g%d", d.regions[s.region], s.index, s.gen), s.region)
+		if err != nil {
+			return nil, err
+		}
+		ncfg.Gossip = g
+	}
+	return dataplane.Open(ctx, ncfg)
+}
+
+// restart closes the node of s and opens a new one in its place (under a
+// new gossip name and port, as a replaced machine would come back).
+func (d *deployment) restart(ctx context.Context, s *slot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.node.Close(); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	s.gen++
+	node, err := d.openNode(ctx, s)
+	if err != nil {
+		return fmt.Errorf("reopen: %w", err)
+	}
+	s.node = node
+	return nil
+}
+
+// waitMembers waits until every gossip member sees all the others.
+func (d *deployment) waitMembers(ctx context.Context, timeout time.Duration) error {
+	want := len(d.slots)
+	if d.opt.Tier {
+		want += len(d.tiers)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		ok := true
+		for _, s := range d.slots {
+			if len(s.node.Gossip().Members()) < want {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gossip: %d members did not all see each other within %s", want, timeout)
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// close stops everything deploy started.
+func (d *deployment) close() {
+	var wg sync.WaitGroup
+	for _, s := range d.slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.node != nil {
+				_ = s.node.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, t := range d.tiers {
+		if t.gossip != nil {
+			_ = t.gossip.Close()
+		}
+		_ = t.http.Shutdown(ctx)
+		t.srv.Close()
+	}
+}
+
+// counts returns the counters' current values by role.
+func (d *deployment) counts() map[string]OriginCounts {
+	out := make(map[string]OriginCounts, len(d.counters))
+	for role, c := range d.counters {
+		out[role] = c.snapshot()
+	}
+	return out
+}
+
+var errStop = errors.New("stopped")
