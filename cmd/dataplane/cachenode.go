@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,7 +27,14 @@ const cacheNodeSynopsis = `Usage: dataplane cachenode -origin URL -write-token T
 Serves GET /v1/records/{namespace}/{key} from its own cache (ETag, If-None-Match
 → 304) in front of the origin, forwards writes, the change log and snapshots,
 and joins gossip for invalidations. Sentinels use a region's cache nodes with
--origin http://node-1:8081,http://node-2:8081 (rendezvous-hashed per key).`
+-origin http://node-1:8081,http://node-2:8081 (rendezvous-hashed per key).
+
+Every write needs Authorization: Bearer <-write-token>; reads need
+-read-token when one is set. TLS: -tls-cert/-tls-key serve the API over
+HTTPS and -tls-client-ca requires client certificates (mutual TLS); sentinels
+then use -origin https://... with -origin-ca, -origin-cert and -origin-key.
+The -admin-tls-* flags do the same for the admin listener. Gossip is
+encrypted: -gossip-key is required unless -insecure (or -gossip=false).`
 
 func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("cachenode", flag.ContinueOnError)
@@ -41,6 +46,9 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	writeToken := fs.String("write-token", "", "token required on writes forwarded to the origin (required)")
 	readToken := fs.String("read-token", "", "token required on reads (empty: reads open)")
 	adminToken := fs.String("admin-token", "", "bearer token for the admin debug endpoints")
+	var apiTLS, admTLS serverTLSFlags
+	apiTLS.register(fs, "", "cache node API")
+	admTLS.register(fs, "admin-", "admin listener")
 	fs.Usage = cli.Usage(fs, stderr, cacheNodeSynopsis, envPrefix)
 	if err := cli.Parse(fs, args, envPrefix); err != nil {
 		if err == flag.ErrHelp {
@@ -50,6 +58,14 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if *writeToken == "" {
 		return usageError{errors.New("-write-token is required")}
+	}
+	apiTLSCfg, err := apiTLS.config()
+	if err != nil {
+		return err
+	}
+	admTLSCfg, err := admTLS.config()
+	if err != nil {
+		return err
 	}
 	log, err := nf.logger(stderr)
 	if err != nil {
@@ -85,18 +101,28 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		defer func() { _ = gn.Leave(2 * time.Second); _ = gn.Close() }()
 		members = func() any { return gn.Members() }
 	}
-	ln, err := net.Listen("tcp", *listen)
+	errc := make(chan error, 2)
+	api := newServer(srv, apiTLSCfg, log)
+	apiAddr, err := listenAndServe(api, *listen, errc)
 	if err != nil {
+		return fmt.Errorf("-listen: %w", err)
+	}
+	defer api.Close()
+	adm := newServer(admin.Handler(admin.Config{
+		Ready: srv.Ready, Gatherer: reg, Token: *adminToken, Inspect: srv.Inspect, Members: members,
+	}), admTLSCfg, log)
+	admAddr, err := listenAndServe(adm, *adminListen, errc)
+	if err != nil {
+		return fmt.Errorf("-admin-listen: %w", err)
+	}
+	defer adm.Close()
+	log.Info("cache node serving", "addr", apiAddr.String(), "tls", apiTLSCfg != nil, "admin", admAddr.String(), "admin_tls", admTLSCfg != nil)
+	fmt.Fprintf(stdout, "cache node on %s://%s (admin %s://%s)\n", scheme(apiTLSCfg), apiAddr, scheme(admTLSCfg), admAddr)
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
 		return err
 	}
-	api := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
-	go api.Serve(ln)
-	adm := &http.Server{Addr: *adminListen, ReadHeaderTimeout: 10 * time.Second, Handler: admin.Handler(admin.Config{
-		Ready: srv.Ready, Gatherer: reg, Token: *adminToken, Inspect: srv.Inspect, Members: members,
-	})}
-	go adm.ListenAndServe()
-	fmt.Fprintf(stdout, "cache node on %s (admin %s)\n", ln.Addr(), *adminListen)
-	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return errors.Join(api.Shutdown(sctx), adm.Shutdown(sctx))

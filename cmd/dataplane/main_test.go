@@ -31,6 +31,26 @@ func TestRun(t *testing.T) {
 		{"publish bad value", []string{"publish", "-origin", "ORIGIN", "put", "routes", "", "v"}, nil, 1, "empty key"},
 		{"cachenode without token", []string{"cachenode", "-origin", "ORIGIN"}, nil, 2, "-write-token is required"},
 		{"sync without database", []string{"sync", "-origin", "ORIGIN"}, nil, 2, "-database-url is required"},
+		// Gossip is encrypted unless -insecure says otherwise, on every
+		// command that joins a cluster (dev is exempt: loopback only).
+		{"cachenode gossip without key", []string{"cachenode", "-origin", "ORIGIN", "-write-token", "t", "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, nil, 2, "gossip without encryption refused"},
+		{"cachenode gossip key from env", []string{"cachenode", "-origin", "ORIGIN", "-write-token", "t"}, map[string]string{"DATAPLANE_GOSSIP_KEY": "%%%"}, 2, "-gossip-key #1: not base64"},
+		{"publish serve gossip without key", []string{"publish", "-origin", "ORIGIN", "-token", "t", "-listen", "127.0.0.1:0", "serve"}, nil, 2, "gossip without encryption refused"},
+		{"publish seeds without key", []string{"publish", "-origin", "ORIGIN", "-seeds", "127.0.0.1:1", "put", "routes", "a", "v"}, nil, 2, "gossip without encryption refused"},
+		{"sync seeds without key", []string{"sync", "-origin", "ORIGIN", "-database-url", "postgres://127.0.0.1:1/x", "-seeds", "127.0.0.1:1"}, nil, 2, "gossip without encryption refused"},
+		{"publish serve without token", []string{"publish", "-origin", "ORIGIN", "-gossip=false", "serve"}, nil, 2, "serve needs -token"},
+		// TLS flags are checked before anything starts.
+		{"sentinel tls cert without key", []string{"sentinel", "-tls-cert", "cert.pem"}, nil, 2, "-tls-*: tlsconfig: a TLS listener needs both a certificate and a key file"},
+		{"sentinel admin tls old version", []string{"sentinel", "-admin-tls-cert", "c.pem", "-admin-tls-key", "k.pem", "-admin-tls-min-version", "1.0"}, nil, 2, `-admin-tls-*: tlsconfig: minimum TLS version "1.0"`},
+		{"sentinel client ca alone", []string{"sentinel", "-tls-client-ca", "ca.pem"}, nil, 2, "both a certificate and a key"},
+		{"sentinel origin cert without key", []string{"sentinel", "-origin", "https://127.0.0.1:1", "-origin-cert", "c.pem", "-gossip=false"}, nil, 2, "-origin-ca/-origin-cert/-origin-key"},
+		{"sentinel negative max body", []string{"sentinel", "-max-body", "-1"}, nil, 2, "-max-body must not be negative"},
+		{"cachenode tls missing files", []string{"cachenode", "-origin", "ORIGIN", "-write-token", "t", "-tls-cert", "/nonexistent/c.pem", "-tls-key", "/nonexistent/k.pem"}, nil, 2, "/nonexistent/c.pem"},
+		{"sync admin tls key alone", []string{"sync", "-origin", "ORIGIN", "-database-url", "postgres://x", "-admin-tls-key", "k.pem"}, nil, 2, "-admin-tls-*"},
+		{"publish api client cert alone", []string{"publish", "-api", "https://127.0.0.1:1", "-api-client-cert", "c.pem", "get", "routes", "a"}, nil, 2, "-api-client-cert"},
+		{"cachenode help lists tls", []string{"cachenode", "-help"}, nil, 0, "$DATAPLANE_TLS_CLIENT_CA"},
+		{"sentinel help lists admin tls", []string{"sentinel", "-help"}, nil, 0, "$DATAPLANE_ADMIN_TLS_CLIENT_CA"},
+		{"publish help lists tls", []string{"publish", "-help"}, nil, 0, "-api-client-key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

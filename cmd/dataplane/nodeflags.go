@@ -28,6 +28,9 @@ type nodeFlags struct {
 	config      string
 	origin      string
 	fallback    string
+	originTLS   originTLSFlags
+	originToken string
+	originRead  string
 	freshTTL    time.Duration
 	staleTTL    time.Duration
 	negativeTTL time.Duration
@@ -60,6 +63,9 @@ func (f *nodeFlags) registerOrigin(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.origin, "origin", "", "where records live: dir:///path, s3://bucket/prefix?endpoint=...&path-style=true,\ndynamodb://table?endpoint=..., or http://cache-node-1:8081,http://cache-node-2:8081 (required)")
 	fs.StringVar(&f.fallback, "fallback-origin", "", "with an http:// cache-tier origin: the real origin to read when every cache node is down")
+	fs.StringVar(&f.originToken, "origin-token", "", "with a cache-tier origin: the nodes' -write-token, sent on writes (prefer $DATAPLANE_ORIGIN_TOKEN)")
+	fs.StringVar(&f.originRead, "origin-read-token", "", "with a cache-tier origin: the nodes' -read-token, sent on reads")
+	f.originTLS.register(fs)
 }
 
 // registerCache defines the memory cache and local snapshot flags.
@@ -98,9 +104,12 @@ func (f *nodeFlags) openOrigin(ctx context.Context, log *slog.Logger) (origin.St
 	if f.origin == "" {
 		return nil, usageError{fmt.Errorf("-origin is required")}
 	}
+	tlsCfg, err := f.originTLS.config()
+	if err != nil {
+		return nil, err
+	}
 	var fallback origin.Store
 	if f.fallback != "" {
-		var err error
 		fallback, err = originurl.Open(ctx, f.fallback, originurl.Options{Logger: log})
 		if err != nil {
 			return nil, usageError{fmt.Errorf("-fallback-origin: %w", err)}
@@ -109,7 +118,10 @@ func (f *nodeFlags) openOrigin(ctx context.Context, log *slog.Logger) (origin.St
 	s, err := originurl.Open(ctx, f.origin, originurl.Options{
 		Logger: log,
 		OpenHTTP: func(nodes []string) (origin.Store, error) {
-			return httporigin.New(httporigin.Config{Nodes: nodes, Fallback: fallback, Logger: log})
+			return httporigin.New(httporigin.Config{
+				Nodes: nodes, Fallback: fallback, Logger: log, TLS: tlsCfg,
+				Token: f.originToken, ReadToken: f.originRead,
+			})
 		},
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -21,6 +22,7 @@ import (
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/cli"
+	"github.com/dataplane/dataplane/internal/tlsconfig"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
 )
@@ -43,7 +45,13 @@ Actions:
 Either talk to a running publisher API (-api URL -token T), or write to the
 origin directly (-origin URL); then, with -seeds, the change is also handed to
 the gossip cluster at once (otherwise nodes see it through the change log
-within their log interval, or their TTL).`
+within their log interval, or their TTL).
+
+The API (serve) needs -token on every request, compared in constant time and
+never logged; -tls-cert/-tls-key serve it over HTTPS and -tls-client-ca
+requires client certificates (mutual TLS). A client of an https:// -api
+trusts -api-ca and presents -api-client-cert/-api-client-key. Gossip (serve, or -seeds) is
+encrypted: -gossip-key is required unless -insecure.`
 
 func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
@@ -55,6 +63,12 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	token := fs.String("token", "", "publisher API token (with -api, and for serve)")
 	listen := fs.String("listen", ":8070", "serve: API listen address")
 	snapEvery := fs.Duration("snapshot-interval", time.Minute, "serve: how often namespace snapshots are written")
+	var apiTLS serverTLSFlags
+	apiTLS.register(fs, "", "publisher API (serve)")
+	var apiCli tlsconfig.Client
+	fs.StringVar(&apiCli.CAFile, "api-ca", "", "with an https:// -api: PEM CA file to trust (default: system roots)")
+	fs.StringVar(&apiCli.CertFile, "api-client-cert", "", "with an https:// -api: PEM client certificate for an API that requires mutual TLS (with -api-client-key)")
+	fs.StringVar(&apiCli.KeyFile, "api-client-key", "", "PEM private key file of -api-client-cert")
 	fs.Usage = cli.Usage(fs, stderr, publishSynopsis, envPrefix)
 	if err := cli.Parse(fs, args, envPrefix); err != nil {
 		if err == flag.ErrHelp {
@@ -82,7 +96,18 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if action == "serve" {
 			return usageError{errors.New("serve runs the API itself: give -origin, not -api")}
 		}
-		return (&apiClient{base: strings.TrimRight(*api, "/"), token: *token}).do(ctx, action, rest, stdout, stderr)
+		client := http.DefaultClient
+		if apiCli.Enabled() {
+			cc, err := apiCli.Config()
+			if err != nil {
+				return usageError{fmt.Errorf("-api-ca/-api-client-cert/-api-client-key: %w", err)}
+			}
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = cc
+			defer tr.CloseIdleConnections()
+			client = &http.Client{Transport: tr}
+		}
+		return (&apiClient{base: strings.TrimRight(*api, "/"), token: *token, client: client}).do(ctx, action, rest, stdout, stderr)
 	}
 
 	store, err := nf.openOrigin(ctx, log)
@@ -118,7 +143,11 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	if action == "serve" {
-		return servePublisher(ctx, p, *listen, *token, reg, log, stdout)
+		tlsCfg, err := apiTLS.config()
+		if err != nil {
+			return err
+		}
+		return servePublisher(ctx, p, *listen, *token, tlsCfg, reg, log, stdout)
 	}
 	if gn != nil && len(nf.seeds) > 0 {
 		waitJoined(ctx, gn)
@@ -225,7 +254,7 @@ func printImport(w io.Writer, st publisher.ImportStats) {
 	}
 }
 
-func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token string, reg *prometheus.Registry, log *slog.Logger, stdout io.Writer) error {
+func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token string, tlsCfg *tls.Config, reg *prometheus.Registry, log *slog.Logger, stdout io.Writer) error {
 	if token == "" {
 		return usageError{errors.New("serve needs -token: the API writes records and is never open")}
 	}
@@ -236,11 +265,16 @@ func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token s
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		mux.Handle(path, adm)
 	}
-	srv := &http.Server{Addr: listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	srv := newServer(mux, tlsCfg, log)
 	errc := make(chan error, 2)
-	go func() { errc <- srv.ListenAndServe() }()
+	addr, err := listenAndServe(srv, listen, errc)
+	if err != nil {
+		return fmt.Errorf("-listen: %w", err)
+	}
+	defer srv.Close()
 	go func() { errc <- p.Run(ctx) }()
-	fmt.Fprintf(stdout, "publisher API on %s\n", listen)
+	log.Info("publisher API serving", "addr", addr.String(), "tls", tlsCfg != nil)
+	fmt.Fprintf(stdout, "publisher API on %s://%s\n", scheme(tlsCfg), addr)
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -256,6 +290,7 @@ func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token s
 // apiClient performs the actions against a running publisher API.
 type apiClient struct {
 	base, token string
+	client      *http.Client
 }
 
 func (c *apiClient) do(ctx context.Context, action string, args []string, stdout, stderr io.Writer) error {
@@ -293,7 +328,7 @@ func (c *apiClient) do(ctx context.Context, action string, args []string, stdout
 		return usageError{fmt.Errorf("-api %q: %w", c.base, err)}
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.client.Do(req)
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,12 @@ Runs the gateway. For each request it looks up routes/<Host>, checks the API key
 (Authorization: Bearer ...) against keys/<keyspace>/<sha256 of key> when the
 route requires one, and proxies to the route's upstreams. Everything is served
 from memory; the admin listener serves /healthz, /readyz, /metrics and
-token-protected /debug/records/{ns}/{key} and /debug/members.`
+token-protected /debug/records/{ns}/{key} and /debug/members.
+
+TLS: -tls-cert/-tls-key serve the gateway over HTTPS; -admin-tls-cert/
+-admin-tls-key the admin listener, and -admin-tls-client-ca requires client
+certificates there (mutual TLS). Gossip is encrypted: -gossip-key is required
+unless -insecure (or -gossip=false).`
 
 func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sentinel", flag.ContinueOnError)
@@ -38,12 +43,27 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	dialTimeout := fs.Duration("dial-timeout", 2*time.Second, "bound on connecting to one upstream before trying the next")
 	upstreamTimeout := fs.Duration("upstream-timeout", 30*time.Second, "bound on waiting for an upstream's response headers")
 	keyIDHeader := fs.String("key-id-header", "X-Dataplane-Key-Id", "header carrying the verified key's id to the upstream")
+	maxBody := fs.Int64("max-body", 0, "largest request body passed to an upstream, in bytes; larger ones get 413 (0: no limit)")
+	var gwTLS, admTLS serverTLSFlags
+	gwTLS.register(fs, "", "gateway")
+	admTLS.register(fs, "admin-", "admin listener")
 	fs.Usage = cli.Usage(fs, stderr, sentinelSynopsis, envPrefix)
 	if err := cli.Parse(fs, args, envPrefix); err != nil {
 		if err == flag.ErrHelp {
 			return err
 		}
 		return usageError{err}
+	}
+	if *maxBody < 0 {
+		return usageError{fmt.Errorf("-max-body must not be negative, got %d", *maxBody)}
+	}
+	gwTLSCfg, err := gwTLS.config()
+	if err != nil {
+		return err
+	}
+	admTLSCfg, err := admTLS.config()
+	if err != nil {
+		return err
 	}
 	log, err := nf.logger(stderr)
 	if err != nil {
@@ -65,12 +85,15 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer node.Close()
 	srv, err := sentinel.Start(sentinel.ServerConfig{
-		Node:       node,
-		Addr:       *listen,
-		AdminAddr:  *adminListen,
-		AdminToken: *adminToken,
-		Gatherer:   reg,
-		Logger:     log,
+		Node:           node,
+		Addr:           *listen,
+		AdminAddr:      *adminListen,
+		AdminToken:     *adminToken,
+		TLS:            gwTLSCfg,
+		AdminTLS:       admTLSCfg,
+		MaxRequestBody: *maxBody,
+		Gatherer:       reg,
+		Logger:         log,
 		Gateway: sentinel.Config{
 			DialTimeout:     *dialTimeout,
 			UpstreamTimeout: *upstreamTimeout,
@@ -81,8 +104,8 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	log.Info("sentinel serving", "addr", srv.Addr(), "admin", srv.AdminAddr(), "ready", node.Ready())
-	fmt.Fprintf(stdout, "sentinel listening on %s (admin %s)\n", srv.Addr(), srv.AdminAddr())
+	log.Info("sentinel serving", "addr", srv.Addr(), "tls", gwTLSCfg != nil, "admin", srv.AdminAddr(), "admin_tls", admTLSCfg != nil, "ready", node.Ready())
+	fmt.Fprintf(stdout, "sentinel listening on %s://%s (admin %s://%s)\n", scheme(gwTLSCfg), srv.Addr(), scheme(admTLSCfg), srv.AdminAddr())
 	<-ctx.Done()
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

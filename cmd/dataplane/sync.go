@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -43,6 +42,8 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	poll := fs.Duration("poll-interval", 5*time.Second, "fallback polling interval when no notification arrives")
 	batch := fs.Int("batch-size", 100, "outbox rows read per batch")
 	adminListen := fs.String("admin-listen", "", "admin listen address for /healthz, /metrics (empty: none)")
+	var admTLS serverTLSFlags
+	admTLS.register(fs, "admin-", "admin listener")
 	fs.Usage = cli.Usage(fs, stderr, syncSynopsis, envPrefix)
 	if err := cli.Parse(fs, args, envPrefix); err != nil {
 		if err == flag.ErrHelp {
@@ -52,6 +53,10 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *dsn == "" {
 		return usageError{errors.New("-database-url is required")}
+	}
+	admTLSCfg, err := admTLS.config()
+	if err != nil {
+		return err
 	}
 	log, err := nf.logger(stderr)
 	if err != nil {
@@ -102,8 +107,10 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{err}
 	}
 	if *adminListen != "" {
-		srv := &http.Server{Addr: *adminListen, Handler: admin.Handler(admin.Config{Gatherer: reg}), ReadHeaderTimeout: 10 * time.Second}
-		go srv.ListenAndServe()
+		srv := newServer(admin.Handler(admin.Config{Gatherer: reg}), admTLSCfg, log)
+		if _, err := listenAndServe(srv, *adminListen, nil); err != nil {
+			return fmt.Errorf("-admin-listen: %w", err)
+		}
 		defer srv.Close()
 	}
 	fmt.Fprintln(stdout, "sync running")
