@@ -135,3 +135,17 @@ func (r *Report) WriteJSON(path string) error {
 	}
 	return nil
 }
+
+// ReadReport reads a report written by WriteJSON, to render its table and
+// charts again.
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: read report: %w", err)
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("bench: report %s: %w", path, err)
+	}
+	return &r, nil
+}

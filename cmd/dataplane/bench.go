@@ -103,6 +103,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&prices.DynamoWRUPerMillion, "price-dynamodb-wru", prices.DynamoWRUPerMillion, "USD per million DynamoDB on-demand write request units")
 	fs.BoolVar(&prices.DynamoEventual, "dynamodb-eventual", false, "price DynamoDB reads as eventually consistent (0.5 RRU per 4 KB) instead of strongly consistent (1 RRU), e.g. for local reads of a Global Tables replica")
 	noProgress := fs.Bool("no-progress", false, "do not draw the progress bar on stderr")
+	from := fs.String("from", "", "render the table and charts of an earlier run's bench.json instead of running (into -out)")
 	fs.Usage = cli.Usage(fs, stderr, benchSynopsis, envPrefix)
 	if err := cli.Parse(fs, args, envPrefix); err != nil {
 		if err == flag.ErrHelp {
@@ -186,6 +187,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return fmt.Errorf("output directory: %w", err)
 	}
+	if *from != "" {
+		rep, err := bench.ReadReport(*from)
+		if err != nil {
+			return err
+		}
+		return writeBenchOutputs(rep, *out, stdout, stderr, false)
+	}
 
 	backends, err := bench.StartBackends(cfg)
 	if err != nil {
@@ -219,18 +227,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if rep == nil {
 		return err
 	}
-	if werr := rep.WriteMarkdown(stdout); werr != nil {
-		return werr
+	return errors.Join(err, writeBenchOutputs(rep, *out, stdout, stderr, true))
+}
+
+// writeBenchOutputs writes the table to stdout and, into dir, bench.json
+// (when withJSON) and the charts.
+func writeBenchOutputs(rep *bench.Report, dir string, stdout, stderr io.Writer, withJSON bool) error {
+	if err := rep.WriteMarkdown(stdout); err != nil {
+		return err
 	}
-	jsonPath := filepath.Join(*out, "bench.json")
-	if werr := rep.WriteJSON(jsonPath); werr != nil {
-		return werr
+	var wrote []string
+	if withJSON {
+		jsonPath := filepath.Join(dir, "bench.json")
+		if err := rep.WriteJSON(jsonPath); err != nil {
+			return err
+		}
+		wrote = append(wrote, jsonPath)
 	}
-	charts, cerr := rep.WriteCharts(*out)
-	fmt.Fprintf(stderr, "dataplane bench: wrote %s", jsonPath)
-	for _, c := range charts {
-		fmt.Fprintf(stderr, ", %s", c)
-	}
-	fmt.Fprintln(stderr)
-	return errors.Join(err, cerr)
+	charts, err := rep.WriteCharts(dir)
+	wrote = append(wrote, charts...)
+	fmt.Fprintf(stderr, "dataplane bench: wrote %s\n", strings.Join(wrote, ", "))
+	return err
 }
