@@ -1,0 +1,255 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dataplane/dataplane/internal/tlsconfig"
+	"github.com/dataplane/dataplane/internal/tlsconfig/tlstest"
+	"github.com/dataplane/dataplane/sentinel"
+)
+
+// syncBuffer is an output sink safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// process is one subcommand running in the background, as a process would.
+type process struct {
+	stdout, stderr syncBuffer
+	done           chan int
+}
+
+// start runs the dataplane command with args until the test ends, and
+// returns once its stdout matches ready; the first group of ready is
+// returned (an address).
+func start(t *testing.T, ready *regexp.Regexp, args ...string) (*process, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &process{done: make(chan int, 1)}
+	go func() { p.done <- run(ctx, args, &p.stdout, &p.stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-p.done:
+		case <-time.After(15 * time.Second):
+			t.Errorf("%s did not stop", args[0])
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := ready.FindStringSubmatch(p.stdout.String()); m != nil {
+			return p, m[1]
+		}
+		select {
+		case code := <-p.done:
+			p.done <- code
+			t.Fatalf("%s exited %d before it was ready:\n%s", args[0], code, p.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("%s not ready in time; stdout %q stderr:\n%s", args[0], p.stdout.String(), p.stderr.String())
+	return nil, ""
+}
+
+// TestTLSDeployment runs, through the command line as an operator would, a
+// publisher API, a cache node and a sentinel reading through it, every
+// listener on TLS and the cache node and admin listeners on mutual TLS,
+// with every log at debug level. It then writes with the publisher token,
+// reads with good, wrong and disabled API keys and admin tokens, and checks
+// that no raw key or token appears in any output.
+func TestTLSDeployment(t *testing.T) {
+	certs := tlstest.New(t)
+	origin := t.TempDir()
+	const (
+		pubToken   = "pub_token_SECRET_1"
+		writeToken = "cn_write_SECRET_2"
+		readToken  = "cn_read_SECRET_3"
+		adminToken = "adm_token_SECRET_4"
+		goodKey    = "sk_live_good_SECRET_5"
+		offKey     = "sk_live_disabled_SECRET_6"
+		unknownKey = "sk_live_unknown_SECRET_7"
+		wrongToken = "wrong_token_SECRET_8"
+	)
+	secrets := []string{pubToken, writeToken, readToken, adminToken, goodKey, offKey, unknownKey, wrongToken}
+	serverTLS := []string{"-tls-cert", certs.ServerCert, "-tls-key", certs.ServerKey}
+	mutualTLS := append(append([]string(nil), serverTLS...), "-tls-client-ca", certs.CA)
+	adminMTLS := []string{"-admin-tls-cert", certs.ServerCert, "-admin-tls-key", certs.ServerKey, "-admin-tls-client-ca", certs.CA}
+	clientTLS := []string{"-origin-ca", certs.CA, "-origin-cert", certs.ClientCert, "-origin-key", certs.ClientKey}
+	addr := regexp.MustCompile(`on https://(127\.0\.0\.1:\d+)`)
+	admAddr := regexp.MustCompile(`\(admin https://(127\.0\.0\.1:\d+)\)`)
+
+	pub, pubAddr := start(t, addr, append([]string{"publish", "-origin", origin, "-token", pubToken, "-gossip=false",
+		"-listen", "127.0.0.1:0", "-log-level", "debug"}, append(serverTLS, "serve")...)...)
+	cn, cnAddr := start(t, addr, append(append([]string{"cachenode", "-origin", origin, "-write-token", writeToken, "-read-token", readToken,
+		"-admin-token", adminToken, "-gossip=false", "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-log-level", "debug"},
+		mutualTLS...), adminMTLS...)...)
+	cnAdmin := admAddr.FindStringSubmatch(cn.stdout.String())[1]
+
+	// Routes and keys go in through the publisher API over TLS, with the token.
+	var oneShots syncBuffer // the output of every one-shot command
+	publish := func(token string, args ...string) (int, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"publish", "-api", "https://" + pubAddr, "-api-ca", certs.CA, "-token", token}, args...), &stdout, &stderr)
+		oneShots.Write(stdout.Bytes())
+		oneShots.Write(stderr.Bytes())
+		return code, stdout.String() + stderr.String()
+	}
+	var upstream string
+	{
+		up := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "upstream ok key=%s authz=%q", r.Header.Get("X-Dataplane-Key-Id"), r.Header.Get("Authorization"))
+		}), ReadHeaderTimeout: time.Second}
+		upAddr, err := listenAndServe(&up, "127.0.0.1:0", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { up.Close() })
+		upstream = "http://" + upAddr.String()
+	}
+	for _, w := range [][]string{
+		{"put", "routes", "api.example.com", `{"upstreams":["` + upstream + `"],"require_key":true,"keyspace":"ks"}`},
+		{"put", "keys", sentinel.KeyRecordKey("ks", goodKey), `{"key_id":"key_good","enabled":true}`},
+		{"put", "keys", sentinel.KeyRecordKey("ks", offKey), `{"key_id":"key_off","enabled":false}`},
+	} {
+		if code, out := publish(pubToken, w...); code != 0 {
+			t.Fatalf("publish %v: exit %d: %s", w, code, out)
+		}
+	}
+	if code, out := publish(wrongToken, "get", "routes", "api.example.com"); code != 1 || !strings.Contains(out, "401") {
+		t.Fatalf("publish with a wrong token: exit %d: %s", code, out)
+	}
+
+	// A write straight through the cache tier, with its write token.
+	{
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"publish", "-origin", "https://" + cnAddr, "-origin-token", writeToken, "-origin-read-token", readToken, "-gossip=false"}, clientTLS...)
+		if code := run(context.Background(), append(args, "put", "routes", "cn.example.com", `{"upstreams":["`+upstream+`"]}`), &stdout, &stderr); code != 0 {
+			t.Fatalf("publish through the cache tier: exit %d: %s", code, stderr.String())
+		}
+		args[4] = wrongToken
+		if code := run(context.Background(), append(args, "put", "routes", "cn.example.com", `{}`), &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "refused the token") {
+			t.Fatalf("publish through the cache tier with a wrong token: exit %d: %s", code, stderr.String())
+		}
+		oneShots.Write(stdout.Bytes())
+		oneShots.Write(stderr.Bytes())
+	}
+
+	// The sentinel reads through the cache node over mutual TLS.
+	sen, senAddr := start(t, regexp.MustCompile(`listening on http://(127\.0\.0\.1:\d+)`), append(append([]string{"sentinel",
+		"-origin", "https://" + cnAddr, "-origin-read-token", readToken, "-gossip=false",
+		"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-admin-token", adminToken, "-log-level", "debug"},
+		clientTLS...), adminMTLS...)...)
+	senAdmin := admAddr.FindStringSubmatch(sen.stdout.String())[1]
+
+	trusted := httpsClient(t, tlsconfig.Client{CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: certs.ClientKey})
+	noCert := httpsClient(t, tlsconfig.Client{CAFile: certs.CA})
+	get := func(c *http.Client, url, host, authz string) (int, string, error) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Host = host
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	gw := "http://" + senAddr + "/"
+	for _, tc := range []struct {
+		name   string
+		client *http.Client
+		url    string
+		host   string
+		authz  string
+		status int // 0: refused handshake
+		body   string
+	}{
+		{"good key", http.DefaultClient, gw, "api.example.com", "Bearer " + goodKey, 200, `key=key_good authz=""`},
+		{"route written through the cache tier", http.DefaultClient, gw, "cn.example.com", "", 200, "upstream ok"},
+		{"disabled key", http.DefaultClient, gw, "api.example.com", "Bearer " + offKey, 403, "disabled"},
+		{"unknown key", http.DefaultClient, gw, "api.example.com", "Bearer " + unknownKey, 401, "unknown"},
+		{"sentinel admin debug", trusted, "https://" + senAdmin + "/debug/records/routes/api.example.com", "", "Bearer " + adminToken, 200, `"version"`},
+		{"sentinel admin wrong token", trusted, "https://" + senAdmin + "/debug/records/routes/api.example.com", "", "Bearer " + wrongToken, 401, "admin token"},
+		{"sentinel admin without certificate", noCert, "https://" + senAdmin + "/healthz", "", "", 0, ""},
+		{"cache node read", trusted, "https://" + cnAddr + "/v1/records/routes/api.example.com", "", "Bearer " + readToken, 200, "api.example.com"},
+		{"cache node read wrong token", trusted, "https://" + cnAddr + "/v1/records/routes/api.example.com", "", "Bearer " + wrongToken, 401, "token"},
+		{"cache node without certificate", noCert, "https://" + cnAddr + "/v1/records/routes/api.example.com", "", "Bearer " + readToken, 0, ""},
+		{"cache node admin", trusted, "https://" + cnAdmin + "/debug/records/routes/api.example.com", "", "Bearer " + adminToken, 200, `"version"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body, err := get(tc.client, tc.url, tc.host, tc.authz)
+			if tc.status == 0 {
+				if err == nil {
+					t.Fatalf("status %d %q, want the handshake refused", status, body)
+				}
+				return
+			}
+			if err != nil || status != tc.status || !strings.Contains(body, tc.body) {
+				t.Fatalf("status %d %q err %v, want %d containing %q", status, body, err, tc.status, tc.body)
+			}
+		})
+	}
+	// A cache node write with the wrong token changes nothing.
+	req, _ := http.NewRequest("POST", "https://"+cnAddr+"/v1/log/trim?before=ffffffffffffffff", nil)
+	req.Header.Set("Authorization", "Bearer "+wrongToken)
+	if resp, err := trusted.Do(req); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("trim with a wrong token: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	var all strings.Builder
+	all.WriteString(oneShots.String())
+	for _, p := range []*process{pub, cn, sen} {
+		all.WriteString(p.stdout.String())
+		all.WriteString(p.stderr.String())
+	}
+	logs := all.String()
+	if testing.Verbose() {
+		t.Log(logs)
+	}
+	if !strings.Contains(logs, "level=DEBUG") && !strings.Contains(logs, "level=INFO") {
+		t.Fatalf("nothing was logged: the check would prove nothing:\n%s", logs)
+	}
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("the output contains the secret %q:\n%s", s, logs)
+		}
+	}
+}
+
+func httpsClient(t *testing.T, c tlsconfig.Client) *http.Client {
+	t.Helper()
+	cc, err := c.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: cc}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
