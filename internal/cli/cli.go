@@ -36,7 +36,7 @@ func Parse(fs *flag.FlagSet, args []string, envPrefix string) error {
 		env := EnvName(envPrefix, f.Name)
 		if v, ok := os.LookupEnv(env); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("environment variable %s=%q: %w", env, v, err))
+				errs = append(errs, fmt.Errorf("environment variable %s=%q: %w", env, Redact(f.Name, v), err))
 			}
 			set[f.Name] = true
 		}
@@ -54,15 +54,27 @@ func Parse(fs *flag.FlagSet, args []string, envPrefix string) error {
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
+	return applyConfig(fs, path, b, set)
+}
+
+// applyConfig sets the flags of fs named by the keys of the JSON object b
+// (read from path), except those in set. Unknown keys, the key "config",
+// values that are neither string, number, bool nor a list of those, and
+// values a flag refuses are errors naming the file and the setting.
+func applyConfig(fs *flag.FlagSet, path string, b []byte, set map[string]bool) error {
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
 		return fmt.Errorf("config file %s: not a JSON object: %w", path, err)
+	}
+	if m == nil { // the file says null
+		return fmt.Errorf("config file %s: not a JSON object: null", path)
 	}
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	var errs []error
 	for _, k := range keys {
 		f := fs.Lookup(k)
 		if f == nil || k == "config" {
@@ -81,18 +93,56 @@ func Parse(fs *flag.FlagSet, args []string, envPrefix string) error {
 		case []any:
 			parts := make([]string, len(v))
 			for i, p := range v {
-				parts[i] = fmt.Sprint(p)
+				switch p.(type) {
+				case string, bool, float64:
+					parts[i] = fmt.Sprint(p)
+				default:
+					errs = append(errs, fmt.Errorf("config file %s: setting %q: element %d is a %s, want a string, number or bool", path, k, i, jsonType(p)))
+				}
 			}
 			s = strings.Join(parts, ",")
 		default:
-			errs = append(errs, fmt.Errorf("config file %s: setting %q: unsupported value %v", path, k, v))
+			// The value itself is not shown: it may be a secret.
+			errs = append(errs, fmt.Errorf("config file %s: setting %q: a %s, want a string, number, bool or list", path, k, jsonType(v)))
 			continue
 		}
 		if err := fs.Set(k, s); err != nil {
-			errs = append(errs, fmt.Errorf("config file %s: setting %q=%q: %w", path, k, s, err))
+			errs = append(errs, fmt.Errorf("config file %s: setting %q=%q: %w", path, k, Redact(k, s), err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// jsonType names the JSON type of a value decoded into an any.
+func jsonType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case map[string]any:
+		return "JSON object"
+	case []any:
+		return "list"
+	case string:
+		return "string"
+	case float64:
+		return "number"
+	case bool:
+		return "bool"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// Redact returns value, or "<redacted>" when the setting name says it holds
+// a secret (a token, key, secret or password), so that an error about it
+// can be shown and logged.
+func Redact(name, value string) string {
+	n := strings.ToLower(name)
+	for _, w := range []string{"token", "key", "secret", "password"} {
+		if strings.Contains(n, w) {
+			return "<redacted>"
+		}
+	}
+	return value
 }
 
 // EnvName is the environment variable that sets flag name.
