@@ -63,7 +63,17 @@ func ParseRoute(b []byte) (Route, []*url.URL, error) {
 		u, err := url.Parse(s)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
 			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-			return Route{}, nil, fmt.Errorf("%w: route upstream %q is not an http(s) origin like http://host:port", ErrBadValue, s)
+			// The error is logged: an upstream that parses is shown
+			// without its credentials, one that does not by position.
+			shown := fmt.Sprintf("#%d", len(us)+1)
+			if err == nil {
+				v := *u
+				if v.User != nil {
+					v.User = url.User("redacted")
+				}
+				shown = fmt.Sprintf("%q", v.String())
+			}
+			return Route{}, nil, fmt.Errorf("%w: route upstream %s is not an http(s) origin like http://host:port", ErrBadValue, shown)
 		}
 		u.Path = ""
 		us = append(us, u)
