@@ -108,7 +108,12 @@ type Config struct {
 	RecentMax int
 
 	// QueueMax bounds the gossip repair queue; the oldest messages are
-	// dropped first (the change log still covers them).
+	// dropped first (the change log still covers them). It also bounds
+	// the eager pushes awaiting acknowledgement: beyond it, a push goes
+	// out once, without retries. Both count the work shed in
+	// dataplane_gossip_messages_dropped_total (reasons gossip_queue_full
+	// and push_retry_shed), so a flood of changes never grows memory
+	// without limit.
 	QueueMax int
 
 	// Transport replaces memberlist's UDP/TCP transport, e.g. with a

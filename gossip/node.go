@@ -379,8 +379,11 @@ func (b *broadcast) Finished()       {}
 func (n *Node) queueGossip(c change) {
 	c.path = pathGossip
 	n.queue.QueueBroadcast(&broadcast{name: recentID(c.rec.Namespace, c.rec.Key), msg: encodeChange(c)})
-	if n.queue.NumQueued() > n.cfg.QueueMax {
+	if q := n.queue.NumQueued(); q > n.cfg.QueueMax {
 		n.queue.Prune(n.cfg.QueueMax)
+		// Shed work, counted: the oldest messages go (the change log
+		// still covers them).
+		n.m.dropped.WithLabelValues("gossip_queue_full").Add(float64(max(q-n.queue.NumQueued(), 0)))
 	}
 }
 

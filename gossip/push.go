@@ -59,7 +59,14 @@ func (n *Node) deliver(c change, targets []target) {
 	}
 	var p *pending
 	if n.cfg.PushRetries > 0 {
-		p = n.acks.add(c, targets) // before sending: an ack may be quick
+		p = n.acks.add(c, targets, n.cfg.QueueMax) // before sending: an ack may be quick
+		if p == nil {
+			// Too many pushes await acknowledgement (a flood, or targets
+			// that stopped answering): send this one without retries, so
+			// that retry state and goroutines stay bounded. Gossip repair
+			// and the change log still cover a loss.
+			n.m.dropped.WithLabelValues("push_retry_shed").Inc()
+		}
 	}
 	ml := n.ml.Load()
 	for _, t := range targets {
@@ -117,7 +124,10 @@ type pending struct {
 	done    chan struct{} // closed when waiting empties
 }
 
-func (t *ackTable) add(c change, targets []target) *pending {
+// add registers a push awaiting acknowledgement from targets, unless limit
+// pushes already await one: then it returns nil and the push goes out
+// without retries.
+func (t *ackTable) add(c change, targets []target, limit int) *pending {
 	p := &pending{
 		key:     pendingKey{recentID(c.rec.Namespace, c.rec.Key), c.rec.Version},
 		waiting: make(map[string]target, len(targets)),
@@ -127,11 +137,14 @@ func (t *ackTable) add(c change, targets []target) *pending {
 		p.waiting[tg.node.Name] = tg
 	}
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.m == nil {
 		t.m = make(map[pendingKey]*pending)
 	}
+	if _, dup := t.m[p.key]; !dup && len(t.m) >= limit {
+		return nil
+	}
 	t.m[p.key] = p
-	t.mu.Unlock()
 	return p
 }
 
