@@ -288,18 +288,48 @@ func (a *applier) RevalidateAll() {
 	}()
 }
 
+// revalidation is one held record to check against the origin.
+type revalidation struct {
+	ns, key string
+	v       record.Version
+}
+
+// revalidateAll checks every held record against the origin. Reads that
+// fail are retried, with a pause that doubles up to 30 s, until they succeed
+// or the node closes: the change log no longer names what this node missed,
+// so a record given up on would stay outdated until its fresh window ends
+// (and, with a long window, past any convergence bound).
 func (n *Node) revalidateAll() {
-	type item struct {
-		ns, key string
-		v       record.Version
-	}
-	var items []item
+	var items []revalidation
 	for e := range n.cache.All() {
 		if e.Record.Version > 0 {
-			items = append(items, item{e.Record.Namespace, e.Record.Key, e.Record.Version})
+			items = append(items, revalidation{e.Record.Namespace, e.Record.Key, e.Record.Version})
 		}
 	}
-	work := make(chan item)
+	wait := time.Second
+	for {
+		items = n.revalidate(items)
+		if len(items) == 0 {
+			return
+		}
+		n.log.Warn("revalidation: origin reads failed; retrying", "records", len(items), "in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-n.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// revalidate reads items from the origin, a few at a time, applies what is
+// newer, and returns the items whose read failed (all those not tried when
+// the node closes).
+func (n *Node) revalidate(items []revalidation) (failed []revalidation) {
+	work := make(chan revalidation)
+	var mu sync.Mutex // guards failed
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
@@ -309,20 +339,33 @@ func (n *Node) revalidateAll() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				rec, err := n.cfg.Origin.Get(ctx, it.ns, it.key, it.v)
 				cancel()
-				if err == nil {
+				switch {
+				case err == nil:
 					(*applier)(n).Apply(rec)
+				case errors.Is(err, origin.ErrNotModified), errors.Is(err, origin.ErrNotFound):
+					// Current, or unknown to the origin: nothing to learn.
+				default:
+					mu.Lock()
+					failed = append(failed, it)
+					mu.Unlock()
 				}
 			}
 		}()
 	}
-	for _, it := range items {
+feed:
+	for i, it := range items {
 		select {
 		case work <- it:
 		case <-n.stop:
+			mu.Lock()
+			failed = append(failed, items[i:]...)
+			mu.Unlock()
+			break feed
 		}
 	}
 	close(work)
 	wg.Wait()
+	return failed
 }
 
 type nodeMetrics struct {
