@@ -270,6 +270,11 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	if errors.Is(err, context.Canceled) {
 		status = 499 // client went away; nobody reads the answer
 	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) { // ServerConfig.MaxRequestBody cut the body off
+		writeError(w, http.StatusRequestEntityTooLarge, "request body exceeds the limit of "+strconv.FormatInt(tooBig.Limit, 10)+" bytes")
+		return
+	}
 	g.cfg.Logger.Warn("upstream failed", "host", r.Host, "err", err)
 	writeError(w, status, msg)
 }

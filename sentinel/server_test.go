@@ -214,6 +214,31 @@ func TestServerBodyLimit(t *testing.T) {
 			}
 		})
 	}
+	// A chunked body (no declared length) streaming past the limit is cut
+	// off: the upstream never receives a whole request.
+	pr, pw := io.Pipe()
+	go func() {
+		chunk := make([]byte, 256)
+		for i := 0; i < 64; i++ {
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	status, body, err := do(t, http.DefaultClient, "POST", url, ds.keyless, "", pr)
+	pr.Close()
+	if err == nil && status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("chunked body over the limit: %d %q, want 413", status, body)
+	}
+	select {
+	case n := <-ds.bodies:
+		if n > limit {
+			t.Fatalf("the upstream received %d bytes, over the limit", n)
+		}
+	default:
+	}
+
 	// Headers over MaxHeaderBytes (64 KiB by default) get 431.
 	req, _ := http.NewRequest("GET", url, nil)
 	req.Host = ds.keyless
