@@ -22,8 +22,10 @@ import (
 	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/gossip/netsim"
+	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
+	"github.com/dataplane/dataplane/origin/s3"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
 )
@@ -62,7 +64,9 @@ func chaosSeed(t *testing.T) uint64 {
 	return rand.Uint64() >> 1 // fits an int64 flag if someone needs one
 }
 
-func chaosLength(t *testing.T) time.Duration {
+// chaosLength is how long faults are injected: DATAPLANE_CHAOS_LENGTH if
+// set, else def.
+func chaosLength(t *testing.T, def time.Duration) time.Duration {
 	if s := os.Getenv("DATAPLANE_CHAOS_LENGTH"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
@@ -70,7 +74,7 @@ func chaosLength(t *testing.T) time.Duration {
 		}
 		return d
 	}
-	return 40 * time.Second
+	return def
 }
 
 func logger(t *testing.T) *slog.Logger {
@@ -266,21 +270,50 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos run takes a minute or more")
 	}
+	store, err := dir.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runChaos(t, "TestChaos$", "dir", store, chaosLength(t, 40*time.Second))
+}
+
+// TestChaosS3 is TestChaos over a real S3-compatible server (versitygw, as
+// the origin/s3 tests use), with half the faults: the change log is read
+// by listing, the records by conditional GETs.
+func TestChaosS3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos run takes a minute or more")
+	}
+	srv := testserver.StartS3(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := s3.New(ctx, s3.Config{
+		Bucket: "chaos", Endpoint: srv.Endpoint, Region: srv.Region, UsePathStyle: true,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CreateBucket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runChaos(t, "TestChaosS3", "s3 (versitygw)", store, chaosLength(t, 20*time.Second))
+}
+
+// runChaos runs the chaos suite over store: faults for length, then the
+// last heal and the checks. run is the -run pattern that replays it.
+func runChaos(t *testing.T, run, originName string, store origin.Store, length time.Duration) {
 	seed := chaosSeed(t)
-	replay := fmt.Sprintf("DATAPLANE_CHAOS_SEED=%d go test -race -run TestChaos -v ./chaos/", seed)
-	t.Logf("seed %d (replay: %s)", seed, replay)
+	replay := fmt.Sprintf("DATAPLANE_CHAOS_SEED=%d go test -race -count=1 -run '%s' -v ./chaos/", seed, run)
+	t.Logf("seed %d, origin %s (replay: %s)", seed, originName, replay)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("FAILED with seed %d; replay with:\n\t%s", seed, replay)
 		}
 	})
-	length := chaosLength(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
 
-	store, err := dir.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	faulty := NewFaultyStore(store)
 	faulty.SlowDelay = slowDelay
 	base := netsim.Link{Delay: 2 * time.Millisecond, Jitter: 2 * time.Millisecond}
@@ -518,7 +551,7 @@ func TestChaos(t *testing.T) {
 	c.count("gossip packets cut", int(ns.Cut))
 	sum := c.check.Check(latest)
 	c.opsMu.Lock()
-	table := Table(seed, faults, c.ops, sum, convergence, convergenceBound)
+	table := Table(seed, originName, faults, c.ops, sum, convergence, convergenceBound)
 	c.opsMu.Unlock()
 	fmt.Println(table) // visible without -v too: the figures RELIABILITY.md quotes
 	for _, v := range sum.Listed {

@@ -158,11 +158,13 @@ func isOrigin(k FaultKind) bool { return k == OriginDown || k == OriginSlow || k
 func isDown(k FaultKind) bool   { return k == Stop || k == Crash }
 func isNode(k FaultKind) bool   { return k == Stop || k == Crash || k == Skew }
 
-// Table formats a summary of a run as a Markdown table: the faults
-// injected by kind, the operations, and the violations by kind.
-func Table(seed uint64, faults []Fault, ops map[string]int, s Summary, convergence time.Duration, bound time.Duration) string {
+// Table formats a summary of a run over the origin named originName as a
+// Markdown table: the faults injected by kind, the operations, the reads
+// checked, the convergence time against its bound, and the violations by
+// kind.
+func Table(seed uint64, originName string, faults []Fault, ops map[string]int, s Summary, convergence time.Duration, bound time.Duration) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "chaos run, seed %d\n\n", seed)
+	fmt.Fprintf(&b, "chaos run, seed %d, origin %s\n\n", seed, originName)
 	fmt.Fprintf(&b, "| what | count |\n|---|---:|\n")
 	byKind := make(map[FaultKind]int)
 	for _, f := range faults {
