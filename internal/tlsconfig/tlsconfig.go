@@ -3,6 +3,12 @@
 // and key to serve with, a CA to verify clients with (mutual TLS), a CA to
 // trust and a client certificate to present. Both sides refuse anything
 // older than TLS 1.2.
+//
+// Certificates are reloaded: when a certificate or key file changes on disk
+// (a renewal), new handshakes use the new pair, checked at most once per
+// ReloadInterval, with no restart. A pair that fails to load is ignored and
+// the last good one kept, so a half-written renewal never takes a listener
+// down. CA files are read once, at Config.
 package tlsconfig
 
 import (
@@ -11,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 )
 
 // Server names the files of a TLS listener. The zero value means plain
@@ -32,6 +40,9 @@ func (s Server) Enabled() bool { return s.CertFile != "" || s.KeyFile != "" || s
 // Config returns the listener's *tls.Config, or nil when s is the zero
 // value (plain HTTP). It fails, naming the file, when a file cannot be read
 // or parsed, or when a client CA is given without a certificate to serve.
+// The certificate is served through GetCertificate, so that renewals are
+// picked up: do not add Certificates to the result (Go prefers them for
+// clients that send no server name, as when dialling an IP address).
 func (s Server) Config() (*tls.Config, error) {
 	if !s.Enabled() {
 		if s.MinVersion != "" {
@@ -48,11 +59,16 @@ func (s Server) Config() (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+	kp, err := loadKeyPair(s.CertFile, s.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("tlsconfig: certificate %s with key %s: %w", s.CertFile, s.KeyFile, err)
+		return nil, err
 	}
-	c := &tls.Config{MinVersion: minV, Certificates: []tls.Certificate{cert}}
+	c := &tls.Config{
+		MinVersion: minV,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return kp.get(), nil
+		},
+	}
 	if s.ClientCAFile != "" {
 		pool, err := loadPool(s.ClientCAFile)
 		if err != nil {
@@ -101,11 +117,13 @@ func (c Client) Config() (*tls.Config, error) {
 	}
 	switch {
 	case c.CertFile != "" && c.KeyFile != "":
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		kp, err := loadKeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("tlsconfig: client certificate %s with key %s: %w", c.CertFile, c.KeyFile, err)
+			return nil, err
 		}
-		t.Certificates = []tls.Certificate{cert}
+		t.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return kp.get(), nil
+		}
 	case c.CertFile != "" || c.KeyFile != "":
 		return nil, errors.New("tlsconfig: a client certificate needs both a certificate and a key file")
 	}
@@ -122,6 +140,69 @@ func ParseVersion(s string) (uint16, error) {
 		return tls.VersionTLS13, nil
 	}
 	return 0, fmt.Errorf("tlsconfig: minimum TLS version %q: want 1.2 or 1.3", s)
+}
+
+// ReloadInterval is how often, at most, a certificate and key file pair is
+// checked for changes; the check runs on a handshake, never in the
+// background.
+const ReloadInterval = time.Second
+
+// keyPair is a certificate and key loaded from files, reloaded when they
+// change.
+type keyPair struct {
+	certFile, keyFile string
+
+	mu sync.Mutex // guards the fields below
+	// cert is the last pair that loaded.
+	cert *tls.Certificate
+	// certMod and keyMod are the files' modification times when they were
+	// last tried, loaded or not (a broken pair is not retried until it
+	// changes again).
+	certMod, keyMod time.Time
+	// checked is when the files were last looked at.
+	checked time.Time
+}
+
+// loadKeyPair loads the pair, failing with an error naming the files.
+func loadKeyPair(certFile, keyFile string) (*keyPair, error) {
+	kp := &keyPair{certFile: certFile, keyFile: keyFile, checked: time.Now()}
+	kp.certMod, kp.keyMod = modTime(certFile), modTime(keyFile)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tlsconfig: certificate %s with key %s: %w", certFile, keyFile, err)
+	}
+	kp.cert = &cert
+	return kp, nil
+}
+
+// get returns the current pair, first reloading it if ReloadInterval has
+// passed since the last check and either file has changed since.
+func (kp *keyPair) get() *tls.Certificate {
+	kp.mu.Lock()
+	defer kp.mu.Unlock()
+	now := time.Now()
+	if now.Sub(kp.checked) < ReloadInterval {
+		return kp.cert
+	}
+	kp.checked = now
+	cm, km := modTime(kp.certFile), modTime(kp.keyFile)
+	if cm.Equal(kp.certMod) && km.Equal(kp.keyMod) {
+		return kp.cert
+	}
+	kp.certMod, kp.keyMod = cm, km
+	if cert, err := tls.LoadX509KeyPair(kp.certFile, kp.keyFile); err == nil {
+		kp.cert = &cert
+	}
+	return kp.cert
+}
+
+// modTime is the modification time of file, zero if it cannot be read.
+func modTime(file string) time.Time {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
 }
 
 // loadPool reads the PEM certificates of file into a new pool.

@@ -1,7 +1,9 @@
 package tlsconfig_test
 
 import (
+	"bytes"
 	"crypto/tls"
+	"encoding/pem"
 	"io"
 	"log"
 	"net"
@@ -138,4 +140,109 @@ func TestMutualTLS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReload renews the server's certificate on disk while it serves: new
+// handshakes get the new certificate without a restart, and a broken file
+// in between leaves the last good certificate in place.
+func TestReload(t *testing.T) {
+	t.Parallel()
+	a, b := tlstest.New(t), tlstest.New(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	caFile := filepath.Join(dir, "cas.pem")
+	copyFile := func(dst, src string) {
+		t.Helper()
+		bs, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, bs, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Files a renewal writes get a later modification time; set it so the
+	// test does not depend on the file system's clock granularity.
+	touch := func(files ...string) {
+		t.Helper()
+		touch := time.Now().Add(time.Duration(len(files)) * time.Hour)
+		for _, f := range files {
+			if err := os.Chtimes(f, touch, touch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	copyFile(certFile, a.ServerCert)
+	copyFile(keyFile, a.ServerKey)
+	caA, _ := os.ReadFile(a.CA)
+	caB, _ := os.ReadFile(b.CA)
+	if err := os.WriteFile(caFile, append(caA, caB...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srvCfg, err := tlsconfig.Server{CertFile: certFile, KeyFile: keyFile}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	go srv.Serve(tls.NewListener(ln, srvCfg))
+	t.Cleanup(func() { srv.Close() })
+	cc, err := tlsconfig.Client{CAFile: caFile}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// served returns the DER of the certificate a new connection gets.
+	served := func() []byte {
+		t.Helper()
+		conn, err := tls.Dial("tcp", ln.Addr().String(), cc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Raw
+	}
+	der := func(pemFile string) []byte {
+		t.Helper()
+		bs, err := os.ReadFile(pemFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(bs)
+		return blk.Bytes
+	}
+	waitFor := func(want []byte, what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * tlsconfig.ReloadInterval)
+		for !bytes.Equal(served(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("still not serving %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if !bytes.Equal(served(), der(a.ServerCert)) {
+		t.Fatal("not serving the first certificate")
+	}
+
+	// A renewal half-written: the new certificate without its key. The old
+	// pair keeps serving.
+	copyFile(certFile, b.ServerCert)
+	touch(certFile)
+	time.Sleep(tlsconfig.ReloadInterval + 100*time.Millisecond) // let a check pass
+	for i := 0; i < 3; i++ {
+		if !bytes.Equal(served(), der(a.ServerCert)) {
+			t.Fatal("a mismatched certificate and key replaced the good pair")
+		}
+	}
+	// The renewal completes.
+	copyFile(keyFile, b.ServerKey)
+	touch(certFile, keyFile)
+	waitFor(der(b.ServerCert), "the renewed certificate")
 }

@@ -1,12 +1,14 @@
 package httporigin_test
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"log"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/dataplane/dataplane/cachenode"
 	"github.com/dataplane/dataplane/internal/tlsconfig"
@@ -37,11 +39,20 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(node)
-	ts.TLS = srvTLS
-	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are the point
-	ts.StartTLS()
-	t.Cleanup(ts.Close)
+	// A real server, as the cachenode command runs it (httptest would add
+	// its own certificate, which takes precedence over GetCertificate).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:           node,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0), // refused handshakes are the point
+	}
+	go srv.Serve(tls.NewListener(ln, srvTLS))
+	t.Cleanup(func() { srv.Close() })
+	nodeURL := "https://" + ln.Addr().String()
 
 	rec := record.Record{Namespace: "routes", Key: "tls.example.com", Value: []byte(`{"tls":true}`), Version: 0x10000}
 	if _, err := origin.Publish(ctx(t), d, rec); err != nil {
@@ -62,7 +73,7 @@ func TestTLS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := httporigin.New(httporigin.Config{Nodes: []string{ts.URL}, Token: token, TLS: cc})
+			s, err := httporigin.New(httporigin.Config{Nodes: []string{nodeURL}, Token: token, TLS: cc})
 			if err != nil {
 				t.Fatal(err)
 			}
