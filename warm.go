@@ -47,6 +47,9 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 		for _, r := range snap.Records {
 			n.cache.Apply(r)
 		}
+		if source == "origin" {
+			n.overlayLocal(ns)
+		}
 		n.m.warmSource.WithLabelValues(source).Inc()
 		n.log.Info("namespace warmed", "namespace", ns, "source", source, "records", len(snap.Records), "version", snap.Version)
 		resume = min(resume, snap.Version)
@@ -55,6 +58,35 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 		resume = 0
 	}
 	return resume, ok
+}
+
+// overlayLocal applies the records of ns's local snapshot file, if any,
+// over what the origin's snapshot installed. The origin's snapshot may be
+// older than what this node had learned (and served) before it stopped;
+// the file's newer versions keep a restarted node from serving older ones
+// (invariant 1 across a restart). Apply keeps the newer of the two per
+// key, and the log position stays the origin snapshot's: every change
+// after it, including those the file holds, is replayed from the log.
+func (n *Node) overlayLocal(ns string) {
+	if n.cfg.DataDir == "" {
+		return
+	}
+	snap, err := n.loadLocal(ns)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			n.log.Warn("local snapshot file unreadable; warmed from the origin alone", "namespace", ns, "err", err)
+		}
+		return
+	}
+	newer := 0
+	for _, r := range snap.Records {
+		if n.cache.Apply(r) {
+			newer++
+		}
+	}
+	if newer > 0 {
+		n.log.Info("local snapshot file newer than the origin's for some records", "namespace", ns, "records", newer)
+	}
 }
 
 // rewarm retries the warm-up until it succeeds, then marks the node ready.
