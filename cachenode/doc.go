@@ -85,6 +85,16 @@
 // Record reads come from the cache; log and snapshot calls go to the origin
 // every time (they are rare: catch-up and cold start).
 //
+// # Transport security
+//
+// The Server is an http.Handler: whoever runs it owns the listener. The
+// cachenode command serves it with bounded headers (64 KiB, 10 s to read)
+// and, with -tls-cert and -tls-key, over TLS; -tls-client-ca requires client
+// certificates (mutual TLS). Its clients (package httporigin) then dial
+// https:// URLs with httporigin.Config.TLS. Tokens are compared in constant
+// time and never logged. Every request body is bounded (413 beyond) before
+// anything reaches the origin.
+//
 // # Metrics
 //
 // With Config.Registerer set: dataplane_cachenode_requests_total{route,code}
