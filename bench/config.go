@@ -254,15 +254,15 @@ func DefaultConfig() Config {
 }
 
 // QuickConfig is the --quick preset: 3 regions of 2 sentinels and 1 cache
-// node, 300 keys, 400 reads/s, a 2 s TTL and phases of a few seconds, the
+// node, 200 keys, 400 reads/s, a 1 s TTL and phases of a few seconds, the
 // six configurations of the RFC's table (ours without the tier). It
 // finishes in under two minutes on 2 cores.
 func QuickConfig() Config {
 	c := DefaultConfig()
 	c.Sentinels, c.CacheNodes = 2, 1
-	c.Keys, c.ReadRate, c.WriteRate = 300, 400, 4
-	c.TTL, c.LogInterval = 2*time.Second, time.Second
-	c.Warmup, c.Steady, c.Fault, c.Recover, c.Settle = time.Second, 3*time.Second, 1500*time.Millisecond, 500*time.Millisecond, time.Second
+	c.Keys, c.ReadRate, c.WriteRate = 200, 400, 4
+	c.TTL, c.LogInterval = time.Second, time.Second
+	c.Warmup, c.Steady, c.Fault, c.Recover, c.Settle = 300*time.Millisecond, 3*time.Second, time.Second, 300*time.Millisecond, time.Second
 	c.Options, _ = SelectOptions([]string{"1", "2", "3", "4A", "4B", "ours"})
 	c.Preset = "quick"
 	return c

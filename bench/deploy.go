@@ -267,6 +267,15 @@ func (d *deployment) startTier(ctx context.Context, r, i int) (*tierNode, error)
 	ccfg := cachenode.DefaultConfig()
 	ccfg.Origin = st
 	ccfg.Cache = d.cacheOptions(d.fresh())
+	if !d.opt.Gossip {
+		// The RFC's dumb cache nodes (options 3 and 4B) "only cache reads
+		// for 10s": past the TTL a read waits for the origin. With
+		// stale-while-revalidate here too, a sentinel revalidating a
+		// rarely read key would get the node's arbitrarily old copy,
+		// confirmed fresh for another TTL, and staleness would have no
+		// bound. (If the origin fails, the held value is still served.)
+		ccfg.Cache.Default.Stale = 0
+	}
 	ccfg.WriteToken = tierToken
 	ccfg.Logger = discard
 	srv, err := cachenode.New(ccfg)

@@ -13,7 +13,7 @@ import (
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	c := r.Config
 	var b strings.Builder
-	fmt.Fprintf(&b, "| option | read p50 / p99 / p99.9 (ms) | propagation p50 / p99 / max (ms) | not propagated | reads behind latest | origin reads/s | origin reads per write | origin $/month | served in outage | partition | gossip loss | restarts | stale after convergence |\n")
+	fmt.Fprintf(&b, "| option | read p50 / p99 / p99.9 (ms) | propagation p50 / p99 / max (ms) | not propagated | reads behind latest | origin reads/s | origin reads per write | origin $/month (of which reads) | served in outage | partition | gossip loss | restarts | stale after convergence |\n")
 	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, res := range r.Results {
 		if res.Skipped != "" {
@@ -33,12 +33,12 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		if res.Error != "" {
 			stale += " (" + mdEscape(res.Error) + ")"
 		}
-		fmt.Fprintf(&b, "| %s | %s / %s / %s | %s / %s / %s | %d | %.2f%% | %.1f | %.1f | $%s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s / %s / %s | %s / %s / %s | %d | %.2f%% | %.1f | %.1f | $%s ($%s) | %s | %s | %s | %s | %s |\n",
 			res.Option.Name,
 			fmtMs(res.ReadLatency.P50), fmtMs(res.ReadLatency.P99), fmtMs(res.ReadLatency.P999),
 			fmtMs(res.Propagation.P50), fmtMs(res.Propagation.P99), fmtMs(res.Propagation.Max),
 			res.Unpropagated, behind,
-			res.OriginReadsPerSec, res.ReadsPerWrite, fmtMoney(res.MonthlyCost),
+			res.OriginReadsPerSec, res.ReadsPerWrite, fmtMoney(res.MonthlyCost), fmtMoney(res.MonthlyReadCost),
 			avail(res.Phase[phaseOutage]), avail(res.Phase[phasePartition]), avail(res.Phase[phaseLoss]), avail(res.Phase[phaseRestart]),
 			stale)
 	}
@@ -54,7 +54,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"partition of %s from the other regions (gossip and HTTP), %.0f%% gossip packet loss, restart of one sentinel per region; then settle. ",
 		c.Warmup, c.Steady, c.Fault, c.Recover, regionNames[c.Regions-1], 100*c.GossipLoss)
 	fmt.Fprintf(&b, "Machine: %s; run took %.0f s.\n", r.Machine, r.Seconds)
-	fmt.Fprintf(&b, "\nColumns: read latency at the sentinel API (Node.Get) in the steady phase. Propagation: publish start → the last sentinel that held the key holds the new version (polled every %s with Node.Peek, which never reads the origin), steady-phase writes; \"not propagated\": writes some holder had still not picked up when the run ended (a TTL-only sentinel refreshes a key only when it is read again). "+
+	fmt.Fprintf(&b, "\nColumns: read latency at the sentinel API (Node.Get) in the steady phase. Propagation: publish start → the last sentinel that held the key holds the new version, or has been told of it by gossip or the change log (an invalidation, for values too large to travel inline: the old version is then never served as fresh again and the next read fetches the new one); polled every %s with Node.Peek, which never reads the origin, and Node.Watch; steady-phase writes. \"Not propagated\": writes some holder had still not picked up when the run ended (a TTL-only sentinel refreshes a key only when it is read again after its TTL, so rarely read keys stay behind). "+
 		"\"Reads behind latest\": steady-phase reads returning an older version than the latest completed write. Origin reads: GETs, 304s, not-founds, change-log and snapshot reads by sentinels and cache nodes in the steady phase (publisher requests are priced but not counted as reads); per write: divided by the steady phase's writes. "+
 		"$/month: origin request cost of 30 days at the steady rates (reads and writes), S3 at $%g per 1,000 GET and $%g per 1,000 PUT/LIST, DynamoDB at $%g per million RRU (%s) and $%g per million WRU. "+
 		"Fault columns: share of reads of keys the sentinel already held that returned a value (stale allowed). Stale after convergence: (sentinel, key) pairs whose read, once the option's convergence bound has passed after the last write, returned an older version than the origin's without marking it stale, or still did after the revalidation it started.\n",

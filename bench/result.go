@@ -64,8 +64,12 @@ type Result struct {
 	// SettleSeconds is how long the option waited after the last write
 	// before the check: its convergence bound.
 	SettleSeconds float64 `json:"settle_seconds"`
-	// Duration is the option's wall time, start-up included.
-	Duration float64 `json:"duration_seconds"`
+	// Duration is the option's wall time, start-up included; SetupSeconds,
+	// CheckSeconds and TeardownSeconds are its parts outside the phases.
+	Duration        float64 `json:"duration_seconds"`
+	SetupSeconds    float64 `json:"setup_seconds"`
+	CheckSeconds    float64 `json:"check_seconds"`
+	TeardownSeconds float64 `json:"teardown_seconds"`
 }
 
 // PhaseStart marks the start of a phase, in seconds since the option's

@@ -142,7 +142,12 @@ func runOption(ctx context.Context, cfg *Config, opt Option, b *Backends, idx in
 		res.Error = fmt.Sprintf("deploy: %v", err)
 		return res
 	}
-	defer d.close()
+	res.SetupSeconds = time.Since(start).Seconds()
+	defer func() {
+		t := time.Now()
+		d.close()
+		res.TeardownSeconds = time.Since(t).Seconds()
+	}()
 
 	wctx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
@@ -213,17 +218,21 @@ func runOption(ctx context.Context, cfg *Config, opt Option, b *Backends, idx in
 		if err != nil {
 			return err
 		}
+		// Restarted sentinels warm from a fresh snapshot, as in production
+		// where the publisher snapshots every minute; it is taken while the
+		// cluster recovers from the loss.
+		snapDone := make(chan error, 1)
+		go func() {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			_, err := d.publisher.Snapshot(sctx, ns)
+			snapDone <- err
+		}()
 		if err := phase(phaseRecover, cfg.Recover); err != nil {
 			return err
 		}
-
-		// Restarted sentinels warm from a fresh snapshot, as in production
-		// where the publisher snapshots every minute.
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, serr := d.publisher.Snapshot(sctx, ns)
-		cancel()
-		if serr != nil {
-			return fmt.Errorf("snapshot before restarts: %w", serr)
+		if err := <-snapDone; err != nil {
+			return fmt.Errorf("snapshot before restarts: %w", err)
 		}
 		restartDone := make(chan error, 1)
 		w.setPhase(phaseRestart)
@@ -278,7 +287,9 @@ func runOption(ctx context.Context, cfg *Config, opt Option, b *Backends, idx in
 
 	if err == nil {
 		report("convergence check", 5*time.Second)
+		t := time.Now()
 		res.Converge, err = d.checkConvergence(ctx, cfg.Keys)
+		res.CheckSeconds = time.Since(t).Seconds()
 		if err != nil {
 			res.Error = "convergence check: " + err.Error()
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,6 +111,9 @@ type workload struct {
 
 	results chan readResult
 	writes  chan pendingWrite
+	// known[slot][key] is the highest version the slot's node was told of
+	// by gossip or the change log (Node.Watch), invalidations included.
+	known [][]versionCell
 
 	mu          sync.Mutex // guards the fields below, written by the collector and prober
 	stats       map[string]*PhaseStats
@@ -126,6 +131,10 @@ func newWorkload(cfg *Config, d *deployment, latest []versionCell) *workload {
 		results: make(chan readResult, 4096),
 		writes:  make(chan pendingWrite, 1024),
 		stats:   map[string]*PhaseStats{},
+		known:   make([][]versionCell, len(d.slots)),
+	}
+	for i := range w.known {
+		w.known[i] = make([]versionCell, cfg.Keys)
 	}
 	w.setPhase(phaseWarmup)
 	w.writing.Store(true)
@@ -162,6 +171,15 @@ func (w *workload) run(ctx context.Context) (wait func()) {
 			defer readers.Done()
 			w.reader(ctx, i, perSentinel)
 		}()
+	}
+	if w.d.opt.Gossip {
+		for i := range w.d.slots {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w.watch(ctx, i)
+			}()
+		}
 	}
 	wg.Add(2)
 	go func() {
@@ -335,6 +353,40 @@ func (w *workload) writer(ctx context.Context) {
 	}
 }
 
+// watch records what slot i's node is told of, by gossip or the change
+// log, through Node.Watch: an invalidation (a value too large to travel
+// inline) leaves the old version in the cache, but the node will not serve
+// it as fresh again, and its next read fetches the new one. A restarted
+// node is watched afresh.
+func (w *workload) watch(ctx context.Context, i int) {
+	s := w.d.slots[i]
+	known := w.known[i]
+	for ctx.Err() == nil {
+		s.mu.RLock()
+		ch, cancel := s.node.Watch(ns)
+		s.mu.RUnlock()
+		func() {
+			defer cancel()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case c, ok := <-ch:
+					if !ok {
+						return // the node closed: restarted, or the end
+					}
+					if k, err := strconv.Atoi(strings.TrimPrefix(c.Key, "key-")); err == nil && k >= 0 && k < len(known) {
+						known[k].raise(c.Version)
+					}
+				}
+			}
+		}()
+		if sleepCtx(ctx, 10*time.Millisecond) != nil {
+			return
+		}
+	}
+}
+
 // probeInterval is how often the prober looks at every sentinel: the
 // resolution of the propagation times.
 const probeInterval = 5 * time.Millisecond
@@ -378,7 +430,8 @@ func (w *workload) prober(ctx context.Context) {
 				}
 				e, ok := s.node.Peek(ns, keyName(p.key))
 				s.mu.RUnlock()
-				if !ok || e.Record.Version < p.version {
+				told := w.known[i][p.key].load() >= p.version
+				if !told && (!ok || e.Record.Version < p.version) {
 					left = append(left, i)
 				}
 			}

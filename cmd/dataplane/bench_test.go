@@ -47,7 +47,8 @@ func TestBenchQuick(t *testing.T) {
 	out := t.TempDir()
 	args := []string{"bench", "-quick", "-no-progress", "-out", out,
 		"-keys", "100", "-read-rate", "150", "-write-rate", "4", "-ttl", "1s", "-log-interval", "1s",
-		"-warmup", "300ms", "-steady", "2500ms", "-fault", "1s", "-recover", "300ms", "-settle", "1s"}
+		"-min-delay", "20ms", "-max-delay", "40ms",
+		"-warmup", "300ms", "-steady", "2s", "-fault", "800ms", "-recover", "200ms", "-settle", "1s"}
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
 		t.Fatalf("bench exited %d:\n%s", code, stderr.String())
