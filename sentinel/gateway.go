@@ -160,13 +160,16 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	// The key id header is the gateway's to set: a client's own would pass
+	// for a verified key at an upstream that serves keyed routes too.
+	// (The incoming request is ours to change; the proxy copies it.)
+	r.Header.Del(g.cfg.KeyIDHeader)
 	if route.RequireKey {
 		key, status, msg := g.checkKey(r, route)
 		if status != 0 {
 			writeError(w, status, msg)
 			return
 		}
-		// The incoming request is ours to change; the proxy copies it.
 		r.Header.Del("Authorization")
 		r.Header.Set(g.cfg.KeyIDHeader, key.KeyID)
 	}
