@@ -128,7 +128,11 @@ func RequireToken(token string, h http.Handler) http.Handler {
 			writeJSON(w, http.StatusForbidden, errorBody{"endpoint disabled: no admin token configured"})
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// The scheme is case-insensitive (RFC 9110), as at the gateway and
+		// the publisher API.
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		ok = ok && strings.EqualFold(scheme, "Bearer")
+		got = strings.TrimSpace(got)
 		// Hashing both sides first makes the comparison constant-time
 		// whatever the lengths.
 		g := sha256.Sum256([]byte(got))

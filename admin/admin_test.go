@@ -53,6 +53,7 @@ func TestHandler(t *testing.T) {
 		{"debug without token", "/debug/records/routes/a.example.com", "", 401, "admin token"},
 		{"debug wrong token", "/debug/records/routes/a.example.com", "s3creT", 401, "admin token"},
 		{"debug", "/debug/records/routes/a.example.com", "s3cret", 200, `"version":42`},
+		{"debug token as a prefix", "/debug/records/routes/a.example.com", "s3cretX", 401, "admin token"},
 		{"debug not cached", "/debug/records/routes/b.example.com", "s3cret", 404, "not cached"},
 		{"debug bad namespace", "/debug/records/BAD/x", "s3cret", 400, "namespace"},
 		{"members absent", "/debug/members", "s3cret", 404, "not in a gossip cluster"},
@@ -80,5 +81,31 @@ func TestEmptyTokenDisablesDebug(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 403 {
 		t.Fatalf("debug with no configured token: %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestRequireTokenScheme(t *testing.T) {
+	t.Parallel()
+	h := RequireToken("tok", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for _, tc := range []struct {
+		authz  string
+		status int
+	}{
+		{"Bearer tok", 200},
+		{"bearer tok", 200},
+		{"BEARER  tok ", 200},
+		{"Basic tok", 401},
+		{"Bearer", 401},
+		{"Bearertok", 401},
+		{"Bearer to", 401},
+		{"", 401},
+	} {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Set("Authorization", tc.authz)
+		rw := httptest.NewRecorder()
+		h.ServeHTTP(rw, req)
+		if rw.Code != tc.status {
+			t.Errorf("Authorization %q: %d, want %d", tc.authz, rw.Code, tc.status)
+		}
 	}
 }
