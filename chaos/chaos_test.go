@@ -513,27 +513,13 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		}
 		latest[id(ns, key)] = rec.Version // 0 for an absent key
 	}
-	var lagging string
-	converged := pollUntil(convergenceBound+10*time.Second, func() bool {
-		for _, nd := range c.nodes {
-			for i := range numKeys + numAbsent {
-				ns, key := keyOf(i)
-				r, ok := c.read(nd, ns, key, Converging)
-				if !ok || r.Outcome == Failed || r.Version != latest[id(ns, key)] {
-					lagging = fmt.Sprintf("%s serves %s/%s@%s (%v), origin holds %s, %s after the heal", nd.name, ns, key, r.Version, r.Err, latest[id(ns, key)], time.Since(healed).Round(time.Millisecond))
-					return false
-				}
-			}
-		}
-		return true
-	})
-	convergence := time.Since(healed)
+	convergence, lagging, converged := c.converge(healed, latest, convergenceBound+10*time.Second)
 	if lagging != "" {
-		t.Logf("converged after %s; the last to lag: %s", convergence.Round(time.Millisecond), lagging)
+		t.Logf("converged %s after the last heal; the last to lag: %s", convergence.Round(time.Millisecond), lagging)
 	}
 	switch {
 	case !converged:
-		c.check.Violate(KindConvergence, "not converged %s after the last heal: %s", convergence.Round(time.Millisecond), lagging)
+		c.check.Violate(KindConvergence, "not converged %s after the last heal: %s", time.Since(healed).Round(time.Millisecond), lagging)
 	case convergence > convergenceBound:
 		c.check.Violate(KindConvergence, "converged %s after the last heal, bound %s (last to lag: %s)", convergence.Round(time.Millisecond), convergenceBound, lagging)
 	}
@@ -563,6 +549,71 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	if sum.HeldReads == 0 || sum.Served == 0 || len(faults) == 0 {
 		t.Fatalf("the run checked nothing: %d held reads, %d served, %d faults", sum.HeldReads, sum.Served, len(faults))
 	}
+}
+
+// converge reads every key on every node, each node in its own goroutine,
+// pass after pass, until a whole pass serves the origin's latest version
+// of every key, or until timeout. A node converged when the last of its
+// keys began to serve the latest version for good: the end of the first
+// read of that key that was current, after its last read that was not.
+// It returns how long after healed the last node converged, a description
+// of the last outdated read seen, and whether every node converged.
+func (c *cluster) converge(healed time.Time, latest map[string]record.Version, timeout time.Duration) (time.Duration, string, bool) {
+	deadline := healed.Add(timeout)
+	var (
+		mu      sync.Mutex // guards the three below
+		lastLag time.Time
+		lagging string
+		doneAt  time.Time
+		allDone = true
+		wg      sync.WaitGroup
+	)
+	for _, nd := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			firstOK := make(map[string]time.Time)
+			for time.Now().Before(deadline) {
+				clean := true
+				for i := range numKeys + numAbsent {
+					ns, key := keyOf(i)
+					k := id(ns, key)
+					r, ok := c.read(nd, ns, key, Converging)
+					if !ok || r.Outcome == Failed || r.Version != latest[k] {
+						clean = false
+						delete(firstOK, k)
+						mu.Lock()
+						if r.End.After(lastLag) {
+							lastLag = r.End
+							lagging = fmt.Sprintf("%s served %s@%s (%v) %s after the heal; the origin holds %s",
+								nd.name, k, r.Version, r.Err, r.End.Sub(healed).Round(time.Millisecond), latest[k])
+						}
+						mu.Unlock()
+						continue
+					}
+					if _, seen := firstOK[k]; !seen {
+						firstOK[k] = r.End
+					}
+				}
+				if clean {
+					mu.Lock()
+					for _, at := range firstOK {
+						if at.After(doneAt) {
+							doneAt = at
+						}
+					}
+					mu.Unlock()
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			mu.Lock()
+			allDone = false
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return max(doneAt.Sub(healed), 0), lagging, allDone
 }
 
 // run applies the schedule in real time: each fault at its start, lifted
