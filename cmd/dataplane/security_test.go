@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dataplane/dataplane/devcluster"
 	"github.com/dataplane/dataplane/internal/tlsconfig"
 	"github.com/dataplane/dataplane/internal/tlsconfig/tlstest"
 	"github.com/dataplane/dataplane/sentinel"
@@ -252,4 +254,91 @@ func httpsClient(t *testing.T, c tlsconfig.Client) *http.Client {
 	tr := &http.Transport{TLSClientConfig: cc}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// TestDevClusterNoSecretsInLogs runs the whole dev cluster (publisher API,
+// cache node, three sentinels joined by gossip) with every component
+// logging at debug level into one buffer, drives writes with the token and
+// requests with good, wrong and disabled API keys and admin tokens, and
+// checks that no raw key or token was logged.
+func TestDevClusterNoSecretsInLogs(t *testing.T) {
+	const (
+		token      = "dev_token_SECRET_9"
+		wrongToken = "dev_wrong_SECRET_10"
+		unknownKey = "dev_unknown_SECRET_11"
+	)
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c, err := devcluster.Start(context.Background(), devcluster.Config{DataDir: t.TempDir(), AnyPorts: true, Token: token, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false // Cluster.Close may run once only
+	t.Cleanup(func() {
+		if !closed {
+			c.Close()
+		}
+	})
+	req := func(method, url, host, authz, body string) int {
+		t.Helper()
+		r, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host != "" {
+			r.Host = host
+		}
+		if authz != "" {
+			r.Header.Set("Authorization", authz)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	routeB := `{"deployment_id":"dep_b","upstreams":["` + c.Upstreams[1] + `"],"require_key":true,"keyspace":"` + devcluster.Keyspace + `"}`
+	for _, tc := range []struct {
+		name, method, url, host, authz, body string
+		status                               int
+	}{
+		{"publisher write", "PUT", c.PublishURL + "/v1/records/routes/b.localhost", "", "Bearer " + token, routeB, 200},
+		{"publisher write, wrong token", "PUT", c.PublishURL + "/v1/records/routes/b.localhost", "", "Bearer " + wrongToken, routeB, 401},
+		{"publisher import", "POST", c.PublishURL + "/v1/import", "", "Bearer " + token, `{"namespace":"routes","key":"c.localhost","value":{"upstreams":["` + c.Upstreams[0] + `"]}}` + "\nnot json\n", 200},
+		{"publisher delete", "DELETE", c.PublishURL + "/v1/records/routes/c.localhost", "", "Bearer " + token, "", 200},
+		{"cache node write, wrong token", "POST", c.CacheURL + "/v1/log/trim?before=1", "", "Bearer " + wrongToken, "", 401},
+		{"good key", "GET", "http://" + c.Sentinels[0].Addr() + "/", devcluster.APIHost, "Bearer " + devcluster.GoodKey, "", 200},
+		{"good key via the cache tier", "GET", "http://" + c.Sentinels[2].Addr() + "/", devcluster.APIHost, "Bearer " + devcluster.GoodKey, "", 200},
+		{"disabled key", "GET", "http://" + c.Sentinels[1].Addr() + "/", devcluster.APIHost, "Bearer " + devcluster.DisabledKey, "", 403},
+		{"unknown key", "GET", "http://" + c.Sentinels[1].Addr() + "/", devcluster.APIHost, "Bearer " + unknownKey, "", 401},
+		{"admin debug", "GET", "http://" + c.Sentinels[0].AdminAddr() + "/debug/members", "", "Bearer " + token, "", 200},
+		{"admin debug, wrong token", "GET", "http://" + c.Sentinels[0].AdminAddr() + "/debug/members", "", "Bearer " + wrongToken, "", 401},
+	} {
+		if got := req(tc.method, tc.url, tc.host, tc.authz, tc.body); got != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, got, tc.status)
+		}
+	}
+	// The new route reaches the sentinels through gossip: keep asking until
+	// it does, so that the gossip and refresh paths have logged too.
+	deadline := time.Now().Add(10 * time.Second)
+	for req("GET", "http://"+c.Sentinels[1].Addr()+"/", "b.localhost", "Bearer "+devcluster.GoodKey, "") != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("the route written through the publisher API never reached sentinel-2")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.Close() // flush what shutting down logs, too
+	closed = true
+	out := logs.String()
+	t.Logf("%d log lines checked", strings.Count(out, "\n"))
+	if !strings.Contains(out, "level=DEBUG") && !strings.Contains(out, "level=INFO") {
+		t.Fatalf("nothing was logged: the check would prove nothing:\n%s", out)
+	}
+	for _, s := range []string{token, wrongToken, unknownKey, devcluster.GoodKey, devcluster.DisabledKey} {
+		if strings.Contains(out, s) {
+			t.Errorf("the logs contain the secret %q", s)
+		}
+	}
 }
