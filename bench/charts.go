@@ -52,8 +52,9 @@ func (r *Report) propagationCDF(path string) error {
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Y.Min, p.Y.Max = 0, 1
-	p.Legend.Top = false
+	p.Legend.Top = true
 	p.Legend.Left = false
+	p.Legend.YOffs = -vg.Points(30)
 	p.Add(plotter.NewGrid())
 	for i, res := range r.ran() {
 		s := slices.Clone(res.PropagationSamples)
@@ -88,6 +89,13 @@ func (r *Report) originReads(path string) error {
 	results := r.ran()
 	if len(results) == 0 {
 		return os.WriteFile(path, nil, 0o644)
+	}
+	// One time axis for every panel, so the fault windows line up.
+	xmin, xmax := 0.0, 1.0
+	for _, res := range results {
+		zero := phaseAt(res.Phases, phaseSteady)
+		xmin = min(xmin, -zero)
+		xmax = max(xmax, float64(len(res.Timeline))-zero)
 	}
 	rows := make([][]*plot.Plot, len(results))
 	for i, res := range results {
@@ -139,6 +147,7 @@ func (r *Report) originReads(path string) error {
 			p.Add(l)
 		}
 		p.Y.Min, p.Y.Max = 0, top
+		p.X.Min, p.X.Max = xmin, xmax
 		rows[i] = []*plot.Plot{p}
 	}
 	img := vgimg.New(9*vg.Inch, vg.Length(len(results))*1.6*vg.Inch)
