@@ -49,8 +49,8 @@ func TestSelectOptions(t *testing.T) {
 		want []string
 		err  bool
 	}{
-		{ids: nil, want: []string{"1", "2", "3", "4A", "4B", "ours", "ours+tier"}},
-		{ids: []string{"all"}, want: []string{"1", "2", "3", "4A", "4B", "ours", "ours+tier"}},
+		{ids: nil, want: []string{"1", "2", "3", "4A", "4B", "ours", "ours+tier", "ours-ddb"}},
+		{ids: []string{"all"}, want: []string{"1", "2", "3", "4A", "4B", "ours", "ours+tier", "ours-ddb"}},
 		{ids: []string{"ours", "4a", "1"}, want: []string{"1", "4A", "ours"}},
 		{ids: []string{"5"}, err: true},
 	} {

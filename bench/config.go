@@ -22,7 +22,7 @@ const (
 // "The RFC's options as configurations".
 type Option struct {
 	// ID is the short name used by the -options flag: 1, 2, 3, 4A, 4B,
-	// ours, ours+tier.
+	// ours, ours+tier, ours-ddb.
 	ID string `json:"id"`
 	// Name describes the option in the table.
 	Name string `json:"name"`
@@ -51,6 +51,7 @@ func Options() []Option {
 		{ID: "4B", Name: "4B DynamoDB + cache nodes (TTL)", Origin: DynamoDB, Tier: true},
 		{ID: "ours", Name: "ours: S3 + gossip (values inline) + log backstop", Origin: S3, Gossip: true, Inline: true},
 		{ID: "ours+tier", Name: "ours + cache nodes", Origin: S3, Tier: true, Gossip: true, Inline: true},
+		{ID: "ours-ddb", Name: "ours on DynamoDB", Origin: DynamoDB, Gossip: true, Inline: true},
 	}
 }
 
@@ -69,7 +70,7 @@ func SelectOptions(ids []string) ([]Option, error) {
 	}
 	for _, id := range ids {
 		if !slices.ContainsFunc(all, func(o Option) bool { return strings.EqualFold(id, o.ID) }) {
-			return nil, fmt.Errorf("unknown option %q (known: 1, 2, 3, 4A, 4B, ours, ours+tier, all)", id)
+			return nil, fmt.Errorf("unknown option %q (known: 1, 2, 3, 4A, 4B, ours, ours+tier, ours-ddb, all)", id)
 		}
 	}
 	return out, nil
