@@ -103,7 +103,7 @@ func TestTLSDeployment(t *testing.T) {
 	admAddr := regexp.MustCompile(`\(admin https://(127\.0\.0\.1:\d+)\)`)
 
 	pub, pubAddr := start(t, addr, append([]string{"publish", "-origin", origin, "-token", pubToken, "-gossip=false",
-		"-listen", "127.0.0.1:0", "-log-level", "debug"}, append(serverTLS, "serve")...)...)
+		"-listen", "127.0.0.1:0", "-log-level", "debug"}, append(mutualTLS, "serve")...)...)
 	cn, cnAddr := start(t, addr, append(append([]string{"cachenode", "-origin", origin, "-write-token", writeToken, "-read-token", readToken,
 		"-admin-token", adminToken, "-gossip=false", "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-log-level", "debug"},
 		mutualTLS...), adminMTLS...)...)
@@ -113,7 +113,8 @@ func TestTLSDeployment(t *testing.T) {
 	var oneShots syncBuffer // the output of every one-shot command
 	publish := func(token string, args ...string) (int, string) {
 		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), append([]string{"publish", "-api", "https://" + pubAddr, "-api-ca", certs.CA, "-token", token}, args...), &stdout, &stderr)
+		code := run(context.Background(), append([]string{"publish", "-api", "https://" + pubAddr, "-api-ca", certs.CA,
+			"-api-client-cert", certs.ClientCert, "-api-client-key", certs.ClientKey, "-token", token}, args...), &stdout, &stderr)
 		oneShots.Write(stdout.Bytes())
 		oneShots.Write(stderr.Bytes())
 		return code, stdout.String() + stderr.String()
@@ -141,6 +142,15 @@ func TestTLSDeployment(t *testing.T) {
 	}
 	if code, out := publish(wrongToken, "get", "routes", "api.example.com"); code != 1 || !strings.Contains(out, "401") {
 		t.Fatalf("publish with a wrong token: exit %d: %s", code, out)
+	}
+	{ // The publisher API requires a client certificate.
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"publish", "-api", "https://" + pubAddr, "-api-ca", certs.CA, "-token", pubToken,
+			"get", "routes", "api.example.com"}, &stdout, &stderr)
+		if code != 1 || stdout.Len() != 0 {
+			t.Fatalf("publish without a client certificate: exit %d: %s", code, stderr.String())
+		}
+		oneShots.Write(stderr.Bytes())
 	}
 
 	// A write straight through the cache tier, with its write token.
