@@ -122,9 +122,11 @@ func Start(cfg ServerConfig) (*Server, error) {
 				Members:  MembersFunc(node),
 			}),
 			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-			IdleTimeout:       cfg.IdleTimeout,
-			MaxHeaderBytes:    cfg.MaxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+			// Admin requests are GETs: nothing to wait for past the headers.
+			ReadTimeout:    cfg.ReadHeaderTimeout + 20*time.Second,
+			IdleTimeout:    cfg.IdleTimeout,
+			MaxHeaderBytes: cfg.MaxHeaderBytes,
+			ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		}
 		go s.serve(s.adm, s.admLn)
 	}

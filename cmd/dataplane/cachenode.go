@@ -108,7 +108,7 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("-listen: %w", err)
 	}
 	defer api.Close()
-	adm := newServer(admin.Handler(admin.Config{
+	adm := newAdminServer(admin.Handler(admin.Config{
 		Ready: srv.Ready, Gatherer: reg, Token: *adminToken, Inspect: srv.Inspect, Members: members,
 	}), admTLSCfg, log)
 	admAddr, err := listenAndServe(adm, *adminListen, errc)

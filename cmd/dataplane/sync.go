@@ -107,7 +107,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{err}
 	}
 	if *adminListen != "" {
-		srv := newServer(admin.Handler(admin.Config{Gatherer: reg}), admTLSCfg, log)
+		srv := newAdminServer(admin.Handler(admin.Config{Gatherer: reg}), admTLSCfg, log)
 		if _, err := listenAndServe(srv, *adminListen, nil); err != nil {
 			return fmt.Errorf("-admin-listen: %w", err)
 		}

@@ -18,6 +18,9 @@ const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 120 * time.Second
 	maxHeaderBytes    = 64 << 10
+	// adminReadTimeout bounds reading a whole admin request: they are GETs
+	// with no body to wait for.
+	adminReadTimeout = 30 * time.Second
 )
 
 // serverTLSFlags are the TLS flags of one listener: -<prefix>tls-cert,
@@ -82,6 +85,14 @@ func newServer(h http.Handler, tlsCfg *tls.Config, log *slog.Logger) *http.Serve
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+}
+
+// newAdminServer is newServer for an admin listener, which also bounds the
+// time to read a whole request.
+func newAdminServer(h http.Handler, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
+	srv := newServer(h, tlsCfg, log)
+	srv.ReadTimeout = adminReadTimeout
+	return srv
 }
 
 // listenAndServe listens on addr and serves srv on it in the background,
