@@ -554,7 +554,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 // converge reads every key on every node, each node in its own goroutine,
 // pass after pass, until a whole pass serves the origin's latest version
 // of every key, or until timeout. A node converged when the last of its
-// keys began to serve the latest version for good: the end of the first
+// keys began to serve the latest version for good: the start of the first
 // read of that key that was current, after its last read that was not.
 // It returns how long after healed the last node converged, a description
 // of the last outdated read seen, and whether every node converged.
@@ -579,6 +579,10 @@ func (c *cluster) converge(healed time.Time, latest map[string]record.Version, t
 					ns, key := keyOf(i)
 					k := id(ns, key)
 					r, ok := c.read(nd, ns, key, Converging)
+					if !ok {
+						r.End = time.Now()
+						r.Err = errors.New("node down")
+					}
 					if !ok || r.Outcome == Failed || r.Version != latest[k] {
 						clean = false
 						delete(firstOK, k)
@@ -592,7 +596,11 @@ func (c *cluster) converge(healed time.Time, latest map[string]record.Version, t
 						continue
 					}
 					if _, seen := firstOK[k]; !seen {
-						firstOK[k] = r.End
+						// The node served the latest version at some
+						// instant of the read; its start, because a
+						// read may be slow for reasons of this harness
+						// (a loaded machine) rather than of the node.
+						firstOK[k] = r.Start
 					}
 				}
 				if clean {
