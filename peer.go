@@ -2,13 +2,14 @@ package dataplane
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/cachenode/wire"
 	"github.com/dataplane/dataplane/record"
 )
@@ -65,11 +66,12 @@ func (n *Node) snapshots(namespaces []string) map[string]*record.Snapshot {
 // of the namespace (Node.Snapshot), in the cache nodes' wire format, so that
 // a peer starting while the origin is down can warm from this node (see
 // Config.Peers). Only namespaces the node loads whole (Config.Namespaces)
-// are served. With a token set, requests must carry it as a bearer token;
-// an empty token serves nobody, since a snapshot holds every route and key.
-// Mount it on an admin listener, not on a public one.
+// are served, and only once the node is warm itself. Requests must carry
+// token as a bearer token (admin.RequireToken: constant time, and an empty
+// token serves nobody, since a snapshot holds every route and key). Mount
+// it on an admin listener, not on a public one.
 func SnapshotHandler(node *Node, token string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return admin.RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fail := func(status int, code wire.Code, msg string) {
 			b, _ := json.Marshal(wire.Error{Error: msg, Code: code})
 			w.Header().Set("Content-Type", wire.ContentTypeJSON)
@@ -81,21 +83,12 @@ func SnapshotHandler(node *Node, token string) http.Handler {
 			fail(http.StatusMethodNotAllowed, wire.CodeNoRoute, "method not allowed")
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-			fail(http.StatusUnauthorized, wire.CodeUnauthorized, "peer snapshots need the admin token")
-			return
-		}
 		ns, ok := strings.CutPrefix(r.URL.Path, wire.SnapshotsPath)
 		if !ok || record.ValidateNamespace(ns) != nil {
 			fail(http.StatusNotFound, wire.CodeNoRoute, "no such endpoint")
 			return
 		}
-		served := false
-		for _, c := range node.cfg.Namespaces {
-			served = served || c == ns
-		}
-		if !served || !node.Ready() {
+		if !slices.Contains(node.cfg.Namespaces, ns) || !node.Ready() {
 			// A node that is not warm itself must not warm others with a
 			// partial namespace.
 			fail(http.StatusNotFound, wire.CodeNotFound, "namespace "+ns+" is not held whole by this node")
@@ -110,5 +103,5 @@ func SnapshotHandler(node *Node, token string) http.Handler {
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 		w.Header().Set("Cache-Control", "no-store")
 		w.Write(b)
-	})
+	}))
 }

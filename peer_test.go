@@ -124,7 +124,7 @@ func TestSnapshotHandlerRefuses(t *testing.T) {
 		{"ok", "GET", "/v1/snapshots/routes", peerToken, n, peerToken, 200},
 		{"no token", "GET", "/v1/snapshots/routes", "", n, peerToken, 401},
 		{"wrong token", "GET", "/v1/snapshots/routes", "x", n, peerToken, 401},
-		{"handler without a token serves nobody", "GET", "/v1/snapshots/routes", "", n, "", 401},
+		{"handler without a token serves nobody", "GET", "/v1/snapshots/routes", peerToken, n, "", 403},
 		{"namespace not held whole", "GET", "/v1/snapshots/configs", peerToken, n, peerToken, 404},
 		{"bad namespace", "GET", "/v1/snapshots/Bad%20NS", peerToken, n, peerToken, 404},
 		{"write", "PUT", "/v1/snapshots/routes", peerToken, n, peerToken, 405},

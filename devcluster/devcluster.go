@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,6 +85,7 @@ type Cluster struct {
 	Upstreams  [2]string // base URLs of upstreams A and B
 	PublishURL string    // base URL of the publisher API
 	CacheURL   string    // base URL of the cache node
+	closeOnce  sync.Once
 }
 
 // Start builds and starts the cluster. On error everything started is
@@ -244,7 +246,7 @@ func (c *Cluster) listen(port int) (net.Listener, error) {
 }
 
 func (c *Cluster) serve(ln net.Listener, h http.Handler) {
-	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 	c.servers = append(c.servers, s)
 	go s.Serve(ln)
 }
@@ -331,8 +333,10 @@ Ctrl-C stops everything.
 }
 
 // Close stops everything, sentinels first. It is safe on a partly started
-// cluster.
-func (c *Cluster) Close() {
+// cluster, and more than once.
+func (c *Cluster) Close() { c.closeOnce.Do(c.close) }
+
+func (c *Cluster) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, s := range c.Sentinels {

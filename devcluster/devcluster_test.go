@@ -108,4 +108,6 @@ func TestDevCluster(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(b), `"version"`) {
 		t.Fatalf("debug endpoint: %d %s", resp.StatusCode, b)
 	}
+	c.Close()
+	c.Close() // and the deferred one: closing again is harmless
 }

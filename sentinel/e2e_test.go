@@ -20,6 +20,7 @@ import (
 	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/httporigin"
 	"github.com/dataplane/dataplane/origin/s3"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/sentinel"
@@ -226,5 +227,44 @@ func TestBadRequests(t *testing.T) {
 	// Meanwhile others are served.
 	if status, _ := request(t, srv, "sk_live_good"); status != 200 {
 		t.Fatalf("normal request next to a slow client: %d", status)
+	}
+}
+
+// TestColdSentinelWarmsFromPeer: a new sentinel, started while the S3
+// server is down and without local snapshot files, warms from a running
+// sentinel's admin listener and serves the cached route and key.
+func TestColdSentinelWarmsFromPeer(t *testing.T) {
+	e := newEnv(t)
+	_, peer := e.start(t)
+	if status, body := request(t, peer, "sk_live_good"); status != 200 {
+		t.Fatalf("peer before the outage: %d %q", status, body)
+	}
+	if err := e.s3.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	src, err := httporigin.New(httporigin.Config{Nodes: []string{"http://" + peer.AdminAddr()}, ReadToken: "adm", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := dataplane.Open(context.Background(), dataplane.Config{
+		Origin: e.store, WarmTimeout: time.Second, Peers: []dataplane.SnapshotSource{src},
+		Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sentinel.Start(sentinel.ServerConfig{Node: n, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(context.Background()); n.Close() })
+	if !n.Ready() {
+		t.Fatal("not ready: should have warmed from the peer")
+	}
+	if status, body := request(t, srv, "sk_live_good"); status != 200 || !strings.Contains(body, "key=key_1") {
+		t.Fatalf("cold sentinel warmed from a peer, origin down: %d %q", status, body)
+	}
+	if status, _ := request(t, srv, "sk_live_wrong"); status != 401 && status != 503 {
+		t.Fatalf("wrong key on the cold sentinel: %d", status)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/admin"
+	"github.com/dataplane/dataplane/cachenode/wire"
 )
 
 // ServerConfig configures a Server: a gateway listener and an admin
@@ -26,7 +27,9 @@ type ServerConfig struct {
 	// AdminAddr is the admin listener (/healthz, /readyz, /metrics,
 	// /debug/...); empty means none.
 	AdminAddr string
-	// AdminToken guards the admin debug endpoints.
+	// AdminToken guards the admin debug endpoints and the peer snapshot
+	// endpoint (GET /v1/snapshots/{ns}, dataplane.SnapshotHandler) from
+	// which other sentinels warm when the origin is down.
 	AdminToken string
 	// TLS, when set, makes the gateway listener serve HTTPS with it (see
 	// package internal/tlsconfig); nil serves plain HTTP.
@@ -113,14 +116,17 @@ func Start(cfg ServerConfig) (*Server, error) {
 			return nil, fmt.Errorf("sentinel: admin listen %s: %w", cfg.AdminAddr, err)
 		}
 		node := cfg.Node
+		mux := http.NewServeMux()
+		mux.Handle(wire.SnapshotsPath, dataplane.SnapshotHandler(node, cfg.AdminToken))
+		mux.Handle("/", admin.Handler(admin.Config{
+			Ready:    node.Ready,
+			Gatherer: cfg.Gatherer,
+			Token:    cfg.AdminToken,
+			Inspect:  InspectFunc(node),
+			Members:  MembersFunc(node),
+		}))
 		s.adm = &http.Server{
-			Handler: admin.Handler(admin.Config{
-				Ready:    node.Ready,
-				Gatherer: cfg.Gatherer,
-				Token:    cfg.AdminToken,
-				Inspect:  InspectFunc(node),
-				Members:  MembersFunc(node),
-			}),
+			Handler:           mux,
 			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 			// Admin requests are GETs: nothing to wait for past the headers.
 			ReadTimeout:    cfg.ReadHeaderTimeout + 20*time.Second,

@@ -31,6 +31,8 @@ func TestRun(t *testing.T) {
 		{"publish bad value", []string{"publish", "-origin", "ORIGIN", "put", "routes", "", "v"}, nil, 1, "empty key"},
 		{"cachenode without token", []string{"cachenode", "-origin", "ORIGIN"}, nil, 2, "-write-token is required"},
 		{"sync without database", []string{"sync", "-origin", "ORIGIN"}, nil, 2, "-database-url is required"},
+		{"sentinel peers without token", []string{"sentinel", "-origin", "ORIGIN", "-gossip=false", "-peers", "http://127.0.0.1:1"}, nil, 2, "-peers needs -peer-token or -admin-token"},
+		{"sentinel bad peer", []string{"sentinel", "-origin", "ORIGIN", "-gossip=false", "-admin-token", "t", "-peers", "ftp://x"}, nil, 2, "-peers #1"},
 		// Gossip is encrypted unless -insecure says otherwise, on every
 		// command that joins a cluster (dev is exempt: loopback only).
 		{"cachenode gossip without key", []string{"cachenode", "-origin", "ORIGIN", "-write-token", "t", "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, nil, 2, "gossip without encryption refused"},

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/internal/cli"
+	"github.com/dataplane/dataplane/origin/httporigin"
 	"github.com/dataplane/dataplane/sentinel"
 )
 
@@ -43,6 +45,9 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	dialTimeout := fs.Duration("dial-timeout", 2*time.Second, "bound on connecting to one upstream before trying the next")
 	upstreamTimeout := fs.Duration("upstream-timeout", 30*time.Second, "bound on waiting for an upstream's response headers")
 	keyIDHeader := fs.String("key-id-header", "X-Dataplane-Key-Id", "header carrying the verified key's id to the upstream")
+	var peers cli.StringList
+	fs.Var(&peers, "peers", "admin URLs of other sentinels (http://host:9090,...) to warm from at start when the origin is down\nand there is no local snapshot file; they serve GET /v1/snapshots/{ns} to holders of their admin token.\nAn https:// peer is trusted with -origin-ca and shown -origin-cert")
+	peerToken := fs.String("peer-token", "", "the peers' admin token (default: -admin-token, as a fleet usually shares one)")
 	maxBody := fs.Int64("max-body", 0, "largest request body passed to an upstream, in bytes; larger ones get 413 (0: no limit)")
 	var gwTLS, admTLS serverTLSFlags
 	gwTLS.register(fs, "", "gateway")
@@ -79,6 +84,9 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	if cfg.Peers, err = peerSources(peers, *peerToken, *adminToken, nf, log); err != nil {
+		return err
+	}
 	node, err := dataplane.Open(ctx, cfg)
 	if err != nil {
 		return err
@@ -111,4 +119,30 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// peerSources builds one snapshot source per -peers URL, tried in order.
+func peerSources(urls []string, token, adminToken string, nf nodeFlags, log *slog.Logger) ([]dataplane.SnapshotSource, error) {
+	if len(urls) == 0 {
+		return nil, nil
+	}
+	if token == "" {
+		token = adminToken
+	}
+	if token == "" {
+		return nil, usageError{fmt.Errorf("-peers needs -peer-token or -admin-token: peers serve snapshots only to holders of their admin token")}
+	}
+	tlsCfg, err := nf.originTLS.config()
+	if err != nil {
+		return nil, err
+	}
+	var out []dataplane.SnapshotSource
+	for i, u := range urls {
+		p, err := httporigin.New(httporigin.Config{Nodes: []string{u}, ReadToken: token, TLS: tlsCfg, Logger: log})
+		if err != nil {
+			return nil, usageError{fmt.Errorf("-peers #%d: %w", i+1, err)}
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
