@@ -15,11 +15,16 @@
 //     that every served version was written with the value served, and
 //     that reads after convergence serve the origin's latest version.
 //
-// The suite itself is TestChaos in this package:
+// The suite itself is TestChaos (over a directory origin) and TestChaosS3
+// (over a real S3-compatible server) in this package:
 //
-//	go test -race -run TestChaos -v ./chaos/
+//	go test -race -count=1 -run TestChaos -v ./chaos/
 //
-// DATAPLANE_CHAOS_SEED replays a run's schedule (the test prints the
-// command on failure); DATAPLANE_CHAOS_LENGTH changes how long faults are
-// injected (default 40s).
+// Each prints a summary table (faults injected, operations, reads checked,
+// convergence time, violations). DATAPLANE_CHAOS_SEED replays a run's
+// schedule (the test prints the command on failure); DATAPLANE_CHAOS_LENGTH
+// changes how long faults are injected (default 40s, 20s over S3);
+// DATAPLANE_CHAOS_LOG=1 shows the nodes' logs. RELIABILITY.md at the root
+// of the module lists what each check stands for and the last run's
+// figures.
 package chaos
