@@ -52,9 +52,12 @@ func (r *Report) propagationCDF(path string) error {
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Y.Min, p.Y.Max = 0, 1
+	// The legend sits in the empty middle: gossip options finish left of
+	// it, TTL options start right of it.
 	p.Legend.Top = true
-	p.Legend.Left = false
-	p.Legend.YOffs = -vg.Points(30)
+	p.Legend.Left = true
+	p.Legend.XOffs = 1.5 * vg.Inch
+	p.Legend.YOffs = -1.1 * vg.Inch
 	p.Add(plotter.NewGrid())
 	for i, res := range r.ran() {
 		s := slices.Clone(res.PropagationSamples)
@@ -77,7 +80,7 @@ func (r *Report) propagationCDF(path string) error {
 		l.Dashes = plotutil.Dashes(i / 7)
 		l.Width = vg.Points(1.5)
 		p.Add(l)
-		p.Legend.Add(res.Option.Name, l)
+		p.Legend.Add(shortName(res.Option), l)
 	}
 	return p.Save(9*vg.Inch, 5*vg.Inch, path)
 }
@@ -189,4 +192,20 @@ func phaseWindow(ps []PhaseStart, name string) (float64, float64) {
 		}
 	}
 	return -1, -1
+}
+
+// shortName labels an option in a legend.
+func shortName(o Option) string {
+	where := string(o.Origin)
+	if o.Tier {
+		where += " + cache nodes"
+	}
+	how := "TTL"
+	switch {
+	case o.Gossip && o.Inline:
+		how = "gossip, values inline + log"
+	case o.Gossip:
+		how = "gossip invalidation"
+	}
+	return fmt.Sprintf("%s: %s, %s", o.ID, where, how)
 }

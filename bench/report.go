@@ -104,6 +104,8 @@ func fmtMs(v float64) string {
 	switch {
 	case v == 0:
 		return "–"
+	case v < 0.001:
+		return "<0.001"
 	case v < 0.1:
 		return fmt.Sprintf("%.3f", v)
 	case v < 10:
