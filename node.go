@@ -100,6 +100,13 @@ type Node struct {
 	watchMu  sync.Mutex // guards watchers
 	watchers map[string]map[*watcher]struct{}
 
+	// revalMu guards revalRunning and revalAgain: at most one full
+	// revalidation runs at a time; a request during it makes it start over
+	// with everything held once its pass ends.
+	revalMu      sync.Mutex
+	revalRunning bool
+	revalAgain   bool
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
@@ -277,10 +284,19 @@ func (a *applier) Invalidate(ns, key string, v record.Version) {
 }
 
 // RevalidateAll implements gossip.Revalidator: every held record is checked
-// against the origin again, in the background, a few at a time.
+// against the origin again, in the background, a few at a time. A request
+// while a revalidation runs (it may be retrying failed reads for a long
+// outage) is folded into it: it starts over with everything held.
 func (a *applier) RevalidateAll() {
 	n := (*Node)(a)
 	n.m.revalidations.Inc()
+	n.revalMu.Lock()
+	defer n.revalMu.Unlock()
+	if n.revalRunning {
+		n.revalAgain = true
+		return
+	}
+	n.revalRunning = true
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -300,15 +316,25 @@ type revalidation struct {
 // so a record given up on would stay outdated until its fresh window ends
 // (and, with a long window, past any convergence bound).
 func (n *Node) revalidateAll() {
-	var items []revalidation
-	for e := range n.cache.All() {
-		if e.Record.Version > 0 {
-			items = append(items, revalidation{e.Record.Namespace, e.Record.Key, e.Record.Version})
-		}
-	}
+	defer func() {
+		n.revalMu.Lock()
+		n.revalRunning, n.revalAgain = false, false
+		n.revalMu.Unlock()
+	}()
+	items := n.held()
 	wait := time.Second
 	for {
 		items = n.revalidate(items)
+		n.revalMu.Lock()
+		again := n.revalAgain
+		n.revalAgain = false
+		n.revalMu.Unlock()
+		if again {
+			// Another gap in the log since this pass started: everything
+			// held must be checked again, not only what failed.
+			items, wait = n.held(), time.Second
+			continue
+		}
 		if len(items) == 0 {
 			return
 		}
@@ -322,6 +348,17 @@ func (n *Node) revalidateAll() {
 		}
 		wait = min(2*wait, 30*time.Second)
 	}
+}
+
+// held lists the records the cache holds (not-founds aside).
+func (n *Node) held() []revalidation {
+	var items []revalidation
+	for e := range n.cache.All() {
+		if e.Record.Version > 0 {
+			items = append(items, revalidation{e.Record.Namespace, e.Record.Key, e.Record.Version})
+		}
+	}
+	return items
 }
 
 // revalidate reads items from the origin, a few at a time, applies what is
