@@ -193,7 +193,8 @@ type Config struct {
 	// LogInterval is how often gossip options read the change log.
 	LogInterval time.Duration `json:"log_interval"`
 
-	// Warmup runs the workload unmeasured after start; Steady is the
+	// Warmup runs the workload unmeasured after start (the TTL options
+	// warm up for at least two TTLs and a second); Steady is the
 	// measured fault-free phase; each Fault lasts Fault and is followed by
 	// Recover without faults; Settle is the least time after the last
 	// write before the convergence check (each option waits at least its

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -410,5 +409,3 @@ func (d *deployment) counts() map[string]OriginCounts {
 	}
 	return out
 }
-
-var errStop = errors.New("stopped")

@@ -40,7 +40,7 @@ func NewBar(w io.Writer, cfg Config) *Bar {
 func Planned(cfg Config) time.Duration {
 	var t time.Duration
 	for _, o := range cfg.Options {
-		t += 3*time.Second + cfg.Warmup + cfg.Steady + 4*cfg.Fault + 4*cfg.Recover + settleFor(&cfg, o) + 2*time.Second
+		t += 3*time.Second + warmupFor(&cfg, o) + cfg.Steady + 4*cfg.Fault + 4*cfg.Recover + settleFor(&cfg, o) + 2*time.Second
 	}
 	return t
 }

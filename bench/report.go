@@ -50,7 +50,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		c.Keys, c.ZipfS, c.ReadRate, c.WriteRate, FormatSizes(c.ValueSizes))
 	fmt.Fprintf(&b, "TTL options: fresh %s then served stale while revalidating (SWR); gossip options: fresh %s, change log read every %s. ",
 		c.TTL, c.GossipTTL, c.LogInterval)
-	fmt.Fprintf(&b, "Phases: warm-up %s, steady %s, then faults of %s each with %s between: origin outage (every origin request refused), "+
+	fmt.Fprintf(&b, "Phases: warm-up %s (TTL options: at least two TTLs + 1 s, past the first refresh wave), steady %s, then faults of %s each with %s between: origin outage (every origin request refused), "+
 		"partition of %s from the other regions (gossip and HTTP), %.0f%% gossip packet loss, restart of one sentinel per region; then settle. ",
 		c.Warmup, c.Steady, c.Fault, c.Recover, regionNames[c.Regions-1], 100*c.GossipLoss)
 	fmt.Fprintf(&b, "Machine: %s; run took %.0f s.\n", r.Machine, r.Seconds)
@@ -59,6 +59,21 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"$/month: origin request cost of 30 days at the steady rates (reads and writes), S3 at $%g per 1,000 GET and $%g per 1,000 PUT/LIST, DynamoDB at $%g per million RRU (%s) and $%g per million WRU. "+
 		"Fault columns: share of reads of keys the sentinel already held that returned a value (stale allowed). Stale after convergence: (sentinel, key) pairs whose read, once the option's convergence bound has passed after the last write, returned an older version than the origin's without marking it stale, or still did after the revalidation it started.\n",
 		probeInterval, c.Prices.S3GetPer1000, c.Prices.S3PutPer1000, c.Prices.DynamoRRUPerMillion, consistency(c.Prices), c.Prices.DynamoWRUPerMillion)
+	fmt.Fprintf(&b, "\nOrigin requests in the steady phase, per second, by kind (sentinels and cache nodes; \"via tier\" are sentinel requests to the cache nodes; publisher: its reads and writes):\n\n")
+	fmt.Fprintf(&b, "| option | GET | not modified | not found | change-log reads | snapshot reads | via tier | publisher reads | publisher writes + log appends |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, res := range r.Results {
+		if res.SteadySeconds <= 0 {
+			continue
+		}
+		var o OriginCounts
+		o.add(res.Origin["sentinel"])
+		o.add(res.Origin["cachenode"])
+		t, p := res.Origin["tier"], res.Origin["publisher"]
+		per := func(n int64) string { return fmt.Sprintf("%.1f", float64(n)/res.SteadySeconds) }
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", res.Option.Name,
+			per(o.Gets), per(o.NotModified), per(o.NotFound), per(o.LogReads), per(o.SnapshotReads),
+			per(t.Reads()), per(p.Reads()), per(p.Writes+p.LogAppends+p.SnapshotWrites))
+	}
 	var missing []string
 	for k, v := range r.Backends {
 		if strings.HasPrefix(v, "UNAVAILABLE") {

@@ -115,6 +115,18 @@ func settleFor(cfg *Config, opt Option) time.Duration {
 	return max(b, cfg.Settle)
 }
 
+// warmupFor is opt's unmeasured warm-up: at least two fresh windows plus
+// a second for the TTL options, whose sentinels warm from a snapshot and
+// so all refresh together one TTL after start (and whose cache nodes start
+// cold), so that the steady phase measures the steady state, not that
+// first wave.
+func warmupFor(cfg *Config, opt Option) time.Duration {
+	if opt.Gossip {
+		return cfg.Warmup
+	}
+	return max(cfg.Warmup, 2*cfg.TTL+time.Second)
+}
+
 // runOption deploys opt, runs the workload and the fault schedule, checks
 // convergence and tears everything down.
 func runOption(ctx context.Context, cfg *Config, opt Option, b *Backends, idx int, progress Progress) *Result {
@@ -170,7 +182,7 @@ func runOption(ctx context.Context, cfg *Config, opt Option, b *Backends, idx in
 		return sleepCtx(ctx, dur)
 	}
 	err = func() error {
-		if err := phase(phaseWarmup, cfg.Warmup); err != nil {
+		if err := phase(phaseWarmup, warmupFor(cfg, opt)); err != nil {
 			return err
 		}
 		c0, t0 := d.counts(), time.Now()

@@ -78,7 +78,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ttl := fs.Duration("ttl", def.TTL, "fresh window of the TTL-only options, at sentinels and cache nodes (values are then served stale while revalidated)")
 	gossipTTL := fs.Duration("gossip-ttl", def.GossipTTL, "fresh window of the gossip options")
 	logInterval := fs.Duration("log-interval", def.LogInterval, "how often gossip options read the origin's change log (the backstop)")
-	warmup := fs.Duration("warmup", def.Warmup, "unmeasured workload before the steady phase")
+	warmup := fs.Duration("warmup", def.Warmup, "unmeasured workload before the steady phase (TTL options: at least two TTLs + 1s, so the steady phase starts after the first refresh wave)")
 	steady := fs.Duration("steady", def.Steady, "the measured fault-free phase (latency, propagation, origin load and cost come from it)")
 	fault := fs.Duration("fault", def.Fault, "length of each fault window")
 	recov := fs.Duration("recover", def.Recover, "fault-free time after each fault")
