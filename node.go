@@ -243,6 +243,11 @@ func (n *Node) Close() error {
 	var err error
 	n.once.Do(func() {
 		close(n.stop)
+		// Gossip runs until below and may ask for a revalidation; once
+		// this fence is passed, RevalidateAll sees stop and starts
+		// nothing, so no wg.Add races the Wait.
+		n.revalMu.Lock()
+		n.revalMu.Unlock()
 		n.wg.Wait()
 		if n.gossip != nil {
 			_ = n.gossip.Leave(time.Second)
@@ -292,6 +297,11 @@ func (a *applier) RevalidateAll() {
 	n.m.revalidations.Inc()
 	n.revalMu.Lock()
 	defer n.revalMu.Unlock()
+	select {
+	case <-n.stop: // closing: Close no longer waits for new goroutines
+		return
+	default:
+	}
 	if n.revalRunning {
 		n.revalAgain = true
 		return
