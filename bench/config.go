@@ -264,7 +264,7 @@ func QuickConfig() Config {
 	c.Sentinels, c.CacheNodes = 2, 1
 	c.Keys, c.ReadRate, c.WriteRate = 200, 400, 4
 	c.TTL, c.LogInterval = time.Second, time.Second
-	c.Warmup, c.Steady, c.Fault, c.Recover, c.Settle = 300*time.Millisecond, 2500*time.Millisecond, 800*time.Millisecond, 300*time.Millisecond, time.Second
+	c.Warmup, c.Steady, c.Fault, c.Recover, c.Settle = 300*time.Millisecond, 2*time.Second, 800*time.Millisecond, 300*time.Millisecond, time.Second
 	c.Options, _ = SelectOptions([]string{"1", "2", "3", "4A", "4B", "ours"})
 	c.Preset = "quick"
 	return c

@@ -117,15 +117,14 @@ func (d *deployment) gossipConfig(name string, r int) (*gossip.Config, error) {
 
 // deploy starts the fleet of one option on a fresh bucket or table and
 // loads cfg.Keys keys into it. latest receives each key's version.
-func deploy(ctx context.Context, cfg *Config, opt Option, nw *network, b *Backends, dir string, latest []versionCell, tl *timeline) (d *deployment, err error) {
-	d = &deployment{
+func deploy(ctx context.Context, cfg *Config, opt Option, nw *network, b *Backends, dir string, latest []versionCell, tl *timeline) (_ *deployment, err error) {
+	d := &deployment{
 		cfg: cfg, opt: opt, net: nw, dir: dir, regions: nw.regions,
 		counters: map[string]*counter{},
 	}
 	defer func() {
 		if err != nil {
-			d.close()
-			d = nil
+			d.close() // what started so far
 		}
 	}()
 	for _, role := range []string{"sentinel", "cachenode", "publisher", "tier"} {
@@ -367,7 +366,12 @@ func (d *deployment) waitMembers(ctx context.Context, timeout time.Duration) err
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("gossip: %d members did not all see each other within %s", want, timeout)
+			var seen []string
+			for _, s := range d.slots {
+				g := s.node.Gossip()
+				seen = append(seen, fmt.Sprintf("%s sees %d", g.Name(), len(g.Members())))
+			}
+			return fmt.Errorf("gossip: %d members did not all see each other within %s (%s)", want, timeout, strings.Join(seen, ", "))
 		}
 		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return err
