@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -210,5 +211,20 @@ func TestWriteCharts(t *testing.T) {
 	back, err := ReadReport(filepath.Join(dir, "r.json"))
 	if err != nil || len(back.Results) != 2 || back.Results[1].Skipped != "no server" {
 		t.Fatalf("round trip: %v %+v", err, back)
+	}
+}
+
+// TestDeployFailureCleansUp checks that a deployment that cannot start
+// reports why, and closes what it started without panicking.
+func TestDeployFailureCleansUp(t *testing.T) {
+	cfg := QuickConfig()
+	nw := newNetwork(1, regionNames[:cfg.Regions], cfg.MinDelay, cfg.MaxDelay, cfg.Jitter, netsim.Link{})
+	b := &Backends{Missing: map[Backend]string{S3: "not installed"}}
+	d, err := deploy(context.Background(), &cfg, Options()[0], nw, b, t.TempDir(), make([]versionCell, cfg.Keys), &timeline{start: time.Now()})
+	if err == nil || d != nil {
+		t.Fatalf("deploy = %v, %v; want an error", d, err)
+	}
+	if !strings.Contains(err.Error(), "not installed") {
+		t.Fatalf("error %q does not say why", err)
 	}
 }
