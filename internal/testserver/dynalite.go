@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -51,7 +50,7 @@ type DynamoServer struct {
 // StartDynamo starts a DynamoDB server for the test, storing its tables in a
 // t.TempDir() directory, and kills it when the test ends. It fails the test,
 // never skips it, when the server cannot be found or started.
-func StartDynamo(t testing.TB) *DynamoServer {
+func StartDynamo(t TB) *DynamoServer {
 	t.Helper()
 	s, err := dynLaunch(t.TempDir(), false)
 	if err != nil {

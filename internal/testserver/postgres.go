@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,7 +51,7 @@ type PostgresServer struct {
 // StartPostgres starts a PostgreSQL server for the test in a t.TempDir()
 // directory and stops it when the test ends. It fails the test, never skips
 // it, if the server cannot be found or started.
-func StartPostgres(t testing.TB) *PostgresServer {
+func StartPostgres(t TB) *PostgresServer {
 	t.Helper()
 	s, err := pgLaunch(t.TempDir(), false)
 	if err != nil {
@@ -344,7 +343,7 @@ func (s *PostgresServer) CreateDatabase(ctx context.Context, name string) (strin
 
 // NewDatabase creates a fresh database for the test, named after it, and
 // returns its DSN; it fails the test if it cannot.
-func (s *PostgresServer) NewDatabase(t testing.TB) string {
+func (s *PostgresServer) NewDatabase(t TB) string {
 	t.Helper()
 	name := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {

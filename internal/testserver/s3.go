@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -45,7 +44,7 @@ type S3Server struct {
 // StartS3 starts an S3 server for the test in a t.TempDir() directory and
 // stops it when the test ends. It fails the test, never skips it, if the
 // server cannot be found or started.
-func StartS3(t testing.TB) *S3Server {
+func StartS3(t TB) *S3Server {
 	t.Helper()
 	s, err := launchS3(t.TempDir(), false)
 	if err != nil {

@@ -19,6 +19,17 @@ import (
 	"time"
 )
 
+// TB is the part of testing.TB the Start functions use; *testing.T and
+// *testing.B satisfy it. A local interface rather than testing.TB keeps the
+// testing package out of programs that launch servers (dataplane bench).
+type TB interface {
+	Helper()
+	Name() string
+	TempDir() string
+	Cleanup(func())
+	Fatalf(format string, args ...any)
+}
+
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Another
 // process may take it before the caller binds it; callers that start a server
 // on it retry with a new port when the bind fails.
