@@ -165,6 +165,21 @@ func New(l Loader, o Options) (*Cache, error) {
 // the cached answer (a tombstone record, its staleness and age). Other errors
 // mean the origin failed and nothing was held.
 func (c *Cache) Get(ctx context.Context, ns, k string) (Entry, error) {
+	return c.get(ctx, ns, k, false)
+}
+
+// GetRevalidated is Get for a caller that must not take a value past its
+// fresh window for a current one: such a value is not served at once but
+// read again from the origin first (one read shared with every concurrent
+// reader of the key, as on a miss). Only if that read fails is the held
+// value returned, marked stale. A cache node answers a client asking with
+// "Cache-Control: max-age=0" this way, so that a sentinel never restarts
+// its own fresh window from the node's stale copy.
+func (c *Cache) GetRevalidated(ctx context.Context, ns, k string) (Entry, error) {
+	return c.get(ctx, ns, k, true)
+}
+
+func (c *Cache) get(ctx context.Context, ns, k string, revalidate bool) (Entry, error) {
 	kk := key{ns, k}
 	now := c.now()
 	held, ok := c.store.GetIfPresent(kk)
@@ -174,6 +189,9 @@ func (c *Cache) Get(ctx context.Context, ns, k string) (Entry, error) {
 			held.space.hits.Inc()
 			return held.answer(now, st)
 		case stale:
+			if revalidate {
+				break // to the shared origin read below
+			}
 			c.refreshAsync(kk, held)
 			fallthrough
 		case backoff:

@@ -224,6 +224,41 @@ func TestStaleAndAge(t *testing.T) {
 	}
 }
 
+// TestMaxAgeZeroRevalidates: a client asking with "Cache-Control:
+// max-age=0" or "no-cache" (httporigin asks so) is not handed the node's
+// stale copy while the origin has a newer version: the node reads the
+// origin first. Without it the stale copy is answered at once, marked stale.
+func TestMaxAgeZeroRevalidates(t *testing.T) {
+	for _, tc := range []struct {
+		name, cacheControl string
+		etag, stale        string
+	}{
+		{"stale-while-revalidate", "", wire.ETag(5), "1"},
+		{"max-age=0", "max-age=0", wire.ETag(6), ""},
+		{"no-cache among others", "no-store, No-Cache", wire.ETag(6), ""},
+		{"max-age=60", "max-age=60", wire.ETag(5), "1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, func(c *cachenode.Config) {
+				c.Cache.Default = cache.Window{Fresh: 10 * time.Second, Stale: time.Hour}
+			})
+			f.put(record.Record{Namespace: "cfg", Key: "k", Value: []byte("v5"), Version: 5})
+			f.do("GET", wire.RecordPath("cfg", "k"), nil, nil)
+			f.put(record.Record{Namespace: "cfg", Key: "k", Value: []byte("v6"), Version: 6})
+			f.clock.Add(12 * time.Second)
+			hdr := map[string]string{}
+			if tc.cacheControl != "" {
+				hdr["Cache-Control"] = tc.cacheControl
+			}
+			resp, _ := f.do("GET", wire.RecordPath("cfg", "k"), hdr, nil)
+			if resp.StatusCode != 200 || resp.Header.Get("ETag") != tc.etag || resp.Header.Get(wire.HeaderStale) != tc.stale {
+				t.Fatalf("%d, ETag %s, stale %q; want 200, %s, %q", resp.StatusCode,
+					resp.Header.Get("ETag"), resp.Header.Get(wire.HeaderStale), tc.etag, tc.stale)
+			}
+		})
+	}
+}
+
 func TestCorruptOrigin(t *testing.T) {
 	f := newFixture(t, nil)
 	good := record.Record{Namespace: "routes", Key: "torn", Value: []byte("good"), Version: 7}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,7 +38,13 @@ func (s *Server) getRecord(w http.ResponseWriter, r *http.Request) {
 		}
 		ifNewer, conditional = v, true
 	}
-	ent, err := s.cache.Get(r.Context(), ns, key)
+	get := s.cache.Get
+	if mustRevalidate(r.Header) {
+		// The client keeps its own fresh window from this answer: a copy
+		// past ours is read again first, not passed on as current.
+		get = s.cache.GetRevalidated
+	}
+	ent, err := get(r.Context(), ns, key)
 	switch {
 	case err == nil:
 	case errors.Is(err, origin.ErrNotFound) && ent.Record.Version > 0:
@@ -352,4 +359,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
+}
+
+// mustRevalidate reports whether a request asks, with "Cache-Control:
+// max-age=0" or "no-cache" (RFC 9111), for an answer no older than the
+// node's fresh window.
+func mustRevalidate(h http.Header) bool {
+	for _, v := range h.Values("Cache-Control") {
+		for d := range strings.SplitSeq(v, ",") {
+			d = strings.ToLower(strings.TrimSpace(d))
+			if d == "no-cache" || d == "max-age=0" {
+				return true
+			}
+		}
+	}
+	return false
 }

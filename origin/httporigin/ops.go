@@ -26,6 +26,7 @@ func snapshotHash(ns string) uint64 { return keyHash(ns, "\x00snapshot") }
 type request struct {
 	method, path, query string // path escaped
 	ifNoneMatch         string
+	revalidate          bool // ask for "Cache-Control: max-age=0"
 	contentType         string
 	body                []byte
 	token               string
@@ -56,6 +57,9 @@ func (s *Store) exchange(ctx context.Context, n *node, rq request, okLimit int64
 	}
 	if rq.ifNoneMatch != "" {
 		req.Header.Set("If-None-Match", rq.ifNoneMatch)
+	}
+	if rq.revalidate {
+		req.Header.Set("Cache-Control", "max-age=0")
 	}
 	if rq.contentType != "" {
 		req.Header.Set("Content-Type", rq.contentType)
@@ -96,7 +100,11 @@ func answer(n *node, err error) error {
 }
 
 // Get implements origin.Store: one GET to the key's node, conditional on
-// ifNewer.
+// ifNewer. It asks with "Cache-Control: max-age=0", so a node whose copy is
+// past its own fresh window reads the origin again before answering (a
+// caller starts a new fresh window from what Get returns: a node's stale
+// copy taken as current would double the staleness bound); only when the
+// origin cannot answer does the node pass on its stale copy.
 func (s *Store) Get(ctx context.Context, ns, key string, ifNewer record.Version) (record.Record, error) {
 	if err := record.ValidateKey(ns, key); err != nil {
 		return record.Record{}, err
@@ -104,7 +112,7 @@ func (s *Store) Get(ctx context.Context, ns, key string, ifNewer record.Version)
 	if err := ctx.Err(); err != nil {
 		return record.Record{}, fmt.Errorf("httporigin: get %s/%s: %w", ns, key, err)
 	}
-	rq := request{method: http.MethodGet, path: wire.RecordPath(ns, key), token: s.rtoken}
+	rq := request{method: http.MethodGet, path: wire.RecordPath(ns, key), token: s.rtoken, revalidate: true}
 	if ifNewer != 0 {
 		rq.ifNoneMatch = wire.ETag(ifNewer)
 	}
