@@ -105,11 +105,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noProgress := fs.Bool("no-progress", false, "do not draw the progress bar on stderr")
 	from := fs.String("from", "", "render the table and charts of an earlier run's bench.json instead of running (into -out)")
 	fs.Usage = cli.Usage(fs, stderr, benchSynopsis, envPrefix)
-	if err := cli.Parse(fs, args, envPrefix); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}

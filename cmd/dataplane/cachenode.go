@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/dataplane/dataplane/admin"
-	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/cachenode"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/cli"
@@ -50,11 +49,8 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	apiTLS.register(fs, "", "cache node API")
 	admTLS.register(fs, "admin-", "admin listener")
 	fs.Usage = cli.Usage(fs, stderr, cacheNodeSynopsis, envPrefix)
-	if err := cli.Parse(fs, args, envPrefix); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *writeToken == "" {
 		return usageError{errors.New("-write-token is required")}
@@ -79,8 +75,7 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin, cfg.WriteToken, cfg.ReadToken = store, *writeToken, *readToken
-	cfg.Cache.Default = cache.Window{Fresh: nf.freshTTL, Stale: nf.staleTTL}
-	cfg.Cache.NegativeTTL, cfg.Cache.MaxBytes = nf.negativeTTL, nf.cacheBytes
+	cfg.Cache = nf.cacheOptions()
 	cfg.Logger, cfg.Registerer = log, reg
 	srv, err := cachenode.New(cfg)
 	if err != nil {

@@ -36,11 +36,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	upPort := fs.Int("upstream-port", 8061, "example upstream A's port; B is the next")
 	verbose := fs.Bool("v", false, "log what the cluster does to stderr")
 	fs.Usage = cli.Usage(fs, stderr, devSynopsis, envPrefix)
-	if err := cli.Parse(fs, args, envPrefix); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *dataDir == "" {
 		d, err := os.MkdirTemp("", "dataplane-dev-")

@@ -21,6 +21,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/dataplane/dataplane/internal/cli"
 )
 
 // command is one subcommand: run parses its own args.
@@ -66,6 +68,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dataplane %s: %v\n", args[0], err)
 		return 1
 	}
+}
+
+// parseFlags parses args, then DATAPLANE_* variables and the -config file,
+// into fs (cli.Parse). -help comes back as flag.ErrHelp; any other error is
+// a usageError.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := cli.Parse(fs, args, envPrefix); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
 }
 
 // usageError marks errors in the command line or configuration.

@@ -130,12 +130,18 @@ func (f *nodeFlags) openOrigin(ctx context.Context, log *slog.Logger) (origin.St
 	return s, nil
 }
 
+// cacheOptions builds the memory cache's options from the cache flags.
+func (f *nodeFlags) cacheOptions() cache.Options {
+	o := cache.DefaultOptions()
+	o.Default = cache.Window{Fresh: f.freshTTL, Stale: f.staleTTL}
+	o.NegativeTTL = f.negativeTTL
+	o.MaxBytes = f.cacheBytes
+	return o
+}
+
 // nodeConfig builds the node's configuration from the flags.
 func (f *nodeFlags) nodeConfig(store origin.Store, log *slog.Logger, reg prometheus.Registerer) (dataplane.Config, error) {
-	copts := cache.DefaultOptions()
-	copts.Default = cache.Window{Fresh: f.freshTTL, Stale: f.staleTTL}
-	copts.NegativeTTL = f.negativeTTL
-	copts.MaxBytes = f.cacheBytes
+	copts := f.cacheOptions()
 	cfg := dataplane.Config{
 		Origin:     store,
 		Cache:      copts,

@@ -70,11 +70,8 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&apiCli.CertFile, "api-client-cert", "", "with an https:// -api: PEM client certificate for an API that requires mutual TLS (with -api-client-key)")
 	fs.StringVar(&apiCli.KeyFile, "api-client-key", "", "PEM private key file of -api-client-cert")
 	fs.Usage = cli.Usage(fs, stderr, publishSynopsis, envPrefix)
-	if err := cli.Parse(fs, args, envPrefix); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {

@@ -53,11 +53,8 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	gwTLS.register(fs, "", "gateway")
 	admTLS.register(fs, "admin-", "admin listener")
 	fs.Usage = cli.Usage(fs, stderr, sentinelSynopsis, envPrefix)
-	if err := cli.Parse(fs, args, envPrefix); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *maxBody < 0 {
 		return usageError{fmt.Errorf("-max-body must not be negative, got %d", *maxBody)}

@@ -45,11 +45,8 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var admTLS serverTLSFlags
 	admTLS.register(fs, "admin-", "admin listener")
 	fs.Usage = cli.Usage(fs, stderr, syncSynopsis, envPrefix)
-	if err := cli.Parse(fs, args, envPrefix); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *dsn == "" {
 		return usageError{errors.New("-database-url is required")}
