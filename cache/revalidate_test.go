@@ -1,11 +1,12 @@
 package cache
 
 import (
-	"github.com/dataplane/dataplane/origin/mem"
-
 	"context"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/dataplane/dataplane/origin/mem"
 )
 
 // TestGetRevalidated: past the fresh window, GetRevalidated does not serve
@@ -35,19 +36,25 @@ func TestGetRevalidated(t *testing.T) {
 	v2 := e.clock.version(2)
 	e.publish("routes", "a.example", "two", v2)
 	e.clock.Advance(11 * time.Second) // past Fresh, inside Stale
-	ent, err := e.c.GetRevalidated(ctx, "routes", "a.example")
-	if err != nil || ent.Record.Version != v2 || ent.Stale {
-		t.Fatalf("stale held, origin up: %v stale %v, %v; want %s current", ent.Record.Version, ent.Stale, err, v2)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			ent, err := e.c.GetRevalidated(ctx, "routes", "a.example")
+			if err != nil || ent.Record.Version != v2 || ent.Stale {
+				t.Errorf("stale held, origin up: %v stale %v, %v; want %s current", ent.Record.Version, ent.Stale, err, v2)
+			}
+		})
 	}
+	wg.Wait()
 	if got := l.calls.Load() - calls; got != 1 {
-		t.Fatalf("origin reads = %d, want 1", got)
+		t.Fatalf("origin reads for 50 concurrent revalidating readers = %d, want 1 (invariant 5)", got)
 	}
 
 	v3 := e.clock.version(3)
 	e.publish("routes", "a.example", "three", v3)
 	e.clock.Advance(11 * time.Second)
 	f.down.Store(true)
-	ent, err = e.c.GetRevalidated(ctx, "routes", "a.example")
+	ent, err := e.c.GetRevalidated(ctx, "routes", "a.example")
 	if err != nil || ent.Record.Version != v2 || !ent.Stale {
 		t.Fatalf("stale held, origin down: %v stale %v, %v; want %s marked stale", ent.Record.Version, ent.Stale, err, v2)
 	}
