@@ -16,6 +16,13 @@ type Snapshot struct {
 	Version Version
 	// Records are sorted by key.
 	Records []Record
+	// Known are versions known to exist without their value: a node's own
+	// snapshot (a local file, or one served to a peer) lists here the keys
+	// whose value it no longer holds, or holds only in an older version, so
+	// that whoever loads the snapshot still knows every key's newest
+	// version. Origin snapshots never carry them. Sorted by key, one entry
+	// per key; Value is never set.
+	Known []Change
 }
 
 // MaxSnapshotSize bounds an encoded snapshot, so a corrupt length can never
@@ -28,9 +35,12 @@ const snapshotMagic0, snapshotMagic1 = 'D', 'S'
 // unique) and returns its encoding:
 //
 //	"DS" 0x01 0x00 | version (8 bytes) | uvarint len + namespace |
-//	uvarint count | count × (uvarint len + record encoding) | CRC-32C (4 bytes)
+//	uvarint count | count × (uvarint len + record encoding) |
+//	[format 2 only: uvarint known count | count × (flags | version (8 bytes) | uvarint len + key)] |
+//	CRC-32C (4 bytes)
 //
-// Records are written sorted by key.
+// Records and Known are written sorted by key. A snapshot without Known is
+// written in format 1, which every earlier reader understands.
 func MarshalSnapshot(s Snapshot) ([]byte, error) {
 	if err := ValidateNamespace(s.Namespace); err != nil {
 		return nil, err
@@ -50,11 +60,32 @@ func MarshalSnapshot(s Snapshot) ([]byte, error) {
 		}
 		size += binary.MaxVarintLen32 + headerLen + len(r.Namespace) + len(r.Key) + len(r.Value) + 3*binary.MaxVarintLen32 + crcLen
 	}
+	known := append([]Change(nil), s.Known...)
+	sort.Slice(known, func(i, j int) bool { return known[i].Key < known[j].Key })
+	for i, c := range known {
+		if c.Namespace != s.Namespace && c.Namespace != "" {
+			return nil, fmt.Errorf("%w: snapshot of %q knows a version of %q", ErrInvalid, s.Namespace, c.Namespace)
+		}
+		if err := ValidateKey(s.Namespace, c.Key); err != nil {
+			return nil, err
+		}
+		if c.Version == 0 {
+			return nil, fmt.Errorf("%w: snapshot of %q: known version of %q is zero", ErrInvalid, s.Namespace, c.Key)
+		}
+		if i > 0 && known[i-1].Key == c.Key {
+			return nil, fmt.Errorf("%w: snapshot of %q knows key %q twice", ErrInvalid, s.Namespace, c.Key)
+		}
+		size += 1 + 8 + binary.MaxVarintLen32 + len(c.Key)
+	}
 	if size > MaxSnapshotSize {
 		return nil, fmt.Errorf("%w: snapshot of %q would exceed %d bytes", ErrInvalid, s.Namespace, MaxSnapshotSize)
 	}
+	format := byte(formatV1)
+	if len(known) > 0 {
+		format = formatV2
+	}
 	b := make([]byte, 0, size)
-	b = append(b, snapshotMagic0, snapshotMagic1, formatV1, 0)
+	b = append(b, snapshotMagic0, snapshotMagic1, format, 0)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.Version))
 	b = appendBytes(b, []byte(s.Namespace))
 	b = binary.AppendUvarint(b, uint64(len(recs)))
@@ -62,6 +93,18 @@ func MarshalSnapshot(s Snapshot) ([]byte, error) {
 	for _, r := range recs {
 		one = AppendRecord(one[:0], r)
 		b = appendBytes(b, one)
+	}
+	if format == formatV2 {
+		b = binary.AppendUvarint(b, uint64(len(known)))
+		for _, c := range known {
+			var flags byte
+			if c.Tombstone {
+				flags = flagTombstone
+			}
+			b = append(b, flags)
+			b = binary.BigEndian.AppendUint64(b, uint64(c.Version))
+			b = appendBytes(b, []byte(c.Key))
+		}
 	}
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
@@ -78,7 +121,8 @@ func UnmarshalSnapshot(b []byte) (Snapshot, error) {
 	if b[0] != snapshotMagic0 || b[1] != snapshotMagic1 || b[3] != 0 {
 		return Snapshot{}, fmt.Errorf("%w: not a snapshot (bad magic %x)", ErrCorrupt, b[:4])
 	}
-	if b[2] != formatV1 {
+	format := b[2]
+	if format != formatV1 && format != formatV2 {
 		return Snapshot{}, fmt.Errorf("%w: unknown snapshot format %d", ErrCorrupt, b[2])
 	}
 	body, sum := b[:len(b)-crcLen], binary.BigEndian.Uint32(b[len(b)-crcLen:])
@@ -119,8 +163,54 @@ func UnmarshalSnapshot(b []byte) (Snapshot, error) {
 		}
 		s.Records = append(s.Records, r)
 	}
+	if format == formatV2 {
+		if err := d.known(&s); err != nil {
+			return Snapshot{}, err
+		}
+	}
 	if len(d.buf) != 0 {
 		return Snapshot{}, fmt.Errorf("%w: %d trailing bytes in snapshot", ErrCorrupt, len(d.buf))
 	}
 	return s, nil
+}
+
+// formatV2 is the snapshot format with a Known section.
+const formatV2 = 2
+
+// known decodes the Known section of a format-2 snapshot into s.
+func (d *decoder) known(s *Snapshot) error {
+	n := d.uvarint("known count")
+	if d.err != nil {
+		return d.err
+	}
+	// Each entry takes at least 1+8+1+1 bytes.
+	if n > uint64(len(d.buf)/11) {
+		return fmt.Errorf("%w: snapshot claims %d known versions in %d bytes", ErrCorrupt, n, len(d.buf))
+	}
+	s.Known = make([]Change, 0, n)
+	for i := uint64(0); i < n; i++ {
+		if len(d.buf) < 9 {
+			return fmt.Errorf("%w: snapshot known version %d truncated", ErrCorrupt, i)
+		}
+		flags, v := d.buf[0], Version(binary.BigEndian.Uint64(d.buf[1:9]))
+		d.buf = d.buf[9:]
+		key := d.bytes(MaxKeyLen, "known key")
+		if d.err != nil {
+			return d.err
+		}
+		c := Change{Namespace: s.Namespace, Key: string(key), Version: v, Tombstone: flags&flagTombstone != 0}
+		switch {
+		case flags&^flagTombstone != 0:
+			return fmt.Errorf("%w: snapshot known version %d: unknown flags %#x", ErrCorrupt, i, flags)
+		case v == 0:
+			return fmt.Errorf("%w: snapshot known version %d is zero", ErrCorrupt, i)
+		case i > 0 && s.Known[i-1].Key >= c.Key:
+			return fmt.Errorf("%w: snapshot known keys out of order at %d", ErrCorrupt, i)
+		}
+		if err := ValidateKey(s.Namespace, c.Key); err != nil {
+			return fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		s.Known = append(s.Known, c)
+	}
+	return nil
 }
