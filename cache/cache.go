@@ -68,7 +68,10 @@ type Cache struct {
 	now     func() int64       // Unix ns
 	coarse  *otter.CoarseClock // the default clock, stopped by Close
 	log     *slog.Logger
-	store   *otter.Cache[key, *entry]
+	store   *otter.Cache[key, *entry] // values and tombstones
+	neg     *otter.Cache[key, *entry] // not-founds of partial namespaces
+	floors  *floors                   // the version index of partial namespaces
+	loads   chan struct{}             // a slot per origin read in flight (MaxLoads)
 	spaces  spaces
 	metrics *metrics
 	flight  singleflight.Group
@@ -105,15 +108,14 @@ func New(l Loader, o Options) (*Cache, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.MaxRefreshes == 0 {
-		o.MaxRefreshes = defaultMaxRefreshes
-	}
+	o = o.withDefaults()
 	o.Namespaces = maps.Clone(o.Namespaces) // the caller may reuse its map
 	c := &Cache{
 		loader:  l,
 		opts:    o,
 		log:     o.Logger.With("component", "cache"),
 		pending: make(map[key]record.Version),
+		loads:   make(chan struct{}, o.MaxLoads),
 	}
 	if o.Now != nil {
 		c.now = func() int64 { return o.Now().UnixNano() }
@@ -142,11 +144,26 @@ func New(l Loader, o Options) (*Cache, error) {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	c.store = store
+	neg, err := otter.New(&otter.Options[key, *entry]{MaximumSize: o.MaxNegative})
+	if err == nil {
+		c.floors, err = newFloors(o.MaxFloors, int64(o.MaxOriginLag), c.now)
+	}
+	if err != nil {
+		store.StopAllGoroutines()
+		c.stopClock()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	c.neg = neg
 	c.metrics = newMetrics(func() float64 { return float64(store.EstimatedSize()) })
 	c.spaces = spaces{opts: &c.opts, metrics: c.metrics, byName: make(map[string]*space)}
+	for _, ns := range o.Complete {
+		// Created first, so a complete namespace always has a space (and
+		// an index) of its own, never the shared overflow one.
+		c.spaces.get(ns).idx = newNSIndex()
+	}
 	if o.Registerer != nil {
 		if err := c.metrics.register(o.Registerer); err != nil {
-			store.StopAllGoroutines()
+			c.stopStores()
 			c.stopClock()
 			return nil, err
 		}
@@ -183,6 +200,12 @@ func (c *Cache) get(ctx context.Context, ns, k string, revalidate bool) (Entry, 
 	kk := key{ns, k}
 	now := c.now()
 	held, ok := c.store.GetIfPresent(kk)
+	if !ok {
+		if ent, err, done := c.missFromMemory(kk); done {
+			return ent, err
+		}
+		held, ok = c.neg.GetIfPresent(kk)
+	}
 	if ok {
 		switch st := held.state(now); st {
 		case fresh:
@@ -198,10 +221,50 @@ func (c *Cache) get(ctx context.Context, ns, k string, revalidate bool) (Entry, 
 			held.space.staleHits.Inc()
 			return held.answer(now, st)
 		}
-	} else if err := record.ValidateKey(ns, k); err != nil {
-		return Entry{}, fmt.Errorf("cache: %w", err)
 	}
 	return c.getSlow(ctx, kk, held)
+}
+
+// missFromMemory answers a read of k, whose value is not held, from the
+// version index when it can: a key known deleted, or one a complete
+// namespace does not know, is not found. done reports whether it answered.
+func (c *Cache) missFromMemory(k key) (ent Entry, err error, done bool) {
+	if err := record.ValidateKey(k.ns, k.key); err != nil {
+		return Entry{}, fmt.Errorf("cache: %w", err), true
+	}
+	sp := c.spaces.get(k.ns)
+	v, tomb, known := c.known(k, sp)
+	switch {
+	case known && tomb:
+		err = fmt.Errorf("%s/%s: deleted at version %s: %w", k.ns, k.key, v, origin.ErrNotFound)
+	case !known && sp.idx != nil && sp.idx.complete.Load():
+		v, err = 0, fmt.Errorf("%s/%s: %w", k.ns, k.key, origin.ErrNotFound)
+	default:
+		return Entry{}, nil, false
+	}
+	sp.indexAnswers.Inc()
+	return Entry{Record: record.Record{Namespace: k.ns, Key: k.key, Version: v, Tombstone: true}}, err, true
+}
+
+// known returns the newest version the index knows of k, and whether it is
+// a tombstone.
+func (c *Cache) known(k key, sp *space) (v record.Version, tomb, ok bool) {
+	if sp.idx != nil {
+		return sp.idx.get(k.key)
+	}
+	return c.floors.get(k)
+}
+
+// learn raises the index entry of k to version v and reports whether it
+// changed.
+func (c *Cache) learn(k key, sp *space, v record.Version, tomb bool) bool {
+	if v == 0 {
+		return false
+	}
+	if sp.idx != nil {
+		return sp.idx.raise(k.key, v, tomb)
+	}
+	return c.floors.raise(k, v, tomb)
 }
 
 // getSlow waits for a load of k, or for ctx, and answers with its result.
@@ -324,14 +387,19 @@ func (c *Cache) All() iter.Seq[Entry] {
 // Invalidate records that version v of ns/key exists: a held entry older than
 // v is served no longer as fresh, and the next Get waits for the origin
 // (falling back to the held value, marked stale, if the origin fails). A load
-// in flight that returns a version older than v is not installed as fresh.
-// Invalidating a key that is neither held nor loading does nothing. It
-// reports whether anything was marked, and never blocks on the origin.
+// in flight, or any later refill, that returns a version older than v is not
+// served as fresh: v is kept in the version index whether or not the key is
+// held. It reports whether anything was learned or marked, and never blocks
+// on the origin.
 func (c *Cache) Invalidate(ns, k string, v record.Version) bool {
+	if record.ValidateKey(ns, k) != nil || v == 0 {
+		return false
+	}
 	kk := key{ns, k}
-	marked := false
 	c.pendingMu.Lock()
 	defer c.pendingMu.Unlock()
+	marked := c.learn(kk, c.spaces.get(ns), v, false)
+	c.neg.Invalidate(kk) // a not-found older than v
 	if floor, loading := c.pending[kk]; loading && v > floor {
 		c.pending[kk] = v
 		marked = true
@@ -368,12 +436,106 @@ func (c *Cache) Apply(rec record.Record) bool {
 		return false
 	}
 	sp := c.spaces.get(rec.Namespace)
+	k := key{rec.Namespace, rec.Key}
+	if sp.idx == nil && !c.holds(k) {
+		// A partial namespace keeps values only of the keys it is asked
+		// for: remember the version, so a later refill is checked against
+		// it, but do not fill memory with keys nobody read here.
+		c.pendingMu.Lock()
+		learned := c.learn(k, sp, rec.Version, rec.Tombstone)
+		c.neg.Invalidate(k)
+		c.pendingMu.Unlock()
+		return learned
+	}
+	if rec.Tombstone && sp.idx != nil {
+		// A complete namespace answers deleted keys from its index: the
+		// value is dropped, no tombstone entry is kept.
+		return c.forget(k, sp, rec.Version)
+	}
 	n := newEntry(rec, sp, c.now())
-	applied := c.install(key{rec.Namespace, rec.Key}, n, false) == n
+	applied := c.install(k, n, false) == n
 	if applied {
 		sp.applys.Inc()
 	}
 	return applied
+}
+
+// holds reports whether k is held or loading.
+func (c *Cache) holds(k key) bool {
+	c.pendingMu.Lock()
+	_, loading := c.pending[k]
+	c.pendingMu.Unlock()
+	return loading || c.peek(k) != nil
+}
+
+// forget records a delete of k at version v in the index of its complete
+// namespace and drops an older held value. It reports whether v was news.
+func (c *Cache) forget(k key, sp *space, v record.Version) bool {
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	learned := sp.idx.raise(k.key, v, true)
+	if floor, loading := c.pending[k]; loading && v > floor {
+		c.pending[k] = v
+	}
+	c.store.Compute(k, func(cur *entry, found bool) (*entry, otter.ComputeOp) {
+		if !found || cur.rec.Version >= v {
+			return cur, otter.CancelOp
+		}
+		return nil, otter.InvalidateOp
+	})
+	if learned {
+		sp.applys.Inc()
+	}
+	return learned
+}
+
+// MarkComplete declares the index of complete namespace ns up to date
+// (loaded from a snapshot and followed by the change log since): from now
+// on a miss of a key it does not know is answered "not found" with no
+// origin read. It reports false for a namespace not in Options.Complete.
+func (c *Cache) MarkComplete(ns string) bool {
+	sp := c.spaces.get(ns)
+	if sp.idx == nil {
+		return false
+	}
+	sp.idx.complete.Store(true)
+	return true
+}
+
+// IsComplete reports whether ns is a complete namespace whose index is up to
+// date (see MarkComplete).
+func (c *Cache) IsComplete(ns string) bool {
+	sp := c.spaces.get(ns)
+	return sp.idx != nil && sp.idx.complete.Load()
+}
+
+// Known returns the newest version known of ns/key, held or not, and
+// whether it is a tombstone (a version learned by Invalidate is not).
+func (c *Cache) Known(ns, k string) (record.Change, bool) {
+	kk := key{ns, k}
+	v, tomb, ok := c.known(kk, c.spaces.get(ns))
+	return record.Change{Namespace: ns, Key: k, Version: v, Tombstone: tomb}, ok
+}
+
+// Index iterates over every version known in complete namespace ns, values
+// held or not; nothing for a partial namespace. Changes made during the
+// iteration may or may not be seen.
+func (c *Cache) Index(ns string) iter.Seq[record.Change] {
+	sp := c.spaces.get(ns)
+	if sp.idx == nil {
+		return func(func(record.Change) bool) {}
+	}
+	return sp.idx.all(ns)
+}
+
+// Usage reports the estimated bytes of values held and the bound
+// (Options.MaxBytes), and the keys indexed in complete namespaces. A node
+// near its bound evicts values; their versions stay known.
+func (c *Cache) Usage() (bytes, maxBytes uint64, indexed int) {
+	for _, ns := range c.opts.Complete {
+		indexed += c.spaces.get(ns).idx.size()
+	}
+	return c.store.WeightedSize(), uint64(c.opts.MaxBytes), indexed
 }
 
 // Close stops background refreshes and cancels origin reads in flight,
@@ -387,7 +549,7 @@ func (c *Cache) Close() {
 		c.bgMu.Unlock()
 		c.cancel()
 		c.bg.Wait()
-		c.store.StopAllGoroutines()
+		c.stopStores()
 		c.stopClock()
 		if r := c.opts.Registerer; r != nil {
 			for _, m := range c.metrics.collectors() {
@@ -395,6 +557,12 @@ func (c *Cache) Close() {
 			}
 		}
 	})
+}
+
+func (c *Cache) stopStores() {
+	c.store.StopAllGoroutines()
+	c.neg.StopAllGoroutines()
+	c.floors.table.StopAllGoroutines()
 }
 
 func (c *Cache) stopClock() {

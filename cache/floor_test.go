@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -86,9 +87,6 @@ func TestLaggingOriginBelowFloorStaysStale(t *testing.T) {
 	e := newEnv(t, store, l, nil)
 	v1, v2, v3 := e.clock.version(1), e.clock.version(2), e.clock.version(3)
 	e.publish("routes", "a.example", "one", v1)
-	if e.c.Invalidate("routes", "a.example", v3) {
-		t.Fatal("Invalidate of a key neither held nor loading marked something")
-	}
 	e.mustGet("routes", "a.example", v1, false)
 
 	old := e.publish("routes", "a.example", "two", v2)
@@ -111,7 +109,9 @@ func TestLaggingOriginBelowFloorStaysStale(t *testing.T) {
 
 // TestLaggingOriginDuringLoad: an invalidation arrives while a key that is
 // not held loads, and the origin keeps answering with the older version: it
-// is served stale, and the next read asks again.
+// is not served at all (the node knows a newer version and served nothing
+// older before), the read fails as unavailable, and the next read asks
+// again and gets the new version once the origin has it.
 func TestLaggingOriginDuringLoad(t *testing.T) {
 	t.Parallel()
 	store := mem.New()
@@ -123,26 +123,30 @@ func TestLaggingOriginDuringLoad(t *testing.T) {
 	old := e.publish("routes", "a.example", "one", v1)
 	lag.lag(&old)
 
-	got := make(chan Entry, 1)
+	got := make(chan error, 1)
 	go func() {
 		ent, err := e.get("routes", "a.example")
-		if err != nil {
-			t.Error(err)
+		if err == nil {
+			t.Errorf("Get = %s, want an error: v2 is known", ent.Record.Version)
 		}
-		got <- ent
+		got <- err
 	}()
 	wait(t, "the load to read v1", g.entered)
 	e.publish("routes", "a.example", "two", v2)
 	e.c.Invalidate("routes", "a.example", v2)
 	close(g.release)
-	if ent := <-got; ent.Record.Version != v1 || !ent.Stale {
-		t.Fatalf("Get = %s stale %v, want %s stale", ent.Record.Version, ent.Stale, v1)
+	if err := <-got; !errors.Is(err, origin.ErrUnavailable) {
+		t.Fatalf("Get = %v, want ErrUnavailable", err)
 	}
 	calls := l.calls.Load()
-	e.mustGet("routes", "a.example", v1, true)
+	if _, err := e.get("routes", "a.example"); !errors.Is(err, origin.ErrUnavailable) {
+		t.Fatalf("second Get = %v, want ErrUnavailable while the origin lags", err)
+	}
 	if l.calls.Load() == calls {
 		t.Fatal("the next read did not ask the origin")
 	}
+	lag.lag(nil)
+	e.mustGet("routes", "a.example", v2, false)
 	lag.lag(nil)
 	e.mustGet("routes", "a.example", v2, false)
 }

@@ -108,6 +108,9 @@ func newEnv(t *testing.T, store *mem.Store, l Loader, edit func(*Options)) *env 
 	o.Now = e.clock.Now
 	o.Registerer = e.reg
 	o.Logger = slog.New(slog.DiscardHandler)
+	// As on a node: routes and keys are held whole (MarkComplete is up to
+	// each test); other namespaces are partial.
+	o.Complete = []string{"routes", "keys"}
 	if edit != nil {
 		edit(&o)
 	}

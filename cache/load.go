@@ -54,33 +54,69 @@ func (c *Cache) load(k key, sp *space) (*entry, error) {
 			break
 		}
 		best = got
-		if best.rec.Version >= c.floor(k, held) {
+		if best.rec.Version >= c.floor(k, sp, held) {
 			break
 		}
 	}
 	if best != held {
 		// At least one read succeeded: install what it brought, even if
-		// a later attempt failed.
+		// a later attempt failed, unless it is older than a version this
+		// node knows and nothing was served before (after an eviction, or
+		// a not-found): serving it would go back in time.
+		floor := c.floor(k, sp, held)
+		staleBelow, refuseBelow := c.uncertain(k, sp)
+		if best.rec.Version < max(floor, refuseBelow) && !best.rec.Tombstone && (held == nil || held.negative()) {
+			sp.behind.Inc()
+			err = fmt.Errorf("origin answered version %s of %s/%s, but version %s is known: %w", best.rec.Version, k.ns, k.key, max(floor, refuseBelow), origin.ErrUnavailable)
+			return c.failed(k, held, err)
+		}
+		if best.rec.Version < staleBelow {
+			// A floor of this key may have been forgotten: serve the
+			// answer, but never as fresh (see Options.MaxFloors).
+			best.freshUntil = best.checked
+		}
 		return c.install(k, best, true), nil
 	}
 	return c.failed(k, held, err)
 }
 
-// peek returns the entry held for k, without side effects.
+// uncertain returns the conservative floors of k, a key of a partial
+// namespace that the index no longer knows (see floors.uncertain); zeros
+// for a key it knows or a complete namespace.
+func (c *Cache) uncertain(k key, sp *space) (stale, deleted record.Version) {
+	if sp.idx != nil {
+		return 0, 0
+	}
+	if _, _, ok := c.known(k, sp); ok {
+		return 0, 0
+	}
+	return c.floors.uncertain(k)
+}
+
+// peek returns the entry held for k (a value, a tombstone or a not-found),
+// without side effects.
 func (c *Cache) peek(k key) *entry {
 	if e, ok := c.store.GetEntryQuietly(k); ok {
+		return e.Value
+	}
+	if e, ok := c.neg.GetEntryQuietly(k); ok {
 		return e.Value
 	}
 	return nil
 }
 
-// floor returns the highest version known to exist for k while it loads.
-func (c *Cache) floor(k key, held *entry) record.Version {
+// floor returns the highest version known to exist for k while it loads:
+// named by an invalidation during the load, on the held entry, or in the
+// version index.
+func (c *Cache) floor(k key, sp *space, held *entry) record.Version {
 	c.pendingMu.Lock()
 	f := c.pending[k]
 	c.pendingMu.Unlock()
 	if held != nil {
 		f = max(f, held.floor)
+	}
+	if v, _, ok := c.known(k, sp); ok {
+		f = max(f, v)
 	}
 	return f
 }
@@ -92,8 +128,15 @@ func (c *Cache) fetch(ctx context.Context, k key, sp *space, have *entry) (*entr
 	if have != nil {
 		ifNewer = have.rec.Version
 	}
+	select {
+	case c.loads <- struct{}{}:
+	case <-ctx.Done():
+		sp.originErrors.Inc()
+		return nil, fmt.Errorf("waiting for one of %d origin read slots (Options.MaxLoads): %w", cap(c.loads), ctx.Err())
+	}
 	sp.originReads.Inc()
 	rec, err := c.call(ctx, k, ifNewer)
+	<-c.loads
 	now := c.now()
 	switch {
 	case err == nil:
@@ -168,7 +211,16 @@ func (c *Cache) install(k key, n *entry, done bool) *entry {
 	}
 	// n is not shared yet, so it may be modified until it is stored.
 	n.floor = max(n.floor, floor)
-	got, _ := c.store.Compute(k, func(cur *entry, found bool) (*entry, otter.ComputeOp) {
+	if kv, ktomb, ok := c.known(k, n.space); ok && !n.negative() {
+		older := kv > n.rec.Version || kv == n.rec.Version && ktomb && !n.rec.Tombstone
+		if older && !done {
+			// An Apply of a version the index already knows to be
+			// outdated (its value may have been evicted meanwhile).
+			return c.peek(k)
+		}
+		n.floor = max(n.floor, kv)
+	}
+	keep := func(cur *entry, found bool) (*entry, otter.ComputeOp) {
 		if found && (cur.rec.Version > n.rec.Version || cur.rec.Version == n.rec.Version && !done) {
 			return cur, otter.CancelOp
 		}
@@ -176,8 +228,44 @@ func (c *Cache) install(k key, n *entry, done bool) *entry {
 			n.floor = max(n.floor, cur.floor)
 		}
 		return n, otter.WriteOp
-	})
+	}
+	if n.negative() {
+		// Not-founds live apart, so that they push out only each other.
+		if cur := c.peekValue(k); cur != nil {
+			return cur // a value or tombstone arrived meanwhile
+		}
+		got, _ := c.neg.Compute(k, keep)
+		return got
+	}
+	sp := n.space
+	c.learn(k, sp, n.rec.Version, n.rec.Tombstone)
+	if n.rec.Tombstone && sp.idx != nil {
+		// Complete namespaces answer deletes from the index.
+		got := n
+		c.store.Compute(k, func(cur *entry, found bool) (*entry, otter.ComputeOp) {
+			if !found {
+				return cur, otter.CancelOp
+			}
+			if cur.rec.Version >= n.rec.Version {
+				got = cur // newer news arrived meanwhile
+				return cur, otter.CancelOp
+			}
+			return nil, otter.InvalidateOp
+		})
+		c.neg.Invalidate(k)
+		return got
+	}
+	got, _ := c.store.Compute(k, keep)
+	c.neg.Invalidate(k)
 	return got
+}
+
+// peekValue returns the value or tombstone held for k, if any.
+func (c *Cache) peekValue(k key) *entry {
+	if e, ok := c.store.GetEntryQuietly(k); ok {
+		return e.Value
+	}
+	return nil
 }
 
 // failed ends k's load after the origin failed with err: it remembers the
@@ -192,7 +280,11 @@ func (c *Cache) failed(k key, held *entry, err error) (*entry, error) {
 	}
 	c.log.Warn("origin read failed; serving stale", "namespace", k.ns, "key", k.key, "version", held.rec.Version, "err", err)
 	now := c.now()
-	got, ok := c.store.ComputeIfPresent(k, func(cur *entry) (*entry, otter.ComputeOp) {
+	st := c.store
+	if held.negative() {
+		st = c.neg
+	}
+	got, ok := st.ComputeIfPresent(k, func(cur *entry) (*entry, otter.ComputeOp) {
 		if cur != held {
 			return cur, otter.CancelOp // changed meanwhile: keep the news
 		}

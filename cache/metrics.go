@@ -15,6 +15,7 @@ type metrics struct {
 	revalidations                    *prometheus.CounterVec
 	evictions, invalidations, applys *prometheus.CounterVec
 	refreshesShed                    *prometheus.CounterVec
+	indexAnswers, behind             *prometheus.CounterVec
 	entries                          prometheus.GaugeFunc
 }
 
@@ -35,6 +36,8 @@ func newMetrics(entries func() float64) *metrics {
 		invalidations: counter("invalidations_total", "Invalidations that marked a held or loading entry stale."),
 		applys:        counter("applied_total", "Records installed by Apply (gossip, snapshots)."),
 		refreshesShed: counter("refreshes_shed_total", "Background refreshes not started because Options.MaxRefreshes were already running; the stale value was served and a later read retries."),
+		indexAnswers:  counter("index_answers_total", "Misses of complete namespaces (or of keys known deleted) answered not-found from the version index, with no origin read."),
+		behind:        counter("origin_behind_total", "Origin answers older than a version the node knows, not served (a lagging replica or cache node)."),
 		entries: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "dataplane", Subsystem: "cache", Name: "entries",
 			Help: "Entries held, estimated.",
@@ -45,7 +48,8 @@ func newMetrics(entries func() float64) *metrics {
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.hits, m.staleHits, m.misses, m.originReads, m.originErrors,
-		m.revalidations, m.evictions, m.invalidations, m.applys, m.refreshesShed, m.entries,
+		m.revalidations, m.evictions, m.invalidations, m.applys, m.refreshesShed,
+		m.indexAnswers, m.behind, m.entries,
 	}
 }
 
@@ -76,6 +80,11 @@ type space struct {
 	evictions, invalidations  prometheus.Counter
 	applys                    prometheus.Counter
 	refreshesShed             prometheus.Counter
+	indexAnswers, behind      prometheus.Counter
+
+	// idx is the version index of a complete namespace; nil for partial
+	// namespaces, whose versions live in Cache.floors.
+	idx *nsIndex
 }
 
 // maxSpaces bounds the distinct namespaces tracked with their own label;
@@ -140,6 +149,8 @@ func (s *spaces) newSpace(label string, w Window) *space {
 		invalidations: m.invalidations.WithLabelValues(label),
 		applys:        m.applys.WithLabelValues(label),
 		refreshesShed: m.refreshesShed.WithLabelValues(label),
+		indexAnswers:  m.indexAnswers.WithLabelValues(label),
+		behind:        m.behind.WithLabelValues(label),
 	}
 }
 

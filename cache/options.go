@@ -66,6 +66,33 @@ type Options struct {
 	// dataplane_cache_refreshes_shed_total, and a later read retries. Zero
 	// means 256.
 	MaxRefreshes int
+	// Complete lists the namespaces held whole (DESIGN.md, decision 7): the
+	// cache keeps every key's newest version in an index that eviction
+	// never touches, and once MarkComplete says the index is up to date, a
+	// read of a key the index does not know, or knows deleted, is answered
+	// "not found" from memory with no origin read. Values may still be
+	// evicted; a refill older than the indexed version is never served.
+	// Every other namespace is partial: see MaxFloors.
+	Complete []string
+	// MaxFloors bounds the versions remembered for keys of partial
+	// namespaces whose value is not held (so that a refill from a lagging
+	// origin is not served as fresh after the value was evicted). When it
+	// must forget, a floor is folded into a conservative per-stripe floor:
+	// refills below it are served marked stale (never as fresh) until the
+	// forgotten version is older than MaxOriginLag. Zero means 262,144.
+	MaxFloors int
+	// MaxOriginLag is the longest an origin (a replica, a cache node) is
+	// assumed to lag behind the newest write when a partial namespace's
+	// floor had to be forgotten (see MaxFloors). Zero means one hour.
+	MaxOriginLag time.Duration
+	// MaxNegative bounds the "not found" answers held for partial
+	// namespaces. They live apart from values, so a flood of made-up keys
+	// can push out only other not-founds, never a value. Zero means 65,536.
+	MaxNegative int
+	// MaxLoads bounds the origin reads in flight at once, over all keys
+	// (misses and refreshes); more wait for a slot, within RefreshTimeout.
+	// Zero means 64.
+	MaxLoads int
 	// Now is the clock; tests inject a fake one. Nil means the wall clock
 	// read once per millisecond by a goroutine, which makes the hit path
 	// cheaper than calling time.Now.
@@ -114,12 +141,45 @@ func (o *Options) validate() error {
 		return fmt.Errorf("cache: RefreshTimeout must be positive, got %v", o.RefreshTimeout)
 	case o.MaxRefreshes < 0:
 		return fmt.Errorf("cache: MaxRefreshes must not be negative, got %d", o.MaxRefreshes)
+	case o.MaxFloors < 0 || o.MaxNegative < 0 || o.MaxLoads < 0 || o.MaxOriginLag < 0:
+		return fmt.Errorf("cache: MaxFloors, MaxNegative, MaxLoads and MaxOriginLag must not be negative")
+	}
+	for _, ns := range o.Complete {
+		if err := record.ValidateNamespace(ns); err != nil {
+			return fmt.Errorf("cache: Complete: %w", err)
+		}
 	}
 	return nil
 }
 
-// defaultMaxRefreshes is MaxRefreshes when left zero.
-const defaultMaxRefreshes = 256
+// Defaults of the fields whose zero value means "the default".
+const (
+	defaultMaxRefreshes = 256
+	defaultMaxFloors    = 1 << 18
+	defaultMaxNegative  = 1 << 16
+	defaultMaxLoads     = 64
+	defaultMaxOriginLag = time.Hour
+)
+
+// withDefaults returns o with zero fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.MaxRefreshes == 0 {
+		o.MaxRefreshes = defaultMaxRefreshes
+	}
+	if o.MaxFloors == 0 {
+		o.MaxFloors = defaultMaxFloors
+	}
+	if o.MaxNegative == 0 {
+		o.MaxNegative = defaultMaxNegative
+	}
+	if o.MaxLoads == 0 {
+		o.MaxLoads = defaultMaxLoads
+	}
+	if o.MaxOriginLag == 0 {
+		o.MaxOriginLag = defaultMaxOriginLag
+	}
+	return o
+}
 
 // errNilLoader is returned by New when it is given no Loader.
 var errNilLoader = errors.New("cache: nil Loader")
