@@ -21,6 +21,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,8 +51,17 @@ type Config struct {
 	// Gossip, when set, joins a gossip cluster for invalidations carried in
 	// seconds; nil means TTL-only freshness (RFC options 1, 3, 4).
 	Gossip *gossip.Config
-	// Namespaces are loaded whole at Open from their snapshots (one origin
-	// read each), so the first requests hit memory. Default: routes, keys.
+	// Namespaces are held whole ("complete", DESIGN.md decision 7): loaded
+	// at Open from their snapshots (one origin read each), and, with
+	// Gossip set, kept complete from the change log, so that the node knows
+	// every key's version whatever its cache holds. Once the node has read
+	// the log from its snapshots' version, a read of a key the namespace
+	// does not have is answered "not found" from memory, with no origin
+	// read (strangers' random hosts and keys cost nothing). Values may be
+	// evicted under Cache.MaxBytes; their versions stay known. Other
+	// namespaces are cached key by key as they are read. Without Gossip the
+	// namespaces are warmed but misses still read the origin (nothing
+	// follows the log). Default: routes, keys.
 	Namespaces []string
 	// DataDir, when set, holds local snapshot files the node writes every
 	// LocalSnapshotInterval and loads at Open when the origin is down.
@@ -107,6 +118,13 @@ type Node struct {
 	revalRunning bool
 	revalAgain   bool
 
+	// completeMu guards warmed and needFrom: the namespaces loaded whole,
+	// and the log position the node must have read from before they are
+	// complete (see CaughtUp).
+	completeMu sync.Mutex
+	warmed     map[string]bool
+	needFrom   record.Version
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
@@ -154,6 +172,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if copts.Logger == nil {
 		copts.Logger = cfg.Logger
 	}
+	if copts.Complete == nil {
+		copts.Complete = cfg.Namespaces
+	}
 	m, err := newNodeMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: metrics: %w", err)
@@ -168,9 +189,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		log:      cfg.Logger,
 		m:        m,
 		watchers: make(map[string]map[*watcher]struct{}),
+		warmed:   make(map[string]bool),
 		stop:     make(chan struct{}),
 	}
 	resume, warmed := n.warm(ctx)
+	n.needFrom = resume
 	if cfg.Gossip != nil {
 		g := *cfg.Gossip
 		if g.Registerer == nil {
@@ -269,6 +292,8 @@ type applier Node
 var (
 	_ gossip.Applier     = (*applier)(nil)
 	_ gossip.Revalidator = (*applier)(nil)
+	_ gossip.Recoverer   = (*applier)(nil)
+	_ gossip.Follower    = (*applier)(nil)
 )
 
 // Apply implements gossip.Applier.
@@ -312,6 +337,74 @@ func (a *applier) RevalidateAll() {
 		defer n.wg.Done()
 		n.revalidateAll()
 	}()
+}
+
+// CaughtUp implements gossip.Follower: once the node has read the change
+// log from the version its namespaces were loaded at, they are complete
+// (misses are answered from memory).
+func (a *applier) CaughtUp(from, _ record.Version) {
+	n := (*Node)(a)
+	n.completeMu.Lock()
+	defer n.completeMu.Unlock()
+	if from > n.needFrom {
+		return
+	}
+	for ns := range n.warmed {
+		if !n.cache.IsComplete(ns) && n.cache.MarkComplete(ns) {
+			n.log.Info("namespace complete: misses answered from memory", "namespace", ns)
+		}
+	}
+}
+
+// recoverTimeout bounds a reload of every namespace from its snapshot.
+const recoverTimeout = 5 * time.Minute
+
+// Recover implements gossip.Recoverer: after the change log was trimmed past
+// this node (an absence longer than the log's retention), every namespace
+// the node holds anything of is reloaded from its snapshot, one origin read
+// each, never one per key; keys the snapshot lacks are deleted. It returns
+// the oldest snapshot's version, from which the log is read again.
+func (a *applier) Recover(ctx context.Context) (record.Version, error) {
+	n := (*Node)(a)
+	n.m.revalidations.Inc()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recoverTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	spaces := slices.Clone(n.cfg.Namespaces)
+	for e := range n.cache.All() {
+		if !slices.Contains(spaces, e.Record.Namespace) {
+			spaces = append(spaces, e.Record.Namespace)
+		}
+	}
+	resume := record.Version(math.MaxUint64)
+	for _, ns := range spaces {
+		snap, err := n.cfg.Origin.GetSnapshot(ctx, ns)
+		if errors.Is(err, origin.ErrNotFound) {
+			// Never snapshotted: the publisher trims the log only once
+			// every namespace it names has a snapshot, so all of this
+			// one's changes are still in the log.
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("dataplane: recover %s from its snapshot: %w", ns, err)
+		}
+		news := n.cache.Reload(snap)
+		for _, c := range news {
+			n.notify(c)
+		}
+		n.log.Info("namespace reloaded from its snapshot", "namespace", ns, "records", len(snap.Records), "changed", len(news), "version", snap.Version)
+		resume = min(resume, snap.Version)
+	}
+	if resume == math.MaxUint64 {
+		return 0, errors.New("dataplane: nothing to recover")
+	}
+	return resume, nil
 }
 
 // revalidation is one held record to check against the origin.

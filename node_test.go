@@ -22,7 +22,8 @@ import (
 type outage struct {
 	origin.Store
 	down  atomic.Bool
-	reads atomic.Int64
+	reads atomic.Int64 // Get calls
+	snaps atomic.Int64 // GetSnapshot calls
 }
 
 func (o *outage) err() error { return fmt.Errorf("test outage: %w", origin.ErrUnavailable) }
@@ -36,6 +37,7 @@ func (o *outage) Get(ctx context.Context, ns, key string, ifNewer record.Version
 }
 
 func (o *outage) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
+	o.snaps.Add(1)
 	if o.down.Load() {
 		return record.Snapshot{}, o.err()
 	}

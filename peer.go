@@ -3,7 +3,6 @@ package dataplane
 import (
 	"context"
 	"encoding/json"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -22,13 +21,14 @@ type SnapshotSource interface {
 	GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error)
 }
 
-// Snapshot returns what the node holds of namespace ns, as a snapshot whose
-// Version is a safe change-log position to resume from: no newer than the
-// node's gossip log cursor, and older than any record it knows to be
-// outdated, so that replaying the log from it re-delivers every change the
-// snapshot may lack. Not-founds are left out; tombstones are kept, so a
-// node loading the snapshot cannot be given an older value by a late
-// message. It never reads the origin and is safe for concurrent use.
+// Snapshot returns what the node knows of namespace ns: the values it
+// holds, and in Known the versions of the keys whose value it does not hold
+// (evicted, or announced without one) or holds only in an older version,
+// deletes included. Its Version is the node's change-log cursor (every
+// change at or below it has been applied), so whoever loads the snapshot
+// resumes the log from where this node is, not from its oldest entry. In
+// TTL-only mode (no gossip, no log) Version is 0. It never reads the origin
+// and is safe for concurrent use.
 func (n *Node) Snapshot(ns string) record.Snapshot {
 	return *n.snapshots([]string{ns})[ns]
 }
@@ -36,8 +36,9 @@ func (n *Node) Snapshot(ns string) record.Snapshot {
 // snapshots builds Snapshot for each of namespaces in one pass over the
 // cache.
 func (n *Node) snapshots(namespaces []string) map[string]*record.Snapshot {
-	cursor := record.Version(math.MaxUint64)
+	var cursor record.Version
 	if n.gossip != nil {
+		// Read before the cache: what the cache holds is at least as new.
 		cursor = n.gossip.LogCursor()
 	}
 	byNS := make(map[string]*record.Snapshot, len(namespaces))
@@ -50,13 +51,12 @@ func (n *Node) snapshots(namespaces []string) map[string]*record.Snapshot {
 			continue
 		}
 		s.Records = append(s.Records, e.Record)
-		if e.Stale && e.Record.Version <= s.Version {
-			s.Version = e.Record.Version - 1
-		}
 	}
-	for _, s := range byNS {
-		if s.Version == math.MaxUint64 {
-			s.Version = 0
+	for ns, s := range byNS {
+		for c := range n.cache.Index(ns) {
+			if e, ok := n.cache.Peek(ns, c.Key); !ok || e.Record.Version < c.Version {
+				s.Known = append(s.Known, c)
+			}
 		}
 	}
 	return byNS

@@ -30,8 +30,12 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 		switch {
 		case err == nil:
 		case errors.Is(err, origin.ErrNotFound):
-			// Never snapshotted: nothing to load, keys load on first use.
+			// Never snapshotted: nothing to load. The change log, read
+			// from its start, makes the namespace complete (if it was
+			// trimmed, the node recovers from snapshots once they exist).
 			n.m.warmSource.WithLabelValues("none").Inc()
+			n.setWarmed(ns)
+			resume = min(resume, 1)
 			continue
 		default:
 			n.log.Warn("origin snapshot unavailable, trying local file and peers", "namespace", ns, "err", err)
@@ -44,12 +48,11 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 				continue
 			}
 		}
-		for _, r := range snap.Records {
-			n.cache.Apply(r)
-		}
+		n.load(snap)
 		if source == "origin" {
 			n.overlayLocal(ns)
 		}
+		n.setWarmed(ns)
 		n.m.warmSource.WithLabelValues(source).Inc()
 		n.log.Info("namespace warmed", "namespace", ns, "source", source, "records", len(snap.Records), "version", snap.Version)
 		resume = min(resume, snap.Version)
@@ -78,13 +81,7 @@ func (n *Node) overlayLocal(ns string) {
 		}
 		return
 	}
-	newer := 0
-	for _, r := range snap.Records {
-		if n.cache.Apply(r) {
-			newer++
-		}
-	}
-	if newer > 0 {
+	if newer := n.load(snap); newer > 0 {
 		n.log.Info("local snapshot file newer than the origin's for some records", "namespace", ns, "records", newer)
 	}
 }
@@ -100,7 +97,15 @@ func (n *Node) rewarm() {
 			return
 		case <-t.C:
 		}
-		if _, ok := n.warm(context.Background()); ok {
+		if resume, ok := n.warm(context.Background()); ok {
+			if n.gossip != nil {
+				// The log cursor was set at start; the state just loaded
+				// is as of resume: read the log again from there.
+				n.completeMu.Lock()
+				n.needFrom = min(n.needFrom, resume)
+				n.completeMu.Unlock()
+				n.gossip.Rewind(resume)
+			}
 			n.ready.Store(true)
 			n.log.Info("node warmed after retry")
 			return
@@ -166,10 +171,8 @@ func (n *Node) snapshotLoop() {
 }
 
 // writeLocalSnapshots writes one file per configured namespace with what
-// the cache holds. The file's version is a safe log position to resume
-// from: no newer than the gossip cursor and older than any entry the cache
-// knows to be stale, so replaying the log from it re-delivers every change
-// the file may lack.
+// the node knows of it (see Snapshot): its version is the log cursor, so a
+// restart resumes the log where this node was, however old its entries.
 func (n *Node) writeLocalSnapshots() {
 	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
 		n.m.localSnapErrs.Inc()
@@ -187,4 +190,33 @@ func (n *Node) writeLocalSnapshots() {
 			n.log.Error("local snapshot write failed", "namespace", s.Namespace, "err", err)
 		}
 	}
+}
+
+// load applies a snapshot the node reads at start (from the origin, a local
+// file or a peer): its records, then the versions it knows without a value.
+// It returns how many were news.
+func (n *Node) load(snap record.Snapshot) int {
+	newer := 0
+	for _, r := range snap.Records {
+		if n.cache.Apply(r) {
+			newer++
+		}
+	}
+	for _, c := range snap.Known {
+		if c.Tombstone {
+			if n.cache.Apply(record.Record{Namespace: snap.Namespace, Key: c.Key, Version: c.Version, Tombstone: true}) {
+				newer++
+			}
+		} else if n.cache.Invalidate(snap.Namespace, c.Key, c.Version) {
+			newer++
+		}
+	}
+	return newer
+}
+
+// setWarmed records that namespace ns was loaded whole.
+func (n *Node) setWarmed(ns string) {
+	n.completeMu.Lock()
+	n.warmed[ns] = true
+	n.completeMu.Unlock()
 }

@@ -21,6 +21,7 @@ import (
 	"iter"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -487,6 +488,56 @@ func (c *Cache) forget(k key, sp *space, v record.Version) bool {
 		sp.applys.Inc()
 	}
 	return learned
+}
+
+// Reload applies snapshot s as the whole truth of s.Namespace up to
+// s.Version: every record in it (as Apply does), and, for every key the
+// cache holds or indexes in that namespace that the snapshot lacks, a
+// delete at s.Version (snapshots drop tombstones past a horizon, so a key
+// absent from one was deleted, or never existed). It returns the changes
+// that were news, in no particular order, and never reads the origin.
+func (c *Cache) Reload(s record.Snapshot) []record.Change {
+	var news []record.Change
+	for _, r := range s.Records {
+		if r.Namespace == s.Namespace && c.Apply(r) {
+			news = append(news, r.Change())
+		}
+	}
+	keys := make([]string, len(s.Records))
+	for i, r := range s.Records {
+		keys[i] = r.Key
+	}
+	if !slices.IsSorted(keys) {
+		slices.Sort(keys)
+	}
+	absent := func(k string, v record.Version, tomb bool) bool {
+		if tomb || v == 0 || v >= s.Version {
+			return false
+		}
+		_, found := slices.BinarySearch(keys, k)
+		return !found
+	}
+	var gone []string
+	if sp := c.spaces.get(s.Namespace); sp.idx != nil {
+		for ch := range sp.idx.all(s.Namespace) {
+			if absent(ch.Key, ch.Version, ch.Tombstone) {
+				gone = append(gone, ch.Key)
+			}
+		}
+	} else {
+		for e := range c.All() {
+			if r := e.Record; r.Namespace == s.Namespace && absent(r.Key, r.Version, r.Tombstone) {
+				gone = append(gone, r.Key)
+			}
+		}
+	}
+	for _, k := range gone {
+		del := record.Record{Namespace: s.Namespace, Key: k, Version: s.Version, Tombstone: true}
+		if c.Apply(del) {
+			news = append(news, del.Change())
+		}
+	}
+	return news
 }
 
 // MarkComplete declares the index of complete namespace ns up to date

@@ -150,7 +150,7 @@ type floors struct {
 	seed    maphash.Seed
 	stripes [floorStripes]atomic.Uint64 // forgotten versions
 	deletes [floorStripes]atomic.Uint64 // forgotten tombstones
-	maxLag  int64 // Options.MaxOriginLag, ns
+	maxLag  int64                       // Options.MaxOriginLag, ns
 	now     func() int64
 	// forgotten counts floors folded into a stripe.
 	forgotten atomic.Uint64

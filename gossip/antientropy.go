@@ -58,6 +58,8 @@ func (n *Node) catchUp(trigger string) {
 
 	readAt := n.cfg.Now()
 	after := n.LogCursor()
+	start := after
+	recovered := false
 	repaired := 0
 	for {
 		cs, err := n.log.ReadLog(ctx, after, n.cfg.LogBatch)
@@ -70,6 +72,17 @@ func (n *Node) catchUp(trigger string) {
 				n.logger.Warn("gossip change log trimmed within LogSettle of now; trim less aggressively", "after", after, "settle", n.cfg.LogSettle)
 				n.advanceCursor(record.MakeVersion(readAt, 0))
 				return
+			}
+			if !recovered {
+				if v, ok := n.recover(ctx, after, err); ok {
+					// Reloaded from snapshots: read the log from there
+					// (once: a log trimmed past the snapshots too is
+					// revalidated below).
+					recovered = true
+					n.advanceCursor(v)
+					start, after = v, v
+					continue
+				}
 			}
 			n.revalidateAll(after, err)
 			n.revalidatedAt = record.MakeVersion(readAt.Add(-n.cfg.LogSettle), 0)
@@ -113,6 +126,52 @@ func (n *Node) catchUp(trigger string) {
 		n.logger.Info("gossip log catch-up repaired missed changes", "trigger", trigger, "changes", repaired)
 	}
 	n.advanceCursor(record.MakeVersion(readAt.Add(-n.cfg.LogSettle), 0))
+	if f, ok := n.applier.(Follower); ok {
+		f.CaughtUp(start, n.LogCursor())
+	}
+}
+
+// recover asks a Recoverer applier to reload from snapshots after the log
+// was trimmed past after; ok reports that it did, and v is where to read
+// the log from.
+func (n *Node) recover(ctx context.Context, after record.Version, cause error) (v record.Version, ok bool) {
+	rc, isRC := n.applier.(Recoverer)
+	if !isRC {
+		return 0, false
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			n.m.panics.Inc()
+			n.logger.Error("gossip applier panicked in Recover", "panic", r)
+			ok = false
+		}
+	}()
+	n.logger.Warn("gossip missed more changes than the log holds; reloading from snapshots", "after", after, "err", cause)
+	v, err := rc.Recover(ctx)
+	if err != nil {
+		n.logger.Warn("reload from snapshots failed; revalidating instead", "err", err)
+		return 0, false
+	}
+	if v <= after {
+		// A snapshot no newer than the cursor cannot cover the gap.
+		n.logger.Warn("snapshots older than the log position; revalidating instead", "snapshot", v, "after", after)
+		return 0, false
+	}
+	n.m.catchups.WithLabelValues("recover", "ok").Inc()
+	return v, true
+}
+
+// Rewind moves the log cursor back to v, if it is past it, and reads the log
+// from there at once: for an Applier that (re)loaded its state as of v
+// after the node started (a warm-up that succeeded late).
+func (n *Node) Rewind(v record.Version) {
+	for {
+		cur := n.cursor.Load()
+		if uint64(v) >= cur || n.cursor.CompareAndSwap(cur, uint64(v)) {
+			break
+		}
+	}
+	n.triggerCatchUp("rewind")
 }
 
 func (n *Node) advanceCursor(v record.Version) {

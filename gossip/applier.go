@@ -40,6 +40,26 @@ type Revalidator interface {
 	RevalidateAll()
 }
 
+// Recoverer is an optional interface of an Applier, preferred to
+// Revalidator: when the change log was trimmed past the node's cursor,
+// Recover reloads what the applier holds from the origin's snapshots (one
+// read per namespace, never one per key) and returns the version from
+// which the log must be read again (the oldest snapshot's). The node then
+// reads the log from there. If Recover fails, the node falls back to
+// RevalidateAll, if the applier has it.
+type Recoverer interface {
+	Recover(ctx context.Context) (record.Version, error)
+}
+
+// Follower is an optional interface of an Applier: CaughtUp is called after
+// every read of the change log that succeeded, with the cursor the read
+// started after and the cursor reached. Every change with a version in
+// (from, to] has then been handed to the Applier (by gossip or by the log).
+// It must be quick and must not call back into the Node.
+type Follower interface {
+	CaughtUp(from, to record.Version)
+}
+
 // Funcs adapts plain functions to an Applier (and a Revalidator). A nil
 // field ignores the call; a nil ApplyFunc makes Apply fall back to
 // InvalidateFunc so that no change is silently lost.
