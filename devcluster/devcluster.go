@@ -28,6 +28,7 @@ import (
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/httporigin"
 	"github.com/dataplane/dataplane/publisher"
+	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/sentinel"
 )
 
@@ -251,16 +252,34 @@ func (c *Cluster) serve(ln net.Listener, h http.Handler) {
 	go s.Serve(ln)
 }
 
-// seed writes the example routes and keys.
+// seed writes the example routes and keys, and waits until every sentinel
+// knows them: routes and keys are complete namespaces, answered from each
+// node's version index, so the guide's first request must not race the
+// seeds' gossip.
 func (c *Cluster) seed(ctx context.Context) error {
+	var written []record.Record
 	put := func(ns, key string, v any) error {
 		b, err := json.Marshal(v)
 		if err != nil {
 			return err
 		}
-		_, err = c.Publisher.Put(ctx, ns, key, b)
+		rec, err := c.Publisher.Put(ctx, ns, key, b)
+		written = append(written, rec)
 		return err
 	}
+	defer func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for _, n := range c.Nodes {
+			for _, r := range written {
+				for time.Now().Before(deadline) {
+					if k, ok := n.Cache().Known(r.Namespace, r.Key); ok && k.Version >= r.Version {
+						break
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		}
+	}()
 	if err := put(sentinel.RoutesNamespace, OpenHost, sentinel.Route{DeploymentID: "dep_hello", Upstreams: []string{c.Upstreams[0]}}); err != nil {
 		return err
 	}
