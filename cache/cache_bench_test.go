@@ -44,6 +44,7 @@ func BenchmarkHit(b *testing.B) {
 		o := DefaultOptions()
 		o.Default.Fresh = time.Hour
 		o.Logger = slog.New(slog.DiscardHandler)
+		o.Complete = []string{"keys"} // Apply installs every key, as on a node
 		c, err := New(mem.New(), o)
 		if err != nil {
 			b.Fatal(err)

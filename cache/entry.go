@@ -36,8 +36,9 @@ type entry struct {
 	space *space
 	// checked is when the origin or Apply last confirmed rec (Unix ns);
 	// the windows of rec's namespace run from it to freshUntil and
-	// staleUntil.
-	checked, freshUntil, staleUntil int64
+	// staleUntil() (computed, to keep entries small: every byte here is
+	// paid once per key held).
+	checked, freshUntil int64
 	// failed is when a load of this key last failed (Unix ns), 0 if none
 	// since checked; the origin is not asked again before a fresh window
 	// has passed since, so an outage does not make every read wait.
@@ -47,7 +48,7 @@ type entry struct {
 	floor record.Version
 	// notFound is returned for tombstones and not-founds, built once so the
 	// hit path does not allocate.
-	notFound error
+	notFound *notFoundError
 	// refreshing is set while a background refresh of this entry runs.
 	refreshing atomic.Bool
 }
@@ -56,9 +57,9 @@ func newEntry(rec record.Record, sp *space, now int64) *entry {
 	e := &entry{rec: rec, space: sp}
 	e.confirm(now)
 	if rec.Tombstone {
-		e.notFound = fmt.Errorf("%s/%s: deleted at version %s: %w", rec.Namespace, rec.Key, rec.Version, origin.ErrNotFound)
+		e.notFound = &notFoundError{fmt.Sprintf("%s/%s: deleted at version %s: %v", rec.Namespace, rec.Key, rec.Version, origin.ErrNotFound)}
 		if rec.Version == 0 {
-			e.notFound = fmt.Errorf("%s/%s: %w", rec.Namespace, rec.Key, origin.ErrNotFound)
+			e.notFound = &notFoundError{fmt.Sprintf("%s/%s: %v", rec.Namespace, rec.Key, origin.ErrNotFound)}
 		}
 	}
 	return e
@@ -68,17 +69,32 @@ func newEntry(rec record.Record, sp *space, now int64) *entry {
 func (e *entry) clone() *entry {
 	return &entry{
 		rec: e.rec, space: e.space, floor: e.floor, notFound: e.notFound,
-		checked: e.checked, freshUntil: e.freshUntil, staleUntil: e.staleUntil, failed: e.failed,
+		checked: e.checked, freshUntil: e.freshUntil, failed: e.failed,
 	}
 }
 
 // confirm records that the origin (or Apply) vouched for e.rec at now. It
 // may be called only before e is stored.
 func (e *entry) confirm(now int64) {
-	freshFor, staleFor := e.space.window(e.negative())
+	freshFor, _ := e.space.window(e.negative())
 	e.checked, e.failed = now, 0
-	e.freshUntil, e.staleUntil = now+freshFor, now+freshFor+staleFor
+	e.freshUntil = now + freshFor
 }
+
+// staleUntil is when e's stale window ends (Unix ns): a whole stale window
+// after its fresh window's full length, even when the fresh window was cut
+// short (an answer below a forgotten floor).
+func (e *entry) staleUntil() int64 {
+	freshFor, staleFor := e.space.window(e.negative())
+	return e.checked + freshFor + staleFor
+}
+
+// notFoundError is the error of a tombstone or not-found entry, built once
+// per entry; a pointer keeps the entry 8 bytes smaller than an error value.
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string { return e.msg }
+func (e *notFoundError) Unwrap() error { return origin.ErrNotFound }
 
 // negative reports whether e caches a not-found.
 func (e *entry) negative() bool { return e.rec.Tombstone && e.rec.Version == 0 }
@@ -123,7 +139,7 @@ func (e *entry) state(now int64) state {
 		return backoff
 	case e.floor > e.rec.Version:
 		return expired // a newer version is known to exist: wait for it
-	case now < e.staleUntil:
+	case now < e.staleUntil():
 		return stale
 	}
 	return expired
