@@ -221,6 +221,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go n.snapshotLoop()
 	}
+	n.wg.Add(1)
+	go n.pressureLoop()
 	return n, nil
 }
 

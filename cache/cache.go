@@ -155,7 +155,12 @@ func New(l Loader, o Options) (*Cache, error) {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	c.neg = neg
-	c.metrics = newMetrics(func() float64 { return float64(store.EstimatedSize()) })
+	c.metrics = newMetrics(
+		func() float64 { return float64(store.EstimatedSize()) },
+		func() float64 { return float64(store.WeightedSize()) },
+		func() float64 { return float64(o.MaxBytes) },
+		func() float64 { _, _, n := c.Usage(); return float64(n) },
+	)
 	c.spaces = spaces{opts: &c.opts, metrics: c.metrics, byName: make(map[string]*space)}
 	for _, ns := range o.Complete {
 		// Created first, so a complete namespace always has a space (and
@@ -577,6 +582,15 @@ func (c *Cache) Index(ns string) iter.Seq[record.Change] {
 		return func(func(record.Change) bool) {}
 	}
 	return sp.idx.all(ns)
+}
+
+// IndexLen returns the number of keys in the version index of complete
+// namespace ns (0 for a partial one).
+func (c *Cache) IndexLen(ns string) int {
+	if sp := c.spaces.get(ns); sp.idx != nil {
+		return sp.idx.size()
+	}
+	return 0
 }
 
 // Usage reports the estimated bytes of values held and the bound

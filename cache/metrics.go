@@ -17,9 +17,15 @@ type metrics struct {
 	refreshesShed                    *prometheus.CounterVec
 	indexAnswers, behind             *prometheus.CounterVec
 	entries                          prometheus.GaugeFunc
+	bytes, maxBytes, indexed         prometheus.GaugeFunc
 }
 
-func newMetrics(entries func() float64) *metrics {
+func newMetrics(entries, bytes, maxBytes, indexed func() float64) *metrics {
+	gauge := func(name, help string, f func() float64) prometheus.GaugeFunc {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "dataplane", Subsystem: "cache", Name: name, Help: help,
+		}, f)
+	}
 	counter := func(name, help string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "dataplane", Subsystem: "cache", Name: name, Help: help,
@@ -42,6 +48,9 @@ func newMetrics(entries func() float64) *metrics {
 			Namespace: "dataplane", Subsystem: "cache", Name: "entries",
 			Help: "Entries held, estimated.",
 		}, entries),
+		bytes:    gauge("bytes", "Estimated bytes of the values held (the size bound counts these).", bytes),
+		maxBytes: gauge("max_bytes", "The size bound (Options.MaxBytes): near it, values are evicted (their versions stay known).", maxBytes),
+		indexed:  gauge("index_keys", "Keys in the version index of complete namespaces, values held or not.", indexed),
 	}
 }
 
@@ -49,7 +58,7 @@ func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.hits, m.staleHits, m.misses, m.originReads, m.originErrors,
 		m.revalidations, m.evictions, m.invalidations, m.applys, m.refreshesShed,
-		m.indexAnswers, m.behind, m.entries,
+		m.indexAnswers, m.behind, m.entries, m.bytes, m.maxBytes, m.indexed,
 	}
 }
 
