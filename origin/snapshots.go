@@ -447,6 +447,13 @@ func AppendSnapshot(ctx context.Context, p SnapshotParts, delta record.Snapshot,
 	next := *m
 	next.Version = version
 	next.Deltas = append([]part(nil), m.Deltas...)
+	if len(delta.Records) == 0 {
+		// Nothing changed in ns: only the version moves.
+		if version == m.Version {
+			return nil
+		}
+		return p.PutSnapshotPart(ctx, ns, "", marshalManifest(next))
+	}
 	if len(next.Deltas)+1 > l.MaxDeltas {
 		var parts []record.Snapshot
 		for _, dp := range m.Deltas {
