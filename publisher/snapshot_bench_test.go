@@ -5,30 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync/atomic"
+	"sort"
 	"testing"
 	"time"
 
 	"github.com/dataplane/dataplane/origin"
-	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
 )
-
-// countingStore counts the snapshot bytes written through it.
-type countingStore struct {
-	origin.Store
-	written atomic.Int64
-}
-
-func (s *countingStore) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
-	b, err := record.MarshalSnapshot(snap)
-	if err != nil {
-		return err
-	}
-	s.written.Add(int64(len(b)))
-	return s.Store.PutSnapshot(ctx, snap)
-}
 
 // BenchmarkSnapshotPerWrite measures one snapshot pass after `changed`
 // writes into a namespace of n records of about 200 bytes held by an
@@ -39,7 +23,7 @@ func BenchmarkSnapshotPerWrite(b *testing.B) {
 	for _, n := range []int{10_000, 100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			ctx := context.Background()
-			store := &countingStore{Store: mem.New()}
+			store := newCountingStore()
 			base := record.MakeVersion(time.Now().Add(-time.Hour), 0)
 			value := make([]byte, 170)
 			for i := range value {
@@ -86,6 +70,53 @@ func BenchmarkSnapshotPerWrite(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(store.written.Load())/float64(b.N), "snapB/op")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*changed), "ns/write")
+		})
+	}
+}
+
+// BenchmarkSnapshotNewBase measures the pass that rewrites a namespace's
+// base (when the deltas outgrow Layout.DeltaRatio of it): read the base and
+// deltas, merge, write new chunks. With the default ratio of 0.25 it comes
+// once per 0.25·n changed records, so it adds newBase/(0.25·n) to a write.
+func BenchmarkSnapshotNewBase(b *testing.B) {
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			store := newCountingStore()
+			base := record.MakeVersion(time.Now().Add(-time.Hour), 0)
+			value := make([]byte, 170)
+			for i := range value {
+				value[i] = 'a' + byte(i%26)
+			}
+			key := func(i int) string { return fmt.Sprintf("host-%08d.example.com", i) }
+			snap := record.Snapshot{Namespace: "routes", Version: base, Records: make([]record.Record, 0, n)}
+			for i := 0; i < n; i++ {
+				snap.Records = append(snap.Records, record.Record{Namespace: "routes", Key: key(i), Value: value, Version: base})
+			}
+			if err := store.PutSnapshot(ctx, snap); err != nil {
+				b.Fatal(err)
+			}
+			snap = record.Snapshot{}
+			rebase := origin.DefaultLayout()
+			rebase.DeltaRatio = 1e-9
+			v := base
+			store.written.Store(0)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for it := 0; it < b.N; it++ {
+				delta := record.Snapshot{Namespace: "routes"}
+				for j := 0; j < 100; j++ {
+					v++
+					delta.Records = append(delta.Records, record.Record{Namespace: "routes", Key: key((it*100 + j) % n), Value: value, Version: v})
+				}
+				sort.Slice(delta.Records, func(i, j int) bool { return delta.Records[i].Key < delta.Records[j].Key })
+				delta.Version = v
+				if err := origin.AppendSnapshot(ctx, store, delta, 0, rebase); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(store.written.Load())/float64(b.N), "snapB/op")
 		})
 	}
 }

@@ -256,4 +256,3 @@ func TestTrimSkippedIsVisible(t *testing.T) {
 		t.Fatalf("no log line says the log was not trimmed:\n%s", e.logs.String())
 	}
 }
-
