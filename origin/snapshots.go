@@ -454,6 +454,7 @@ func AppendSnapshot(ctx context.Context, p SnapshotParts, delta record.Snapshot,
 		}
 		return p.PutSnapshotPart(ctx, ns, "", marshalManifest(next))
 	}
+	merged := false
 	if len(next.Deltas)+1 > l.MaxDeltas {
 		var parts []record.Snapshot
 		for _, dp := range m.Deltas {
@@ -463,10 +464,12 @@ func AppendSnapshot(ctx context.Context, p SnapshotParts, delta record.Snapshot,
 			}
 			parts = append(parts, s)
 		}
-		merged := mergeRecords(nil, append(parts, delta)...)
-		if b, err = record.MarshalSnapshot(record.Snapshot{Namespace: ns, Version: version, Records: merged}); err != nil {
+		recs := mergeRecords(nil, append(parts, delta)...)
+		if b, err = record.MarshalSnapshot(record.Snapshot{Namespace: ns, Version: version, Records: recs}); err != nil {
 			return err
 		}
+		merged = true
+		next.Retired = nil
 		for _, dp := range m.Deltas {
 			next.Retired = append(next.Retired, dp.Name)
 		}
@@ -477,5 +480,13 @@ func AppendSnapshot(ctx context.Context, p SnapshotParts, delta record.Snapshot,
 		return err
 	}
 	next.Deltas = append(next.Deltas, part{Name: name, Size: int64(len(b))})
-	return p.PutSnapshotPart(ctx, ns, "", marshalManifest(next))
+	if err := p.PutSnapshotPart(ctx, ns, "", marshalManifest(next)); err != nil {
+		return err
+	}
+	if merged {
+		// The deltas merged: the parts retired before are two
+		// generations old now.
+		deleteParts(ctx, p, ns, m.Retired)
+	}
+	return nil
 }
