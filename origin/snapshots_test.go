@@ -187,8 +187,27 @@ func FuzzReadSnapshot(f *testing.F) {
 		p.objs["routes/b-0"] = base
 		p.objs["routes/d-0"] = delta
 		s, err := ReadSnapshot(context.Background(), p, "routes")
+		streamed, serr := drainStream(p)
 		if err != nil {
+			if serr == nil {
+				t.Fatalf("ReadSnapshot failed (%v) but the stream read %d records", err, len(streamed.Records))
+			}
 			return
+		}
+		if serr != nil {
+			t.Fatalf("ReadSnapshot read %d records but the stream failed: %v", len(s.Records), serr)
+		}
+		if len(s.Known) == 0 {
+			s.Known = nil
+		}
+		if len(streamed.Known) == 0 {
+			streamed.Known = nil
+		}
+		if len(s.Records) == 0 {
+			s.Records = nil
+		}
+		if !reflect.DeepEqual(s, streamed) {
+			t.Fatalf("ReadSnapshot = %+v\nstream = %+v", s, streamed)
 		}
 		if s.Namespace != "routes" {
 			t.Fatalf("snapshot of %q", s.Namespace)
@@ -197,4 +216,63 @@ func FuzzReadSnapshot(f *testing.F) {
 			t.Fatalf("returned an invalid snapshot: %v", err)
 		}
 	})
+}
+
+// drainStream reads the snapshot of "routes" through OpenSnapshot.
+func drainStream(p SnapshotParts) (record.Snapshot, error) {
+	st, err := OpenSnapshot(context.Background(), p, "routes")
+	if err != nil {
+		return record.Snapshot{}, err
+	}
+	defer st.Close()
+	out := record.Snapshot{Namespace: st.Namespace(), Version: st.Version()}
+	for {
+		r, err := st.Next()
+		if errors.Is(err, io.EOF) {
+			out.Known = st.Known()
+			return out, nil
+		}
+		if err != nil {
+			return record.Snapshot{}, err
+		}
+		out.Records = append(out.Records, r)
+	}
+}
+
+// The stream of a base with deltas yields what ReadSnapshot returns.
+func TestOpenSnapshotMatchesReadSnapshot(t *testing.T) {
+	p := newMemParts()
+	ctx := context.Background()
+	s := snapOf(40, 1)
+	s.Known = []record.Change{{Namespace: "routes", Key: "k0003", Version: 2}}
+	if err := WriteSnapshot(ctx, p, s, tiny); err != nil {
+		t.Fatal(err)
+	}
+	huge := Layout{InlineSize: 256, ChunkSize: 512, DeltaRatio: 100, MaxDeltas: 100}
+	for pass := 2; pass < 8; pass++ {
+		v := record.Version(pass)
+		delta := record.Snapshot{Namespace: "routes", Version: v, Records: []record.Record{
+			{Namespace: "routes", Key: "a-first", Value: []byte("before every base key"), Version: v},
+			{Namespace: "routes", Key: fmt.Sprintf("k%04d", pass*3), Version: v, Tombstone: true},
+			{Namespace: "routes", Key: fmt.Sprintf("k%04d-new", pass), Value: []byte("between"), Version: v},
+			{Namespace: "routes", Key: "z-last", Value: []byte("after every base key"), Version: v},
+		}}
+		if err := AppendSnapshot(ctx, p, delta, 0, huge); err != nil {
+			t.Fatal(err)
+		}
+		want, err := ReadSnapshot(ctx, p, "routes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := drainStream(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("pass %d: stream %d records, ReadSnapshot %d", pass, len(got.Records), len(want.Records))
+		}
+		if len(want.Records) != 40+2+(pass-1) {
+			t.Fatalf("pass %d: %d records", pass, len(want.Records))
+		}
+	}
 }

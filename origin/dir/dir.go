@@ -44,8 +44,9 @@ type Store struct {
 }
 
 var (
-	_ origin.Store         = (*Store)(nil)
-	_ origin.SnapshotParts = (*Store)(nil)
+	_ origin.Store          = (*Store)(nil)
+	_ origin.SnapshotParts  = (*Store)(nil)
+	_ origin.SnapshotOpener = (*Store)(nil)
 )
 
 // Open returns a Store rooted at root, creating the directory if needed.
@@ -294,6 +295,11 @@ func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
 // GetSnapshot implements origin.Store with origin.ReadSnapshot.
 func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
 	return origin.ReadSnapshot(ctx, s, ns)
+}
+
+// OpenSnapshot implements origin.SnapshotOpener with origin.OpenSnapshot.
+func (s *Store) OpenSnapshot(ctx context.Context, ns string) (*origin.SnapshotStream, error) {
+	return origin.OpenSnapshot(ctx, s, ns)
 }
 
 // partPath is where part name of ns lives: the main object at snap/<ns>,

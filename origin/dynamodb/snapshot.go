@@ -43,7 +43,10 @@ func newGeneration() string {
 	return fmt.Sprintf("%x-%08x", time.Now().UnixNano(), rand.Uint32())
 }
 
-var _ origin.SnapshotParts = (*Store)(nil)
+var (
+	_ origin.SnapshotParts  = (*Store)(nil)
+	_ origin.SnapshotOpener = (*Store)(nil)
+)
 
 // PutSnapshot implements origin.Store with origin.WriteSnapshot.
 func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
@@ -53,6 +56,11 @@ func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
 // GetSnapshot implements origin.Store with origin.ReadSnapshot.
 func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
 	return origin.ReadSnapshot(ctx, s, ns)
+}
+
+// OpenSnapshot implements origin.SnapshotOpener with origin.OpenSnapshot.
+func (s *Store) OpenSnapshot(ctx context.Context, ns string) (*origin.SnapshotStream, error) {
+	return origin.OpenSnapshot(ctx, s, ns)
 }
 
 // partSK is the sort key of the pointer item of part name: the main object

@@ -25,8 +25,9 @@ type Store struct {
 }
 
 var (
-	_ origin.Store         = (*Store)(nil)
-	_ origin.SnapshotParts = (*Store)(nil)
+	_ origin.Store          = (*Store)(nil)
+	_ origin.SnapshotParts  = (*Store)(nil)
+	_ origin.SnapshotOpener = (*Store)(nil)
 )
 
 // New returns an empty Store.
@@ -143,6 +144,11 @@ func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
 // GetSnapshot implements origin.Store with origin.ReadSnapshot.
 func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
 	return origin.ReadSnapshot(ctx, s, ns)
+}
+
+// OpenSnapshot implements origin.SnapshotOpener with origin.OpenSnapshot.
+func (s *Store) OpenSnapshot(ctx context.Context, ns string) (*origin.SnapshotStream, error) {
+	return origin.OpenSnapshot(ctx, s, ns)
 }
 
 func partID(ns, name string) string { return ns + "/" + name }

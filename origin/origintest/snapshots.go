@@ -3,6 +3,7 @@ package origintest
 import (
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"testing"
 
@@ -42,6 +43,11 @@ func testSnapshotParts(t *testing.T, h Harness) {
 		got.Known = nil
 		if w := want(); !reflect.DeepEqual(got, w) {
 			t.Fatalf("%s: GetSnapshot = %d records @%v, want %d @%v\n got %+v\nwant %+v", step, len(got.Records), got.Version, len(w.Records), w.Version, got.Records, w.Records)
+		}
+		if o, ok := s.(origin.SnapshotOpener); ok {
+			if streamed := drain(t, o, ns); !reflect.DeepEqual(streamed, want()) {
+				t.Fatalf("%s: OpenSnapshot streamed %d records @%v, GetSnapshot %d", step, len(streamed.Records), streamed.Version, len(got.Records))
+			}
 		}
 	}
 	set := func(i int, v record.Version, tomb bool) record.Record {
@@ -115,5 +121,26 @@ func testSnapshotParts(t *testing.T, h Harness) {
 	}
 	if err := ps.DeleteSnapshotPart(ctx(t), ns, "never-written"); err != nil {
 		t.Fatalf("deleting a missing part: %v", err)
+	}
+}
+
+// drain reads the whole stream OpenSnapshot gives.
+func drain(t *testing.T, o origin.SnapshotOpener, ns string) record.Snapshot {
+	t.Helper()
+	st, err := o.OpenSnapshot(ctx(t), ns)
+	if err != nil {
+		t.Fatalf("OpenSnapshot: %v", err)
+	}
+	defer st.Close()
+	out := record.Snapshot{Namespace: st.Namespace(), Version: st.Version(), Records: []record.Record{}}
+	for {
+		r, err := st.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("stream: %v", err)
+		}
+		out.Records = append(out.Records, r)
 	}
 }

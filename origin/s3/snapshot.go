@@ -13,7 +13,10 @@ import (
 	"github.com/dataplane/dataplane/record"
 )
 
-var _ origin.SnapshotParts = (*Store)(nil)
+var (
+	_ origin.SnapshotParts  = (*Store)(nil)
+	_ origin.SnapshotOpener = (*Store)(nil)
+)
 
 // PutSnapshot implements origin.Store with origin.WriteSnapshot.
 func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
@@ -24,6 +27,11 @@ func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
 // object and every part it names are decoded as they stream in.
 func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
 	return origin.ReadSnapshot(ctx, s, ns)
+}
+
+// OpenSnapshot implements origin.SnapshotOpener with origin.OpenSnapshot.
+func (s *Store) OpenSnapshot(ctx context.Context, ns string) (*origin.SnapshotStream, error) {
+	return origin.OpenSnapshot(ctx, s, ns)
 }
 
 // partName is the object of part name of ns: the main object at snap/<ns>,
