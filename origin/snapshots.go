@@ -112,8 +112,11 @@ func WriteSnapshot(ctx context.Context, p SnapshotParts, s record.Snapshot, l La
 // writeBase writes s as a new base, replacing old (nil: none, or not a
 // manifest).
 func writeBase(ctx context.Context, p SnapshotParts, s record.Snapshot, old *manifest, l Layout) error {
-	recs := append([]record.Record(nil), s.Records...)
-	sort.Slice(recs, func(i, j int) bool { return recs[i].Key < recs[j].Key })
+	recs := s.Records
+	if !sort.SliceIsSorted(recs, func(i, j int) bool { return recs[i].Key < recs[j].Key }) {
+		recs = append([]record.Record(nil), recs...)
+		sort.Slice(recs, func(i, j int) bool { return recs[i].Key < recs[j].Key })
+	}
 	total := 0
 	for _, r := range recs {
 		total += encodedSize(r)

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/crc32"
 	"io"
 )
@@ -21,7 +20,8 @@ import (
 // any other error.
 type SnapshotReader struct {
 	r       *bufio.Reader
-	crc     hash.Hash32
+	sum     uint32 // CRC-32C of everything read so far
+	one     [1]byte
 	buf     []byte
 	format  byte
 	ns      string
@@ -37,7 +37,7 @@ type SnapshotReader struct {
 // positioned at its first record. A malformed header yields an error
 // wrapping ErrCorrupt.
 func NewSnapshotReader(r io.Reader) (*SnapshotReader, error) {
-	sr := &SnapshotReader{r: bufio.NewReaderSize(r, 64<<10), crc: crc32.New(castagnoli)}
+	sr := &SnapshotReader{r: bufio.NewReaderSize(r, 64<<10)}
 	head, err := sr.read(headerLen)
 	if err != nil {
 		return nil, err
@@ -152,7 +152,7 @@ func (sr *SnapshotReader) finish() error {
 			sr.known = append(sr.known, c)
 		}
 	}
-	want := sr.crc.Sum32()
+	want := sr.sum
 	var sum [crcLen]byte
 	if _, err := io.ReadFull(sr.r, sum[:]); err != nil {
 		return sr.readErr(err, "checksum")
@@ -178,7 +178,7 @@ func (sr *SnapshotReader) read(n int) ([]byte, error) {
 	if _, err := io.ReadFull(sr.r, b); err != nil {
 		return nil, sr.readErr(err, "snapshot")
 	}
-	sr.crc.Write(b)
+	sr.sum = crc32.Update(sr.sum, castagnoli, b)
 	return b, nil
 }
 
@@ -199,7 +199,8 @@ func (sr *SnapshotReader) uvarint(what string) (uint64, error) {
 		if err != nil {
 			return 0, sr.readErr(err, what)
 		}
-		sr.crc.Write([]byte{c})
+		sr.one[0] = c
+		sr.sum = crc32.Update(sr.sum, castagnoli, sr.one[:])
 		if c < 0x80 {
 			if i == binary.MaxVarintLen64-1 && c > 1 {
 				break
