@@ -102,11 +102,46 @@ func WriteSnapshot(ctx context.Context, p SnapshotParts, s record.Snapshot, l La
 	if err := record.ValidateNamespace(s.Namespace); err != nil {
 		return err
 	}
-	old, _, err := readMain(ctx, p, s.Namespace)
+	old, err := readManifestOnly(ctx, p, s.Namespace)
 	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, record.ErrCorrupt) {
 		return err
 	}
 	return writeBase(ctx, p, s, old, l)
+}
+
+// readManifestOnly returns the manifest in the main object of ns, or nil
+// when that holds a whole snapshot (which it does not decode).
+func readManifestOnly(ctx context.Context, p SnapshotParts, ns string) (*manifest, error) {
+	rc, err := p.GetSnapshotPart(ctx, ns, "")
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	br := bufio.NewReader(rc)
+	magic, err := br.Peek(2)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("snapshot %s: read: %w", ns, err)
+	}
+	if len(magic) < 2 || magic[0] != manifestMagic0 || magic[1] != manifestMagic1 {
+		return nil, nil
+	}
+	return decodeManifest(br, ns)
+}
+
+// decodeManifest reads the manifest of ns from r.
+func decodeManifest(r io.Reader, ns string) (*manifest, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxManifestSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: read manifest: %w", ns, err)
+	}
+	m, err := unmarshalManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", ns, err)
+	}
+	if m.Namespace != ns {
+		return nil, fmt.Errorf("snapshot %s: %w: manifest of %q", ns, record.ErrCorrupt, m.Namespace)
+	}
+	return &m, nil
 }
 
 // writeBase writes s as a new base, replacing old (nil: none, or not a
@@ -211,18 +246,8 @@ func readMain(ctx context.Context, p SnapshotParts, ns string) (m *manifest, who
 		return nil, nil, fmt.Errorf("snapshot %s: read: %w", ns, err)
 	}
 	if len(magic) == 2 && magic[0] == manifestMagic0 && magic[1] == manifestMagic1 {
-		b, err := io.ReadAll(io.LimitReader(br, maxManifestSize+1))
-		if err != nil {
-			return nil, nil, fmt.Errorf("snapshot %s: read manifest: %w", ns, err)
-		}
-		mm, err := unmarshalManifest(b)
-		if err != nil {
-			return nil, nil, fmt.Errorf("snapshot %s: %w", ns, err)
-		}
-		if mm.Namespace != ns {
-			return nil, nil, fmt.Errorf("snapshot %s: %w: manifest of %q", ns, record.ErrCorrupt, mm.Namespace)
-		}
-		return &mm, nil, nil
+		m, err := decodeManifest(br, ns)
+		return m, nil, err
 	}
 	s, err := record.ReadSnapshot(br)
 	if err != nil {

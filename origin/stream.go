@@ -79,13 +79,10 @@ func OpenSnapshot(ctx context.Context, p SnapshotParts, ns string) (*SnapshotStr
 		st.cur, st.body, st.version = sr, rc, sr.Version()
 		return st, nil
 	}
+	m, err := decodeManifest(br, ns)
 	rc.Close()
-	m, _, err := readMain(ctx, p, ns)
 	if err != nil {
 		return nil, err
-	}
-	if m == nil {
-		return nil, fmt.Errorf("snapshot %s: %w: main object replaced while opening", ns, ErrNotFound)
 	}
 	st.version = m.Version
 	var parts []record.Snapshot
