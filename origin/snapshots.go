@@ -259,9 +259,22 @@ func readMain(ctx context.Context, p SnapshotParts, ns string) (m *manifest, who
 	return nil, &s, nil
 }
 
+// errPartGone marks a part a manifest names that is not there: replaced
+// under the reader, who reads the manifest again. It wraps ErrNotFound.
+var errPartGone = fmt.Errorf("snapshot part replaced: %w", ErrNotFound)
+
+// openPart opens part name of ns, marking a missing one with errPartGone.
+func openPart(ctx context.Context, p SnapshotParts, ns, name string) (io.ReadCloser, error) {
+	rc, err := p.GetSnapshotPart(ctx, ns, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w", errPartGone, err)
+	}
+	return rc, err
+}
+
 // readPart decodes one part of ns.
 func readPart(ctx context.Context, p SnapshotParts, ns, name string) (record.Snapshot, error) {
-	rc, err := p.GetSnapshotPart(ctx, ns, name)
+	rc, err := openPart(ctx, p, ns, name)
 	if err != nil {
 		return record.Snapshot{}, err
 	}
@@ -278,76 +291,28 @@ func readPart(ctx context.Context, p SnapshotParts, ns, name string) (record.Sna
 
 // ReadSnapshot returns the snapshot of ns stored in p by WriteSnapshot or
 // AppendSnapshot, merged into one: every key once, in its newest version
-// across base and deltas, Version the version the whole covers. Objects are
-// decoded as streams, so the encoding is never held whole. A missing
-// snapshot is ErrNotFound.
+// across base and deltas, Version the version the whole covers. It drains
+// OpenSnapshot's stream, so the encoding is never held whole, and opens the
+// snapshot again when its parts are replaced under it. A missing snapshot is
+// ErrNotFound.
 func ReadSnapshot(ctx context.Context, p SnapshotParts, ns string) (record.Snapshot, error) {
-	if err := record.ValidateNamespace(ns); err != nil {
-		return record.Snapshot{}, err
-	}
 	var err error
 	for attempt := 0; attempt < snapReadAttempts; attempt++ {
-		var m *manifest
-		var whole *record.Snapshot
-		m, whole, err = readMain(ctx, p, ns)
-		if err != nil {
-			return record.Snapshot{}, err
-		}
-		if whole != nil {
-			return *whole, nil
-		}
-		var s record.Snapshot
-		s, err = readManifest(ctx, p, *m)
-		if errors.Is(err, ErrNotFound) {
-			// Replaced under us: follow the new manifest.
-			continue
-		}
-		return s, err
-	}
-	return record.Snapshot{}, fmt.Errorf("snapshot %s: %w: parts missing after %d attempts: %w", ns, record.ErrCorrupt, snapReadAttempts, err)
-}
-
-// readManifest reads and merges the parts m lists.
-func readManifest(ctx context.Context, p SnapshotParts, m manifest) (record.Snapshot, error) {
-	out := record.Snapshot{Namespace: m.Namespace, Version: m.Version}
-	known := map[string]record.Change{}
-	addKnown := func(cs []record.Change) {
-		for _, c := range cs {
-			if c.Version > known[c.Key].Version {
-				known[c.Key] = c
+		var st *SnapshotStream
+		st, err = OpenSnapshot(ctx, p, ns)
+		if err == nil {
+			var s record.Snapshot
+			s, err = st.ReadAll()
+			if err == nil {
+				return s, nil
 			}
 		}
-	}
-	for _, bp := range m.Base {
-		s, err := readPart(ctx, p, m.Namespace, bp.Name)
-		if err != nil {
+		if !errors.Is(err, errPartGone) {
 			return record.Snapshot{}, err
 		}
-		if n := len(out.Records); n > 0 && len(s.Records) > 0 && out.Records[n-1].Key >= s.Records[0].Key {
-			return record.Snapshot{}, fmt.Errorf("snapshot %s: %w: base chunk %s out of key order", m.Namespace, record.ErrCorrupt, bp.Name)
-		}
-		if out.Records == nil {
-			out.Records = s.Records
-		} else {
-			out.Records = append(out.Records, s.Records...)
-		}
-		addKnown(s.Known)
+		// Replaced under us: follow the new manifest.
 	}
-	var deltas []record.Snapshot
-	for _, dp := range m.Deltas {
-		s, err := readPart(ctx, p, m.Namespace, dp.Name)
-		if err != nil {
-			return record.Snapshot{}, err
-		}
-		deltas = append(deltas, s)
-		addKnown(s.Known)
-	}
-	out.Records = mergeRecords(out.Records, deltas...)
-	for _, c := range known {
-		out.Known = append(out.Known, c)
-	}
-	sort.Slice(out.Known, func(i, j int) bool { return out.Known[i].Key < out.Known[j].Key })
-	return out, nil
+	return record.Snapshot{}, fmt.Errorf("snapshot %s: %w: parts missing after %d attempts: %w", ns, record.ErrCorrupt, snapReadAttempts, err)
 }
 
 // mergeRecords merges the records of deltas into base (sorted by key),
@@ -464,7 +429,11 @@ func AppendSnapshot(ctx context.Context, p SnapshotParts, delta record.Snapshot,
 	deltaBytes += int64(len(b))
 	version := max(m.Version, delta.Version)
 	if float64(deltaBytes) > l.DeltaRatio*float64(baseBytes) {
-		full, err := readManifest(ctx, p, *m)
+		st, err := openManifest(ctx, p, m)
+		var full record.Snapshot
+		if err == nil {
+			full, err = st.ReadAll()
+		}
 		if err != nil {
 			return fmt.Errorf("snapshot %s: read for a new base: %w", ns, err)
 		}

@@ -169,7 +169,8 @@ func TestReadSnapshotMissingPart(t *testing.T) {
 }
 
 // FuzzReadSnapshot: whatever the main object and parts hold, ReadSnapshot
-// fails cleanly or returns a valid snapshot of the namespace asked for.
+// and the stream agree with a naive reader (whole objects, a map merge):
+// both fail, or both return the same valid snapshot.
 func FuzzReadSnapshot(f *testing.F) {
 	b0, _ := record.MarshalSnapshot(snapOf(3, 5))
 	d0, _ := record.MarshalSnapshot(record.Snapshot{Namespace: "routes", Version: 6, Records: []record.Record{
@@ -186,36 +187,96 @@ func FuzzReadSnapshot(f *testing.F) {
 		p.objs["routes/"] = main
 		p.objs["routes/b-0"] = base
 		p.objs["routes/d-0"] = delta
+		want, werr := naiveRead(p.objs)
 		s, err := ReadSnapshot(context.Background(), p, "routes")
 		streamed, serr := drainStream(p)
-		if err != nil {
-			if serr == nil {
-				t.Fatalf("ReadSnapshot failed (%v) but the stream read %d records", err, len(streamed.Records))
-			}
+		if (werr == nil) != (err == nil) || (werr == nil) != (serr == nil) {
+			t.Fatalf("naive reader: %v; ReadSnapshot: %v; stream: %v", werr, err, serr)
+		}
+		if werr != nil {
 			return
 		}
-		if serr != nil {
-			t.Fatalf("ReadSnapshot read %d records but the stream failed: %v", len(s.Records), serr)
-		}
-		if len(s.Known) == 0 {
-			s.Known = nil
-		}
-		if len(streamed.Known) == 0 {
-			streamed.Known = nil
-		}
-		if len(s.Records) == 0 {
-			s.Records = nil
-		}
-		if !reflect.DeepEqual(s, streamed) {
-			t.Fatalf("ReadSnapshot = %+v\nstream = %+v", s, streamed)
-		}
-		if s.Namespace != "routes" {
-			t.Fatalf("snapshot of %q", s.Namespace)
+		for _, got := range []record.Snapshot{s, streamed} {
+			if len(got.Records) == 0 {
+				got.Records = nil
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("read %+v\nnaive reader %+v", got, want)
+			}
 		}
 		if _, err := record.MarshalSnapshot(s); err != nil {
 			t.Fatalf("returned an invalid snapshot: %v", err)
 		}
 	})
+}
+
+// naiveRead reads the snapshot of "routes" from objs the simplest way.
+func naiveRead(objs map[string][]byte) (record.Snapshot, error) {
+	main := objs["routes/"]
+	if !bytes.HasPrefix(main, []byte("DM")) {
+		s, err := record.UnmarshalSnapshot(main)
+		if err == nil && s.Namespace != "routes" {
+			err = record.ErrCorrupt
+		}
+		if len(s.Records) == 0 {
+			s.Records = nil
+		}
+		if len(s.Known) == 0 {
+			s.Known = nil
+		}
+		return s, err
+	}
+	m, err := unmarshalManifest(main)
+	if err != nil {
+		return record.Snapshot{}, err
+	}
+	if m.Namespace != "routes" {
+		return record.Snapshot{}, record.ErrCorrupt
+	}
+	recs := map[string]record.Record{}
+	known := map[string]record.Change{}
+	last := ""
+	for i, list := range [][]part{m.Base, m.Deltas} {
+		for _, pt := range list {
+			b, ok := objs["routes/"+pt.Name]
+			if !ok {
+				return record.Snapshot{}, ErrNotFound
+			}
+			s, err := record.UnmarshalSnapshot(b)
+			if err != nil {
+				return record.Snapshot{}, err
+			}
+			if s.Namespace != "routes" {
+				return record.Snapshot{}, record.ErrCorrupt
+			}
+			for j, r := range s.Records {
+				if i == 0 && j == 0 && last != "" && r.Key <= last {
+					return record.Snapshot{}, record.ErrCorrupt
+				}
+				if cur, ok := recs[r.Key]; !ok || r.Version > cur.Version {
+					recs[r.Key] = r
+				}
+			}
+			if i == 0 && len(s.Records) > 0 {
+				last = s.Records[len(s.Records)-1].Key
+			}
+			for _, c := range s.Known {
+				if c.Version > known[c.Key].Version {
+					known[c.Key] = c
+				}
+			}
+		}
+	}
+	out := record.Snapshot{Namespace: "routes", Version: m.Version}
+	for _, r := range recs {
+		out.Records = append(out.Records, r)
+	}
+	sort.Slice(out.Records, func(i, j int) bool { return out.Records[i].Key < out.Records[j].Key })
+	for _, c := range known {
+		out.Known = append(out.Known, c)
+	}
+	sort.Slice(out.Known, func(i, j int) bool { return out.Known[i].Key < out.Known[j].Key })
+	return out, nil
 }
 
 // drainStream reads the snapshot of "routes" through OpenSnapshot.

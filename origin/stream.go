@@ -84,10 +84,16 @@ func OpenSnapshot(ctx context.Context, p SnapshotParts, ns string) (*SnapshotStr
 	if err != nil {
 		return nil, err
 	}
-	st.version = m.Version
+	return openManifest(ctx, p, m)
+}
+
+// openManifest opens the snapshot m describes as a stream: it reads the
+// deltas, and the base chunks as the stream is read.
+func openManifest(ctx context.Context, p SnapshotParts, m *manifest) (*SnapshotStream, error) {
+	st := &SnapshotStream{ctx: ctx, p: p, ns: m.Namespace, version: m.Version, known: map[string]record.Change{}}
 	var parts []record.Snapshot
 	for _, dp := range m.Deltas {
-		s, err := readPart(ctx, p, ns, dp.Name)
+		s, err := readPart(ctx, p, m.Namespace, dp.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -101,6 +107,29 @@ func OpenSnapshot(ctx context.Context, p SnapshotParts, ns string) (*SnapshotStr
 	return st, nil
 }
 
+// ReadAll reads the rest of the stream into one snapshot and closes it.
+func (st *SnapshotStream) ReadAll() (record.Snapshot, error) {
+	defer st.Close()
+	out := record.Snapshot{Namespace: st.ns, Version: st.version}
+	if st.cur != nil {
+		out.Records = make([]record.Record, 0, min(st.cur.Remaining(), 1<<20))
+	}
+	for {
+		r, err := st.Next()
+		if errors.Is(err, io.EOF) {
+			if out.Records == nil {
+				out.Records = []record.Record{}
+			}
+			out.Known = st.Known()
+			return out, nil
+		}
+		if err != nil {
+			return record.Snapshot{}, err
+		}
+		out.Records = append(out.Records, r)
+	}
+}
+
 // Namespace returns the snapshot's namespace.
 func (st *SnapshotStream) Namespace() string { return st.ns }
 
@@ -110,6 +139,9 @@ func (st *SnapshotStream) Version() record.Version { return st.version }
 // Known returns the snapshot's known versions, sorted by key; complete only
 // after Next has returned io.EOF.
 func (st *SnapshotStream) Known() []record.Change {
+	if len(st.known) == 0 {
+		return nil
+	}
 	out := make([]record.Change, 0, len(st.known))
 	for _, c := range st.known {
 		out = append(out, c)
@@ -191,7 +223,7 @@ func (st *SnapshotStream) nextBase() (record.Record, error) {
 			}
 			name := st.chunks[0]
 			st.chunks = st.chunks[1:]
-			rc, err := st.p.GetSnapshotPart(st.ctx, st.ns, name)
+			rc, err := openPart(st.ctx, st.p, st.ns, name)
 			if err != nil {
 				return record.Record{}, err
 			}
