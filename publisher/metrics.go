@@ -16,6 +16,8 @@ type metrics struct {
 	notifyErrors     prometheus.Counter
 	snapshotErrors   prometheus.Counter
 	snapshotDuration prometheus.Histogram
+	snapshotRecords  prometheus.Counter
+	trimSkipped      prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -35,6 +37,9 @@ func newMetrics() *metrics {
 		errors:         counter("errors_total", "Writes that failed in the origin."),
 		notifyErrors:   counter("notify_errors_total", "Notifier calls that failed after a durable write (the change log still carries the change)."),
 		snapshotErrors: counter("snapshot_errors_total", "Namespace snapshots that could not be built or written."),
+		snapshotRecords: counter("snapshot_records_written_total",
+			"Records written into snapshots: the changed records of each pass (all of a namespace when a store without snapshot parts rewrites it whole)."),
+		trimSkipped: counter("log_trim_skipped_total", "Snapshot passes that left the change log untrimmed because a namespace's snapshot failed."),
 		snapshotDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "dataplane", Subsystem: "publisher", Name: "snapshot_duration_seconds",
 			Help:    "Time to build and write one namespace snapshot.",
@@ -46,7 +51,7 @@ func newMetrics() *metrics {
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.writes, m.unchanged, m.rejected, m.stale, m.errors, m.notifyErrors,
-		m.snapshotErrors, m.snapshotDuration,
+		m.snapshotErrors, m.snapshotDuration, m.snapshotRecords, m.trimSkipped,
 	}
 }
 

@@ -71,16 +71,31 @@ type Config struct {
 	// changes of namespaces nobody snapshots: list every namespace written
 	// by other publishers in Namespaces.
 	LogRetention time.Duration
+	// TombstoneHorizon is how long a delete stays in the snapshots: a
+	// tombstone whose version is older than this is left out of the next
+	// snapshot that rewrites its namespace's base, so deleted keys do not
+	// accumulate forever. It must cover LogRetention (a node that can still
+	// follow the log reads the delete there) and the longest a node may be
+	// absent and still resume from state it kept (a node absent longer
+	// reloads the snapshot, where a key that is absent counts as deleted).
+	// Zero keeps tombstones forever. Must be zero or at least LogRetention.
+	TombstoneHorizon time.Duration
+	// SnapshotLayout says how a snapshot is cut into objects in a store
+	// that supports origin.SnapshotParts (each pass then writes only the
+	// records changed since the previous one); the zero value means
+	// origin.DefaultLayout().
+	SnapshotLayout origin.Layout
 }
 
 // DefaultConfig returns the configuration a control plane starts from:
 // notifications bounded to 2 s, snapshots every minute, a day of change log
-// kept behind the snapshots.
+// kept behind the snapshots, deletes kept in the snapshots for a week.
 func DefaultConfig() Config {
 	return Config{
 		NotifyTimeout:    2 * time.Second,
 		SnapshotInterval: time.Minute,
 		LogRetention:     24 * time.Hour,
+		TombstoneHorizon: 7 * 24 * time.Hour,
 	}
 }
 
@@ -93,6 +108,9 @@ func (c *Config) validate() error {
 	}
 	if c.LogRetention < 0 {
 		return fmt.Errorf("publisher: LogRetention must not be negative, got %v", c.LogRetention)
+	}
+	if c.TombstoneHorizon < 0 || c.TombstoneHorizon > 0 && c.TombstoneHorizon < c.LogRetention {
+		return fmt.Errorf("publisher: TombstoneHorizon must be zero or at least LogRetention (%v), got %v", c.LogRetention, c.TombstoneHorizon)
 	}
 	for _, ns := range c.Namespaces {
 		if err := record.ValidateNamespace(ns); err != nil {

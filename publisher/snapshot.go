@@ -23,11 +23,18 @@ const snapshotLag = 5 * time.Second
 // logPage is how many changes one ReadLog call asks for.
 const logPage = 1000
 
-// Snapshot builds the snapshot of namespace ns and writes it to the origin:
-// the previous snapshot, updated with the current record of every key of ns
-// the change log names after that snapshot's version. It returns what it
-// wrote. Tombstones are kept, so a cold node loading the snapshot learns of
-// deletes too.
+// Snapshot brings the snapshot of namespace ns in the origin up to date with
+// the change log and returns its Version and the records this pass wrote.
+//
+// In a store that supports origin.SnapshotParts, a pass reads only the
+// snapshot's main object (its version), the change log after it and the
+// current record of every key of ns the log names, and appends those
+// records as a delta (origin.AppendSnapshot): its cost grows with the
+// changes, not with the namespace. In other stores it reads the previous
+// snapshot whole, updates it and writes it back. Tombstones are kept, so a
+// cold node loading the snapshot learns of deletes too, until they are older
+// than Config.TombstoneHorizon; then the next rewrite of the namespace's
+// base leaves them out.
 //
 // Namespaces other than ns found in the change log are remembered, and Run
 // snapshots them from its next pass on.
@@ -38,15 +45,24 @@ func (p *Publisher) Snapshot(ctx context.Context, ns string) (record.Snapshot, e
 	p.snapMu.Lock()
 	defer p.snapMu.Unlock()
 	start := time.Now()
-	snap, others, err := p.build(ctx, ns)
-	if err == nil {
-		err = p.store.PutSnapshot(ctx, snap)
+	var snap record.Snapshot
+	var others []string
+	var err error
+	if ps, ok := p.store.(origin.SnapshotParts); ok {
+		snap, others, err = p.appendDelta(ctx, ps, ns)
+	} else {
+		snap, others, err = p.build(ctx, ns)
+		if err == nil {
+			snap.Records = dropTombstones(snap.Records, p.tombstoneCutoff())
+			err = p.store.PutSnapshot(ctx, snap)
+		}
 	}
 	if err != nil {
 		p.m.snapshotErrors.Inc()
 		return record.Snapshot{}, fmt.Errorf("snapshot %s: %w", ns, err)
 	}
 	p.m.snapshotDuration.Observe(time.Since(start).Seconds())
+	p.m.snapshotRecords.Add(float64(len(snap.Records)))
 	p.mu.Lock()
 	p.seen[ns] = true
 	for _, o := range others {
@@ -54,6 +70,45 @@ func (p *Publisher) Snapshot(ctx context.Context, ns string) (record.Snapshot, e
 	}
 	p.mu.Unlock()
 	return snap, nil
+}
+
+// tombstoneCutoff is the version below which tombstones leave the
+// snapshots (0: never).
+func (p *Publisher) tombstoneCutoff() record.Version {
+	if p.cfg.TombstoneHorizon <= 0 {
+		return 0
+	}
+	return record.MakeVersion(time.Now().Add(-p.cfg.TombstoneHorizon), 0)
+}
+
+// dropTombstones removes tombstones with versions below before from recs.
+func dropTombstones(recs []record.Record, before record.Version) []record.Record {
+	if before == 0 {
+		return recs
+	}
+	out := recs[:0]
+	for _, r := range recs {
+		if !(r.Tombstone && r.Version < before) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// appendDelta is Snapshot's pass in a store with origin.SnapshotParts.
+func (p *Publisher) appendDelta(ctx context.Context, ps origin.SnapshotParts, ns string) (record.Snapshot, []string, error) {
+	prev, err := origin.SnapshotVersion(ctx, ps, ns)
+	if err != nil && !errors.Is(err, origin.ErrNotFound) {
+		return record.Snapshot{}, nil, fmt.Errorf("read previous snapshot: %w", err)
+	}
+	delta, others, err := p.changed(ctx, ns, prev)
+	if err != nil {
+		return record.Snapshot{}, nil, err
+	}
+	if err := origin.AppendSnapshot(ctx, ps, delta, p.tombstoneCutoff(), p.cfg.SnapshotLayout); err != nil {
+		return record.Snapshot{}, nil, err
+	}
+	return delta, others, nil
 }
 
 // SnapshotAll snapshots every namespace the publisher knows (Config.Namespaces,
@@ -75,6 +130,13 @@ func (p *Publisher) SnapshotAll(ctx context.Context) error {
 		if i == 0 || snap.Version < oldest {
 			oldest = snap.Version
 		}
+	}
+	if len(errs) > 0 && p.cfg.LogRetention > 0 {
+		// Never silently: a namespace that keeps failing stops the log
+		// from being trimmed, and the log grows until someone looks.
+		p.m.trimSkipped.Inc()
+		p.log.Error("change log not trimmed: some namespaces have no up-to-date snapshot",
+			"failed", len(errs), "namespaces", len(known))
 	}
 	if len(errs) > 0 || len(known) == 0 || p.cfg.LogRetention <= 0 {
 		return errors.Join(errs...)
@@ -136,11 +198,39 @@ func (p *Publisher) build(ctx context.Context, ns string) (record.Snapshot, []st
 	default:
 		return record.Snapshot{}, nil, fmt.Errorf("read previous snapshot: %w", err)
 	}
-	changes, err := p.changesSince(ctx, prev.Version)
-	if err != nil {
-		return record.Snapshot{}, nil, fmt.Errorf("read change log after %s: %w", prev.Version, err)
+	recs := make(map[string]record.Record, len(prev.Records))
+	for _, r := range prev.Records {
+		recs[r.Key] = r
 	}
-	top := prev.Version
+	delta, others, err := p.changed(ctx, ns, prev.Version)
+	if err != nil {
+		return record.Snapshot{}, nil, err
+	}
+	for _, r := range delta.Records {
+		if old, ok := recs[r.Key]; !ok || r.Version > old.Version {
+			recs[r.Key] = r
+		}
+	}
+	snap := record.Snapshot{Namespace: ns, Version: delta.Version, Records: make([]record.Record, 0, len(recs))}
+	for _, r := range recs {
+		snap.Records = append(snap.Records, r)
+	}
+	sort.Slice(snap.Records, func(i, j int) bool { return snap.Records[i].Key < snap.Records[j].Key })
+	return snap, others, nil
+}
+
+// changed reads the change log after version prev and returns, as a delta
+// snapshot, the current record of every key of ns it names, with the version
+// the snapshot covers once the delta is applied. It also returns the other
+// namespaces the log named. A key whose stored record is corrupt is left
+// out, and the version stops short of its change, so readers still take it
+// from the log once the record is rewritten.
+func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version) (record.Snapshot, []string, error) {
+	changes, err := p.changesSince(ctx, prev)
+	if err != nil {
+		return record.Snapshot{}, nil, fmt.Errorf("read change log after %s: %w", prev, err)
+	}
+	top := prev
 	changed := make(map[string]record.Version)
 	others := make(map[string]bool)
 	for _, c := range changes {
@@ -158,18 +248,12 @@ func (p *Publisher) build(ctx context.Context, ns string) (record.Snapshot, []st
 	if cutoff := record.MakeVersion(time.Now().Add(-snapshotLag), 0); top > cutoff {
 		top = cutoff
 	}
-
-	recs := make(map[string]record.Record, len(prev.Records)+len(changed))
-	for _, r := range prev.Records {
-		recs[r.Key] = r
-	}
+	delta := record.Snapshot{Namespace: ns, Records: make([]record.Record, 0, len(changed))}
 	for key, v := range changed {
 		cur, err := p.store.Get(ctx, ns, key, 0)
 		switch {
 		case err == nil:
-			if old, ok := recs[key]; !ok || cur.Version > old.Version {
-				recs[key] = cur
-			}
+			delta.Records = append(delta.Records, cur)
 		case errors.Is(err, origin.ErrNotFound):
 			// Logged but never stored: nothing to include.
 		case errors.Is(err, record.ErrCorrupt):
@@ -185,11 +269,8 @@ func (p *Publisher) build(ctx context.Context, ns string) (record.Snapshot, []st
 			return record.Snapshot{}, nil, fmt.Errorf("read %s/%s: %w", ns, key, err)
 		}
 	}
-	snap := record.Snapshot{Namespace: ns, Version: max(prev.Version, top), Records: make([]record.Record, 0, len(recs))}
-	for _, r := range recs {
-		snap.Records = append(snap.Records, r)
-	}
-	sort.Slice(snap.Records, func(i, j int) bool { return snap.Records[i].Key < snap.Records[j].Key })
+	delta.Version = max(prev, top)
+	sort.Slice(delta.Records, func(i, j int) bool { return delta.Records[i].Key < delta.Records[j].Key })
 	var names []string
 	for o := range others {
 		if record.ValidateNamespace(o) == nil {
@@ -197,7 +278,7 @@ func (p *Publisher) build(ctx context.Context, ns string) (record.Snapshot, []st
 		}
 	}
 	sort.Strings(names)
-	return snap, names, nil
+	return delta, names, nil
 }
 
 // changesSince returns every change the log holds after `after`, paging

@@ -2,7 +2,10 @@ package record
 
 import (
 	"bytes"
+	"errors"
+	"reflect"
 	"testing"
+	"testing/iotest"
 )
 
 // FuzzUnmarshal: any input either fails cleanly or decodes to a valid record
@@ -54,6 +57,34 @@ func FuzzUnmarshalSnapshot(f *testing.F) {
 		}
 		if !bytes.Equal(again, b) {
 			t.Fatalf("non-canonical snapshot accepted")
+		}
+	})
+}
+
+// FuzzSnapshotReader: the streaming decoder accepts exactly what
+// UnmarshalSnapshot accepts, with the same result, whatever the read sizes.
+func FuzzSnapshotReader(f *testing.F) {
+	for _, b := range streamSeeds(f) {
+		f.Add(b)
+	}
+	f.Add([]byte("DS\x02\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want, werr := UnmarshalSnapshot(b)
+		got, gerr := ReadSnapshot(iotest.HalfReader(bytes.NewReader(b)))
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("UnmarshalSnapshot err %v, ReadSnapshot err %v", werr, gerr)
+		}
+		if werr != nil {
+			if !errors.Is(gerr, ErrCorrupt) && !errors.Is(gerr, ErrInvalid) {
+				t.Fatalf("ReadSnapshot error %v wraps neither ErrCorrupt nor ErrInvalid", gerr)
+			}
+			return
+		}
+		if len(want.Known) == 0 {
+			want.Known = nil
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("ReadSnapshot = %+v, UnmarshalSnapshot = %+v", got, want)
 		}
 	})
 }

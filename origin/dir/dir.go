@@ -6,7 +6,8 @@
 //	rec/<ns>/<sha256(key) hex>   one record, record.Marshal encoding
 //	log/<version hex16>-<id>     one change log entry (a record without value)
 //	log-horizon                  version below which the log was trimmed
-//	snap/<ns>                    the namespace's snapshot
+//	snap/<ns>                    the namespace's snapshot, or its manifest
+//	snap/<ns>.parts/<name>       the chunks and deltas a manifest lists
 //	locks/<00..ff>               lock files striping compare-and-swap
 //
 // Every file is written to a temporary file, fsynced, renamed over its target
@@ -23,6 +24,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -41,7 +43,11 @@ type Store struct {
 	root string
 }
 
-var _ origin.Store = (*Store)(nil)
+var (
+	_ origin.Store          = (*Store)(nil)
+	_ origin.SnapshotParts  = (*Store)(nil)
+	_ origin.SnapshotOpener = (*Store)(nil)
+)
 
 // Open returns a Store rooted at root, creating the directory if needed.
 func Open(root string) (*Store, error) {
@@ -281,33 +287,73 @@ func (s *Store) TrimLog(ctx context.Context, before record.Version) error {
 	return nil
 }
 
-// PutSnapshot implements origin.Store.
+// PutSnapshot implements origin.Store with origin.WriteSnapshot.
 func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
-	b, err := record.MarshalSnapshot(snap)
-	if err != nil {
+	return origin.WriteSnapshot(ctx, s, snap, origin.DefaultLayout())
+}
+
+// GetSnapshot implements origin.Store with origin.ReadSnapshot.
+func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
+	return origin.ReadSnapshot(ctx, s, ns)
+}
+
+// OpenSnapshot implements origin.SnapshotOpener with origin.OpenSnapshot.
+func (s *Store) OpenSnapshot(ctx context.Context, ns string) (*origin.SnapshotStream, error) {
+	return origin.OpenSnapshot(ctx, s, ns)
+}
+
+// partPath is where part name of ns lives: the main object at snap/<ns>,
+// the others under snap/<ns>.parts/ ('.' never occurs in a namespace).
+func (s *Store) partPath(ns, name string) string {
+	if name == "" {
+		return filepath.Join(s.root, "snap", ns)
+	}
+	return filepath.Join(s.root, "snap", ns+".parts", name)
+}
+
+// PutSnapshotPart implements origin.SnapshotParts.
+func (s *Store) PutSnapshotPart(ctx context.Context, ns, name string, b []byte) error {
+	if err := origin.CheckPartName(ns, name); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(s.root, "snap", snap.Namespace), b)
+	path := s.partPath(ns, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("snapshot %s: %w: %w", ns, origin.ErrUnavailable, err)
+	}
+	if err := atomicfile.Write(path, b); err != nil {
+		return fmt.Errorf("snapshot %s: %w: %w", ns, origin.ErrUnavailable, err)
+	}
+	return nil
 }
 
-// GetSnapshot implements origin.Store.
-func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
-	if err := record.ValidateNamespace(ns); err != nil {
-		return record.Snapshot{}, err
+// GetSnapshotPart implements origin.SnapshotParts.
+func (s *Store) GetSnapshotPart(ctx context.Context, ns, name string) (io.ReadCloser, error) {
+	if err := origin.CheckPartName(ns, name); err != nil {
+		return nil, err
 	}
-	b, err := os.ReadFile(filepath.Join(s.root, "snap", ns))
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(s.partPath(ns, name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return record.Snapshot{}, fmt.Errorf("snapshot %s: %w", ns, origin.ErrNotFound)
+		return nil, fmt.Errorf("snapshot %s part %q: %w", ns, name, origin.ErrNotFound)
 	}
 	if err != nil {
-		return record.Snapshot{}, fmt.Errorf("snapshot %s: %w: %w", ns, origin.ErrUnavailable, err)
+		return nil, fmt.Errorf("snapshot %s: %w: %w", ns, origin.ErrUnavailable, err)
 	}
-	snap, err := record.UnmarshalSnapshot(b)
-	if err != nil {
-		return record.Snapshot{}, fmt.Errorf("snapshot %s: %w", ns, err)
+	return f, nil
+}
+
+// DeleteSnapshotPart implements origin.SnapshotParts.
+func (s *Store) DeleteSnapshotPart(ctx context.Context, ns, name string) error {
+	if err := origin.CheckPartName(ns, name); err != nil {
+		return err
 	}
-	return snap, nil
+	if err := os.Remove(s.partPath(ns, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("snapshot %s: %w: %w", ns, origin.ErrUnavailable, err)
+	}
+	return nil
 }

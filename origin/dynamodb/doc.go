@@ -18,9 +18,10 @@
 //	log#<bucket hex16>  <version hex16>#<ns>#<key>  tomb (BOOL): a change log entry
 //	logmeta             bucket#<bucket hex16>       (none): the bucket holds entries
 //	logmeta             horizon                     hz (N): the trim horizon
-//	snap#<ns>           cur                         gen (S), ver (N), size (N), n (N),
-//	                                                d (B) when the snapshot fits one item
-//	snap#<ns>           gen#<gen>#<chunk %06d>      d (B): one chunk of a larger snapshot
+//	snap#<ns>           cur                         gen (S), size (N), n (N), d (B) when it
+//	                                                fits one item: the snapshot or its manifest
+//	snap#<ns>           part#<name>                 the same, for a part the manifest names
+//	snap#<ns>           gen#<gen>#<chunk %06d>      d (B): one chunk of a larger object
 //
 // Records: one item per key, so reads of a namespace spread over as many
 // partitions as it has keys (a partition per namespace would cap a hot
@@ -54,8 +55,10 @@
 // buckets wholly below it; ReadLog reads the horizon after the entries, so a
 // reader never silently misses a trimmed change (origin.ErrLogTruncated).
 //
-// Snapshots: a snapshot that fits one item lives inline in the pointer item
-// "cur", so the common case is one GetItem. A larger one is written as a new
+// Snapshots: the objects of origin.SnapshotParts (the main object "cur",
+// which holds a small snapshot whole or the manifest of a large one, and the
+// parts it names) are each stored like this. An object that fits one item
+// lives inline in its pointer item, so the common case is one GetItem. A larger one is written as a new
 // generation of chunk items first, then "cur" is switched to it in one
 // PutItem, and only then are the previous generation's chunks deleted: a
 // reader sees the old or the new snapshot, never a mix. A reader whose

@@ -346,8 +346,10 @@ func TestBigSnapshot(t *testing.T) {
 			t.Fatalf("record %d read back as %s with %d bytes", i, r.Key, len(r.Value))
 		}
 	}
-	if n := partitionSize(t, s, "blobs"); n != 5 {
-		t.Fatalf("partition holds %d items, want the pointer and 4 chunks", n)
+	// Over origin.DefaultLayout's InlineSize: the main pointer holds a
+	// manifest naming one base part, whose pointer names 4 chunks.
+	if n := partitionSize(t, s, "blobs"); n != 6 {
+		t.Fatalf("partition holds %d items, want the main pointer, a part's pointer and 4 chunks", n)
 	}
 	// Another big one replaces it, then a small one (inline).
 	big2 := bigSnapshot("blobs", 200, 3)

@@ -1,8 +1,10 @@
 package dynamodb
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -41,21 +43,49 @@ func newGeneration() string {
 	return fmt.Sprintf("%x-%08x", time.Now().UnixNano(), rand.Uint32())
 }
 
-// PutSnapshot implements origin.Store. A snapshot that fits one item is
-// written inline in the pointer item; a larger one as chunk items of a new
-// generation, then the pointer, then the old generation's chunks are deleted.
+var (
+	_ origin.SnapshotParts  = (*Store)(nil)
+	_ origin.SnapshotOpener = (*Store)(nil)
+)
+
+// PutSnapshot implements origin.Store with origin.WriteSnapshot.
 func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
-	b, err := record.MarshalSnapshot(snap)
-	if err != nil {
+	return origin.WriteSnapshot(ctx, s, snap, origin.DefaultLayout())
+}
+
+// GetSnapshot implements origin.Store with origin.ReadSnapshot.
+func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
+	return origin.ReadSnapshot(ctx, s, ns)
+}
+
+// OpenSnapshot implements origin.SnapshotOpener with origin.OpenSnapshot.
+func (s *Store) OpenSnapshot(ctx context.Context, ns string) (*origin.SnapshotStream, error) {
+	return origin.OpenSnapshot(ctx, s, ns)
+}
+
+// partSK is the sort key of the pointer item of part name: the main object
+// is "cur", the others "part#<name>".
+func partSK(name string) string {
+	if name == "" {
+		return snapPointerSK
+	}
+	return "part#" + name
+}
+
+// PutSnapshotPart implements origin.SnapshotParts. An object that fits one
+// item is written inline in its pointer item; a larger one as chunk items of
+// a new generation, then the pointer, then the old generation's chunks are
+// deleted.
+func (s *Store) PutSnapshotPart(ctx context.Context, ns, name string, b []byte) error {
+	if err := origin.CheckPartName(ns, name); err != nil {
 		return err
 	}
-	what := "snapshot " + snap.Namespace
+	what := "snapshot " + ns + " part " + partSK(name)
 	if err := ctx.Err(); err != nil {
 		return s.fail(ctx, "put", what, err)
 	}
-	pk := snapPK(snap.Namespace)
-	ptr := itemKey(pk, snapPointerSK)
-	ptr[attrVer] = num(uint64(snap.Version))
+	pk := snapPK(ns)
+	ptr := itemKey(pk, partSK(name))
 	ptr[attrSize] = num(uint64(len(b)))
 	var gen string
 	if len(b) <= snapChunkSize {
@@ -84,85 +114,103 @@ func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
 		// The new chunks stay: the pointer may have been written after all.
 		return s.fail(ctx, "put", what, err)
 	}
-	oldGen, _ := getString(out.Attributes, attrGen)
-	oldN, _ := getNum(out.Attributes, attrChunks)
-	if oldGen != "" && oldGen != gen && oldN > 0 {
-		dels := make([]types.WriteRequest, 0, oldN)
-		for i := 0; i < int(min(oldN, 1<<20)); i++ {
-			dels = append(dels, types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: itemKey(pk, chunkSK(oldGen, i))}})
-		}
-		// The new snapshot is in place: failing to clean up the old one
-		// costs storage, not correctness.
-		if err := s.batchWrite(ctx, "delete replaced "+what+" chunks", dels, 25); err != nil {
-			s.logger.Warn("dynamodb origin: replaced snapshot's chunks not deleted", "table", s.table, "namespace", snap.Namespace, "generation", oldGen, "err", err)
-		}
-	}
+	s.deleteChunks(ctx, ns, what, out.Attributes, gen)
 	return nil
 }
 
-// GetSnapshot implements origin.Store: one GetItem of the pointer, and for a
-// chunked snapshot one Query of its generation's chunks.
-func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
-	if err := record.ValidateNamespace(ns); err != nil {
-		return record.Snapshot{}, err
+// deleteChunks deletes the chunks of the generation a replaced or deleted
+// pointer item named, unless it is keep. Failing costs storage, not
+// correctness: it is logged.
+func (s *Store) deleteChunks(ctx context.Context, ns, what string, old map[string]types.AttributeValue, keep string) {
+	oldGen, _ := getString(old, attrGen)
+	oldN, _ := getNum(old, attrChunks)
+	if oldGen == "" || oldGen == keep || oldN == 0 {
+		return
 	}
-	what := "snapshot " + ns
+	pk := snapPK(ns)
+	dels := make([]types.WriteRequest, 0, min(oldN, 1<<20))
+	for i := 0; i < int(min(oldN, 1<<20)); i++ {
+		dels = append(dels, types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: itemKey(pk, chunkSK(oldGen, i))}})
+	}
+	if err := s.batchWrite(ctx, "delete replaced "+what+" chunks", dels, 25); err != nil {
+		s.logger.Warn("dynamodb origin: replaced snapshot's chunks not deleted", "table", s.table, "namespace", ns, "generation", oldGen, "err", err)
+	}
+}
+
+// DeleteSnapshotPart implements origin.SnapshotParts.
+func (s *Store) DeleteSnapshotPart(ctx context.Context, ns, name string) error {
+	if err := origin.CheckPartName(ns, name); err != nil {
+		return err
+	}
+	what := "snapshot " + ns + " part " + partSK(name)
+	out, err := s.client.DeleteItem(ctx, &ddb.DeleteItemInput{
+		TableName:    aws.String(s.table),
+		Key:          itemKey(snapPK(ns), partSK(name)),
+		ReturnValues: types.ReturnValueAllOld,
+	})
+	if err != nil {
+		return s.fail(ctx, "delete", what, err)
+	}
+	s.deleteChunks(ctx, ns, what, out.Attributes, "")
+	return nil
+}
+
+// GetSnapshotPart implements origin.SnapshotParts: one GetItem of the
+// pointer, and for a chunked object one Query of its generation's chunks.
+func (s *Store) GetSnapshotPart(ctx context.Context, ns, name string) (io.ReadCloser, error) {
+	if err := origin.CheckPartName(ns, name); err != nil {
+		return nil, err
+	}
+	what := "snapshot " + ns + " part " + partSK(name)
 	if err := ctx.Err(); err != nil {
-		return record.Snapshot{}, s.fail(ctx, "get", what, err)
+		return nil, s.fail(ctx, "get", what, err)
 	}
 	var lastGen string
 	for attempt := 0; ; attempt++ {
 		out, err := s.client.GetItem(ctx, &ddb.GetItemInput{
 			TableName:      aws.String(s.table),
-			Key:            itemKey(snapPK(ns), snapPointerSK),
+			Key:            itemKey(snapPK(ns), partSK(name)),
 			ConsistentRead: aws.Bool(true),
 		})
 		if err != nil {
-			return record.Snapshot{}, s.fail(ctx, "get", what, err)
+			return nil, s.fail(ctx, "get", what, err)
 		}
 		if len(out.Item) == 0 {
-			return record.Snapshot{}, fmt.Errorf("dynamodb table %s: %s: %w", s.table, what, origin.ErrNotFound)
+			return nil, fmt.Errorf("dynamodb table %s: %s: %w", s.table, what, origin.ErrNotFound)
 		}
 		corrupt := func(format string, args ...any) error {
 			return fmt.Errorf("dynamodb table %s: %s: %w: %s", s.table, what, record.ErrCorrupt, fmt.Sprintf(format, args...))
 		}
 		size, ok := getNum(out.Item, attrSize)
 		if !ok || size > record.MaxSnapshotSize {
-			return record.Snapshot{}, corrupt("pointer has no valid %q attribute", attrSize)
+			return nil, corrupt("pointer has no valid %q attribute", attrSize)
 		}
 		b, inline := getBytes(out.Item, attrData)
 		if !inline {
 			gen, _ := getString(out.Item, attrGen)
 			n, ok := getNum(out.Item, attrChunks)
 			if gen == "" || !ok || n == 0 {
-				return record.Snapshot{}, corrupt("pointer names no chunk generation")
+				return nil, corrupt("pointer names no chunk generation")
 			}
 			var complete bool
 			b, complete, err = s.readChunks(ctx, ns, gen, int(min(n, 1<<20)), int(size))
 			if err != nil {
-				return record.Snapshot{}, err
+				return nil, err
 			}
 			if !complete {
 				// Replaced and deleted under us: read the pointer again.
 				// The same generation missing chunks twice is damage.
 				if gen == lastGen || attempt+1 >= snapReadAttempts {
-					return record.Snapshot{}, corrupt("generation %s is missing chunks of %d", gen, n)
+					return nil, corrupt("generation %s is missing chunks of %d", gen, n)
 				}
 				lastGen = gen
 				continue
 			}
 		}
 		if uint64(len(b)) != size {
-			return record.Snapshot{}, corrupt("%d bytes, pointer says %d", len(b), size)
+			return nil, corrupt("%d bytes, pointer says %d", len(b), size)
 		}
-		snap, err := record.UnmarshalSnapshot(b)
-		if err != nil {
-			return record.Snapshot{}, fmt.Errorf("dynamodb table %s: %s: %w", s.table, what, err)
-		}
-		if snap.Namespace != ns {
-			return record.Snapshot{}, corrupt("item holds the snapshot of %q", snap.Namespace)
-		}
-		return snap, nil
+		return io.NopCloser(bytes.NewReader(b)), nil
 	}
 }
 

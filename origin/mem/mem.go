@@ -4,8 +4,10 @@
 package mem
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/dataplane/dataplane/origin"
@@ -18,11 +20,15 @@ type Store struct {
 	records   map[string]record.Record
 	log       map[record.Change]struct{}
 	horizon   record.Version
-	snapshots map[string][]byte
+	snapshots map[string][]byte // by partID
 	corrupt   map[string]bool
 }
 
-var _ origin.Store = (*Store)(nil)
+var (
+	_ origin.Store          = (*Store)(nil)
+	_ origin.SnapshotParts  = (*Store)(nil)
+	_ origin.SnapshotOpener = (*Store)(nil)
+)
 
 // New returns an empty Store.
 func New() *Store {
@@ -130,30 +136,64 @@ func (s *Store) TrimLog(ctx context.Context, before record.Version) error {
 	return nil
 }
 
-// PutSnapshot implements origin.Store.
+// PutSnapshot implements origin.Store with origin.WriteSnapshot.
 func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
-	b, err := record.MarshalSnapshot(snap)
-	if err != nil {
+	return origin.WriteSnapshot(ctx, s, snap, origin.DefaultLayout())
+}
+
+// GetSnapshot implements origin.Store with origin.ReadSnapshot.
+func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
+	return origin.ReadSnapshot(ctx, s, ns)
+}
+
+// OpenSnapshot implements origin.SnapshotOpener with origin.OpenSnapshot.
+func (s *Store) OpenSnapshot(ctx context.Context, ns string) (*origin.SnapshotStream, error) {
+	return origin.OpenSnapshot(ctx, s, ns)
+}
+
+func partID(ns, name string) string { return ns + "/" + name }
+
+// PutSnapshotPart implements origin.SnapshotParts.
+func (s *Store) PutSnapshotPart(ctx context.Context, ns, name string, b []byte) error {
+	if err := origin.CheckPartName(ns, name); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.snapshots[snap.Namespace] = b
+	s.snapshots[partID(ns, name)] = append([]byte(nil), b...)
 	return nil
 }
 
-// GetSnapshot implements origin.Store.
-func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
-	if err := record.ValidateNamespace(ns); err != nil {
-		return record.Snapshot{}, err
+// GetSnapshotPart implements origin.SnapshotParts.
+func (s *Store) GetSnapshotPart(ctx context.Context, ns, name string) (io.ReadCloser, error) {
+	if err := origin.CheckPartName(ns, name); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
-	b, ok := s.snapshots[ns]
+	b, ok := s.snapshots[partID(ns, name)]
 	s.mu.Unlock()
 	if !ok {
-		return record.Snapshot{}, fmt.Errorf("snapshot %s: %w", ns, origin.ErrNotFound)
+		return nil, fmt.Errorf("snapshot %s part %q: %w", ns, name, origin.ErrNotFound)
 	}
-	return record.UnmarshalSnapshot(b)
+	// Parts are replaced, never changed in place: b can be shared.
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+// DeleteSnapshotPart implements origin.SnapshotParts.
+func (s *Store) DeleteSnapshotPart(ctx context.Context, ns, name string) error {
+	if err := origin.CheckPartName(ns, name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.snapshots, partID(ns, name))
+	return nil
 }
 
 // CorruptForTest makes the next reads of ns/key fail as a corrupt object

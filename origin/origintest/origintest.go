@@ -53,6 +53,7 @@ func Run(t *testing.T, h Harness) {
 		{"ChangeLog", testChangeLog},
 		{"TrimLog", testTrimLog},
 		{"Snapshot", testSnapshot},
+		{"SnapshotParts", testSnapshotParts},
 		{"Corrupt", testCorrupt},
 		{"Publish", testPublish},
 		{"ContextCancelled", testContextCancelled},

@@ -13,7 +13,10 @@
 //	                                             (t: tombstone, p: put)
 //	log-horizon                                  the trim horizon: <version hex16>
 //	snap/<ns>                                    the namespace's snapshot:
-//	                                             record.MarshalSnapshot bytes
+//	                                             record.MarshalSnapshot bytes, or
+//	                                             the manifest of a bigger one
+//	snap/<ns>.parts/<name>                       its chunks and deltas
+//	                                             (origin.SnapshotParts)
 //
 // A namespace is [a-z0-9_-] and goes in verbatim. A key is escaped
 // reversibly: bytes in [A-Za-z0-9_-] stay, every other byte (including '.',

@@ -1,0 +1,248 @@
+package record
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+// SnapshotReader decodes a snapshot (either format MarshalSnapshot writes)
+// from an io.Reader one record at a time, so a reader of a large snapshot
+// holds only the records it keeps, never the encoding too. It accepts exactly
+// the inputs UnmarshalSnapshot accepts, with the same results.
+//
+// The checksum covers the whole snapshot and is checked only at its end:
+// records returned by Next belong to a valid snapshot only once Next has
+// returned io.EOF. A caller must discard everything it read when Next returns
+// any other error.
+type SnapshotReader struct {
+	r       *bufio.Reader
+	sum     uint32 // CRC-32C of everything read so far
+	one     [1]byte
+	buf     []byte
+	format  byte
+	ns      string
+	version Version
+	left    uint64 // records not yet returned
+	prev    string // key of the last record returned
+	started bool   // a record was returned
+	known   []Change
+	err     error // sticky: io.EOF after a clean end
+}
+
+// NewSnapshotReader reads the snapshot's header from r and returns a reader
+// positioned at its first record. A malformed header yields an error
+// wrapping ErrCorrupt.
+func NewSnapshotReader(r io.Reader) (*SnapshotReader, error) {
+	sr := &SnapshotReader{r: bufio.NewReaderSize(r, 64<<10)}
+	head, err := sr.read(headerLen)
+	if err != nil {
+		return nil, err
+	}
+	if head[0] != snapshotMagic0 || head[1] != snapshotMagic1 || head[3] != 0 {
+		return nil, fmt.Errorf("%w: not a snapshot (bad magic %x)", ErrCorrupt, head[:4])
+	}
+	sr.format = head[2]
+	if sr.format != formatV1 && sr.format != formatV2 {
+		return nil, fmt.Errorf("%w: unknown snapshot format %d", ErrCorrupt, sr.format)
+	}
+	sr.version = Version(binary.BigEndian.Uint64(head[4:12]))
+	ns, err := sr.bytes(MaxNamespaceLen, "namespace")
+	if err != nil {
+		return nil, err
+	}
+	sr.ns = string(ns)
+	if err := ValidateNamespace(sr.ns); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if sr.left, err = sr.uvarint("record count"); err != nil {
+		return nil, err
+	}
+	return sr, nil
+}
+
+// Namespace returns the snapshot's namespace.
+func (sr *SnapshotReader) Namespace() string { return sr.ns }
+
+// Version returns the highest version the snapshot covers.
+func (sr *SnapshotReader) Version() Version { return sr.version }
+
+// Remaining returns how many records the snapshot claims are still to come.
+// It is a claim, not a promise: a corrupt input may end sooner.
+func (sr *SnapshotReader) Remaining() uint64 { return sr.left }
+
+// Known returns the snapshot's Known section (nil for format 1). It is
+// complete only after Next has returned io.EOF.
+func (sr *SnapshotReader) Known() []Change { return sr.known }
+
+// Next returns the next record in key order. After the last one it reads the
+// Known section and the checksum and returns io.EOF if the whole snapshot is
+// valid, or an error wrapping ErrCorrupt (or ErrInvalid) if not. Errors are
+// sticky.
+func (sr *SnapshotReader) Next() (Record, error) {
+	if sr.err != nil {
+		return Record{}, sr.err
+	}
+	r, err := sr.next()
+	if err != nil {
+		sr.err = err
+	}
+	return r, err
+}
+
+func (sr *SnapshotReader) next() (Record, error) {
+	if sr.left == 0 {
+		if err := sr.finish(); err != nil {
+			return Record{}, err
+		}
+		return Record{}, io.EOF
+	}
+	raw, err := sr.bytes(MaxEncodedSize, "record")
+	if err != nil {
+		return Record{}, err
+	}
+	r, err := Unmarshal(raw)
+	if err != nil {
+		return Record{}, fmt.Errorf("snapshot record: %w", err)
+	}
+	if r.Namespace != sr.ns {
+		return Record{}, fmt.Errorf("%w: snapshot of %q holds a record of %q", ErrCorrupt, sr.ns, r.Namespace)
+	}
+	if sr.started && sr.prev >= r.Key {
+		return Record{}, fmt.Errorf("%w: snapshot keys out of order at key %q", ErrCorrupt, r.Key)
+	}
+	sr.started, sr.prev = true, r.Key
+	sr.left--
+	return r, nil
+}
+
+// finish reads what follows the records: the Known section, the checksum
+// and the end of input.
+func (sr *SnapshotReader) finish() error {
+	if sr.format == formatV2 {
+		n, err := sr.uvarint("known count")
+		if err != nil {
+			return err
+		}
+		for i := uint64(0); i < n; i++ {
+			head, err := sr.read(9)
+			if err != nil {
+				return err
+			}
+			flags, v := head[0], Version(binary.BigEndian.Uint64(head[1:9]))
+			key, err := sr.bytes(MaxKeyLen, "known key")
+			if err != nil {
+				return err
+			}
+			c := Change{Namespace: sr.ns, Key: string(key), Version: v, Tombstone: flags&flagTombstone != 0}
+			switch {
+			case flags&^flagTombstone != 0:
+				return fmt.Errorf("%w: snapshot known version %d: unknown flags %#x", ErrCorrupt, i, flags)
+			case v == 0:
+				return fmt.Errorf("%w: snapshot known version %d is zero", ErrCorrupt, i)
+			case i > 0 && sr.known[i-1].Key >= c.Key:
+				return fmt.Errorf("%w: snapshot known keys out of order at %d", ErrCorrupt, i)
+			}
+			if err := ValidateKey(sr.ns, c.Key); err != nil {
+				return fmt.Errorf("%w: %w", ErrCorrupt, err)
+			}
+			sr.known = append(sr.known, c)
+		}
+	}
+	want := sr.sum
+	var sum [crcLen]byte
+	if _, err := io.ReadFull(sr.r, sum[:]); err != nil {
+		return sr.readErr(err, "checksum")
+	}
+	if binary.BigEndian.Uint32(sum[:]) != want {
+		return fmt.Errorf("%w: snapshot checksum mismatch", ErrCorrupt)
+	}
+	switch _, err := sr.r.ReadByte(); {
+	case err == nil:
+		return fmt.Errorf("%w: trailing bytes in snapshot", ErrCorrupt)
+	case !errors.Is(err, io.EOF):
+		return fmt.Errorf("snapshot: read: %w", err)
+	}
+	return nil
+}
+
+// read returns the next n bytes, which stay valid until the next call.
+func (sr *SnapshotReader) read(n int) ([]byte, error) {
+	if cap(sr.buf) < n {
+		sr.buf = make([]byte, n)
+	}
+	b := sr.buf[:n]
+	if _, err := io.ReadFull(sr.r, b); err != nil {
+		return nil, sr.readErr(err, "snapshot")
+	}
+	sr.sum = crc32.Update(sr.sum, castagnoli, b)
+	return b, nil
+}
+
+// readErr maps an early end of input to ErrCorrupt and keeps other read
+// errors (the transport failing) as they are.
+func (sr *SnapshotReader) readErr(err error, what string) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: %s truncated", ErrCorrupt, what)
+	}
+	return fmt.Errorf("snapshot: read %s: %w", what, err)
+}
+
+func (sr *SnapshotReader) uvarint(what string) (uint64, error) {
+	var x uint64
+	var s uint
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		c, err := sr.r.ReadByte()
+		if err != nil {
+			return 0, sr.readErr(err, what)
+		}
+		sr.one[0] = c
+		sr.sum = crc32.Update(sr.sum, castagnoli, sr.one[:])
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				break
+			}
+			return x | uint64(c)<<s, nil
+		}
+		x |= uint64(c&0x7f) << s
+		s += 7
+	}
+	return 0, fmt.Errorf("%w: bad length of %s", ErrCorrupt, what)
+}
+
+func (sr *SnapshotReader) bytes(limit int, what string) ([]byte, error) {
+	n, err := sr.uvarint(what)
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(limit) {
+		return nil, fmt.Errorf("%w: %s is %d bytes, limit is %d", ErrCorrupt, what, n, limit)
+	}
+	return sr.read(int(n))
+}
+
+// ReadSnapshot decodes a whole snapshot from r with a SnapshotReader: the
+// result equals UnmarshalSnapshot's on the same bytes, without holding the
+// encoding in memory.
+func ReadSnapshot(r io.Reader) (Snapshot, error) {
+	sr, err := NewSnapshotReader(r)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	s := Snapshot{Namespace: sr.Namespace(), Version: sr.Version()}
+	s.Records = make([]Record, 0, min(sr.Remaining(), 1<<16))
+	for {
+		rec, err := sr.Next()
+		if errors.Is(err, io.EOF) {
+			s.Known = sr.Known()
+			return s, nil
+		}
+		if err != nil {
+			return Snapshot{}, err
+		}
+		s.Records = append(s.Records, rec)
+	}
+}
