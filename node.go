@@ -74,8 +74,11 @@ type Config struct {
 	// LocalSnapshotInterval is how often local snapshot files are written.
 	// Default 30s.
 	LocalSnapshotInterval time.Duration
-	// WarmTimeout bounds the origin reads of the warm-up at Open; past it the
-	// node falls back to local snapshot files. Default 10s.
+	// WarmTimeout bounds the warm-up's origin reads at Open: a snapshot the
+	// origin can stream is abandoned when no record has arrived for this
+	// long (so a namespace of millions of records loads however long it
+	// takes), any other read when it takes longer in all; then the node
+	// falls back to local snapshot files and peers. Default 10s.
 	WarmTimeout time.Duration
 	// Logger receives the node's logs; nil means slog.Default().
 	Logger *slog.Logger
@@ -124,6 +127,9 @@ type Node struct {
 	completeMu sync.Mutex
 	warmed     map[string]bool
 	needFrom   record.Version
+	// progress counts the records loaded of each namespace by the warm-up
+	// under way (or the last one); fixed keys, set at Open.
+	progress map[string]*atomic.Int64
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -190,7 +196,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		m:        m,
 		watchers: make(map[string]map[*watcher]struct{}),
 		warmed:   make(map[string]bool),
+		progress: make(map[string]*atomic.Int64),
 		stop:     make(chan struct{}),
+	}
+	for _, ns := range cfg.Namespaces {
+		n.progress[ns] = new(atomic.Int64)
 	}
 	resume, warmed := n.warm(ctx)
 	n.needFrom = resume

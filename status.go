@@ -16,6 +16,9 @@ type NamespaceStatus struct {
 	Complete bool `json:"complete"`
 	// Indexed is the number of keys whose version the node knows.
 	Indexed int `json:"indexed"`
+	// Loaded is the number of records the warm-up under way (or the last
+	// one) has loaded from the origin's snapshot: progress for /readyz.
+	Loaded int64 `json:"loaded"`
 }
 
 // Status is a node's state for readiness probes and operators.
@@ -47,6 +50,7 @@ func (n *Node) Status() Status {
 			Warmed:    n.warmed[ns],
 			Complete:  n.cache.IsComplete(ns),
 			Indexed:   n.cache.IndexLen(ns),
+			Loaded:    n.progress[ns].Load(),
 		})
 	}
 	return st

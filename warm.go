@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -20,12 +21,10 @@ import (
 // snapshot's version; 0 when nothing was loaded) and whether every
 // namespace could be accounted for.
 func (n *Node) warm(ctx context.Context) (record.Version, bool) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.WarmTimeout)
-	defer cancel()
 	resume := record.Version(math.MaxUint64)
 	ok := true
 	for _, ns := range n.cfg.Namespaces {
-		snap, err := n.cfg.Origin.GetSnapshot(ctx, ns)
+		snap, err := n.originSnapshot(ctx, ns)
 		source := "origin"
 		switch {
 		case err == nil:
@@ -40,7 +39,10 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 		default:
 			n.log.Warn("origin snapshot unavailable, trying local file and peers", "namespace", ns, "err", err)
 			var ferr error
-			snap, source, ferr = n.loadFallback(ctx, ns)
+			fctx, cancel := context.WithTimeout(ctx, n.cfg.WarmTimeout)
+			snap.streamed = false
+			snap.Snapshot, source, ferr = n.loadFallback(fctx, ns)
+			cancel()
 			if ferr != nil {
 				n.log.Error("namespace not warmed", "namespace", ns, "origin_err", err, "fallback_err", ferr)
 				n.m.warmSource.WithLabelValues("failed").Inc()
@@ -48,13 +50,15 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 				continue
 			}
 		}
-		n.load(snap)
+		if !snap.streamed {
+			n.load(snap.Snapshot)
+		}
 		if source == "origin" {
 			n.overlayLocal(ns)
 		}
 		n.setWarmed(ns)
 		n.m.warmSource.WithLabelValues(source).Inc()
-		n.log.Info("namespace warmed", "namespace", ns, "source", source, "records", len(snap.Records), "version", snap.Version)
+		n.log.Info("namespace warmed", "namespace", ns, "source", source, "records", max(len(snap.Records), int(n.progress[ns].Load())), "version", snap.Version)
 		resume = min(resume, snap.Version)
 	}
 	if resume == math.MaxUint64 {
@@ -219,4 +223,78 @@ func (n *Node) setWarmed(ns string) {
 	n.completeMu.Lock()
 	n.warmed[ns] = true
 	n.completeMu.Unlock()
+}
+
+// warmSnapshot is a snapshot read at warm-up; streamed means its records
+// were applied as they arrived (Records is empty).
+type warmSnapshot struct {
+	record.Snapshot
+	streamed bool
+}
+
+// originSnapshot loads ns's snapshot from the origin. A store that can
+// stream it (origin.SnapshotOpener) has its records applied as they arrive,
+// and the read is abandoned only when no record has arrived for
+// WarmTimeout: a namespace of millions of records takes as long as it
+// takes, a stalled read does not. Other stores are read whole within
+// WarmTimeout.
+func (n *Node) originSnapshot(ctx context.Context, ns string) (warmSnapshot, error) {
+	progress := n.progress[ns]
+	progress.Store(0)
+	opener, ok := n.cfg.Origin.(origin.SnapshotOpener)
+	if !ok {
+		ctx, cancel := context.WithTimeout(ctx, n.cfg.WarmTimeout)
+		defer cancel()
+		snap, err := n.cfg.Origin.GetSnapshot(ctx, ns)
+		progress.Store(int64(len(snap.Records)))
+		return warmSnapshot{Snapshot: snap}, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	defer close(done)
+	go func() { // the watchdog: progress, not total time
+		t := time.NewTicker(n.cfg.WarmTimeout)
+		defer t.Stop()
+		var last int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			cur := progress.Load()
+			if cur == last {
+				cancel(fmt.Errorf("warm-up of %s: no record for %v (Config.WarmTimeout, -warm-timeout)", ns, n.cfg.WarmTimeout))
+				return
+			}
+			last = cur
+		}
+	}()
+
+	st, err := opener.OpenSnapshot(ctx, ns)
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, origin.ErrNotFound) {
+			err = fmt.Errorf("%w (%w)", err, cause)
+		}
+		return warmSnapshot{}, err
+	}
+	defer st.Close()
+	for {
+		r, err := st.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil {
+				err = fmt.Errorf("%w (%w)", err, cause)
+			}
+			return warmSnapshot{}, err
+		}
+		n.cache.Apply(r)
+		progress.Add(1)
+	}
+	snap := warmSnapshot{Snapshot: record.Snapshot{Namespace: ns, Version: st.Version(), Known: st.Known()}, streamed: true}
+	n.load(snap.Snapshot) // the Known versions
+	return snap, nil
 }
