@@ -398,7 +398,7 @@ func (c *Cache) All() iter.Seq[Entry] {
 // held. It reports whether anything was learned or marked, and never blocks
 // on the origin.
 func (c *Cache) Invalidate(ns, k string, v record.Version) bool {
-	if record.ValidateKey(ns, k) != nil || v == 0 {
+	if record.ValidateKey(ns, k) != nil || v == 0 || c.refuseFuture(ns, k, v) {
 		return false
 	}
 	kk := key{ns, k}
@@ -441,6 +441,9 @@ func (c *Cache) Apply(rec record.Record) bool {
 		c.log.Warn("ignoring invalid record", "err", err)
 		return false
 	}
+	if c.refuseFuture(rec.Namespace, rec.Key, rec.Version) {
+		return false
+	}
 	sp := c.spaces.get(rec.Namespace)
 	k := key{rec.Namespace, rec.Key}
 	if sp.idx == nil && !c.holds(k) {
@@ -464,6 +467,18 @@ func (c *Cache) Apply(rec record.Record) bool {
 		sp.applys.Inc()
 	}
 	return applied
+}
+
+// refuseFuture reports, counts and logs a version too far ahead of this
+// cache's clock (Options.MaxFutureSkew).
+func (c *Cache) refuseFuture(ns, k string, v record.Version) bool {
+	ahead := v.Time().UnixNano() - c.now()
+	if ahead <= int64(c.opts.MaxFutureSkew) {
+		return false
+	}
+	c.spaces.get(ns).future.Inc()
+	c.log.Warn("refusing a version from the future", "namespace", ns, "key", k, "version", v, "ahead", time.Duration(ahead), "max_skew", c.opts.MaxFutureSkew)
+	return true
 }
 
 // holds reports whether k is held or loading.

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/record"
@@ -267,4 +269,49 @@ func TestForgottenFloorsExpire(t *testing.T) {
 	e.clock.Advance(2 * time.Minute)
 	e.c.store.Invalidate(key{"config", "a"})
 	e.mustGet("config", "a", v1, false) // the forgotten floors are too old to matter
+}
+
+// TestFutureVersionsRefused: a version more than MaxFutureSkew ahead of the
+// clock is refused from every entry point (Apply: gossip, snapshots, peers,
+// local files; Invalidate: gossip, the log; a load: the origin), counted,
+// and later legitimate versions of the key still apply.
+func TestFutureVersionsRefused(t *testing.T) {
+	t.Parallel()
+	store := mem.New()
+	e := newEnv(t, store, store, nil)
+	far := record.MakeVersion(e.clock.Now().Add(time.Hour), 0)
+	near := record.MakeVersion(e.clock.Now().Add(2*time.Second), 0) // within the default 5 s
+	evil := record.Record{Namespace: "routes", Key: "a.example", Value: []byte("evil"), Version: far}
+	if e.c.Apply(evil) {
+		t.Fatal("Apply accepted a version an hour ahead")
+	}
+	if e.c.Invalidate("routes", "a.example", far) {
+		t.Fatal("Invalidate accepted a version an hour ahead")
+	}
+	if _, known := e.c.Known("routes", "a.example"); known {
+		t.Fatal("a refused version reached the index")
+	}
+	if news := e.c.Reload(record.Snapshot{Namespace: "routes", Version: far, Records: []record.Record{evil}}); len(news) != 0 {
+		t.Fatalf("Reload applied %v", news)
+	}
+	// The origin itself holds a far-future version: the load is refused.
+	if err := store.CompareAndSwap(context.Background(), record.Record{Namespace: "config", Key: "x", Value: []byte("1"), Version: far}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.get("config", "x"); err == nil || !errors.Is(err, record.ErrInvalid) {
+		t.Fatalf("load of a future version: %v, want ErrInvalid", err)
+	}
+	got := testutilCounter(e, "routes") + testutilCounter(e, "config")
+	if got < 4 {
+		t.Fatalf("future_refused_total = %v, want at least 4", got)
+	}
+	ok := record.Record{Namespace: "routes", Key: "a.example", Value: []byte("good"), Version: near}
+	if !e.c.Apply(ok) {
+		t.Fatal("a version 2 s ahead (within MaxFutureSkew) was refused")
+	}
+	e.mustGet("routes", "a.example", near, false)
+}
+
+func testutilCounter(e *env, ns string) float64 {
+	return testutil.ToFloat64(e.c.metrics.future.WithLabelValues(ns))
 }

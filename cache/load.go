@@ -143,6 +143,10 @@ func (c *Cache) fetch(ctx context.Context, k key, sp *space, have *entry) (*entr
 		if err = checkLoaded(k, rec); err != nil {
 			break
 		}
+		if c.refuseFuture(k.ns, k.key, rec.Version) {
+			err = fmt.Errorf("%w: origin answered %s/%s with version %s, more than %v ahead of this node's clock", record.ErrInvalid, k.ns, k.key, rec.Version, c.opts.MaxFutureSkew)
+			break
+		}
 		if have == nil || rec.Version > have.rec.Version {
 			return newEntry(rec, sp, now), nil
 		}

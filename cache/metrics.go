@@ -16,6 +16,7 @@ type metrics struct {
 	evictions, invalidations, applys *prometheus.CounterVec
 	refreshesShed                    *prometheus.CounterVec
 	indexAnswers, behind             *prometheus.CounterVec
+	future                           *prometheus.CounterVec
 	entries                          prometheus.GaugeFunc
 	bytes, maxBytes, indexed         prometheus.GaugeFunc
 }
@@ -43,6 +44,7 @@ func newMetrics(entries, bytes, maxBytes, indexed func() float64) *metrics {
 		applys:        counter("applied_total", "Records installed by Apply (gossip, snapshots)."),
 		refreshesShed: counter("refreshes_shed_total", "Background refreshes not started because Options.MaxRefreshes were already running; the stale value was served and a later read retries."),
 		indexAnswers:  counter("index_answers_total", "Misses of complete namespaces (or of keys known deleted) answered not-found from the version index, with no origin read."),
+		future:        counter("future_refused_total", "Versions refused because their time was more than Options.MaxFutureSkew ahead of this node's clock (a forged change or a publisher whose clock runs ahead)."),
 		behind:        counter("origin_behind_total", "Origin answers older than a version the node knows, not served (a lagging replica or cache node)."),
 		entries: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "dataplane", Subsystem: "cache", Name: "entries",
@@ -58,7 +60,7 @@ func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.hits, m.staleHits, m.misses, m.originReads, m.originErrors,
 		m.revalidations, m.evictions, m.invalidations, m.applys, m.refreshesShed,
-		m.indexAnswers, m.behind, m.entries, m.bytes, m.maxBytes, m.indexed,
+		m.indexAnswers, m.behind, m.future, m.entries, m.bytes, m.maxBytes, m.indexed,
 	}
 }
 
@@ -90,6 +92,7 @@ type space struct {
 	applys                    prometheus.Counter
 	refreshesShed             prometheus.Counter
 	indexAnswers, behind      prometheus.Counter
+	future                    prometheus.Counter
 
 	// idx is the version index of a complete namespace; nil for partial
 	// namespaces, whose versions live in Cache.floors.
@@ -160,6 +163,7 @@ func (s *spaces) newSpace(label string, w Window) *space {
 		refreshesShed: m.refreshesShed.WithLabelValues(label),
 		indexAnswers:  m.indexAnswers.WithLabelValues(label),
 		behind:        m.behind.WithLabelValues(label),
+		future:        m.future.WithLabelValues(label),
 	}
 }
 

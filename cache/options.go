@@ -93,6 +93,14 @@ type Options struct {
 	// (misses and refreshes); more wait for a slot, within RefreshTimeout.
 	// Zero means 64.
 	MaxLoads int
+	// MaxFutureSkew refuses versions whose physical time is more than this
+	// ahead of the cache's clock (DESIGN.md decision 8): from gossip, the
+	// log, snapshots, peers, local files and origin reads alike, since they
+	// all pass through Apply, Invalidate or a load. A version near the top
+	// of the range would otherwise make every later write of its key look
+	// old, for good. Refusals are counted in
+	// dataplane_cache_future_refused_total. Zero means 5 s.
+	MaxFutureSkew time.Duration
 	// Now is the clock; tests inject a fake one. Nil means the wall clock
 	// read once per millisecond by a goroutine, which makes the hit path
 	// cheaper than calling time.Now.
@@ -141,8 +149,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("cache: RefreshTimeout must be positive, got %v", o.RefreshTimeout)
 	case o.MaxRefreshes < 0:
 		return fmt.Errorf("cache: MaxRefreshes must not be negative, got %d", o.MaxRefreshes)
-	case o.MaxFloors < 0 || o.MaxNegative < 0 || o.MaxLoads < 0 || o.MaxOriginLag < 0:
-		return fmt.Errorf("cache: MaxFloors, MaxNegative, MaxLoads and MaxOriginLag must not be negative")
+	case o.MaxFloors < 0 || o.MaxNegative < 0 || o.MaxLoads < 0 || o.MaxOriginLag < 0 || o.MaxFutureSkew < 0:
+		return fmt.Errorf("cache: MaxFloors, MaxNegative, MaxLoads, MaxOriginLag and MaxFutureSkew must not be negative")
 	}
 	for _, ns := range o.Complete {
 		if err := record.ValidateNamespace(ns); err != nil {
@@ -159,6 +167,8 @@ const (
 	defaultMaxNegative  = 1 << 16
 	defaultMaxLoads     = 64
 	defaultMaxOriginLag = time.Hour
+	// DefaultMaxFutureSkew is Options.MaxFutureSkew when left zero.
+	DefaultMaxFutureSkew = 5 * time.Second
 )
 
 // withDefaults returns o with zero fields set to their defaults.
@@ -177,6 +187,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxOriginLag == 0 {
 		o.MaxOriginLag = defaultMaxOriginLag
+	}
+	if o.MaxFutureSkew == 0 {
+		o.MaxFutureSkew = DefaultMaxFutureSkew
 	}
 	return o
 }
