@@ -24,9 +24,16 @@ type ServerConfig struct {
 	Node *dataplane.Node
 	// Addr is the gateway's listen address, e.g. ":8080" or "127.0.0.1:0".
 	Addr string
+	// Listener, when set, is the gateway's listener instead of one on Addr
+	// (a caller that binds every port before starting anything). Shutdown
+	// closes it.
+	Listener net.Listener
 	// AdminAddr is the admin listener (/healthz, /readyz, /metrics,
 	// /debug/...); empty means none.
 	AdminAddr string
+	// AdminListener, when set, is the admin listener instead of one on
+	// AdminAddr.
+	AdminListener net.Listener
 	// AdminToken guards the admin debug endpoints and the peer snapshot
 	// endpoint (GET /v1/snapshots/{ns}, dataplane.SnapshotHandler) from
 	// which other sentinels warm when the origin is down.
@@ -97,7 +104,7 @@ func Start(cfg ServerConfig) (*Server, error) {
 	if cfg.MaxRequestBody < 0 {
 		return nil, fmt.Errorf("sentinel: ServerConfig.MaxRequestBody must not be negative, got %d", cfg.MaxRequestBody)
 	}
-	s.gwLn, err = listen(cfg.Addr, cfg.TLS)
+	s.gwLn, err = listen(cfg.Listener, cfg.Addr, cfg.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("sentinel: listen %s: %w", cfg.Addr, err)
 	}
@@ -109,8 +116,8 @@ func Start(cfg ServerConfig) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	go s.serve(s.gw, s.gwLn)
-	if cfg.AdminAddr != "" {
-		s.admLn, err = listen(cfg.AdminAddr, cfg.AdminTLS)
+	if cfg.AdminAddr != "" || cfg.AdminListener != nil {
+		s.admLn, err = listen(cfg.AdminListener, cfg.AdminAddr, cfg.AdminTLS)
 		if err != nil {
 			s.gw.Close()
 			return nil, fmt.Errorf("sentinel: admin listen %s: %w", cfg.AdminAddr, err)
@@ -139,11 +146,17 @@ func Start(cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
-// listen opens a TCP listener on addr, wrapped in TLS when c is set.
-func listen(addr string, c *tls.Config) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil || c == nil {
-		return ln, err
+// listen opens a TCP listener on addr unless ln is given, wrapped in TLS
+// when c is set.
+func listen(ln net.Listener, addr string, c *tls.Config) (net.Listener, error) {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, err
+		}
+	}
+	if c == nil {
+		return ln, nil
 	}
 	c = c.Clone()
 	if len(c.NextProtos) == 0 {
