@@ -77,7 +77,9 @@ func TestDevPortsAuto(t *testing.T) {
 	defer cancel()
 	var stdout, stderr syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"dev", "-ports", "auto", "-data-dir", t.TempDir()}, &stdout, &stderr) }()
+	go func() {
+		done <- run(ctx, []string{"dev", "-ports", "auto", "-data-dir", t.TempDir()}, &stdout, &stderr)
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(stdout.String(), "Ctrl-C") {
 		select {
