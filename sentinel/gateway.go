@@ -9,6 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -289,7 +291,13 @@ type parsedRoute struct {
 
 // failover is an http.RoundTripper that retries a request on the route's
 // next upstream when connecting fails. Only connect failures are retried:
-// nothing of the request has been sent then, so a retry is always safe.
+// nothing of the request has been sent then, so a retry is safe for every
+// method, and a request that may have reached an upstream (any other error)
+// is never replayed. A body goes along intact: with GetBody a fresh copy,
+// otherwise the same body, which the transport closed but did not read (a
+// replayBody keeps it open; once a byte is read the request is committed to
+// that upstream and is not retried). Nothing is buffered, so a streamed
+// upload of any size fails over too.
 type failover struct {
 	base    *http.Transport
 	metrics *metrics
@@ -298,16 +306,64 @@ type failover struct {
 func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 	st, _ := req.Context().Value(ctxKey{}).(*proxyState)
 	began := time.Now()
-	resp, err := f.base.RoundTrip(req)
-	for i := 1; err != nil && st != nil && i < len(st.route.urls) && isDialError(err) && req.Context().Err() == nil; i++ {
+	defer func() { f.metrics.upstreamSeconds.Observe(time.Since(began).Seconds()) }()
+	if st == nil || len(st.route.urls) < 2 {
+		return f.base.RoundTrip(req)
+	}
+	body := req.Body
+	hasBody := body != nil && body != http.NoBody
+	try := req
+	var rb *replayBody
+	if hasBody && req.GetBody == nil {
+		rb = &replayBody{rc: body}
+		try = req.WithContext(req.Context()) // shallow copy: the body is ours to swap
+		try.Body = rb
+	}
+	resp, err := f.base.RoundTrip(try)
+	for i := 1; err != nil && i < len(st.route.urls) && isDialError(err) && req.Context().Err() == nil; i++ {
+		if rb != nil && rb.committed.Load() {
+			break // a byte left for the dead upstream: it cannot be sent again
+		}
 		f.metrics.failovers.Inc()
 		u := st.route.urls[(st.start+i)%len(st.route.urls)]
 		next := req.Clone(req.Context())
 		next.URL.Scheme, next.URL.Host = u.Scheme, u.Host
+		switch {
+		case hasBody && req.GetBody != nil:
+			b, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, fmt.Errorf("sentinel: request body for the next upstream: %w", gerr)
+			}
+			next.Body = b
+		case rb != nil:
+			rb = &replayBody{rc: body}
+			next.Body = rb
+		}
 		resp, err = f.base.RoundTrip(next)
 	}
-	f.metrics.upstreamSeconds.Observe(time.Since(began).Seconds())
 	return resp, err
+}
+
+// replayBody passes a request body through to one upstream attempt. A
+// Close before any Read (the transport closing the body after a failed
+// connect) leaves the body open for the next attempt; after a Read, Close
+// closes it. The server closes the incoming body when the handler returns,
+// so a body kept open is never leaked.
+type replayBody struct {
+	rc        io.ReadCloser
+	committed atomic.Bool // a Read was called: this attempt owns the body
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	b.committed.Store(true)
+	return b.rc.Read(p)
+}
+
+func (b *replayBody) Close() error {
+	if !b.committed.Load() {
+		return nil
+	}
+	return b.rc.Close()
 }
 
 func isDialError(err error) bool {
