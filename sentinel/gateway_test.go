@@ -532,3 +532,30 @@ func TestGatewayNoReplayAfterReach(t *testing.T) {
 		t.Fatalf("statuses %v, live upstream reached %d times; want 2 answered by live, 2 failed with 502 and not replayed", codes, reached.Load())
 	}
 }
+
+// TestMemoBounded: the memo holds at most about its size, a flood of new
+// keys does not clear it (a key read all along survives), and a changed
+// version is a miss.
+func TestMemoBounded(t *testing.T) {
+	m, err := newMemo(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.put(RoutesNamespace, "hot", 1, "hot value")
+	for i := 0; i < 20_000; i++ {
+		m.put(RoutesNamespace, fmt.Sprintf("h%d", i), 1, i)
+		if _, ok := m.get(RoutesNamespace, "hot", 1); !ok && i > 0 && i%1000 == 0 {
+			t.Fatalf("the hot key was dropped after %d new keys", i)
+		}
+	}
+	m.c.CleanUp()
+	if n := m.c.EstimatedSize(); n > 1100 {
+		t.Fatalf("memo holds %d entries, bound 1000", n)
+	}
+	if v, ok := m.get(RoutesNamespace, "hot", 1); !ok || v != "hot value" {
+		t.Fatalf("hot key: %v %v", v, ok)
+	}
+	if _, ok := m.get(RoutesNamespace, "hot", 2); ok {
+		t.Fatal("a newer version was answered from the memo")
+	}
+}
