@@ -25,6 +25,21 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// freePair returns a port p with p and p+1 free a moment ago (the two
+// example upstreams).
+func freePair(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		p := freePort(t)
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1)); err == nil {
+			ln.Close()
+			return p
+		}
+	}
+	t.Fatal("no two free ports in a row")
+	return 0
+}
+
 // TestDevPortTaken runs `dataplane dev` with one of its ports taken: it
 // exits 1 with one line naming the port, the cause and the flag that fixes
 // it, and leaves nothing bound.
@@ -43,7 +58,7 @@ func TestDevPortTaken(t *testing.T) {
 			}
 			defer ln.Close()
 			taken := ln.Addr().(*net.TCPAddr).Port
-			up, cn := freePort(t), freePort(t)
+			up, cn := freePair(t), freePort(t)
 			args := []string{"dev", "-data-dir", t.TempDir(), "-upstream-port", fmt.Sprint(up), "-cachenode-port", fmt.Sprint(cn), tc.flag, fmt.Sprint(taken)}
 			var stdout, stderr bytes.Buffer
 			code := run(context.Background(), args, &stdout, &stderr)
