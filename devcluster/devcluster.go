@@ -63,7 +63,8 @@ type Config struct {
 	CacheNodePort int
 	// UpstreamPorts serve the example upstreams A and B. Default 8061, 8062.
 	UpstreamPorts [2]int
-	// AnyPorts puts every listener on a free port instead (tests).
+	// AnyPorts puts every listener on a free port instead; the Cluster and
+	// PrintGuide report which.
 	AnyPorts bool
 	// Token guards the publisher API, cache node writes and admin debug
 	// endpoints. Default "dev-token".
@@ -89,9 +90,33 @@ type Cluster struct {
 	closeOnce  sync.Once
 }
 
-// Start builds and starts the cluster. On error everything started is
-// stopped again.
-func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
+// ListenError is the error Start returns when a port cannot be bound: Field
+// names the Config field that picks the port (SentinelPorts, PublisherPort,
+// CacheNodePort or UpstreamPorts), so a caller can say which setting fixes it.
+type ListenError struct {
+	Field string // the Config field of the port
+	What  string // the component, e.g. "sentinel-2 admin"
+	Addr  string // the address that could not be bound
+	Err   error
+}
+
+// Error implements error.
+func (e *ListenError) Error() string {
+	cause := e.Err
+	var op *net.OpError
+	if errors.As(cause, &op) && op.Err != nil {
+		cause = op.Err // "bind: address already in use", without the address again
+	}
+	return fmt.Sprintf("%s: cannot listen on %s: %v", e.What, e.Addr, cause)
+}
+
+// Unwrap returns the listen error.
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// Start builds and starts the cluster. On error it returns a nil Cluster
+// and everything it started is stopped again; a port that cannot be bound
+// comes back as a *ListenError.
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("devcluster: DataDir is required")
 	}
@@ -116,25 +141,52 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c = &Cluster{cfg: cfg}
-	defer func() {
-		if err != nil {
-			c.Close()
-			c = nil
-		}
-	}()
+	c := &Cluster{cfg: cfg}
+	if err := c.start(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// start starts the parts in order; Start closes whatever it got to on error.
+func (c *Cluster) start(ctx context.Context) (err error) {
+	cfg := c.cfg
 	log := cfg.Logger
 
 	if c.Store, err = dir.Open(filepath.Join(cfg.DataDir, "origin")); err != nil {
-		return nil, err
+		return err
 	}
+	// Every port is bound before anything starts, so a taken one fails
+	// fast and names itself.
+	var upLn [2]net.Listener
 	for i, name := range []string{"A", "B"} {
-		ln, err := c.listen(cfg.UpstreamPorts[i])
-		if err != nil {
-			return nil, fmt.Errorf("upstream %s: %w", name, err)
+		if upLn[i], err = c.listen("UpstreamPorts", "upstream "+name, cfg.UpstreamPorts[i]); err != nil {
+			return err
 		}
-		c.Upstreams[i] = "http://" + ln.Addr().String()
-		c.serve(ln, exampleUpstream(name))
+	}
+	cnLn, err := c.listen("CacheNodePort", "cache node", cfg.CacheNodePort)
+	if err != nil {
+		return err
+	}
+	pubLn, err := c.listen("PublisherPort", "publisher API", cfg.PublisherPort)
+	if err != nil {
+		return err
+	}
+	var sLn, admLn [3]net.Listener
+	for i, p := range cfg.SentinelPorts {
+		name := fmt.Sprintf("sentinel-%d", i+1)
+		if sLn[i], err = c.listen("SentinelPorts", name, p); err != nil {
+			return err
+		}
+		if admLn[i], err = c.listen("SentinelPorts", name+" admin", adminPort(p)); err != nil {
+			return err
+		}
+	}
+
+	for i, name := range []string{"A", "B"} {
+		c.Upstreams[i] = "http://" + upLn[i].Addr().String()
+		c.serve(upLn[i], exampleUpstream(name))
 	}
 
 	// The cache node: the regional tier, in front of the directory origin.
@@ -144,11 +196,7 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	cnCfg.Logger = log.With("component", "cachenode")
 	cnCfg.Registerer = prometheus.NewRegistry()
 	if c.CacheNode, err = cachenode.New(cnCfg); err != nil {
-		return nil, err
-	}
-	cnLn, err := c.listen(cfg.CacheNodePort)
-	if err != nil {
-		return nil, fmt.Errorf("cache node: %w", err)
+		return err
 	}
 	c.CacheURL = "http://" + cnLn.Addr().String()
 	c.serve(cnLn, c.CacheNode)
@@ -159,7 +207,7 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		var store origin.Store = c.Store
 		if i == 2 {
 			if store, err = httporigin.New(httporigin.Config{Nodes: []string{c.CacheURL}, Fallback: c.Store, Token: cfg.Token, Logger: log}); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		g := gossip.DefaultLocalConfig()
@@ -176,21 +224,21 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 			Registerer: reg,
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		c.Nodes = append(c.Nodes, node)
 		seeds = []string{c.Nodes[0].Gossip().Addr()}
 		srv, err := sentinel.Start(sentinel.ServerConfig{
-			Node:       node,
-			Addr:       c.addr(cfg.SentinelPorts[i]),
-			AdminAddr:  c.addr(adminPort(cfg.SentinelPorts[i])),
-			AdminToken: cfg.Token,
-			Gatherer:   reg,
-			Logger:     log.With("component", g.Name),
-			Gateway:    sentinel.Config{Registerer: reg},
+			Node:          node,
+			Listener:      sLn[i],
+			AdminListener: admLn[i],
+			AdminToken:    cfg.Token,
+			Gatherer:      reg,
+			Logger:        log.With("component", g.Name),
+			Gateway:       sentinel.Config{Registerer: reg},
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		c.Sentinels = append(c.Sentinels, srv)
 	}
@@ -198,7 +246,7 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	g.Name, g.BindAddr, g.Region, g.Seeds = "cachenode-1", cfg.Host, "dev", seeds
 	g.Logger = log.With("component", "cachenode-gossip")
 	if c.cacheGN, err = gossip.New(g, c.CacheNode, c.Store); err != nil {
-		return nil, err
+		return err
 	}
 
 	// The publisher hands every change to sentinel-1's gossip node.
@@ -207,40 +255,31 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	pcfg.Logger = log.With("component", "publisher")
 	pcfg.Namespaces = []string{sentinel.RoutesNamespace, sentinel.KeysNamespace}
 	if c.Publisher, err = publisher.New(c.Store, pcfg); err != nil {
-		return nil, err
-	}
-	pubLn, err := c.listen(cfg.PublisherPort)
-	if err != nil {
-		return nil, fmt.Errorf("publisher API: %w", err)
+		return err
 	}
 	c.PublishURL = "http://" + pubLn.Addr().String()
 	c.serve(pubLn, publisher.Handler(c.Publisher, cfg.Token))
 
 	if err := c.seed(ctx); err != nil {
-		return nil, fmt.Errorf("example data: %w", err)
+		return fmt.Errorf("example data: %w", err)
 	}
-	return c, nil
+	return nil
 }
 
 func hostPort(host string, port int) string { return net.JoinHostPort(host, fmt.Sprint(port)) }
 
 func adminPort(p int) int { return p + 1000 }
 
-// addr is the listen address for a default port.
-func (c *Cluster) addr(port int) string {
+// listen binds port (any free one with AnyPorts); an error is a
+// *ListenError naming field and what.
+func (c *Cluster) listen(field, what string, port int) (net.Listener, error) {
 	if c.cfg.AnyPorts {
 		port = 0
 	}
-	return hostPort(c.cfg.Host, port)
-}
-
-func (c *Cluster) listen(port int) (net.Listener, error) {
-	if c.cfg.AnyPorts {
-		port = 0
-	}
-	ln, err := net.Listen("tcp", hostPort(c.cfg.Host, port))
+	addr := hostPort(c.cfg.Host, port)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, &ListenError{Field: field, What: what, Addr: addr, Err: err}
 	}
 	c.listeners = append(c.listeners, ln)
 	return ln, nil
@@ -304,7 +343,8 @@ func exampleUpstream(name string) http.Handler {
 	})
 }
 
-// PrintGuide writes ready-to-paste commands for trying the cluster.
+// PrintGuide writes the addresses in use, gossip included, a line of shell
+// variables to paste, and ready-to-paste commands for trying the cluster.
 func (c *Cluster) PrintGuide(w io.Writer) {
 	s := func(i int) string { return "http://" + c.Sentinels[i].Addr() }
 	routeB, _ := json.Marshal(sentinel.Route{DeploymentID: "dep_api_v2", Upstreams: []string{c.Upstreams[1]}, RequireKey: true, Keyspace: Keyspace})
@@ -320,6 +360,10 @@ dataplane dev is running (data in %s)
   publisher API  %s   (token %q)
   cache node     %s   (sentinel-3 reads through it)
   upstreams      A %s   B %s
+  gossip         %s
+
+The addresses as shell variables (the README's commands use them):
+  %s
 
 A request with a good API key (200, from upstream A):
   curl -H 'Host: %s' -H 'Authorization: Bearer %s' %s/hello
@@ -342,6 +386,8 @@ Ctrl-C stops everything.
 		c.cfg.DataDir,
 		s(0), s(1), s(2), c.Sentinels[0].AdminAddr(), c.Sentinels[1].AdminAddr(), c.Sentinels[2].AdminAddr(),
 		c.PublishURL, c.cfg.Token, c.CacheURL, c.Upstreams[0], c.Upstreams[1],
+		strings.Join(c.GossipAddrs(), "  "),
+		c.ShellVars(),
 		APIHost, GoodKey, s(0),
 		APIHost, s(0),
 		APIHost, DisabledKey, s(0),
@@ -349,6 +395,35 @@ Ctrl-C stops everything.
 		strings.Join(ports, " "), APIHost, GoodKey, c.cfg.Host,
 		c.cfg.Token, c.Sentinels[0].AdminAddr(), APIHost,
 	)
+}
+
+// GossipAddrs returns each gossip member's name and address, "name=host:port":
+// the three sentinels, then the cache node.
+func (c *Cluster) GossipAddrs() []string {
+	var out []string
+	for i, n := range c.Nodes {
+		if g := n.Gossip(); g != nil {
+			out = append(out, fmt.Sprintf("sentinel-%d=%s", i+1, g.Addr()))
+		}
+	}
+	if c.cacheGN != nil {
+		out = append(out, "cachenode-1="+c.cacheGN.Addr())
+	}
+	return out
+}
+
+// ShellVars returns one `export` line setting DP_SENTINEL (sentinel-1's
+// base URL), DP_SENTINEL_PORTS (the three gateway ports), DP_PUBLISHER,
+// DP_UPSTREAM_B and DP_ADMIN (sentinel-1's admin address), for pasting
+// into a shell before the README's commands.
+func (c *Cluster) ShellVars() string {
+	var ports []string
+	for _, srv := range c.Sentinels {
+		_, p, _ := net.SplitHostPort(srv.Addr())
+		ports = append(ports, p)
+	}
+	return fmt.Sprintf("export DP_SENTINEL=http://%s DP_SENTINEL_PORTS='%s' DP_PUBLISHER=%s DP_UPSTREAM_B=%s DP_ADMIN=%s",
+		c.Sentinels[0].Addr(), strings.Join(ports, " "), c.PublishURL, c.Upstreams[1], c.Sentinels[0].AdminAddr())
 }
 
 // Close stops everything, sentinels first. It is safe on a partly started

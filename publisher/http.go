@@ -18,6 +18,10 @@ import (
 // maxImportBody bounds one POST /v1/import body.
 const maxImportBody = 1 << 30
 
+// MaxRequestBody is the largest request body Handler reads (an import), for
+// sizing a server's timeouts.
+const MaxRequestBody = maxImportBody
+
 // VersionHeader carries a record's version (16 hex digits) in responses of
 // the admin API.
 const VersionHeader = "X-Dataplane-Version"

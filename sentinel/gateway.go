@@ -9,6 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,7 +18,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,6 +65,25 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Transport overrides the upstream transport (tests, benchmarks).
 	Transport *http.Transport
+
+	// The bounds below apply to lookups of hosts and keys the Source does
+	// not hold (see Holder): each may cost an origin read, and a stranger
+	// can send any number of them.
+
+	// MissRate is how many such lookups per second one client address (an
+	// IPv4 address or an IPv6 /64) may make; past its burst a client is
+	// answered 429. Default 20; negative means no per-client limit.
+	MissRate float64
+	// MissBurst is the bucket size of MissRate. Default 100.
+	MissBurst int
+	// MaxConcurrentMisses bounds such lookups in flight on this gateway; a
+	// lookup that waits MissWait for a slot is answered 503. Default 64;
+	// negative means unbounded.
+	MaxConcurrentMisses int
+	// MissWait is how long a lookup waits for a slot. Default 250ms.
+	MissWait time.Duration
+	// MemoSize bounds the parsed routes and keys remembered. Default 100,000.
+	MemoSize int
 }
 
 // Gateway is the sentinel's request handler. It is safe for concurrent use.
@@ -72,6 +92,8 @@ type Gateway struct {
 	proxy   *httputil.ReverseProxy
 	metrics *metrics
 	memo    memo
+	holder  Holder    // Source's Holds, or nil
+	gate    *missGate // bounds lookups the holder does not hold
 	rr      atomic.Uint64
 }
 
@@ -89,7 +111,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Source == nil {
 		return nil, errors.New("sentinel: Config.Source is required")
 	}
-	for name, d := range map[string]time.Duration{"DialTimeout": cfg.DialTimeout, "UpstreamTimeout": cfg.UpstreamTimeout} {
+	for name, d := range map[string]time.Duration{"DialTimeout": cfg.DialTimeout, "UpstreamTimeout": cfg.UpstreamTimeout, "MissWait": cfg.MissWait} {
 		if d < 0 {
 			return nil, errors.New("sentinel: Config." + name + " must not be negative")
 		}
@@ -99,6 +121,24 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.UpstreamTimeout == 0 {
 		cfg.UpstreamTimeout = 30 * time.Second
+	}
+	if cfg.MissBurst < 0 || cfg.MemoSize < 0 {
+		return nil, errors.New("sentinel: Config.MissBurst and MemoSize must not be negative")
+	}
+	if cfg.MissRate == 0 {
+		cfg.MissRate = 20
+	}
+	if cfg.MissBurst == 0 {
+		cfg.MissBurst = 100
+	}
+	if cfg.MaxConcurrentMisses == 0 {
+		cfg.MaxConcurrentMisses = 64
+	}
+	if cfg.MissWait == 0 {
+		cfg.MissWait = 250 * time.Millisecond
+	}
+	if cfg.MemoSize == 0 {
+		cfg.MemoSize = 100_000
 	}
 	if cfg.KeyIDHeader == "" {
 		cfg.KeyIDHeader = "X-Dataplane-Key-Id"
@@ -122,6 +162,14 @@ func New(cfg Config) (*Gateway, error) {
 		}
 	}
 	g := &Gateway{cfg: cfg, metrics: newMetrics(cfg.Registerer)}
+	g.holder, _ = cfg.Source.(Holder)
+	var err error
+	if g.memo, err = newMemo(cfg.MemoSize); err != nil {
+		return nil, fmt.Errorf("sentinel: memo: %w", err)
+	}
+	if g.gate, err = newMissGate(cfg, g.metrics); err != nil {
+		return nil, fmt.Errorf("sentinel: miss limits: %w", err)
+	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      g.rewrite,
 		Transport:    &failover{base: tr, metrics: g.metrics},
@@ -146,9 +194,13 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad Host header")
 		return
 	}
-	route, err := g.route(r.Context(), host)
+	route, err := g.route(r, host)
 	if err != nil {
 		switch {
+		case errors.Is(err, ErrRateLimited):
+			writeLimited(w, http.StatusTooManyRequests, "too many lookups of unknown hosts from this client")
+		case errors.Is(err, ErrBusy):
+			writeLimited(w, http.StatusServiceUnavailable, "too many lookups in flight")
 		case errors.Is(err, origin.ErrNotFound):
 			writeError(w, http.StatusNotFound, "no route for host "+host)
 		case errors.Is(err, ErrBadValue):
@@ -167,6 +219,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 	if route.RequireKey {
 		key, status, msg := g.checkKey(r, route)
 		if status != 0 {
+			if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+				w.Header().Set("Retry-After", "1")
+			}
 			writeError(w, status, msg)
 			return
 		}
@@ -189,8 +244,12 @@ func (g *Gateway) checkKey(r *http.Request, route *parsedRoute) (*APIKey, int, s
 	if !ok || !strings.EqualFold(scheme, "Bearer") || raw == "" || strings.ContainsAny(raw, " \t") || len(raw) > 512 {
 		return nil, http.StatusUnauthorized, "malformed Authorization header: want Bearer <key>"
 	}
-	key, err := g.apiKey(r.Context(), route.Keyspace, raw)
+	key, err := g.apiKey(r, route.Keyspace, raw)
 	switch {
+	case errors.Is(err, ErrRateLimited):
+		return nil, http.StatusTooManyRequests, "too many lookups of unknown keys from this client"
+	case errors.Is(err, ErrBusy):
+		return nil, http.StatusServiceUnavailable, "too many lookups in flight"
 	case errors.Is(err, origin.ErrNotFound):
 		return nil, http.StatusUnauthorized, "unknown API key"
 	case err != nil:
@@ -206,8 +265,8 @@ func (g *Gateway) checkKey(r *http.Request, route *parsedRoute) (*APIKey, int, s
 
 // route returns the parsed route of host, reparsing only when its version
 // changed.
-func (g *Gateway) route(ctx context.Context, host string) (*parsedRoute, error) {
-	rec, err := g.lookup(ctx, RoutesNamespace, host)
+func (g *Gateway) route(r *http.Request, host string) (*parsedRoute, error) {
+	rec, err := g.lookup(r, RoutesNamespace, host)
 	if err != nil {
 		return nil, err
 	}
@@ -223,9 +282,9 @@ func (g *Gateway) route(ctx context.Context, host string) (*parsedRoute, error) 
 	return p, nil
 }
 
-func (g *Gateway) apiKey(ctx context.Context, keyspace, raw string) (*APIKey, error) {
+func (g *Gateway) apiKey(r *http.Request, keyspace, raw string) (*APIKey, error) {
 	k := KeyRecordKey(keyspace, raw)
-	rec, err := g.lookup(ctx, KeysNamespace, k)
+	rec, err := g.lookup(r, KeysNamespace, k)
 	if err != nil {
 		return nil, err
 	}
@@ -240,11 +299,20 @@ func (g *Gateway) apiKey(ctx context.Context, keyspace, raw string) (*APIKey, er
 	return &key, nil
 }
 
-func (g *Gateway) lookup(ctx context.Context, ns, key string) (record.Record, error) {
+// lookup reads ns/key from the Source; a key the Source does not hold must
+// first pass the miss gate (per-client rate, concurrency).
+func (g *Gateway) lookup(r *http.Request, ns, key string) (record.Record, error) {
 	if err := record.ValidateKey(ns, key); err != nil {
 		return record.Record{}, origin.ErrNotFound // a key that cannot exist
 	}
-	rec, err := g.cfg.Source.Get(ctx, ns, key)
+	if g.holder != nil && !g.holder.Holds(ns, key) {
+		release, err := g.gate.admit(r)
+		if err != nil {
+			return record.Record{}, err
+		}
+		defer release()
+	}
+	rec, err := g.cfg.Source.Get(r.Context(), ns, key)
 	if err == nil && rec.Tombstone {
 		return record.Record{}, origin.ErrNotFound
 	}
@@ -273,6 +341,12 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	if errors.Is(err, context.Canceled) {
 		status = 499 // client went away; nobody reads the answer
 	}
+	if errors.Is(err, ErrSlowBody) || slowBody(r) { // ServerConfig.BodyMinRate
+		g.cfg.Logger.Info("slow request body cut off", "host", r.Host, "err", err)
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestTimeout, "request body arrives too slowly")
+		return
+	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) { // ServerConfig.MaxRequestBody cut the body off
 		writeError(w, http.StatusRequestEntityTooLarge, "request body exceeds the limit of "+strconv.FormatInt(tooBig.Limit, 10)+" bytes")
@@ -289,7 +363,13 @@ type parsedRoute struct {
 
 // failover is an http.RoundTripper that retries a request on the route's
 // next upstream when connecting fails. Only connect failures are retried:
-// nothing of the request has been sent then, so a retry is always safe.
+// nothing of the request has been sent then, so a retry is safe for every
+// method, and a request that may have reached an upstream (any other error)
+// is never replayed. A body goes along intact: with GetBody a fresh copy,
+// otherwise the same body, which the transport closed but did not read (a
+// replayBody keeps it open; once a byte is read the request is committed to
+// that upstream and is not retried). Nothing is buffered, so a streamed
+// upload of any size fails over too.
 type failover struct {
 	base    *http.Transport
 	metrics *metrics
@@ -298,16 +378,64 @@ type failover struct {
 func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 	st, _ := req.Context().Value(ctxKey{}).(*proxyState)
 	began := time.Now()
-	resp, err := f.base.RoundTrip(req)
-	for i := 1; err != nil && st != nil && i < len(st.route.urls) && isDialError(err) && req.Context().Err() == nil; i++ {
+	defer func() { f.metrics.upstreamSeconds.Observe(time.Since(began).Seconds()) }()
+	if st == nil || len(st.route.urls) < 2 {
+		return f.base.RoundTrip(req)
+	}
+	body := req.Body
+	hasBody := body != nil && body != http.NoBody
+	try := req
+	var rb *replayBody
+	if hasBody && req.GetBody == nil {
+		rb = &replayBody{rc: body}
+		try = req.WithContext(req.Context()) // shallow copy: the body is ours to swap
+		try.Body = rb
+	}
+	resp, err := f.base.RoundTrip(try)
+	for i := 1; err != nil && i < len(st.route.urls) && isDialError(err) && req.Context().Err() == nil; i++ {
+		if rb != nil && rb.committed.Load() {
+			break // a byte left for the dead upstream: it cannot be sent again
+		}
 		f.metrics.failovers.Inc()
 		u := st.route.urls[(st.start+i)%len(st.route.urls)]
 		next := req.Clone(req.Context())
 		next.URL.Scheme, next.URL.Host = u.Scheme, u.Host
+		switch {
+		case hasBody && req.GetBody != nil:
+			b, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, fmt.Errorf("sentinel: request body for the next upstream: %w", gerr)
+			}
+			next.Body = b
+		case rb != nil:
+			rb = &replayBody{rc: body}
+			next.Body = rb
+		}
 		resp, err = f.base.RoundTrip(next)
 	}
-	f.metrics.upstreamSeconds.Observe(time.Since(began).Seconds())
 	return resp, err
+}
+
+// replayBody passes a request body through to one upstream attempt. A
+// Close before any Read (the transport closing the body after a failed
+// connect) leaves the body open for the next attempt; after a Read, Close
+// closes it. The server closes the incoming body when the handler returns,
+// so a body kept open is never leaked.
+type replayBody struct {
+	rc        io.ReadCloser
+	committed atomic.Bool // a Read was called: this attempt owns the body
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	b.committed.Store(true)
+	return b.rc.Read(p)
+}
+
+func (b *replayBody) Close() error {
+	if !b.committed.Load() {
+		return nil
+	}
+	return b.rc.Close()
 }
 
 func isDialError(err error) bool {
@@ -331,6 +459,13 @@ func normalizeHost(h string) (string, bool) {
 	return h, true
 }
 
+// writeLimited answers a refused lookup, asking the client to come back
+// in a second.
+func writeLimited(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Retry-After", "1")
+	writeError(w, status, msg)
+}
+
 type errorBody struct {
 	Error string `json:"error"`
 }
@@ -340,42 +475,6 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(errorBody{Error: msg})
-}
-
-// memo remembers the parsed form of a route or key per version, so the
-// request path parses JSON only when a record changes. It is bounded: when
-// full it starts over, which costs one reparse per live entry.
-type memo struct {
-	mu sync.RWMutex // guards m
-	m  map[memoKey]memoEntry
-}
-
-type memoKey struct{ ns, key string }
-
-type memoEntry struct {
-	version record.Version
-	value   any
-}
-
-const memoMax = 100_000
-
-func (m *memo) get(ns, key string, v record.Version) (any, bool) {
-	m.mu.RLock()
-	e, ok := m.m[memoKey{ns, key}]
-	m.mu.RUnlock()
-	if !ok || e.version != v {
-		return nil, false
-	}
-	return e.value, true
-}
-
-func (m *memo) put(ns, key string, v record.Version, value any) {
-	m.mu.Lock()
-	if m.m == nil || len(m.m) >= memoMax {
-		m.m = make(map[memoKey]memoEntry)
-	}
-	m.m[memoKey{ns, key}] = memoEntry{version: v, value: value}
-	m.mu.Unlock()
 }
 
 // statusWriter records the status code for metrics and passes everything
@@ -413,6 +512,7 @@ type metrics struct {
 	requests        *prometheus.CounterVec
 	upstreamSeconds prometheus.Histogram
 	failovers       prometheus.Counter
+	refused         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -430,9 +530,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "dataplane", Subsystem: "sentinel", Name: "upstream_failovers_total",
 			Help: "Requests moved to another upstream because connecting failed.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "sentinel", Name: "lookups_refused_total",
+			Help: "Lookups of hosts or keys not in memory refused, by reason: rate (the client's budget, 429) or concurrency (503).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.upstreamSeconds, m.failovers)
+		reg.MustRegister(m.requests, m.upstreamSeconds, m.failovers, m.refused)
 	}
 	return m
 }

@@ -2,7 +2,9 @@ package sentinel
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -395,5 +398,164 @@ func TestParseRoute(t *testing.T) {
 		if err != nil && !errors.Is(err, ErrBadValue) {
 			t.Errorf("ParseRoute(%s): error does not wrap ErrBadValue", tc.in)
 		}
+	}
+}
+
+// TestGatewayFailoverWithBody sends requests with bodies, small and 1 MiB,
+// with and without a Content-Length (streamed), through a route whose
+// upstreams are [dead, live]: every one reaches the live upstream with its
+// body intact, whichever upstream the round robin tried first.
+func TestGatewayFailoverWithBody(t *testing.T) {
+	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		fmt.Fprintf(w, "%s %d %x", r.Method, n, h.Sum(nil))
+	}))
+	t.Cleanup(live.Close)
+	src := &mapSource{}
+	src.put(t, RoutesNamespace, "b.example.com", Route{Upstreams: []string{deadAddr(t), live.URL}})
+	gw := newGateway(t, src, nil)
+
+	big := make([]byte, 1<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	for _, tc := range []struct {
+		name     string
+		method   string
+		body     []byte
+		streamed bool
+	}{
+		{"POST", "POST", []byte(`{"hello":"world"}`), false},
+		{"PUT", "PUT", []byte("replace me"), false},
+		{"PATCH streamed", "PATCH", []byte("a small streamed body"), true},
+		{"POST 1 MiB", "POST", big, false},
+		{"PUT 1 MiB streamed", "PUT", big, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := 0; i < 2; i++ { // both starting points of the round robin
+				var body io.Reader = bytes.NewReader(tc.body)
+				if tc.streamed {
+					pr, pw := io.Pipe()
+					go func() {
+						for b := tc.body; len(b) > 0; {
+							n := min(len(b), 64<<10)
+							if _, err := pw.Write(b[:n]); err != nil {
+								return
+							}
+							b = b[n:]
+						}
+						pw.Close()
+					}()
+					body = pr
+				}
+				req, _ := http.NewRequest(tc.method, gw.URL+"/upload", body)
+				req.Host = "b.example.com"
+				if tc.streamed {
+					req.ContentLength = -1
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				want := fmt.Sprintf("%s %d %x", tc.method, len(tc.body), sha256.Sum256(tc.body))
+				if resp.StatusCode != 200 || string(b) != want {
+					t.Fatalf("attempt %d: %d %q, want 200 %q", i, resp.StatusCode, b, want)
+				}
+			}
+		})
+	}
+}
+
+// hangupUpstream accepts connections, reads a request's headers and some of
+// its body, and closes the connection without answering: a request that
+// reached an upstream and may have had effects there.
+func hangupUpstream(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r, err := http.ReadRequest(bufio.NewReader(c))
+				if err == nil {
+					io.CopyN(io.Discard, r.Body, 3)
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// TestGatewayNoReplayAfterReach: a POST (and a PUT) that reached an
+// upstream which then hung up is answered 502 and never sent to the next
+// upstream; only requests that started on the live one reach it.
+func TestGatewayNoReplayAfterReach(t *testing.T) {
+	var reached atomic.Int64
+	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, "live")
+	}))
+	t.Cleanup(live.Close)
+	src := &mapSource{}
+	src.put(t, RoutesNamespace, "h.example.com", Route{Upstreams: []string{hangupUpstream(t), live.URL}})
+	gw := newGateway(t, src, nil)
+	codes := map[int]int{}
+	for i := 0; i < 4; i++ {
+		method := []string{"POST", "PUT"}[i%2]
+		req, _ := http.NewRequest(method, gw.URL+"/charge", strings.NewReader("amount=100"))
+		req.Host = "h.example.com"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+	}
+	if codes[200] != 2 || codes[502] != 2 || reached.Load() != 2 {
+		t.Fatalf("statuses %v, live upstream reached %d times; want 2 answered by live, 2 failed with 502 and not replayed", codes, reached.Load())
+	}
+}
+
+// TestMemoBounded: the memo holds at most about its size, a flood of new
+// keys does not clear it (a key read all along survives), and a changed
+// version is a miss.
+func TestMemoBounded(t *testing.T) {
+	m, err := newMemo(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.put(RoutesNamespace, "hot", 1, "hot value")
+	for i := 0; i < 20_000; i++ {
+		m.put(RoutesNamespace, fmt.Sprintf("h%d", i), 1, i)
+		if _, ok := m.get(RoutesNamespace, "hot", 1); !ok && i > 0 && i%1000 == 0 {
+			t.Fatalf("the hot key was dropped after %d new keys", i)
+		}
+	}
+	m.c.CleanUp()
+	if n := m.c.EstimatedSize(); n > 1100 {
+		t.Fatalf("memo holds %d entries, bound 1000", n)
+	}
+	if v, ok := m.get(RoutesNamespace, "hot", 1); !ok || v != "hot value" {
+		t.Fatalf("hot key: %v %v", v, ok)
+	}
+	if _, ok := m.get(RoutesNamespace, "hot", 2); ok {
+		t.Fatal("a newer version was answered from the memo")
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +17,7 @@ import (
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/cachenode/wire"
+	"github.com/dataplane/dataplane/record"
 )
 
 // ServerConfig configures a Server: a gateway listener and an admin
@@ -24,9 +27,16 @@ type ServerConfig struct {
 	Node *dataplane.Node
 	// Addr is the gateway's listen address, e.g. ":8080" or "127.0.0.1:0".
 	Addr string
+	// Listener, when set, is the gateway's listener instead of one on Addr
+	// (a caller that binds every port before starting anything). Shutdown
+	// closes it.
+	Listener net.Listener
 	// AdminAddr is the admin listener (/healthz, /readyz, /metrics,
 	// /debug/...); empty means none.
 	AdminAddr string
+	// AdminListener, when set, is the admin listener instead of one on
+	// AdminAddr.
+	AdminListener net.Listener
 	// AdminToken guards the admin debug endpoints and the peer snapshot
 	// endpoint (GET /v1/snapshots/{ns}, dataplane.SnapshotHandler) from
 	// which other sentinels warm when the origin is down.
@@ -43,6 +53,15 @@ type ServerConfig struct {
 	// streaming more is cut off there. Zero means no bound (uploads stream
 	// through to the upstream); the admin listener always bounds bodies.
 	MaxRequestBody int64
+	// BodyTimeout and BodyMinRate cut off a client that sends its request
+	// body too slowly, while a stream of any length that keeps up goes
+	// through: before each read of the body, the connection's read deadline
+	// is set to the earlier of now+BodyTimeout (the longest pause) and
+	// start+BodyTimeout+received/BodyMinRate (the slowest average). Such a
+	// client gets 408 and its connection is closed. Defaults 30s and 512
+	// bytes/s; a negative BodyMinRate turns this off.
+	BodyTimeout time.Duration
+	BodyMinRate int64
 	// Gateway tunes the gateway; its Source is set to Node.
 	Gateway Config
 	// Gatherer is what /metrics exposes; nil means the default gatherer.
@@ -84,8 +103,17 @@ func Start(cfg ServerConfig) (*Server, error) {
 	if cfg.MaxHeaderBytes == 0 {
 		cfg.MaxHeaderBytes = 64 << 10
 	}
+	if cfg.BodyTimeout < 0 {
+		return nil, fmt.Errorf("sentinel: ServerConfig.BodyTimeout must not be negative, got %v", cfg.BodyTimeout)
+	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = 30 * time.Second
+	}
+	if cfg.BodyMinRate == 0 {
+		cfg.BodyMinRate = 512
+	}
 	gcfg := cfg.Gateway
-	gcfg.Source = SourceFunc(cfg.Node.Record)
+	gcfg.Source = nodeSource{cfg.Node}
 	if gcfg.Logger == nil {
 		gcfg.Logger = cfg.Logger
 	}
@@ -97,20 +125,20 @@ func Start(cfg ServerConfig) (*Server, error) {
 	if cfg.MaxRequestBody < 0 {
 		return nil, fmt.Errorf("sentinel: ServerConfig.MaxRequestBody must not be negative, got %d", cfg.MaxRequestBody)
 	}
-	s.gwLn, err = listen(cfg.Addr, cfg.TLS)
+	s.gwLn, err = listen(cfg.Listener, cfg.Addr, cfg.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("sentinel: listen %s: %w", cfg.Addr, err)
 	}
 	s.gw = &http.Server{
-		Handler:           limitBody(g, cfg.MaxRequestBody),
+		Handler:           limitBody(minBodyRate(g, cfg.BodyTimeout, cfg.BodyMinRate), cfg.MaxRequestBody),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	go s.serve(s.gw, s.gwLn)
-	if cfg.AdminAddr != "" {
-		s.admLn, err = listen(cfg.AdminAddr, cfg.AdminTLS)
+	if cfg.AdminAddr != "" || cfg.AdminListener != nil {
+		s.admLn, err = listen(cfg.AdminListener, cfg.AdminAddr, cfg.AdminTLS)
 		if err != nil {
 			s.gw.Close()
 			return nil, fmt.Errorf("sentinel: admin listen %s: %w", cfg.AdminAddr, err)
@@ -139,11 +167,34 @@ func Start(cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
-// listen opens a TCP listener on addr, wrapped in TLS when c is set.
-func listen(addr string, c *tls.Config) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil || c == nil {
-		return ln, err
+// nodeSource reads a node's records; Holds is its cache's Peek (no origin
+// read), so the gateway can bound lookups of what the node does not hold.
+type nodeSource struct{ n *dataplane.Node }
+
+var _ Holder = nodeSource{}
+
+// Get implements Source.
+func (s nodeSource) Get(ctx context.Context, ns, key string) (record.Record, error) {
+	return s.n.Record(ctx, ns, key)
+}
+
+// Holds implements Holder.
+func (s nodeSource) Holds(ns, key string) bool {
+	_, ok := s.n.Peek(ns, key)
+	return ok
+}
+
+// listen opens a TCP listener on addr unless ln is given, wrapped in TLS
+// when c is set.
+func listen(ln net.Listener, addr string, c *tls.Config) (net.Listener, error) {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, err
+		}
+	}
+	if c == nil {
+		return ln, nil
 	}
 	c = c.Clone()
 	if len(c.NextProtos) == 0 {
@@ -168,6 +219,80 @@ func limitBody(h http.Handler, limit int64) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// minBodyRate moves the connection's read deadline along as a request body
+// arrives (see ServerConfig.BodyTimeout); rate <= 0 leaves bodies alone.
+func minBodyRate(h http.Handler, grace time.Duration, rate int64) http.Handler {
+	if rate <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			h.ServeHTTP(w, r)
+			return
+		}
+		b := &rateBody{rc: r.Body, ctl: http.NewResponseController(w), start: time.Now(), grace: grace, rate: rate}
+		r.Body = b
+		// The read deadline also cancels the request's context, so the
+		// proxy may see only that: the gateway asks the body (slowBody).
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), rateBodyKey{}, b)))
+		b.done.Store(true)
+	})
+}
+
+// ErrSlowBody means a client sent its request body slower than
+// ServerConfig.BodyMinRate allows.
+var ErrSlowBody = errors.New("sentinel: request body arrives too slowly")
+
+// rateBody sets the read deadline before each Read of a request body. It is
+// read by one goroutine at a time (the proxy's transport). Once the body
+// ended or failed it sets no more deadlines: the server then reads the
+// connection in the background with no deadline, and one left behind would
+// cancel a response still streaming.
+type rateBody struct {
+	rc    io.ReadCloser
+	ctl   *http.ResponseController
+	start time.Time
+	grace time.Duration
+	rate  int64
+	n     int64 // bytes received
+	ended bool  // EOF or an error: leave the deadline alone
+	done  atomic.Bool
+	slow  atomic.Bool // the deadline cut the body off
+}
+
+type rateBodyKey struct{}
+
+// slowBody reports whether r's body was cut off by the minimum rate.
+func slowBody(r *http.Request) bool {
+	b, _ := r.Context().Value(rateBodyKey{}).(*rateBody)
+	return b != nil && b.slow.Load()
+}
+
+func (b *rateBody) Read(p []byte) (int, error) {
+	if b.ended || b.done.Load() {
+		return b.rc.Read(p)
+	}
+	now := time.Now()
+	dl := b.start.Add(b.grace + time.Duration(float64(b.n)/float64(b.rate)*float64(time.Second)))
+	if idle := now.Add(b.grace); idle.Before(dl) {
+		dl = idle
+	}
+	_ = b.ctl.SetReadDeadline(dl) // ErrNotSupported: no deadline to move
+	n, err := b.rc.Read(p)
+	b.n += int64(n)
+	if err != nil {
+		b.ended = true
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			b.slow.Store(true)
+			return n, fmt.Errorf("%w (%d bytes in %v): %w", ErrSlowBody, b.n, time.Since(b.start).Round(time.Millisecond), err)
+		}
+	}
+	return n, err
+}
+
+func (b *rateBody) Close() error { return b.rc.Close() }
 
 func (s *Server) serve(h *http.Server, ln net.Listener) {
 	if err := h.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

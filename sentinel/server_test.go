@@ -1,12 +1,14 @@
 package sentinel_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -288,4 +290,75 @@ func TestNoSecretsInLogs(t *testing.T) {
 			t.Errorf("the logs contain the secret %q:\n%s", s, logs)
 		}
 	}
+}
+
+// TestSlowBodyCutOff: a client dripping its request body slower than
+// BodyMinRate gets 408 and the upstream never gets the whole body, while a
+// chunked stream that keeps up goes through for longer than BodyTimeout.
+func TestSlowBodyCutOff(t *testing.T) {
+	t.Parallel()
+	ds := startDirServer(t, func(c *sentinel.ServerConfig) {
+		c.BodyTimeout = 300 * time.Millisecond
+		c.BodyMinRate = 1000
+	})
+
+	t.Run("slow", func(t *testing.T) {
+		conn, err := net.Dial("tcp", ds.srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: 100000\r\n\r\n", ds.keyless)
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() { // one byte every 100ms: 10 bytes/s
+			for i := 0; i < 100; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				if _, err := conn.Write([]byte{'x'}); err != nil {
+					return
+				}
+			}
+		}()
+		conn.SetReadDeadline(time.Now().Add(8 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("no answer to a slow body: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("slow body: %d, want 408", resp.StatusCode)
+		}
+		select {
+		case n := <-ds.bodies: // the upstream's read of the cut-off body ends
+			if n >= 100000 {
+				t.Fatalf("the upstream received the whole body of %d bytes from a slow client", n)
+			}
+		case <-time.After(5 * time.Second):
+		}
+	})
+
+	t.Run("stream keeps up", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		go func() { // 2 KiB every 100ms for a second: past BodyTimeout, above BodyMinRate
+			chunk := make([]byte, 2048)
+			for i := 0; i < 10; i++ {
+				time.Sleep(100 * time.Millisecond)
+				if _, err := pw.Write(chunk); err != nil {
+					return
+				}
+			}
+			pw.Close()
+		}()
+		status, body, err := do(t, http.DefaultClient, "POST", "http://"+ds.srv.Addr()+"/upload", ds.keyless, "", pr)
+		if err != nil || status != 200 {
+			t.Fatalf("stream: %d %q %v, want 200", status, body, err)
+		}
+		if n := <-ds.bodies; n != 10*2048 {
+			t.Fatalf("upstream received %d bytes, want %d", n, 10*2048)
+		}
+	})
 }

@@ -97,7 +97,9 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		members = func() any { return gn.Members() }
 	}
 	errc := make(chan error, 2)
-	api := newServer(srv, apiTLSCfg, log)
+	// The largest body either way is a snapshot (PUT by a publisher, GET by
+	// a sentinel).
+	api := newAPIServer(srv, apiTLSCfg, log, cfg.MaxSnapshotSize, cfg.MaxSnapshotSize)
 	apiAddr, err := listenAndServe(api, *listen, errc)
 	if err != nil {
 		return fmt.Errorf("-listen: %w", err)

@@ -262,7 +262,8 @@ func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token s
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		mux.Handle(path, adm)
 	}
-	srv := newServer(mux, tlsCfg, log)
+	// The largest body either way is a namespace: an import in, an export out.
+	srv := newAPIServer(mux, tlsCfg, log, publisher.MaxRequestBody, publisher.MaxRequestBody)
 	errc := make(chan error, 2)
 	addr, err := listenAndServe(srv, listen, errc)
 	if err != nil {

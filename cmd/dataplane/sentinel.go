@@ -49,6 +49,11 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Var(&peers, "peers", "admin URLs of other sentinels (http://host:9090,...) to warm from at start when the origin is down\nand there is no local snapshot file; they serve GET /v1/snapshots/{ns} to holders of their admin token.\nAn https:// peer is trusted with -origin-ca and shown -origin-cert")
 	peerToken := fs.String("peer-token", "", "the peers' admin token (default: -admin-token, as a fleet usually shares one)")
 	maxBody := fs.Int64("max-body", 0, "largest request body passed to an upstream, in bytes; larger ones get 413 (0: no limit)")
+	missRate := fs.Float64("miss-rate", 20, "lookups of hosts/keys not in memory per second per client address (IPv6: /64); past -miss-burst: 429 (negative: no limit)")
+	missBurst := fs.Int("miss-burst", 100, "burst of -miss-rate")
+	maxMisses := fs.Int("max-concurrent-misses", 64, "lookups of hosts/keys not in memory in flight at once; a lookup that waits 250ms for a slot gets 503 (negative: no limit)")
+	bodyTimeout := fs.Duration("body-timeout", 30*time.Second, "longest pause in a request body, and the allowance on top of -body-min-rate")
+	bodyMinRate := fs.Int64("body-min-rate", 512, "slowest average rate of a request body, bytes/s; a slower client gets 408 (negative: off)")
 	var gwTLS, admTLS serverTLSFlags
 	gwTLS.register(fs, "", "gateway")
 	admTLS.register(fs, "admin-", "admin listener")
@@ -97,6 +102,8 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		TLS:            gwTLSCfg,
 		AdminTLS:       admTLSCfg,
 		MaxRequestBody: *maxBody,
+		BodyTimeout:    *bodyTimeout,
+		BodyMinRate:    *bodyMinRate,
 		Gatherer:       reg,
 		Logger:         log,
 		Gateway: sentinel.Config{
@@ -104,6 +111,10 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			UpstreamTimeout: *upstreamTimeout,
 			KeyIDHeader:     *keyIDHeader,
 			Registerer:      reg,
+			MissRate:        *missRate,
+			MissBurst:       *missBurst,
+
+			MaxConcurrentMisses: *maxMisses,
 		},
 	})
 	if err != nil {

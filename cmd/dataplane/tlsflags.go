@@ -21,6 +21,11 @@ const (
 	// adminReadTimeout bounds reading a whole admin request: they are GETs
 	// with no body to wait for.
 	adminReadTimeout = 30 * time.Second
+	// adminWriteTimeout bounds writing an admin response (metrics, debug).
+	adminWriteTimeout = 30 * time.Second
+	// apiGrace is the time an API request or response may take on top of
+	// its transfer at apiMinRate.
+	apiGrace = 30 * time.Second
 )
 
 // serverTLSFlags are the TLS flags of one listener: -<prefix>tls-cert,
@@ -88,10 +93,36 @@ func newServer(h http.Handler, tlsCfg *tls.Config, log *slog.Logger) *http.Serve
 }
 
 // newAdminServer is newServer for an admin listener, which also bounds the
-// time to read a whole request.
+// time to read a whole request and to write a response.
 func newAdminServer(h http.Handler, tlsCfg *tls.Config, log *slog.Logger) *http.Server {
 	srv := newServer(h, tlsCfg, log)
 	srv.ReadTimeout = adminReadTimeout
+	srv.WriteTimeout = adminReadTimeout + adminWriteTimeout
+	return srv
+}
+
+// apiMinRate is the slowest transfer rate, in bytes per second, an API
+// client is allowed: the time to read a whole request and to write a
+// response are sized by the largest body at this rate.
+const apiMinRate = 256 << 10
+
+// apiTimeouts returns the ReadTimeout and WriteTimeout of an API listener
+// whose largest request body is maxBody bytes and largest response maxResp
+// bytes. The write timeout runs from the end of the request headers, so it
+// covers reading the body, the handler's work and the response.
+func apiTimeouts(maxBody, maxResp int64) (read, write time.Duration) {
+	at := func(n int64) time.Duration { return time.Duration(n/apiMinRate) * time.Second }
+	read = readHeaderTimeout + apiGrace + at(maxBody)
+	return read, read + apiGrace + at(maxResp)
+}
+
+// newAPIServer is newServer for an API listener (cache node, publisher)
+// whose largest request body is maxBody and largest response maxResp: it
+// also bounds the time to read a whole request and to write a response, so
+// a slow or stalled client cannot hold a connection forever.
+func newAPIServer(h http.Handler, tlsCfg *tls.Config, log *slog.Logger, maxBody, maxResp int64) *http.Server {
+	srv := newServer(h, tlsCfg, log)
+	srv.ReadTimeout, srv.WriteTimeout = apiTimeouts(maxBody, maxResp)
 	return srv
 }
 

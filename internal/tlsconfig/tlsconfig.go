@@ -8,7 +8,9 @@
 // (a renewal), new handshakes use the new pair, checked at most once per
 // ReloadInterval, with no restart. A pair that fails to load is ignored and
 // the last good one kept, so a half-written renewal never takes a listener
-// down. CA files are read once, at Config.
+// down. A listener's client CA file (mutual TLS) is reloaded the same way,
+// so a CA can be rotated (old and new in the file, then the new alone)
+// without a restart. A client's CA file is read once, at Config.
 package tlsconfig
 
 import (
@@ -70,13 +72,40 @@ func (s Server) Config() (*tls.Config, error) {
 		},
 	}
 	if s.ClientCAFile != "" {
-		pool, err := loadPool(s.ClientCAFile)
+		cas, err := loadCAFile(s.ClientCAFile)
 		if err != nil {
 			return nil, err
 		}
-		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		// Go verifies against a fixed ClientCAs; to follow the file, the
+		// handshake asks for a certificate (and checks the client holds
+		// its key) and VerifyConnection checks the chain against the
+		// current pool. ClientCAs stays as the hint sent to clients.
+		c.ClientCAs, c.ClientAuth = cas.get(), tls.RequireAnyClientCert
+		c.VerifyConnection = func(cs tls.ConnectionState) error {
+			return verifyClient(cs, cas.get())
+		}
 	}
 	return c, nil
+}
+
+// verifyClient checks a client's certificate chain against roots, as
+// tls.RequireAndVerifyClientCert would.
+func verifyClient(cs tls.ConnectionState, roots *x509.CertPool) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("tlsconfig: client sent no certificate")
+	}
+	opts := x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: x509.NewCertPool(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	for _, c := range cs.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
+		return fmt.Errorf("tlsconfig: client certificate: %w", err)
+	}
+	return nil
 }
 
 // Client names the files of a TLS client. The zero value means the system's
@@ -194,6 +223,52 @@ func (kp *keyPair) get() *tls.Certificate {
 		kp.cert = &cert
 	}
 	return kp.cert
+}
+
+// caFile is a PEM CA file loaded into a pool, reloaded when it changes.
+type caFile struct {
+	file string
+
+	mu sync.Mutex // guards the fields below
+	// pool is the last file content that parsed.
+	pool *x509.CertPool
+	// mod is the file's modification time when last tried.
+	mod time.Time
+	// checked is when the file was last looked at.
+	checked time.Time
+}
+
+// loadCAFile loads file, failing with an error naming it.
+func loadCAFile(file string) (*caFile, error) {
+	cf := &caFile{file: file, checked: time.Now(), mod: modTime(file)}
+	pool, err := loadPool(file)
+	if err != nil {
+		return nil, err
+	}
+	cf.pool = pool
+	return cf, nil
+}
+
+// get returns the current pool, first reloading the file if ReloadInterval
+// has passed since the last check and it changed since; a file that does
+// not parse leaves the last good pool in place.
+func (cf *caFile) get() *x509.CertPool {
+	cf.mu.Lock()
+	defer cf.mu.Unlock()
+	now := time.Now()
+	if now.Sub(cf.checked) < ReloadInterval {
+		return cf.pool
+	}
+	cf.checked = now
+	m := modTime(cf.file)
+	if m.Equal(cf.mod) {
+		return cf.pool
+	}
+	cf.mod = m
+	if pool, err := loadPool(cf.file); err == nil {
+		cf.pool = pool
+	}
+	return cf.pool
 }
 
 // modTime is the modification time of file, zero if it cannot be read.

@@ -246,3 +246,85 @@ func TestReload(t *testing.T) {
 	touch(certFile, keyFile)
 	waitFor(der(b.ServerCert), "the renewed certificate")
 }
+
+// TestClientCAReload rotates the client CA file of a mutual-TLS listener
+// while it serves: a client of a CA added to the file gets in without a
+// restart, a broken file keeps the last good CAs, and a CA removed from the
+// file is refused.
+func TestClientCAReload(t *testing.T) {
+	t.Parallel()
+	a, b := tlstest.New(t), tlstest.New(t)
+	caFile := filepath.Join(t.TempDir(), "client-cas.pem")
+	caA, _ := os.ReadFile(a.CA)
+	caB, _ := os.ReadFile(b.CA)
+	write := func(content []byte, hour int) {
+		t.Helper()
+		if err := os.WriteFile(caFile, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// A later modification time each step, whatever the file system's
+		// clock granularity.
+		mt := time.Now().Add(time.Duration(hour) * time.Hour)
+		if err := os.Chtimes(caFile, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(caA, 0)
+	srvCfg, err := tlsconfig.Server{CertFile: a.ServerCert, KeyFile: a.ServerKey, ClientCAFile: caFile}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		TLSConfig:         srvCfg,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close() })
+	url := "https://" + ln.Addr().String() + "/"
+	// gets reports whether a client of CA f gets an answer on a new connection.
+	gets := func(f tlstest.Files) bool {
+		t.Helper()
+		cc, err := tlsconfig.Client{CAFile: a.CA, CertFile: f.ClientCert, KeyFile: f.ClientKey}.Config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: cc, DisableKeepAlives: true}, Timeout: 5 * time.Second}
+		resp, err := c.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+	waitFor := func(f tlstest.Files, want bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * tlsconfig.ReloadInterval)
+		for gets(f) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("still not: %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if !gets(a) || gets(b) {
+		t.Fatal("at start: want the client of CA a in and that of CA b refused")
+	}
+	write(append(append([]byte{}, caA...), caB...), 1)
+	waitFor(b, true, "the client of the added CA b gets in")
+	write([]byte("-----BEGIN CERTIFICATE-----\nbroken"), 2)
+	time.Sleep(tlsconfig.ReloadInterval + 100*time.Millisecond) // let a check pass
+	if !gets(a) || !gets(b) {
+		t.Fatal("a broken CA file replaced the good CAs")
+	}
+	write(caB, 3)
+	waitFor(a, false, "the client of the removed CA a is refused")
+	if !gets(b) {
+		t.Fatal("the client of CA b is refused after a was removed")
+	}
+}

@@ -3,10 +3,15 @@
 // through a plain httputil.ReverseProxy to the same upstream, loading both
 // with wrk (Debian package "wrk") over loopback. Rounds alternate between
 // the two (A B A B ...) so that noise from a shared machine falls on both;
-// the median round of each is reported, with the ratio.
+// the median of each figure over the rounds is reported, with the ratio.
 //
 //	apt-get install -y wrk
 //	go run ./scripts/proxybench -rounds 5 -duration 10s -connections 32
+//
+// With -random-hosts N, each round also loads the sentinel with a share
+// (-random-share) of requests for N random unknown hosts mixed in, as a
+// stranger would send: each is a lookup the node does not hold, bounded by
+// the gateway's miss limits (429/503 once spent, 404 otherwise).
 //
 // The sentinel runs as `dataplane sentinel` would: a dataplane.Node over a
 // directory origin (warmed from its snapshot, gossip off) and sentinel.Start
@@ -51,8 +56,10 @@ func main() {
 	conns := flag.Int("connections", 32, "wrk connections (-c)")
 	threads := flag.Int("threads", 1, "wrk threads (-t); the load generator shares the CPU with what it measures")
 	wrkPath := flag.String("wrk", "wrk", "path of the wrk binary")
+	randomHosts := flag.Int("random-hosts", 0, "also load the sentinel with requests for this many random unknown hosts mixed in (0: not)")
+	randomShare := flag.Float64("random-share", 0.1, "share of requests for random hosts with -random-hosts")
 	flag.Parse()
-	if err := run(*rounds, *duration, *conns, *threads, *wrkPath); err != nil {
+	if err := run(*rounds, *duration, *conns, *threads, *wrkPath, *randomHosts, *randomShare); err != nil {
 		fmt.Fprintln(os.Stderr, "proxybench:", err)
 		os.Exit(1)
 	}
@@ -65,7 +72,7 @@ type result struct {
 	errors        int
 }
 
-func run(rounds int, d time.Duration, conns, threads int, wrkPath string) error {
+func run(rounds int, d time.Duration, conns, threads int, wrkPath string, randomHosts int, randomShare float64) error {
 	if _, err := exec.LookPath(wrkPath); err != nil {
 		return fmt.Errorf("wrk not found (apt-get install -y wrk): %w", err)
 	}
@@ -138,11 +145,21 @@ func run(rounds int, d time.Duration, conns, threads int, wrkPath string) error 
 		}
 	}
 
-	targets := []struct{ name, url string }{{"plain ReverseProxy", plainURL}, {"sentinel", sentinelURL}}
+	type target struct {
+		name, url, script string
+	}
+	targets := []target{{"plain ReverseProxy", plainURL, ""}, {"sentinel", sentinelURL, ""}}
+	if randomHosts > 0 {
+		script, err := randomHostsScript(dataDir, randomHosts, randomShare)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, target{fmt.Sprintf("sentinel, %.0f%% of requests for %d random hosts", randomShare*100, randomHosts), sentinelURL, script})
+	}
 	res := make([][]result, len(targets))
 	for r := 0; r < rounds; r++ {
 		for i, t := range targets {
-			out, err := wrk(wrkPath, t.url, d, conns, threads)
+			out, err := wrk(wrkPath, t.url, t.script, d, conns, threads)
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", t.name, r+1, err)
 			}
@@ -151,7 +168,7 @@ func run(rounds int, d time.Duration, conns, threads int, wrkPath string) error 
 		}
 	}
 
-	fmt.Printf("\nwrk -t%d -c%d -d%s, %d alternating rounds each, median round (by req/s):\n\n", threads, conns, d, rounds)
+	fmt.Printf("\nwrk -t%d -c%d -d%s, %d alternating rounds each, medians over the rounds:\n\n", threads, conns, d, rounds)
 	fmt.Println("| proxy | req/s | p50 | p99 | max | non-2xx/errors |")
 	fmt.Println("|---|---|---|---|---|---|")
 	med := make([]result, len(targets))
@@ -166,9 +183,8 @@ func run(rounds int, d time.Duration, conns, threads int, wrkPath string) error 
 	for r := range res[0] {
 		ratios = append(ratios, res[1][r].rps/res[0][r].rps)
 	}
-	slices.Sort(ratios)
 	fmt.Printf("\nsentinel / plain, medians: req/s %.2f, p99 %.2f; median of the %d paired rounds' req/s ratios: %.2f (range %.2f-%.2f)\n",
-		med[1].rps/med[0].rps, float64(med[1].p99)/float64(med[0].p99), len(ratios), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
+		med[1].rps/med[0].rps, float64(med[1].p99)/float64(med[0].p99), len(ratios), medianOf(ratios), slices.Min(ratios), slices.Max(ratios))
 	return nil
 }
 
@@ -196,10 +212,58 @@ func probe(u string) error {
 	return nil
 }
 
+// median returns the median of each figure of the rounds, taken apart.
 func median(rs []result) result {
-	s := slices.Clone(rs)
-	slices.SortFunc(s, func(a, b result) int { return int(a.rps - b.rps) })
-	return s[len(s)/2]
+	pick := func(f func(result) float64) float64 {
+		xs := make([]float64, len(rs))
+		for i, r := range rs {
+			xs[i] = f(r)
+		}
+		return medianOf(xs)
+	}
+	return result{
+		rps:    pick(func(r result) float64 { return r.rps }),
+		p50:    time.Duration(pick(func(r result) float64 { return float64(r.p50) })),
+		p99:    time.Duration(pick(func(r result) float64 { return float64(r.p99) })),
+		max:    time.Duration(pick(func(r result) float64 { return float64(r.max) })),
+		errors: int(pick(func(r result) float64 { return float64(r.errors) })),
+	}
+}
+
+// medianOf returns the median of xs: the middle one, or the mean of the two
+// middle ones for an even count. xs is not changed.
+func medianOf(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// randomHostsScript writes a wrk Lua script that sends a share of its
+// requests to one of n random unknown hosts, and returns its path.
+func randomHostsScript(dir string, n int, share float64) (string, error) {
+	every := int(1/share + 0.5)
+	if share <= 0 || every < 1 {
+		return "", fmt.Errorf("-random-share %v: want a share in (0, 1]", share)
+	}
+	script := fmt.Sprintf(`math.randomseed(os.time())
+local i = 0
+request = function()
+  i = i + 1
+  if i %% %d == 0 then
+    return wrk.format(nil, nil, {["Host"] = "r" .. math.random(1, %d) .. ".random.example.com", ["Authorization"] = "Bearer %s"})
+  end
+  return wrk.format(nil)
+end
+`, every, n, rawKey)
+	path := dir + "/random-hosts.lua"
+	return path, os.WriteFile(path, []byte(script), 0o644)
 }
 
 var (
@@ -211,9 +275,13 @@ var (
 )
 
 // wrk runs one round and parses its report.
-func wrk(path, u string, d time.Duration, conns, threads int) (result, error) {
-	cmd := exec.Command(path, "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", d.String(), "--latency",
-		"-H", "Host: "+host, "-H", "Authorization: Bearer "+rawKey, u+"/bench")
+func wrk(path, u, script string, d time.Duration, conns, threads int) (result, error) {
+	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", d.String(), "--latency",
+		"-H", "Host: " + host, "-H", "Authorization: Bearer " + rawKey}
+	if script != "" {
+		args = append(args, "-s", script)
+	}
+	cmd := exec.Command(path, append(args, u+"/bench")...)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
