@@ -45,6 +45,10 @@ type Config struct {
 	Inspect func(ns, key string) (Inspection, bool)
 	// Members lists cluster members for /debug/members.
 	Members func() any
+	// Detail, when set, is added to /readyz's answer as "detail" (a node's
+	// per-namespace warm-up progress and memory, say); it must not hold
+	// secrets: /readyz needs no token.
+	Detail func() any
 }
 
 // MaxRequestBody bounds the body of any request to the admin handler, in
@@ -55,7 +59,7 @@ const MaxRequestBody = 64 << 10
 // Handler returns the admin handler:
 //
 //	GET /healthz                     200 while the process runs
-//	GET /readyz                      200 once ready, 503 before
+//	GET /readyz                      200 once ready, 503 before (with Detail)
 //	GET /metrics                     Prometheus exposition
 //	GET /debug/records/{ns}/{key...} cached version and age of a record (token)
 //	GET /debug/members               cluster members (token)
@@ -68,11 +72,14 @@ func Handler(cfg Config) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		status, body := http.StatusOK, map[string]any{"status": "ready"}
 		if cfg.Ready != nil && !cfg.Ready() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "warming"})
-			return
+			status, body["status"] = http.StatusServiceUnavailable, "warming"
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		if cfg.Detail != nil {
+			body["detail"] = cfg.Detail()
+		}
+		writeJSON(w, status, body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	mux.Handle("GET /debug/records/{ns}/{key...}", RequireToken(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -27,6 +27,7 @@ func TestHandler(t *testing.T) {
 			}
 			return Inspection{Namespace: ns, Key: key, Version: 42}, true
 		},
+		Detail: func() any { return map[string]int{"loaded": 7} },
 	}))
 	defer srv.Close()
 	get := func(path, token string) (int, string) {
@@ -49,6 +50,7 @@ func TestHandler(t *testing.T) {
 	}{
 		{"healthz", "/healthz", "", 200, "ok"},
 		{"readyz before warm", "/readyz", "", 503, "warming"},
+		{"readyz detail", "/readyz", "", 503, `"detail":{"loaded":7}`},
 		{"metrics", "/metrics", "", 200, "dataplane_test_total 1"},
 		{"debug without token", "/debug/records/routes/a.example.com", "", 401, "admin token"},
 		{"debug wrong token", "/debug/records/routes/a.example.com", "s3creT", 401, "admin token"},

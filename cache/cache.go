@@ -560,6 +560,24 @@ func (c *Cache) Reload(s record.Snapshot) []record.Change {
 	return news
 }
 
+// FromMemory reports, without loading or blocking, whether a Get of ns/key
+// would be answered from memory now: a value or not-found held, or a miss
+// the version index answers (a key known deleted, or one a complete
+// namespace does not have). A stranger's random key in a complete namespace
+// is answered from memory; one in a partial namespace is not.
+func (c *Cache) FromMemory(ns, k string) bool {
+	kk := key{ns, k}
+	if c.peek(kk) != nil {
+		return true
+	}
+	if record.ValidateKey(ns, k) != nil {
+		return true // refused without a read
+	}
+	sp := c.spaces.get(ns)
+	_, tomb, known := c.known(kk, sp)
+	return known && tomb || !known && sp.idx != nil && sp.idx.complete.Load()
+}
+
 // MarkComplete declares the index of complete namespace ns up to date
 // (loaded from a snapshot and followed by the change log since): from now
 // on a miss of a key it does not know is answered "not found" with no

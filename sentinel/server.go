@@ -152,6 +152,7 @@ func Start(cfg ServerConfig) (*Server, error) {
 			Token:    cfg.AdminToken,
 			Inspect:  InspectFunc(node),
 			Members:  MembersFunc(node),
+			Detail:   func() any { return node.Status() },
 		}))
 		s.adm = &http.Server{
 			Handler:           mux,
@@ -167,8 +168,10 @@ func Start(cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
-// nodeSource reads a node's records; Holds is its cache's Peek (no origin
-// read), so the gateway can bound lookups of what the node does not hold.
+// nodeSource reads a node's records; Holds reports whether the node answers
+// a lookup from memory (a value held, or a complete namespace's version
+// index: a stranger's random host or key costs no origin read there), so
+// the gateway bounds only lookups that may read the origin.
 type nodeSource struct{ n *dataplane.Node }
 
 var _ Holder = nodeSource{}
@@ -180,8 +183,7 @@ func (s nodeSource) Get(ctx context.Context, ns, key string) (record.Record, err
 
 // Holds implements Holder.
 func (s nodeSource) Holds(ns, key string) bool {
-	_, ok := s.n.Peek(ns, key)
-	return ok
+	return s.n.Cache().FromMemory(ns, key)
 }
 
 // listen opens a TCP listener on addr unless ln is given, wrapped in TLS
