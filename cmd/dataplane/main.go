@@ -6,6 +6,7 @@
 //	dataplane publish    write, read, delete, import and export records
 //	dataplane sync       PostgreSQL outbox → dataplane
 //	dataplane bench      compare the RFC's options on one simulated deployment
+//	dataplane version    the release, commit and Go version (also -version)
 //
 // Each subcommand's -help lists its flags; every flag can also be set by an
 // environment variable (DATAPLANE_<FLAG>) or a -config JSON file.
@@ -48,6 +49,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return 0
+	}
+	if args[0] == "-version" || args[0] == "--version" {
+		args = append([]string{"version"}, args[1:]...)
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
