@@ -84,8 +84,15 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		}
 		return usageError{err}
 	}
+	if flagsParsed != nil {
+		return flagsParsed(fs)
+	}
 	return nil
 }
+
+// flagsParsed, when set (by tests), is shown each command's flags once
+// parsed; an error it returns ends the command there.
+var flagsParsed func(*flag.FlagSet) error
 
 // usageError marks errors in the command line or configuration.
 type usageError struct{ error }
