@@ -87,6 +87,25 @@ go vet ./...
 # gonum/plot out of the serving binary): vet that build too.
 go vet -tags charts ./cmd/dataplane/
 
+# The container image's binary, built as the Dockerfile builds it (the
+# same script): static, and it runs.
+phase image
+step "image binary (scripts/build-static.sh, as in the Dockerfile)"
+img="$tools/image/dataplane"
+scripts/build-static.sh "$img" v0.0.0-ci
+"$img" version | tee /dev/stderr | grep -q '^dataplane v0.0.0-ci ' || { echo "image binary: wrong version line"; exit 1; }
+go version -m "$img" | grep -q 'CGO_ENABLED=0' || { echo "image binary: not static (CGO_ENABLED=0)"; exit 1; }
+if go version -m "$img" | grep -q 'gonum.org/v1/plot'; then echo "image binary links gonum/plot"; exit 1; fi
+"$img" sentinel -help >/dev/null 2>&1 || { echo "image binary: sentinel -help failed"; exit 1; }
+ls -l "$img"
+
+# Deployment files: Kubernetes manifests decoded strictly into the k8s.io/api
+# types, the Dockerfile, the Grafana dashboard (deploy/ is its own module,
+# so the main one does not depend on k8s.io/api).
+phase deploy
+step "deploy/ (go vet, go test)"
+(cd deploy && go vet ./... && go test -count=1 ./...)
+
 phase test
 step "go test -race ./..."
 # -v goes to a log, so the closing line can count tests; the screen gets the
