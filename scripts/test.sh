@@ -101,8 +101,9 @@ if go version -m "$img" | grep -q 'gonum.org/v1/plot'; then echo "image binary l
 ls -l "$img"
 
 # Deployment files: Kubernetes manifests decoded strictly into the k8s.io/api
-# types, the Dockerfile, the Grafana dashboard (deploy/ is its own module,
-# so the main one does not depend on k8s.io/api).
+# types, the Dockerfile and the systemd unit (deploy/ is its own module, so
+# the main one does not depend on k8s.io/api; the example configs and the
+# Grafana dashboard are checked by cmd/dataplane's tests).
 phase deploy
 step "deploy/ (go vet, go test)"
 (cd deploy && go vet ./... && go test -count=1 ./...)
