@@ -17,10 +17,11 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=""
-ARG TARGETOS=linux
-ARG TARGETARCH=amd64
+# Set by BuildKit for the image's platform (docker buildx build --platform).
+ARG TARGETOS
+ARG TARGETARCH
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    GOOS=$TARGETOS GOARCH=$TARGETARCH scripts/build-static.sh /out/dataplane "$VERSION" && \
+    GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH:-amd64} scripts/build-static.sh /out/dataplane "$VERSION" && \
     mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
