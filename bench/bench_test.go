@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -181,36 +180,41 @@ func TestDelayingTransport(t *testing.T) {
 	}
 }
 
-func TestWriteCharts(t *testing.T) {
+// TestReportJSON checks that a report survives WriteJSON and ReadReport
+// (dataplane bench -from renders an earlier run from it), and what
+// Measured and PhaseWindow, which the charts read, return.
+func TestReportJSON(t *testing.T) {
 	dir := t.TempDir()
 	res := &Result{
-		Option:             Options()[0],
-		SteadySeconds:      3,
-		PropagationSamples: []float64{50, 80, 120, 2000},
-		Unpropagated:       1,
-		Timeline:           []int64{0, 5, 7, 3, 0, 0, 9, 8},
-		Phases:             []PhaseStart{{phaseWarmup, 0.1}, {phaseSteady, 1}, {phaseOutage, 4}, {phaseRecover, 5}, {phasePartition, 5.5}, {phaseRecover, 6.5}},
+		Option:        Options()[0],
+		SteadySeconds: 3,
+		Phases:        []PhaseStart{{phaseWarmup, 0.1}, {phaseSteady, 1}, {phaseOutage, 4}, {phaseRecover, 5}},
 	}
 	rep := &Report{Config: QuickConfig(), Results: []*Result{res, {Option: Options()[1], Skipped: "no server"}}}
-	paths, err := rep.WriteCharts(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(paths) != 2 {
-		t.Fatalf("wrote %v", paths)
-	}
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil || len(b) < 8 || string(b[1:4]) != "PNG" {
-			t.Fatalf("%s is not a PNG (%v)", filepath.Base(p), err)
-		}
-	}
 	if err := rep.WriteJSON(filepath.Join(dir, "r.json")); err != nil {
 		t.Fatal(err)
 	}
 	back, err := ReadReport(filepath.Join(dir, "r.json"))
 	if err != nil || len(back.Results) != 2 || back.Results[1].Skipped != "no server" {
 		t.Fatalf("round trip: %v %+v", err, back)
+	}
+	if m := back.Measured(); len(m) != 1 || m[0].Option.ID != res.Option.ID {
+		t.Fatalf("Measured = %v, want the one option that ran", m)
+	}
+	for _, tc := range []struct {
+		phase    string
+		from, to float64
+	}{
+		{phaseSteady, 1, 4},
+		{phaseRecover, 5, 5},
+		{phasePartition, -1, -1},
+	} {
+		if from, to := back.Results[0].PhaseWindow(tc.phase); from != tc.from || to != tc.to {
+			t.Errorf("PhaseWindow(%s) = %v, %v; want %v, %v", tc.phase, from, to, tc.from, tc.to)
+		}
+	}
+	if got := back.Results[0].SteadyStart(); got != 1 {
+		t.Errorf("SteadyStart = %v, want 1", got)
 	}
 }
 

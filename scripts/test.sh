@@ -20,13 +20,45 @@ gobin="$(go env GOPATH)/bin"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# S3-compatible server: versitygw (shared/BACKENDS.md).
+# Per-phase wall time, printed at the end (and on failure): phase NAME
+# starts timing NAME and ends the previous phase.
+phases=()
+phase_name=""
+phase_start=$SECONDS
+script_start=$SECONDS
+phase() {
+  if [ -n "$phase_name" ]; then phases+=("$phase_name $((SECONDS - phase_start))s"); fi
+  phase_name="$1"
+  phase_start=$SECONDS
+}
+report_phases() {
+  phase ""
+  echo "phase durations: ${phases[*]}, total $((SECONDS - script_start))s"
+}
+trap report_phases EXIT
+
+phase install
+
+# S3-compatible server: versitygw (shared/BACKENDS.md). No registry ships a
+# prebuilt package of it (not in Debian, not on npm), so it is built from
+# the Go module proxy once per version and kept under .tools/versitygw-<v>/;
+# a versitygw already on PATH or in GOPATH/bin is copied there instead when
+# its build info says it is that version. DATAPLANE_VERSITYGW overrides all.
 VERSITYGW_VERSION=v1.8.0
-if ! command -v versitygw >/dev/null && [ ! -x "$gobin/versitygw" ]; then
-  step "installing versitygw $VERSITYGW_VERSION (go install, about a minute)"
-  go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+vgw_dir="$tools/versitygw-$VERSITYGW_VERSION"
+if [ -z "${DATAPLANE_VERSITYGW:-}" ] && [ ! -x "$vgw_dir/versitygw" ]; then
+  for c in "$(command -v versitygw || true)" "$gobin/versitygw"; do
+    if [ -x "$c" ] && [ "$(go version -m "$c" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/versity/versitygw" {print $3}')" = "$VERSITYGW_VERSION" ]; then
+      mkdir -p "$vgw_dir" && cp "$c" "$vgw_dir/versitygw"
+      break
+    fi
+  done
+  if [ ! -x "$vgw_dir/versitygw" ]; then
+    step "building versitygw $VERSITYGW_VERSION into $vgw_dir (once per version; minutes on a loaded machine)"
+    GOBIN="$vgw_dir" go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+  fi
 fi
-export DATAPLANE_VERSITYGW="${DATAPLANE_VERSITYGW:-$(command -v versitygw || echo "$gobin/versitygw")}"
+export DATAPLANE_VERSITYGW="${DATAPLANE_VERSITYGW:-$vgw_dir/versitygw}"
 
 # DynamoDB-compatible server: dynalite from npm, kept under .tools/.
 DYNALITE_VERSION=4.0.0
@@ -48,9 +80,35 @@ if [ -z "$pg_bin" ]; then
 fi
 export DATAPLANE_PG_BIN="${DATAPLANE_PG_BIN:-$pg_bin}"
 
+phase vet
 step "go vet"
 go vet ./...
+# The bench's chart drawing is linked only with -tags charts (it keeps
+# gonum/plot out of the serving binary): vet that build too.
+go vet -tags charts ./cmd/dataplane/
 
+# The container image's binary, built as the Dockerfile builds it (the
+# same script): static, and it runs.
+phase image
+step "image binary (scripts/build-static.sh, as in the Dockerfile)"
+img="$tools/image/dataplane"
+scripts/build-static.sh "$img" v0.0.0-ci
+v=$("$img" version) && echo "$v"
+case "$v" in "dataplane v0.0.0-ci "*) ;; *) echo "image binary: wrong version line"; exit 1 ;; esac
+go version -m "$img" | grep -q 'CGO_ENABLED=0' || { echo "image binary: not static (CGO_ENABLED=0)"; exit 1; }
+if go version -m "$img" | grep -q 'gonum.org/v1/plot'; then echo "image binary links gonum/plot"; exit 1; fi
+"$img" sentinel -help >/dev/null 2>&1 || { echo "image binary: sentinel -help failed"; exit 1; }
+ls -l "$img"
+
+# Deployment files: Kubernetes manifests decoded strictly into the k8s.io/api
+# types, the Dockerfile and the systemd unit (deploy/ is its own module, so
+# the main one does not depend on k8s.io/api; the example configs and the
+# Grafana dashboard are checked by cmd/dataplane's tests).
+phase deploy
+step "deploy/ (go vet, go test)"
+(cd deploy && go vet ./... && go test -count=1 ./...)
+
+phase test
 step "go test -race ./..."
 # -v goes to a log, so the closing line can count tests; the screen gets the
 # per-package lines, and everything but passing noise when something fails.
@@ -71,6 +129,7 @@ grep -E '^(ok|FAIL|\?)\s' "$log" || true
 
 # Memory-bound tests are built without the race detector (whose shadow
 # memory would distort them): run them here, on their own.
+phase memory
 step "go test (memory bounds, without -race)"
 go test -count=1 -run 'Flood' -v ./gossip/ | tee -a "$log" | grep -E '^(\s*--- |ok|FAIL|\s+flood_test)' 
 if [ "$skipped" -ne 0 ]; then
@@ -86,9 +145,13 @@ fi
 # Go 1.27); a count has no deadline to race.
 FUZZTIME="${FUZZTIME:-30000x}"
 if [ "$FUZZTIME" != "0" ]; then
+  phase fuzz
   step "fuzz ($FUZZTIME each)"
-  for pkg in $(go list ./...); do
-    for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
+  # The targets are found in the source (func FuzzX(f *testing.F) in a
+  # _test.go file), not with `go test -list`, which links a test binary
+  # per package only to print names.
+  go list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
+    for target in $(cat "$dir"/*_test.go 2>/dev/null | sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\([A-Za-z0-9_]+ \*testing\.F\).*/\1/p'); do
       echo "fuzz $pkg $target"
       if ! out=$(go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" 2>&1); then
         echo "$out"

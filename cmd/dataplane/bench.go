@@ -40,7 +40,9 @@ version of every key it holds.
 
 Output: a Markdown table on stdout, bench.json and PNG charts (propagation CDF,
 origin reads over time with the faults marked) in -out, a progress bar on
-stderr.
+stderr. The charts are drawn only by a binary built with -tags charts (the
+default build leaves gonum/plot out); -from redraws them from a bench.json:
+go run -tags charts ./cmd/dataplane bench -from bench-out/bench.json.
 
 Cost estimate: origin request prices only (no storage, transfer, or servers),
 for 30 days at the steady phase's measured rates. S3: every GET, HEAD and 304
@@ -241,7 +243,7 @@ func writeBenchOutputs(rep *bench.Report, dir string, stdout, stderr io.Writer, 
 		}
 		wrote = append(wrote, jsonPath)
 	}
-	charts, err := rep.WriteCharts(dir)
+	charts, err := writeCharts(rep, dir, stderr)
 	wrote = append(wrote, charts...)
 	fmt.Fprintf(stderr, "dataplane bench: wrote %s\n", strings.Join(wrote, ", "))
 	return err

@@ -54,7 +54,13 @@ func TestBenchQuick(t *testing.T) {
 		t.Fatalf("bench exited %d:\n%s", code, stderr.String())
 	}
 	t.Logf("\n%s", stdout.String())
-	for _, f := range []string{"bench.json", "propagation-cdf.png", "origin-reads.png"} {
+	files := []string{"bench.json"}
+	if chartsBuiltIn {
+		files = append(files, "propagation-cdf.png", "origin-reads.png")
+	} else if !strings.Contains(stderr.String(), "-tags charts") {
+		t.Errorf("stderr does not say how to draw the charts:\n%s", stderr.String())
+	}
+	for _, f := range files {
 		b, err := os.ReadFile(filepath.Join(out, f))
 		if err != nil || len(b) == 0 {
 			t.Fatalf("%s not written: %v", f, err)

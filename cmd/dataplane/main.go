@@ -6,6 +6,7 @@
 //	dataplane publish    write, read, delete, import and export records
 //	dataplane sync       PostgreSQL outbox → dataplane
 //	dataplane bench      compare the RFC's options on one simulated deployment
+//	dataplane version    the release, commit and Go version (also -version)
 //
 // Each subcommand's -help lists its flags; every flag can also be set by an
 // environment variable (DATAPLANE_<FLAG>) or a -config JSON file.
@@ -49,6 +50,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if args[0] == "-version" || args[0] == "--version" {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	cmd, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "dataplane: unknown command %q\n\n", args[0])
@@ -80,8 +84,15 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		}
 		return usageError{err}
 	}
+	if flagsParsed != nil {
+		return flagsParsed(fs)
+	}
 	return nil
 }
+
+// flagsParsed, when set (by tests), is shown each command's flags once
+// parsed; an error it returns ends the command there.
+var flagsParsed func(*flag.FlagSet) error
 
 // usageError marks errors in the command line or configuration.
 type usageError struct{ error }

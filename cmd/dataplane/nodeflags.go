@@ -85,7 +85,7 @@ func (f *nodeFlags) registerGossip(fs *flag.FlagSet) {
 	fs.StringVar(&f.region, "region", "default", "this node's region, for eager push across regions")
 	fs.StringVar(&f.bind, "gossip-bind", "0.0.0.0:7946", "gossip listen address (UDP and TCP)")
 	fs.StringVar(&f.advertise, "gossip-advertise", "", "gossip address other nodes dial, if not the bind address")
-	fs.Var(&f.seeds, "seeds", "gossip addresses (host:port) of nodes to join, comma-separated")
+	fs.Var(&f.seeds, "seeds", "gossip addresses (host:port) of nodes to join, comma-separated; a DNS name joins every address it\nresolves to (e.g. a Kubernetes headless Service) and is resolved again whenever a node left alone retries its seeds")
 	fs.Var(&f.keys, "gossip-key", "base64 AES key (16, 24 or 32 bytes) encrypting gossip; repeat for rotation, the first encrypts")
 	fs.BoolVar(&f.wan, "wan", false, "use WAN gossip timers (nodes across regions)")
 	fs.BoolVar(&f.insecure, "insecure", false, "allow gossip without encryption (refused otherwise)")

@@ -1,4 +1,8 @@
-package bench
+// Package charts draws the PNG charts of a bench report (gonum/plot). It
+// is its own package so that only the binaries that draw charts link
+// gonum/plot and its fonts: the dataplane command includes it only when
+// built with -tags charts.
+package charts
 
 import (
 	"fmt"
@@ -6,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/dataplane/dataplane/bench"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -15,36 +21,25 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 )
 
-// WriteCharts writes the PNG charts into dir, propagation-cdf.png and
-// origin-reads.png, and returns their paths.
-func (r *Report) WriteCharts(dir string) ([]string, error) {
+// Write writes the PNG charts of r into dir, propagation-cdf.png and
+// origin-reads.png, and returns the paths it wrote.
+func Write(r *bench.Report, dir string) ([]string, error) {
 	var paths []string
 	p := filepath.Join(dir, "propagation-cdf.png")
-	if err := r.propagationCDF(p); err != nil {
+	if err := propagationCDF(r, p); err != nil {
 		return paths, fmt.Errorf("bench: propagation chart: %w", err)
 	}
 	paths = append(paths, p)
 	p = filepath.Join(dir, "origin-reads.png")
-	if err := r.originReads(p); err != nil {
+	if err := originReads(r, p); err != nil {
 		return paths, fmt.Errorf("bench: origin reads chart: %w", err)
 	}
 	return append(paths, p), nil
 }
 
-// ran returns the results that have measurements.
-func (r *Report) ran() []*Result {
-	var out []*Result
-	for _, res := range r.Results {
-		if res.Skipped == "" && res.SteadySeconds > 0 {
-			out = append(out, res)
-		}
-	}
-	return out
-}
-
 // propagationCDF draws, per option, the share of steady-phase writes that
 // had reached every holder by a given time, on a log time axis.
-func (r *Report) propagationCDF(path string) error {
+func propagationCDF(r *bench.Report, path string) error {
 	p := plot.New()
 	p.Title.Text = "Propagation: publish → last sentinel holding the new version (steady phase)"
 	p.X.Label.Text = "time (ms, log scale)"
@@ -59,7 +54,7 @@ func (r *Report) propagationCDF(path string) error {
 	p.Legend.XOffs = 1.5 * vg.Inch
 	p.Legend.YOffs = -1.1 * vg.Inch
 	p.Add(plotter.NewGrid())
-	for i, res := range r.ran() {
+	for i, res := range r.Measured() {
 		s := slices.Clone(res.PropagationSamples)
 		if len(s) == 0 {
 			continue
@@ -80,7 +75,7 @@ func (r *Report) propagationCDF(path string) error {
 		l.Dashes = plotutil.Dashes(i / 7)
 		l.Width = vg.Points(1.5)
 		p.Add(l)
-		p.Legend.Add(shortName(res.Option), l)
+		p.Legend.Add(res.Option.Label(), l)
 	}
 	return p.Save(9*vg.Inch, 5*vg.Inch, path)
 }
@@ -88,15 +83,15 @@ func (r *Report) propagationCDF(path string) error {
 // originReads draws one panel per option: origin reads per second (by
 // sentinels and cache nodes) over the run, aligned on the steady phase's
 // start, with the fault windows shaded.
-func (r *Report) originReads(path string) error {
-	results := r.ran()
+func originReads(r *bench.Report, path string) error {
+	results := r.Measured()
 	if len(results) == 0 {
 		return os.WriteFile(path, nil, 0o644)
 	}
 	// One time axis for every panel, so the fault windows line up.
 	xmin, xmax := 0.0, 1.0
 	for _, res := range results {
-		zero := phaseAt(res.Phases, phaseSteady)
+		zero := res.SteadyStart()
 		xmin = min(xmin, -zero)
 		xmax = max(xmax, float64(len(res.Timeline))-zero)
 	}
@@ -109,14 +104,14 @@ func (r *Report) originReads(path string) error {
 		if i == len(results)-1 {
 			p.X.Label.Text = "seconds since the steady phase began"
 		}
-		zero := phaseAt(res.Phases, phaseSteady)
+		zero := res.SteadyStart()
 		var top float64
 		for _, v := range res.Timeline {
 			top = max(top, float64(v))
 		}
 		top = max(top*1.1, 1)
-		for _, f := range FaultPhases {
-			from, to := phaseWindow(res.Phases, f)
+		for _, f := range bench.FaultPhases {
+			from, to := res.PhaseWindow(f)
 			if from < 0 {
 				continue
 			}
@@ -169,43 +164,4 @@ func (r *Report) originReads(path string) error {
 		return err
 	}
 	return f.Close()
-}
-
-// phaseAt returns when the first phase named name began (seconds), or 0.
-func phaseAt(ps []PhaseStart, name string) float64 {
-	for _, p := range ps {
-		if p.Name == name {
-			return p.At
-		}
-	}
-	return 0
-}
-
-// phaseWindow returns the start and end of phase name, or -1, -1.
-func phaseWindow(ps []PhaseStart, name string) (float64, float64) {
-	for i, p := range ps {
-		if p.Name == name {
-			if i+1 < len(ps) {
-				return p.At, ps[i+1].At
-			}
-			return p.At, p.At
-		}
-	}
-	return -1, -1
-}
-
-// shortName labels an option in a legend.
-func shortName(o Option) string {
-	where := string(o.Origin)
-	if o.Tier {
-		where += " + cache nodes"
-	}
-	how := "TTL"
-	switch {
-	case o.Gossip && o.Inline:
-		how = "gossip, values inline + log"
-	case o.Gossip:
-		how = "gossip invalidation"
-	}
-	return fmt.Sprintf("%s: %s, %s", o.ID, where, how)
 }
