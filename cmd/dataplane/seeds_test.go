@@ -33,7 +33,7 @@ import (
 func TestSeedsDNS(t *testing.T) {
 	const name = "dataplane-gossip.dataplane.svc.cluster.local"
 	dns := startDNS(t)
-	port := freePort(t)
+	port := freeGossipPort(t)
 	for _, tc := range []struct {
 		name string
 		// before: what the name resolves to when the joiner starts;
@@ -125,9 +125,9 @@ func startGossipNode(t *testing.T, name, bind, seeds, dnsConf string) *dataplane
 	return node
 }
 
-// freePort returns a TCP and UDP port free on 127.0.0.1, for every node
+// freeGossipPort returns a TCP and UDP port free on 127.0.0.1, for every node
 // to bind on its own 127.0.0.x address.
-func freePort(t *testing.T) string {
+func freeGossipPort(t *testing.T) string {
 	t.Helper()
 	for range 20 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
