@@ -150,6 +150,7 @@ func (c *cluster) start(nd *chaosNode) error {
 		return fmt.Errorf("listen %s on port %d: %w", nd.name, port, err)
 	}
 	g := gossip.DefaultLocalConfig()
+	g.Insecure = true // loopback test cluster
 	g.Name, g.Region, g.Transport = nd.name, nd.zone, tr
 	g.Seeds = c.seeds(nd.idx)
 	g.LogInterval, g.LogSettle = logInterval, logSettle
