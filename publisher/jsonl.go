@@ -16,7 +16,7 @@ import (
 
 // The JSON Lines format of Import and Export, one record per line:
 //
-//	{"namespace":"routes","key":"a.example.com","value":{"upstream":"http://10.0.0.1"}}
+//	{"namespace":"routes","key":"a.example.com","value":{"upstreams":["http://10.0.0.1"]}}
 //	{"namespace":"routes","key":"b.example.com","delete":true}
 //	{"namespace":"blobs","key":"k","value_base64":"AAEC"}
 //
