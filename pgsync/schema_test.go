@@ -90,4 +90,3 @@ func TestParksMalformedValues(t *testing.T) {
 		})
 	}
 }
-
