@@ -62,6 +62,8 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"truncated", `{"name":"a"`, "", false},
 		{"not JSON", `{not json`, "", false},
 		{"empty", ``, "", false},
+		{"nested too deep", `{"any":` + strings.Repeat("[", schema.MaxDepth+1) + strings.Repeat("]", schema.MaxDepth+1) + `}`, "nested deeper", false},
+		{"nested at the limit", `{"any":` + strings.Repeat("[", schema.MaxDepth) + strings.Repeat("]", schema.MaxDepth) + `}`, "", true},
 	} {
 		var d doc
 		err := schema.Unmarshal([]byte(tc.in), &d)

@@ -88,11 +88,18 @@ var (
 // walker reads one JSON document token by token, guided by the Go type it
 // will be decoded into, and refuses what Unmarshal documents.
 type walker struct {
-	dec *json.Decoder
+	dec   *json.Decoder
+	depth int // objects and arrays open around the current value
 }
+
+// MaxDepth is how deeply Unmarshal lets objects and arrays nest.
+const MaxDepth = 256
 
 // value checks the next JSON value, which is to be decoded into a t at path.
 func (w *walker) value(t reflect.Type, path string) error {
+	if w.depth > MaxDepth {
+		return &FieldError{Field: showPath(path), Reason: fmt.Sprintf("nested deeper than %d", MaxDepth)}
+	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -156,6 +163,8 @@ func (w *walker) value(t reflect.Type, path string) error {
 // (a struct), only those names are allowed, spelled exactly; otherwise any
 // name, with members decoded into elem (nil: untyped).
 func (w *walker) object(path string, fields map[string]reflect.Type, elem reflect.Type) error {
+	w.depth++
+	defer func() { w.depth-- }()
 	seen := make(map[string]bool)
 	for w.dec.More() {
 		tok, err := w.dec.Token()
@@ -189,6 +198,8 @@ func (w *walker) object(path string, fields map[string]reflect.Type, elem reflec
 // array checks the elements of an array whose '[' was read; max >= 0
 // bounds their number (a Go array, where json.Unmarshal drops the excess).
 func (w *walker) array(path string, elem reflect.Type, max int) error {
+	w.depth++
+	defer func() { w.depth-- }()
 	for i := 0; w.dec.More(); i++ {
 		if i == max {
 			return &FieldError{Field: showPath(path), Reason: fmt.Sprintf("more than %d elements", max)}
