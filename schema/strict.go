@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -278,9 +279,22 @@ func syntaxError(err error, path string) error {
 	return &FieldError{Field: showPath(path), Reason: "bad JSON: " + err.Error()}
 }
 
+// fieldCache holds structFields per struct type (reflect.Type ->
+// map[string]reflect.Type, read-only once stored).
+var fieldCache sync.Map
+
 // structFields maps the JSON names of t's fields to their types, as
 // encoding/json sees them (embedded structs without a name are flattened).
 func structFields(t reflect.Type) map[string]reflect.Type {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]reflect.Type)
+	}
+	m := buildFields(t)
+	fieldCache.Store(t, m)
+	return m
+}
+
+func buildFields(t reflect.Type) map[string]reflect.Type {
 	out := make(map[string]reflect.Type)
 	var add func(t reflect.Type)
 	add = func(t reflect.Type) {
