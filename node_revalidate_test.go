@@ -75,6 +75,7 @@ func TestRevalidationRetriesFailedReads(t *testing.T) {
 	v1 := put(t, s, clock, "routes", "r.example.com", "v1")
 
 	g := gossip.DefaultLocalConfig()
+	g.Insecure = true
 	g.Name, g.Region = "solo", "local"
 	g.LogInterval, g.LogSettle = 50*time.Millisecond, 20*time.Millisecond
 	copts := cache.DefaultOptions()

@@ -179,6 +179,7 @@ func TestGossipClusterPublishAndWatch(t *testing.T) {
 	var seeds []string
 	for i := 0; i < 3; i++ {
 		g := gossip.DefaultLocalConfig()
+		g.Insecure = true
 		g.Name = fmt.Sprintf("node-%d", i)
 		g.Region = "local"
 		g.Seeds = seeds

@@ -98,6 +98,7 @@ func (d *deployment) gossipConfig(name string, r int) (*gossip.Config, error) {
 		return nil, fmt.Errorf("gossip transport: %w", err)
 	}
 	g := gossip.DefaultLANConfig()
+	g.Insecure = true // simulated regions on loopback
 	g.Name, g.Region = name, d.regions[r]
 	g.BindAddr, g.BindPort, g.Transport = "127.0.0.1", 0, tr
 	g.InlineValueMax = 0

@@ -28,6 +28,7 @@ import (
 	"github.com/dataplane/dataplane/origin/s3"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/schema"
 )
 
 // Run parameters. Timers are those of a local cluster, shortened so that a
@@ -150,6 +151,7 @@ func (c *cluster) start(nd *chaosNode) error {
 		return fmt.Errorf("listen %s on port %d: %w", nd.name, port, err)
 	}
 	g := gossip.DefaultLocalConfig()
+	g.Insecure = true // loopback test cluster
 	g.Name, g.Region, g.Transport = nd.name, nd.zone, tr
 	g.Seeds = c.seeds(nd.idx)
 	g.LogInterval, g.LogSettle = logInterval, logSettle
@@ -344,6 +346,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		cfg.Notifier = notify
 		cfg.Logger = c.log.With("publisher", i)
 		cfg.Namespaces = []string{"routes", "keys"}
+		cfg.Schemas = schema.NewRegistry() // values are version markers, not routes
 		cfg.LogRetention = 5 * time.Second
 		p, err := publisher.New(store, cfg)
 		if err != nil {

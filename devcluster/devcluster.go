@@ -211,6 +211,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 			}
 		}
 		g := gossip.DefaultLocalConfig()
+		g.Insecure = true // dev mode: loopback only
 		g.Name = fmt.Sprintf("sentinel-%d", i+1)
 		g.BindAddr = cfg.Host
 		g.Region = "dev"
@@ -243,6 +244,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 		c.Sentinels = append(c.Sentinels, srv)
 	}
 	g := gossip.DefaultLocalConfig()
+	g.Insecure = true // dev mode: loopback only
 	g.Name, g.BindAddr, g.Region, g.Seeds = "cachenode-1", cfg.Host, "dev", seeds
 	g.Logger = log.With("component", "cachenode-gossip")
 	if c.cacheGN, err = gossip.New(g, c.CacheNode, c.Store); err != nil {

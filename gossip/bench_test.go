@@ -50,6 +50,7 @@ func benchPropagation(b *testing.B, size int, loss float64) {
 	nodes := make([]*Node, size)
 	for i := range nodes {
 		cfg := DefaultLocalConfig()
+		cfg.Insecure = true
 		cfg.Name = fmt.Sprintf("bench-%02d", i)
 		cfg.Logger = testLogger(b, cfg.Name)
 		cfg.LogInterval = DefaultLANConfig().LogInterval

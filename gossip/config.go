@@ -48,8 +48,17 @@ type Config struct {
 	// through memberlist's keyring): 16, 24 or 32 bytes each, the first is
 	// the primary, used to encrypt; all are tried to decrypt. Nodes without
 	// a key they share cannot join, read or inject. Empty: plaintext
-	// gossip. See the package documentation for rotating keys.
+	// gossip, which New refuses unless Insecure is set. See the package
+	// documentation for rotating keys.
 	SecretKeys [][]byte
+
+	// Insecure allows plaintext gossip when SecretKeys is empty. Without a
+	// key, anyone who can reach the gossip port can join, read every change
+	// and inject its own (changes and acknowledgements alike), so New
+	// refuses a Config with neither SecretKeys nor Insecure. Set it only on
+	// purpose: tests, a loopback dev cluster. It has no effect when
+	// SecretKeys is set.
+	Insecure bool
 
 	// InlineValueMax is the largest value, in bytes, that travels inside a
 	// change message so that receivers need no origin read. Larger values
@@ -214,6 +223,14 @@ func (c *Config) validate() error {
 		if err := memberlist.ValidateKey(k); err != nil {
 			errs = append(errs, fmt.Errorf("SecretKeys[%d]: %w", i, err))
 		}
+	}
+	switch {
+	case len(c.SecretKeys) == 0 && !c.Insecure:
+		errs = append(errs, errors.New("SecretKeys is empty and Insecure is false: give SecretKeys (16, 24 or 32 bytes) to encrypt gossip, or set Insecure to allow plaintext on purpose"))
+	case len(c.SecretKeys) > 0 && !c.Memberlist.GossipVerifyIncoming:
+		// memberlist would then accept plaintext packets from anyone,
+		// forged changes and acknowledgements included.
+		errs = append(errs, errors.New("Memberlist.GossipVerifyIncoming must be true with SecretKeys: otherwise plaintext packets are accepted"))
 	}
 	if c.InlineValueMax < 0 || c.InlineValueMax > MaxInlineValue {
 		errs = append(errs, fmt.Errorf("InlineValueMax %d not in [0, %d]", c.InlineValueMax, MaxInlineValue))

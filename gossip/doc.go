@@ -45,7 +45,12 @@
 //
 // With Config.SecretKeys set, memberlist encrypts and authenticates every
 // packet and stream with AES-GCM; a node without a shared key can neither
-// join nor inject changes. To rotate keys with no downtime, run each step on
+// join nor inject changes, nor acknowledge an eager push in a member's name
+// (acknowledgements travel as encrypted packets like everything else; see
+// TestForgedAckIgnored). Without SecretKeys, New refuses the Config unless
+// Insecure is set: plaintext gossip is opt-in, for tests and loopback dev
+// clusters. With SecretKeys, Memberlist.GossipVerifyIncoming must stay true,
+// or memberlist would accept plaintext packets. To rotate keys with no downtime, run each step on
 // every node before starting the next:
 //
 //  1. n.InstallKey(newKey): every node can now decrypt with the new key.

@@ -139,6 +139,7 @@ func (a *testApplier) assertOrdered() {
 // testConfig is DefaultLocalConfig with timers shortened for tests.
 func testConfig(t testing.TB, name string) Config {
 	c := DefaultLocalConfig()
+	c.Insecure = true // tests that want encryption set SecretKeys
 	c.Name = name
 	c.Logger = testLogger(t, name)
 	c.Registerer = prometheus.NewRegistry()

@@ -20,6 +20,7 @@ import (
 	"github.com/dataplane/dataplane/pgsync"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/schema"
 )
 
 // The crash helper: when PGSYNC_CRASH_DSN is set, the test binary becomes a
@@ -44,6 +45,7 @@ func crashHelper() int {
 	quiet := slog.New(slog.DiscardHandler)
 	pcfg := publisher.DefaultConfig()
 	pcfg.Clock, pcfg.Logger = clock, quiet
+	pcfg.Schemas = schema.NewRegistry() // rows carry arbitrary values
 	pub, err := publisher.New(store, pcfg)
 	if err != nil {
 		return fail(err)
@@ -51,6 +53,7 @@ func crashHelper() int {
 	cfg := pgsync.DefaultConfig()
 	cfg.DSN = os.Getenv(helperEnv)
 	cfg.Publisher, cfg.Clock, cfg.Logger = pub, clock, quiet
+	cfg.Schemas = schema.NewRegistry()
 	cfg.BatchSize = 8
 	cfg.PollInterval = 200 * time.Millisecond
 	cfg.StandbyInterval = 10 * time.Millisecond

@@ -86,6 +86,21 @@
 // always becomes the key's current state: the outbox is the newest word on
 // its keys.
 //
+// # Rejected rows
+//
+// A row that can never be published is parked: it breaks the dataplane's
+// limits, or its value breaks its namespace's schema (Config.Schemas; by
+// default routes and keys are checked: a route without upstreams, a field
+// given twice or misspelt, ...). It is marked done (published_at) with the
+// reason, naming the field, in its error column, counted in
+// dataplane_pgsync_rejected_total and logged; nothing is written to the
+// origin, so the key keeps serving its last good value, and the rows after
+// it go on. Find parked rows with
+//
+//	SELECT id, namespace, key, error FROM dataplane_outbox WHERE error IS NOT NULL;
+//
+// and correct them by inserting a new row.
+//
 // # One active syncer
 //
 // Any number of Syncers may run; one is active. A Syncer becomes active by

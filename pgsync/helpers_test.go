@@ -22,6 +22,7 @@ import (
 	"github.com/dataplane/dataplane/pgsync"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/schema"
 )
 
 // shared is the PostgreSQL server most tests share, each in a database of
@@ -201,6 +202,7 @@ func newCountingPub(t *testing.T, store origin.Store, clock *record.Clock) *coun
 	cfg := publisher.DefaultConfig()
 	cfg.Clock = clock
 	cfg.Logger = testLogger()
+	cfg.Schemas = schema.NewRegistry() // tests write arbitrary values; schema_test.go checks schemas
 	p, err := publisher.New(store, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +238,7 @@ func syncerCfg(pub pgsync.Publisher, clock *record.Clock, reg prometheus.Registe
 	cfg.Clock = clock
 	cfg.Registerer = reg
 	cfg.Logger = testLogger()
+	cfg.Schemas = schema.NewRegistry()
 	cfg.BatchSize = 16
 	cfg.PollInterval = time.Minute
 	cfg.StandbyInterval = 20 * time.Millisecond

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/schema"
 )
 
 // Channel is the LISTEN/NOTIFY channel the outbox trigger notifies.
@@ -74,6 +75,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the syncer's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// Schemas validates each row's value before it is published: a row
+	// its namespace's Validator refuses is parked (marked done with the
+	// reason in its error column, see the package documentation) and
+	// nothing is written. Nil means schema.Builtin(): routes and keys are
+	// checked. A row the Publisher refuses as invalid is parked the same
+	// way.
+	Schemas *schema.Registry
 }
 
 // DefaultConfig returns the usual settings: batches of 100 rows, a poll
@@ -133,6 +141,9 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Schemas == nil {
+		cfg.Schemas = schema.Builtin()
 	}
 	s := &Syncer{
 		cfg:   cfg,
@@ -402,6 +413,9 @@ func (s *Syncer) publishRow(ctx context.Context, conn *pgx.Conn, r *outboxRow) e
 	if err := r.record(1).Validate(); err != nil {
 		return s.reject(ctx, conn, r, err)
 	}
+	if err := s.cfg.Schemas.CheckRecord(r.record(1)); err != nil {
+		return s.reject(ctx, conn, r, err)
+	}
 	for attempt := 1; attempt <= maxRowAttempts; attempt++ {
 		if v := r.reserved(); v != 0 {
 			// An earlier attempt reserved v; did it reach the origin?
@@ -417,6 +431,9 @@ func (s *Syncer) publishRow(ctx context.Context, conn *pgx.Conn, r *outboxRow) e
 				err := s.putVersion(ctx, r.record(v))
 				if errors.Is(err, origin.ErrStale) {
 					continue // overtaken since we looked: publish anew
+				}
+				if errors.Is(err, record.ErrInvalid) {
+					return s.reject(ctx, conn, r, err)
 				}
 				if err != nil {
 					return s.originError("republish", err)
@@ -437,6 +454,9 @@ func (s *Syncer) publishRow(ctx context.Context, conn *pgx.Conn, r *outboxRow) e
 		err := s.putVersion(ctx, r.record(v))
 		if errors.Is(err, origin.ErrStale) {
 			continue // a newer version is stored: learn it and go above it
+		}
+		if errors.Is(err, record.ErrInvalid) {
+			return s.reject(ctx, conn, r, err) // the Publisher's schemas refuse it
 		}
 		if err != nil {
 			return s.originError("publish", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/schema"
 )
 
 // backend makes a fresh store; reopen returns a second handle on the same
@@ -119,6 +120,7 @@ func newEnv(t *testing.T, store origin.Store, edit func(*publisher.Config)) *env
 	cfg.Notifier = e.notify
 	cfg.Registerer = e.reg
 	cfg.Logger = slog.New(slog.NewTextHandler(e.logs, nil))
+	cfg.Schemas = schema.NewRegistry() // tests write arbitrary values; schema_test.go checks schemas
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -16,7 +16,7 @@ import (
 
 // The JSON Lines format of Import and Export, one record per line:
 //
-//	{"namespace":"routes","key":"a.example.com","value":{"upstream":"http://10.0.0.1"}}
+//	{"namespace":"routes","key":"a.example.com","value":{"upstreams":["http://10.0.0.1"]}}
 //	{"namespace":"routes","key":"b.example.com","delete":true}
 //	{"namespace":"blobs","key":"k","value_base64":"AAEC"}
 //
@@ -78,7 +78,8 @@ func (s *ImportStats) reject(line int, reason string) {
 
 // Import reads JSON Lines from r and writes each line's record. A bad line
 // (malformed JSON, unknown field, invalid namespace or key, oversized value,
-// a delete with a value, ...) is rejected with its line number and reason
+// a delete with a value, a value its namespace's schema refuses (see
+// Config.Schemas), ...) is rejected with its line number and reason
 // and never stops the lines after it; each line is written whole or not at
 // all. A line asking for the state already stored is counted unchanged and
 // writes nothing, so importing the same file twice writes nothing the second
@@ -145,6 +146,9 @@ func (p *Publisher) importLine(ctx context.Context, line []byte, st *ImportStats
 	rec, err := parseLine(line)
 	if err != nil {
 		return err
+	}
+	if err := p.checkSchema(rec); err != nil {
+		return LineError{Reason: err.Error()}
 	}
 	cur, err := p.store.Get(ctx, rec.Namespace, rec.Key, 0)
 	switch {

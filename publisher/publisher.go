@@ -24,6 +24,7 @@ import (
 
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/schema"
 )
 
 // Notifier spreads a durably written change to the fleet (a gossip node
@@ -85,6 +86,12 @@ type Config struct {
 	// records changed since the previous one); the zero value means
 	// origin.DefaultLayout().
 	SnapshotLayout origin.Layout
+	// Schemas validates every value before it is written (Put, PutVersion,
+	// Import): a value its namespace's Validator refuses fails with an
+	// error wrapping schema.ErrInvalid (and so record.ErrInvalid) and
+	// nothing is written. Nil means schema.Builtin(): routes and keys are
+	// checked. schema.NewRegistry() checks nothing.
+	Schemas *schema.Registry
 }
 
 // DefaultConfig returns the configuration a control plane starts from:
@@ -152,6 +159,9 @@ func New(store origin.Store, cfg Config) (*Publisher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Schemas == nil {
+		cfg.Schemas = schema.Builtin()
+	}
 	p := &Publisher{
 		store:   store,
 		clock:   cfg.Clock,
@@ -182,9 +192,13 @@ const freshAttempts = 3
 
 // Put makes value the state of ns/key under a fresh version and returns the
 // stored record. It fails only if the record is invalid (wrapping
-// record.ErrInvalid) or the origin write fails; a failed notification does
+// record.ErrInvalid; schema.ErrInvalid when Config.Schemas refuses the
+// value) or the origin write fails; a failed notification does
 // not fail it.
 func (p *Publisher) Put(ctx context.Context, ns, key string, value []byte) (record.Record, error) {
+	if err := p.checkSchema(record.Record{Namespace: ns, Key: key, Value: value}); err != nil {
+		return record.Record{}, err
+	}
 	return p.writeFresh(ctx, record.Record{Namespace: ns, Key: key, Value: value}, "put")
 }
 
@@ -229,10 +243,15 @@ func (p *Publisher) writeFresh(ctx context.Context, rec record.Record, op string
 // changes nothing. Storing a version that is already stored is a success
 // with written=false: the change log entry and the notification are repeated
 // (either may have been lost by the crash), the record is not. A version
-// older than the stored one fails with an error wrapping origin.ErrStale.
+// older than the stored one fails with an error wrapping origin.ErrStale; a
+// value Config.Schemas refuses, with one wrapping schema.ErrInvalid, and
+// nothing is written.
 func (p *Publisher) PutVersion(ctx context.Context, rec record.Record) (written bool, err error) {
 	if err := rec.Validate(); err != nil {
 		p.m.rejected.Inc()
+		return false, err
+	}
+	if err := p.checkSchema(rec); err != nil {
 		return false, err
 	}
 	p.clock.Observe(rec.Version)

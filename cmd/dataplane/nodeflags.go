@@ -183,6 +183,7 @@ func (f *nodeFlags) gossipConfig() (gossip.Config, error) {
 		}
 	}
 	g.Seeds = f.seeds
+	g.Insecure = f.insecure
 	for i, k := range f.keys {
 		b, err := base64.StdEncoding.DecodeString(k)
 		if err != nil {

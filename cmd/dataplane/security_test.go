@@ -161,7 +161,7 @@ func TestTLSDeployment(t *testing.T) {
 			t.Fatalf("publish through the cache tier: exit %d: %s", code, stderr.String())
 		}
 		args[4] = wrongToken
-		if code := run(context.Background(), append(args, "put", "routes", "cn.example.com", `{}`), &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "refused the token") {
+		if code := run(context.Background(), append(args, "put", "routes", "cn.example.com", `{"upstreams":["http://127.0.0.1:1"]}`), &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "refused the token") {
 			t.Fatalf("publish through the cache tier with a wrong token: exit %d: %s", code, stderr.String())
 		}
 		oneShots.Write(stdout.Bytes())
