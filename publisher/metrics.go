@@ -16,6 +16,9 @@ type metrics struct {
 	notifyErrors     prometheus.Counter
 	snapshotErrors   prometheus.Counter
 	snapshotDuration prometheus.Histogram
+	late             prometheus.Counter
+	restamps         prometheus.Counter
+	repaired         prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -35,6 +38,9 @@ func newMetrics() *metrics {
 		errors:         counter("errors_total", "Writes that failed in the origin."),
 		notifyErrors:   counter("notify_errors_total", "Notifier calls that failed after a durable write (the change log still carries the change)."),
 		snapshotErrors: counter("snapshot_errors_total", "Namespace snapshots that could not be built or written."),
+		late:           counter("late_total", "Publish attempts that overran the settle budget (their version is given up)."),
+		restamps:       counter("restamps_total", "Publish attempts made under a fresh version after an attempt overran the settle budget."),
+		repaired:       counter("repaired_total", "Crashed or late publishes the repair pass published again under a fresh version."),
 		snapshotDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "dataplane", Subsystem: "publisher", Name: "snapshot_duration_seconds",
 			Help:    "Time to build and write one namespace snapshot.",
@@ -46,7 +52,7 @@ func newMetrics() *metrics {
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.writes, m.unchanged, m.rejected, m.stale, m.errors, m.notifyErrors,
-		m.snapshotErrors, m.snapshotDuration,
+		m.snapshotErrors, m.snapshotDuration, m.late, m.restamps, m.repaired,
 	}
 }
 
