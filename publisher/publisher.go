@@ -239,7 +239,7 @@ func (p *Publisher) writeFresh(ctx context.Context, rec record.Record, op string
 			p.m.rejected.Inc()
 			return record.Record{}, err
 		}
-		stored, _, err := p.commit(ctx, rec, 0)
+		stored, _, err := p.commit(ctx, rec, 0, true)
 		if errors.Is(err, origin.ErrStale) && attempt < freshAttempts {
 			// Another publisher's clock is ahead of ours: learn its
 			// version and write above it, as a hybrid logical clock does.
@@ -264,17 +264,18 @@ func (p *Publisher) writeFresh(ctx context.Context, rec record.Record, op string
 // (either may have been lost by the crash), the record is not. A version
 // older than the stored one fails with an error wrapping origin.ErrStale.
 //
-// A version older than Config.PublishBudget (a republish after a crash) can
-// no longer be appended to the log where readers look: the value is then
-// published again under a fresh version above it (see commit), so the
-// origin may hold a version newer than rec.Version with rec's value.
+// A version whose time is more than Config.PublishBudget ago (a republish
+// after a crash, an import of old versions) can no longer be appended to
+// the log where readers look: the value is then published again under a
+// fresh version above it (see commit), so the origin holds a version newer
+// than rec.Version with rec's value, and written reports that write.
 func (p *Publisher) PutVersion(ctx context.Context, rec record.Record) (written bool, err error) {
 	if err := rec.Validate(); err != nil {
 		p.m.rejected.Inc()
 		return false, err
 	}
 	p.clock.Observe(rec.Version)
-	stored, written, err := p.commit(ctx, rec, 0)
+	stored, written, err := p.commit(ctx, rec, 0, false)
 	if errors.Is(err, origin.ErrStale) {
 		p.m.stale.Inc()
 		return false, err
@@ -324,7 +325,9 @@ var ErrBudget = errors.New("publish overran its settle budget")
 //
 // It returns the record as finally stored (its version may be newer than
 // rec.Version) and whether a compare-and-swap of this call wrote it.
-func (p *Publisher) commit(ctx context.Context, rec record.Record, over record.Version) (record.Record, bool, error) {
+//
+// fresh says rec.Version was just taken from p.clock.
+func (p *Publisher) commit(ctx context.Context, rec record.Record, over record.Version, fresh bool) (record.Record, bool, error) {
 	pend, _ := p.store.(origin.Pending)
 	var notes []record.Change // noted by this call; removed once acknowledged
 	ours := make(map[record.Version]bool, p.cfg.PublishAttempts)
@@ -340,7 +343,15 @@ func (p *Publisher) commit(ctx context.Context, rec record.Record, over record.V
 			p.m.restamps.Inc()
 		}
 		ours[rec.Version] = true
-		deadline := rec.Version.Time().Add(p.cfg.PublishBudget)
+		// The budget runs from when the version was taken: now for a
+		// version of ours, the version's own time for one brought by the
+		// caller (PutVersion), if that is earlier, since only the caller
+		// knows when it took it.
+		taken := time.Now()
+		if attempt == 1 && over == 0 && !fresh {
+			taken = earliest(taken, rec.Version.Time())
+		}
+		deadline := taken.Add(p.cfg.PublishBudget)
 		actx, cancel := context.WithDeadline(ctx, deadline)
 		var (
 			w   bool
@@ -424,6 +435,13 @@ func (p *Publisher) restamp(ctx context.Context, rec record.Record, first record
 	return false, fmt.Errorf("restamp %s/%s: %w after %d attempts", rec.Namespace, rec.Key, origin.ErrConflict, maxRestampCAS)
 }
 
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // maxRestampCAS bounds a restamp's retries when other writers keep winning.
 const maxRestampCAS = 8
 
@@ -493,7 +511,7 @@ func (p *Publisher) Repair(ctx context.Context) (int, error) {
 		case err == nil && cur.Version == n.Version:
 			rec := cur
 			rec.Version = p.clock.Now()
-			stored, written, err := p.commit(ctx, rec, n.Version)
+			stored, written, err := p.commit(ctx, rec, n.Version, true)
 			if errors.Is(err, origin.ErrStale) {
 				break // superseded meanwhile
 			}

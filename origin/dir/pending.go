@@ -37,7 +37,27 @@ func (s *Store) PutPending(ctx context.Context, c record.Change) error {
 	if err := os.MkdirAll(filepath.Join(s.root, "pending"), 0o755); err != nil {
 		return fmt.Errorf("put pending: %w: %w", origin.ErrUnavailable, err)
 	}
-	return atomicfile.Write(s.pendingPath(c), b)
+	// Temporary file and rename, without fsync: a note must survive the
+	// publisher's crash, which the page cache ensures; fsyncing it would
+	// double the cost of every publish for the rarer machine crash.
+	path := s.pendingPath(c)
+	f, err := os.CreateTemp(filepath.Dir(path), atomicfile.TempPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("put pending: %w: %w", origin.ErrUnavailable, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("put pending: %w: %w", origin.ErrUnavailable, err)
+	}
+	return nil
 }
 
 // DeletePending implements origin.Pending.
