@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,15 +153,9 @@ func (s *DynamoServer) Start() error {
 	return nil
 }
 
-// dynProbe is ready once the server answers HTTP: dynalite answers an
-// unsigned GET / with 200 "healthy".
+// dynProbe is ready once a signed ListTables succeeds (see dynamoReady).
 func (s *DynamoServer) dynProbe() error {
-	c := http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get(s.Endpoint + "/")
-	if err != nil {
-		return err
-	}
-	return resp.Body.Close()
+	return dynamoReady(s.Endpoint, s.Region, s.AccessKey, s.SecretKey)()
 }
 
 // Stop kills the server (as a crash would), keeping its data, and waits until
