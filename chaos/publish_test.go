@@ -1,11 +1,13 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -177,13 +179,67 @@ func openS3(t *testing.T) origin.Store {
 	return s
 }
 
+// finishingClient sends each request to the end even when its context ends
+// first, and answers the caller at once with the context's error: dynalite
+// 4.0.0 crashes ("Error: aborted", ECONNRESET thrown from a request's error
+// handler) when a client closes a connection mid-request, which the SDK
+// does whenever a context is cancelled. Real DynamoDB does not care; the
+// tests cancel requests all the time (publish budgets, read timeouts). For
+// the same reason idle connections are closed after 2 s, before dynalite's
+// 5 s keep-alive timeout can close one just as a request is sent on it.
+type finishingClient struct{ c *http.Client }
+
+func (f finishingClient) Do(r *http.Request) (*http.Response, error) {
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	// The body is read here, not by the transport: the SDK's body reader
+	// may stop with the context, which would cut the request short.
+	ctx := r.Context()
+	var body []byte
+	if r.Body != nil {
+		b, err := io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		body = b
+	}
+	req := r.Clone(context.WithoutCancel(ctx))
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	req.ContentLength = int64(len(body))
+	done := make(chan result, 1)
+	go func() {
+		resp, err := f.c.Do(req)
+		done <- result{resp, err}
+	}()
+	select {
+	case res := <-done:
+		return res.resp, res.err
+	case <-ctx.Done():
+		go func() {
+			if res := <-done; res.err == nil {
+				io.Copy(io.Discard, res.resp.Body)
+				res.resp.Body.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+func newFinishingClient() finishingClient {
+	return finishingClient{c: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 2 * time.Second}}}
+}
+
 func openDynamo(t *testing.T) origin.Store {
 	srv := testserver.StartDynamo(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := dynamodb.New(ctx, dynamodb.Config{
 		Table: "pubfaults", Region: srv.Region, Endpoint: srv.Endpoint,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, HTTPClient: newFinishingClient(),
 	})
 	if err != nil {
 		t.Fatal(err)

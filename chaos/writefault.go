@@ -59,6 +59,13 @@ type WriteHook func(ctx context.Context, step Step, c record.Change) error
 // notes.
 type WriteFaults struct {
 	origin.Store
+	// Sent, if set, is called with every record a compare-and-swap is
+	// sent to store, before it is sent (set it before use): the chaos
+	// checker learns of every version that may be served, including
+	// writes that land after their caller gave up on them (a timed-out
+	// request the server still applies), which no return value reports.
+	Sent func(rec record.Record)
+
 	pend    origin.Pending // nil when the store keeps no notes
 	hook    WriteHook
 	crashed atomic.Bool
@@ -120,6 +127,9 @@ func (w *WriteFaults) Get(ctx context.Context, ns, key string, ifNewer record.Ve
 func (w *WriteFaults) CompareAndSwap(ctx context.Context, rec record.Record, prev record.Version) error {
 	if err := w.before(ctx, StepCAS, rec.Change()); err != nil {
 		return err
+	}
+	if w.Sent != nil {
+		w.Sent(rec)
 	}
 	return w.Store.CompareAndSwap(ctx, rec, prev)
 }

@@ -11,8 +11,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// probeTimeout bounds one readiness request.
-const probeTimeout = 2 * time.Second
+// probeTimeout bounds one readiness request: generous, since a server
+// starting on a loaded machine is slow, and dynalite crashes when a client
+// gives up on a request it is still serving.
+const probeTimeout = 5 * time.Second
 
 // probeHTTP sends one request per connection with no SDK retries, so a
 // probe reports the server's state now.

@@ -73,3 +73,44 @@ func TestStartedServersAnswer(t *testing.T) {
 		t.Fatalf("S3 probe with bad credentials = %v, want an access error", err)
 	}
 }
+
+// TestDynamoRestartOnCrash: with RestartOnCrash, a dynalite that dies is
+// started again on its address with its tables; without it, it stays down.
+func TestDynamoRestartOnCrash(t *testing.T) {
+	srv := StartDynamo(t)
+	srv.RestartOnCrash.Store(true)
+	kill := func() {
+		srv.mu.Lock()
+		cmd := srv.cmd
+		srv.mu.Unlock()
+		if cmd == nil {
+			t.Fatal("server not running")
+		}
+		cmd.Process.Kill()
+	}
+	kill()
+	probe := dynamoReady(srv.Endpoint, srv.Region, srv.AccessKey, srv.SecretKey)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n, _ := srv.Crashes()
+		if n == 1 && probe() == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not restarted after a crash: %d crashes, probe %v", n, probe())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	srv.RestartOnCrash.Store(false)
+	kill()
+	deadline = time.Now().Add(10 * time.Second)
+	for n, _ := srv.Crashes(); n != 2; n, _ = srv.Crashes() {
+		if time.Now().After(deadline) {
+			t.Fatal("second crash not seen")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := probe(); err == nil {
+		t.Fatal("server answered after a crash without RestartOnCrash")
+	}
+}
