@@ -5,7 +5,11 @@
 // origin's change log (origin.Publish), and then hands the record to a
 // Notifier (a gossip node) so the fleet hears of it at once. The change log is
 // the backstop: a failed notification is logged and counted but never fails a
-// write that is already durable.
+// write that is already durable. A write is acknowledged only once it is in
+// the change log within Config.PublishBudget of taking its version (the rule
+// of origin.Timing that log readers rely on): an attempt that overruns it is
+// published again under a fresh version, and Repair (RunRepair) finishes
+// writes a crash left between the compare-and-swap and the log.
 //
 // Besides single writes the Publisher imports and exports JSON Lines, builds
 // the per-namespace snapshots cold nodes load (Snapshot, Run), trims the change
@@ -98,7 +102,7 @@ type Config struct {
 // DefaultConfig returns the configuration a control plane starts from:
 // notifications bounded to 2 s, snapshots every minute, a day of change log
 // kept behind the snapshots, a write in the log within 1 s of taking its
-// version (3 versions tried) for readers that settle 2 s behind
+// version (5 versions tried) for readers that settle 2 s behind
 // (gossip.DefaultLANConfig) with clocks within 250 ms, and a crash repair
 // pass every 10 s.
 func DefaultConfig() Config {
@@ -107,7 +111,7 @@ func DefaultConfig() Config {
 		SnapshotInterval: time.Minute,
 		LogRetention:     24 * time.Hour,
 		PublishBudget:    time.Second,
-		PublishAttempts:  3,
+		PublishAttempts:  5,
 		ClockSkew:        250 * time.Millisecond,
 		LogSettle:        2 * time.Second,
 		RepairInterval:   10 * time.Second,
