@@ -38,12 +38,17 @@ type Timing struct {
 	// LogRetention is how much change log is kept below the oldest snapshot
 	// (publisher.Config.LogRetention); 0 never trims.
 	LogRetention time.Duration
+	// ReplicaLag is the longest a regional replica's change log trails the
+	// primary's (origin/replica, Global Tables, bucket replication); 0
+	// when readers read the primary. Readers of a replica see an entry that
+	// much later, so their LogSettle must cover it too.
+	ReplicaLag time.Duration
 }
 
 // Validate checks that the constants agree:
 //   - PublishBudget is positive and ClockSkew not negative;
-//   - LogSettle >= PublishBudget + ClockSkew, or readers advance past
-//     changes still allowed to arrive;
+//   - LogSettle >= PublishBudget + ClockSkew + ReplicaLag, or readers
+//     advance past changes still allowed to arrive;
 //   - SnapshotLag >= PublishBudget + ClockSkew, or a snapshot claims changes
 //     still allowed to arrive;
 //   - LogRetention is 0 (never trim) or SnapshotLag + LogRetention is at
@@ -59,9 +64,12 @@ func (t Timing) Validate() error {
 	if t.ClockSkew < 0 {
 		errs = append(errs, fmt.Errorf("clock skew %s must not be negative", t.ClockSkew))
 	}
+	if t.ReplicaLag < 0 {
+		errs = append(errs, fmt.Errorf("replica lag %s must not be negative", t.ReplicaLag))
+	}
 	need := t.PublishBudget + t.ClockSkew
-	if t.LogSettle < need {
-		errs = append(errs, fmt.Errorf("log settle %s is below publish budget %s + clock skew %s: readers would move past changes still arriving", t.LogSettle, t.PublishBudget, t.ClockSkew))
+	if t.LogSettle < need+t.ReplicaLag {
+		errs = append(errs, fmt.Errorf("log settle %s is below publish budget %s + clock skew %s + replica lag %s: readers would move past changes still arriving", t.LogSettle, t.PublishBudget, t.ClockSkew, t.ReplicaLag))
 	}
 	if t.SnapshotLag < need {
 		errs = append(errs, fmt.Errorf("snapshot lag %s is below publish budget %s + clock skew %s: snapshots would claim changes still arriving", t.SnapshotLag, t.PublishBudget, t.ClockSkew))

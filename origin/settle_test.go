@@ -29,6 +29,8 @@ func TestTimingValidate(t *testing.T) {
 			t.SnapshotLag, t.LogSettle, t.LogRetention = 2*time.Second, 2*time.Second, time.Second
 		}, "log retention"},
 		{"negative retention", func(t *origin.Timing) { t.LogRetention = -1 }, "log retention"},
+		{"replica lag covered", func(t *origin.Timing) { t.ReplicaLag = 750 * time.Millisecond }, ""},
+		{"replica lag past settle", func(t *origin.Timing) { t.ReplicaLag = time.Second }, "replica lag"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
