@@ -47,9 +47,7 @@ func (m Mode) String() string {
 
 // FaultyStore wraps a real origin.Store and injects faults into the reads
 // the nodes make (Get, ReadLog, GetSnapshot). Writes pass through untouched:
-// publishers write to the origin directly, and a fault on the write path
-// would break the precondition gossip.Config.LogSettle documents (a
-// version is appended to the log within LogSettle of being taken).
+// faults on the publishers' writes are WriteFaults' job.
 //
 // A FaultyStore is safe for concurrent use; SetMode takes effect for calls
 // that start afterwards (a Slow read in progress keeps waiting).

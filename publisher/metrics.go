@@ -18,6 +18,9 @@ type metrics struct {
 	snapshotDuration prometheus.Histogram
 	snapshotRecords  prometheus.Counter
 	trimSkipped      prometheus.Counter
+	late             prometheus.Counter
+	restamps         prometheus.Counter
+	repaired         prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -40,6 +43,9 @@ func newMetrics() *metrics {
 		snapshotRecords: counter("snapshot_records_written_total",
 			"Records written into snapshots: the changed records of each pass (all of a namespace when a store without snapshot parts rewrites it whole)."),
 		trimSkipped: counter("log_trim_skipped_total", "Snapshot passes that left the change log untrimmed because a namespace's snapshot failed."),
+		late:        counter("late_total", "Publish attempts that overran the settle budget (their version is given up)."),
+		restamps:    counter("restamps_total", "Publish attempts made under a fresh version after an attempt overran the settle budget."),
+		repaired:    counter("repaired_total", "Crashed or late publishes the repair pass published again under a fresh version."),
 		snapshotDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "dataplane", Subsystem: "publisher", Name: "snapshot_duration_seconds",
 			Help:    "Time to build and write one namespace snapshot.",
@@ -52,6 +58,7 @@ func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.writes, m.unchanged, m.rejected, m.stale, m.errors, m.notifyErrors,
 		m.snapshotErrors, m.snapshotDuration, m.snapshotRecords, m.trimSkipped,
+		m.late, m.restamps, m.repaired,
 	}
 }
 

@@ -5,7 +5,11 @@
 // origin's change log (origin.Publish), and then hands the record to a
 // Notifier (a gossip node) so the fleet hears of it at once. The change log is
 // the backstop: a failed notification is logged and counted but never fails a
-// write that is already durable.
+// write that is already durable. A write is acknowledged only once it is in
+// the change log within Config.PublishBudget of taking its version (the rule
+// of origin.Timing that log readers rely on): an attempt that overruns it is
+// published again under a fresh version, and Repair (RunRepair) finishes
+// writes a crash left between the compare-and-swap and the log.
 //
 // Besides single writes the Publisher imports and exports JSON Lines, builds
 // the per-namespace snapshots cold nodes load (Snapshot, Run), trims the change
@@ -92,17 +96,59 @@ type Config struct {
 	// nothing is written. Nil means schema.Builtin(): routes and keys are
 	// checked. schema.NewRegistry() checks nothing.
 	Schemas *schema.Registry
+	// PublishBudget is the longest a write may take from taking its
+	// version to having its change-log entry appended (see origin.Timing
+	// for the rule readers rely on). A write that overruns it is retried
+	// under a fresh version; one that overruns it PublishAttempts times is
+	// not acknowledged. Must be positive.
+	PublishBudget time.Duration
+	// PublishAttempts is how many versions a write may try before it
+	// fails for overrunning PublishBudget. Must be at least 1.
+	PublishAttempts int
+	// ClockSkew is the most the clocks of publishers and readers may
+	// differ. Not negative.
+	ClockSkew time.Duration
+	// LogSettle is the readers' gossip.Config.LogSettle: how far behind a
+	// complete log read they move their cursor. New checks it against
+	// PublishBudget, ClockSkew, the snapshot lag and LogRetention
+	// (origin.Timing.Validate). Set it to the smallest LogSettle of any
+	// node reading this origin.
+	LogSettle time.Duration
+	// RepairInterval is how often RunRepair looks for publishes that
+	// crashed between their record write and their log append. Must be
+	// positive.
+	RepairInterval time.Duration
 }
 
 // DefaultConfig returns the configuration a control plane starts from:
 // notifications bounded to 2 s, snapshots every minute, a day of change log
-// kept behind the snapshots, deletes kept in the snapshots for a week.
+// kept behind the snapshots, deletes kept in the snapshots for a week, a
+// write in the log within 1 s of taking its version (5 versions tried) for
+// readers that settle 2 s behind (gossip.DefaultLANConfig) with clocks
+// within 250 ms, and a crash repair pass every 10 s.
 func DefaultConfig() Config {
 	return Config{
 		NotifyTimeout:    2 * time.Second,
 		SnapshotInterval: time.Minute,
 		LogRetention:     24 * time.Hour,
 		TombstoneHorizon: 7 * 24 * time.Hour,
+		PublishBudget:    time.Second,
+		PublishAttempts:  5,
+		ClockSkew:        250 * time.Millisecond,
+		LogSettle:        2 * time.Second,
+		RepairInterval:   10 * time.Second,
+	}
+}
+
+// Timing returns the timing constants this configuration commits the
+// publisher and the readers of its origin to.
+func (c *Config) Timing() origin.Timing {
+	return origin.Timing{
+		PublishBudget: c.PublishBudget,
+		ClockSkew:     c.ClockSkew,
+		LogSettle:     c.LogSettle,
+		SnapshotLag:   snapshotLag,
+		LogRetention:  c.LogRetention,
 	}
 }
 
@@ -118,6 +164,15 @@ func (c *Config) validate() error {
 	}
 	if c.TombstoneHorizon < 0 || c.TombstoneHorizon > 0 && c.TombstoneHorizon < c.LogRetention {
 		return fmt.Errorf("publisher: TombstoneHorizon must be zero or at least LogRetention (%v), got %v", c.LogRetention, c.TombstoneHorizon)
+	}
+	if c.PublishAttempts < 1 {
+		return fmt.Errorf("publisher: PublishAttempts must be at least 1, got %d", c.PublishAttempts)
+	}
+	if c.RepairInterval <= 0 {
+		return fmt.Errorf("publisher: RepairInterval must be positive, got %v", c.RepairInterval)
+	}
+	if err := c.Timing().Validate(); err != nil {
+		return fmt.Errorf("publisher: %w", err)
 	}
 	for _, ns := range c.Namespaces {
 		if err := record.ValidateNamespace(ns); err != nil {
@@ -220,7 +275,7 @@ func (p *Publisher) writeFresh(ctx context.Context, rec record.Record, op string
 			p.m.rejected.Inc()
 			return record.Record{}, err
 		}
-		_, err := origin.Publish(ctx, p.store, rec)
+		stored, _, err := p.commit(ctx, rec, 0, true)
 		if errors.Is(err, origin.ErrStale) && attempt < freshAttempts {
 			// Another publisher's clock is ahead of ours: learn its
 			// version and write above it, as a hybrid logical clock does.
@@ -233,8 +288,8 @@ func (p *Publisher) writeFresh(ctx context.Context, rec record.Record, op string
 			p.m.errors.Inc()
 			return record.Record{}, err
 		}
-		p.wrote(ctx, rec, op)
-		return rec, nil
+		p.wrote(ctx, stored, op)
+		return stored, nil
 	}
 }
 
@@ -246,6 +301,12 @@ func (p *Publisher) writeFresh(ctx context.Context, rec record.Record, op string
 // older than the stored one fails with an error wrapping origin.ErrStale; a
 // value Config.Schemas refuses, with one wrapping schema.ErrInvalid, and
 // nothing is written.
+//
+// A version whose time is more than Config.PublishBudget ago (a republish
+// after a crash, an import of old versions) can no longer be appended to
+// the log where readers look: the value is then published again under a
+// fresh version above it (see commit), so the origin holds a version newer
+// than rec.Version with rec's value, and written reports that write.
 func (p *Publisher) PutVersion(ctx context.Context, rec record.Record) (written bool, err error) {
 	if err := rec.Validate(); err != nil {
 		p.m.rejected.Inc()
@@ -255,7 +316,7 @@ func (p *Publisher) PutVersion(ctx context.Context, rec record.Record) (written 
 		return false, err
 	}
 	p.clock.Observe(rec.Version)
-	written, err = origin.Publish(ctx, p.store, rec)
+	stored, written, err := p.commit(ctx, rec, 0, false)
 	if errors.Is(err, origin.ErrStale) {
 		p.m.stale.Inc()
 		return false, err
@@ -269,12 +330,274 @@ func (p *Publisher) PutVersion(ctx context.Context, rec record.Record) (written 
 		op = "delete"
 	}
 	if written {
-		p.wrote(ctx, rec, op)
+		p.wrote(ctx, stored, op)
 	} else {
 		p.m.unchanged.Inc()
-		p.notifyFleet(ctx, rec)
+		p.notifyFleet(ctx, stored)
 	}
 	return written, nil
+}
+
+// ErrBudget means a write could not reach the change log within
+// Config.PublishBudget under any of Config.PublishAttempts versions, so it is
+// not acknowledged. The origin may hold it (or hold it later): the repair
+// pass (Repair) then publishes it again under a fresh version.
+var ErrBudget = errors.New("publish overran its settle budget")
+
+// commit stores rec and appends it to the change log within the publish
+// budget, or does not acknowledge it. This enforces the rule documented on
+// origin.Timing:
+//
+//   - before the compare-and-swap a Pending note of the change is written
+//     (when the store keeps notes), and it is removed only once the write is
+//     acknowledged, so a crash at any later step leaves a note for Repair;
+//   - each attempt runs under a deadline of its version's time plus
+//     PublishBudget; an attempt that fails that deadline, or returns after
+//     it, may have left a log entry readers skipped, so the value is
+//     published again under a fresh version (a "restamp") whose log entry
+//     is in time; readers apply by version, so the late entry is harmless;
+//   - a restamp writes only over rec.Version itself, an older version or
+//     one of its own earlier attempts: finding a version newer than all of
+//     them means another write superseded this one, reported as
+//     origin.ErrStale as if it had been found at once.
+//
+// over is 0 for a new write; Repair passes the stored version it publishes
+// again, and then every attempt is a restamp over it.
+//
+// It returns the record as finally stored (its version may be newer than
+// rec.Version) and whether a compare-and-swap of this call wrote it.
+//
+// fresh says rec.Version was just taken from p.clock.
+func (p *Publisher) commit(ctx context.Context, rec record.Record, over record.Version, fresh bool) (record.Record, bool, error) {
+	pend, _ := p.store.(origin.Pending)
+	var notes []record.Change // noted by this call; removed once acknowledged
+	ours := make(map[record.Version]bool, p.cfg.PublishAttempts)
+	first := over
+	if first == 0 {
+		first = rec.Version
+	}
+	written := false
+	var last error
+	for attempt := 1; attempt <= p.cfg.PublishAttempts; attempt++ {
+		if attempt > 1 {
+			rec.Version = p.clock.Now()
+			p.m.restamps.Inc()
+		}
+		ours[rec.Version] = true
+		// The budget runs from when the version was taken: now for a
+		// version of ours, the version's own time for one brought by the
+		// caller (PutVersion), if that is earlier, since only the caller
+		// knows when it took it.
+		taken := time.Now()
+		if attempt == 1 && over == 0 && !fresh {
+			taken = earliest(taken, rec.Version.Time())
+		}
+		deadline := taken.Add(p.cfg.PublishBudget)
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		var (
+			w   bool
+			err error
+		)
+		if pend != nil {
+			if err = pend.PutPending(actx, rec.Change()); err != nil {
+				err = fmt.Errorf("publish %s/%s: note pending: %w", rec.Namespace, rec.Key, err)
+			} else {
+				notes = append(notes, rec.Change())
+			}
+		}
+		if err == nil {
+			if attempt == 1 && over == 0 {
+				w, err = origin.Publish(actx, p.store, rec)
+			} else {
+				w, err = p.restamp(actx, rec, first, ours)
+			}
+		}
+		cancel()
+		late := time.Now().After(deadline)
+		if err == nil && !late {
+			p.clearNotes(ctx, pend, notes)
+			return rec, written || w, nil
+		}
+		if errors.Is(err, origin.ErrStale) {
+			// A newer write of another publisher is stored: this one is
+			// superseded, and its notes with it.
+			p.clearNotes(ctx, pend, notes)
+			return record.Record{}, false, err
+		}
+		written = written || (err == nil && w)
+		if ctx.Err() != nil || (err != nil && !late && !errors.Is(err, context.DeadlineExceeded)) {
+			// The caller gave up, or the origin refused (stale, unavailable,
+			// invalid): not acknowledged. Notes stay for Repair, since the
+			// compare-and-swap may have landed.
+			return record.Record{}, false, err
+		}
+		p.m.late.Inc()
+		p.log.Warn("publish overran its settle budget; publishing again under a fresh version",
+			"namespace", rec.Namespace, "key", rec.Key, "version", rec.Version.String(),
+			"budget", p.cfg.PublishBudget, "attempt", attempt, "err", err)
+		last = err
+	}
+	if last == nil {
+		last = errors.New("every attempt finished after its deadline")
+	}
+	return record.Record{}, false, fmt.Errorf("publish %s/%s: %w after %d attempts: %w", rec.Namespace, rec.Key, ErrBudget, p.cfg.PublishAttempts, last)
+}
+
+// restamp writes rec (already carrying a fresh version) over the key's
+// current version if that is at most first or one of ours, then appends it
+// to the log. Finding a newer version of another writer instead fails with
+// an error wrapping origin.ErrStale, and nothing is written.
+func (p *Publisher) restamp(ctx context.Context, rec record.Record, first record.Version, ours map[record.Version]bool) (written bool, err error) {
+	for i := 0; i < maxRestampCAS; i++ {
+		var prev record.Version
+		cur, err := p.store.Get(ctx, rec.Namespace, rec.Key, 0)
+		switch {
+		case err == nil:
+			prev = cur.Version
+		case errors.Is(err, origin.ErrNotFound):
+		default:
+			return false, fmt.Errorf("restamp %s/%s: read current: %w", rec.Namespace, rec.Key, err)
+		}
+		if (prev > first && !ours[prev]) || prev >= rec.Version {
+			return false, fmt.Errorf("restamp %s/%s@%s over %s: %w %s", rec.Namespace, rec.Key, rec.Version, first, origin.ErrStale, prev)
+		}
+		err = p.store.CompareAndSwap(ctx, rec, prev)
+		if errors.Is(err, origin.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("restamp %s/%s: %w", rec.Namespace, rec.Key, err)
+		}
+		if err := p.store.AppendLog(ctx, rec.Change()); err != nil {
+			return true, fmt.Errorf("restamp %s/%s: append change log: %w", rec.Namespace, rec.Key, err)
+		}
+		return true, nil
+	}
+	return false, fmt.Errorf("restamp %s/%s: %w after %d attempts", rec.Namespace, rec.Key, origin.ErrConflict, maxRestampCAS)
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// maxRestampCAS bounds a restamp's retries when other writers keep winning.
+const maxRestampCAS = 8
+
+// clearNotes removes the Pending notes of an acknowledged write. A failure
+// only leaves a note Repair will find and resolve (by a harmless restamp),
+// so it is logged, never returned.
+func (p *Publisher) clearNotes(ctx context.Context, pend origin.Pending, notes []record.Change) {
+	if pend == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.PublishBudget)
+	defer cancel()
+	for _, c := range notes {
+		if err := pend.DeletePending(cctx, c); err != nil {
+			p.log.Warn("clear pending note failed; the repair pass will resolve it",
+				"namespace", c.Namespace, "key", c.Key, "version", c.Version.String(), "err", err)
+		}
+	}
+}
+
+// pendingExpiry is how long Repair keeps a note whose compare-and-swap has
+// not (yet) landed: a request sent just before a crash or a long pause can
+// still reach the origin a little later, and once it lands the note is what
+// lets Repair publish it into the log. After this, the note is dropped.
+const pendingExpiry = time.Minute
+
+// Repair finishes publishes that crashed or overran between their record
+// write and their change-log append, found through the store's Pending
+// notes (a store without them has nothing to repair). For each note older
+// than PublishBudget + ClockSkew (a publish younger than that may still be
+// running):
+//   - the key holds the noted version: the write landed but its log entry
+//     may be missing or too late for readers, so the stored value is
+//     published again under a fresh version (commit's restamp), and the
+//     note removed;
+//   - the key holds a newer version: the noted write was superseded; the
+//     note is removed;
+//   - the key holds an older version or none: the write has not landed; the
+//     note is kept for pendingExpiry in case a delayed request still lands,
+//     then removed.
+//
+// It returns how many writes it published again. Errors of single notes are
+// joined; the others are still handled.
+func (p *Publisher) Repair(ctx context.Context) (int, error) {
+	pend, ok := p.store.(origin.Pending)
+	if !ok {
+		return 0, nil
+	}
+	notes, err := pend.ListPending(ctx, 0)
+	if err != nil {
+		return 0, fmt.Errorf("repair: list pending: %w", err)
+	}
+	now := time.Now()
+	repaired := 0
+	var errs []error
+	for _, n := range notes {
+		age := now.Sub(n.Version.Time())
+		if age <= p.cfg.PublishBudget+p.cfg.ClockSkew {
+			continue
+		}
+		cur, err := p.store.Get(ctx, n.Namespace, n.Key, 0)
+		if err != nil && !errors.Is(err, origin.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("repair %s/%s: %w", n.Namespace, n.Key, err))
+			continue
+		}
+		switch {
+		case err == nil && cur.Version == n.Version:
+			rec := cur
+			rec.Version = p.clock.Now()
+			stored, written, err := p.commit(ctx, rec, n.Version, true)
+			if errors.Is(err, origin.ErrStale) {
+				break // superseded meanwhile
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("repair %s/%s: %w", n.Namespace, n.Key, err))
+				continue
+			}
+			if written {
+				p.notifyFleet(ctx, stored)
+			}
+			rec = stored
+			repaired++
+			p.m.repaired.Inc()
+			p.log.Info("repaired a publish that did not reach the change log in time",
+				"namespace", n.Namespace, "key", n.Key, "version", n.Version.String(), "restamped", rec.Version.String())
+		case err == nil && cur.Version > n.Version:
+		default:
+			if age < pendingExpiry {
+				continue
+			}
+		}
+		if err := pend.DeletePending(ctx, n); err != nil {
+			errs = append(errs, fmt.Errorf("repair %s/%s: clear note: %w", n.Namespace, n.Key, err))
+		}
+	}
+	return repaired, errors.Join(errs...)
+}
+
+// RunRepair calls Repair at once and then every Config.RepairInterval until
+// ctx is done, when it returns nil. Run it beside Run in every publisher
+// process (a restarted publisher repairs what its predecessor left).
+// Failures are logged and retried on the next tick.
+func (p *Publisher) RunRepair(ctx context.Context) error {
+	t := time.NewTicker(p.cfg.RepairInterval)
+	defer t.Stop()
+	for {
+		if _, err := p.Repair(ctx); err != nil && ctx.Err() == nil {
+			p.log.Error("repair pass failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // Get returns the stored record of ns/key, which may be a tombstone. A key

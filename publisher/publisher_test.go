@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/publisher"
@@ -145,7 +146,9 @@ func TestPutVersion(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		e := newEnv(t, b.open(t), nil)
 		ctx := testCtx(t)
-		rec := record.Record{Namespace: "routes", Key: "a", Value: []byte(`"v1"`), Version: record.Version(1000 << 16)}
+		// A version the caller just took: one from the past is restamped
+		// (TestPutVersionBackdated).
+		rec := record.Record{Namespace: "routes", Key: "a", Value: []byte(`"v1"`), Version: record.MakeVersion(time.Now(), 0)}
 
 		written, err := e.pub.PutVersion(ctx, rec)
 		if err != nil || !written {
@@ -208,6 +211,10 @@ func TestNewValidates(t *testing.T) {
 		{"snapshot interval", func(c *publisher.Config) { c.SnapshotInterval = -1 }, "SnapshotInterval"},
 		{"retention", func(c *publisher.Config) { c.LogRetention = -1 }, "LogRetention"},
 		{"namespace", func(c *publisher.Config) { c.Namespaces = []string{"Bad"} }, "Namespaces"},
+		{"attempts", func(c *publisher.Config) { c.PublishAttempts = 0 }, "PublishAttempts"},
+		{"repair interval", func(c *publisher.Config) { c.RepairInterval = 0 }, "RepairInterval"},
+		{"budget", func(c *publisher.Config) { c.PublishBudget = 0 }, "publish budget"},
+		{"settle below budget", func(c *publisher.Config) { c.LogSettle = c.PublishBudget }, "log settle"},
 	}
 	for _, c := range cases {
 		cfg := publisher.DefaultConfig()
@@ -219,4 +226,94 @@ func TestNewValidates(t *testing.T) {
 	if _, err := publisher.New(nil, publisher.DefaultConfig()); err == nil {
 		t.Error("New with a nil store succeeded")
 	}
+}
+
+// TestPutVersionBackdated: a version older than the publish budget would
+// land in the change log below every reader's cursor, so the value is
+// published again under a fresh version, and the log carries that one.
+func TestPutVersionBackdated(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b.open(t), nil)
+		ctx := testCtx(t)
+		old := record.Record{Namespace: "routes", Key: "a", Value: []byte(`"v1"`), Version: record.MakeVersion(time.Now().Add(-time.Hour), 0)}
+		before := time.Now()
+		written, err := e.pub.PutVersion(ctx, old)
+		if err != nil || !written {
+			t.Fatalf("PutVersion of an hour-old version = %v, %v; want written", written, err)
+		}
+		got, err := e.pub.Get(ctx, "routes", "a")
+		if err != nil || string(got.Value) != `"v1"` || got.Version.Time().Before(before.Truncate(time.Millisecond)) {
+			t.Fatalf("stored %+v, %v; want v1 under a version of now", got, err)
+		}
+		cs := logOf(t, e.store)
+		if len(cs) == 0 || cs[len(cs)-1].Version != got.Version {
+			t.Fatalf("change log %+v does not end with the restamped version %s", cs, got.Version)
+		}
+		if n := e.notify.records(); len(n) != 1 || n[0].Version != got.Version {
+			t.Fatalf("notifications %+v, want one of %s", n, got.Version)
+		}
+		if pend, ok := e.store.(origin.Pending); ok {
+			if notes, err := pend.ListPending(ctx, 0); err != nil || len(notes) != 0 {
+				t.Fatalf("pending notes after an acknowledged write: %+v, %v", notes, err)
+			}
+		}
+	})
+}
+
+// TestRepair: notes left by a publisher that died are resolved by the next
+// one's repair pass according to what the origin holds.
+func TestRepair(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		store := b.open(t)
+		e := newEnv(t, store, nil)
+		ctx := testCtx(t)
+		pend := store.(origin.Pending)
+		past := record.MakeVersion(time.Now().Add(-10*time.Second), 0)
+		// landed: the record holds the noted version, its log entry is
+		// missing (died between CAS and log).
+		landed := record.Record{Namespace: "routes", Key: "landed", Value: []byte(`1`), Version: past}
+		if err := store.CompareAndSwap(ctx, landed, 0); err != nil {
+			t.Fatal(err)
+		}
+		// superseded: a newer version is stored.
+		if _, err := e.pub.Put(ctx, "routes", "superseded", []byte(`2`)); err != nil {
+			t.Fatal(err)
+		}
+		// young: noted just now, maybe still in flight.
+		young := record.Change{Namespace: "routes", Key: "young", Version: record.MakeVersion(time.Now().Add(time.Minute), 0)}
+		// unlanded: noted 10 s ago, never written; kept for a late request.
+		notes := []record.Change{
+			landed.Change(),
+			{Namespace: "routes", Key: "superseded", Version: past},
+			young,
+			{Namespace: "routes", Key: "unlanded", Version: past},
+		}
+		for _, c := range notes {
+			if err := pend.PutPending(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := e.pub.Repair(ctx)
+		if err != nil || n != 1 {
+			t.Fatalf("Repair = %d, %v; want 1 repaired", n, err)
+		}
+		got, err := e.pub.Get(ctx, "routes", "landed")
+		if err != nil || got.Version <= past || string(got.Value) != `1` {
+			t.Fatalf("landed after repair: %+v, %v; want its value under a fresh version", got, err)
+		}
+		if cs := logOf(t, store); cs[len(cs)-1].Version != got.Version || cs[len(cs)-1].Key != "landed" {
+			t.Fatalf("change log %+v does not end with the repaired write", cs)
+		}
+		left, err := pend.ListPending(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := map[string]bool{}
+		for _, c := range left {
+			keys[c.Key] = true
+		}
+		if len(left) != 2 || !keys["young"] || !keys["unlanded"] {
+			t.Fatalf("notes left %+v, want young and unlanded", left)
+		}
+	})
 }

@@ -171,9 +171,17 @@ func (p *Publisher) namespaces() []string {
 }
 
 // Run snapshots every known namespace at once and then every
-// Config.SnapshotInterval until ctx is done, when it returns nil. Failures are
-// logged and counted and retried on the next tick.
+// Config.SnapshotInterval until ctx is done, when it returns nil, and beside
+// that runs the crash repair (RunRepair), so a publisher process started
+// with Run always finishes what a crashed predecessor left half-written.
+// Failures are logged and counted and retried on the next tick.
 func (p *Publisher) Run(ctx context.Context) error {
+	repairDone := make(chan struct{})
+	go func() {
+		defer close(repairDone)
+		_ = p.RunRepair(ctx) // logged inside
+	}()
+	defer func() { <-repairDone }()
 	t := time.NewTicker(p.cfg.SnapshotInterval)
 	defer t.Stop()
 	for {

@@ -3,7 +3,6 @@ package testserver
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -141,15 +140,9 @@ func (s *S3Server) Start() error {
 	return nil
 }
 
-// probe is ready once the server answers HTTP at all (an unsigned request
-// gets 403, which is fine).
+// probe is ready once a signed ListBuckets succeeds (see s3Ready).
 func (s *S3Server) probe() error {
-	c := http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get(s.Endpoint + "/")
-	if err != nil {
-		return err
-	}
-	return resp.Body.Close()
+	return s3Ready(s.Endpoint, s.Region, s.AccessKey, s.SecretKey)()
 }
 
 // Stop kills the server (as a crash would), keeping its data, and waits until

@@ -16,6 +16,10 @@ const (
 	DefaultMaxRetries     = 3
 	DefaultRetryBaseDelay = 50 * time.Millisecond
 	DefaultRetryMaxDelay  = 2 * time.Second
+	DefaultLogShards      = 8
+	// MaxLogShards bounds Config.LogShards: every log read costs one Query
+	// per shard of each bucket it visits.
+	MaxLogShards = 64
 )
 
 // MaxItemSize is DynamoDB's limit on one item: attribute names and values
@@ -52,6 +56,12 @@ type Config struct {
 	// exponential from the base, capped at the max, with jitter. Zero means
 	// DefaultRetryBaseDelay and DefaultRetryMaxDelay.
 	RetryBaseDelay, RetryMaxDelay time.Duration
+	// LogShards is how many partitions the change log of one bucket is
+	// spread over (see the package documentation); 0 means
+	// DefaultLogShards. It applies to buckets this Store opens: a bucket
+	// keeps the shard count it was opened with (recorded in its marker),
+	// so writers and readers with different settings still agree.
+	LogShards int
 	// Logger receives warnings (a change log item that does not parse, a
 	// replaced snapshot whose chunks could not be deleted); nil means
 	// slog.Default().
@@ -93,6 +103,12 @@ func (c *Config) validate() error {
 	}
 	if c.RetryMaxDelay <= 0 {
 		c.RetryMaxDelay = DefaultRetryMaxDelay
+	}
+	if c.LogShards == 0 {
+		c.LogShards = DefaultLogShards
+	}
+	if c.LogShards < 1 || c.LogShards > MaxLogShards {
+		return fmt.Errorf("dynamodb: Config.LogShards %d not in [1, %d]", c.LogShards, MaxLogShards)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -15,9 +15,11 @@
 //
 //	pk                  sk                          attributes
 //	rec#<ns>#<key>      r                           ver (N): the version; rec (B): record.Marshal bytes
-//	log#<bucket hex16>  <version hex16>#<ns>#<key>  tomb (BOOL): a change log entry
-//	logmeta             bucket#<bucket hex16>       (none): the bucket holds entries
+//	log#<bucket>#<sh>   <version hex16>#<ns>#<key>  tomb (BOOL): a change log entry, in shard sh (%02d)
+//	log#<bucket hex16>  <version hex16>#<ns>#<key>  tomb (BOOL): the same, in a bucket of one shard
+//	logmeta             bucket#<bucket hex16>       shards (N): the bucket holds entries, over this many shards
 //	logmeta             horizon                     hz (N): the trim horizon
+//	pending#<sh>        <version hex16>#<ns>#<key>  tomb (BOOL): a publish in flight (origin.Pending), 16 shards
 //	snap#<ns>           cur                         gen (S), size (N), n (N), d (B) when it
 //	                                                fits one item: the snapshot or its manifest
 //	snap#<ns>           part#<name>                 the same, for a part the manifest names
@@ -42,18 +44,39 @@
 // S3 304, an unchanged record costs the same read capacity as a changed one.
 //
 // Change log: entries are grouped into buckets of 2^22 ms (about 70 minutes)
-// of their version's physical time, one partition per bucket, sorted by
-// version within it, so ReadLog is a Query for sk >= <after+1 hex16> in the
-// bucket holding after+1 and then in every later bucket, in order. The
-// logmeta partition lists the buckets that hold entries (AppendLog writes the
-// bucket's marker before the entry, once per bucket per Store), so ReadLog
-// visits only those, however far back `after` is. Appending the same change
-// twice rewrites the same item. Writes to the log go to one partition at a
-// time, which caps the change rate at about 1000 per second, far above a
-// control plane's. TrimLog raises the horizon first (an UpdateItem that only
-// ever increases it), then deletes the entries below it and the markers of
-// buckets wholly below it; ReadLog reads the horizon after the entries, so a
-// reader never silently misses a trimmed change (origin.ErrLogTruncated).
+// of their version's physical time, and each bucket is spread over
+// Config.LogShards partitions (default 8) by a hash of the entry's namespace
+// and key, sorted by version within each. ReadLog is one Query of the bucket
+// markers, then, for the bucket holding after+1 and every later one in
+// order, one Query per shard for sk >= <after+1 hex16> (each asking for at
+// most the changes still wanted), merged in version order; a read that
+// finds nothing new costs 2 + LogShards requests. The logmeta partition
+// lists the buckets that hold entries (AppendLog writes the bucket's marker
+// before the entry, once per bucket per Store, only if absent), and the
+// marker records the bucket's shard count, so stores configured with
+// different LogShards, and tables written before sharding (markers without
+// a count: one shard, partition log#<bucket>), read and write every bucket
+// alike. Appending the same change twice rewrites the same item.
+//
+// Throughput: DynamoDB serves at most about 1,000 write units and 3,000
+// strongly consistent read units per second per partition. A log entry is
+// one write unit (well under 1 KB), so the log takes about LogShards x 1,000
+// changes per second (8,000 by default) before throttling; one key's
+// changes share a shard, which caps a single key at 1,000 per second. Each
+// follower's poll reads one Query per shard of the current bucket, so N
+// nodes polling every LogInterval cost each shard N / LogInterval reads a
+// second: 1,000 nodes polling every second stay at a third of a partition's
+// read limit, whatever the shard count. The bucket markers (one write per
+// bucket per publisher process, one read per poll) and the horizon (one
+// read per poll) are read by every poll; they are tiny items, but at
+// thousands of polls per second they are the partition that warms first,
+// which DynamoDB's adaptive capacity splits as a hot key. Publishes in flight
+// are noted in 16 pending#<sh> partitions (two writes per publish), spread
+// the same way. TrimLog raises the horizon first (an UpdateItem that only
+// ever increases it), then deletes the entries below it in every shard and
+// the markers of buckets wholly below it; ReadLog reads the horizon after
+// the entries, so a reader never silently misses a trimmed change
+// (origin.ErrLogTruncated).
 //
 // Snapshots: the objects of origin.SnapshotParts (the main object "cur",
 // which holds a small snapshot whole or the manifest of a large one, and the

@@ -32,10 +32,14 @@ type Store struct {
 	maxRetries          int
 	baseDelay, maxDelay time.Duration
 
+	// logShards is the shard count of the log buckets this Store opens.
+	logShards int
+
 	mu sync.Mutex // guards marked
-	// marked are the log buckets whose marker this Store has written, so
-	// AppendLog writes each marker once (bounded: cleared when large).
-	marked map[uint64]struct{}
+	// marked maps the log buckets whose marker this Store has written or
+	// read to their shard counts, so AppendLog writes each marker once
+	// (bounded: cleared when large).
+	marked map[uint64]int
 }
 
 var _ origin.Store = (*Store)(nil)
@@ -92,7 +96,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		maxRetries: cfg.MaxRetries,
 		baseDelay:  base,
 		maxDelay:   maxDelay,
-		marked:     make(map[uint64]struct{}),
+		marked:     make(map[uint64]int),
+		logShards:  cfg.LogShards,
 	}, nil
 }
 

@@ -186,6 +186,8 @@ func TestConfigErrors(t *testing.T) {
 		{"short table", dynamodb.Config{Table: "ab"}},
 		{"bad table", dynamodb.Config{Table: "a table"}},
 		{"half credentials", dynamodb.Config{Table: "tbl", AccessKey: "a"}},
+		{"too many log shards", dynamodb.Config{Table: "tbl", LogShards: dynamodb.MaxLogShards + 1}},
+		{"negative log shards", dynamodb.Config{Table: "tbl", LogShards: -1}},
 	} {
 		if _, err := dynamodb.New(ctx(t), tc.cfg); err == nil {
 			t.Errorf("%s: New succeeded", tc.name)

@@ -34,7 +34,19 @@ func bucketOf(v record.Version) uint64 { return uint64(v) &^ (1<<bucketBits - 1)
 
 func hex16(v uint64) string { return fmt.Sprintf("%016x", v) }
 
-func logPK(bucket uint64) string { return "log#" + hex16(bucket) }
+// logPK is the partition key of shard `shard` of a bucket spread over
+// `shards` partitions. A bucket with one shard (every bucket written before
+// sharding) keeps the original unsharded key.
+func logPK(bucket uint64, shards, shard int) string {
+	if shards <= 1 {
+		return "log#" + hex16(bucket)
+	}
+	return fmt.Sprintf("log#%s#%02d", hex16(bucket), shard)
+}
+
+// attrShards on a bucket marker is the bucket's shard count; a marker
+// without it is a bucket of one shard.
+const attrShards = "shards"
 
 func bucketSK(bucket uint64) string { return bucketPrefix + hex16(bucket) }
 
@@ -70,7 +82,8 @@ func parseLogItem(item map[string]types.AttributeValue) (record.Change, error) {
 }
 
 // AppendLog implements origin.Store: the bucket's marker (once per bucket
-// per Store), then the entry, each one PutItem.
+// per Store), then the entry, each one PutItem. The entry goes to the shard
+// of its key (keyShard), so one change always lands in the same item.
 func (s *Store) AppendLog(ctx context.Context, c record.Change) error {
 	if err := origin.CheckChange(c); err != nil {
 		return err
@@ -80,19 +93,13 @@ func (s *Store) AppendLog(ctx context.Context, c record.Change) error {
 		return s.fail(ctx, "append log", what, err)
 	}
 	// The marker goes first: an entry whose bucket nobody lists would be
-	// invisible to ReadLog, a listed empty bucket costs one Query.
+	// invisible to ReadLog, a listed empty bucket costs one Query a shard.
 	b := bucketOf(c.Version)
-	if !s.knownBucket(b) {
-		_, err := s.client.PutItem(ctx, &ddb.PutItemInput{
-			TableName: aws.String(s.table),
-			Item:      itemKey(metaPK, bucketSK(b)),
-		})
-		if err != nil {
-			return s.fail(ctx, "append log (bucket marker)", what, err)
-		}
-		s.rememberBucket(b)
+	shards, err := s.openBucket(ctx, b, what)
+	if err != nil {
+		return err
 	}
-	item := itemKey(logPK(b), logSK(c))
+	item := itemKey(logPK(b, shards, keyShard(c.Namespace, c.Key, shards)), logSK(c))
 	if c.Tombstone {
 		item[attrTomb] = &types.AttributeValueMemberBOOL{Value: true}
 	}
@@ -102,25 +109,73 @@ func (s *Store) AppendLog(ctx context.Context, c record.Change) error {
 	return nil
 }
 
-func (s *Store) knownBucket(b uint64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.marked[b]
-	return ok
+// openBucket returns the shard count of bucket b, writing its marker with
+// this Store's LogShards if no writer has yet. The marker is written only if
+// absent, so the first writer of a bucket fixes its shard count for all.
+func (s *Store) openBucket(ctx context.Context, b uint64, what string) (int, error) {
+	if n, ok := s.knownBucket(b); ok {
+		return n, nil
+	}
+	marker := itemKey(metaPK, bucketSK(b))
+	marker[attrShards] = num(uint64(s.logShards))
+	_, err := s.client.PutItem(ctx, &ddb.PutItemInput{
+		TableName:                aws.String(s.table),
+		Item:                     marker,
+		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#pk": attrPK},
+	})
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		s.rememberBucket(b, s.logShards)
+		return s.logShards, nil
+	case !errors.As(err, &ccf):
+		return 0, s.fail(ctx, "append log (bucket marker)", what, err)
+	}
+	out, err := s.client.GetItem(ctx, &ddb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            itemKey(metaPK, bucketSK(b)),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return 0, s.fail(ctx, "append log (read bucket marker)", what, err)
+	}
+	n := markerShards(out.Item)
+	s.rememberBucket(b, n)
+	return n, nil
 }
 
-func (s *Store) rememberBucket(b uint64) {
+// markerShards reads a bucket marker's shard count: 1 when absent (a bucket
+// written before sharding) or out of range.
+func markerShards(item map[string]types.AttributeValue) int {
+	n, ok := getNum(item, attrShards)
+	if !ok || n < 1 || n > MaxLogShards {
+		return 1
+	}
+	return int(n)
+}
+
+func (s *Store) knownBucket(b uint64) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.marked[b]
+	return n, ok
+}
+
+func (s *Store) rememberBucket(b uint64, shards int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.marked) >= maxKnownBucks {
 		clear(s.marked)
 	}
-	s.marked[b] = struct{}{}
+	s.marked[b] = shards
 }
 
 // ReadLog implements origin.Store: one Query of the bucket markers from
-// after's bucket on, one Query per bucket until limit changes are read, then
-// one GetItem of the horizon.
+// after's bucket on, then, bucket by bucket until limit changes are read,
+// one Query per shard (each for at most the changes still wanted, so their
+// merge in version order is a correct prefix of the log), then one GetItem
+// of the horizon.
 func (s *Store) ReadLog(ctx context.Context, after record.Version, limit int) ([]record.Change, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, s.fail(ctx, "read log", "", err)
@@ -137,6 +192,10 @@ func (s *Store) ReadLog(ctx context.Context, after record.Version, limit int) ([
 				break
 			}
 			out, err = s.readBucket(ctx, b, from, limit, out)
+			origin.SortChanges(out)
+			if limit > 0 && len(out) > limit {
+				out = out[:limit]
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -156,9 +215,15 @@ func (s *Store) ReadLog(ctx context.Context, after record.Version, limit int) ([
 	return out, nil
 }
 
+// logBucket is a log bucket as its marker describes it.
+type logBucket struct {
+	start  uint64 // first version
+	shards int
+}
+
 // listBuckets lists the log buckets whose markers sort in [fromSK, toSK].
-func (s *Store) listBuckets(ctx context.Context, fromSK, toSK string) ([]uint64, error) {
-	var out []uint64
+func (s *Store) listBuckets(ctx context.Context, fromSK, toSK string) ([]logBucket, error) {
+	var out []logBucket
 	err := s.query(ctx, "read log buckets", &ddb.QueryInput{
 		KeyConditionExpression: aws.String("#pk = :pk AND #sk BETWEEN :from AND :to"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
@@ -171,31 +236,40 @@ func (s *Store) listBuckets(ctx context.Context, fromSK, toSK string) ([]uint64,
 			s.logger.Warn("dynamodb origin: ignoring a malformed log bucket marker", "table", s.table, "sk", sk)
 			return true
 		}
-		out = append(out, b)
+		out = append(out, logBucket{start: b, shards: markerShards(item)})
 		return true
 	})
 	return out, err
 }
 
-// readBucket appends to out the changes of bucket b with versions from on,
-// up to limit in all (limit <= 0: no limit).
-func (s *Store) readBucket(ctx context.Context, b uint64, from record.Version, limit int, out []record.Change) ([]record.Change, error) {
-	err := s.query(ctx, "read log", &ddb.QueryInput{
-		KeyConditionExpression: aws.String("#pk = :pk AND #sk >= :from"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": str(logPK(b)), ":from": str(from.String()),
-		},
-	}, limit-len(out), func(item map[string]types.AttributeValue) bool {
-		c, err := parseLogItem(item)
+// readBucket appends to out the changes of bucket b with versions from on:
+// up to limit-len(out) from each shard (limit <= 0: no limit). The caller
+// sorts and cuts the result.
+func (s *Store) readBucket(ctx context.Context, b logBucket, from record.Version, limit int, out []record.Change) ([]record.Change, error) {
+	want := limit - len(out)
+	for shard := 0; shard < b.shards; shard++ {
+		n := 0
+		err := s.query(ctx, "read log", &ddb.QueryInput{
+			KeyConditionExpression: aws.String("#pk = :pk AND #sk >= :from"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":pk": str(logPK(b.start, b.shards, shard)), ":from": str(from.String()),
+			},
+		}, want, func(item map[string]types.AttributeValue) bool {
+			c, err := parseLogItem(item)
+			if err != nil {
+				// One damaged entry must not stop every follower of the log.
+				s.logger.Warn("dynamodb origin: ignoring a malformed change log item", "table", s.table, "err", err)
+				return true
+			}
+			out = append(out, c)
+			n++
+			return limit <= 0 || n < want
+		})
 		if err != nil {
-			// One damaged entry must not stop every follower of the log.
-			s.logger.Warn("dynamodb origin: ignoring a malformed change log item", "table", s.table, "err", err)
-			return true
+			return out, err
 		}
-		out = append(out, c)
-		return limit <= 0 || len(out) < limit
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 // query runs a strongly consistent Query over every page, passing each item
@@ -273,23 +347,26 @@ func (s *Store) TrimLog(ctx context.Context, before record.Version) error {
 	}
 	for _, b := range buckets {
 		var dels []types.WriteRequest
-		err := s.query(ctx, "trim log", &ddb.QueryInput{
-			KeyConditionExpression: aws.String("#pk = :pk AND #sk < :before"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":pk": str(logPK(b)), ":before": str(before.String()),
-			},
-			ProjectionExpression: aws.String("#pk, #sk"),
-		}, 0, func(item map[string]types.AttributeValue) bool {
-			dels = append(dels, types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: map[string]types.AttributeValue{attrPK: item[attrPK], attrSK: item[attrSK]}}})
-			return true
-		})
-		if err != nil {
-			return err
+		for shard := 0; shard < b.shards; shard++ {
+			err := s.query(ctx, "trim log", &ddb.QueryInput{
+				KeyConditionExpression: aws.String("#pk = :pk AND #sk < :before"),
+				ExpressionAttributeValues: map[string]types.AttributeValue{
+					":pk": str(logPK(b.start, b.shards, shard)), ":before": str(before.String()),
+				},
+				ProjectionExpression: aws.String("#pk, #sk"),
+			}, 0, func(item map[string]types.AttributeValue) bool {
+				dels = append(dels, types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: map[string]types.AttributeValue{attrPK: item[attrPK], attrSK: item[attrSK]}}})
+				return true
+			})
+			if err != nil {
+				return err
+			}
 		}
 		// Entries first, then the marker: a marker without entries costs a
-		// reader one Query, entries without a marker would never be trimmed.
-		if b+(1<<bucketBits) <= uint64(before) {
-			dels = append(dels, types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: itemKey(metaPK, bucketSK(b))}})
+		// reader one Query a shard, entries without a marker would never be
+		// trimmed.
+		if b.start+(1<<bucketBits) <= uint64(before) {
+			dels = append(dels, types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: itemKey(metaPK, bucketSK(b.start))}})
 		}
 		if err := s.batchWrite(ctx, "trim log", dels, 25); err != nil {
 			return err

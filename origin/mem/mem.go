@@ -22,12 +22,14 @@ type Store struct {
 	horizon   record.Version
 	snapshots map[string][]byte // by partID
 	corrupt   map[string]bool
+	pending   map[record.Change]struct{}
 }
 
 var (
 	_ origin.Store          = (*Store)(nil)
 	_ origin.SnapshotParts  = (*Store)(nil)
 	_ origin.SnapshotOpener = (*Store)(nil)
+	_ origin.Pending        = (*Store)(nil)
 )
 
 // New returns an empty Store.
@@ -37,6 +39,7 @@ func New() *Store {
 		log:       make(map[record.Change]struct{}),
 		snapshots: make(map[string][]byte),
 		corrupt:   make(map[string]bool),
+		pending:   make(map[record.Change]struct{}),
 	}
 }
 
@@ -202,4 +205,46 @@ func (s *Store) CorruptForTest(ns, key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.corrupt[id(ns, key)] = true
+}
+
+// PutPending implements origin.Pending.
+func (s *Store) PutPending(ctx context.Context, c record.Change) error {
+	if err := origin.CheckChange(c); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending[c] = struct{}{}
+	return nil
+}
+
+// DeletePending implements origin.Pending.
+func (s *Store) DeletePending(ctx context.Context, c record.Change) error {
+	if err := origin.CheckChange(c); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.pending, c)
+	return nil
+}
+
+// ListPending implements origin.Pending.
+func (s *Store) ListPending(ctx context.Context, limit int) ([]record.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []record.Change
+	for c := range s.pending {
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }

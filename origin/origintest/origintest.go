@@ -57,6 +57,7 @@ func Run(t *testing.T, h Harness) {
 		{"Corrupt", testCorrupt},
 		{"Publish", testPublish},
 		{"ContextCancelled", testContextCancelled},
+		{"Pending", testPending},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, h) })
@@ -482,5 +483,69 @@ func testContextCancelled(t *testing.T, h Harness) {
 	}
 	if err := s.CompareAndSwap(c, rec("cfg", "k", "v", 1), 0); err == nil {
 		t.Fatalf("CAS with cancelled context succeeded")
+	}
+}
+
+// testPending checks the optional origin.Pending capability: notes are
+// listed until deleted, putting or deleting twice is harmless, and the
+// tombstone flag and odd keys survive.
+func testPending(t *testing.T, h Harness) {
+	s := h.New(t)
+	pend, ok := s.(origin.Pending)
+	if !ok {
+		t.Logf("%T keeps no pending notes", s)
+		return
+	}
+	if got, err := pend.ListPending(ctx(t), 0); err != nil || len(got) != 0 {
+		t.Fatalf("ListPending on an empty store = %v, %v; want none", got, err)
+	}
+	notes := []record.Change{
+		{Namespace: "routes", Key: "a.example.com", Version: 10},
+		{Namespace: "keys", Key: "ks/with space#hash", Version: 11, Tombstone: true},
+		{Namespace: "routes", Key: "a.example.com", Version: 12},
+	}
+	for _, c := range append(notes, notes[0]) {
+		if err := pend.PutPending(ctx(t), c); err != nil {
+			t.Fatalf("PutPending(%+v): %v", c, err)
+		}
+	}
+	list := func() map[record.Change]bool {
+		t.Helper()
+		got, err := pend.ListPending(ctx(t), 0)
+		if err != nil {
+			t.Fatalf("ListPending: %v", err)
+		}
+		m := make(map[record.Change]bool, len(got))
+		for _, c := range got {
+			if m[c] {
+				t.Fatalf("ListPending listed %+v twice", c)
+			}
+			m[c] = true
+		}
+		return m
+	}
+	got := list()
+	if len(got) != len(notes) {
+		t.Fatalf("ListPending = %v, want %v", got, notes)
+	}
+	for _, c := range notes {
+		if !got[c] {
+			t.Fatalf("ListPending = %v, missing %+v", got, c)
+		}
+	}
+	if lim, err := pend.ListPending(ctx(t), 2); err != nil || len(lim) != 2 {
+		t.Fatalf("ListPending(limit 2) = %v, %v; want 2 notes", lim, err)
+	}
+	for _, c := range []record.Change{notes[0], notes[0], {Namespace: "routes", Key: "never", Version: 9}} {
+		if err := pend.DeletePending(ctx(t), c); err != nil {
+			t.Fatalf("DeletePending(%+v): %v", c, err)
+		}
+	}
+	got = list()
+	if len(got) != 2 || got[notes[0]] || !got[notes[1]] || !got[notes[2]] {
+		t.Fatalf("after deleting %+v, ListPending = %v", notes[0], got)
+	}
+	if err := pend.PutPending(ctx(t), record.Change{Namespace: "routes", Key: "x"}); err == nil {
+		t.Fatal("PutPending of version 0 succeeded")
 	}
 }
