@@ -194,6 +194,8 @@ func deploy(ctx context.Context, cfg *Config, opt Option, nw *network, b *Backen
 	pcfg := publisher.DefaultConfig()
 	pcfg.Clock = clock
 	pcfg.Logger = discard
+	// The nodes settle 1 s behind the log (newNode): the budget fits in it.
+	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = time.Second, 750*time.Millisecond, 100*time.Millisecond
 	pcfg.LogRetention = 0
 	if opt.Gossip {
 		pcfg.Notifier = d.slots[0].node.Gossip()
@@ -215,6 +217,8 @@ func (d *deployment) preload(ctx context.Context, clock *record.Clock, latest []
 	pcfg := publisher.DefaultConfig()
 	pcfg.Clock = clock
 	pcfg.Logger = discard
+	// The nodes settle 1 s behind the log (newNode): the budget fits in it.
+	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = time.Second, 750*time.Millisecond, 100*time.Millisecond
 	p, err := publisher.New(d.direct, pcfg)
 	if err != nil {
 		return err

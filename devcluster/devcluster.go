@@ -256,6 +256,9 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	pcfg.Notifier = c.Nodes[0].Gossip()
 	pcfg.Logger = log.With("component", "publisher")
 	pcfg.Namespaces = []string{sentinel.RoutesNamespace, sentinel.KeysNamespace}
+	// The sentinels settle 500 ms behind the log (gossip.DefaultLocalConfig),
+	// on one machine: the publisher's budget must fit inside that.
+	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = 500*time.Millisecond, 400*time.Millisecond, 50*time.Millisecond
 	if c.Publisher, err = publisher.New(c.Store, pcfg); err != nil {
 		return err
 	}
