@@ -36,6 +36,7 @@ func (o *logOutage) ReadLog(ctx context.Context, after record.Version, limit int
 // soloGossip is a one-node gossip config that reads the log often.
 func soloGossip(name string) *gossip.Config {
 	g := gossip.DefaultLocalConfig()
+	g.Insecure = true // plaintext on loopback, on purpose
 	g.Name, g.Region = name, "local"
 	g.LogInterval, g.LogSettle = 50*time.Millisecond, 20*time.Millisecond
 	return &g

@@ -446,7 +446,7 @@ func (c *Cache) Apply(rec record.Record) bool {
 	}
 	sp := c.spaces.get(rec.Namespace)
 	k := key{rec.Namespace, rec.Key}
-	if sp.idx == nil && !c.holds(k) {
+	if sp.idx == nil && !c.opts.ApplyAll && !c.holds(k) {
 		// A partial namespace keeps values only of the keys it is asked
 		// for: remember the version, so a later refill is checked against
 		// it, but do not fill memory with keys nobody read here.

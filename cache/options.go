@@ -74,6 +74,12 @@ type Options struct {
 	// evicted; a refill older than the indexed version is never served.
 	// Every other namespace is partial: see MaxFloors.
 	Complete []string
+	// ApplyAll makes Apply install values of partial namespaces' keys that
+	// are not held too, as it does for complete namespaces: for a cache
+	// node, which caches for its whole region what it is written and told.
+	// By default a node keeps values only of the keys it is asked for and
+	// only remembers the versions of the others.
+	ApplyAll bool
 	// MaxFloors bounds the versions remembered for keys of partial
 	// namespaces whose value is not held (so that a refill from a lagging
 	// origin is not served as fresh after the value was evicted). When it

@@ -39,7 +39,9 @@ func New(cfg Config) (*Server, error) {
 		origin: cfg.Origin,
 		log:    cfg.Logger.With("component", "cachenode"),
 	}
-	c, err := cache.New(cfg.Origin, cfg.Cache)
+	copts := cfg.Cache
+	copts.ApplyAll = true // a cache node keeps what it is written and told, for its region
+	c, err := cache.New(cfg.Origin, copts)
 	if err != nil {
 		return nil, fmt.Errorf("cachenode: %w", err)
 	}

@@ -254,6 +254,7 @@ func openDynamo(t *testing.T) origin.Store {
 func pfNode(t *testing.T, store origin.Store, name string, seeds []string) *dataplane.Node {
 	t.Helper()
 	g := gossip.DefaultLocalConfig()
+	g.Insecure = true // plaintext on loopback, on purpose
 	g.Name, g.Region, g.Seeds = name, "a", seeds
 	g.LogInterval, g.LogSettle = pfInterval, pfSettle
 	ml := *g.Memberlist

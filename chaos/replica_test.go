@@ -55,6 +55,7 @@ func TestLaggingReplica(t *testing.T) {
 	var ns []*dataplane.Node
 	for i := 0; i < nodes; i++ {
 		g := gossip.DefaultLocalConfig()
+		g.Insecure = true // plaintext on loopback, on purpose
 		g.Name, g.Region = fmt.Sprint("r", i), "eu"
 		if i > 0 {
 			g.Seeds = []string{ns[0].Gossip().Addr()}
