@@ -456,11 +456,6 @@ func (c *Cache) Apply(rec record.Record) bool {
 		c.pendingMu.Unlock()
 		return learned
 	}
-	if rec.Tombstone && sp.idx != nil {
-		// A complete namespace answers deleted keys from its index: the
-		// value is dropped, no tombstone entry is kept.
-		return c.forget(k, sp, rec.Version)
-	}
 	n := newEntry(rec, sp, c.now())
 	applied := c.install(k, n, false) == n
 	if applied {
@@ -487,27 +482,6 @@ func (c *Cache) holds(k key) bool {
 	_, loading := c.pending[k]
 	c.pendingMu.Unlock()
 	return loading || c.peek(k) != nil
-}
-
-// forget records a delete of k at version v in the index of its complete
-// namespace and drops an older held value. It reports whether v was news.
-func (c *Cache) forget(k key, sp *space, v record.Version) bool {
-	c.pendingMu.Lock()
-	defer c.pendingMu.Unlock()
-	learned := sp.idx.raise(k.key, v, true)
-	if floor, loading := c.pending[k]; loading && v > floor {
-		c.pending[k] = v
-	}
-	c.store.Compute(k, func(cur *entry, found bool) (*entry, otter.ComputeOp) {
-		if !found || cur.rec.Version >= v {
-			return cur, otter.CancelOp
-		}
-		return nil, otter.InvalidateOp
-	})
-	if learned {
-		sp.applys.Inc()
-	}
-	return learned
 }
 
 // Reload applies snapshot s as the whole truth of s.Namespace up to

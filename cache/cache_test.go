@@ -440,9 +440,7 @@ func TestAllAndPeek(t *testing.T) {
 	for ent := range e.c.All() {
 		got[ent.Record.Namespace+"/"+ent.Record.Key] = ent.Record.Tombstone
 	}
-	// keys is complete: its deletes live in the version index, not in
-	// memory as entries.
-	if len(got) != 1 || got["routes/a"] {
+	if len(got) != 2 || got["routes/a"] || !got["keys/b"] {
 		t.Fatalf("All = %v", got)
 	}
 	if c, ok := e.c.Known("keys", "b"); !ok || !c.Tombstone || c.Version != v {

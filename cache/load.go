@@ -243,22 +243,6 @@ func (c *Cache) install(k key, n *entry, done bool) *entry {
 	}
 	sp := n.space
 	c.learn(k, sp, n.rec.Version, n.rec.Tombstone)
-	if n.rec.Tombstone && sp.idx != nil {
-		// Complete namespaces answer deletes from the index.
-		got := n
-		c.store.Compute(k, func(cur *entry, found bool) (*entry, otter.ComputeOp) {
-			if !found {
-				return cur, otter.CancelOp
-			}
-			if cur.rec.Version >= n.rec.Version {
-				got = cur // newer news arrived meanwhile
-				return cur, otter.CancelOp
-			}
-			return nil, otter.InvalidateOp
-		})
-		c.neg.Invalidate(k)
-		return got
-	}
 	got, _ := c.store.Compute(k, keep)
 	c.neg.Invalidate(k)
 	return got
