@@ -62,8 +62,10 @@ type Config struct {
 	RelaysPerRegion int
 
 	// PushAckTimeout is how long a node waits for a member to acknowledge
-	// an eager push (or relay) before sending it again; each retry doubles
-	// it. About twice the round trip to the farthest member.
+	// an eager push (or relay) before sending it again, until it has
+	// measured the round trip to that member's region; from then on it
+	// waits 1.5 times that round trip plus 5 ms. Each retry doubles the
+	// wait. About twice the round trip to the farthest member.
 	PushAckTimeout time.Duration
 
 	// PushRetries is how many times an unacknowledged push is sent again.

@@ -62,15 +62,15 @@ func DefaultConfig(n int, seed uint64) Config {
 
 // member is one node slot of the fleet, kept across restarts.
 type member struct {
-	idx          int
-	name, addr   string
-	region       string
-	c            Counters
-	node         *gossip.Node // nil while down
-	reg          *prometheus.Registry
-	base         GossipCounts // counters of previous lives
-	up           bool
-	resume       record.Version
+	idx        int
+	name, addr string
+	region     string
+	c          Counters
+	node       *gossip.Node // nil while down
+	reg        *prometheus.Registry
+	base       GossipCounts // counters of previous lives
+	up         bool
+	resume     record.Version
 }
 
 // Fleet is a running set of nodes. Its methods are not safe for concurrent
@@ -254,12 +254,12 @@ func (f *Fleet) WaitMembership(timeout time.Duration) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("membership not converged after %s: %s", timeout, bad)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(5 * time.Second)
 	}
 }
 
 // membershipLag returns "" when every up node sees every up node, else a
-// description of one that does not.
+// description of the first that does not.
 func (f *Fleet) membershipLag() string {
 	up := 0
 	for _, m := range f.members {
@@ -267,23 +267,15 @@ func (f *Fleet) membershipLag() string {
 			up++
 		}
 	}
-	lagging := 0
-	var first string
 	for _, m := range f.members {
 		if !m.up {
 			continue
 		}
 		if k := len(m.node.Members()); k != up {
-			lagging++
-			if first == "" {
-				first = fmt.Sprintf("%s sees %d of %d", m.name, k, up)
-			}
+			return fmt.Sprintf("%s sees %d of %d", m.name, k, up)
 		}
 	}
-	if lagging == 0 {
-		return ""
-	}
-	return fmt.Sprintf("%d nodes lag, e.g. %s", lagging, first)
+	return ""
 }
 
 // Close stops every node.
@@ -605,7 +597,7 @@ type obsHandler struct {
 }
 
 func (h *obsHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
-func (h *obsHandler) WithAttrs([]slog.Attr) slog.Handler          { return h }
+func (h *obsHandler) WithAttrs([]slog.Attr) slog.Handler           { return h }
 func (h *obsHandler) WithGroup(string) slog.Handler                { return h }
 
 func (h *obsHandler) Handle(_ context.Context, r slog.Record) error {

@@ -18,7 +18,7 @@ var (
 // maxMsgsPerChange bounds the change messages (push, relay, gossip copies
 // and acks) a node receives per change, averaged over the fleet, with no
 // loss.
-const maxMsgsPerChange = 30
+const maxMsgsPerChange = 3
 
 // TestFleet runs a fleet of real gossip nodes over memberlist in virtual
 // time (default: 100 nodes in 10 regions, 20-150 ms between regions) and

@@ -17,10 +17,12 @@ type Report struct {
 	P50, P99, Max time.Duration
 	Missing       int
 	// Per node per change, received: gossip-level change messages (push,
-	// relay, gossip copies, acks), and transport packets and bytes
-	// (everything memberlist received, minus the idle rate).
+	// relay, gossip copies, acks), and transport packets and packet bytes
+	// (everything memberlist received by packet, minus the idle rate;
+	// push/pull streams are membership upkeep, counted at idle).
 	MsgsPerChange, PktsPerChange, BytesPerChange float64
-	// Per node per second at idle, received.
+	// Per node per second at idle, received: packets, and bytes of
+	// packets and streams.
 	IdlePktsPerSec, IdleBytesPerSec float64
 	// Heal is, for a partition, the time from healing to every node
 	// holding every change; for a restart, the time from the restart to
@@ -80,6 +82,7 @@ type Runner struct {
 	Value []byte
 
 	idlePkts, idleBytes float64 // per node per second, from Idle
+	idlePktBytes        float64 // packet bytes only
 }
 
 // DefaultRunner returns a runner with 20 changes 1 s apart and 20 s settle.
@@ -123,7 +126,7 @@ func (r *Runner) finish(name string, m0 mark, changes int) Report {
 		secs := rep.Virtual.Seconds()
 		per := nodes * float64(changes)
 		rep.PktsPerChange = (float64(tr.PacketsIn) - r.idlePkts*nodes*secs) / per
-		rep.BytesPerChange = (float64(tr.BytesIn+tr.StreamBytesIn) - r.idleBytes*nodes*secs) / per
+		rep.BytesPerChange = (float64(tr.BytesIn) - r.idlePktBytes*nodes*secs) / per
 		rep.MsgsPerChange = m1.g.Sub(m0.g).ChangeMessages() / per
 	}
 	rep.Suspicions = m1.memb.Suspicions - m0.memb.Suspicions
@@ -144,6 +147,7 @@ func (r *Runner) Idle(d time.Duration) Report {
 	nodes, secs := float64(r.up()), rep.Virtual.Seconds()
 	r.idlePkts = float64(tr.PacketsIn) / nodes / secs
 	r.idleBytes = float64(tr.BytesIn+tr.StreamBytesIn) / nodes / secs
+	r.idlePktBytes = float64(tr.BytesIn) / nodes / secs
 	rep.IdlePktsPerSec, rep.IdleBytesPerSec = r.idlePkts, r.idleBytes
 	return rep
 }
