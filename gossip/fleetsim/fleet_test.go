@@ -54,8 +54,21 @@ func TestFleet(t *testing.T) {
 			if rep.Missing > 0 {
 				t.Errorf("%s: %d (node, change) pairs never delivered", rep.Scenario, rep.Missing)
 			}
-			if rep.Scenario == "steady 0% loss" && rep.MsgsPerChange > maxMsgsPerChange {
+			if rep.Scenario != "steady 0% loss" {
+				continue
+			}
+			if rep.MsgsPerChange > maxMsgsPerChange {
 				t.Errorf("%s: %.1f messages received per node per change, want at most %d", rep.Scenario, rep.MsgsPerChange, maxMsgsPerChange)
+			}
+			// Without loss every push is acknowledged: no gossip repair,
+			// and every node hears of a change by push or relay, well
+			// before the first log read (virtual time: this is the
+			// protocol's latency, not the machine's).
+			if rep.GossipSent > 0 {
+				t.Errorf("%s: %.1f gossip repair messages per change, want none", rep.Scenario, rep.GossipSent)
+			}
+			if rep.Max >= time.Second {
+				t.Errorf("%s: slowest delivery %s, want under 1s (push and relay only)", rep.Scenario, rep.Max)
 			}
 		}
 	})

@@ -21,6 +21,8 @@ type Report struct {
 	// (everything memberlist received by packet, minus the idle rate;
 	// push/pull streams are membership upkeep, counted at idle).
 	MsgsPerChange, PktsPerChange, BytesPerChange float64
+	// GossipSent is gossip repair messages sent per change, fleet-wide.
+	GossipSent float64
 	// Per node per second at idle, received: packets, and bytes of
 	// packets and streams.
 	IdlePktsPerSec, IdleBytesPerSec float64
@@ -127,7 +129,9 @@ func (r *Runner) finish(name string, m0 mark, changes int) Report {
 		per := nodes * float64(changes)
 		rep.PktsPerChange = (float64(tr.PacketsIn) - r.idlePkts*nodes*secs) / per
 		rep.BytesPerChange = (float64(tr.BytesIn) - r.idlePktBytes*nodes*secs) / per
-		rep.MsgsPerChange = m1.g.Sub(m0.g).ChangeMessages() / per
+		g := m1.g.Sub(m0.g)
+		rep.MsgsPerChange = g.ChangeMessages() / per
+		rep.GossipSent = g.Sent["gossip"] / float64(changes)
 	}
 	rep.Suspicions = m1.memb.Suspicions - m0.memb.Suspicions
 	rep.FalseSuspicions = m1.memb.FalseSuspicions - m0.memb.FalseSuspicions
