@@ -40,6 +40,8 @@ func TestFleet(t *testing.T) {
 		t.Logf("%d nodes: full membership after %s virtual, %s CPU", f.Size(), took.Round(time.Millisecond), CPU().Round(time.Millisecond))
 		r := DefaultRunner(f)
 		r.Changes = *fleetChanges
+		t.Log(Header)
+		r.OnReport = func(rep Report) { t.Logf("%s (%s virtual, %s CPU so far)", rep.Row(), time.Since(t0).Round(time.Second), CPU().Round(time.Second)) }
 		reps, err := r.Run(strings.Split(*fleetScenarios, ","))
 		f.Close()
 		time.Sleep(time.Minute) // in-flight probes outlive Shutdown

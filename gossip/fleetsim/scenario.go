@@ -83,6 +83,10 @@ type Runner struct {
 	// Value is the published value (inline).
 	Value []byte
 
+	// OnReport, if set, is called with each report as soon as its
+	// scenario ends (long runs show progress).
+	OnReport func(Report)
+
 	idlePkts, idleBytes float64 // per node per second, from Idle
 	idlePktBytes        float64 // packet bytes only
 }
@@ -295,7 +299,13 @@ func (r *Runner) Run(names []string) ([]Report, error) {
 		want[strings.TrimSpace(n)] = true
 	}
 	var out []Report
-	out = append(out, r.Idle(30*time.Second))
+	add := func(rep Report) {
+		out = append(out, rep)
+		if r.OnReport != nil {
+			r.OnReport(rep)
+		}
+	}
+	add(r.Idle(30 * time.Second))
 	steps := []struct {
 		name string
 		run  func() (Report, error)
@@ -315,7 +325,7 @@ func (r *Runner) Run(names []string) ([]Report, error) {
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", s.name, err)
 		}
-		out = append(out, rep)
+		add(rep)
 	}
 	return out, nil
 }
