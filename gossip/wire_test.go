@@ -220,6 +220,7 @@ func seedCorpus() [][]byte {
 		[]byte{kindDigest},
 		encodeChange(change{rec: sampleChanges()[0].rec, inline: true, path: pathRelay, from: "node-07"}),
 		encodeAck(ack{ns: "routes", key: "example.com", version: 1 << 20, from: "node-01"}),
+		encodeChange(change{rec: sampleChanges()[0].rec, inline: true, path: pathRelay, from: "node-07", share: share{i: 1, k: 2}}),
 	)
 	return out
 }
