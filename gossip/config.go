@@ -58,7 +58,9 @@ type Config struct {
 	InlineValueMax int
 
 	// RelaysPerRegion is how many members of each other region receive a
-	// change directly and forward it to their own region.
+	// change directly and forward it to their own region, each to its
+	// share of it (1/RelaysPerRegion of the members), so more relays cost
+	// no more messages: they shrink what one lost relay packet delays.
 	RelaysPerRegion int
 
 	// PushAckTimeout is how long a node waits for a member to acknowledge
