@@ -67,12 +67,16 @@ type Config struct {
 	InlineValueMax int
 
 	// RelaysPerRegion is how many members of each other region receive a
-	// change directly and forward it to their own region.
+	// change directly and forward it to their own region, each to its
+	// share of it (1/RelaysPerRegion of the members), so more relays cost
+	// no more messages: they shrink what one lost relay packet delays.
 	RelaysPerRegion int
 
 	// PushAckTimeout is how long a node waits for a member to acknowledge
-	// an eager push (or relay) before sending it again; each retry doubles
-	// it. About twice the round trip to the farthest member.
+	// an eager push (or relay) before sending it again, until it has
+	// measured the round trip to that member's region; from then on it
+	// waits 1.5 times that round trip plus 5 ms. Each retry doubles the
+	// wait. About twice the round trip to the farthest member.
 	PushAckTimeout time.Duration
 
 	// PushRetries is how many times an unacknowledged push is sent again.

@@ -32,7 +32,7 @@ func (d delegate) NotifyMsg(b []byte) {
 	case msg.change != nil:
 		d.n.handle(*msg.change)
 	case msg.ack != nil:
-		if d.n.acks.ack(*msg.ack) {
+		if d.n.acks.ack(*msg.ack, &d.n.rtt) {
 			d.n.m.acks.Inc()
 		}
 	default:

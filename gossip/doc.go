@@ -7,14 +7,20 @@
 //
 //  1. Eager push: the publishing node sends it at once, by UDP, to every
 //     member of its own region and to RelaysPerRegion members of each other
-//     region (regions ride in memberlist node metadata), which forward it to
-//     their own region the first time they see it. Two hops, no gossip round.
+//     region (regions ride in memberlist node metadata), which split their
+//     region between them and forward it the first time they see it, so a
+//     member gets one copy. Two hops, no gossip round.
 //     Every receiver acknowledges; a sender resends to members that did not,
 //     after PushAckTimeout and then twice as long each time, up to
 //     PushRetries times, stopping once a newer version supersedes the change.
-//  2. Gossip repair: every node that learns a newer version also queues it in
-//     a memberlist TransmitLimitedQueue, where a newer version of a key
-//     replaces an older one; memberlist piggybacks it on its gossip rounds.
+//  2. Gossip repair: a change whose push some target never acknowledged
+//     (or that went out with no acknowledgement awaited) is queued in a
+//     memberlist TransmitLimitedQueue, where a newer version of a key
+//     replaces an older one; memberlist piggybacks it on its gossip rounds,
+//     and every node that learns a newer version from gossip or a digest
+//     queues it again. An acknowledged push costs nothing more, so a change
+//     costs a node about two messages (the change and, on average, one
+//     ack), whatever the region's size (invariant 9).
 //  3. Anti-entropy: each memberlist push/pull swaps a digest (high-water mark
 //     and the newest changes, bounded in bytes), and every node reads the
 //     origin's change log since its cursor every LogInterval, at start with
@@ -71,7 +77,8 @@
 // not newer), changes_applied_total{path}, apply_lag_seconds{path} (now
 // minus the version's physical time), members{state}, antientropy_repairs_total{source},
 // log_catchups_total{trigger,result}, full_revalidations_total,
-// push_retries_total, push_acks_total, applier_panics_total and
+// push_retries_total, push_acks_total, push_unacked_total,
+// applier_panics_total and
 // reconnects_total{result}.
 //
 // The subpackage netsim wraps memberlist's transport to inject loss, delay,

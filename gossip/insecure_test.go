@@ -74,7 +74,7 @@ func TestForgedAckIgnored(t *testing.T) {
 	a, b := c.nodes[0], c.nodes[1]
 	rec := record.Record{Namespace: "routes", Key: "acked.example.com", Value: []byte("{}"), Version: c.clock.Now()}
 	// A push from a to b, awaiting b's acknowledgement.
-	p := a.acks.add(change{rec: rec}, []target{{node: &memberlist.Node{Name: b.Name()}, path: pathPush}}, 16)
+	p := a.acks.add(change{rec: rec}, []target{{node: &memberlist.Node{Name: b.Name()}, path: pathPush}}, 16, a.rtt.timeout, time.Minute)
 	if p == nil {
 		t.Fatal("ack table refused the push")
 	}
@@ -100,8 +100,11 @@ func TestForgedAckIgnored(t *testing.T) {
 	if got := testutil.ToFloat64(a.m.acks); got != 0 {
 		t.Fatalf("forged acks counted: %v", got)
 	}
-	if len(p.unacked()) != 1 {
-		t.Fatalf("forged ack cleared the push: still waiting for %d", len(p.unacked()))
+	p.mu.Lock()
+	waiting := len(p.waiting)
+	p.mu.Unlock()
+	if waiting != 1 {
+		t.Fatalf("forged ack cleared the push: still waiting for %d", waiting)
 	}
 
 	// Positive control: b sends the same bytes with the cluster key.

@@ -22,6 +22,7 @@ type metrics struct {
 	reconnect *prometheus.CounterVec // result
 	retries   prometheus.Counter
 	acks      prometheus.Counter
+	unacked   prometheus.Counter
 	members   *prometheus.GaugeVec // state
 
 	reg        prometheus.Registerer
@@ -88,13 +89,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricNS, Subsystem: metricSub, Name: "push_acks_total",
 			Help: "Acknowledgements received for this node's eager pushes and relays.",
 		}),
+		unacked: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "push_unacked_total",
+			Help: "Eager pushes and relays some target never acknowledged after every retry; each goes to gossip repair.",
+		}),
 		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: metricNS, Subsystem: metricSub, Name: "members",
 			Help: "Cluster members as this node sees them: alive (memberlist's live members, this node included; suspects count as alive, memberlist does not expose them) and dead (failed or left, not yet rejoined).",
 		}, []string{"state"}),
 		reg: reg,
 	}
-	m.collectors = []prometheus.Collector{m.sent, m.received, m.dropped, m.rejected, m.applied, m.lag, m.repairs, m.catchups, m.revalid, m.panics, m.reconnect, m.retries, m.acks, m.members}
+	m.collectors = []prometheus.Collector{m.sent, m.received, m.dropped, m.rejected, m.applied, m.lag, m.repairs, m.catchups, m.revalid, m.panics, m.reconnect, m.retries, m.acks, m.unacked, m.members}
 	if reg == nil {
 		return m, nil
 	}

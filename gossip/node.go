@@ -44,6 +44,7 @@ type Node struct {
 	catchup chan string // log catch-up triggers, coalesced
 	jobs    chan job    // relays and acks for sendLoop
 	acks    ackTable    // pushes awaiting acknowledgement
+	rtt     rttTable    // push round trips by region, for retry timeouts
 	garbage rateLimit   // log lines about dropped garbage
 
 	// membersMu guards alive and lost: this node's view of membership, built
@@ -244,7 +245,8 @@ func (n *Node) LogCursor() record.Version { return record.Version(n.cursor.Load(
 // Publish spreads rec, which the caller has already written durably to the
 // origin (see origin.Publish): the node applies it locally, pushes it at
 // once to every member of its region and to RelaysPerRegion members of each
-// other region (who forward it to theirs), and queues it for gossip repair.
+// other region (who split their region between them and forward it), and
+// queues it for gossip repair if some target does not acknowledge it.
 // A value larger than InlineValueMax travels as an invalidation only.
 // Publishing a version the node already holds, or an older one, does
 // nothing: apply by version makes every path idempotent.
@@ -265,8 +267,7 @@ func (n *Node) Publish(ctx context.Context, rec record.Record) error {
 	if !rec.Tombstone && len(rec.Value) > n.cfg.InlineValueMax {
 		c.rec.Value, c.inline = nil, false
 	}
-	n.push(c) // first: the push should beat the first gossip round
-	n.queueGossip(c)
+	n.push(c) // queues it for gossip repair too, unless every target acknowledges
 	return nil
 }
 
@@ -334,17 +335,24 @@ func (n *Node) apply(c change, v verdict) {
 // the first time a newer version arrives.
 func (n *Node) handle(c change) {
 	n.m.received.WithLabelValues(c.path.String()).Inc()
-	if c.from != "" {
+	acked := c.from != ""
+	if acked {
 		// Acknowledge even a duplicate or an old version: the sender only
 		// needs to know this node has it or something newer.
 		n.enqueue(job{ackTo: c.from, ack: ack{ns: c.rec.Namespace, key: c.rec.Key, version: c.rec.Version, from: n.cfg.Name}}, "ack")
 		c.from = ""
 	}
-	if n.receive(c) != fresh {
-		return
+	v := n.receive(c)
+	if v == fresh && !acked {
+		// Gossip repair: a copy nobody confirmed delivering spreads on.
+		// An acknowledged push needs no repair: its sender retries, and
+		// repairs what stays unacknowledged.
+		n.queueGossip(c)
 	}
-	n.queueGossip(c)
-	if c.path == pathRelay {
+	// Relay once per version, even if this node already holds it: another
+	// relay of its region may have pushed it here first, and this node's
+	// share of the region still needs it.
+	if c.path == pathRelay && n.seen.markRelayed(recentID(c.rec.Namespace, c.rec.Key), c.rec.Version) {
 		n.enqueue(job{relay: &c}, "relay")
 	}
 }

@@ -40,9 +40,10 @@ type stripe struct {
 }
 
 type entry struct {
-	id  string // namespace + "\x00" + key
-	c   change // path is the one that delivered it first
-	seq uint64
+	id      string // namespace + "\x00" + key
+	c       change // path is the one that delivered it first
+	seq     uint64
+	relayed bool // c's version was relayed to this node's share of its region
 }
 
 func newRecent(max int) *recent {
@@ -80,7 +81,7 @@ func (s *stripe) observe(r *recent, id string, c change) verdict {
 		if c.rec.Version <= e.c.rec.Version {
 			return stale
 		}
-		e.c, e.seq = c, r.seq.Add(1)
+		e.c, e.seq, e.relayed = c, r.seq.Add(1), false
 		s.order.MoveToBack(el)
 		return fresh
 	}
@@ -126,6 +127,23 @@ func (r *recent) newest(n int) []change {
 		out[i] = it.c
 	}
 	return out
+}
+
+// markRelayed reports whether version v of id is the newest seen and not
+// yet relayed, and marks it relayed.
+func (r *recent) markRelayed(id string, v record.Version) bool {
+	s := r.lock(id)
+	defer s.mu.Unlock()
+	el, ok := s.byKey[id]
+	if !ok {
+		return false
+	}
+	e := el.Value.(*entry)
+	if e.c.rec.Version != v || e.relayed {
+		return false
+	}
+	e.relayed = true
+	return true
 }
 
 // version returns the newest version seen of id, or 0.

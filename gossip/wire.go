@@ -16,6 +16,7 @@ import (
 // A change message ("kindChange") announces one state of one key:
 //
 //	0xD1 | flags | [uvarint len + sender name, if flag bit 3] |
+//	[share index, share count: one byte each, if flag bit 4] |
 //	record encoding (record.AppendRecord: "DR" 0x01, record flags,
 //	version, namespace, key, value, CRC-32C)
 //
@@ -28,6 +29,13 @@ import (
 //	flags bit 3: a sender name follows (push and relay messages): the
 //	             receiver acknowledges to it, and the sender retries
 //	             until it does
+//	flags bit 4: a share follows (relay messages only): the relay forwards
+//	             to share i of k of its region (members sorted by name,
+//	             those at rank r with r mod k == i), so that k relays split
+//	             the region instead of each pushing to all of it; k is 2 to
+//	             255 and i < k. Clear: the relay covers its whole region.
+//	             (Added in issue 15; a node from before it rejects such a
+//	             message as malformed, and gossip and the log repair.)
 //	other bits must be zero
 //
 // An acknowledgement ("kindAck") of a push or relay:
@@ -54,7 +62,8 @@ const (
 	pathShift         = 1
 	pathMask     byte = 3 << pathShift
 	flagSender   byte = 1 << 3
-	changeFlags       = flagInline | pathMask | flagSender
+	flagShare    byte = 1 << 4
+	changeFlags       = flagInline | pathMask | flagSender | flagShare
 	digestTrunc  byte = 1 << 0
 	digestFlags       = digestTrunc
 	digestHeader      = 1 + 1 + 8
@@ -78,7 +87,7 @@ const MaxNameLen = 128
 // maxChangeSize bounds an encoded change message whose value is at most
 // inline bytes, sent by a node whose name is nameLen bytes.
 func maxChangeSize(inline, nameLen int) int {
-	return 2 + 2 + nameLen + recordOverhead + record.MaxNamespaceLen + record.MaxKeyLen + inline
+	return 2 + 2 + nameLen + 2 + recordOverhead + record.MaxNamespaceLen + record.MaxKeyLen + inline
 }
 
 // MaxMessageSize is the largest change message any node accepts.
@@ -116,7 +125,14 @@ type change struct {
 	inline bool
 	path   path
 	from   string // sender awaiting an ack; push and relay only
+	share  share  // relay only: the part of its region the relay covers
 }
+
+// share is part i of k of a region, for a relay; k < 2 means the whole
+// region.
+type share struct{ i, k uint8 }
+
+func (s share) whole() bool { return s.k < 2 }
 
 // appendChange appends the encoding of c to b. c.rec must be valid; a
 // non-inline change must have an empty value.
@@ -132,9 +148,15 @@ func appendChange(b []byte, c change) []byte {
 	if c.from != "" && (c.path == pathPush || c.path == pathRelay) {
 		flags |= flagSender
 	}
+	if c.path == pathRelay && !c.share.whole() {
+		flags |= flagShare
+	}
 	b = append(b, kindChange, flags)
 	if flags&flagSender != 0 {
 		b = appendString(b, c.from)
+	}
+	if flags&flagShare != 0 {
+		b = append(b, c.share.i, c.share.k)
 	}
 	return record.AppendRecord(b, rec)
 }
@@ -191,6 +213,16 @@ func decodeChange(b []byte) (change, error) {
 			return change{}, fmt.Errorf("%w: sender on a %s message", record.ErrCorrupt, p)
 		}
 	}
+	var sh share
+	if flags&flagShare != 0 {
+		if p != pathRelay {
+			return change{}, fmt.Errorf("%w: share on a %s message", record.ErrCorrupt, p)
+		}
+		if len(body) < 2 || body[1] < 2 || body[0] >= body[1] {
+			return change{}, fmt.Errorf("%w: bad share", record.ErrCorrupt)
+		}
+		sh, body = share{i: body[0], k: body[1]}, body[2:]
+	}
 	rec, err := record.Unmarshal(body)
 	if err != nil {
 		if !errors.Is(err, record.ErrCorrupt) {
@@ -210,7 +242,7 @@ func decodeChange(b []byte) (change, error) {
 	if len(rec.Value) > MaxInlineValue {
 		return change{}, fmt.Errorf("%w: inline value of %s/%s is %d bytes, limit is %d", record.ErrCorrupt, rec.Namespace, rec.Key, len(rec.Value), MaxInlineValue)
 	}
-	return change{rec: rec, inline: inline, path: p, from: from}, nil
+	return change{rec: rec, inline: inline, path: p, from: from, share: sh}, nil
 }
 
 // ack acknowledges a push or relay of ns/key at version.

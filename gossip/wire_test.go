@@ -26,7 +26,9 @@ func sampleChanges() []change {
 func TestChangeRoundTrip(t *testing.T) {
 	withSender := sampleChanges()[0]
 	withSender.path, withSender.from = pathRelay, "node-07"
-	for _, c := range append(sampleChanges(), withSender) {
+	withShare := withSender
+	withShare.share = share{i: 1, k: 3}
+	for _, c := range append(sampleChanges(), withSender, withShare) {
 		b := encodeChange(c)
 		if len(b) > MaxMessageSize {
 			t.Errorf("%s: %d bytes, over MaxMessageSize %d", c.rec.Key, len(b), MaxMessageSize)
@@ -109,6 +111,21 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 		"empty sender": func() []byte {
 			b := encodeChange(change{rec: sampleChanges()[0].rec, inline: true, path: pathPush, from: "x"})
 			b[2] = 0
+			return b
+		}(),
+		"share on push": func() []byte {
+			b := encodeChange(change{rec: sampleChanges()[0].rec, inline: true, path: pathRelay, share: share{0, 2}})
+			b[1] = b[1]&^pathMask | byte(pathPush)<<pathShift
+			return b
+		}(),
+		"share index too big": func() []byte {
+			b := encodeChange(change{rec: sampleChanges()[0].rec, inline: true, path: pathRelay, share: share{0, 2}})
+			b[2] = 2
+			return b
+		}(),
+		"share of one": func() []byte {
+			b := encodeChange(change{rec: sampleChanges()[0].rec, inline: true, path: pathRelay, share: share{0, 2}})
+			b[3] = 1
 			return b
 		}(),
 		"ack truncated":     encodeAck(ack{ns: "ns", key: "k", version: 1, from: "n"})[:12],
@@ -203,6 +220,7 @@ func seedCorpus() [][]byte {
 		[]byte{kindDigest},
 		encodeChange(change{rec: sampleChanges()[0].rec, inline: true, path: pathRelay, from: "node-07"}),
 		encodeAck(ack{ns: "routes", key: "example.com", version: 1 << 20, from: "node-01"}),
+		encodeChange(change{rec: sampleChanges()[0].rec, inline: true, path: pathRelay, from: "node-07", share: share{i: 1, k: 2}}),
 	)
 	return out
 }

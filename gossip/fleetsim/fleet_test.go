@@ -1,0 +1,77 @@
+package fleetsim
+
+import (
+	"flag"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+var (
+	fleetSize      = flag.Int("fleet.size", 100, "nodes in TestFleet's fleet (10 regions)")
+	fleetScenarios = flag.String("fleet.scenarios", "steady", "comma-separated scenarios for TestFleet: "+strings.Join(Scenarios, ","))
+	fleetSeed      = flag.Uint64("fleet.seed", 1, "seed of TestFleet's network and choices")
+	fleetChanges   = flag.Int("fleet.changes", 10, "changes per scenario in TestFleet")
+)
+
+// maxMsgsPerChange bounds the change messages (push, relay, gossip copies
+// and acks) a node receives per change, averaged over the fleet, with no
+// loss.
+const maxMsgsPerChange = 3
+
+// TestFleet runs a fleet of real gossip nodes over memberlist in virtual
+// time (default: 100 nodes in 10 regions, 20-150 ms between regions) and
+// checks that every change reaches every node and what a change costs.
+// Larger runs, with the scenarios of BENCHMARKS.md:
+//
+//	go test ./gossip/fleetsim -run TestFleet -v -timeout 60m \
+//	    -fleet.size=1000 -fleet.scenarios=steady,loss,partition,restart -fleet.changes=20
+func TestFleet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := New(DefaultConfig(*fleetSize, *fleetSeed))
+		t0 := time.Now()
+		took, err := f.Start(10 * time.Minute)
+		if err != nil {
+			f.Close()
+			time.Sleep(time.Minute)
+			t.Fatal(err)
+		}
+		t.Logf("%d nodes: full membership after %s virtual, %s CPU", f.Size(), took.Round(time.Millisecond), CPU().Round(time.Millisecond))
+		r := DefaultRunner(f)
+		r.Changes = *fleetChanges
+		t.Log(Header)
+		r.OnReport = func(rep Report) { t.Logf("%s (%s virtual, %s CPU so far)", rep.Row(), time.Since(t0).Round(time.Second), CPU().Round(time.Second)) }
+		reps, err := r.Run(strings.Split(*fleetScenarios, ","))
+		f.Close()
+		time.Sleep(time.Minute) // in-flight probes outlive Shutdown
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("total %s virtual, %s CPU\n%s", time.Since(t0).Round(time.Second), CPU().Round(time.Second), Header)
+		for _, rep := range reps {
+			t.Log(rep.Row())
+		}
+		for _, rep := range reps {
+			if rep.Missing > 0 {
+				t.Errorf("%s: %d (node, change) pairs never delivered", rep.Scenario, rep.Missing)
+			}
+			if rep.Scenario != "steady 0% loss" {
+				continue
+			}
+			if rep.MsgsPerChange > maxMsgsPerChange {
+				t.Errorf("%s: %.1f messages received per node per change, want at most %d", rep.Scenario, rep.MsgsPerChange, maxMsgsPerChange)
+			}
+			// Without loss every push is acknowledged: no gossip repair,
+			// and every node hears of a change by push or relay, well
+			// before the first log read (virtual time: this is the
+			// protocol's latency, not the machine's).
+			if rep.GossipSent > 0 {
+				t.Errorf("%s: %.1f gossip repair messages per change, want none", rep.Scenario, rep.GossipSent)
+			}
+			if rep.Max >= time.Second {
+				t.Errorf("%s: slowest delivery %s, want under 1s (push and relay only)", rep.Scenario, rep.Max)
+			}
+		}
+	})
+}
