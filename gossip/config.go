@@ -66,6 +66,14 @@ type Config struct {
 	// that a change message fits one packet (Memberlist.UDPBufferSize).
 	InlineValueMax int
 
+	// MaxFutureSkew refuses changes whose version's time is more than this
+	// ahead of the node's clock (Now), from every path (push, relay,
+	// gossip, digests, the log), counted as dropped with reason "future":
+	// one forged or mis-stamped version near the top of the range would
+	// otherwise make every later write of its key look old on every node.
+	// Zero means 5 s.
+	MaxFutureSkew time.Duration
+
 	// RelaysPerRegion is how many members of each other region receive a
 	// change directly and forward it to their own region, each to its
 	// share of it (1/RelaysPerRegion of the members), so more relays cost

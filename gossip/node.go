@@ -285,6 +285,13 @@ func (n *Node) send(ml *memberlist.Memberlist, to *memberlist.Node, msg []byte, 
 // the stripe locked across the check and the call so that the Applier sees
 // strictly increasing versions per key.
 func (n *Node) receive(c change) verdict {
+	if ahead := c.rec.Version.Time().Sub(n.cfg.Now()); ahead > n.maxFutureSkew() {
+		n.m.dropped.WithLabelValues("future").Inc()
+		if n.garbage.allow(n.cfg.Now()) {
+			n.logger.Warn("gossip refused a version from the future", "ns", c.rec.Namespace, "key", c.rec.Key, "version", c.rec.Version, "ahead", ahead, "path", c.path.String())
+		}
+		return stale
+	}
 	id := recentID(c.rec.Namespace, c.rec.Key)
 	keep := c // what the node remembers (and puts in digests)
 	if len(keep.rec.Value) > n.cfg.InlineValueMax {
@@ -463,3 +470,13 @@ func (n *Node) RemoveKey(key []byte) error {
 }
 
 func (n *Node) keyring() *memberlist.Keyring { return n.kr }
+
+// defaultMaxFutureSkew is Config.MaxFutureSkew when left zero.
+const defaultMaxFutureSkew = 5 * time.Second
+
+func (n *Node) maxFutureSkew() time.Duration {
+	if n.cfg.MaxFutureSkew > 0 {
+		return n.cfg.MaxFutureSkew
+	}
+	return defaultMaxFutureSkew
+}
