@@ -33,24 +33,7 @@ func TestLaggingReplica(t *testing.T) {
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	primary, err := dir.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	local, err := dir.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcfg := replica.DefaultConfig()
-	rcfg.Lag, rcfg.Loss, rcfg.Interval, rcfg.Seed = lag, 0.2, 20*time.Millisecond, 3
-	rep, err := replica.New(primary, local, rcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, stopRep := context.WithCancel(ctx)
-	repDone := make(chan struct{})
-	go func() { defer close(repDone); rep.Run(rctx) }()
-	defer func() { stopRep(); <-repDone }()
+	primary, local, rep := startReplica(t, ctx, lag, 3)
 
 	var ns []*dataplane.Node
 	for i := 0; i < nodes; i++ {
@@ -192,4 +175,28 @@ func TestLaggingReplica(t *testing.T) {
 	if len(reads) == 0 {
 		t.Fatal("no reads")
 	}
+}
+
+// startReplica opens a primary and a replica directory store and runs a
+// replicator between them, lag behind and losing a fifth of its copies
+// (retried), until the test ends.
+func startReplica(t *testing.T, ctx context.Context, lag time.Duration, seed uint64) (primary, local *dir.Store, rep *replica.Replicator) {
+	t.Helper()
+	var err error
+	if primary, err = dir.Open(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if local, err = dir.Open(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	rcfg := replica.DefaultConfig()
+	rcfg.Lag, rcfg.Loss, rcfg.Interval, rcfg.Seed = lag, 0.2, 20*time.Millisecond, seed
+	if rep, err = replica.New(primary, local, rcfg); err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); rep.Run(rctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	return primary, local, rep
 }

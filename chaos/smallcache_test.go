@@ -17,8 +17,6 @@ import (
 	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
-	"github.com/dataplane/dataplane/origin/dir"
-	"github.com/dataplane/dataplane/origin/replica"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
 )
@@ -42,24 +40,7 @@ func TestSmallCacheLaggingReplica(t *testing.T) {
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	primary, err := dir.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	local, err := dir.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcfg := replica.DefaultConfig()
-	rcfg.Lag, rcfg.Loss, rcfg.Interval, rcfg.Seed = lag, 0.2, 20*time.Millisecond, 11
-	rep, err := replica.New(primary, local, rcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, stopRep := context.WithCancel(ctx)
-	repDone := make(chan struct{})
-	go func() { defer close(repDone); rep.Run(rctx) }()
-	defer func() { stopRep(); <-repDone }()
+	primary, local, _ := startReplica(t, ctx, lag, 11)
 
 	pcfg := publisher.DefaultConfig()
 	pcfg.LogSettle = settle
