@@ -72,7 +72,15 @@ func FuzzConfigFile(f *testing.F) {
 		}
 		var tok any
 		if isObject && json.Unmarshal(m["admin-token"], &tok) == nil {
-			if s, ok := tok.(string); ok && len(s) >= 4 && strings.Contains(err.Error(), s) {
+			// An error may name an unknown setting, which is input too:
+			// a token that also occurs in a setting's name proves nothing.
+			inName := false
+			if s, ok := tok.(string); ok {
+				for k := range m {
+					inName = inName || k != "admin-token" && strings.Contains(k, s)
+				}
+			}
+			if s, ok := tok.(string); ok && len(s) >= 4 && !inName && strings.Contains(err.Error(), s) {
 				t.Fatalf("error %q shows the admin token %q", err, s)
 			}
 		}
