@@ -82,10 +82,12 @@ func credentials(b []byte) []string {
 		if err != nil || u.User == nil {
 			continue
 		}
-		if n := u.User.Username(); n != "" && n != "redacted" {
+		// Credentials of one or two characters are left out: "e:" is in
+		// any error that says "case-sensitive: ..." without showing one.
+		if n := u.User.Username(); len(n) >= 3 && n != "redacted" {
 			out = append(out, n+"@", n+":")
 		}
-		if p, ok := u.User.Password(); ok && p != "" {
+		if p, ok := u.User.Password(); ok && len(p) >= 3 {
 			out = append(out, ":"+p+"@")
 		}
 	}
