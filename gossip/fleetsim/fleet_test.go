@@ -41,7 +41,9 @@ func TestFleet(t *testing.T) {
 		r := DefaultRunner(f)
 		r.Changes = *fleetChanges
 		t.Log(Header)
-		r.OnReport = func(rep Report) { t.Logf("%s (%s virtual, %s CPU so far)", rep.Row(), time.Since(t0).Round(time.Second), CPU().Round(time.Second)) }
+		r.OnReport = func(rep Report) {
+			t.Logf("%s (%s virtual, %s CPU so far)", rep.Row(), time.Since(t0).Round(time.Second), CPU().Round(time.Second))
+		}
 		reps, err := r.Run(strings.Split(*fleetScenarios, ","))
 		f.Close()
 		time.Sleep(time.Minute) // in-flight probes outlive Shutdown
