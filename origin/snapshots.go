@@ -359,9 +359,10 @@ func mergeRecords(base []record.Record, deltas ...record.Snapshot) []record.Reco
 	return out
 }
 
-// dropTombstones removes tombstones with versions below before from recs,
-// in place.
-func dropTombstones(recs []record.Record, before record.Version) []record.Record {
+// DropTombstones removes tombstones with versions below before from recs,
+// in place (before 0 keeps them all): how snapshots forget deletes past the
+// publisher's tombstone horizon.
+func DropTombstones(recs []record.Record, before record.Version) []record.Record {
 	if before == 0 {
 		return recs
 	}
@@ -406,12 +407,12 @@ func AppendSnapshot(ctx context.Context, p SnapshotParts, delta record.Snapshot,
 	m, whole, err := readMain(ctx, p, ns)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		delta.Records = dropTombstones(append([]record.Record(nil), delta.Records...), dropBefore)
+		delta.Records = DropTombstones(append([]record.Record(nil), delta.Records...), dropBefore)
 		return writeBase(ctx, p, delta, nil, l)
 	case err != nil:
 		return err
 	case whole != nil:
-		whole.Records = dropTombstones(mergeRecords(whole.Records, delta), dropBefore)
+		whole.Records = DropTombstones(mergeRecords(whole.Records, delta), dropBefore)
 		whole.Version = max(whole.Version, delta.Version)
 		return writeBase(ctx, p, *whole, nil, l)
 	}
@@ -437,7 +438,7 @@ func AppendSnapshot(ctx context.Context, p SnapshotParts, delta record.Snapshot,
 		if err != nil {
 			return fmt.Errorf("snapshot %s: read for a new base: %w", ns, err)
 		}
-		full.Records = dropTombstones(mergeRecords(full.Records, delta), dropBefore)
+		full.Records = DropTombstones(mergeRecords(full.Records, delta), dropBefore)
 		full.Version = version
 		return writeBase(ctx, p, full, m, l)
 	}

@@ -53,7 +53,7 @@ func (p *Publisher) Snapshot(ctx context.Context, ns string) (record.Snapshot, e
 	} else {
 		snap, others, err = p.build(ctx, ns)
 		if err == nil {
-			snap.Records = dropTombstones(snap.Records, p.tombstoneCutoff())
+			snap.Records = origin.DropTombstones(snap.Records, p.tombstoneCutoff())
 			err = p.store.PutSnapshot(ctx, snap)
 		}
 	}
@@ -79,20 +79,6 @@ func (p *Publisher) tombstoneCutoff() record.Version {
 		return 0
 	}
 	return record.MakeVersion(time.Now().Add(-p.cfg.TombstoneHorizon), 0)
-}
-
-// dropTombstones removes tombstones with versions below before from recs.
-func dropTombstones(recs []record.Record, before record.Version) []record.Record {
-	if before == 0 {
-		return recs
-	}
-	out := recs[:0]
-	for _, r := range recs {
-		if !(r.Tombstone && r.Version < before) {
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // appendDelta is Snapshot's pass in a store with origin.SnapshotParts.
