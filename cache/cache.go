@@ -204,11 +204,33 @@ func (c *Cache) GetRevalidated(ctx context.Context, ns, k string) (Entry, error)
 
 func (c *Cache) get(ctx context.Context, ns, k string, revalidate bool) (Entry, error) {
 	kk := key{ns, k}
+	ent, err, held, done := c.fromMemory(kk, revalidate)
+	if done {
+		return ent, err
+	}
+	return c.getSlow(ctx, kk, held)
+}
+
+// GetCached answers a read of ns/key as Get does, but only when that needs
+// no waiting for the origin: a value held and not expired (a stale one
+// starts its background refresh, as Get does), a not-found held, or a miss
+// the version index answers (a key known deleted, or one a complete
+// namespace does not have). ok false means Get would wait for an origin
+// read. A stranger's random key in a complete namespace is answered here;
+// one in a partial namespace is not. It never blocks.
+func (c *Cache) GetCached(ns, k string) (ent Entry, err error, ok bool) {
+	ent, err, _, ok = c.fromMemory(key{ns, k}, false)
+	return ent, err, ok
+}
+
+// fromMemory is the part of a read that needs no origin read; done false
+// means the read must wait for one, and held is what it may fall back to.
+func (c *Cache) fromMemory(kk key, revalidate bool) (ent Entry, err error, held *entry, done bool) {
 	now := c.now()
 	held, ok := c.store.GetIfPresent(kk)
 	if !ok {
 		if ent, err, done := c.missFromMemory(kk); done {
-			return ent, err
+			return ent, err, nil, true
 		}
 		held, ok = c.neg.GetIfPresent(kk)
 	}
@@ -216,19 +238,21 @@ func (c *Cache) get(ctx context.Context, ns, k string, revalidate bool) (Entry, 
 		switch st := held.state(now); st {
 		case fresh:
 			held.space.hits.Inc()
-			return held.answer(now, st)
+			ent, err = held.answer(now, st)
+			return ent, err, held, true
 		case stale:
 			if revalidate {
-				break // to the shared origin read below
+				break // to the shared origin read
 			}
 			c.refreshAsync(kk, held)
 			fallthrough
 		case backoff:
 			held.space.staleHits.Inc()
-			return held.answer(now, st)
+			ent, err = held.answer(now, st)
+			return ent, err, held, true
 		}
 	}
-	return c.getSlow(ctx, kk, held)
+	return Entry{}, nil, held, false
 }
 
 // missFromMemory answers a read of k, whose value is not held, from the
@@ -532,24 +556,6 @@ func (c *Cache) Reload(s record.Snapshot) []record.Change {
 		}
 	}
 	return news
-}
-
-// FromMemory reports, without loading or blocking, whether a Get of ns/key
-// would be answered from memory now: a value or not-found held, or a miss
-// the version index answers (a key known deleted, or one a complete
-// namespace does not have). A stranger's random key in a complete namespace
-// is answered from memory; one in a partial namespace is not.
-func (c *Cache) FromMemory(ns, k string) bool {
-	kk := key{ns, k}
-	if c.peek(kk) != nil {
-		return true
-	}
-	if record.ValidateKey(ns, k) != nil {
-		return true // refused without a read
-	}
-	sp := c.spaces.get(ns)
-	_, tomb, known := c.known(kk, sp)
-	return known && tomb || !known && sp.idx != nil && sp.idx.complete.Load()
 }
 
 // MarkComplete declares the index of complete namespace ns up to date

@@ -315,3 +315,38 @@ func TestFutureVersionsRefused(t *testing.T) {
 func testutilCounter(e *env, ns string) float64 {
 	return testutil.ToFloat64(e.c.metrics.future.WithLabelValues(ns))
 }
+
+// TestGetCachedNeverReadsTheOrigin: GetCached answers what memory can (a
+// value held, a stranger in a complete namespace) and reports, without an
+// origin read, what it cannot (a partial namespace's unknown key, an
+// expired value).
+func TestGetCachedNeverReadsTheOrigin(t *testing.T) {
+	t.Parallel()
+	store := mem.New()
+	l := &counting{next: store}
+	e := newEnv(t, store, l, nil)
+	v := e.clock.version(1)
+	e.c.Apply(e.publish("routes", "a.example", "x", v))
+	e.c.MarkComplete("routes")
+	for _, tc := range []struct {
+		ns, key  string
+		ok       bool
+		notFound bool
+	}{
+		{"routes", "a.example", true, false},
+		{"routes", "stranger.example", true, true},
+		{"config", "unknown", false, false},
+	} {
+		ent, err, ok := e.c.GetCached(tc.ns, tc.key)
+		if ok != tc.ok || ok && errors.Is(err, origin.ErrNotFound) != tc.notFound || ok && !tc.notFound && ent.Record.Version != v {
+			t.Errorf("GetCached(%s/%s) = %+v, %v, %v", tc.ns, tc.key, ent, err, ok)
+		}
+	}
+	e.clock.Advance(2 * time.Minute) // past Fresh and Stale
+	if _, _, ok := e.c.GetCached("routes", "a.example"); ok {
+		t.Error("an expired value was answered from memory")
+	}
+	if n := l.calls.Load(); n != 0 {
+		t.Fatalf("GetCached made %d origin reads", n)
+	}
+}

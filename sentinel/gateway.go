@@ -92,7 +92,7 @@ type Gateway struct {
 	proxy   *httputil.ReverseProxy
 	metrics *metrics
 	memo    memo
-	holder  Holder    // Source's Holds, or nil
+	holder  Holder    // Source's Cached, or nil
 	gate    *missGate // bounds lookups the holder does not hold
 	rr      atomic.Uint64
 }
@@ -305,14 +305,22 @@ func (g *Gateway) lookup(r *http.Request, ns, key string) (record.Record, error)
 	if err := record.ValidateKey(ns, key); err != nil {
 		return record.Record{}, origin.ErrNotFound // a key that cannot exist
 	}
-	if g.holder != nil && !g.holder.Holds(ns, key) {
-		release, err := g.gate.admit(r)
-		if err != nil {
-			return record.Record{}, err
+	var rec record.Record
+	var err error
+	cached := false
+	if g.holder != nil {
+		rec, err, cached = g.holder.Cached(ns, key)
+		if !cached {
+			release, err := g.gate.admit(r)
+			if err != nil {
+				return record.Record{}, err
+			}
+			defer release()
 		}
-		defer release()
 	}
-	rec, err := g.cfg.Source.Get(r.Context(), ns, key)
+	if !cached {
+		rec, err = g.cfg.Source.Get(r.Context(), ns, key)
+	}
 	if err == nil && rec.Tombstone {
 		return record.Record{}, origin.ErrNotFound
 	}

@@ -14,13 +14,13 @@ import (
 )
 
 // Holder is an optional capability of a Source, detected at run time:
-// Holds reports, without loading or blocking, whether ns/key is in memory,
-// so that Get answers it without an origin read. The gateway bounds what a
-// lookup of a key not held may cost (Config.MissRate, MissBurst,
-// MaxConcurrentMisses); a Source without Holds is taken to hold every key
-// and gets no such bounds.
+// Cached answers a lookup as Get would, but only when it can without an
+// origin read and without blocking; ok false means Get would read the
+// origin. The gateway bounds what such a lookup may cost (Config.MissRate,
+// MissBurst, MaxConcurrentMisses); a Source without Cached is taken to hold
+// every key and gets no such bounds.
 type Holder interface {
-	Holds(ns, key string) bool
+	Cached(ns, key string) (rec record.Record, err error, ok bool)
 }
 
 // Errors a lookup of a key not held returns when a bound is reached.

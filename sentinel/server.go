@@ -168,10 +168,11 @@ func Start(cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
-// nodeSource reads a node's records; Holds reports whether the node answers
-// a lookup from memory (a value held, or a complete namespace's version
-// index: a stranger's random host or key costs no origin read there), so
-// the gateway bounds only lookups that may read the origin.
+// nodeSource reads a node's records; Cached answers from memory what the
+// node can (a value held, or a complete namespace's version index: a
+// stranger's random host or key costs no origin read there), so the gateway
+// bounds only lookups that may read the origin, with one cache lookup for a
+// hit.
 type nodeSource struct{ n *dataplane.Node }
 
 var _ Holder = nodeSource{}
@@ -181,9 +182,13 @@ func (s nodeSource) Get(ctx context.Context, ns, key string) (record.Record, err
 	return s.n.Record(ctx, ns, key)
 }
 
-// Holds implements Holder.
-func (s nodeSource) Holds(ns, key string) bool {
-	return s.n.Cache().FromMemory(ns, key)
+// Cached implements Holder.
+func (s nodeSource) Cached(ns, key string) (record.Record, error, bool) {
+	e, err, ok := s.n.Cache().GetCached(ns, key)
+	if err != nil {
+		return record.Record{}, err, ok
+	}
+	return e.Record, nil, ok
 }
 
 // listen opens a TCP listener on addr unless ln is given, wrapped in TLS
