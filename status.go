@@ -39,7 +39,7 @@ const nearBound = 0.9
 // Status reports the node's readiness, per-namespace progress and memory.
 // It never blocks on the origin and is safe for concurrent use.
 func (n *Node) Status() Status {
-	bytes, maxBytes, _ := n.cache.Usage()
+	bytes, maxBytes := n.cache.Usage()
 	st := Status{Ready: n.Ready(), CacheBytes: bytes, CacheMaxBytes: maxBytes}
 	st.NearBound = float64(bytes) >= nearBound*float64(maxBytes)
 	n.completeMu.Lock()

@@ -159,7 +159,13 @@ func New(l Loader, o Options) (*Cache, error) {
 		func() float64 { return float64(store.EstimatedSize()) },
 		func() float64 { return float64(store.WeightedSize()) },
 		func() float64 { return float64(o.MaxBytes) },
-		func() float64 { _, _, n := c.Usage(); return float64(n) },
+		func() float64 {
+			n := 0
+			for _, ns := range o.Complete {
+				n += c.IndexLen(ns)
+			}
+			return float64(n)
+		},
 	)
 	c.spaces = spaces{opts: &c.opts, metrics: c.metrics, byName: make(map[string]*space)}
 	for _, ns := range o.Complete {
@@ -607,13 +613,10 @@ func (c *Cache) IndexLen(ns string) int {
 }
 
 // Usage reports the estimated bytes of values held and the bound
-// (Options.MaxBytes), and the keys indexed in complete namespaces. A node
-// near its bound evicts values; their versions stay known.
-func (c *Cache) Usage() (bytes, maxBytes uint64, indexed int) {
-	for _, ns := range c.opts.Complete {
-		indexed += c.spaces.get(ns).idx.size()
-	}
-	return c.store.WeightedSize(), uint64(c.opts.MaxBytes), indexed
+// (Options.MaxBytes). A node near its bound evicts values; their versions
+// stay known (see IndexLen).
+func (c *Cache) Usage() (bytes, maxBytes uint64) {
+	return c.store.WeightedSize(), uint64(c.opts.MaxBytes)
 }
 
 // Close stops background refreshes and cancels origin reads in flight,
