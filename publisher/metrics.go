@@ -21,6 +21,7 @@ type metrics struct {
 	late             prometheus.Counter
 	restamps         prometheus.Counter
 	repaired         prometheus.Counter
+	clockRefused     prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -46,6 +47,8 @@ func newMetrics() *metrics {
 		late:        counter("late_total", "Publish attempts that overran the settle budget (their version is given up)."),
 		restamps:    counter("restamps_total", "Publish attempts made under a fresh version after an attempt overran the settle budget."),
 		repaired:    counter("repaired_total", "Crashed or late publishes the repair pass published again under a fresh version."),
+		clockRefused: counter("clock_refused_total",
+			"Writes refused because this host's clock was further from the origin's than MaxClockOffset."),
 		snapshotDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "dataplane", Subsystem: "publisher", Name: "snapshot_duration_seconds",
 			Help:    "Time to build and write one namespace snapshot.",
@@ -58,7 +61,7 @@ func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.writes, m.unchanged, m.rejected, m.stale, m.errors, m.notifyErrors,
 		m.snapshotErrors, m.snapshotDuration, m.snapshotRecords, m.trimSkipped,
-		m.late, m.restamps, m.repaired,
+		m.late, m.restamps, m.repaired, m.clockRefused,
 	}
 }
 

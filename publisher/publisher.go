@@ -118,6 +118,19 @@ type Config struct {
 	// crashed between their record write and their log append. Must be
 	// positive.
 	RepairInterval time.Duration
+	// MaxClockOffset bounds how far this host's clock (Clock's wall time)
+	// may be from the origin's when the origin can tell its time
+	// (origin.Clock: S3 and DynamoDB). Before it takes versions, and then
+	// at most every 30 s, a publisher reads the origin's time; when its own
+	// clock is provably further ahead or behind than this, every write
+	// fails with an error wrapping ErrClockOffset and nothing is written:
+	// versions far ahead would be refused by every node (and, once stored,
+	// would hold the key above every honest write), versions far behind
+	// would land below the log cursors of every reader. The origin's time
+	// has one-second resolution; the check counts that in the clock's
+	// favour, so it never refuses a clock within the bound. Zero turns the
+	// check off; not negative.
+	MaxClockOffset time.Duration
 }
 
 // DefaultConfig returns the configuration a control plane starts from:
@@ -137,6 +150,7 @@ func DefaultConfig() Config {
 		ClockSkew:        250 * time.Millisecond,
 		LogSettle:        2 * time.Second,
 		RepairInterval:   10 * time.Second,
+		MaxClockOffset:   2 * time.Second,
 	}
 }
 
@@ -168,6 +182,9 @@ func (c *Config) validate() error {
 	if c.PublishAttempts < 1 {
 		return fmt.Errorf("publisher: PublishAttempts must be at least 1, got %d", c.PublishAttempts)
 	}
+	if c.MaxClockOffset < 0 {
+		return fmt.Errorf("publisher: MaxClockOffset must not be negative, got %v", c.MaxClockOffset)
+	}
 	if c.RepairInterval <= 0 {
 		return fmt.Errorf("publisher: RepairInterval must be positive, got %v", c.RepairInterval)
 	}
@@ -198,6 +215,8 @@ type Publisher struct {
 
 	mu   sync.Mutex // guards seen
 	seen map[string]bool
+
+	clockCheck clockCheck
 }
 
 // New returns a Publisher writing into store.
@@ -269,6 +288,10 @@ func (p *Publisher) writeFresh(ctx context.Context, rec record.Record, op string
 		p.m.rejected.Inc()
 		return record.Record{}, err
 	}
+	if err := p.checkClock(ctx); err != nil {
+		p.m.errors.Inc()
+		return record.Record{}, err
+	}
 	for attempt := 1; ; attempt++ {
 		rec.Version = p.clock.Now()
 		if err := rec.Validate(); err != nil {
@@ -313,6 +336,10 @@ func (p *Publisher) PutVersion(ctx context.Context, rec record.Record) (written 
 		return false, err
 	}
 	if err := p.checkSchema(rec); err != nil {
+		return false, err
+	}
+	if err := p.checkClock(ctx); err != nil {
+		p.m.errors.Inc()
 		return false, err
 	}
 	p.clock.Observe(rec.Version)
@@ -534,6 +561,11 @@ func (p *Publisher) Repair(ctx context.Context) (int, error) {
 	notes, err := pend.ListPending(ctx, 0)
 	if err != nil {
 		return 0, fmt.Errorf("repair: list pending: %w", err)
+	}
+	if len(notes) > 0 {
+		if err := p.checkClock(ctx); err != nil {
+			return 0, fmt.Errorf("repair: %w", err)
+		}
 	}
 	now := time.Now()
 	repaired := 0

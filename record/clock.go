@@ -44,6 +44,10 @@ func (c *Clock) Now() Version {
 	return c.last
 }
 
+// Wall returns the wall-clock time this clock reads (its physical part
+// follows it).
+func (c *Clock) Wall() time.Time { return c.wall() }
+
 // Observe folds a version seen elsewhere into the clock, so that later calls
 // to Now return versions greater than v.
 func (c *Clock) Observe(v Version) {

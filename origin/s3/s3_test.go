@@ -606,3 +606,26 @@ func BenchmarkReadLog(b *testing.B) {
 		})
 	}
 }
+
+// TestServerTime: the server's time comes from the Date of any answer, a
+// refusal included (a HEAD of a bucket that does not exist is a 404).
+func TestServerTime(t *testing.T) {
+	for _, create := range []bool{true, false} {
+		cfg := config(server)
+		s, err := s3.New(ctx(t), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if create {
+			if err := s.CreateBucket(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := time.Now().Add(-time.Second)
+		got, err := s.ServerTime(ctx(t))
+		after := time.Now().Add(time.Second)
+		if err != nil || got.Before(before) || got.After(after) {
+			t.Errorf("bucket created %v: ServerTime = %v, %v; want a time in [%v, %v]", create, got, err, before, after)
+		}
+	}
+}

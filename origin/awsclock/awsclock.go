@@ -1,0 +1,45 @@
+// Package awsclock reads an AWS-style origin's clock from the Date header of
+// its answers, so that the S3 and DynamoDB stores can implement origin.Clock
+// without a request of their own: any answer will do, a refusal (403, 404)
+// as well as a success, since each carries the server's Date.
+package awsclock
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// ErrNoDate means the origin answered without a usable Date header.
+var ErrNoDate = errors.New("origin answered without a Date header")
+
+// ServerTime returns the Date of the answer a call got: from its result's
+// metadata when it succeeded (md), or from the HTTP response inside err when
+// the origin refused it. It fails wrapping ErrNoDate when neither carries a
+// Date, and returns callErr itself when the call got no answer at all (a
+// network error).
+func ServerTime(md middleware.Metadata, callErr error) (time.Time, error) {
+	if callErr == nil {
+		if t, ok := awsmiddleware.GetServerTime(md); ok && !t.IsZero() {
+			return t, nil
+		}
+		return time.Time{}, ErrNoDate
+	}
+	var re interface{ HTTPResponse() *smithyhttp.Response }
+	if !errors.As(callErr, &re) || re.HTTPResponse() == nil || re.HTTPResponse().Response == nil {
+		return time.Time{}, callErr
+	}
+	date := re.HTTPResponse().Header.Get("Date")
+	if date == "" {
+		return time.Time{}, ErrNoDate
+	}
+	t, err := smithyhttp.ParseTime(date)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %q: %v", ErrNoDate, date, err)
+	}
+	return t, nil
+}
