@@ -300,15 +300,11 @@ func (d *deployment) startTier(ctx context.Context, r, i int) (*tierNode, error)
 	ccfg := cachenode.DefaultConfig()
 	ccfg.Origin = st
 	ccfg.Cache = d.cacheOptions(d.fresh())
-	if !d.opt.Gossip {
-		// The RFC's dumb cache nodes (options 3 and 4B) "only cache reads
-		// for 10s": past the TTL a read waits for the origin. With
-		// stale-while-revalidate here too, a sentinel revalidating a
-		// rarely read key would get the node's arbitrarily old copy,
-		// confirmed fresh for another TTL, and staleness would have no
-		// bound. (If the origin fails, the held value is still served.)
-		ccfg.Cache.Default.Stale = 0
-	}
+	// The TTL cache nodes (options 3 and 4B) serve stale while they
+	// revalidate, like the sentinels: a sentinel's read asks with
+	// "Cache-Control: max-age=0" (httporigin), so a node whose copy is past
+	// its fresh window reads the origin before answering it
+	// (cache.GetRevalidated), and staleness stays bounded by the two TTLs.
 	ccfg.WriteToken = tierToken
 	ccfg.LogTailTTL = benchTailTTL
 	ccfg.Logger = discard
