@@ -201,7 +201,7 @@ func TestLogTailExpires(t *testing.T) {
 func TestSentinelsShareLogReads(t *testing.T) {
 	const (
 		sentinels = 4
-		ttl       = 250 * time.Millisecond
+		ttl       = 500 * time.Millisecond
 		window    = 3 * time.Second
 	)
 	d, err := dir.Open(t.TempDir())
