@@ -319,3 +319,71 @@ func poll(timeout time.Duration, cond func() bool) bool {
 	}
 	return true
 }
+
+// TestLogReadsFailOver: httporigin reads the log from the region's log node,
+// from the next node when that one is gone, and from its fallback (the real
+// store) when every node is gone; each answer holds every change.
+func TestLogReadsFailOver(t *testing.T) {
+	d, err := dir.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := record.MakeVersion(time.Now(), 0)
+	for i := range 3 {
+		if err := d.AppendLog(context.Background(), record.Change{Namespace: "cfg", Key: fmt.Sprint("k", i), Version: base + record.Version(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var srvs []*httptest.Server
+	var urls []string
+	polls := make([]*atomic.Int64, 2)
+	for i := range 2 {
+		cfg := cachenode.DefaultConfig()
+		cfg.Origin, cfg.WriteToken, cfg.Logger = d, token, slog.New(slog.DiscardHandler)
+		node, err := cachenode.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		polls[i] = &atomic.Int64{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == wire.LogPath {
+				polls[i].Add(1)
+			}
+			node.ServeHTTP(w, r)
+		}))
+		t.Cleanup(func() { srv.Close(); node.Close() })
+		srvs, urls = append(srvs, srv), append(urls, srv.URL)
+	}
+	fallback := &logCounting{Store: d}
+	tier, err := httporigin.New(httporigin.Config{Nodes: urls, Fallback: fallback, Token: token, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(what string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cs, err := tier.ReadLog(ctx, base-1, 0)
+		if err != nil || len(cs) != 3 {
+			t.Fatalf("%s: %d changes, %v; want 3", what, len(cs), err)
+		}
+	}
+	read("every node up")
+	first := 0
+	if polls[1].Load() > 0 {
+		first = 1
+	}
+	if polls[first].Load() != 1 || polls[1-first].Load() != 0 {
+		t.Fatalf("log polls by node: %d, %d; want all on one node", polls[0].Load(), polls[1].Load())
+	}
+	srvs[first].Close()
+	read("the log node gone")
+	if polls[1-first].Load() != 1 {
+		t.Fatalf("the other node answered %d log polls, want 1", polls[1-first].Load())
+	}
+	srvs[1-first].Close()
+	read("every node gone")
+	if fallback.reads.Load() != 1 {
+		t.Fatalf("the fallback answered %d log reads, want 1", fallback.reads.Load())
+	}
+}
