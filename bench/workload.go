@@ -491,9 +491,9 @@ const servingProbeEvery = 250 * time.Millisecond
 // value did not travel inline) fetches it only when the key is read, so the
 // prober reads it, every servingProbeEvery, as a reader would: the read
 // that a reader would make anyway, made early. With a lagging replica the
-// node refuses the replica's older answer and serves the old value marked
-// stale until the replica has the new one (the cache retries about once a
-// second), which is what this measures.
+// node never serves the replica's older answer as fresh: a read waits for
+// the replica and gets the old value marked stale, until the replica has
+// the new one, which is what this measures.
 func (w *workload) probeServing(ctx context.Context, p *pendingWrite, now time.Time) []int {
 	left := p.serving[:0]
 	for _, i := range p.serving {
