@@ -207,6 +207,18 @@ type Config struct {
 	// GossipLoss is the packet loss of the gossip-loss fault.
 	GossipLoss float64 `json:"gossip_loss"`
 
+	// ReplicaLag, when positive (or ReplicaLoss), gives every region but
+	// the first its own origin replica: a second real bucket or table, fed
+	// from the primary by origin/replica with this lag, which the region's
+	// sentinels and cache nodes read (over the LAN); the publisher writes
+	// the primary, in the first region, whose sentinels read it. As
+	// DynamoDB Global Tables or S3 cross-region replication would. The
+	// gossip options' settle window grows by the lag (origin.Timing).
+	ReplicaLag time.Duration `json:"replica_lag,omitempty"`
+	// ReplicaLoss is the probability that the replicator's copy of one
+	// change fails on a pass (it is retried on the next, every 50 ms).
+	ReplicaLoss float64 `json:"replica_loss,omitempty"`
+
 	// Seed makes the geography, keys, sizes and schedule reproducible.
 	Seed uint64 `json:"seed"`
 	// Options are the configurations to run, in order.
@@ -297,10 +309,29 @@ func (c *Config) Validate() error {
 		return errors.New("steady and fault must be positive; warmup, recover and settle not negative")
 	case c.GossipLoss < 0 || c.GossipLoss > 1:
 		return fmt.Errorf("gossip-loss %v: want 0 to 1", c.GossipLoss)
+	case c.ReplicaLag < 0 || c.ReplicaLoss < 0 || c.ReplicaLoss >= 1:
+		return fmt.Errorf("replica-lag %s, replica-loss %v: want lag >= 0 and loss in [0, 1)", c.ReplicaLag, c.ReplicaLoss)
 	case len(c.Options) == 0:
 		return errors.New("no options selected")
 	}
 	return nil
+}
+
+// replicas reports whether the regions after the first read replicas.
+func (c *Config) replicas() bool { return c.Regions > 1 && (c.ReplicaLag > 0 || c.ReplicaLoss > 0) }
+
+// replicaInterval is how often a replicator passes over the primary's log.
+const replicaInterval = 50 * time.Millisecond
+
+// logSettle is the gossip options' settle window: the publisher's budget
+// (750 ms) and clock skew (100 ms) plus the cache nodes' shared log read
+// (benchTailTTL), and with replicas the replication lag, the replicator's
+// pass and a few retries of lost copies.
+func (c *Config) logSettle() time.Duration {
+	if !c.replicas() {
+		return time.Second
+	}
+	return time.Second + c.ReplicaLag + 4*replicaInterval
 }
 
 // regionNames name the simulated regions; the origin is in the first.

@@ -16,6 +16,7 @@ import (
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin"
+	"github.com/dataplane/dataplane/origin/replica"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
 )
@@ -43,7 +44,20 @@ type deployment struct {
 	tierURLs  [][]string // by region
 	publisher *publisher.Publisher
 	direct    origin.Store // the origin without delay or counting, for setup and checks
+
+	// replicas[r] opens region r's replica (nil: the region reads the
+	// primary); replicators feed them until close.
+	replicas     []storeFactory
+	replicators  []*replica.Replicator
+	stopReplicas context.CancelFunc
+	replicasDone sync.WaitGroup
 }
+
+// benchTailTTL is how long a cache node's origin log read answers the log
+// polls of its region (cachenode.Config.LogTailTTL); it fits in the
+// gossip options' 1 s settle window with the publisher's 750 ms budget and
+// 100 ms skew.
+const benchTailTTL = 100 * time.Millisecond
 
 // slot is one sentinel position; a restart replaces its node.
 type slot struct {
@@ -66,7 +80,17 @@ type tierNode struct {
 
 // originStore returns a counted store that reaches the origin from region
 // r over the simulated network.
+//
+// With replicas, sentinels and cache nodes of a region other than the
+// first reach the region's replica instead, over the LAN.
 func (d *deployment) originStore(ctx context.Context, r int, role string) (origin.Store, error) {
+	if r < len(d.replicas) && d.replicas[r] != nil && role != "publisher" {
+		st, err := d.replicas[r](ctx, d.net.client(d.regions[r], d.regions[r], true))
+		if err != nil {
+			return nil, err
+		}
+		return countingStore{Store: st, c: d.counters[role]}, nil
+	}
 	st, err := d.stores(ctx, d.net.client(d.regions[r], d.regions[0], true))
 	if err != nil {
 		return nil, err
@@ -107,7 +131,7 @@ func (d *deployment) gossipConfig(name string, r int) (*gossip.Config, error) {
 	}
 	g.PushAckTimeout = max(2*d.cfg.maxRTT(), 20*time.Millisecond)
 	g.LogInterval = d.cfg.LogInterval
-	g.LogSettle = time.Second
+	g.LogSettle = d.cfg.logSettle()
 	g.ReconnectInterval = 2 * time.Second
 	g.Logger = discard
 	if len(d.slots) > 0 && d.slots[0].node != nil {
@@ -143,6 +167,11 @@ func deploy(ctx context.Context, cfg *Config, opt Option, nw *network, b *Backen
 	clock := record.NewClock(nil)
 	if err := d.preload(ctx, clock, latest); err != nil {
 		return nil, fmt.Errorf("load %d keys: %w", cfg.Keys, err)
+	}
+	if cfg.replicas() {
+		if err := d.startReplicas(ctx, b, opt, name); err != nil {
+			return nil, fmt.Errorf("replicas: %w", err)
+		}
 	}
 
 	if opt.Tier {
@@ -194,8 +223,9 @@ func deploy(ctx context.Context, cfg *Config, opt Option, nw *network, b *Backen
 	pcfg := publisher.DefaultConfig()
 	pcfg.Clock = clock
 	pcfg.Logger = discard
-	// The nodes settle 1 s behind the log (newNode): the budget fits in it.
-	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = time.Second, 750*time.Millisecond, 100*time.Millisecond
+	// The nodes settle 1 s behind the log (newNode), and the replication
+	// lag more with replicas: the budget fits in it.
+	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = cfg.logSettle(), 750*time.Millisecond, 100*time.Millisecond
 	pcfg.LogRetention = 0
 	if opt.Gossip {
 		pcfg.Notifier = d.slots[0].node.Gossip()
@@ -270,16 +300,13 @@ func (d *deployment) startTier(ctx context.Context, r, i int) (*tierNode, error)
 	ccfg := cachenode.DefaultConfig()
 	ccfg.Origin = st
 	ccfg.Cache = d.cacheOptions(d.fresh())
-	if !d.opt.Gossip {
-		// The RFC's dumb cache nodes (options 3 and 4B) "only cache reads
-		// for 10s": past the TTL a read waits for the origin. With
-		// stale-while-revalidate here too, a sentinel revalidating a
-		// rarely read key would get the node's arbitrarily old copy,
-		// confirmed fresh for another TTL, and staleness would have no
-		// bound. (If the origin fails, the held value is still served.)
-		ccfg.Cache.Default.Stale = 0
-	}
+	// The TTL cache nodes (options 3 and 4B) serve stale while they
+	// revalidate, like the sentinels: a sentinel's read asks with
+	// "Cache-Control: max-age=0" (httporigin), so a node whose copy is past
+	// its fresh window reads the origin before answering it
+	// (cache.GetRevalidated), and staleness stays bounded by the two TTLs.
 	ccfg.WriteToken = tierToken
+	ccfg.LogTailTTL = benchTailTTL
 	ccfg.Logger = discard
 	srv, err := cachenode.New(ccfg)
 	if err != nil {
@@ -399,6 +426,10 @@ func (d *deployment) close() {
 		}()
 	}
 	wg.Wait()
+	if d.stopReplicas != nil {
+		d.stopReplicas()
+		d.replicasDone.Wait()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for _, t := range d.tiers {
@@ -417,4 +448,78 @@ func (d *deployment) counts() map[string]OriginCounts {
 		out[role] = c.snapshot()
 	}
 	return out
+}
+
+// startReplicas creates a replica bucket or table for every region but the
+// first, copies the preloaded keys, log and snapshot into it (as a replica
+// set up before the run would hold them), and starts a replicator from the
+// primary with the configured lag and loss.
+func (d *deployment) startReplicas(ctx context.Context, b *Backends, opt Option, name string) error {
+	head, err := logHead(ctx, d.direct)
+	if err != nil {
+		return err
+	}
+	snap, err := d.direct.GetSnapshot(ctx, ns)
+	if err != nil {
+		return fmt.Errorf("primary snapshot: %w", err)
+	}
+	rctx, stop := context.WithCancel(context.Background())
+	d.stopReplicas = stop
+	d.replicas = make([]storeFactory, d.cfg.Regions)
+	for r := 1; r < d.cfg.Regions; r++ {
+		f, err := b.factory(ctx, opt, fmt.Sprintf("%s-r%d", name, r))
+		if err != nil {
+			return err
+		}
+		rep, err := f(ctx, nil)
+		if err != nil {
+			return err
+		}
+		// The initial copy: every change so far, at once.
+		load, err := replica.New(d.direct, rep, replica.Config{Interval: replicaInterval})
+		if err != nil {
+			return err
+		}
+		if _, err := load.Pass(ctx); err != nil {
+			return fmt.Errorf("initial copy to %s: %w", d.regions[r], err)
+		}
+		if err := rep.PutSnapshot(ctx, snap); err != nil {
+			return fmt.Errorf("snapshot to %s: %w", d.regions[r], err)
+		}
+		rp, err := replica.New(d.direct, rep, replica.Config{
+			Lag: d.cfg.ReplicaLag, Loss: d.cfg.ReplicaLoss, Interval: replicaInterval,
+			Seed: d.cfg.Seed + uint64(r), After: head,
+		})
+		if err != nil {
+			return err
+		}
+		d.replicas[r] = f
+		d.replicators = append(d.replicators, rp)
+		d.replicasDone.Add(1)
+		go func() { defer d.replicasDone.Done(); _ = rp.Run(rctx) }()
+	}
+	return nil
+}
+
+// logHead returns the newest version in s's change log (0 when empty).
+func logHead(ctx context.Context, s origin.Store) (record.Version, error) {
+	cs, err := s.ReadLog(ctx, 0, 0)
+	if err != nil {
+		return 0, fmt.Errorf("read primary log: %w", err)
+	}
+	var v record.Version
+	for _, c := range cs {
+		v = max(v, c.Version)
+	}
+	return v, nil
+}
+
+// replicaCounts sums the replicators' copied and lost counts.
+func (d *deployment) replicaCounts() (copied, lost int64) {
+	for _, r := range d.replicators {
+		c, l := r.Counts()
+		copied += c
+		lost += l
+	}
+	return copied, lost
 }

@@ -74,6 +74,19 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			per(o.Gets), per(o.NotModified), per(o.NotFound), per(o.LogReads), per(o.SnapshotReads),
 			per(t.Reads()), per(p.Reads()), per(p.Writes+p.LogAppends+p.SnapshotWrites))
 	}
+	fmt.Fprintf(&b, "\nServing: publish start → the last sentinel that held the key serves the new version fresh (Node.Peek; a holder told of it without its value is read by the prober every %s, as a reader would, until it serves it); steady-phase writes.", servingProbeEvery)
+	if c.replicas() {
+		fmt.Fprintf(&b, " Regions after %s read their own replica, fed from the primary %s behind with %.0f%% of copies lost and retried every %s (origin/replica); the gossip options settle %s behind the log.", regionNames[0], c.ReplicaLag, 100*c.ReplicaLoss, replicaInterval, c.logSettle())
+	}
+	fmt.Fprintf(&b, " \"Served fresh while behind\": looks that found a holder told of the new version serving an older one as fresh (must be 0).")
+	fmt.Fprintf(&b, "\n\n| option | serving p50 / p99 / max (ms) | not served | served fresh while behind | replica changes copied (copies lost) |\n|---|---|---|---|---|\n")
+	for _, res := range r.Results {
+		if res.SteadySeconds <= 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %s / %s / %s | %d | %d | %d (%d) |\n", res.Option.Name,
+			fmtMs(res.Served.P50), fmtMs(res.Served.P99), fmtMs(res.Served.Max), res.Unserved, res.FreshBehind, res.ReplicaCopied, res.ReplicaLost)
+	}
 	var missing []string
 	for k, v := range r.Backends {
 		if strings.HasPrefix(v, "UNAVAILABLE") {

@@ -25,6 +25,23 @@ type Result struct {
 	// the steady phase; PropagationAll for every write.
 	Propagation    Quantiles `json:"propagation_ms"`
 	PropagationAll Quantiles `json:"propagation_all_ms"`
+	// Served is the time from the start of a publish to the last sentinel
+	// that held the key serving the new version fresh (steady-phase
+	// writes): a holder told of it without its value is read by the
+	// prober every 250 ms until it serves it. Unserved counts the writes
+	// some holder never served so before the end. With per-region replicas
+	// this includes the replication lag for values not carried inline.
+	Served   Quantiles `json:"served_ms"`
+	Unserved int       `json:"unserved"`
+	// FreshBehind counts the prober's looks at a holder that had been
+	// told of a newer version yet served an older one as fresh (steady
+	// phase). It must be 0: a lagging replica's older answer is never
+	// served as fresh.
+	FreshBehind int `json:"fresh_behind"`
+	// ReplicaCopied and ReplicaLost are the replicators' changes copied and
+	// copy attempts lost (retried), with Config.ReplicaLag.
+	ReplicaCopied int64 `json:"replica_copied,omitempty"`
+	ReplicaLost   int64 `json:"replica_lost,omitempty"`
 	// Unpropagated counts steady-phase writes that some sentinel holding
 	// the key had still not picked up at the end of the run (TTL-only
 	// options refresh a key only when it is read again).

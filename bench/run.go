@@ -82,6 +82,9 @@ func Run(ctx context.Context, cfg Config, b *Backends, progress Progress) (*Repo
 			rep.Results = append(rep.Results, &Result{Option: opt, Skipped: fmt.Sprintf("%s server unavailable: %s", opt.Origin, firstLine(why))})
 			continue
 		}
+		if cfg.replicas() {
+			opt.Name += fmt.Sprintf(", per-region replicas (lag %s)", cfg.ReplicaLag)
+		}
 		res := runOption(ctx, &cfg, opt, b, i, progress)
 		rep.Results = append(rep.Results, res)
 	}
@@ -281,6 +284,9 @@ func runOption(ctx context.Context, cfg *Config, opt Option, b *Backends, idx in
 	res.PropagationAll = quantiles(w.propAll)
 	res.PropagationSamples = w.propSteady
 	res.Unpropagated = w.unfinished
+	res.Served = quantiles(w.servedSteady)
+	res.Unserved = w.unserved
+	res.FreshBehind = w.freshBehind
 	res.Phase = w.stats
 	w.mu.Unlock()
 	if st := res.Phase[phaseSteady]; st != nil {
@@ -295,6 +301,7 @@ func runOption(ctx context.Context, cfg *Config, opt Option, b *Backends, idx in
 	}
 	res.cost(cfg.Prices)
 	res.OriginTotal = d.counts()
+	res.ReplicaCopied, res.ReplicaLost = d.replicaCounts()
 	res.Timeline = tl.values()
 
 	if err == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,6 +97,12 @@ type pendingWrite struct {
 	start   time.Time
 	phase   string
 	waiting []int // slots that held the key and lack the version
+	// serving are the holders not yet serving the version fresh; probed
+	// holds when each was last read by the prober.
+	serving []int
+	probed  map[int]time.Time
+	// propDone and servedDone: the two times were recorded.
+	propDone, servedDone bool
 }
 
 // workload runs the readers, the writer and the propagation prober of one
@@ -115,13 +122,20 @@ type workload struct {
 	// by gossip or the change log (Node.Watch), invalidations included.
 	known [][]versionCell
 
-	mu          sync.Mutex // guards the fields below, written by the collector and prober
-	stats       map[string]*PhaseStats
-	latSteady   []float64
-	latAll      []float64
-	propSteady  []float64
-	propAll     []float64
-	unfinished  int
+	mu         sync.Mutex // guards the fields below, written by the collector and prober
+	stats      map[string]*PhaseStats
+	latSteady  []float64
+	latAll     []float64
+	propSteady []float64
+	propAll    []float64
+	unfinished int
+	// servedSteady: publish → the last holder serving the version fresh
+	// (steady-phase writes); unserved counts those never seen so.
+	servedSteady []float64
+	unserved     int
+	// freshBehind counts probes that found a holder told of a version
+	// serving an older one as fresh (steady phase): must stay 0.
+	freshBehind int
 	lastWriteAt time.Time
 }
 
@@ -346,7 +360,7 @@ func (w *workload) writer(ctx context.Context) {
 		w.mu.Unlock()
 		w.latest[k].raise(rec.Version)
 		select {
-		case w.writes <- pendingWrite{key: k, version: rec.Version, start: start, phase: phase, waiting: holders}:
+		case w.writes <- pendingWrite{key: k, version: rec.Version, start: start, phase: phase, waiting: holders, serving: slices.Clone(holders), probed: map[int]time.Time{}}:
 		case <-ctx.Done():
 			return
 		}
@@ -403,8 +417,11 @@ func (w *workload) prober(ctx context.Context) {
 		case <-ctx.Done():
 			w.mu.Lock()
 			for _, p := range pending {
-				if p.phase == phaseSteady {
+				if p.phase == phaseSteady && !p.propDone {
 					w.unfinished++
+				}
+				if p.phase == phaseSteady && !p.servedDone {
+					w.unserved++
 				}
 			}
 			w.mu.Unlock()
@@ -436,18 +453,80 @@ func (w *workload) prober(ctx context.Context) {
 				}
 			}
 			p.waiting = left
-			if len(left) > 0 {
+			if !p.propDone && len(left) == 0 {
+				p.propDone = true
+				d := ms(now.Sub(p.start))
+				w.mu.Lock()
+				w.propAll = append(w.propAll, d)
+				if p.phase == phaseSteady {
+					w.propSteady = append(w.propSteady, d)
+				}
+				w.mu.Unlock()
+			}
+			if !p.servedDone {
+				p.serving = w.probeServing(ctx, p, now)
+				if len(p.serving) == 0 {
+					p.servedDone = true
+					w.mu.Lock()
+					if p.phase == phaseSteady {
+						w.servedSteady = append(w.servedSteady, ms(now.Sub(p.start)))
+					}
+					w.mu.Unlock()
+				}
+			}
+			if !p.propDone || !p.servedDone {
 				keep = append(keep, p)
-				continue
 			}
-			d := ms(now.Sub(p.start))
-			w.mu.Lock()
-			w.propAll = append(w.propAll, d)
-			if p.phase == phaseSteady {
-				w.propSteady = append(w.propSteady, d)
-			}
-			w.mu.Unlock()
 		}
 		pending = keep
 	}
+}
+
+// servingProbeEvery is how often the prober reads a key on a holder that
+// was told of a version it does not serve yet.
+const servingProbeEvery = 250 * time.Millisecond
+
+// probeServing returns the holders of p that do not yet serve its version
+// fresh (Node.Peek). A holder told of the version (an invalidation: the
+// value did not travel inline) fetches it only when the key is read, so the
+// prober reads it, every servingProbeEvery, as a reader would: the read
+// that a reader would make anyway, made early. With a lagging replica the
+// node never serves the replica's older answer as fresh: a read waits for
+// the replica and gets the old value marked stale, until the replica has
+// the new one, which is what this measures.
+func (w *workload) probeServing(ctx context.Context, p *pendingWrite, now time.Time) []int {
+	left := p.serving[:0]
+	for _, i := range p.serving {
+		s := w.d.slots[i]
+		if !s.mu.TryRLock() {
+			left = append(left, i)
+			continue
+		}
+		e, ok := s.node.Peek(ns, keyName(p.key))
+		node := s.node
+		s.mu.RUnlock()
+		if ok && e.Record.Version >= p.version && !e.Stale {
+			continue
+		}
+		left = append(left, i)
+		told := w.known[i][p.key].load() >= p.version
+		if told && ok && !e.Stale && p.phase == phaseSteady && *w.phase.Load() == phaseSteady {
+			// Told of the version (the cache applied the change before
+			// Watch said so), yet serving an older one as fresh: what a
+			// lagging replica must never cause.
+			w.mu.Lock()
+			w.freshBehind++
+			w.mu.Unlock()
+		}
+		if !told || now.Sub(p.probed[i]) < servingProbeEvery {
+			continue
+		}
+		p.probed[i] = now
+		go func() {
+			rctx, cancel := context.WithTimeout(ctx, w.cfg.ReadTimeout)
+			defer cancel()
+			_, _ = node.Get(rctx, ns, keyName(p.key))
+		}()
+	}
+	return left
 }

@@ -18,6 +18,15 @@ import (
 // RefreshTimeout instead.
 const DefaultOriginTimeout = 10 * time.Second
 
+// Defaults of the shared change-log reads (Config.LogTailTTL, LogTailSpan).
+const (
+	// DefaultLogTailTTL fits gossip.DefaultLANConfig's 2 s LogSettle with
+	// publisher.DefaultConfig's 1 s budget and 250 ms clock skew, with
+	// 500 ms to spare.
+	DefaultLogTailTTL  = 250 * time.Millisecond
+	DefaultLogTailSpan = 10 * time.Second
+)
+
 // Config configures a Server. Start from DefaultConfig and set Origin and
 // WriteToken.
 type Config struct {
@@ -41,6 +50,23 @@ type Config struct {
 	// OriginTimeout bounds each forwarded write, log or snapshot call; zero
 	// means DefaultOriginTimeout.
 	OriginTimeout time.Duration
+	// LogTailTTL is how long one origin change-log read answers the
+	// node's log readers: concurrent GET /v1/log requests share one origin
+	// read, and a request up to LogTailTTL after a read started is answered
+	// from it when its cursor is at or above that read's. The N sentinels
+	// of a region polling the log then cost about one origin read per
+	// LogTailTTL instead of N per poll interval. An answer may miss
+	// changes appended up to LogTailTTL before the request, as a replica's
+	// log would: readers of the node count it in origin.Timing.ReplicaLag
+	// (their LogSettle must cover PublishBudget + ClockSkew + LogTailTTL).
+	// Zero or negative: every request reads the origin (DefaultConfig sets
+	// DefaultLogTailTTL).
+	LogTailTTL time.Duration
+	// LogTailSpan is how far below the wall clock a shared read starts
+	// when the request that starts it asks for less, so that readers
+	// whose cursors are a little behind are answered from it too; zero
+	// means DefaultLogTailSpan.
+	LogTailSpan time.Duration
 	// Registerer receives the node's and its cache's metrics; nil registers
 	// none.
 	Registerer prometheus.Registerer
@@ -50,12 +76,15 @@ type Config struct {
 }
 
 // DefaultConfig returns a Config with the cache's default windows (10 s fresh,
-// a day stale), the default limits, and no origin or tokens yet.
+// a day stale), the default limits, change-log reads shared for
+// DefaultLogTailTTL, and no origin or tokens yet.
 func DefaultConfig() Config {
 	return Config{
 		Cache:           cache.DefaultOptions(),
 		MaxSnapshotSize: wire.DefaultMaxSnapshotSize,
 		OriginTimeout:   DefaultOriginTimeout,
+		LogTailTTL:      DefaultLogTailTTL,
+		LogTailSpan:     DefaultLogTailSpan,
 	}
 }
 
@@ -69,6 +98,12 @@ func (c *Config) validate() error {
 	}
 	if c.OriginTimeout < 0 {
 		return fmt.Errorf("cachenode: Config.OriginTimeout must not be negative, got %v", c.OriginTimeout)
+	}
+	if c.LogTailSpan < 0 {
+		return fmt.Errorf("cachenode: Config.LogTailSpan must not be negative, got %v", c.LogTailSpan)
+	}
+	if c.LogTailSpan == 0 {
+		c.LogTailSpan = DefaultLogTailSpan
 	}
 	if c.MaxSnapshotSize == 0 {
 		c.MaxSnapshotSize = wire.DefaultMaxSnapshotSize

@@ -70,6 +70,8 @@
 //	    200 {"changes":[{"namespace","key","version","tombstone"},...]}, in
 //	    version order, at most min(limit, 1000) (no limit: 1000); clients
 //	    page. 410 truncated: changes after `after` were trimmed.
+//	    Answered from a shared origin read up to Config.LogTailTTL old
+//	    (see below).
 //
 //	POST /v1/log/trim?before=<version>                (write token)
 //	    204 trimmed.
@@ -82,8 +84,18 @@
 //	    Body: the snapshot encoding, at most Config.MaxSnapshotSize bytes,
 //	    of the namespace in the path. 204 stored, 400 invalid, 413.
 //
-// Record reads come from the cache; log and snapshot calls go to the origin
-// every time (they are rare: catch-up and cold start).
+// Record reads come from the cache. Change-log reads share origin reads:
+// every sentinel of a region polls the log every few seconds, each from its
+// own cursor, so concurrent requests wait for one origin read and a request
+// up to Config.LogTailTTL (250 ms by default) after a read started, with a
+// cursor at or above that read's, is answered from it; a shared read starts
+// Config.LogTailSpan below the clock so that cursors a little behind are
+// covered. A region's sentinels then cost about one origin log read per
+// LogTailTTL, whatever their number. The answer may trail the origin's log
+// by LogTailTTL, like a replica's: readers count it in origin.Timing's
+// ReplicaLag. An append or trim through the node drops the shared read.
+// Other log calls and snapshot calls go to the origin every time (they are
+// rare: catch-up and cold start).
 //
 // # Transport security
 //
@@ -98,6 +110,7 @@
 // # Metrics
 //
 // With Config.Registerer set: dataplane_cachenode_requests_total{route,code}
-// (304s are code="304"), dataplane_cachenode_stale_responses_total, and the
+// (304s are code="304"), dataplane_cachenode_stale_responses_total,
+// dataplane_cachenode_log_reads_shared_total, and the
 // cache's own dataplane_cache_* (origin reads, hits, revalidations).
 package cachenode

@@ -160,10 +160,12 @@ func (s *Server) appendLog(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "append log", err)
 		return
 	}
+	s.tail.forget(nil) // the writer may read its append back at once
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// readLog forwards GET /v1/log?after=&limit=.
+// readLog answers GET /v1/log?after=&limit= from the origin's log, sharing
+// origin reads among requests (logTail).
 func (s *Server) readLog(w http.ResponseWriter, r *http.Request) {
 	after, ok := versionParam(w, r, "after", false)
 	if !ok {
@@ -182,10 +184,13 @@ func (s *Server) readLog(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.OriginTimeout)
 	defer cancel()
-	cs, err := s.origin.ReadLog(ctx, after, limit)
+	cs, shared, err := s.tail.get(ctx, after, limit)
 	if err != nil {
 		s.fail(w, r, "read log after "+after.String(), err)
 		return
+	}
+	if shared {
+		s.metrics.logShared.Inc()
 	}
 	if len(cs) > limit { // a store that ignores limit
 		cs = cs[:limit]
@@ -209,6 +214,7 @@ func (s *Server) trimLog(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "trim log before "+before.String(), err)
 		return
 	}
+	s.tail.forget(nil)
 	w.WriteHeader(http.StatusNoContent)
 }
 

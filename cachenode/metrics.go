@@ -12,6 +12,8 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec // route, code
 	stale    prometheus.Counter
+	// logShared counts log reads answered by another request's origin read.
+	logShared prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -24,11 +26,15 @@ func newMetrics() *metrics {
 			Namespace: "dataplane", Subsystem: "cachenode", Name: "stale_responses_total",
 			Help: "Record reads answered with a stale value (X-Dataplane-Stale: 1).",
 		}),
+		logShared: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "cachenode", Name: "log_reads_shared_total",
+			Help: "GET /v1/log requests answered from another request's origin log read (Config.LogTailTTL).",
+		}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.stale}
+	return []prometheus.Collector{m.requests, m.stale, m.logShared}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {

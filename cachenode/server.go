@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/cache"
@@ -23,6 +24,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	mux     *http.ServeMux
+	tail    *logTail
 	closed  atomic.Bool
 }
 
@@ -46,6 +48,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("cachenode: %w", err)
 	}
 	s.cache = c
+	s.tail = &logTail{
+		ttl: cfg.LogTailTTL, span: cfg.LogTailSpan, page: wire.MaxLogPage, wait: cfg.OriginTimeout,
+		now: time.Now, read: cfg.Origin.ReadLog,
+	}
 	s.metrics = newMetrics()
 	if cfg.Registerer != nil {
 		if err := s.metrics.register(cfg.Registerer); err != nil {
@@ -104,6 +110,13 @@ func (s *Server) Apply(rec record.Record) bool { return s.cache.Apply(rec) }
 // its value): the node stops serving anything older as fresh and fetches the
 // new version from the origin on the next read. It never blocks.
 func (s *Server) Invalidate(ns, key string, v record.Version) { s.cache.Invalidate(ns, key, v) }
+
+// LogReads reports how many change-log reads the node made of its origin
+// and how many GET /v1/log requests it answered from another request's
+// origin read (Config.LogTailTTL).
+func (s *Server) LogReads() (fromOrigin, shared int64) {
+	return s.tail.origin.Load(), s.tail.shared.Load()
+}
 
 // Ready reports whether the node should receive traffic: until Close. A
 // cold node is ready, since it reads through to the origin; for admin.Config.

@@ -136,6 +136,9 @@ type cluster struct {
 	check  *Checker
 	phase  atomic.Int32
 	tm     timing
+	// tier, when set, is the cache nodes the nodes read through
+	// (httporigin), in front of faulty.
+	tier *cacheTier
 
 	opsMu sync.Mutex // guards ops
 	ops   map[string]int
@@ -192,8 +195,15 @@ func (c *cluster) start(nd *chaosNode) error {
 	copts.NegativeTTL = time.Second
 	copts.MaxBytes = 64 << 20
 	copts.Now = nd.now
+	var store origin.Store = c.faulty
+	if c.tier != nil {
+		if store, err = c.tier.client(c.log.With("node", nd.name)); err != nil {
+			_ = tr.Shutdown()
+			return err
+		}
+	}
 	n, err := dataplane.Open(context.Background(), dataplane.Config{
-		Origin:                c.faulty,
+		Origin:                store,
 		Cache:                 copts,
 		Gossip:                &g,
 		Namespaces:            []string{"routes", "keys"},
@@ -300,7 +310,7 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runChaos(t, "TestChaos$", "dir", store, chaosLength(t, 40*time.Second), localTiming, nil)
+	runChaos(t, "TestChaos$", "dir", store, chaosLength(t, 40*time.Second), localTiming, runOpts{})
 }
 
 // TestChaosS3 is TestChaos over a real S3-compatible server (versitygw, as
@@ -324,7 +334,7 @@ func TestChaosS3(t *testing.T) {
 	if err := store.CreateBucket(ctx); err != nil {
 		t.Fatal(err)
 	}
-	runChaos(t, "TestChaosS3", "s3 (versitygw)", store, chaosLength(t, 20*time.Second), localTiming, nil)
+	runChaos(t, "TestChaosS3", "s3 (versitygw)", store, chaosLength(t, 20*time.Second), localTiming, runOpts{})
 }
 
 // TestChaosDynamo is TestChaos over a real DynamoDB-compatible server
@@ -365,18 +375,28 @@ func TestChaosDynamo(t *testing.T) {
 	// may take 10 s longer, since every read a converging node makes waits
 	// in dynalite's queue.
 	dynTiming := timing{every: 4 * publishEvery, budget: 2 * time.Second, settle: 3 * time.Second, slack: 10 * time.Second}
-	runChaos(t, "TestChaosDynamo", "dynamodb (dynalite)", store, chaosLength(t, 20*time.Second), dynTiming, func() map[string]int {
+	runChaos(t, "TestChaosDynamo", "dynamodb (dynalite)", store, chaosLength(t, 20*time.Second), dynTiming, runOpts{extra: func() map[string]int {
 		n, _ := srv.Crashes()
 		return map[string]int{"dynalite crashes (restarted: origin outages)": n}
-	})
+	}})
+}
+
+// runOpts are a run's options beyond its origin and timing.
+type runOpts struct {
+	// extra, if set, adds counts of the backend's own to the table.
+	extra func() map[string]int
+	// cacheNodes > 0 puts that many real cache nodes (package cachenode)
+	// between the nodes and the faulty origin; the nodes read through
+	// them (httporigin, with the origin as fallback), and the schedule
+	// draws cache-node faults too.
+	cacheNodes int
 }
 
 // runChaos runs the chaos suite over store: faults for length, then the
 // last heal and the checks. run is the -run pattern that replays it.
-//
-// extra, if set, adds counts of the backend's own to the table.
 // tm is the run's timing (localTiming unless the backend is slower).
-func runChaos(t *testing.T, run, originName string, store origin.Store, length time.Duration, tm timing, extra func() map[string]int) {
+func runChaos(t *testing.T, run, originName string, store origin.Store, length time.Duration, tm timing, opt runOpts) {
+	extra := opt.extra
 	seed := chaosSeed(t)
 	replay := fmt.Sprintf("DATAPLANE_CHAOS_SEED=%d go test -race -count=1 -run '%s' -v ./chaos/", seed, run)
 	t.Logf("seed %d, origin %s (replay: %s)", seed, originName, replay)
@@ -395,6 +415,9 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		check: NewChecker(), ops: make(map[string]int), tm: tm,
 	}
 	c.net.SetDefault(base)
+	if opt.cacheNodes > 0 {
+		c.tier = startCacheTier(t, faulty, opt.cacheNodes, tm)
+	}
 
 	var clocks []*record.Clock // one per publisher, shared by its restarts
 	// Publishers: A on the wall clock, B 1.5 s ahead. Both notify a random
@@ -609,6 +632,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		MaxSkew: 400 * time.Millisecond, SlowFor: slowDelay + time.Second,
 		MinGap: 700 * time.Millisecond, MaxGap: 2500 * time.Millisecond,
 		MinFault: 2 * time.Second, MaxFault: 6 * time.Second,
+		CacheNodes: opt.cacheNodes, CacheSlowDelay: cacheSlowDelay,
 	})
 	for _, f := range faults {
 		t.Logf("fault %s", f)
@@ -620,6 +644,9 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	c.net.HealAll()
 	c.net.SetDefault(base)
 	faulty.SetMode(Healthy)
+	if c.tier != nil {
+		c.tier.healAll()
+	}
 	for _, nd := range c.nodes {
 		nd.skew.Store(0)
 		nd.mu.RLock()
@@ -676,6 +703,11 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	c.count("gossip packets", int(ns.Packets))
 	c.count("gossip packets lost", int(ns.Lost))
 	c.count("gossip packets cut", int(ns.Cut))
+	if c.tier != nil {
+		for k, n := range c.tier.stats() {
+			c.count(k, n)
+		}
+	}
 	if extra != nil {
 		for k, n := range extra() {
 			c.count(k, n)
@@ -850,6 +882,21 @@ func (c *cluster) run(faults []Fault) {
 				c.nodes[f.Node].skew.Store(int64(f.Skew))
 			} else {
 				c.nodes[f.Node].skew.Store(0)
+			}
+		case CacheDown:
+			if a.start {
+				c.tier.kill(f.Node)
+				c.count("cache node kills", 1)
+			} else if err := c.tier.restart(f.Node); err != nil {
+				c.t.Errorf("restart cache node %d: %v", f.Node, err)
+			} else {
+				c.count("cache node restarts", 1)
+			}
+		case CacheSlow:
+			if a.start {
+				c.tier.setSlow(f.Node, f.Delay)
+			} else {
+				c.tier.setSlow(f.Node, 0)
 			}
 		}
 	}

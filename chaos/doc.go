@@ -8,15 +8,18 @@
 //   - NewSchedule draws a reproducible random schedule of faults from a
 //     seed: node stops and crashes with restarts, partitions between zones
 //     and heals, gossip loss and delay, origin outage, slow and corrupt
-//     origin, clock skew.
+//     origin, clock skew; with cache nodes in the shape, cache nodes killed
+//     (restarted empty) and slowed.
 //   - Checker records every read a node served and every write a publisher
 //     made, and checks monotonic reads per key per node, no resurrection
 //     of deleted or overwritten versions, that held keys are always served,
 //     that every served version was written with the value served, and
 //     that reads after convergence serve the origin's latest version.
 //
-// The suite itself is TestChaos (over a directory origin) and TestChaosS3
-// (over a real S3-compatible server) in this package:
+// The suite itself is TestChaos (over a directory origin), TestChaosS3
+// (over a real S3-compatible server), TestChaosDynamo (over dynalite) and
+// TestChaosCacheTier (nodes reading a directory origin through two real
+// cache nodes, with httporigin) in this package:
 //
 //	go test -race -count=1 -run TestChaos -v ./chaos/
 //

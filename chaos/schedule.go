@@ -32,10 +32,22 @@ const (
 	OriginCorrupt
 	// Skew shifts a node's clock by Skew.
 	Skew
+	// CacheDown kills cache node Node (its listener and its cache) and
+	// starts it again, empty, on the same address when the fault ends.
+	// Drawn only when Shape.CacheNodes > 0.
+	CacheDown
+	// CacheSlow delays every request to cache node Node by Delay.
+	// Drawn only when Shape.CacheNodes > 0.
+	CacheSlow
 	numKinds
 )
 
-var kindNames = [numKinds]string{"stop", "crash", "partition", "lossy", "origin-down", "origin-slow", "origin-corrupt", "clock-skew"}
+// numNodeKinds is how many kinds a schedule without a cache tier draws
+// from: those before CacheDown (so that such schedules, and their seeds'
+// replays, are what they were before the cache-tier kinds existed).
+const numNodeKinds = CacheDown
+
+var kindNames = [numKinds]string{"stop", "crash", "partition", "lossy", "origin-down", "origin-slow", "origin-corrupt", "clock-skew", "cache-node-down", "cache-node-slow"}
 
 // String names the kind.
 func (k FaultKind) String() string {
@@ -50,10 +62,10 @@ type Fault struct {
 	Kind     FaultKind
 	At       time.Duration // from the start of the run
 	Duration time.Duration
-	Node     int           // Stop, Crash, Skew
+	Node     int           // Stop, Crash, Skew; the cache node of CacheDown, CacheSlow
 	Zones    [2]string     // Partition
 	Loss     float64       // Lossy
-	Delay    time.Duration // Lossy: one-way delay (jitter is as much again)
+	Delay    time.Duration // Lossy: one-way delay (jitter is as much again); CacheSlow: added to each request
 	Skew     time.Duration // Skew
 }
 
@@ -72,6 +84,10 @@ func (f Fault) String() string {
 		what += fmt.Sprintf(" loss=%.0f%% delay=%s", f.Loss*100, f.Delay)
 	case Skew:
 		what += fmt.Sprintf(" node-%d %+v", f.Node, f.Skew)
+	case CacheDown:
+		what += fmt.Sprintf(" cache-%d", f.Node)
+	case CacheSlow:
+		what += fmt.Sprintf(" cache-%d delay=%s", f.Node, f.Delay)
 	}
 	return fmt.Sprintf("%6.2fs +%.2fs %s", f.At.Seconds(), f.Duration.Seconds(), what)
 }
@@ -88,6 +104,11 @@ type Shape struct {
 	MaxGap   time.Duration // and at most
 	MinFault time.Duration // shortest fault (other than OriginSlow)
 	MaxFault time.Duration // longest fault
+	// CacheNodes is how many cache nodes the nodes read through; 0: none,
+	// and no cache-node faults are drawn.
+	CacheNodes int
+	// CacheSlowDelay is the delay of a CacheSlow fault.
+	CacheSlowDelay time.Duration
 }
 
 // NewSchedule draws a random schedule of faults for shape from seed: a new
@@ -106,7 +127,11 @@ func NewSchedule(seed uint64, sh Shape) []Fault {
 	}
 	overlaps := func(f, g Fault) bool { return f.At < g.End() && g.At < f.End() }
 	for at := between(sh.MinGap, sh.MaxGap); at < sh.Length; at += between(sh.MinGap, sh.MaxGap) {
-		f := Fault{Kind: FaultKind(rng.IntN(int(numKinds))), At: at, Duration: between(sh.MinFault, sh.MaxFault)}
+		kinds := numNodeKinds
+		if sh.CacheNodes > 0 {
+			kinds = numKinds
+		}
+		f := Fault{Kind: FaultKind(rng.IntN(int(kinds))), At: at, Duration: between(sh.MinFault, sh.MaxFault)}
 		switch f.Kind {
 		case Stop, Crash, Skew:
 			f.Node = rng.IntN(sh.Nodes)
@@ -119,6 +144,11 @@ func NewSchedule(seed uint64, sh Shape) []Fault {
 			f.Delay = between(5*time.Millisecond, 60*time.Millisecond)
 		case OriginSlow:
 			f.Duration = between(sh.SlowFor, sh.SlowFor+sh.MaxFault/2)
+		case CacheDown:
+			f.Node = rng.IntN(sh.CacheNodes)
+		case CacheSlow:
+			f.Node = rng.IntN(sh.CacheNodes)
+			f.Delay = sh.CacheSlowDelay
 		}
 		if f.Kind == Skew {
 			f.Skew = between(sh.MaxSkew/4, sh.MaxSkew)
@@ -139,7 +169,8 @@ func NewSchedule(seed uint64, sh Shape) []Fault {
 			case isOrigin(f.Kind) && isOrigin(g.Kind),
 				f.Kind == Partition && g.Kind == Partition,
 				f.Kind == Lossy && g.Kind == Lossy,
-				isNode(f.Kind) && isNode(g.Kind) && f.Node == g.Node:
+				isNode(f.Kind) && isNode(g.Kind) && f.Node == g.Node,
+				isCache(f.Kind) && isCache(g.Kind) && f.Node == g.Node:
 				ok = false
 			}
 			if isDown(g.Kind) {
@@ -151,12 +182,54 @@ func NewSchedule(seed uint64, sh Shape) []Fault {
 		}
 		out = append(out, f)
 	}
+	if sh.CacheNodes > 0 {
+		out = ensureCacheFaults(out, sh)
+	}
+	return out
+}
+
+// ensureCacheFaults adds a CacheDown and a CacheSlow fault, at fixed points
+// of the run on a cache node free then, when the random draw left either
+// out, so that every cache-tier run has both.
+func ensureCacheFaults(out []Fault, sh Shape) []Fault {
+	for i, k := range []FaultKind{CacheDown, CacheSlow} {
+		has := false
+		for _, f := range out {
+			has = has || f.Kind == k
+		}
+		if has {
+			continue
+		}
+		f := Fault{Kind: k, Duration: min(sh.MinFault, sh.Length/5)}
+		if k == CacheSlow {
+			f.Delay = sh.CacheSlowDelay
+		}
+	place:
+		for step := range 8 { // the first free slot from 1/5 (or 3/5) of the run on
+			f.At = (sh.Length*time.Duration(1+2*i)/5 + sh.Length*time.Duration(step)/10) % (sh.Length - f.Duration)
+			for node := range sh.CacheNodes {
+				f.Node = node
+				free := true
+				for _, g := range out {
+					if isCache(g.Kind) && g.Node == node && f.At < g.End() && g.At < f.End() {
+						free = false
+					}
+				}
+				if free {
+					out = append(out, f)
+					break place
+				}
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At < out[j].At })
 	return out
 }
 
 func isOrigin(k FaultKind) bool { return k == OriginDown || k == OriginSlow || k == OriginCorrupt }
 func isDown(k FaultKind) bool   { return k == Stop || k == Crash }
 func isNode(k FaultKind) bool   { return k == Stop || k == Crash || k == Skew }
+func isCache(k FaultKind) bool  { return k == CacheDown || k == CacheSlow }
 
 // Table formats a summary of a run over the origin named originName as a
 // Markdown table: the faults injected by kind, the operations, the reads

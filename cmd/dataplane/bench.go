@@ -86,6 +86,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	recov := fs.Duration("recover", def.Recover, "fault-free time after each fault")
 	settle := fs.Duration("settle", def.Settle, "least time between the last write and the convergence check; each option waits at least its own convergence bound (TTL options: the TTL, twice with a cache tier; gossip options: the log interval + 1s; plus a round trip and 1s)")
 	loss := fs.Float64("gossip-loss", def.GossipLoss, "gossip packet loss during the gossip-loss fault, 0 to 1")
+	replicaLag := fs.Duration("replica-lag", 0, "give every region but the first its own origin replica (a second bucket or table, fed from the primary by origin/replica this far behind), read by that region's sentinels and cache nodes; 0: every region reads the primary")
+	replicaLoss := fs.Float64("replica-loss", 0, "with replicas: probability that copying one change fails on a replication pass (retried on the next), 0 to <1")
 	seed := fs.Uint64("seed", def.Seed, "seed of the geography, keys, value sizes and schedule")
 	out := fs.String("out", "bench-out", "directory for bench.json and the PNG charts")
 	versitygw := fs.String("versitygw", "", "versitygw binary to start as the S3 origin (default: found on PATH or in GOPATH/bin)")
@@ -165,6 +167,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			cfg.Settle = *settle
 		case "gossip-loss":
 			cfg.GossipLoss = *loss
+		case "replica-lag":
+			cfg.ReplicaLag = *replicaLag
+		case "replica-loss":
+			cfg.ReplicaLoss = *replicaLoss
 		case "seed":
 			cfg.Seed = *seed
 		case "value-sizes":

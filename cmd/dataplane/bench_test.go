@@ -109,3 +109,56 @@ func TestBenchQuick(t *testing.T) {
 		t.Errorf("gossip options read the origin up to %.1f times per write, TTL-only ones as little as %.1f: want gossip below", gossipMax, ttlMin)
 	}
 }
+
+// TestBenchReplicaLag runs `dataplane bench -quick` for ours with per-region
+// replicas 1 s behind (a fifth of the copies lost and retried) against
+// real versitygw, with half the values too large to travel inline: the
+// regions after the first read their replica, so a holder there serves
+// such a write only once its replica has it, and never serves the older
+// replica answer as fresh meanwhile.
+func TestBenchReplicaLag(t *testing.T) {
+	out := t.TempDir()
+	args := []string{"bench", "-quick", "-no-progress", "-out", out, "-options", "ours",
+		"-replica-lag", "1s", "-replica-loss", "0.2", "-value-sizes", "200:1,2048:1",
+		"-keys", "60", "-read-rate", "150", "-write-rate", "4", "-log-interval", "1s",
+		"-min-delay", "20ms", "-max-delay", "40ms",
+		"-warmup", "300ms", "-steady", "4s", "-fault", "800ms", "-recover", "200ms", "-settle", "1s"}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("bench exited %d:\n%s", code, stderr.String())
+	}
+	t.Logf("\n%s", stdout.String())
+	rep, err := bench.ReadReport(filepath.Join(out, "bench.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 1 {
+		t.Fatalf("%d options ran, want 1", len(rep.Results))
+	}
+	res := rep.Results[0]
+	if res.Skipped != "" || res.Error != "" {
+		t.Fatalf("did not complete: skipped %q, error %q", res.Skipped, res.Error)
+	}
+	if !strings.Contains(res.Option.Name, "per-region replicas (lag 1s)") || !strings.Contains(stdout.String(), res.Option.Name) {
+		t.Errorf("row %q does not say it ran on replicas", res.Option.Name)
+	}
+	if res.ReplicaCopied == 0 {
+		t.Errorf("the replicators copied nothing: the regions did not read replicas")
+	}
+	if c := res.Converge; c.Stale != 0 || c.Checked == 0 {
+		t.Errorf("convergence: %d stale of %d checked: %v", c.Stale, c.Checked, c.Examples)
+	}
+	if res.FreshBehind != 0 {
+		t.Errorf("%d looks found a holder told of a newer version serving an older one as fresh", res.FreshBehind)
+	}
+	// Some write of a value sent as an invalidation had a holder in a
+	// replica region: serving it waited for the replica.
+	if res.Served.Max < 1000 {
+		t.Errorf("serving max %.0f ms, below the 1 s replica lag: the replica regions did not wait for their replica", res.Served.Max)
+	}
+	for _, f := range bench.FaultPhases {
+		if st := res.Phase[f]; st == nil || st.CachedServed != st.CachedReads {
+			t.Errorf("%s: not every read of a cached key was served: %+v", f, st)
+		}
+	}
+}

@@ -12,7 +12,10 @@
 // it gains or loses. A compare-and-swap goes to the same node, which applies
 // the written record to its cache, so a write is visible to every reader of
 // the region at once. Change log calls and snapshots go to the highest-scoring
-// node of a fixed key.
+// node of a fixed key, so every sentinel of the region polls the log on one
+// node, which shares its origin log reads among them
+// (cachenode.Config.LogTailTTL): a region's log polls cost about one origin
+// read per LogTailTTL. Readers count that TTL in origin.Timing.ReplicaLag.
 //
 // When a node cannot be reached, times out, or answers outside the protocol
 // (a 5xx without a cachenode error code, a redirect), it is marked down for

@@ -37,6 +37,10 @@ type Config struct {
 	Interval time.Duration
 	// Seed seeds the loss draws.
 	Seed uint64
+	// After is where the replicator starts reading the primary's log: 0
+	// copies every change the log holds; a replica loaded up to version V
+	// by other means starts after V.
+	After record.Version
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -87,8 +91,9 @@ func New(primary, replica origin.Store, cfg Config) (*Replicator, error) {
 	}
 	return &Replicator{
 		primary: primary, replica: replica, cfg: cfg,
-		rng:  rand.New(rand.NewPCG(cfg.Seed, 0x5eed)),
-		seen: make(map[record.Change]time.Time),
+		rng:    rand.New(rand.NewPCG(cfg.Seed, 0x5eed)),
+		seen:   make(map[record.Change]time.Time),
+		cursor: cfg.After,
 	}, nil
 }
 
