@@ -78,7 +78,9 @@ func (l *lagging) Get(ctx context.Context, ns, key string, ifNewer record.Versio
 
 // TestLaggingOriginBelowFloorStaysStale: when the origin keeps returning
 // versions older than an invalidation named, they are served marked stale
-// (never going back), and every read asks again until the new version shows.
+// (never going back), and the origin is asked again every outdatedRetry, in
+// the background, until the new version shows (TestLaggingOriginBacksOff:
+// not by every read).
 func TestLaggingOriginBelowFloorStaysStale(t *testing.T) {
 	t.Parallel()
 	store := mem.New()
@@ -96,14 +98,23 @@ func TestLaggingOriginBelowFloorStaysStale(t *testing.T) {
 		t.Fatal("Invalidate of a held older version marked nothing")
 	}
 	calls := l.calls.Load()
-	for range 3 {
-		e.mustGet("routes", "a.example", v2, true) // newer than v1, not v3
-		if n := l.calls.Load(); n <= calls {
-			t.Fatal("a read of an invalidated key did not ask the origin")
-		}
+	e.mustGet("routes", "a.example", v2, true) // newer than v1, not v3
+	if l.calls.Load() <= calls {
+		t.Fatal("a read of an invalidated key did not ask the origin")
+	}
+	for range 2 {
 		calls = l.calls.Load()
+		e.clock.Advance(outdatedRetry)
+		e.mustGet("routes", "a.example", v2, true)
+		eventually(t, "a background retry of the outdated key", func() bool { return l.calls.Load() > calls })
 	}
 	lag.lag(nil)
+	e.clock.Advance(outdatedRetry)
+	e.mustGet("routes", "a.example", v2, true)
+	eventually(t, "the background retry to install v3", func() bool {
+		ent, ok := e.c.Peek("routes", "a.example")
+		return ok && ent.Record.Version == v3
+	})
 	e.mustGet("routes", "a.example", v3, false)
 }
 
@@ -325,6 +336,42 @@ func TestOutdatedEntryRetriesSoonAfterOutage(t *testing.T) {
 	// read is answered at once (stale) and starts a retry in the
 	// background, which installs v2.
 	f.down.Store(false)
+	e.clock.Advance(outdatedRetry)
+	e.mustGet("routes", "a.example", v1, true)
+	eventually(t, "the background retry to install v2", func() bool {
+		ent, ok := e.c.Peek("routes", "a.example")
+		return ok && ent.Record.Version == v2
+	})
+	e.mustGet("routes", "a.example", v2, false)
+}
+
+// TestLaggingOriginBacksOff: an invalidation names v2 while the origin (a
+// replica) still answers v1. The read that finds the entry outdated asks
+// the origin (up to maxAttempts times) and serves v1 marked stale; the
+// reads after it are answered at once without asking again until
+// outdatedRetry has passed, and then one background read brings v2 once
+// the replica has it. Before, every read waited on the lagging origin.
+func TestLaggingOriginBacksOff(t *testing.T) {
+	t.Parallel()
+	store := mem.New()
+	l := &counting{next: store}
+	e := newEnv(t, store, l, nil) // Fresh 10s
+	v1, v2 := e.clock.version(1), e.clock.version(2)
+	e.publish("routes", "a.example", "one", v1)
+	e.mustGet("routes", "a.example", v1, false)
+
+	e.c.Invalidate("routes", "a.example", v2) // the origin does not have v2 yet
+	e.mustGet("routes", "a.example", v1, true)
+	calls := l.calls.Load()
+	for range 10 {
+		e.clock.Advance(outdatedRetry / 20)
+		e.mustGet("routes", "a.example", v1, true)
+	}
+	if n := l.calls.Load(); n != calls {
+		t.Fatalf("reads inside outdatedRetry asked the lagging origin %d more times, want 0", n-calls)
+	}
+
+	e.publish("routes", "a.example", "two", v2) // the replica catches up
 	e.clock.Advance(outdatedRetry)
 	e.mustGet("routes", "a.example", v1, true)
 	eventually(t, "the background retry to install v2", func() bool {

@@ -75,6 +75,13 @@ func (c *Cache) load(k key, sp *space) (*entry, error) {
 			// answer, but never as fresh (see Options.MaxFloors).
 			best.freshUntil = best.checked
 		}
+		if best.rec.Version < floor {
+			// The origin is behind a version this node knows (a replica
+			// that has not caught up): the answer is served stale, and
+			// the key is retried in the background after outdatedRetry
+			// rather than by every read waiting on the origin again.
+			best.failed = best.checked
+		}
 		return c.install(k, best, true), nil
 	}
 	return c.failed(k, held, err)
