@@ -137,6 +137,18 @@ type Config struct {
 	// without limit.
 	QueueMax int
 
+	// ReportInterval is the shortest time between two updates of this
+	// node's applied-version report (its log cursor and the highest
+	// version applied per namespace, carried in its memberlist metadata;
+	// see Receipt and Fleet). The node also waits at least 50 ms per live
+	// member, so that a large cluster's metadata traffic stays bounded.
+	// Zero means 1 s.
+	ReportInterval time.Duration
+
+	// Observer marks a node that serves nothing (a publisher's member):
+	// fleet receipts and the fleet view do not count it.
+	Observer bool
+
 	// Transport replaces memberlist's UDP/TCP transport, e.g. with a
 	// netsim.Transport that injects loss, delay and partitions. Nil: a
 	// memberlist.NetTransport on BindAddr:BindPort.
