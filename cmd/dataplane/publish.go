@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,6 +64,8 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	token := fs.String("token", "", "publisher API token (with -api, and for serve)")
 	listen := fs.String("listen", ":8070", "serve: API listen address")
 	snapEvery := fs.Duration("snapshot-interval", time.Minute, "serve: how often namespace snapshots are written")
+	wait := fs.Duration("wait", 0, "put, delete: wait up to this long until -share of the nodes of every region have applied the write, and print the receipt (needs -seeds, or -api of a publisher in gossip); exit status 1 if not met")
+	share := fs.Float64("share", 1, "with -wait: the fraction (0, 1] of each region's nodes that must apply the write")
 	var apiTLS serverTLSFlags
 	apiTLS.register(fs, "", "publisher API (serve)")
 	var apiCli tlsconfig.Client
@@ -104,7 +107,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			defer tr.CloseIdleConnections()
 			client = &http.Client{Transport: tr}
 		}
-		return (&apiClient{base: strings.TrimRight(*api, "/"), token: *token, client: client}).do(ctx, action, rest, stdout, stderr)
+		return (&apiClient{base: strings.TrimRight(*api, "/"), token: *token, client: client, wait: *wait, share: *share}).do(ctx, action, rest, stdout, stderr)
 	}
 
 	store, err := nf.openOrigin(ctx, log)
@@ -124,6 +127,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if action != "serve" && nf.name == "" {
 			g.Name = fmt.Sprintf("publish-%d", os.Getpid())
 		}
+		g.Observer = true // serves nothing: not counted in receipts
 		g.Logger, g.Registerer = log, reg
 		gn, err = gossip.New(g, gossip.Funcs{}, nil)
 		if err != nil {
@@ -149,7 +153,10 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if gn != nil && len(nf.seeds) > 0 {
 		waitJoined(ctx, gn)
 	}
-	return local(ctx, p, action, rest, stdout, stderr)
+	if *wait > 0 && gn == nil {
+		return usageError{errors.New("-wait needs -seeds (a gossip member to count the fleet's acknowledgements) or -api")}
+	}
+	return local(ctx, p, action, rest, stdout, stderr, *wait, *share)
 }
 
 // waitJoined gives a short-lived gossip node a moment to learn the members
@@ -171,7 +178,19 @@ func readValue(arg string, stdin io.Reader) ([]byte, error) {
 	return []byte(arg), nil
 }
 
-func local(ctx context.Context, p *publisher.Publisher, action string, args []string, stdout, stderr io.Writer) error {
+// printReceipt waits for rec's receipt and prints it; an error if not met.
+func printReceipt(ctx context.Context, p *publisher.Publisher, rec record.Record, wait time.Duration, share float64, stdout io.Writer) error {
+	if wait <= 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	r, err := p.Receipt(wctx, rec, share)
+	fmt.Fprint(stdout, r.String())
+	return err
+}
+
+func local(ctx context.Context, p *publisher.Publisher, action string, args []string, stdout, stderr io.Writer, wait time.Duration, share float64) error {
 	switch action {
 	case "put":
 		v, err := readValue(args[2], os.Stdin)
@@ -183,12 +202,14 @@ func local(ctx context.Context, p *publisher.Publisher, action string, args []st
 			return err
 		}
 		fmt.Fprintf(stdout, "put %s/%s version %s\n", rec.Namespace, rec.Key, rec.Version)
+		return printReceipt(ctx, p, rec, wait, share, stdout)
 	case "delete":
 		rec, err := p.Delete(ctx, args[0], args[1])
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "deleted %s/%s version %s\n", rec.Namespace, rec.Key, rec.Version)
+		return printReceipt(ctx, p, rec, wait, share, stdout)
 	case "get":
 		rec, err := p.Get(ctx, args[0], args[1])
 		if err != nil {
@@ -289,6 +310,8 @@ func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token s
 type apiClient struct {
 	base, token string
 	client      *http.Client
+	wait        time.Duration // put, delete: ?wait (a receipt)
+	share       float64
 }
 
 func (c *apiClient) do(ctx context.Context, action string, args []string, stdout, stderr io.Writer) error {
@@ -321,6 +344,9 @@ func (c *apiClient) do(ctx context.Context, action string, args []string, stdout
 	default:
 		return usageError{fmt.Errorf("unknown action %q", action)}
 	}
+	if c.wait > 0 && (action == "put" || action == "delete") {
+		path += "?" + url.Values{"wait": {c.wait.String()}, "share": {strconv.FormatFloat(c.share, 'f', -1, 64)}}.Encode()
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return usageError{fmt.Errorf("-api %q: %w", c.base, err)}
@@ -345,6 +371,9 @@ func (c *apiClient) do(ctx context.Context, action string, args []string, stdout
 		fmt.Fprintf(stderr, "version %s\n", v)
 	}
 	_, err = io.Copy(stdout, resp.Body)
+	if err == nil && resp.StatusCode == http.StatusAccepted {
+		err = errors.New("receipt not met within -wait (see the regions and pending nodes above)")
+	}
 	return err
 }
 
