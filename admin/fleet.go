@@ -153,7 +153,7 @@ func (p *fleetPage) sample(now time.Time) counterSample {
 	if err != nil {
 		return counterSample{}
 	}
-	s := counterSample{at: now}
+	s := counterSample{at: now, ok: true} // absent counters count as zero
 	for _, mf := range mfs {
 		var sum float64
 		for _, m := range mf.GetMetric() {
@@ -162,7 +162,6 @@ func (p *fleetPage) sample(now time.Time) counterSample {
 		switch mf.GetName() {
 		case "dataplane_cache_hits_total", "dataplane_cache_misses_total":
 			s.reads += sum
-			s.ok = true
 		case "dataplane_cache_stale_hits_total":
 			s.staleHits += sum
 			s.reads += sum
