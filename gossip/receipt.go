@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/memberlist"
-
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -303,8 +301,7 @@ func (n *Node) reportLoop() {
 		case <-t.C:
 		}
 		n.reports.forget(n.cfg.Now(), n.cfg.ReconnectTimeout)
-		meta := encodeReport(n.reports.ownReport(n.LogCursor()), memberlist.MetaMaxSize)
-		if !n.reports.setMeta(meta) {
+		if !n.reports.update(n.reports.ownReport(n.LogCursor()), n.cfg.Now()) {
 			continue
 		}
 		// UpdateNode waits for the broadcast to go out; bound the wait.

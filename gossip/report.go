@@ -44,7 +44,10 @@ import (
 // message or timer is needed. It is updated at most once per report
 // interval: ReportInterval, or 50 ms per live member if that is longer, so
 // that the cluster-wide rate of metadata updates stays at or below 20 per
-// second whatever its size; each update costs every member about
+// second whatever its size, and only when it says something new (a
+// namespace applied further, or a cursor that now covers a version applied
+// here), plus a heartbeat once a minute while the cursor moves: an idle
+// fleet sends next to nothing. Each update costs every member about
 // RetransmitMult × log10(N+1) piggybacked copies of at most 512 bytes
 // (BENCHMARKS.md, "Fleet receipts", measures it). Per-key exactness never
 // rides in the metadata: that would grow with the change rate.
@@ -226,7 +229,9 @@ type reporter struct {
 	order   []string                  // tracks' ids, oldest first
 	wake    chan struct{}             // closed and replaced on news
 	meta    []byte                    // this node's current metadata
-	updates int                       // metadata updates sent
+	sent    Report                    // what meta says
+	sentAt  time.Time
+	updates int // metadata updates sent
 }
 
 const (
@@ -247,7 +252,8 @@ func newReporter(self, region string, observer bool, cursor record.Version) *rep
 		tracks:  make(map[string]*track),
 		wake:    make(chan struct{}),
 	}
-	r.meta = encodeReport(Report{Region: region, Observer: observer, Cursor: cursor}, memberlist.MetaMaxSize)
+	r.sent = Report{Region: region, Observer: observer, Cursor: cursor}
+	r.meta = encodeReport(r.sent, memberlist.MetaMaxSize)
 	return r
 }
 
@@ -291,14 +297,36 @@ func (r *reporter) ownReport(cursor record.Version) Report {
 	return rep
 }
 
-// setMeta installs new metadata; it reports whether it differs.
-func (r *reporter) setMeta(b []byte) bool {
+// reportHeartbeat is the longest a node keeps a report whose only change is
+// a cursor that covers nothing new.
+const reportHeartbeat = time.Minute
+
+// update installs rep as this node's metadata if it says something new: a
+// namespace applied further, a cursor that now covers a version applied
+// here that the last report's did not (the receipts' slow path), or, once a
+// reportHeartbeat, a cursor that moved at all (for the fleet view). An idle
+// node thus sends nothing but the heartbeat. It reports whether it did.
+func (r *reporter) update(rep Report, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	news := len(rep.Applied) != len(r.sent.Applied)
+	newest := record.Version(0)
+	for _, e := range rep.Applied {
+		newest = max(newest, e.Version)
+		if appliedIn(r.sent.Applied, e.Namespace) != e.Version {
+			news = true
+		}
+	}
+	covers := rep.Cursor > r.sent.Cursor && r.sent.Cursor < newest
+	beat := rep.Cursor != r.sent.Cursor && now.Sub(r.sentAt) >= reportHeartbeat
+	if !news && !covers && !beat {
+		return false
+	}
+	b := encodeReport(rep, memberlist.MetaMaxSize)
 	if b == nil || slices.Equal(b, r.meta) {
 		return false
 	}
-	r.meta = b
+	r.meta, r.sent, r.sentAt = b, rep, now
 	r.updates++
 	return true
 }
