@@ -48,6 +48,11 @@ origin directly (-origin URL); then, with -seeds, the change is also handed to
 the gossip cluster at once (otherwise nodes see it through the change log
 within their log interval, or their TTL).
 
+With -wait 5s, put and delete wait until -share (default 1.0) of the nodes
+of every region have applied the write and print the fleet receipt: per
+region, nodes applied/total and those not yet applied; the exit status is 1
+if it was not met in time (the write is durable either way).
+
 The API (serve) needs -token on every request, compared in constant time and
 never logged; -tls-cert/-tls-key serve it over HTTPS and -tls-client-ca
 requires client certificates (mutual TLS). A client of an https:// -api
