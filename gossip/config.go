@@ -140,7 +140,7 @@ type Config struct {
 	// ReportInterval is the shortest time between two updates of this
 	// node's applied-version report (its log cursor and the highest
 	// version applied per namespace, carried in its memberlist metadata;
-	// see Receipt and Fleet). The node also waits at least 50 ms per live
+	// see Receipt and Fleet). The node also waits at least 100 ms per live
 	// member, so that a large cluster's metadata traffic stays bounded.
 	// Zero means 1 s.
 	ReportInterval time.Duration

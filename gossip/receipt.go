@@ -194,8 +194,10 @@ type MemberReport struct {
 	State    string `json:"state"` // StateAlive, StateDead or StateLeft
 	Observer bool   `json:"observer,omitempty"`
 	Self     bool   `json:"self,omitempty"`
-	// Cursor is the member's log cursor: every change at or below it is
-	// applied there.
+	// Cursor is the member's log cursor as last reported: every change at
+	// or below it is applied there. A member reports a cursor only when it
+	// covers a version it applied since its previous report, so an idle
+	// member's cursor looks old.
 	Cursor record.Version `json:"cursor"`
 	// Applied is the highest version the member applied per namespace.
 	Applied []NamespaceVersion `json:"applied"`

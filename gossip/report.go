@@ -42,12 +42,11 @@ import (
 // to every member (and in each push/pull) with its own retransmission, and
 // every member needs every other's report for the fleet view, so no new
 // message or timer is needed. It is updated at most once per report
-// interval: ReportInterval, or 50 ms per live member if that is longer, so
-// that the cluster-wide rate of metadata updates stays at or below 20 per
+// interval: ReportInterval, or 100 ms per live member if that is longer, so
+// that the cluster-wide rate of metadata updates stays at or below 10 per
 // second whatever its size, and only when it says something new (a
 // namespace applied further, or a cursor that now covers a version applied
-// here), plus a heartbeat once a minute while the cursor moves: an idle
-// fleet sends next to nothing. Each update costs every member about
+// here): an idle fleet sends nothing. Each update costs every member about
 // RetransmitMult × log10(N+1) piggybacked copies of at most 512 bytes
 // (BENCHMARKS.md, "Fleet receipts", measures it). Per-key exactness never
 // rides in the metadata: that would grow with the change rate.
@@ -239,7 +238,7 @@ const (
 	maxTracks  = 4096
 	// reportSpacing per live member keeps the cluster-wide rate of
 	// metadata updates at or below 1/reportSpacing.
-	reportSpacing = 50 * time.Millisecond
+	reportSpacing = 100 * time.Millisecond
 	// defaultReportInterval is Config.ReportInterval when zero.
 	defaultReportInterval = time.Second
 )
@@ -297,15 +296,11 @@ func (r *reporter) ownReport(cursor record.Version) Report {
 	return rep
 }
 
-// reportHeartbeat is the longest a node keeps a report whose only change is
-// a cursor that covers nothing new.
-const reportHeartbeat = time.Minute
-
 // update installs rep as this node's metadata if it says something new: a
-// namespace applied further, a cursor that now covers a version applied
-// here that the last report's did not (the receipts' slow path), or, once a
-// reportHeartbeat, a cursor that moved at all (for the fleet view). An idle
-// node thus sends nothing but the heartbeat. It reports whether it did.
+// namespace applied further, or a cursor that now covers a version applied
+// here that the last report's did not (the receipts' slow path). A cursor
+// that moves past nothing new is not worth a broadcast: an idle node sends
+// nothing. It reports whether it did.
 func (r *reporter) update(rep Report, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -318,8 +313,7 @@ func (r *reporter) update(rep Report, now time.Time) bool {
 		}
 	}
 	covers := rep.Cursor > r.sent.Cursor && r.sent.Cursor < newest
-	beat := rep.Cursor != r.sent.Cursor && now.Sub(r.sentAt) >= reportHeartbeat
-	if !news && !covers && !beat {
+	if !news && !covers {
 		return false
 	}
 	b := encodeReport(rep, memberlist.MetaMaxSize)

@@ -28,7 +28,7 @@ func TestFleetReceipts(t *testing.T) {
 	for _, s := range splitInts(*receiptSizes) {
 		sizes = append(sizes, s)
 	}
-	t.Log("| nodes | regions | receipts | receipt p50 ms | receipt p99 ms | receipt max ms | propagation p50 ms | propagation p99 ms | propagation max ms | idle B/node/s with reports | without | report updates/node/min |")
+	t.Log("| nodes | regions | receipts | receipt p50 ms | receipt p99 ms | receipt max ms | last node p50 ms | last node p99 ms | last node max ms | idle B/node/s: reports / none | B/node/change: reports / none | report updates per node per change |")
 	t.Log("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, n := range sizes {
 		regions := 10
@@ -61,7 +61,7 @@ func splitInts(s string) []int {
 }
 
 func fleetReceipts(t *testing.T, n, regions int) string {
-	idle := func(reports bool) (bytesPerSec float64, updatesPerMin float64) {
+	idle := func(reports bool) (bytesPerSec, bytesPerChange, updatesPerMin float64) {
 		cfg := DefaultConfig(n, 1)
 		cfg.Regions = regions
 		cfg.Gossip = func() gossip.Config {
@@ -78,12 +78,17 @@ func fleetReceipts(t *testing.T, n, regions int) string {
 		}
 		time.Sleep(30 * time.Second) // settle after the joins
 		r := DefaultRunner(f)
+		rep := r.Idle(time.Minute)
+		r.Changes = 10
 		u0 := reportUpdates(f)
-		rep := r.Idle(2 * time.Minute)
-		return rep.IdleBytesPerSec, float64(reportUpdates(f)-u0) / float64(n) / 2
+		steady, err := r.Steady(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.IdleBytesPerSec, steady.BytesPerChange, float64(reportUpdates(f)-u0) / float64(n) / 10
 	}
-	with, upd := idle(true)
-	without, _ := idle(false)
+	with, withC, upd := idle(true)
+	without, withoutC, _ := idle(false)
 
 	cfg := DefaultConfig(n, 1)
 	cfg.Regions = regions
@@ -112,8 +117,8 @@ func fleetReceipts(t *testing.T, n, regions int) string {
 	r50, r99, rmax := Quantiles(rec)
 	p50, p99, pmax := Quantiles(last)
 	ms := func(d time.Duration) string { return fmt.Sprint(d.Milliseconds()) }
-	return fmt.Sprintf("| %d | %d | %d | %s | %s | %s | %s | %s | %s | %.0f | %.0f | %.1f |", n, regions, len(rec),
-		ms(r50), ms(r99), ms(rmax), ms(p50), ms(p99), ms(pmax), with, without, upd)
+	return fmt.Sprintf("| %d | %d | %d | %s | %s | %s | %s | %s | %s | %.0f / %.0f | %.0f / %.0f | %.2f |", n, regions, len(rec),
+		ms(r50), ms(r99), ms(rmax), ms(p50), ms(p99), ms(pmax), with, without, withC, withoutC, upd)
 }
 
 func reportUpdates(f *Fleet) int {
