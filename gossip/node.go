@@ -308,7 +308,7 @@ func (n *Node) receive(c change) verdict {
 	}
 	n.apply(c, v)
 	s.mu.Unlock()
-	n.reports.appliedLocal(c.rec.Namespace, c.rec.Key, c.rec.Version, n.cfg.Now())
+	n.reports.appliedLocal(c.rec.Namespace, c.rec.Key, c.rec.Version, c.path == pathLocal || c.path == pathPush || c.path == pathRelay, n.cfg.Now())
 
 	for {
 		hw := n.highWater.Load()

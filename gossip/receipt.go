@@ -280,7 +280,8 @@ func sortedNS(ns []NamespaceVersion) []NamespaceVersion {
 	return out
 }
 
-// reportInterval is the time between two metadata updates of this node.
+// reportInterval is the shortest time between two metadata updates of this
+// node for receipts; viewInterval, for the fleet view.
 func (n *Node) reportInterval() time.Duration {
 	d := n.cfg.ReportInterval
 	if d <= 0 {
@@ -289,8 +290,16 @@ func (n *Node) reportInterval() time.Duration {
 	return max(d, time.Duration(n.numAlive.Load())*reportSpacing)
 }
 
-// reportLoop publishes this node's report in its metadata whenever it
-// changed, at most once per report interval.
+func (n *Node) viewInterval() time.Duration {
+	d := n.cfg.ReportInterval
+	if d <= 0 {
+		d = defaultReportInterval
+	}
+	return max(10*d, time.Duration(n.numAlive.Load())*viewSpacing)
+}
+
+// reportLoop publishes this node's report in its metadata when one is due
+// (see reporter.update), at most once per report interval.
 func (n *Node) reportLoop() {
 	defer n.wg.Done()
 	for {
@@ -302,8 +311,9 @@ func (n *Node) reportLoop() {
 			return
 		case <-t.C:
 		}
-		n.reports.forget(n.cfg.Now(), n.cfg.ReconnectTimeout)
-		if !n.reports.update(n.reports.ownReport(n.LogCursor()), n.cfg.Now()) {
+		now := n.cfg.Now()
+		n.reports.forget(now, n.cfg.ReconnectTimeout)
+		if !n.reports.update(n.reports.ownReport(n.LogCursor()), n.reports.viewDue(now, n.viewInterval()), now) {
 			continue
 		}
 		// UpdateNode waits for the broadcast to go out; bound the wait.

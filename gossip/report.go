@@ -41,21 +41,31 @@ import (
 // Why node metadata for the high-water marks: memberlist already spreads it
 // to every member (and in each push/pull) with its own retransmission, and
 // every member needs every other's report for the fleet view, so no new
-// message or timer is needed. It is updated at most once per report
-// interval: ReportInterval, or 100 ms per live member if that is longer, so
-// that the cluster-wide rate of metadata updates stays at or below 10 per
-// second whatever its size, and only when it says something new (a
-// namespace applied further, or a cursor that now covers a version applied
-// here): an idle fleet sends nothing. Each update costs every member about
-// RetransmitMult × log10(N+1) piggybacked copies of at most 512 bytes
-// (BENCHMARKS.md, "Fleet receipts", measures it). Per-key exactness never
-// rides in the metadata: that would grow with the change rate.
+// message or timer is needed. But every update reaches every member (about
+// RetransmitMult × log10(N+1) piggybacked copies each), so a node updates
+// only when it must, never once per change:
+//
+//   - for receipts, when its cursor newly covers a version it applied by a
+//     path nobody acknowledged (gossip repair, a digest, the log): at most
+//     once per ReportInterval, or 100 ms per live member if that is longer
+//     (at most 10 such updates a second cluster-wide, whatever its size);
+//     changes delivered by an acknowledged push cost no update at all;
+//   - for the fleet view, when anything changed, at most once per view
+//     interval: 10 × ReportInterval, or 500 ms per live member if that is
+//     longer (at most 2 a second cluster-wide).
+//
+// An idle fleet sends nothing. Each entry carries, besides the namespace's
+// newest applied version, how long after that version's time the member
+// applied it, so the fleet view times a change to its last member exactly
+// even though the report arrives later. BENCHMARKS.md ("Fleet receipts")
+// measures the bytes.
 
 // Node metadata, format 2 (format 1 was the region alone):
 //
 //	0x02 | flags (bit 0: observer) | uvarint len + region |
 //	log cursor (8 bytes, big endian) | uvarint count |
-//	count × (uvarint len + namespace, highest applied version (8 bytes))
+//	count × (uvarint len + namespace, highest applied version (8 bytes),
+//	         uvarint milliseconds from that version's time to its apply)
 //
 // At most memberlist.MetaMaxSize (512) bytes: the namespaces with the
 // newest versions come first and those that do not fit are left out.
@@ -64,12 +74,16 @@ const (
 	reportObserver   byte = 1 << 0
 	reportFlags           = reportObserver
 	maxReportEntries      = 64 // namespaces a report (and a node) tracks
+	maxAfterMS            = 1<<32 - 1
 )
 
-// NamespaceVersion is the highest version a member applied in a namespace.
+// NamespaceVersion is the highest version a member applied in a namespace,
+// and how long after the version's time (the publisher's clock) it did, to
+// the millisecond (0 if the member's clock was behind).
 type NamespaceVersion struct {
 	Namespace string         `json:"namespace"`
 	Version   record.Version `json:"version"`
+	After     time.Duration  `json:"after_ns"`
 }
 
 // Report is what a member tells the cluster about itself in its metadata.
@@ -104,7 +118,7 @@ func encodeReport(r Report, limit int) []byte {
 	for {
 		size := len(b) + binary.MaxVarintLen64
 		for _, e := range ns {
-			size += 1 + len(e.Namespace) + 8
+			size += 1 + len(e.Namespace) + 8 + binary.MaxVarintLen32
 		}
 		if size <= limit || len(ns) == 0 {
 			break
@@ -115,6 +129,7 @@ func encodeReport(r Report, limit int) []byte {
 	for _, e := range ns {
 		b = appendString(b, e.Namespace)
 		b = binary.BigEndian.AppendUint64(b, uint64(e.Version))
+		b = binary.AppendUvarint(b, uint64(min(max(e.After, 0)/time.Millisecond, maxAfterMS)))
 	}
 	if len(b) > limit {
 		return nil
@@ -161,6 +176,12 @@ func decodeReport(b []byte) (Report, error) {
 		}
 		e.Version = record.Version(binary.BigEndian.Uint64(rest))
 		rest = rest[8:]
+		ms, k := binary.Uvarint(rest)
+		if k <= 0 || ms > maxAfterMS {
+			return r, fmt.Errorf("%w: bad apply delay", record.ErrCorrupt)
+		}
+		e.After = time.Duration(ms) * time.Millisecond
+		rest = rest[k:]
 		r.Applied = append(r.Applied, e)
 	}
 	if len(rest) != 0 {
@@ -221,14 +242,17 @@ type reporter struct {
 
 	// mu guards everything below.
 	mu      sync.Mutex
-	applied map[string]record.Version // ns -> highest version applied here
-	members map[string]*memberState   // by name, this node included
-	changes []changeTiming            // the last maxTimings, oldest first
-	tracks  map[string]*track         // by recentID
-	order   []string                  // tracks' ids, oldest first
-	wake    chan struct{}             // closed and replaced on news
-	meta    []byte                    // this node's current metadata
-	sent    Report                    // what meta says
+	applied map[string]NamespaceVersion // ns -> highest version applied here
+	// cover is the highest version applied here by a path nobody
+	// acknowledged; a report is due once the cursor covers it.
+	cover   record.Version
+	members map[string]*memberState // by name, this node included
+	changes []changeTiming          // the last maxTimings, oldest first
+	tracks  map[string]*track       // by recentID
+	order   []string                // tracks' ids, oldest first
+	wake    chan struct{}           // closed and replaced on news
+	meta    []byte                  // this node's current metadata
+	sent    Report                  // what meta says
 	sentAt  time.Time
 	updates int // metadata updates sent
 }
@@ -239,6 +263,9 @@ const (
 	// reportSpacing per live member keeps the cluster-wide rate of
 	// metadata updates at or below 1/reportSpacing.
 	reportSpacing = 100 * time.Millisecond
+	// viewSpacing per live member keeps the cluster-wide rate of updates
+	// for the fleet view at or below 1/viewSpacing.
+	viewSpacing = 500 * time.Millisecond
 	// defaultReportInterval is Config.ReportInterval when zero.
 	defaultReportInterval = time.Second
 )
@@ -246,7 +273,7 @@ const (
 func newReporter(self, region string, observer bool, cursor record.Version) *reporter {
 	r := &reporter{
 		self: self, region: region, observer: observer,
-		applied: make(map[string]record.Version),
+		applied: make(map[string]NamespaceVersion),
 		members: make(map[string]*memberState),
 		tracks:  make(map[string]*track),
 		wake:    make(chan struct{}),
@@ -269,14 +296,19 @@ func (r *reporter) currentMeta() []byte {
 	return r.meta
 }
 
-// appliedLocal records that this node applied ns/key at v.
-func (r *reporter) appliedLocal(ns, key string, v record.Version, now time.Time) {
+// appliedLocal records that this node applied ns/key at v; acked says the
+// change came by a path whose sender got an acknowledgement (push, relay)
+// or was published here.
+func (r *reporter) appliedLocal(ns, key string, v record.Version, acked bool, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if cur, ok := r.applied[ns]; ok || len(r.applied) < maxReportEntries {
-		if v > cur {
-			r.applied[ns] = v
+		if v > cur.Version {
+			r.applied[ns] = NamespaceVersion{Namespace: ns, Version: v, After: max(now.Sub(v.Time()), 0)}
 		}
+	}
+	if !acked {
+		r.cover = max(r.cover, v)
 	}
 	if len(r.changes) == maxTimings {
 		copy(r.changes, r.changes[1:])
@@ -290,30 +322,21 @@ func (r *reporter) ownReport(cursor record.Version) Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rep := Report{Region: r.region, Observer: r.observer, Cursor: cursor}
-	for ns, v := range r.applied {
-		rep.Applied = append(rep.Applied, NamespaceVersion{ns, v})
+	for _, e := range r.applied {
+		rep.Applied = append(rep.Applied, e)
 	}
 	return rep
 }
 
-// update installs rep as this node's metadata if it says something new: a
-// namespace applied further, or a cursor that now covers a version applied
-// here that the last report's did not (the receipts' slow path). A cursor
-// that moves past nothing new is not worth a broadcast: an idle node sends
-// nothing. It reports whether it did.
-func (r *reporter) update(rep Report, now time.Time) bool {
+// update installs rep as this node's metadata if a report is due: the
+// cursor now covers a version applied here by an unacknowledged path
+// (receipts), or, when view is set, anything changed (the fleet view). It
+// reports whether it did.
+func (r *reporter) update(rep Report, view bool, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	news := len(rep.Applied) != len(r.sent.Applied)
-	newest := record.Version(0)
-	for _, e := range rep.Applied {
-		newest = max(newest, e.Version)
-		if appliedIn(r.sent.Applied, e.Namespace) != e.Version {
-			news = true
-		}
-	}
-	covers := rep.Cursor > r.sent.Cursor && r.sent.Cursor < newest
-	if !news && !covers {
+	covers := rep.Cursor >= r.cover && r.sent.Cursor < r.cover
+	if !covers && !view {
 		return false
 	}
 	b := encodeReport(rep, memberlist.MetaMaxSize)
@@ -323,6 +346,14 @@ func (r *reporter) update(rep Report, now time.Time) bool {
 	r.meta, r.sent, r.sentAt = b, rep, now
 	r.updates++
 	return true
+}
+
+// viewDue reports whether the fleet view's interval has passed since the
+// last update.
+func (r *reporter) viewDue(now time.Time, every time.Duration) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return now.Sub(r.sentAt) >= every
 }
 
 // member records what memberlist says of a member (join, update, leave).
@@ -368,28 +399,46 @@ func (r *reporter) timeLocked(now time.Time) {
 			continue
 		}
 		all := true
+		last := c.applied
 		for name, m := range r.members {
 			if name == r.self || m.state != StateAlive || m.report.Observer {
 				continue
 			}
-			if !m.valid || (m.report.Cursor < c.v && appliedIn(m.report.Applied, c.ns) < c.v) {
+			e := entryIn(m.report.Applied, c.ns)
+			if !m.valid || (m.report.Cursor < c.v && e.Version < c.v) {
 				all = false
 				break
 			}
+			at := now // when its report showed it: an upper bound
+			if e.Version == c.v {
+				at = c.v.Time().Add(e.After) // exact, by its clock
+			}
+			last = later(last, at)
 		}
 		if all {
-			c.reached = now
+			c.reached = last
 		}
 	}
 }
 
 func appliedIn(ns []NamespaceVersion, name string) record.Version {
+	return entryIn(ns, name).Version
+}
+
+func entryIn(ns []NamespaceVersion, name string) NamespaceVersion {
 	for _, e := range ns {
 		if e.Namespace == name {
-			return e.Version
+			return e
 		}
 	}
-	return 0
+	return NamespaceVersion{}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // trackKey starts recording acknowledgements for a key.
