@@ -137,12 +137,13 @@ type Config struct {
 	// without limit.
 	QueueMax int
 
-	// ReportInterval is the shortest time between two updates of this
-	// node's applied-version report (its log cursor and the highest
-	// version applied per namespace, carried in its memberlist metadata;
-	// see Receipt and Fleet). The node also waits at least 100 ms per live
-	// member, so that a large cluster's metadata traffic stays bounded.
-	// Zero means 1 s.
+	// ReportInterval paces this node's applied-version report (its log
+	// cursor and the newest version applied per namespace, carried in its
+	// memberlist metadata; see Receipt and Fleet): an update for receipts
+	// (the cursor newly covers a version applied by an unacknowledged
+	// path) at most once per ReportInterval, or 100 ms per live member if
+	// longer; an update for the fleet view at most once per 10 ×
+	// ReportInterval, or 500 ms per live member if longer. Zero means 1 s.
 	ReportInterval time.Duration
 
 	// Observer marks a node that serves nothing (a publisher's member):
