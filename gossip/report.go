@@ -330,12 +330,20 @@ func (r *reporter) ownReport(cursor record.Version) Report {
 
 // update installs rep as this node's metadata if a report is due: the
 // cursor now covers a version applied here by an unacknowledged path
-// (receipts), or, when view is set, anything changed (the fleet view). It
-// reports whether it did.
+// (receipts), or, when view is set, a namespace was applied further (the
+// fleet view; a cursor that moved past nothing new is not worth a
+// broadcast, so an idle node sends nothing). It reports whether it did.
 func (r *reporter) update(rep Report, view bool, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	covers := rep.Cursor >= r.cover && r.sent.Cursor < r.cover
+	if view { // only for a namespace applied further: a cursor alone is no news
+		moved := len(rep.Applied) != len(r.sent.Applied)
+		for _, e := range rep.Applied {
+			moved = moved || appliedIn(r.sent.Applied, e.Namespace) != e.Version
+		}
+		view = moved
+	}
 	if !covers && !view {
 		return false
 	}
