@@ -27,7 +27,9 @@ import (
 //     pushed the change to it, so the publishing node hears from every
 //     member the eager push reached, about one round trip to the farthest
 //     region after the push. No new message kind: a forwarded ack is the
-//     ack itself.
+//     ack itself. Acks are as trustworthy as the gossip encryption that
+//     keeps strangers out: an insider holding the gossip key could forge
+//     one (as it could any ack); record signatures cover records, not acks.
 //   - High-water reports (slow, for every key). Each member carries in its
 //     memberlist node metadata its log cursor (every change at or below it
 //     has been handed to its applier, as proved by a complete read of the
