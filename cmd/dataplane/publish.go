@@ -153,7 +153,11 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		return servePublisher(ctx, p, *listen, *token, tlsCfg, reg, log, stdout)
+		var fleet func() gossip.FleetView
+		if gn != nil {
+			fleet = gn.Fleet
+		}
+		return servePublisher(ctx, p, *listen, *token, tlsCfg, reg, log, stdout, fleet)
 	}
 	if gn != nil && len(nf.seeds) > 0 {
 		waitJoined(ctx, gn)
@@ -277,15 +281,15 @@ func printImport(w io.Writer, st publisher.ImportStats) {
 	}
 }
 
-func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token string, tlsCfg *tls.Config, reg *prometheus.Registry, log *slog.Logger, stdout io.Writer) error {
+func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token string, tlsCfg *tls.Config, reg *prometheus.Registry, log *slog.Logger, stdout io.Writer, fleet func() gossip.FleetView) error {
 	if token == "" {
 		return usageError{errors.New("serve needs -token: the API writes records and is never open")}
 	}
 	reg.MustRegister(collectors.NewGoCollector())
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", publisher.Handler(p, token))
-	adm := admin.Handler(admin.Config{Gatherer: reg, Token: token})
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+	adm := admin.Handler(admin.Config{Gatherer: reg, Token: token, Fleet: fleet})
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/debug/fleet", "/debug/fleet.json"} {
 		mux.Handle(path, adm)
 	}
 	// The largest body either way is a namespace: an import in, an export out.
