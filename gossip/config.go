@@ -143,7 +143,7 @@ type Config struct {
 	// (the cursor newly covers a version applied by an unacknowledged
 	// path) at most once per ReportInterval, or 100 ms per live member if
 	// longer; an update for the fleet view at most once per 10 ×
-	// ReportInterval, or 500 ms per live member if longer. Zero means 1 s.
+	// ReportInterval, or 2 s per live member if longer. Zero means 1 s.
 	ReportInterval time.Duration
 
 	// Observer marks a node that serves nothing (a publisher's member):

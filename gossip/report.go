@@ -53,8 +53,8 @@ import (
 //     (at most 10 such updates a second cluster-wide, whatever its size);
 //     changes delivered by an acknowledged push cost no update at all;
 //   - for the fleet view, when anything changed, at most once per view
-//     interval: 10 × ReportInterval, or 500 ms per live member if that is
-//     longer (at most 2 a second cluster-wide).
+//     interval: 10 × ReportInterval, or 2 s per live member if that is
+//     longer (at most one every 2 s cluster-wide).
 //
 // An idle fleet sends nothing. Each entry carries, besides the namespace's
 // newest applied version, how long after that version's time the member
@@ -267,7 +267,7 @@ const (
 	reportSpacing = 100 * time.Millisecond
 	// viewSpacing per live member keeps the cluster-wide rate of updates
 	// for the fleet view at or below 1/viewSpacing.
-	viewSpacing = 500 * time.Millisecond
+	viewSpacing = 2 * time.Second
 	// defaultReportInterval is Config.ReportInterval when zero.
 	defaultReportInterval = time.Second
 )
