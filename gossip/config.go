@@ -143,7 +143,11 @@ type Config struct {
 	// (the cursor newly covers a version applied by an unacknowledged
 	// path) at most once per ReportInterval, or 100 ms per live member if
 	// longer; an update for the fleet view at most once per 10 ×
-	// ReportInterval, or 2 s per live member if longer. Zero means 1 s.
+	// ReportInterval, or 2 s per live member if longer. Zero means 1 s. A
+	// negative value keeps the receipt updates (every 1 s at most) and
+	// turns the fleet-view updates off: with sparse changes each one costs
+	// a view update from every node (BENCHMARKS.md, "Fleet receipts"), and
+	// a large fleet that needs no fleet page may save that.
 	ReportInterval time.Duration
 
 	// Observer marks a node that serves nothing (a publisher's member):

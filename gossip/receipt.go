@@ -313,7 +313,8 @@ func (n *Node) reportLoop() {
 		}
 		now := n.cfg.Now()
 		n.reports.forget(now, n.cfg.ReconnectTimeout)
-		if !n.reports.update(n.reports.ownReport(n.LogCursor()), n.reports.viewDue(now, n.viewInterval()), now) {
+		view := n.cfg.ReportInterval >= 0 && n.reports.viewDue(now, n.viewInterval())
+		if !n.reports.update(n.reports.ownReport(n.LogCursor()), view, now) {
 			continue
 		}
 		// UpdateNode waits for the broadcast to go out; bound the wait.

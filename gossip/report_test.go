@@ -349,3 +349,38 @@ func BenchmarkReceipt(b *testing.B) {
 	b.ReportMetric(q(0.5), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
 }
+
+// TestReportUpdateRules: a report goes out when the cursor newly covers a
+// version applied by an unacknowledged path, or (for the view) when a
+// namespace was applied further; never for a cursor that covers nothing
+// new.
+func TestReportUpdateRules(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	r := newReporter("n1", "eu", false, 10)
+	own := func(cursor record.Version) Report { return r.ownReport(cursor) }
+	if r.update(own(20), true, now) || r.update(own(20), false, now) {
+		t.Fatal("an update with nothing applied and a cursor covering nothing")
+	}
+	r.appliedLocal("keys", "a", 30, true, now) // by an acknowledged push
+	if r.update(own(40), false, now) {
+		t.Error("a receipt update for a change that was acknowledged")
+	}
+	if !r.update(own(40), true, now) {
+		t.Error("no view update for a namespace applied further")
+	}
+	r.appliedLocal("keys", "b", 50, false, now) // by gossip repair or the log
+	if r.update(own(45), false, now) {
+		t.Error("a receipt update before the cursor covers the unacknowledged version")
+	}
+	if !r.update(own(55), false, now) {
+		t.Error("no receipt update once the cursor covers the unacknowledged version")
+	}
+	if r.update(own(70), false, now) || r.update(own(80), true, now) {
+		t.Error("an update for a cursor that covers nothing new")
+	}
+	got, err := decodeReport(r.currentMeta())
+	if err != nil || got.Cursor != 55 || appliedIn(got.Applied, "keys") != 50 {
+		t.Errorf("metadata %+v, %v; want cursor 55 and keys at 50", got, err)
+	}
+}
