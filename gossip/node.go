@@ -268,8 +268,9 @@ func (n *Node) Publish(ctx context.Context, rec record.Record) error {
 	if !rec.Tombstone && len(rec.Value) > n.cfg.InlineValueMax {
 		c.rec.Value, c.inline = nil, false
 	}
-	n.reports.trackKey(recentID(rec.Namespace, rec.Key)) // before the acks can arrive
-	n.push(c)                                            // queues it for gossip repair too, unless every target acknowledges
+	// Track the key's acks (for Receipt) before any can arrive.
+	n.reports.trackKey(recentID(rec.Namespace, rec.Key))
+	n.push(c) // queues it for gossip repair too, unless every target acknowledges
 	return nil
 }
 
