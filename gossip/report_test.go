@@ -194,6 +194,20 @@ func TestReceiptWaitsForEveryRegion(t *testing.T) {
 		}
 	}
 	t.Logf("full receipt after %s", r.Waited)
+	// Every other node's ack reaches node 0: those of regions b and c that
+	// were not relays only through their relay's forwarding.
+	eventually(t, 30*time.Second, func() bool {
+		r := c.nodes[0].reports
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		n := 0
+		for _, v := range r.tracks[recentID("keys", "k1")].acked {
+			if v >= rec.Version {
+				n++
+			}
+		}
+		return n == 8
+	}, "acks of all 8 other nodes at node 0")
 
 	// Cut region c off from a and b, and from the origin.
 	originCut.Store(true)
