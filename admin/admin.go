@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -45,6 +46,9 @@ type Config struct {
 	Inspect func(ns, key string) (Inspection, bool)
 	// Members lists cluster members for /debug/members.
 	Members func() any
+	// Fleet is this node's gossip view of the fleet's applied versions, for
+	// the fleet page (/debug/fleet, /debug/fleet.json); nil without gossip.
+	Fleet func() gossip.FleetView
 	// Detail, when set, is added to /readyz's answer as "detail" (a node's
 	// per-namespace warm-up progress and memory, say); it must not hold
 	// secrets: /readyz needs no token.
@@ -63,6 +67,8 @@ const MaxRequestBody = 64 << 10
 //	GET /metrics                     Prometheus exposition
 //	GET /debug/records/{ns}/{key...} cached version and age of a record (token)
 //	GET /debug/members               cluster members (token)
+//	GET /debug/fleet                 live fleet page, HTML (token, or ?token= once, then a cookie)
+//	GET /debug/fleet.json            the fleet page's data (same)
 func Handler(cfg Config) http.Handler {
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.DefaultGatherer
@@ -106,6 +112,17 @@ func Handler(cfg Config) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, cfg.Members())
 	})))
+	if cfg.Fleet != nil {
+		fp := newFleetPage(cfg.Fleet, cfg.Gatherer, cfg.Token)
+		mux.HandleFunc("GET /debug/fleet", fp.serveHTML)
+		mux.HandleFunc("GET /debug/fleet.json", fp.serveJSON)
+	} else {
+		noFleet := RequireToken(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusNotFound, errorBody{"this service is not in a gossip cluster"})
+		}))
+		mux.Handle("GET /debug/fleet", noFleet)
+		mux.Handle("GET /debug/fleet.json", noFleet)
+	}
 	return LimitBody(mux, MaxRequestBody)
 }
 

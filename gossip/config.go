@@ -137,6 +137,23 @@ type Config struct {
 	// without limit.
 	QueueMax int
 
+	// ReportInterval paces this node's applied-version report (its log
+	// cursor and the newest version applied per namespace, carried in its
+	// memberlist metadata; see Receipt and Fleet): an update for receipts
+	// (the cursor newly covers a version applied by an unacknowledged
+	// path) at most once per ReportInterval, or 100 ms per live member if
+	// longer; an update for the fleet view at most once per 10 ×
+	// ReportInterval, or 2 s per live member if longer. Zero means 1 s. A
+	// negative value keeps the receipt updates (every 1 s at most) and
+	// turns the fleet-view updates off: with sparse changes each one costs
+	// a view update from every node (BENCHMARKS.md, "Fleet receipts"), and
+	// a large fleet that needs no fleet page may save that.
+	ReportInterval time.Duration
+
+	// Observer marks a node that serves nothing (a publisher's member):
+	// fleet receipts and the fleet view do not count it.
+	Observer bool
+
 	// Transport replaces memberlist's UDP/TCP transport, e.g. with a
 	// netsim.Transport that injects loss, delay and partitions. Nil: a
 	// memberlist.NetTransport on BindAddr:BindPort.

@@ -12,12 +12,14 @@ type delegate struct{ n *Node }
 
 var _ memberlist.Delegate = delegate{}
 
-// NodeMeta implements memberlist.Delegate: the node's region.
+// NodeMeta implements memberlist.Delegate: the node's region and its
+// applied-version report (report.go).
 func (d delegate) NodeMeta(limit int) []byte {
-	if len(d.n.meta) > limit {
+	meta := d.n.reports.currentMeta()
+	if len(meta) > limit {
 		return nil
 	}
-	return d.n.meta
+	return meta
 }
 
 // NotifyMsg implements memberlist.Delegate. It runs on memberlist's packet
@@ -32,9 +34,16 @@ func (d delegate) NotifyMsg(b []byte) {
 	case msg.change != nil:
 		d.n.handle(*msg.change)
 	case msg.ack != nil:
-		if d.n.acks.ack(*msg.ack, &d.n.rtt) {
+		awaited, reportTo := d.n.acks.ack(*msg.ack, &d.n.rtt)
+		if awaited {
 			d.n.m.acks.Inc()
+			if reportTo != "" {
+				// A relay passes its share's acks on to whoever pushed
+				// the change to it (report.go).
+				d.n.enqueue(job{ackTo: reportTo, ack: *msg.ack}, "ack")
+			}
 		}
+		d.n.reports.acked(*msg.ack)
 	default:
 		d.n.dropGarbage("message", len(b), errUnexpectedDigest)
 	}
@@ -103,6 +112,7 @@ func (e events) NotifyJoin(node *memberlist.Node) {
 	n.alive[node.Name] = copyNode(node)
 	n.updateMembersLocked()
 	n.membersMu.Unlock()
+	n.reports.member(node, StateAlive, n.cfg.Now())
 	if node.Name == n.cfg.Name {
 		return
 	}
@@ -124,6 +134,11 @@ func (e events) NotifyLeave(node *memberlist.Node) {
 	}
 	n.updateMembersLocked()
 	n.membersMu.Unlock()
+	state := StateDead
+	if node.State == memberlist.StateLeft {
+		state = StateLeft
+	}
+	n.reports.member(node, state, n.cfg.Now())
 	n.logger.Warn("gossip member failed or left", "member", node.Name, "addr", node.Address())
 }
 
@@ -136,6 +151,7 @@ func (e events) NotifyUpdate(node *memberlist.Node) {
 		n.alive[node.Name] = copyNode(node)
 	}
 	n.membersMu.Unlock()
+	n.reports.member(node, StateAlive, n.cfg.Now())
 }
 
 // copyNode copies a node memberlist passes to an event callback (safe there:

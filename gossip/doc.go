@@ -69,6 +69,17 @@
 // does not bring the old key back. Encryption cannot be turned on or off on
 // a running node.
 //
+// # Fleet receipts and reports
+//
+// Receipt waits until a share of every region's members has applied a
+// version of a key, proved by acknowledgements (sent after the apply;
+// relays pass their region's acks back to the node that pushed to them) or
+// by a member's reported log cursor; Fleet is this node's view of every
+// member's reported cursor and newest applied version per namespace. The
+// reports ride memberlist node metadata (format 2) and are sent only when
+// due (see report.go and Config.ReportInterval). Config.Observer keeps a
+// node that serves nothing (a publisher's) out of both.
+//
 // # Metrics
 //
 // With Config.Registerer set, a node exports (prefix dataplane_gossip_):

@@ -174,6 +174,8 @@ type clusterOpts struct {
 	zones   []string // netsim zone of node i is zones[i % len]; nil and net: one zone
 	net     *netsim.Network
 	tweak   func(i int, c *Config)
+	// log, if set, gives node i its change log (default: the store).
+	log func(i int, store *mem.Store) LogReader
 }
 
 func newCluster(t testing.TB, o clusterOpts) *cluster {
@@ -231,7 +233,11 @@ func (c *cluster) start(i int, o clusterOpts, port int) {
 		c.nodes = append(c.nodes, nil)
 		c.cfgs = append(c.cfgs, Config{})
 	}
-	n, err := New(cfg, a, c.store)
+	var lr LogReader = c.store
+	if o.log != nil {
+		lr = o.log(i, c.store)
+	}
+	n, err := New(cfg, a, lr)
 	if err != nil {
 		c.t.Fatalf("start node %d: %v", i, err)
 	}

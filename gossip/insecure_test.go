@@ -74,7 +74,7 @@ func TestForgedAckIgnored(t *testing.T) {
 	a, b := c.nodes[0], c.nodes[1]
 	rec := record.Record{Namespace: "routes", Key: "acked.example.com", Value: []byte("{}"), Version: c.clock.Now()}
 	// A push from a to b, awaiting b's acknowledgement.
-	p := a.acks.add(change{rec: rec}, []target{{node: &memberlist.Node{Name: b.Name()}, path: pathPush}}, 16, a.rtt.timeout, time.Minute)
+	p := a.acks.add(change{rec: rec}, []target{{node: &memberlist.Node{Name: b.Name()}, path: pathPush}}, "", 16, a.rtt.timeout, time.Minute)
 	if p == nil {
 		t.Fatal("ack table refused the push")
 	}

@@ -29,11 +29,11 @@ type Node struct {
 	logger  *slog.Logger
 	m       *metrics
 
-	ml    atomic.Pointer[memberlist.Memberlist] // set once Create returns
-	queue *memberlist.TransmitLimitedQueue
-	seen  *recent
-	meta  []byte
-	kr    *memberlist.Keyring // nil without SecretKeys
+	ml      atomic.Pointer[memberlist.Memberlist] // set once Create returns
+	queue   *memberlist.TransmitLimitedQueue
+	seen    *recent
+	reports *reporter           // applied-version reports (report.go)
+	kr      *memberlist.Keyring // nil without SecretKeys
 
 	highWater atomic.Uint64 // highest version seen by any path
 	cursor    atomic.Uint64 // log position: every change at or below it is known
@@ -104,7 +104,6 @@ func New(cfg Config, a Applier, log LogReader) (*Node, error) {
 		logger:  cfg.Logger.With("node", cfg.Name),
 		m:       m,
 		seen:    newRecent(cfg.RecentMax),
-		meta:    encodeMeta(cfg.Region),
 		catchup: make(chan string, 1),
 		jobs:    make(chan job, 4096),
 		garbage: rateLimit{every: time.Second},
@@ -121,6 +120,7 @@ func New(cfg Config, a Applier, log LogReader) (*Node, error) {
 		start = record.MakeVersion(cfg.Now().Add(-cfg.LogSettle), 0)
 	}
 	n.cursor.Store(uint64(start))
+	n.reports = newReporter(cfg.Name, cfg.Region, cfg.Observer, start)
 
 	mc := *cfg.Memberlist // a copy: the caller's preset stays reusable
 	mc.Name = cfg.Name
@@ -160,9 +160,10 @@ func New(cfg Config, a Applier, log LogReader) (*Node, error) {
 		n.wg.Add(1)
 		go n.logLoop()
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.sendLoop()
 	go n.reconnectLoop()
+	go n.reportLoop()
 
 	if len(cfg.Seeds) > 0 {
 		if k, err := ml.Join(cfg.Seeds); err != nil {
@@ -267,6 +268,8 @@ func (n *Node) Publish(ctx context.Context, rec record.Record) error {
 	if !rec.Tombstone && len(rec.Value) > n.cfg.InlineValueMax {
 		c.rec.Value, c.inline = nil, false
 	}
+	// Track the key's acks (for Receipt) before any can arrive.
+	n.reports.trackKey(recentID(rec.Namespace, rec.Key))
 	n.push(c) // queues it for gossip repair too, unless every target acknowledges
 	return nil
 }
@@ -290,7 +293,7 @@ func (n *Node) receive(c change) verdict {
 		if n.garbage.allow(n.cfg.Now()) {
 			n.logger.Warn("gossip refused a version from the future", "ns", c.rec.Namespace, "key", c.rec.Key, "version", c.rec.Version, "ahead", ahead, "path", c.path.String())
 		}
-		return stale
+		return refused
 	}
 	id := recentID(c.rec.Namespace, c.rec.Key)
 	keep := c // what the node remembers (and puts in digests)
@@ -306,6 +309,7 @@ func (n *Node) receive(c change) verdict {
 	}
 	n.apply(c, v)
 	s.mu.Unlock()
+	n.reports.appliedLocal(c.rec.Namespace, c.rec.Key, c.rec.Version, c.path == pathLocal || c.path == pathPush || c.path == pathRelay, n.cfg.Now())
 
 	for {
 		hw := n.highWater.Load()
@@ -342,15 +346,17 @@ func (n *Node) apply(c change, v verdict) {
 // the first time a newer version arrives.
 func (n *Node) handle(c change) {
 	n.m.received.WithLabelValues(c.path.String()).Inc()
-	acked := c.from != ""
-	if acked {
-		// Acknowledge even a duplicate or an old version: the sender only
-		// needs to know this node has it or something newer.
-		n.enqueue(job{ackTo: c.from, ack: ack{ns: c.rec.Namespace, key: c.rec.Key, version: c.rec.Version, from: n.cfg.Name}}, "ack")
-		c.from = ""
-	}
+	from := c.from
+	c.from = ""
 	v := n.receive(c)
-	if v == fresh && !acked {
+	if from != "" && v != refused {
+		// Acknowledge even a duplicate or an old version: the sender only
+		// needs to know this node has it or something newer. Only after
+		// the apply, so that an ack also proves the apply (fleet receipts
+		// count acks); a refused change is not acknowledged.
+		n.enqueue(job{ackTo: from, ack: ack{ns: c.rec.Namespace, key: c.rec.Key, version: c.rec.Version, from: n.cfg.Name}}, "ack")
+	}
+	if v == fresh && from == "" {
 		// Gossip repair: a copy nobody confirmed delivering spreads on.
 		// An acknowledged push needs no repair: its sender retries, and
 		// repairs what stays unacknowledged.
@@ -358,9 +364,10 @@ func (n *Node) handle(c change) {
 	}
 	// Relay once per version, even if this node already holds it: another
 	// relay of its region may have pushed it here first, and this node's
-	// share of the region still needs it.
-	if c.path == pathRelay && n.seen.markRelayed(recentID(c.rec.Namespace, c.rec.Key), c.rec.Version) {
-		n.enqueue(job{relay: &c}, "relay")
+	// share of the region still needs it. The acks of its share go back
+	// to the sender too, for its receipts.
+	if c.path == pathRelay && v != refused && n.seen.markRelayed(recentID(c.rec.Namespace, c.rec.Key), c.rec.Version) {
+		n.enqueue(job{relay: &c, reportTo: from}, "relay")
 	}
 }
 
@@ -413,12 +420,16 @@ func (n *Node) triggerCatchUp(why string) {
 	}
 }
 
-// Node metadata: a format byte, then the region.
+// Node metadata: a format byte, then the region (format 1), or the
+// applied-version report (format 2, report.go).
 const metaV1 = 1
 
 func encodeMeta(region string) []byte { return append([]byte{metaV1}, region...) }
 
 func decodeMeta(b []byte) string {
+	if len(b) > 0 && b[0] == metaV2 {
+		return metaRegion(b)
+	}
 	if len(b) < 2 || b[0] != metaV1 || validateRegion(string(b[1:])) != nil {
 		return ""
 	}

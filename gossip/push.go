@@ -57,7 +57,7 @@ func (n *Node) push(c change) {
 			targets = append(targets, target{nodes[i], pathRelay, encodeChange(rc)})
 		}
 	}
-	n.deliver(c, targets)
+	n.deliver(c, targets, "")
 }
 
 func withPath(c change, p path) change {
@@ -65,8 +65,9 @@ func withPath(c change, p path) change {
 	return c
 }
 
-// relay forwards a relayed change c to this node's part of its region.
-func (n *Node) relay(c change) {
+// relay forwards a relayed change c to this node's part of its region,
+// passing their acks on to reportTo (the node that relayed c here).
+func (n *Node) relay(c change, reportTo string) {
 	local, _ := n.peers()
 	if !c.share.whole() {
 		ranked := make([]string, 0, len(local)+1)
@@ -90,20 +91,20 @@ func (n *Node) relay(c change) {
 	for i, m := range local {
 		targets[i] = target{m, pathPush, msg}
 	}
-	n.deliver(c, targets)
+	n.deliver(c, targets, reportTo)
 }
 
 // deliver sends c to targets now (each its encoded msg) and retries those
 // that do not acknowledge. A change whose delivery cannot be confirmed goes
-// to gossip repair.
-func (n *Node) deliver(c change, targets []target) {
+// to gossip repair. Acks are passed on to reportTo, if set.
+func (n *Node) deliver(c change, targets []target, reportTo string) {
 	if len(targets) == 0 {
 		n.queueGossip(c)
 		return
 	}
 	var p *pending
 	if n.cfg.PushRetries > 0 {
-		p = n.acks.add(c, targets, n.cfg.QueueMax, n.rtt.timeout, n.cfg.PushAckTimeout) // before sending: an ack may be quick
+		p = n.acks.add(c, targets, reportTo, n.cfg.QueueMax, n.rtt.timeout, n.cfg.PushAckTimeout) // before sending: an ack may be quick
 		if p == nil {
 			// Too many pushes await acknowledgement (a flood, or targets
 			// that stopped answering): send this one without retries, so
@@ -214,7 +215,8 @@ type pendingKey struct {
 }
 
 type pending struct {
-	key pendingKey
+	key      pendingKey
+	reportTo string // passes acks on to this member (relayed changes)
 
 	mu      sync.Mutex // guards waiting and closed
 	waiting map[string]*waiter
@@ -235,12 +237,13 @@ type waiter struct {
 // add registers a push awaiting acknowledgement from targets, each with a
 // first timeout from timeout(region, def), unless limit pushes already
 // await one: then it returns nil and the push goes out without retries.
-func (t *ackTable) add(c change, targets []target, limit int, timeout func(string, time.Duration) time.Duration, def time.Duration) *pending {
+func (t *ackTable) add(c change, targets []target, reportTo string, limit int, timeout func(string, time.Duration) time.Duration, def time.Duration) *pending {
 	now := time.Now()
 	p := &pending{
-		key:     pendingKey{recentID(c.rec.Namespace, c.rec.Key), c.rec.Version},
-		waiting: make(map[string]*waiter, len(targets)),
-		done:    make(chan struct{}),
+		key:      pendingKey{recentID(c.rec.Namespace, c.rec.Key), c.rec.Version},
+		reportTo: reportTo,
+		waiting:  make(map[string]*waiter, len(targets)),
+		done:     make(chan struct{}),
 	}
 	for _, tg := range targets {
 		region := decodeMeta(tg.node.Meta)
@@ -267,20 +270,21 @@ func (t *ackTable) remove(p *pending) {
 	t.mu.Unlock()
 }
 
-// ack records an acknowledgement; it reports whether one was awaited, and
-// feeds the round trip of a push acknowledged without a retry to rtt.
-func (t *ackTable) ack(a ack, rtt *rttTable) bool {
+// ack records an acknowledgement; it reports whether one was awaited (and
+// if so, to whom it is to be passed on), and feeds the round trip of a push
+// acknowledged without a retry to rtt.
+func (t *ackTable) ack(a ack, rtt *rttTable) (awaited bool, reportTo string) {
 	t.mu.Lock()
 	p := t.m[pendingKey{recentID(a.ns, a.key), a.version}]
 	t.mu.Unlock()
 	if p == nil {
-		return false
+		return false, ""
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w, ok := p.waiting[a.from]
 	if !ok {
-		return false
+		return false, ""
 	}
 	if w.tries == 0 { // Karn: a retried push's ack may answer either send
 		rtt.observe(w.region, time.Since(w.sent))
@@ -290,7 +294,7 @@ func (t *ackTable) ack(a ack, rtt *rttTable) bool {
 		p.closed = true
 		close(p.done)
 	}
-	return true
+	return true, p.reportTo
 }
 
 // next returns the earliest time a waiting target is due.
@@ -334,9 +338,10 @@ func (p *pending) due(now time.Time, retries int) (resend []target, gaveUp bool)
 
 // job is work for sendLoop, off memberlist's packet loop.
 type job struct {
-	relay *change // fan a fresh relay out to this node's region
-	ackTo string  // or acknowledge to this member
-	ack   ack
+	relay    *change // fan a fresh relay out to this node's region
+	reportTo string  // with relay: pass the region's acks on to this member
+	ackTo    string  // or acknowledge to this member
+	ack      ack
 }
 
 // sendLoop forwards relays to this node's region and sends acks.
@@ -348,7 +353,7 @@ func (n *Node) sendLoop() {
 			return
 		case j := <-n.jobs:
 			if j.relay != nil {
-				n.relay(*j.relay)
+				n.relay(*j.relay, j.reportTo)
 				continue
 			}
 			n.membersMu.Lock()

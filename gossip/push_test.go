@@ -42,7 +42,7 @@ func TestPendingRetriesPerTarget(t *testing.T) {
 	r.observe("eu", 10*time.Millisecond) // timeout 20ms
 	c := change{rec: record.Record{Namespace: "ns", Key: "k", Version: 5}}
 	var tbl ackTable
-	p := tbl.add(c, []target{{node: near}, {node: far}}, 10, r.timeout, time.Second)
+	p := tbl.add(c, []target{{node: near}, {node: far}}, "", 10, r.timeout, time.Second)
 	t0 := time.Now()
 	due, ok := p.next()
 	if !ok || due.Sub(t0) > 25*time.Millisecond {
@@ -61,7 +61,7 @@ func TestPendingRetriesPerTarget(t *testing.T) {
 	if _, gaveUp := p.due(due2, 1); !gaveUp {
 		t.Errorf("near target not given up after its retry")
 	}
-	if !tbl.ack(ack{ns: "ns", key: "k", version: 5, from: "far"}, &r) {
+	if ok, _ := tbl.ack(ack{ns: "ns", key: "k", version: 5, from: "far"}, &r); !ok {
 		t.Fatalf("ack from far not awaited")
 	}
 	select {

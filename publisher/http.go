@@ -34,6 +34,15 @@ const VersionHeader = "X-Dataplane-Version"
 //	POST   /v1/import                        JSON Lines body (see Import); answers ImportStats
 //	GET    /v1/export/{namespace}            JSON Lines (see Export)
 //
+// PUT and DELETE take ?wait=DURATION (e.g. 5s, at most 5m) and
+// ?share=FRACTION (0 < share <= 1, default 1): after the write, the answer
+// waits until that share of the nodes of every region have applied it, or
+// the wait passes, and carries a "receipt" (gossip.Receipt: per region
+// applied/total and the nodes not yet applied). 200 if met, 202 Accepted
+// if the wait passed first (the write is durable either way; the fleet
+// catches up from gossip and the change log). A publisher without a gossip
+// node answers 400 to ?wait, before writing.
+//
 // Every request needs "Authorization: Bearer <token>"; the token is compared
 // in constant time and never logged. An empty token refuses every request.
 // Writes answer {"namespace","key","version","tombstone"}; GET answers the
@@ -115,21 +124,29 @@ func (h *handler) putRecord(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "read request body: "+err.Error())
 		return
 	}
+	wait, share, ok := h.waitParams(w, r)
+	if !ok {
+		return
+	}
 	rec, err := h.p.Put(r.Context(), ns, key, value)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	writeWrite(w, rec)
+	h.writeWaited(w, r, rec, wait, share)
 }
 
 func (h *handler) deleteRecord(w http.ResponseWriter, r *http.Request) {
+	wait, share, ok := h.waitParams(w, r)
+	if !ok {
+		return
+	}
 	rec, err := h.p.Delete(r.Context(), r.PathValue("namespace"), r.PathValue("key"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	writeWrite(w, rec)
+	h.writeWaited(w, r, rec, wait, share)
 }
 
 func writeWrite(w http.ResponseWriter, rec record.Record) {

@@ -80,6 +80,15 @@ if [ -z "$pg_bin" ]; then
 fi
 export DATAPLANE_PG_BIN="${DATAPLANE_PG_BIN:-$pg_bin}"
 
+# Headless Chromium from Debian, for the fleet page's browser test
+# (devcluster TestFleetPageInBrowser fails, never skips, without it).
+if [ ! -x /usr/bin/chromium ] && [ -z "${DATAPLANE_CHROMIUM:-}" ]; then
+  step "installing chromium (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+export DATAPLANE_CHROMIUM="${DATAPLANE_CHROMIUM:-/usr/bin/chromium}"
+
 phase vet
 step "go vet"
 go vet ./...

@@ -17,6 +17,7 @@ import (
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/cachenode/wire"
+	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -152,6 +153,7 @@ func Start(cfg ServerConfig) (*Server, error) {
 			Token:    cfg.AdminToken,
 			Inspect:  InspectFunc(node),
 			Members:  MembersFunc(node),
+			Fleet:    FleetFunc(node),
 			Detail:   func() any { return node.Status() },
 		}))
 		s.adm = &http.Server{
@@ -359,4 +361,13 @@ func MembersFunc(n *dataplane.Node) func() any {
 		return nil
 	}
 	return func() any { return n.Gossip().Members() }
+}
+
+// FleetFunc returns the fleet view of a node for the admin fleet page (nil
+// without gossip).
+func FleetFunc(n *dataplane.Node) func() gossip.FleetView {
+	if n.Gossip() == nil {
+		return nil
+	}
+	return n.Gossip().Fleet
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +48,11 @@ origin directly (-origin URL); then, with -seeds, the change is also handed to
 the gossip cluster at once (otherwise nodes see it through the change log
 within their log interval, or their TTL).
 
+With -wait 5s, put and delete wait until -share (default 1.0) of the nodes
+of every region have applied the write and print the fleet receipt: per
+region, nodes applied/total and those not yet applied; the exit status is 1
+if it was not met in time (the write is durable either way).
+
 The API (serve) needs -token on every request, compared in constant time and
 never logged; -tls-cert/-tls-key serve it over HTTPS and -tls-client-ca
 requires client certificates (mutual TLS). A client of an https:// -api
@@ -64,6 +70,8 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	listen := fs.String("listen", ":8070", "serve: API listen address")
 	snapEvery := fs.Duration("snapshot-interval", time.Minute, "serve: how often namespace snapshots are written")
 	maxOffset := fs.Duration("max-clock-offset", publisher.DefaultConfig().MaxClockOffset, "refuse to write when this host's clock is further than this from the origin's (S3 and DynamoDB tell their time); 0 turns the check off")
+	wait := fs.Duration("wait", 0, "put, delete: wait up to this long until -share of the nodes of every region have applied the write, and print the receipt (needs -seeds, or -api of a publisher in gossip); exit status 1 if not met")
+	share := fs.Float64("share", 1, "with -wait: the fraction (0, 1] of each region's nodes that must apply the write")
 	var apiTLS serverTLSFlags
 	apiTLS.register(fs, "", "publisher API (serve)")
 	var apiCli tlsconfig.Client
@@ -105,7 +113,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			defer tr.CloseIdleConnections()
 			client = &http.Client{Transport: tr}
 		}
-		return (&apiClient{base: strings.TrimRight(*api, "/"), token: *token, client: client}).do(ctx, action, rest, stdout, stderr)
+		return (&apiClient{base: strings.TrimRight(*api, "/"), token: *token, client: client, wait: *wait, share: *share}).do(ctx, action, rest, stdout, stderr)
 	}
 
 	store, err := nf.openOrigin(ctx, log)
@@ -126,6 +134,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if action != "serve" && nf.name == "" {
 			g.Name = fmt.Sprintf("publish-%d", os.Getpid())
 		}
+		g.Observer = true // serves nothing: not counted in receipts
 		g.Logger, g.Registerer = log, reg
 		gn, err = gossip.New(g, gossip.Funcs{}, nil)
 		if err != nil {
@@ -146,12 +155,19 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		return servePublisher(ctx, p, *listen, *token, tlsCfg, reg, log, stdout)
+		var fleet func() gossip.FleetView
+		if gn != nil {
+			fleet = gn.Fleet
+		}
+		return servePublisher(ctx, p, *listen, *token, tlsCfg, reg, log, stdout, fleet)
 	}
 	if gn != nil && len(nf.seeds) > 0 {
 		waitJoined(ctx, gn)
 	}
-	return local(ctx, p, action, rest, stdout, stderr)
+	if *wait > 0 && gn == nil {
+		return usageError{errors.New("-wait needs -seeds (a gossip member to count the fleet's acknowledgements) or -api")}
+	}
+	return local(ctx, p, action, rest, stdout, stderr, *wait, *share)
 }
 
 // waitJoined gives a short-lived gossip node a moment to learn the members
@@ -173,7 +189,19 @@ func readValue(arg string, stdin io.Reader) ([]byte, error) {
 	return []byte(arg), nil
 }
 
-func local(ctx context.Context, p *publisher.Publisher, action string, args []string, stdout, stderr io.Writer) error {
+// printReceipt waits for rec's receipt and prints it; an error if not met.
+func printReceipt(ctx context.Context, p *publisher.Publisher, rec record.Record, wait time.Duration, share float64, stdout io.Writer) error {
+	if wait <= 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	r, err := p.Receipt(wctx, rec, share)
+	fmt.Fprint(stdout, r.String())
+	return err
+}
+
+func local(ctx context.Context, p *publisher.Publisher, action string, args []string, stdout, stderr io.Writer, wait time.Duration, share float64) error {
 	switch action {
 	case "put":
 		v, err := readValue(args[2], os.Stdin)
@@ -185,12 +213,14 @@ func local(ctx context.Context, p *publisher.Publisher, action string, args []st
 			return err
 		}
 		fmt.Fprintf(stdout, "put %s/%s version %s\n", rec.Namespace, rec.Key, rec.Version)
+		return printReceipt(ctx, p, rec, wait, share, stdout)
 	case "delete":
 		rec, err := p.Delete(ctx, args[0], args[1])
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "deleted %s/%s version %s\n", rec.Namespace, rec.Key, rec.Version)
+		return printReceipt(ctx, p, rec, wait, share, stdout)
 	case "get":
 		rec, err := p.Get(ctx, args[0], args[1])
 		if err != nil {
@@ -253,15 +283,15 @@ func printImport(w io.Writer, st publisher.ImportStats) {
 	}
 }
 
-func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token string, tlsCfg *tls.Config, reg *prometheus.Registry, log *slog.Logger, stdout io.Writer) error {
+func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token string, tlsCfg *tls.Config, reg *prometheus.Registry, log *slog.Logger, stdout io.Writer, fleet func() gossip.FleetView) error {
 	if token == "" {
 		return usageError{errors.New("serve needs -token: the API writes records and is never open")}
 	}
 	reg.MustRegister(collectors.NewGoCollector())
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", publisher.Handler(p, token))
-	adm := admin.Handler(admin.Config{Gatherer: reg, Token: token})
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+	adm := admin.Handler(admin.Config{Gatherer: reg, Token: token, Fleet: fleet})
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/debug/fleet", "/debug/fleet.json"} {
 		mux.Handle(path, adm)
 	}
 	// The largest body either way is a namespace: an import in, an export out.
@@ -291,6 +321,8 @@ func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token s
 type apiClient struct {
 	base, token string
 	client      *http.Client
+	wait        time.Duration // put, delete: ?wait (a receipt)
+	share       float64
 }
 
 func (c *apiClient) do(ctx context.Context, action string, args []string, stdout, stderr io.Writer) error {
@@ -323,6 +355,9 @@ func (c *apiClient) do(ctx context.Context, action string, args []string, stdout
 	default:
 		return usageError{fmt.Errorf("unknown action %q", action)}
 	}
+	if c.wait > 0 && (action == "put" || action == "delete") {
+		path += "?" + url.Values{"wait": {c.wait.String()}, "share": {strconv.FormatFloat(c.share, 'f', -1, 64)}}.Encode()
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return usageError{fmt.Errorf("-api %q: %w", c.base, err)}
@@ -347,6 +382,9 @@ func (c *apiClient) do(ctx context.Context, action string, args []string, stdout
 		fmt.Fprintf(stderr, "version %s\n", v)
 	}
 	_, err = io.Copy(stdout, resp.Body)
+	if err == nil && resp.StatusCode == http.StatusAccepted {
+		err = errors.New("receipt not met within -wait (see the regions and pending nodes above)")
+	}
 	return err
 }
 

@@ -1,0 +1,170 @@
+package devcluster_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dataplane/dataplane/devcluster"
+	"github.com/dataplane/dataplane/sentinel"
+)
+
+// chromium returns the Chromium binary: $DATAPLANE_CHROMIUM, else
+// /usr/bin/chromium. The browser test fails (it does not skip) without it:
+// scripts/test.sh installs the Debian package.
+func chromium(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("DATAPLANE_CHROMIUM")
+	if bin == "" {
+		bin = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("Chromium not found (%v): install the Debian package chromium (scripts/test.sh does) or set DATAPLANE_CHROMIUM", err)
+	}
+	return bin
+}
+
+// runChromium runs headless Chromium with args and url, returning stdout.
+func runChromium(t *testing.T, bin string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-dev-shm-usage", "--user-data-dir=" + t.TempDir(), "--window-size=1280,900"}
+	cmd := exec.CommandContext(ctx, bin, append(base, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
+	}
+	return stdout.Bytes()
+}
+
+// TestFleetPageInBrowser starts the dev cluster (three sentinels and a
+// cache node in one gossip cluster), publishes a route through the
+// publisher API waiting for its fleet receipt, and loads sentinel-2's
+// fleet page in headless Chromium (the token passed once as ?token=, then
+// a cookie): the rendered DOM lists every member, the region, and the
+// route's version as applied by every member. It also takes a screenshot
+// (copied to $DATAPLANE_FLEET_SCREENSHOT when set).
+func TestFleetPageInBrowser(t *testing.T) {
+	bin := chromium(t)
+	c, err := devcluster.Start(context.Background(), devcluster.Config{DataDir: t.TempDir(), AnyPorts: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const token = "dev-token"
+
+	// Publish with a receipt: 200 once every member applied it.
+	route := fmt.Sprintf(`{"deployment_id":"dep-fleet","upstreams":[%q]}`, c.Upstreams[1])
+	req, _ := http.NewRequest("PUT", c.PublishURL+"/v1/records/"+sentinel.RoutesNamespace+"/fleet.localhost?wait=30s", strings.NewReader(route))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT ?wait=30s: %d %s", resp.StatusCode, body)
+	}
+	var put struct {
+		Version string `json:"version"`
+		Receipt struct {
+			Met     bool `json:"met"`
+			Regions []struct {
+				Region         string
+				Applied, Total int
+			} `json:"regions"`
+		} `json:"receipt"`
+	}
+	if err := json.Unmarshal(body, &put); err != nil {
+		t.Fatal(err)
+	}
+	if !put.Receipt.Met || len(put.Receipt.Regions) != 1 || put.Receipt.Regions[0].Region != "dev" || put.Receipt.Regions[0].Total != 4 {
+		t.Fatalf("receipt: %s (want region dev, 4 of 4: three sentinels and the cache node)", body)
+	}
+
+	admin := "http://" + c.Sentinels[1].AdminAddr()
+	// The JSON form, for scripts: wait until every member's report shows
+	// the route's version.
+	members := []string{"sentinel-1", "sentinel-2", "sentinel-3", "cachenode-1"}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", admin+"/debug/fleet.json", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Members []struct {
+				Name    string
+				Region  string
+				State   string
+				Applied []struct {
+					Namespace string
+					Version   uint64
+				}
+			}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&d)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("fleet.json: %d %v", resp.StatusCode, err)
+		}
+		ok := len(d.Members) == len(members)
+		for _, m := range d.Members {
+			got := false
+			for _, a := range m.Applied {
+				got = got || a.Namespace == sentinel.RoutesNamespace && fmt.Sprintf("%016x", a.Version) >= put.Version
+			}
+			ok = ok && got && m.State == "alive" && m.Region == "dev"
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fleet.json never showed %s applied by all of %v: %+v", put.Version, members, d)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Without the token: refused.
+	if resp, err := http.Get(admin + "/debug/fleet"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("fleet page without a token: %v %v", resp.StatusCode, err)
+	}
+
+	page := admin + "/debug/fleet?token=" + token
+	dom := string(runChromium(t, bin, "--dump-dom", page))
+	for _, want := range append(members, "region-dev", "4 of 4 alive", put.Version, "fleet.localhost", "Fleet as seen by") {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the rendered page lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Fatalf("DOM:\n%s", dom)
+	}
+	shot := filepath.Join(t.TempDir(), "fleet.png")
+	runChromium(t, bin, "--screenshot="+shot, page)
+	png, err := os.ReadFile(shot)
+	if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("screenshot: %v (%d bytes)", err, len(png))
+	}
+	if out := os.Getenv("DATAPLANE_FLEET_SCREENSHOT"); out != "" {
+		if err := os.WriteFile(out, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,52 @@
+package publisher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/record"
+)
+
+// Receipter is an optional interface of a Notifier that can tell which
+// members of the fleet have applied a version (a *gossip.Node does).
+type Receipter interface {
+	Receipt(ctx context.Context, ns, key string, v record.Version, share float64) (gossip.Receipt, error)
+}
+
+var _ Receipter = (*gossip.Node)(nil)
+
+// ErrNoReceipts is returned by Receipt when the Publisher's Notifier cannot
+// give receipts (none, or not a gossip node).
+var ErrNoReceipts = errors.New("publisher: no fleet receipts: the notifier is not a gossip member")
+
+// ErrNotApplied is returned (wrapped) by Receipt when the deadline passed
+// before the share of every region applied the version; the receipt
+// returned with it names the regions and nodes that had not.
+var ErrNotApplied = errors.New("not applied by the requested share of every region before the deadline")
+
+// Receipt waits until share (0 < share <= 1; 0 means 1) of the nodes of
+// every region have applied rec's version of its key, or ctx ends (then
+// the error wraps ErrNotApplied and the receipt says who had not). Call it
+// right after the write (Put, Delete) that returned rec: the Publisher's
+// gossip node then counts the acknowledgements of its own push. See
+// gossip.Node.Receipt for what counts as applied.
+func (p *Publisher) Receipt(ctx context.Context, rec record.Record, share float64) (gossip.Receipt, error) {
+	rc, ok := p.notify.(Receipter)
+	if !ok {
+		return gossip.Receipt{}, ErrNoReceipts
+	}
+	r, err := rc.Receipt(ctx, rec.Namespace, rec.Key, rec.Version, share)
+	switch {
+	case err == nil && r.Met:
+		return r, nil
+	case errors.Is(err, gossip.ErrBadShare):
+		return r, fmt.Errorf("%w: %w", record.ErrInvalid, err)
+	case err != nil && ctx.Err() != nil:
+		return r, fmt.Errorf("%w (regions %v): %w", ErrNotApplied, r.PendingRegions(), err)
+	case err != nil:
+		return r, err
+	}
+	return r, fmt.Errorf("%w (regions %v)", ErrNotApplied, r.PendingRegions())
+}
