@@ -30,6 +30,7 @@ import (
 
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/sign"
 )
 
 // Loader is what the cache reads through. origin.Store satisfies it.
@@ -467,11 +468,20 @@ func (c *Cache) Invalidate(ns, k string, v record.Version) bool {
 // origin. Callers that want to update only keys already held check Peek
 // first.
 func (c *Cache) Apply(rec record.Record) bool {
+	return c.apply(rec, true)
+}
+
+// apply is Apply; verify is false only for the deletes Reload derives from a
+// snapshot (no publisher signed those).
+func (c *Cache) apply(rec record.Record, verify bool) bool {
 	if err := rec.Validate(); err != nil {
 		c.log.Warn("ignoring invalid record", "err", err)
 		return false
 	}
 	if c.refuseFuture(rec.Namespace, rec.Key, rec.Version) {
+		return false
+	}
+	if verify && c.refuseUnsigned(rec) != nil {
 		return false
 	}
 	sp := c.spaces.get(rec.Namespace)
@@ -504,6 +514,20 @@ func (c *Cache) refuseFuture(ns, k string, v record.Version) bool {
 	c.spaces.get(ns).future.Inc()
 	c.log.Warn("refusing a version from the future", "namespace", ns, "key", k, "version", v, "ahead", time.Duration(ahead), "max_skew", c.opts.MaxFutureSkew)
 	return true
+}
+
+// refuseUnsigned checks rec with Options.Verifier, if any, and counts and
+// logs a refusal.
+func (c *Cache) refuseUnsigned(rec record.Record) error {
+	if c.opts.Verifier == nil {
+		return nil
+	}
+	err := c.opts.Verifier.VerifyRecord(rec)
+	if err != nil {
+		c.metrics.sigRefused.WithLabelValues(sign.Reason(err)).Inc()
+		c.log.Warn("refusing a record not signed by a trusted publisher key", "err", err)
+	}
+	return err
 }
 
 // holds reports whether k is held or loading.
@@ -557,7 +581,7 @@ func (c *Cache) Reload(s record.Snapshot) []record.Change {
 	}
 	for _, k := range gone {
 		del := record.Record{Namespace: s.Namespace, Key: k, Version: s.Version, Tombstone: true}
-		if c.Apply(del) {
+		if c.apply(del, false) {
 			news = append(news, del.Change())
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/sign"
 )
 
 // Node is one member of a gossip cluster. It spreads the changes handed to
@@ -290,7 +291,14 @@ func (n *Node) receive(c change) verdict {
 		if n.garbage.allow(n.cfg.Now()) {
 			n.logger.Warn("gossip refused a version from the future", "ns", c.rec.Namespace, "key", c.rec.Key, "version", c.rec.Version, "ahead", ahead, "path", c.path.String())
 		}
-		return stale
+		return refused
+	}
+	if err := n.verify(c); err != nil {
+		n.m.dropped.WithLabelValues(sign.Reason(err)).Inc()
+		if n.garbage.allow(n.cfg.Now()) {
+			n.logger.Warn("gossip refused a change not signed by a trusted publisher key", "err", err, "path", c.path.String())
+		}
+		return refused
 	}
 	id := recentID(c.rec.Namespace, c.rec.Key)
 	keep := c // what the node remembers (and puts in digests)
@@ -319,6 +327,18 @@ func (n *Node) receive(c change) verdict {
 		n.m.lag.WithLabelValues(c.path.String()).Observe(max(lag, 0).Seconds())
 	}
 	return v
+}
+
+// verify checks c's signature with Config.Verifier, if any: with its value
+// when the value travelled, else the Seal alone.
+func (n *Node) verify(c change) error {
+	if n.cfg.Verifier == nil {
+		return nil
+	}
+	if c.inline {
+		return n.cfg.Verifier.VerifyRecord(c.rec)
+	}
+	return n.cfg.Verifier.VerifyChange(c.rec.Change())
 }
 
 // apply hands c to the Applier, turning a panic into a metric and a log line.
@@ -350,6 +370,9 @@ func (n *Node) handle(c change) {
 		c.from = ""
 	}
 	v := n.receive(c)
+	if v == refused {
+		return // neither spread nor relayed
+	}
 	if v == fresh && !acked {
 		// Gossip repair: a copy nobody confirmed delivering spreads on.
 		// An acknowledged push needs no repair: its sender retries, and

@@ -71,6 +71,7 @@ const (
 	stale     verdict = iota // not newer than a version seen: drop
 	fresh                    // newer: apply, and spread
 	uncertain                // unknown key at or below the eviction floor: apply as an invalidation only, do not spread
+	refused                  // from the future or not signed by a trusted key: drop, do not relay
 )
 
 // observe records c if it is newer than the version seen for its key. The
