@@ -207,8 +207,17 @@ func (n *Node) load(snap record.Snapshot) int {
 		}
 	}
 	for _, c := range snap.Known {
+		if n.cfg.Verifier != nil {
+			if c.Seal == nil {
+				continue // a node's own version index keeps no signatures; the log restores these
+			}
+			if n.cfg.Verifier.VerifyChange(c) != nil {
+				n.m.knownRefused.Inc()
+				continue
+			}
+		}
 		if c.Tombstone {
-			if n.cache.Apply(record.Record{Namespace: snap.Namespace, Key: c.Key, Version: c.Version, Tombstone: true}) {
+			if n.cache.Apply(record.Record{Namespace: snap.Namespace, Key: c.Key, Version: c.Version, Tombstone: true, Seal: c.Seal}) {
 				newer++
 			}
 		} else if n.cache.Invalidate(snap.Namespace, c.Key, c.Version) {
