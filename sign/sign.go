@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/dataplane/dataplane/record"
 )
@@ -162,32 +163,46 @@ func (s *Signer) Sign(r record.Record) record.Record {
 	return r
 }
 
-// Verifier checks Seals against a fixed set of trusted public keys. Safe for
-// concurrent use; build a new one to change the set.
+// Verifier checks Seals against a set of trusted public keys, which Trust
+// replaces at run time (a running node rotates keys without a restart).
+// Safe for concurrent use.
 type Verifier struct {
-	keys map[KeyID]ed25519.PublicKey
+	keys atomic.Pointer[map[KeyID]ed25519.PublicKey]
 }
 
 // NewVerifier returns a Verifier trusting pubs (at least one; duplicates
 // are fine).
 func NewVerifier(pubs ...ed25519.PublicKey) (*Verifier, error) {
-	if len(pubs) == 0 {
-		return nil, fmt.Errorf("%w: no trusted keys", ErrBadKey)
-	}
-	v := &Verifier{keys: make(map[KeyID]ed25519.PublicKey, len(pubs))}
-	for i, p := range pubs {
-		if len(p) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("%w: trusted key #%d is %d bytes, want %d", ErrBadKey, i+1, len(p), ed25519.PublicKeySize)
-		}
-		v.keys[IDOf(p)] = append(ed25519.PublicKey(nil), p...)
+	v := new(Verifier)
+	if err := v.Trust(pubs...); err != nil {
+		return nil, err
 	}
 	return v, nil
 }
 
+// Trust replaces the set of trusted keys with pubs (at least one). Every
+// verification that starts after it returns uses the new set. On error the
+// set is unchanged.
+func (v *Verifier) Trust(pubs ...ed25519.PublicKey) error {
+	if len(pubs) == 0 {
+		return fmt.Errorf("%w: no trusted keys", ErrBadKey)
+	}
+	keys := make(map[KeyID]ed25519.PublicKey, len(pubs))
+	for i, p := range pubs {
+		if len(p) != ed25519.PublicKeySize {
+			return fmt.Errorf("%w: trusted key #%d is %d bytes, want %d", ErrBadKey, i+1, len(p), ed25519.PublicKeySize)
+		}
+		keys[IDOf(p)] = append(ed25519.PublicKey(nil), p...)
+	}
+	v.keys.Store(&keys)
+	return nil
+}
+
 // KeyIDs returns the ids of the trusted keys, in no particular order.
 func (v *Verifier) KeyIDs() []KeyID {
-	ids := make([]KeyID, 0, len(v.keys))
-	for id := range v.keys {
+	keys := *v.keys.Load()
+	ids := make([]KeyID, 0, len(keys))
+	for id := range keys {
 		ids = append(ids, id)
 	}
 	return ids
@@ -218,7 +233,7 @@ func (v *Verifier) VerifyChange(c record.Change) error {
 }
 
 func (v *Verifier) check(ns, key string, ver record.Version, tomb bool, seal *record.Seal) error {
-	pub, ok := v.keys[seal.KeyID]
+	pub, ok := (*v.keys.Load())[seal.KeyID]
 	if !ok {
 		return fmt.Errorf("%s/%s@%s: key %s: %w", ns, key, ver, KeyID(seal.KeyID), ErrUntrustedKey)
 	}
