@@ -99,7 +99,7 @@ func TestForgedSignedChangesRefused(t *testing.T) {
 	moved := good // the signature over {"v":2}, on another value
 	moved.Value = []byte(`{"upstreams":["http://evil.example"]}`)
 	moved.Version = good.Version // same version: must not replace either
-	bumped := good                // the same signature, claiming a higher version
+	bumped := good               // the same signature, claiming a higher version
 	bumped.Version = next
 	forgedFloor := evil.Sign(record.Record{Namespace: ns, Key: key, Version: next, Value: []byte("x")})
 	forgedFloor.Value = nil
