@@ -293,6 +293,13 @@ func (n *Node) receive(c change) verdict {
 		}
 		return refused
 	}
+	id := recentID(c.rec.Namespace, c.rec.Key)
+	if n.cfg.Verifier != nil && n.seen.holds(id, c.rec.Version) {
+		// A duplicate or a replay: stale whatever its signature, so
+		// not worth verifying (each change arrives by several paths).
+		n.m.rejected.WithLabelValues(c.path.String()).Inc()
+		return stale
+	}
 	if err := n.verify(c); err != nil {
 		n.m.dropped.WithLabelValues(sign.Reason(err)).Inc()
 		if n.garbage.allow(n.cfg.Now()) {
@@ -300,7 +307,6 @@ func (n *Node) receive(c change) verdict {
 		}
 		return refused
 	}
-	id := recentID(c.rec.Namespace, c.rec.Key)
 	keep := c // what the node remembers (and puts in digests)
 	if len(keep.rec.Value) > n.cfg.InlineValueMax {
 		keep.rec.Value, keep.inline = nil, false

@@ -96,10 +96,11 @@ func TestForgedSignedChangesRefused(t *testing.T) {
 
 	next := c.clock.Now()
 	future := record.MakeVersion(time.Now().Add(time.Hour), 0)
-	moved := good // the signature over {"v":2}, on another value
+	// A publisher's valid signature of a new version (seen, say, on an
+	// invalidation-only message) carrying another value.
+	moved := pub.Sign(record.Record{Namespace: ns, Key: key, Value: []byte(`{"v":9}`), Version: next})
 	moved.Value = []byte(`{"upstreams":["http://evil.example"]}`)
-	moved.Version = good.Version // same version: must not replace either
-	bumped := good               // the same signature, claiming a higher version
+	bumped := good // the same signature, claiming a higher version
 	bumped.Version = next
 	forgedFloor := evil.Sign(record.Record{Namespace: ns, Key: key, Version: next, Value: []byte("x")})
 	forgedFloor.Value = nil
