@@ -306,8 +306,10 @@ func TestSigningKeyRotation(t *testing.T) {
 	close(stop)
 	<-done
 	eventually(t, 60*time.Second, converged, "every node to hold the last version of every key")
-	if n := c.droppedFor("untrusted_key") + c.droppedFor("unsigned") + c.droppedFor("bad_signature"); n != 0 {
-		t.Errorf("%v changes were refused during the rotation", n)
+	for _, reason := range []string{"untrusted_key", "unsigned", "bad_signature", "digest_mismatch"} {
+		if n := c.droppedFor(reason); n != 0 {
+			t.Errorf("%v changes were refused during the rotation (%s)", n, reason)
+		}
 	}
 
 	stale := oldKey.Sign(record.Record{Namespace: "cfg", Key: "after", Value: []byte("x"), Version: c.clock.Now()})

@@ -34,6 +34,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -141,11 +142,15 @@ func (s *Signer) KeyID() KeyID { return s.id }
 // Public returns the Signer's public key, to be trusted by nodes.
 func (s *Signer) Public() ed25519.PublicKey { return s.priv.Public().(ed25519.PublicKey) }
 
-// String names the Signer by key id; it never shows the key.
-func (s *Signer) String() string { return "sign.Signer(key " + s.id.String() + ")" }
+// String names the Signer by key id; it never shows the key. (Value
+// receivers, so that printing a Signer value does not show it either.)
+func (s Signer) String() string { return "sign.Signer(key " + s.id.String() + ")" }
 
 // GoString is String, so %#v does not print the key either.
-func (s *Signer) GoString() string { return s.String() }
+func (s Signer) GoString() string { return s.String() }
+
+// LogValue is String, for log/slog.
+func (s Signer) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // Seal returns the Seal of the state ns/key at version v (tombstone or
 // value).
