@@ -87,7 +87,8 @@ func TestForgedSignedChangesRefused(t *testing.T) {
 	t.Parallel()
 	pub := testSigner(t)
 	evil := testSigner(t)
-	c, _ := signedCluster(t, 3, nil, pub.Public())
+	secret := []byte("forgery-test-key-0123456789abcde")
+	c, _ := signedCluster(t, 3, func(i int, cfg *Config) { cfg.SecretKeys = [][]byte{secret} }, pub.Public())
 	const ns, key = "routes", "victim.example.com"
 
 	old := c.publishSigned(0, pub, ns, key, []byte(`{"v":1}`))
@@ -230,7 +231,10 @@ func TestGossipKeyHolderCannotForge(t *testing.T) {
 func TestSigningKeyRotation(t *testing.T) {
 	t.Parallel()
 	oldKey, newKey := testSigner(t), testSigner(t)
-	c, vs := signedCluster(t, 3, nil, oldKey.Public())
+	// Encrypted, so that other tests' plaintext clusters, whose nodes may
+	// still talk to these ports, cannot inject unsigned changes here.
+	secret := []byte("rotation-test-key-0123456789abcd")
+	c, vs := signedCluster(t, 3, func(i int, cfg *Config) { cfg.SecretKeys = [][]byte{secret} }, oldKey.Public())
 
 	var (
 		mu      sync.Mutex
