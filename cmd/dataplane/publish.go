@@ -63,6 +63,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	token := fs.String("token", "", "publisher API token (with -api, and for serve)")
 	listen := fs.String("listen", ":8070", "serve: API listen address")
 	snapEvery := fs.Duration("snapshot-interval", time.Minute, "serve: how often namespace snapshots are written")
+	signingKey := signingKeyFlag(fs)
 	var apiTLS serverTLSFlags
 	apiTLS.register(fs, "", "publisher API (serve)")
 	var apiCli tlsconfig.Client
@@ -115,6 +116,9 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cfg := publisher.DefaultConfig()
 	cfg.Logger, cfg.Registerer = log, reg
 	cfg.SnapshotInterval = *snapEvery
+	if cfg.Signer, err = loadSigner(*signingKey); err != nil {
+		return err
+	}
 	var gn *gossip.Node
 	if len(nf.seeds) > 0 || action == "serve" && nf.gossip {
 		g, err := nf.gossipConfig()

@@ -42,6 +42,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	poll := fs.Duration("poll-interval", 5*time.Second, "fallback polling interval when no notification arrives")
 	batch := fs.Int("batch-size", 100, "outbox rows read per batch")
 	adminListen := fs.String("admin-listen", "", "admin listen address for /healthz, /metrics (empty: none)")
+	signingKey := signingKeyFlag(fs)
 	var admTLS serverTLSFlags
 	admTLS.register(fs, "admin-", "admin listener")
 	fs.Usage = cli.Usage(fs, stderr, syncSynopsis, envPrefix)
@@ -67,6 +68,9 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	reg.MustRegister(collectors.NewGoCollector())
 	pcfg := publisher.DefaultConfig()
 	pcfg.Logger, pcfg.Registerer = log, reg
+	if pcfg.Signer, err = loadSigner(*signingKey); err != nil {
+		return err
+	}
 	if len(nf.seeds) > 0 {
 		g, err := nf.gossipConfig()
 		if err != nil {
