@@ -389,3 +389,35 @@ func FuzzSignedChange(f *testing.F) {
 		}
 	})
 }
+
+// TestSignedLogBackstop: changes that reach the origin's change log but no
+// gossip message are applied by a verifying node from the log when signed
+// by the trusted key (their Seal travels in the log entry), and refused
+// and counted when unsigned or signed by another key (someone with write
+// access to the bucket).
+func TestSignedLogBackstop(t *testing.T) {
+	t.Parallel()
+	pub, evil := testSigner(t), testSigner(t)
+	c, _ := signedCluster(t, 1, func(i int, cfg *Config) { cfg.LogInterval = 200 * time.Millisecond }, pub.Public())
+	ctx := context.Background()
+	write := func(r record.Record) record.Record {
+		t.Helper()
+		if _, err := origin.Publish(ctx, c.store, r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	good := write(pub.Sign(record.Record{Namespace: "cfg", Key: "good", Value: []byte("v"), Version: c.clock.Now()}))
+	gone := write(pub.Sign(record.Record{Namespace: "cfg", Key: "gone", Version: c.clock.Now(), Tombstone: true}))
+	write(record.Record{Namespace: "cfg", Key: "unsigned", Value: []byte("x"), Version: c.clock.Now()})
+	write(evil.Sign(record.Record{Namespace: "cfg", Key: "evil", Value: []byte("x"), Version: c.clock.Now()}))
+	eventually(t, 30*time.Second, func() bool {
+		return c.has("cfg", "good", good.Version) && c.has("cfg", "gone", gone.Version) &&
+			c.droppedFor("unsigned") >= 1 && c.droppedFor("untrusted_key") >= 1
+	}, "the node to apply the signed log entries and refuse the others")
+	for _, k := range []string{"unsigned", "evil"} {
+		if v := c.appliers[0].version("cfg", k); v != 0 {
+			t.Errorf("applied %s from the log at %s", k, v)
+		}
+	}
+}
