@@ -196,16 +196,14 @@ func (n *Node) writeLocalSnapshots() {
 	}
 }
 
+// warmBatch is how many streamed records are applied (and verified) at once.
+const warmBatch = 512
+
 // load applies a snapshot the node reads at start (from the origin, a local
 // file or a peer): its records, then the versions it knows without a value.
 // It returns how many were news.
 func (n *Node) load(snap record.Snapshot) int {
-	newer := 0
-	for _, r := range snap.Records {
-		if n.cache.Apply(r) {
-			newer++
-		}
-	}
+	newer := n.cache.ApplyBatch(snap.Records) // signatures checked on every core
 	for _, c := range snap.Known {
 		if n.cfg.Verifier != nil {
 			if c.Seal == nil {
@@ -289,6 +287,15 @@ func (n *Node) originSnapshot(ctx context.Context, ns string) (warmSnapshot, err
 		return warmSnapshot{}, err
 	}
 	defer st.Close()
+	// Applied in batches, so that signatures (Config.Verifier) are checked
+	// on every core at once.
+	batch := make([]record.Record, 0, warmBatch)
+	flush := func() {
+		n.cache.ApplyBatch(batch)
+		progress.Add(int64(len(batch)))
+		clear(batch) // let the values go
+		batch = batch[:0]
+	}
 	for {
 		r, err := st.Next()
 		if errors.Is(err, io.EOF) {
@@ -300,9 +307,12 @@ func (n *Node) originSnapshot(ctx context.Context, ns string) (warmSnapshot, err
 			}
 			return warmSnapshot{}, err
 		}
-		n.cache.Apply(r)
-		progress.Add(1)
+		batch = append(batch, r)
+		if len(batch) == cap(batch) {
+			flush()
+		}
 	}
+	flush()
 	snap := warmSnapshot{Snapshot: record.Snapshot{Namespace: ns, Version: st.Version(), Known: st.Known()}, streamed: true}
 	n.load(snap.Snapshot) // the Known versions
 	return snap, nil
