@@ -145,6 +145,11 @@ type Node struct {
 	// under way (or the last one); fixed keys, set at Open.
 	progress map[string]*atomic.Int64
 
+	// gossipVerified: the gossip layer checks signatures with the cache's
+	// Verifier, so changes it applies are not checked again. Set before
+	// gossip starts.
+	gossipVerified bool
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
@@ -235,6 +240,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		if g.Verifier == nil && cfg.Verifier != nil {
 			g.Verifier = cfg.Verifier
 		}
+		// Gossip verifies every change before the Applier sees it; with
+		// the cache's own Verifier, a second check would only cost time.
+		n.gossipVerified = g.Verifier != nil && any(g.Verifier) == any(copts.Verifier)
 		gn, err := gossip.New(g, (*applier)(n), cfg.Origin)
 		if err != nil {
 			c.Close()
@@ -331,7 +339,12 @@ var (
 // Apply implements gossip.Applier.
 func (a *applier) Apply(rec record.Record) bool {
 	n := (*Node)(a)
-	ok := n.cache.Apply(rec)
+	var ok bool
+	if n.gossipVerified {
+		ok = n.cache.ApplyVerified(rec)
+	} else {
+		ok = n.cache.Apply(rec)
+	}
 	if ok {
 		n.notify(rec.Change())
 	}

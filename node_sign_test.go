@@ -3,11 +3,14 @@ package dataplane_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/sign"
@@ -183,5 +186,74 @@ func TestSignedPublishReachesVerifyingNode(t *testing.T) {
 				t.Fatalf("unsigned: err %v, want accepted=%v", err, tc.unsignedOK)
 			}
 		})
+	}
+}
+
+// TestSignedGossipCluster: three verifying nodes; a signed change published
+// through node 0's gossip reaches every node's cache (verified once by
+// gossip, installed without a second check), while an unsigned change
+// published the same way is applied by none and counted.
+func TestSignedGossipCluster(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	clock := record.NewClock(nil)
+	pub := newSigner(t)
+	v, _ := sign.NewVerifier(pub.Public())
+	var nodes []*dataplane.Node
+	var regs []*prometheus.Registry
+	var seeds []string
+	for i := 0; i < 3; i++ {
+		g := gossip.DefaultLocalConfig()
+		g.SecretKeys = [][]byte{[]byte("signed-cluster-key-0123456789abc")}
+		g.Name = fmt.Sprintf("signed-%d", i)
+		g.Region = "local"
+		g.Seeds = seeds
+		reg := prometheus.NewRegistry()
+		n, err := dataplane.Open(ctx, dataplane.Config{Origin: s, Gossip: &g, Logger: quiet(), Verifier: v, Registerer: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes, regs = append(nodes, n), append(regs, reg)
+		seeds = []string{nodes[0].Gossip().Addr()}
+	}
+	eventually(t, 30*time.Second, "3 members", func() bool {
+		for _, n := range nodes {
+			if len(n.Gossip().Members()) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	signed := pub.Sign(record.Record{Namespace: "routes", Key: "s.example.com", Value: []byte("S"), Version: clock.Now()})
+	unsigned := record.Record{Namespace: "routes", Key: "u.example.com", Value: []byte("U"), Version: clock.Now()}
+	for _, r := range []record.Record{signed, unsigned} {
+		if _, err := origin.Publish(ctx, s, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nodes[0].Gossip().Publish(ctx, signed); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range nodes {
+		eventually(t, 30*time.Second, fmt.Sprintf("node %d holding the signed change", i), func() bool {
+			e, ok := n.Peek("routes", "s.example.com")
+			return ok && e.Record.Version == signed.Version
+		})
+	}
+	// node 0 refuses the unsigned change itself, so nothing is spread.
+	if err := nodes[0].Gossip().Publish(ctx, unsigned); err != nil {
+		t.Fatal(err)
+	}
+	if got := counterSum(t, regs[0], "dataplane_gossip_messages_dropped_total", "unsigned"); got != 1 {
+		t.Fatalf("node 0 dropped %v unsigned changes, want 1", got)
+	}
+	for i, n := range nodes {
+		if e, ok := n.Peek("routes", "u.example.com"); ok && !e.Record.Tombstone {
+			t.Errorf("node %d holds the unsigned change", i)
+		}
+		if got := counterSum(t, regs[i], "dataplane_cache_signature_refused_total", "unsigned"); got != 0 {
+			t.Errorf("node %d: the cache saw %v unsigned records; gossip should have refused them first", i, got)
+		}
 	}
 }

@@ -473,6 +473,12 @@ func (c *Cache) Apply(rec record.Record) bool {
 	return c.apply(rec, true)
 }
 
+// ApplyVerified is Apply for a record whose signature the caller has just
+// checked with the same Verifier as Options.Verifier (the node's gossip
+// layer does, before it hands a change on): it skips a second check. Any
+// other caller uses Apply.
+func (c *Cache) ApplyVerified(rec record.Record) bool { return c.apply(rec, false) }
+
 // ApplyBatch applies recs as Apply does, one after the other in order, and
 // returns how many were installed. With Options.Verifier set, it first
 // verifies their signatures on every core at once (a warm-up of N records
