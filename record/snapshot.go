@@ -244,5 +244,19 @@ func (d *decoder) known(s *Snapshot, format byte) error {
 		}
 		s.Known = append(s.Known, c)
 	}
-	return nil
+	return checkSealedFormat(s.Known, format)
+}
+
+// checkSealedFormat rejects a format-3 Known section without any Seal: it
+// would be written in format 2, and every encoding has one form.
+func checkSealedFormat(known []Change, format byte) error {
+	if format < formatV3 {
+		return nil
+	}
+	for _, c := range known {
+		if c.Seal != nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: snapshot format 3 without a sealed known version", ErrCorrupt)
 }

@@ -164,6 +164,9 @@ func (sr *SnapshotReader) finish() error {
 			}
 			sr.known = append(sr.known, c)
 		}
+		if err := checkSealedFormat(sr.known, sr.format); err != nil {
+			return err
+		}
 	}
 	want := sr.sum
 	var sum [crcLen]byte
