@@ -287,12 +287,15 @@ func (n *Node) originSnapshot(ctx context.Context, ns string) (warmSnapshot, err
 		return warmSnapshot{}, err
 	}
 	defer st.Close()
-	// Applied in batches, so that signatures (Config.Verifier) are checked
-	// on every core at once.
-	batch := make([]record.Record, 0, warmBatch)
+	// With signatures to check (Config.Verifier), records are applied in
+	// batches, so that the checks run on every core at once.
+	size := 1
+	if n.cfg.Verifier != nil {
+		size = warmBatch
+	}
+	batch := make([]record.Record, 0, size)
 	flush := func() {
 		n.cache.ApplyBatch(batch)
-		progress.Add(int64(len(batch)))
 		clear(batch) // let the values go
 		batch = batch[:0]
 	}
@@ -302,12 +305,14 @@ func (n *Node) originSnapshot(ctx context.Context, ns string) (warmSnapshot, err
 			break
 		}
 		if err != nil {
+			flush()
 			if cause := context.Cause(ctx); cause != nil {
 				err = fmt.Errorf("%w (%w)", err, cause)
 			}
 			return warmSnapshot{}, err
 		}
 		batch = append(batch, r)
+		progress.Add(1)
 		if len(batch) == cap(batch) {
 			flush()
 		}
