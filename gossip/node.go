@@ -388,7 +388,11 @@ func (n *Node) handle(c change) {
 	// Relay once per version, even if this node already holds it: another
 	// relay of its region may have pushed it here first, and this node's
 	// share of the region still needs it.
-	if c.path == pathRelay && n.seen.markRelayed(recentID(c.rec.Namespace, c.rec.Key), c.rec.Version) {
+	// A stale relay may have skipped the signature check (receive does
+	// not verify what it already holds): check it before forwarding, so a
+	// forged copy of a held version is neither spread nor allowed to use
+	// up this version's one relay.
+	if c.path == pathRelay && (v != stale || n.verify(c) == nil) && n.seen.markRelayed(recentID(c.rec.Namespace, c.rec.Key), c.rec.Version) {
 		n.enqueue(job{relay: &c}, "relay")
 	}
 }

@@ -421,3 +421,21 @@ func TestSignedLogBackstop(t *testing.T) {
 		}
 	}
 }
+
+// TestForgedRelayOfHeldVersionNotForwarded: a relay message carrying a
+// version the node already holds is stale, so receive does not verify it;
+// handle must still not forward a forged one (nor let it use up the
+// version's one relay).
+func TestForgedRelayOfHeldVersionNotForwarded(t *testing.T) {
+	t.Parallel()
+	pub := testSigner(t)
+	c, _ := signedCluster(t, 1, nil, pub.Public())
+	n := c.nodes[0]
+	good := c.publishSigned(0, pub, "routes", "r.example.com", []byte(`{"v":1}`))
+	forged := good
+	forged.Value = []byte(`{"evil":1}`) // same version, another value: the seal no longer matches
+	n.handle(change{rec: forged, inline: true, path: pathRelay})
+	if !n.seen.markRelayed(recentID("routes", "r.example.com"), good.Version) {
+		t.Fatal("the forged relay used up the version's relay: the genuine one would not be forwarded")
+	}
+}
