@@ -67,7 +67,7 @@ func runKeygen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // signingKeyFlag defines -signing-key on fs.
 func signingKeyFlag(fs *flag.FlagSet) *string {
-	return fs.String("signing-key", "", "sign every record written with this ed25519 private key: a file from `dataplane keygen -out`,\nor base64:KEY (prefer the file, or $DATAPLANE_SIGNING_KEY). Empty: records are written unsigned")
+	return fs.String("signing-key", "", "sign every record written with this ed25519 private key: a file from dataplane keygen -out,\nor base64:KEY (prefer the file, or $DATAPLANE_SIGNING_KEY). Empty: records are written unsigned")
 }
 
 // loadSigner parses a -signing-key value; nil when it is empty.

@@ -80,7 +80,7 @@ func (f *nodeFlags) registerCache(fs *flag.FlagSet) {
 	fs.Int64Var(&f.cacheBytes, "cache-bytes", 256<<20, "memory bound of the record cache, in bytes")
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory for local snapshot files, used to start while the origin is down")
 	fs.Var(&f.namespaces, "namespaces", "namespaces loaded whole at start (default routes,keys)")
-	fs.StringVar(&f.trusted, "trusted-keys", "", "publisher public keys (base64 ed25519, from `dataplane keygen`) whose signatures this node accepts,\ncomma-separated, or file:PATH (one a line); list old and new while rotating. Empty: signing off, everything accepted")
+	fs.StringVar(&f.trusted, "trusted-keys", "", "publisher public keys (base64 ed25519, from dataplane keygen) whose signatures this node accepts,\ncomma-separated, or file:PATH (one a line); list old and new while rotating. Empty: signing off, everything accepted")
 }
 
 // verifier parses -trusted-keys; nil (signing off) when it is empty.
