@@ -33,6 +33,7 @@ import (
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/sign"
 )
 
 // ErrNotFound is returned by Get for a key that does not exist or was
@@ -80,6 +81,19 @@ type Config struct {
 	// takes), any other read when it takes longer in all; then the node
 	// falls back to local snapshot files and peers. Default 10s.
 	WarmTimeout time.Duration
+	// Verifier, when set, makes the node accept only records and changes
+	// signed by a trusted publisher key (DESIGN.md decision 8): it is
+	// given to the cache (Apply, origin reads: snapshots, peers, local
+	// files, gossip values) and to gossip (every change message and log
+	// entry, checked before it is remembered or spread) unless those
+	// configs set their own. Refusals are counted in
+	// dataplane_cache_signature_refused_total and
+	// dataplane_gossip_messages_dropped_total by reason. Versions a
+	// snapshot lists without a value and without a Seal (Known entries of
+	// a node's own snapshot: its version index holds no signatures) are
+	// skipped; the change log restores them. Nil: signing is off and
+	// everything is accepted, signed or not. See package sign.
+	Verifier *sign.Verifier
 	// Logger receives the node's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the node's metrics (cache and gossip included);
@@ -131,6 +145,11 @@ type Node struct {
 	// under way (or the last one); fixed keys, set at Open.
 	progress map[string]*atomic.Int64
 
+	// gossipVerified: the gossip layer checks signatures with the cache's
+	// Verifier, so changes it applies are not checked again. Set before
+	// gossip starts.
+	gossipVerified bool
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
@@ -181,6 +200,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if copts.Complete == nil {
 		copts.Complete = cfg.Namespaces
 	}
+	if copts.Verifier == nil && cfg.Verifier != nil {
+		copts.Verifier = cfg.Verifier
+	}
 	m, err := newNodeMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: metrics: %w", err)
@@ -215,6 +237,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		if g.Resume == 0 {
 			g.Resume = resume
 		}
+		if g.Verifier == nil && cfg.Verifier != nil {
+			g.Verifier = cfg.Verifier
+		}
+		// Gossip verifies every change before the Applier sees it; with
+		// the cache's own Verifier, a second check would only cost time.
+		n.gossipVerified = g.Verifier != nil && any(g.Verifier) == any(copts.Verifier)
 		gn, err := gossip.New(g, (*applier)(n), cfg.Origin)
 		if err != nil {
 			c.Close()
@@ -311,7 +339,12 @@ var (
 // Apply implements gossip.Applier.
 func (a *applier) Apply(rec record.Record) bool {
 	n := (*Node)(a)
-	ok := n.cache.Apply(rec)
+	var ok bool
+	if n.gossipVerified {
+		ok = n.cache.ApplyVerified(rec)
+	} else {
+		ok = n.cache.Apply(rec)
+	}
 	if ok {
 		n.notify(rec.Change())
 	}
@@ -525,6 +558,7 @@ type nodeMetrics struct {
 	revalidations prometheus.Counter
 	watchDrops    prometheus.Counter
 	localSnapErrs prometheus.Counter
+	knownRefused  prometheus.Counter
 }
 
 func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
@@ -545,9 +579,13 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 			Namespace: "dataplane", Subsystem: "node", Name: "local_snapshot_errors_total",
 			Help: "Failed writes of local snapshot files.",
 		}),
+		knownRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "node", Name: "known_signature_refused_total",
+			Help: "Versions listed without a value in a loaded snapshot whose signature Config.Verifier refused.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.warmSource, m.revalidations, m.watchDrops, m.localSnapErrs} {
+		for _, c := range []prometheus.Collector{m.warmSource, m.revalidations, m.watchDrops, m.localSnapErrs, m.knownRefused} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

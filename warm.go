@@ -196,19 +196,26 @@ func (n *Node) writeLocalSnapshots() {
 	}
 }
 
+// warmBatch is how many streamed records are applied (and verified) at once.
+const warmBatch = 512
+
 // load applies a snapshot the node reads at start (from the origin, a local
 // file or a peer): its records, then the versions it knows without a value.
 // It returns how many were news.
 func (n *Node) load(snap record.Snapshot) int {
-	newer := 0
-	for _, r := range snap.Records {
-		if n.cache.Apply(r) {
-			newer++
-		}
-	}
+	newer := n.cache.ApplyBatch(snap.Records) // signatures checked on every core
 	for _, c := range snap.Known {
+		if n.cfg.Verifier != nil {
+			if c.Seal == nil {
+				continue // a node's own version index keeps no signatures; the log restores these
+			}
+			if n.cfg.Verifier.VerifyChange(c) != nil {
+				n.m.knownRefused.Inc()
+				continue
+			}
+		}
 		if c.Tombstone {
-			if n.cache.Apply(record.Record{Namespace: snap.Namespace, Key: c.Key, Version: c.Version, Tombstone: true}) {
+			if n.cache.Apply(record.Record{Namespace: snap.Namespace, Key: c.Key, Version: c.Version, Tombstone: true, Seal: c.Seal}) {
 				newer++
 			}
 		} else if n.cache.Invalidate(snap.Namespace, c.Key, c.Version) {
@@ -280,20 +287,37 @@ func (n *Node) originSnapshot(ctx context.Context, ns string) (warmSnapshot, err
 		return warmSnapshot{}, err
 	}
 	defer st.Close()
+	// With signatures to check (Config.Verifier), records are applied in
+	// batches, so that the checks run on every core at once.
+	size := 1
+	if n.cfg.Verifier != nil {
+		size = warmBatch
+	}
+	batch := make([]record.Record, 0, size)
+	flush := func() {
+		n.cache.ApplyBatch(batch)
+		clear(batch) // let the values go
+		batch = batch[:0]
+	}
 	for {
 		r, err := st.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
+			flush()
 			if cause := context.Cause(ctx); cause != nil {
 				err = fmt.Errorf("%w (%w)", err, cause)
 			}
 			return warmSnapshot{}, err
 		}
-		n.cache.Apply(r)
+		batch = append(batch, r)
 		progress.Add(1)
+		if len(batch) == cap(batch) {
+			flush()
+		}
 	}
+	flush()
 	snap := warmSnapshot{Snapshot: record.Snapshot{Namespace: ns, Version: st.Version(), Known: st.Known()}, streamed: true}
 	n.load(snap.Snapshot) // the Known versions
 	return snap, nil

@@ -192,6 +192,10 @@ type Config struct {
 	GossipTTL time.Duration `json:"gossip_ttl"`
 	// LogInterval is how often gossip options read the change log.
 	LogInterval time.Duration `json:"log_interval"`
+	// Signed turns on signed changes (issue 12): the publisher signs every
+	// record with a key generated for the run, and every sentinel and
+	// cache node verifies every record and change.
+	Signed bool `json:"signed,omitempty"`
 
 	// Warmup runs the workload unmeasured after start (the TTL options
 	// warm up for at least two TTLs and a second); Steady is the

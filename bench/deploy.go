@@ -19,6 +19,7 @@ import (
 	"github.com/dataplane/dataplane/origin/replica"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/sign"
 )
 
 // ns is the namespace the bench writes and reads.
@@ -51,6 +52,8 @@ type deployment struct {
 	replicators  []*replica.Replicator
 	stopReplicas context.CancelFunc
 	replicasDone sync.WaitGroup
+	signer   *sign.Signer   // Config.Signed: the publishers sign with it
+	verifier *sign.Verifier // Config.Signed: every node verifies with it
 }
 
 // benchTailTTL is how long a cache node's origin log read answers the log
@@ -104,6 +107,9 @@ func (d *deployment) cacheOptions(fresh time.Duration) cache.Options {
 	o.NegativeTTL = fresh
 	o.RefreshTimeout = d.cfg.ReadTimeout + time.Second
 	o.Logger = discard
+	if d.verifier != nil {
+		o.Verifier = d.verifier
+	}
 	return o
 }
 
@@ -134,6 +140,9 @@ func (d *deployment) gossipConfig(name string, r int) (*gossip.Config, error) {
 	g.LogSettle = d.cfg.logSettle()
 	g.ReconnectInterval = 2 * time.Second
 	g.Logger = discard
+	if d.verifier != nil {
+		g.Verifier = d.verifier
+	}
 	if len(d.slots) > 0 && d.slots[0].node != nil {
 		g.Seeds = []string{d.slots[0].node.Gossip().Addr()}
 	}
@@ -146,6 +155,18 @@ func deploy(ctx context.Context, cfg *Config, opt Option, nw *network, b *Backen
 	d := &deployment{
 		cfg: cfg, opt: opt, net: nw, dir: dir, regions: nw.regions,
 		counters: map[string]*counter{},
+	}
+	if cfg.Signed {
+		_, priv, err := sign.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		if d.signer, err = sign.NewSigner(priv); err != nil {
+			return nil, err
+		}
+		if d.verifier, err = sign.NewVerifier(d.signer.Public()); err != nil {
+			return nil, err
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -226,6 +247,7 @@ func deploy(ctx context.Context, cfg *Config, opt Option, nw *network, b *Backen
 	// The nodes settle 1 s behind the log (newNode), and the replication
 	// lag more with replicas: the budget fits in it.
 	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = cfg.logSettle(), 750*time.Millisecond, 100*time.Millisecond
+	pcfg.Signer = d.signer
 	pcfg.LogRetention = 0
 	if opt.Gossip {
 		pcfg.Notifier = d.slots[0].node.Gossip()
@@ -247,6 +269,7 @@ func (d *deployment) preload(ctx context.Context, clock *record.Clock, latest []
 	pcfg := publisher.DefaultConfig()
 	pcfg.Clock = clock
 	pcfg.Logger = discard
+	pcfg.Signer = d.signer
 	// The nodes settle 1 s behind the log (newNode): the budget fits in it.
 	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = time.Second, 750*time.Millisecond, 100*time.Millisecond
 	p, err := publisher.New(d.direct, pcfg)

@@ -106,6 +106,9 @@ func weight(k key, e *entry) uint32 {
 	if e.notFound != nil {
 		n += len(k.ns) + len(k.key) + 64
 	}
+	if e.rec.Seal != nil {
+		n += record.SealLen
+	}
 	return uint32(n)
 }
 

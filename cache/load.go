@@ -154,6 +154,10 @@ func (c *Cache) fetch(ctx context.Context, k key, sp *space, have *entry) (*entr
 			err = fmt.Errorf("%w: origin answered %s/%s with version %s, more than %v ahead of this node's clock", record.ErrInvalid, k.ns, k.key, rec.Version, c.opts.MaxFutureSkew)
 			break
 		}
+		if err = c.refuseUnsigned(rec); err != nil {
+			err = fmt.Errorf("origin answered %s/%s with a record refused: %w", k.ns, k.key, err)
+			break
+		}
 		if have == nil || rec.Version > have.rec.Version {
 			return newEntry(rec, sp, now), nil
 		}

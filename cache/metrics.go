@@ -17,6 +17,7 @@ type metrics struct {
 	refreshesShed                    *prometheus.CounterVec
 	indexAnswers, behind             *prometheus.CounterVec
 	future                           *prometheus.CounterVec
+	sigRefused                       *prometheus.CounterVec // reason
 	entries                          prometheus.GaugeFunc
 	bytes, maxBytes, indexed         prometheus.GaugeFunc
 }
@@ -45,7 +46,11 @@ func newMetrics(entries, bytes, maxBytes, indexed func() float64) *metrics {
 		refreshesShed: counter("refreshes_shed_total", "Background refreshes not started because Options.MaxRefreshes were already running; the stale value was served and a later read retries."),
 		indexAnswers:  counter("index_answers_total", "Misses of complete namespaces (or of keys known deleted) answered not-found from the version index, with no origin read."),
 		future:        counter("future_refused_total", "Versions refused because their time was more than Options.MaxFutureSkew ahead of this node's clock (a forged change or a publisher whose clock runs ahead)."),
-		behind:        counter("origin_behind_total", "Origin answers older than a version the node knows, not served (a lagging replica or cache node)."),
+		sigRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "cache", Name: "signature_refused_total",
+			Help: "Records refused because Options.Verifier did not accept their signature, by reason (unsigned, untrusted_key, bad_signature, digest_mismatch).",
+		}, []string{"reason"}),
+		behind: counter("origin_behind_total", "Origin answers older than a version the node knows, not served (a lagging replica or cache node)."),
 		entries: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "dataplane", Subsystem: "cache", Name: "entries",
 			Help: "Entries held, estimated.",
@@ -60,7 +65,7 @@ func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.hits, m.staleHits, m.misses, m.originReads, m.originErrors,
 		m.revalidations, m.evictions, m.invalidations, m.applys, m.refreshesShed,
-		m.indexAnswers, m.behind, m.future, m.entries, m.bytes, m.maxBytes, m.indexed,
+		m.indexAnswers, m.behind, m.future, m.sigRefused, m.entries, m.bytes, m.maxBytes, m.indexed,
 	}
 }
 

@@ -107,6 +107,17 @@ type Options struct {
 	// old, for good. Refusals are counted in
 	// dataplane_cache_future_refused_total. Zero means 5 s.
 	MaxFutureSkew time.Duration
+	// Verifier, when set, checks the publisher's signature (record.Seal)
+	// of every record that reaches the cache with a value: Apply (gossip,
+	// snapshots, peers, local files) and every origin read. A record that
+	// is unsigned or badly signed is not installed and is counted in
+	// dataplane_cache_signature_refused_total{reason}; an origin read that
+	// returns one fails, so the previously held good value keeps being
+	// served (stale), or, with nothing held, the read fails (unavailable).
+	// Invalidate carries no signature: its callers (the gossip node, the
+	// node's snapshot loader) verify before they call it. Nil: no checks.
+	// Use a *sign.Verifier.
+	Verifier Verifier
 	// Now is the clock; tests inject a fake one. Nil means the wall clock
 	// read once per millisecond by a goroutine, which makes the hit path
 	// cheaper than calling time.Now.
@@ -202,3 +213,9 @@ func (o Options) withDefaults() Options {
 
 // errNilLoader is returned by New when it is given no Loader.
 var errNilLoader = errors.New("cache: nil Loader")
+
+// Verifier checks publisher signatures; *sign.Verifier implements it.
+type Verifier interface {
+	// VerifyRecord checks r's Seal against r, its value included.
+	VerifyRecord(r record.Record) error
+}

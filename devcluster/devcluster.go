@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,6 +32,7 @@ import (
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/sentinel"
+	"github.com/dataplane/dataplane/sign"
 )
 
 // Example data the cluster starts with.
@@ -87,7 +90,14 @@ type Cluster struct {
 	Upstreams  [2]string // base URLs of upstreams A and B
 	PublishURL string    // base URL of the publisher API
 	CacheURL   string    // base URL of the cache node
-	closeOnce  sync.Once
+	// SigningKeyFile holds the publisher's ed25519 private key, generated
+	// on the first start in DataDir and reused after: the publisher signs
+	// every record with it and every sentinel and the cache node trust only
+	// its public key (signing is on in dev, as it should be in production).
+	SigningKeyFile string
+	// PublicKey is that key's public half, base64 (for -trusted-keys).
+	PublicKey string
+	closeOnce sync.Once
 }
 
 // ListenError is the error Start returns when a port cannot be bound: Field
@@ -157,6 +167,10 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	if c.Store, err = dir.Open(filepath.Join(cfg.DataDir, "origin")); err != nil {
 		return err
 	}
+	signer, verifier, err := c.devKeys()
+	if err != nil {
+		return err
+	}
 	// Every port is bound before anything starts, so a taken one fails
 	// fast and names itself.
 	var upLn [2]net.Listener
@@ -198,6 +212,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	// sentinel-3 reads the log through the node: the shared read's age adds
 	// to the 400 ms publish budget and 50 ms skew inside its 500 ms settle.
 	cnCfg.LogTailTTL = 50 * time.Millisecond
+	cnCfg.Cache.Verifier = verifier
 	if c.CacheNode, err = cachenode.New(cnCfg); err != nil {
 		return err
 	}
@@ -223,6 +238,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 		node, err := dataplane.Open(ctx, dataplane.Config{
 			Origin:     store,
 			Gossip:     &g,
+			Verifier:   verifier,
 			DataDir:    filepath.Join(cfg.DataDir, g.Name),
 			Logger:     log.With("component", g.Name),
 			Registerer: reg,
@@ -250,6 +266,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	g.Insecure = true // dev mode: loopback only
 	g.Name, g.BindAddr, g.Region, g.Seeds = "cachenode-1", cfg.Host, "dev", seeds
 	g.Logger = log.With("component", "cachenode-gossip")
+	g.Verifier = verifier
 	if c.cacheGN, err = gossip.New(g, c.CacheNode, c.Store); err != nil {
 		return err
 	}
@@ -258,6 +275,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	pcfg := publisher.DefaultConfig()
 	pcfg.Notifier = c.Nodes[0].Gossip()
 	pcfg.Logger = log.With("component", "publisher")
+	pcfg.Signer = signer
 	pcfg.Namespaces = []string{sentinel.RoutesNamespace, sentinel.KeysNamespace}
 	// The sentinels settle 500 ms behind the log (gossip.DefaultLocalConfig),
 	// on one machine: the publisher's budget must fit inside that.
@@ -339,6 +357,35 @@ func (c *Cluster) seed(ctx context.Context) error {
 	return put(sentinel.KeysNamespace, sentinel.KeyRecordKey(Keyspace, DisabledKey), sentinel.APIKey{KeyID: "key_dev_disabled", Enabled: false})
 }
 
+// devKeys loads the publisher's signing key from DataDir/signing.key,
+// generating it (and signing.pub) on the first start, and returns the
+// signer and a verifier trusting it.
+func (c *Cluster) devKeys() (*sign.Signer, *sign.Verifier, error) {
+	c.SigningKeyFile = filepath.Join(c.cfg.DataDir, "signing.key")
+	if _, err := os.Stat(c.SigningKeyFile); errors.Is(err, fs.ErrNotExist) {
+		pub, priv, err := sign.GenerateKey()
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := os.WriteFile(c.SigningKeyFile, []byte(sign.EncodePrivateKey(priv)+"\n"), 0o600); err != nil {
+			return nil, nil, fmt.Errorf("dev signing key: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(c.cfg.DataDir, "signing.pub"), []byte(sign.EncodePublicKey(pub)+"\n"), 0o644); err != nil {
+			return nil, nil, fmt.Errorf("dev signing key: %w", err)
+		}
+	}
+	signer, err := sign.LoadSigner(c.SigningKeyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	verifier, err := sign.NewVerifier(signer.Public())
+	if err != nil {
+		return nil, nil, err
+	}
+	c.PublicKey = sign.EncodePublicKey(signer.Public())
+	return signer, verifier, nil
+}
+
 // exampleUpstream answers with its name, the path and the verified key id.
 func exampleUpstream(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -369,6 +416,7 @@ dataplane dev is running (data in %s)
   cache node     %s   (sentinel-3 reads through it)
   upstreams      A %s   B %s
   gossip         %s
+  signing        records signed with %s (public key %s)
 
 The addresses as shell variables (the README's commands use them):
   %s
@@ -395,6 +443,7 @@ Ctrl-C stops everything.
 		s(0), s(1), s(2), c.Sentinels[0].AdminAddr(), c.Sentinels[1].AdminAddr(), c.Sentinels[2].AdminAddr(),
 		c.PublishURL, c.cfg.Token, c.CacheURL, c.Upstreams[0], c.Upstreams[1],
 		strings.Join(c.GossipAddrs(), "  "),
+		c.SigningKeyFile, c.PublicKey,
 		c.ShellVars(),
 		APIHost, GoodKey, s(0),
 		APIHost, s(0),

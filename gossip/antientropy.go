@@ -96,7 +96,7 @@ func (n *Node) catchUp(trigger string) {
 		}
 		for _, ch := range cs {
 			c := change{
-				rec:    record.Record{Namespace: ch.Namespace, Key: ch.Key, Version: ch.Version, Tombstone: ch.Tombstone},
+				rec:    record.Record{Namespace: ch.Namespace, Key: ch.Key, Version: ch.Version, Tombstone: ch.Tombstone, Seal: ch.Seal},
 				inline: ch.Tombstone,
 				path:   pathLog,
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/sign"
 )
 
 // applied is one node learning one version.
@@ -43,7 +44,36 @@ func BenchmarkPropagation(b *testing.B) {
 	}
 }
 
+// BenchmarkPropagationSigned is BenchmarkPropagation's 10-node lossless
+// case with publisher signatures off and on (every node verifies every
+// change, sign.Verifier), in one run so that the two share the machine's
+// load.
+//
+//	go test -run '^$' -bench BenchmarkPropagationSigned -benchtime 200x ./gossip/
+func BenchmarkPropagationSigned(b *testing.B) {
+	_, priv, err := sign.GenerateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	signer, _ := sign.NewSigner(priv)
+	for _, s := range []*sign.Signer{nil, signer} {
+		b.Run(fmt.Sprintf("signing=%v", s != nil), func(b *testing.B) {
+			benchPropagationWith(b, 10, 0, s)
+		})
+	}
+}
+
 func benchPropagation(b *testing.B, size int, loss float64) {
+	benchPropagationWith(b, size, loss, nil)
+}
+
+// benchPropagationWith runs the propagation benchmark; with signer set,
+// every change is signed and every node verifies.
+func benchPropagationWith(b *testing.B, size int, loss float64, signer *sign.Signer) {
+	var verifier *sign.Verifier
+	if signer != nil {
+		verifier, _ = sign.NewVerifier(signer.Public())
+	}
 	net := netsim.New(11)
 	store := mem.New()
 	events := make(chan applied, 64*size)
@@ -54,6 +84,9 @@ func benchPropagation(b *testing.B, size int, loss float64) {
 		cfg.Name = fmt.Sprintf("bench-%02d", i)
 		cfg.Logger = testLogger(b, cfg.Name)
 		cfg.LogInterval = DefaultLANConfig().LogInterval
+		if verifier != nil {
+			cfg.Verifier = verifier
+		}
 		tr, err := net.Listen("127.0.0.1", 0, "lan", nil)
 		if err != nil {
 			b.Fatal(err)
@@ -94,6 +127,9 @@ func benchPropagation(b *testing.B, size int, loss float64) {
 	ctx := context.Background()
 	for b.Loop() {
 		rec := record.Record{Namespace: "bench", Key: "k", Value: []byte("value"), Version: clock.Now()}
+		if signer != nil {
+			rec = signer.Sign(rec)
+		}
 		if _, err := origin.Publish(ctx, store, rec); err != nil {
 			b.Fatal(err)
 		}

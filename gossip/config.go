@@ -13,6 +13,14 @@ import (
 	"github.com/dataplane/dataplane/record"
 )
 
+// Verifier checks publisher signatures; *sign.Verifier implements it.
+type Verifier interface {
+	// VerifyRecord checks r's Seal against r, its value included.
+	VerifyRecord(r record.Record) error
+	// VerifyChange checks c's Seal against c, without the value.
+	VerifyChange(c record.Change) error
+}
+
 // Config configures a Node. Start from DefaultLANConfig, DefaultWANConfig or
 // DefaultLocalConfig and change what you need; New validates it.
 type Config struct {
@@ -73,6 +81,18 @@ type Config struct {
 	// otherwise make every later write of its key look old on every node.
 	// Zero means 5 s.
 	MaxFutureSkew time.Duration
+
+	// Verifier, when set, checks the publisher's signature (record.Seal)
+	// of every change from every path (push, relay, gossip, digests, the
+	// log, and Publish on this node) before anything is remembered,
+	// applied or spread: a change that is unsigned, signed by an untrusted
+	// key, or whose signature (or inline value's digest) does not match is
+	// dropped and counted in messages_dropped_total with reason
+	// "unsigned", "untrusted_key", "bad_signature" or "digest_mismatch".
+	// Gossip encryption keeps strangers out; signatures keep insiders (a
+	// leaked gossip key, a compromised node) from forging. Nil: no
+	// checks, as before issue 12. Use a *sign.Verifier.
+	Verifier Verifier
 
 	// RelaysPerRegion is how many members of each other region receive a
 	// change directly and forward it to their own region, each to its

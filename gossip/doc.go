@@ -80,6 +80,23 @@
 // due (see report.go and Config.ReportInterval). Config.Observer keeps a
 // node that serves nothing (a publisher's) out of both.
 //
+// # Signed changes
+//
+// Encryption keeps strangers out, not insiders: every node holds the gossip
+// key. With Config.Verifier set (a *sign.Verifier trusting the publishers'
+// keys), a node checks the publisher's signature (record.Seal) of every
+// change from every path, push, relay, gossip, digests and the log, before
+// it remembers, applies, relays or re-gossips it; a change with its value
+// is checked against the value's digest, an invalidation-only change
+// against the seal alone. Refused changes are counted in
+// messages_dropped_total with reason unsigned, untrusted_key, bad_signature
+// or digest_mismatch (and "future" for a version too far ahead). A change
+// no newer than one the node has seen is rejected as stale before any
+// signature is checked: duplicates and replays cost no verification.
+// Acknowledgements are not signed: the most a gossip-key holder can do by
+// forging one is stop a sender's push retries to one member for one
+// version, which gossip repair, anti-entropy and the log still deliver.
+//
 // # Metrics
 //
 // With Config.Registerer set, a node exports (prefix dataplane_gossip_):

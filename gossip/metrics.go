@@ -46,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"path"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricNS, Subsystem: metricSub, Name: "messages_dropped_total",
-			Help: "Messages dropped or work shed, by reason: malformed bytes; relays or acks that found the send queue full; gossip repair messages pruned from a full queue (gossip_queue_full); pushes sent without retries because QueueMax pushes awaited acknowledgement (push_retry_shed).",
+			Help: "Messages dropped or work shed, by reason: malformed bytes; a version too far ahead (future); not signed by a trusted publisher key (unsigned, untrusted_key, bad_signature, digest_mismatch); relays or acks that found the send queue full; gossip repair messages pruned from a full queue (gossip_queue_full); pushes sent without retries because QueueMax pushes awaited acknowledgement (push_retry_shed).",
 		}, []string{"reason"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricNS, Subsystem: metricSub, Name: "messages_rejected_total",

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/sign"
 )
 
 // Node is one member of a gossip cluster. It spreads the changes handed to
@@ -296,6 +297,19 @@ func (n *Node) receive(c change) verdict {
 		return refused
 	}
 	id := recentID(c.rec.Namespace, c.rec.Key)
+	if n.cfg.Verifier != nil && n.seen.holds(id, c.rec.Version) {
+		// A duplicate or a replay: stale whatever its signature, so
+		// not worth verifying (each change arrives by several paths).
+		n.m.rejected.WithLabelValues(c.path.String()).Inc()
+		return stale
+	}
+	if err := n.verify(c); err != nil {
+		n.m.dropped.WithLabelValues(sign.Reason(err)).Inc()
+		if n.garbage.allow(n.cfg.Now()) {
+			n.logger.Warn("gossip refused a change not signed by a trusted publisher key", "err", err, "path", c.path.String())
+		}
+		return refused
+	}
 	keep := c // what the node remembers (and puts in digests)
 	if len(keep.rec.Value) > n.cfg.InlineValueMax {
 		keep.rec.Value, keep.inline = nil, false
@@ -325,6 +339,18 @@ func (n *Node) receive(c change) verdict {
 	return v
 }
 
+// verify checks c's signature with Config.Verifier, if any: with its value
+// when the value travelled, else the Seal alone.
+func (n *Node) verify(c change) error {
+	if n.cfg.Verifier == nil {
+		return nil
+	}
+	if c.inline {
+		return n.cfg.Verifier.VerifyRecord(c.rec)
+	}
+	return n.cfg.Verifier.VerifyChange(c.rec.Change())
+}
+
 // apply hands c to the Applier, turning a panic into a metric and a log line.
 func (n *Node) apply(c change, v verdict) {
 	defer func() {
@@ -349,7 +375,10 @@ func (n *Node) handle(c change) {
 	from := c.from
 	c.from = ""
 	v := n.receive(c)
-	if from != "" && v != refused {
+	if v == refused {
+		return // neither acknowledged, spread nor relayed
+	}
+	if from != "" {
 		// Acknowledge even a duplicate or an old version: the sender only
 		// needs to know this node has it or something newer. Only after
 		// the apply, so that an ack also proves the apply (fleet receipts
@@ -366,7 +395,11 @@ func (n *Node) handle(c change) {
 	// relay of its region may have pushed it here first, and this node's
 	// share of the region still needs it. The acks of its share go back
 	// to the sender too, for its receipts.
-	if c.path == pathRelay && v != refused && n.seen.markRelayed(recentID(c.rec.Namespace, c.rec.Key), c.rec.Version) {
+	// A stale relay may have skipped the signature check (receive does
+	// not verify what it already holds): check it before forwarding, so a
+	// forged copy of a held version is neither spread nor allowed to use
+	// up this version's one relay.
+	if c.path == pathRelay && (v != stale || n.verify(c) == nil) && n.seen.markRelayed(recentID(c.rec.Namespace, c.rec.Key), c.rec.Version) {
 		n.enqueue(job{relay: &c, reportTo: from}, "relay")
 	}
 }

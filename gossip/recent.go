@@ -71,7 +71,17 @@ const (
 	stale     verdict = iota // not newer than a version seen: drop
 	fresh                    // newer: apply, and spread
 	uncertain                // unknown key at or below the eviction floor: apply as an invalidation only, do not spread
+	refused                  // from the future or not signed by a trusted key: drop, do not relay
 )
+
+// holds reports whether a version at least v of id has been seen (and is
+// still remembered): such a change is stale whatever its signature.
+func (r *recent) holds(id string, v record.Version) bool {
+	s := r.lock(id)
+	defer s.mu.Unlock()
+	el, ok := s.byKey[id]
+	return ok && v <= el.Value.(*entry).c.rec.Version
+}
 
 // observe records c if it is newer than the version seen for its key. The
 // stripe must be locked.

@@ -487,7 +487,3 @@ func (r *reporter) acked(a ack) {
 	}
 }
 
-// refused is receive's verdict for a change it will not apply at all (a
-// version from the future): unlike stale, the node does not hold that
-// version or a newer one, so it must not acknowledge it.
-const refused verdict = 0xff

@@ -18,7 +18,14 @@ import (
 //	0xD1 | flags | [uvarint len + sender name, if flag bit 3] |
 //	[share index, share count: one byte each, if flag bit 4] |
 //	record encoding (record.AppendRecord: "DR" 0x01, record flags,
-//	version, namespace, key, value, CRC-32C)
+//	version, namespace, key, value, CRC-32C; or, for a record signed by
+//	the publisher, "DR" 0x02 with the record.Seal, i.e. key id, SHA-256
+//	of the value and ed25519 signature, after the value)
+//
+// The Seal signs the value's digest, not the value, so a change sent
+// without its value (flag bit 0 clear) still carries a Seal the receiver
+// verifies (Config.Verifier) before it raises any version floor. (Added in
+// issue 12; a node from before it rejects a signed change as malformed.)
 //
 //	flags bit 0: the value travels inline (always set for tombstones); when
 //	             clear the record's value is empty and the message is a
@@ -38,7 +45,11 @@ import (
 //	             message as malformed, and gossip and the log repair.)
 //	other bits must be zero
 //
-// An acknowledgement ("kindAck") of a push or relay:
+// An acknowledgement ("kindAck") of a push or relay (not signed: acks ride
+// memberlist's encrypted, authenticated transport, so only a holder of the
+// gossip key can forge one, and the most a forged ack can do is stop the
+// sender's push retries to one member for one version; gossip repair,
+// anti-entropy and the change log still deliver the change):
 //
 //	0xD3 | version (8 bytes) | uvarint len + namespace | uvarint len + key |
 //	uvarint len + acknowledging node's name
@@ -73,12 +84,13 @@ const (
 // MaxInlineValue is the largest inline value any node sends or accepts. A
 // Config's InlineValueMax must also let a change message fit one packet
 // (Memberlist.UDPBufferSize, with encryption and framing): with memberlist's
-// default 1400-byte buffer that allows up to about 980 bytes.
+// default 1400-byte buffer that allows up to about 870 bytes (room is kept
+// for the publisher's record.Seal).
 const MaxInlineValue = 1024
 
 // recordOverhead bounds the record encoding's bytes beyond namespace, key
-// and value: header, three uvarint lengths, checksum.
-const recordOverhead = 4 + 8 + 3*binary.MaxVarintLen32 + 4
+// and value: header, three uvarint lengths, seal, checksum.
+const recordOverhead = 4 + 8 + 3*binary.MaxVarintLen32 + record.SealLen + 4
 
 // MaxNameLen is the longest node name that fits in a message; longer names
 // are refused by Config validation.

@@ -282,9 +282,9 @@ func TestConfigValidate(t *testing.T) {
 	c := DefaultLocalConfig()
 	c.Name = "node-01"
 	c.Insecure = true
-	c.InlineValueMax = 900
+	c.InlineValueMax = 800 // room is kept for a record.Seal (issue 12)
 	if err := c.validate(); err != nil {
-		t.Errorf("900-byte inline values should fit a 1400-byte packet: %v", err)
+		t.Errorf("800-byte inline values should fit a 1400-byte packet: %v", err)
 	}
 	if a, err := decodeAck(encodeAck(ack{ns: "ns", key: "k", version: 3, from: "n"})); err != nil || a.version != 3 {
 		t.Errorf("ack round trip: %+v, %v", a, err)

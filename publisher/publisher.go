@@ -29,6 +29,7 @@ import (
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/schema"
+	"github.com/dataplane/dataplane/sign"
 )
 
 // Notifier spreads a durably written change to the fleet (a gossip node
@@ -58,6 +59,14 @@ type Config struct {
 	Notifier Notifier
 	// NotifyTimeout bounds each Notifier call. Must be positive.
 	NotifyTimeout time.Duration
+	// Signer, when set, signs every record this Publisher writes (Put,
+	// Delete, PutVersion, Import, Repair), after its version is fixed
+	// and again under every fresh version, so the record in the origin,
+	// its change log entry and what the Notifier spreads all carry the
+	// same record.Seal. Nodes configured with the matching public key
+	// (dataplane.Config.Verifier) refuse anything else. Nil: records are
+	// written unsigned. The key is never logged.
+	Signer *sign.Signer
 	// Logger receives failures (never values or tokens); nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -409,6 +418,9 @@ func (p *Publisher) commit(ctx context.Context, rec record.Record, over record.V
 		if attempt > 1 {
 			rec.Version = p.clock.Now()
 			p.m.restamps.Inc()
+		}
+		if p.cfg.Signer != nil {
+			rec = p.cfg.Signer.Sign(rec)
 		}
 		ours[rec.Version] = true
 		// The budget runs from when the version was taken: now for a

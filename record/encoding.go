@@ -12,12 +12,22 @@ import (
 //	uvarint len + namespace | uvarint len + key | uvarint len + value |
 //	CRC-32C of everything before (4 bytes, big endian)
 //
+// Format 2 is format 1 with the publisher's Seal after the value:
+//
+//	"DR" 0x02 | flags | version | namespace | key | value |
+//	seal key id (8) | value digest (32) | ed25519 signature (64) | CRC-32C
+//
+// A record with a Seal is written in format 2, one without in format 1, so
+// unsigned deployments write exactly what earlier versions wrote, and a
+// format-1 record (old data) decodes as unsigned.
+//
 // Hand-written rather than JSON or protobuf: it is a handful of fields, the
 // checksum catches torn or corrupted objects in any origin, and decoding does
 // no reflection on the hot path of gossip and cache refills.
 const (
 	recordMagic0, recordMagic1 = 'D', 'R'
 	formatV1                   = 1
+	formatSealed               = 2
 	flagTombstone              = 1 << 0
 	headerLen                  = 4 + 8 // magic, format, flags, version
 	crcLen                     = 4
@@ -26,14 +36,14 @@ const (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // MaxEncodedSize bounds the encoding of any valid record.
-const MaxEncodedSize = headerLen + 3*binary.MaxVarintLen32 + MaxNamespaceLen + MaxKeyLen + MaxValueSize + crcLen
+const MaxEncodedSize = headerLen + 3*binary.MaxVarintLen32 + MaxNamespaceLen + MaxKeyLen + MaxValueSize + SealLen + crcLen
 
 // Marshal validates r and returns its binary encoding.
 func Marshal(r Record) ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	return AppendRecord(make([]byte, 0, headerLen+len(r.Namespace)+len(r.Key)+len(r.Value)+3*2+crcLen), r), nil
+	return AppendRecord(make([]byte, 0, headerLen+len(r.Namespace)+len(r.Key)+len(r.Value)+3*2+SealLen+crcLen), r), nil
 }
 
 // AppendRecord appends the encoding of r to b without validating r.
@@ -43,11 +53,18 @@ func AppendRecord(b []byte, r Record) []byte {
 	if r.Tombstone {
 		flags |= flagTombstone
 	}
-	b = append(b, recordMagic0, recordMagic1, formatV1, flags)
+	format := byte(formatV1)
+	if r.Seal != nil {
+		format = formatSealed
+	}
+	b = append(b, recordMagic0, recordMagic1, format, flags)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Version))
 	b = appendBytes(b, []byte(r.Namespace))
 	b = appendBytes(b, []byte(r.Key))
 	b = appendBytes(b, r.Value)
+	if r.Seal != nil {
+		b = AppendSeal(b, r.Seal)
+	}
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
 
@@ -70,7 +87,7 @@ func Unmarshal(b []byte) (Record, error) {
 	if b[0] != recordMagic0 || b[1] != recordMagic1 {
 		return Record{}, fmt.Errorf("%w: not a record (bad magic %x)", ErrCorrupt, b[:2])
 	}
-	if b[2] != formatV1 {
+	if b[2] != formatV1 && b[2] != formatSealed {
 		return Record{}, fmt.Errorf("%w: unknown record format %d", ErrCorrupt, b[2])
 	}
 	body, sum := b[:len(b)-crcLen], binary.BigEndian.Uint32(b[len(b)-crcLen:])
@@ -91,6 +108,13 @@ func Unmarshal(b []byte) (Record, error) {
 	val := d.bytes(MaxValueSize, "value")
 	if d.err != nil {
 		return Record{}, d.err
+	}
+	if b[2] == formatSealed {
+		seal, err := ParseSeal(d.buf)
+		if err != nil {
+			return Record{}, err
+		}
+		r.Seal, d.buf = seal, d.buf[SealLen:]
 	}
 	if len(d.buf) != 0 {
 		return Record{}, fmt.Errorf("%w: %d trailing bytes in record", ErrCorrupt, len(d.buf))

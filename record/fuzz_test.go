@@ -18,6 +18,8 @@ func FuzzUnmarshal(f *testing.F) {
 		b, _ := Marshal(r)
 		f.Add(b)
 	}
+	signed, _ := Marshal(Record{Namespace: "routes", Key: "s", Value: []byte("v"), Version: 5, Seal: &Seal{KeyID: [8]byte{1}, Digest: [32]byte{2}, Sig: [64]byte{3}}})
+	f.Add(signed)
 	f.Add([]byte("DR\x01\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := Unmarshal(b)
@@ -45,6 +47,11 @@ func FuzzUnmarshalSnapshot(f *testing.F) {
 		{Namespace: "routes", Key: "b", Version: 4, Tombstone: true},
 	}})
 	f.Add(b)
+	seal := &Seal{KeyID: [8]byte{1}, Digest: [32]byte{2}, Sig: [64]byte{3}}
+	b3, _ := MarshalSnapshot(Snapshot{Namespace: "routes", Version: 9,
+		Records: []Record{{Namespace: "routes", Key: "a", Value: []byte("1"), Version: 3, Seal: seal}},
+		Known:   []Change{{Key: "b", Version: 8, Seal: seal}, {Key: "c", Version: 7}}})
+	f.Add(b3)
 	f.Add([]byte("DS\x01\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := UnmarshalSnapshot(b)

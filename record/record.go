@@ -65,6 +65,54 @@ type Record struct {
 	Value     []byte
 	Version   Version
 	Tombstone bool
+	// Seal is the publisher's signature over this state (see Seal); nil
+	// for an unsigned record. Encodings carry it untouched.
+	Seal *Seal
+}
+
+// Seal is a publisher's ed25519 signature over one state of one key: over a
+// canonical encoding of namespace, key, version, tombstone flag and Digest
+// (package sign builds and checks it). Because it signs the digest, not the
+// value, a change that travels without its value (an invalidation, a change
+// log entry, a version known without its value) carries the same Seal as
+// the record and is verified without the value. A Seal is never modified
+// once made; share the pointer.
+type Seal struct {
+	// KeyID names the signing key: the first 8 bytes of the SHA-256 of
+	// the ed25519 public key.
+	KeyID [SealKeyIDLen]byte
+	// Digest is the SHA-256 of the value (of nothing, for a tombstone).
+	Digest [SealDigestLen]byte
+	// Sig is the ed25519 signature.
+	Sig [SealSigLen]byte
+}
+
+// Sizes of the parts of a Seal, and of its encoding.
+const (
+	SealKeyIDLen  = 8
+	SealDigestLen = 32
+	SealSigLen    = 64
+	SealLen       = SealKeyIDLen + SealDigestLen + SealSigLen
+)
+
+// AppendSeal appends the fixed-size encoding of s (key id, digest,
+// signature) to b.
+func AppendSeal(b []byte, s *Seal) []byte {
+	b = append(b, s.KeyID[:]...)
+	b = append(b, s.Digest[:]...)
+	return append(b, s.Sig[:]...)
+}
+
+// ParseSeal decodes the first SealLen bytes of b as a Seal.
+func ParseSeal(b []byte) (*Seal, error) {
+	if len(b) < SealLen {
+		return nil, fmt.Errorf("%w: seal truncated at %d bytes", ErrCorrupt, len(b))
+	}
+	s := new(Seal)
+	copy(s.KeyID[:], b)
+	copy(s.Digest[:], b[SealKeyIDLen:])
+	copy(s.Sig[:], b[SealKeyIDLen+SealDigestLen:])
+	return s, nil
 }
 
 // Change is what the change log and invalidations carry: which key moved to
@@ -74,11 +122,15 @@ type Change struct {
 	Key       string
 	Version   Version
 	Tombstone bool
+	// Seal is the publisher's signature of the record this change
+	// produced (nil: unsigned); it lets a receiver verify the change
+	// without the value.
+	Seal *Seal
 }
 
-// Change returns the change that produced r.
+// Change returns the change that produced r, with r's Seal.
 func (r Record) Change() Change {
-	return Change{Namespace: r.Namespace, Key: r.Key, Version: r.Version, Tombstone: r.Tombstone}
+	return Change{Namespace: r.Namespace, Key: r.Key, Version: r.Version, Tombstone: r.Tombstone, Seal: r.Seal}
 }
 
 // Validate reports whether r may be stored: valid namespace and key, a

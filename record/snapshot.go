@@ -36,11 +36,14 @@ const snapshotMagic0, snapshotMagic1 = 'D', 'S'
 //
 //	"DS" 0x01 0x00 | version (8 bytes) | uvarint len + namespace |
 //	uvarint count | count × (uvarint len + record encoding) |
-//	[format 2 only: uvarint known count | count × (flags | version (8 bytes) | uvarint len + key)] |
+//	[format 2 and 3: uvarint known count | count × (flags | version (8 bytes) | uvarint len + key |
+//	 [format 3, flag bit 1 set: the change's Seal, record.SealLen bytes])] |
 //	CRC-32C (4 bytes)
 //
-// Records and Known are written sorted by key. A snapshot without Known is
-// written in format 1, which every earlier reader understands.
+// Records and Known are written sorted by key. Records carry their own Seal
+// in the record encoding. A snapshot without Known is written in format 1,
+// which every earlier reader understands; one whose Known entries carry no
+// Seal in format 2; format 3 only when a Known entry is sealed.
 func MarshalSnapshot(s Snapshot) ([]byte, error) {
 	if err := ValidateNamespace(s.Namespace); err != nil {
 		return nil, err
@@ -75,7 +78,7 @@ func MarshalSnapshot(s Snapshot) ([]byte, error) {
 		if i > 0 && known[i-1].Key == c.Key {
 			return nil, fmt.Errorf("%w: snapshot of %q knows key %q twice", ErrInvalid, s.Namespace, c.Key)
 		}
-		size += 1 + 8 + binary.MaxVarintLen32 + len(c.Key)
+		size += 1 + 8 + binary.MaxVarintLen32 + len(c.Key) + SealLen
 	}
 	if size > MaxSnapshotSize {
 		return nil, fmt.Errorf("%w: snapshot of %q would exceed %d bytes", ErrInvalid, s.Namespace, MaxSnapshotSize)
@@ -83,6 +86,12 @@ func MarshalSnapshot(s Snapshot) ([]byte, error) {
 	format := byte(formatV1)
 	if len(known) > 0 {
 		format = formatV2
+	}
+	for _, c := range known {
+		if c.Seal != nil {
+			format = formatV3
+			break
+		}
 	}
 	b := make([]byte, 0, size)
 	b = append(b, snapshotMagic0, snapshotMagic1, format, 0)
@@ -94,16 +103,22 @@ func MarshalSnapshot(s Snapshot) ([]byte, error) {
 		one = AppendRecord(one[:0], r)
 		b = appendBytes(b, one)
 	}
-	if format == formatV2 {
+	if format >= formatV2 {
 		b = binary.AppendUvarint(b, uint64(len(known)))
 		for _, c := range known {
 			var flags byte
 			if c.Tombstone {
 				flags = flagTombstone
 			}
+			if c.Seal != nil {
+				flags |= flagKnownSealed
+			}
 			b = append(b, flags)
 			b = binary.BigEndian.AppendUint64(b, uint64(c.Version))
 			b = appendBytes(b, []byte(c.Key))
+			if c.Seal != nil {
+				b = AppendSeal(b, c.Seal)
+			}
 		}
 	}
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
@@ -122,7 +137,7 @@ func UnmarshalSnapshot(b []byte) (Snapshot, error) {
 		return Snapshot{}, fmt.Errorf("%w: not a snapshot (bad magic %x)", ErrCorrupt, b[:4])
 	}
 	format := b[2]
-	if format != formatV1 && format != formatV2 {
+	if format != formatV1 && format != formatV2 && format != formatV3 {
 		return Snapshot{}, fmt.Errorf("%w: unknown snapshot format %d", ErrCorrupt, b[2])
 	}
 	body, sum := b[:len(b)-crcLen], binary.BigEndian.Uint32(b[len(b)-crcLen:])
@@ -164,8 +179,8 @@ func UnmarshalSnapshot(b []byte) (Snapshot, error) {
 		}
 		s.Records = append(s.Records, r)
 	}
-	if format == formatV2 {
-		if err := d.known(&s); err != nil {
+	if format >= formatV2 {
+		if err := d.known(&s, format); err != nil {
 			return Snapshot{}, err
 		}
 	}
@@ -175,11 +190,20 @@ func UnmarshalSnapshot(b []byte) (Snapshot, error) {
 	return s, nil
 }
 
-// formatV2 is the snapshot format with a Known section.
-const formatV2 = 2
+// formatV2 is the snapshot format with a Known section; formatV3 allows a
+// Seal on Known entries (flagKnownSealed).
+const (
+	formatV2        = 2
+	formatV3        = 3
+	flagKnownSealed = 1 << 1
+)
 
-// known decodes the Known section of a format-2 snapshot into s.
-func (d *decoder) known(s *Snapshot) error {
+// known decodes the Known section of a format-2 or -3 snapshot into s.
+func (d *decoder) known(s *Snapshot, format byte) error {
+	allowed := byte(flagTombstone)
+	if format >= formatV3 {
+		allowed |= flagKnownSealed
+	}
 	n := d.uvarint("known count")
 	if d.err != nil {
 		return d.err
@@ -200,8 +224,15 @@ func (d *decoder) known(s *Snapshot) error {
 			return d.err
 		}
 		c := Change{Namespace: s.Namespace, Key: string(key), Version: v, Tombstone: flags&flagTombstone != 0}
+		if flags&allowed&flagKnownSealed != 0 {
+			seal, err := ParseSeal(d.buf)
+			if err != nil {
+				return err
+			}
+			c.Seal, d.buf = seal, d.buf[SealLen:]
+		}
 		switch {
-		case flags&^flagTombstone != 0:
+		case flags&^allowed != 0:
 			return fmt.Errorf("%w: snapshot known version %d: unknown flags %#x", ErrCorrupt, i, flags)
 		case v == 0:
 			return fmt.Errorf("%w: snapshot known version %d is zero", ErrCorrupt, i)
@@ -213,5 +244,19 @@ func (d *decoder) known(s *Snapshot) error {
 		}
 		s.Known = append(s.Known, c)
 	}
-	return nil
+	return checkSealedFormat(s.Known, format)
+}
+
+// checkSealedFormat rejects a format-3 Known section without any Seal: it
+// would be written in format 2, and every encoding has one form.
+func checkSealedFormat(known []Change, format byte) error {
+	if format < formatV3 {
+		return nil
+	}
+	for _, c := range known {
+		if c.Seal != nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: snapshot format 3 without a sealed known version", ErrCorrupt)
 }

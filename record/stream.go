@@ -46,7 +46,7 @@ func NewSnapshotReader(r io.Reader) (*SnapshotReader, error) {
 		return nil, fmt.Errorf("%w: not a snapshot (bad magic %x)", ErrCorrupt, head[:4])
 	}
 	sr.format = head[2]
-	if sr.format != formatV1 && sr.format != formatV2 {
+	if sr.format != formatV1 && sr.format != formatV2 && sr.format != formatV3 {
 		return nil, fmt.Errorf("%w: unknown snapshot format %d", ErrCorrupt, sr.format)
 	}
 	sr.version = Version(binary.BigEndian.Uint64(head[4:12]))
@@ -122,7 +122,11 @@ func (sr *SnapshotReader) next() (Record, error) {
 // finish reads what follows the records: the Known section, the checksum
 // and the end of input.
 func (sr *SnapshotReader) finish() error {
-	if sr.format == formatV2 {
+	if sr.format >= formatV2 {
+		allowed := byte(flagTombstone)
+		if sr.format >= formatV3 {
+			allowed |= flagKnownSealed
+		}
 		n, err := sr.uvarint("known count")
 		if err != nil {
 			return err
@@ -138,8 +142,17 @@ func (sr *SnapshotReader) finish() error {
 				return err
 			}
 			c := Change{Namespace: sr.ns, Key: string(key), Version: v, Tombstone: flags&flagTombstone != 0}
+			if flags&allowed&flagKnownSealed != 0 {
+				raw, err := sr.read(SealLen)
+				if err != nil {
+					return err
+				}
+				if c.Seal, err = ParseSeal(raw); err != nil {
+					return err
+				}
+			}
 			switch {
-			case flags&^flagTombstone != 0:
+			case flags&^allowed != 0:
 				return fmt.Errorf("%w: snapshot known version %d: unknown flags %#x", ErrCorrupt, i, flags)
 			case v == 0:
 				return fmt.Errorf("%w: snapshot known version %d is zero", ErrCorrupt, i)
@@ -150,6 +163,9 @@ func (sr *SnapshotReader) finish() error {
 				return fmt.Errorf("%w: %w", ErrCorrupt, err)
 			}
 			sr.known = append(sr.known, c)
+		}
+		if err := checkSealedFormat(sr.known, sr.format); err != nil {
+			return err
 		}
 	}
 	want := sr.sum

@@ -141,11 +141,18 @@ type Change struct {
 	Key       string `json:"key"`
 	Version   string `json:"version"`
 	Tombstone bool   `json:"tombstone,omitempty"`
+	// Seal is the publisher's record.Seal (key id, value digest,
+	// signature) in base64, passed through untouched; empty if unsigned.
+	Seal []byte `json:"seal,omitempty"`
 }
 
 // FromChange converts c to its wire form.
 func FromChange(c record.Change) Change {
-	return Change{Namespace: c.Namespace, Key: c.Key, Version: c.Version.String(), Tombstone: c.Tombstone}
+	wc := Change{Namespace: c.Namespace, Key: c.Key, Version: c.Version.String(), Tombstone: c.Tombstone}
+	if c.Seal != nil {
+		wc.Seal = record.AppendSeal(nil, c.Seal)
+	}
+	return wc
 }
 
 // ToChange converts and validates a wire change.
@@ -155,6 +162,14 @@ func (c Change) ToChange() (record.Change, error) {
 		return record.Change{}, err
 	}
 	rc := record.Change{Namespace: c.Namespace, Key: c.Key, Version: v, Tombstone: c.Tombstone}
+	if len(c.Seal) > 0 {
+		if len(c.Seal) != record.SealLen {
+			return record.Change{}, fmt.Errorf("%w: change seal is %d bytes, want %d", record.ErrCorrupt, len(c.Seal), record.SealLen)
+		}
+		if rc.Seal, err = record.ParseSeal(c.Seal); err != nil {
+			return record.Change{}, err
+		}
+	}
 	if err := origin.CheckChange(rc); err != nil {
 		return record.Change{}, err
 	}

@@ -80,6 +80,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ttl := fs.Duration("ttl", def.TTL, "fresh window of the TTL-only options, at sentinels and cache nodes (values are then served stale while revalidated)")
 	gossipTTL := fs.Duration("gossip-ttl", def.GossipTTL, "fresh window of the gossip options")
 	logInterval := fs.Duration("log-interval", def.LogInterval, "how often gossip options read the origin's change log (the backstop)")
+	signed := fs.Bool("signed", false, "signed changes: the publisher signs every record (a key made for the run) and every node verifies")
 	warmup := fs.Duration("warmup", def.Warmup, "unmeasured workload before the steady phase (TTL options: at least two TTLs + 1s, so the steady phase starts after the first refresh wave)")
 	steady := fs.Duration("steady", def.Steady, "the measured fault-free phase (latency, propagation, origin load and cost come from it)")
 	fault := fs.Duration("fault", def.Fault, "length of each fault window")
@@ -155,6 +156,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			cfg.GossipTTL = *gossipTTL
 		case "log-interval":
 			cfg.LogInterval = *logInterval
+		case "signed":
+			cfg.Signed = *signed
 		case "warmup":
 			cfg.Warmup = *warmup
 		case "steady":

@@ -77,6 +77,15 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin, cfg.WriteToken, cfg.ReadToken = store, *writeToken, *readToken
 	cfg.Cache = nf.cacheOptions()
+	verifier, err := nf.verifier()
+	if err != nil {
+		return err
+	}
+	if verifier != nil {
+		// Signatures pass through untouched; with -trusted-keys the
+		// node also refuses what it cannot verify.
+		cfg.Cache.Verifier = verifier
+	}
 	cfg.Logger, cfg.Registerer = log, reg
 	cfg.LogTailTTL = *logTailTTL
 	srv, err := cachenode.New(cfg)
@@ -91,6 +100,9 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return err
 		}
 		g.Logger, g.Registerer = log, reg
+		if verifier != nil {
+			g.Verifier = verifier
+		}
 		gn, err := gossip.New(g, srv, store)
 		if err != nil {
 			return err

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +21,7 @@ import (
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin"
 	"github.com/dataplane/dataplane/origin/originurl"
+	"github.com/dataplane/dataplane/sign"
 )
 
 const envPrefix = "DATAPLANE_"
@@ -37,6 +40,7 @@ type nodeFlags struct {
 	cacheBytes  int64
 	dataDir     string
 	namespaces  cli.StringList
+	trusted     string
 
 	gossip    bool
 	name      string
@@ -76,6 +80,24 @@ func (f *nodeFlags) registerCache(fs *flag.FlagSet) {
 	fs.Int64Var(&f.cacheBytes, "cache-bytes", 256<<20, "memory bound of the record cache, in bytes")
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory for local snapshot files, used to start while the origin is down")
 	fs.Var(&f.namespaces, "namespaces", "namespaces loaded whole at start (default routes,keys)")
+	fs.StringVar(&f.trusted, "trusted-keys", "", "publisher public keys (base64 ed25519, from dataplane keygen) whose signatures this node accepts,\ncomma-separated, or file:PATH (one a line); list old and new while rotating. Empty: signing off, everything accepted")
+}
+
+// verifier parses -trusted-keys; nil (signing off) when it is empty.
+func (f *nodeFlags) verifier() (*sign.Verifier, error) {
+	list := f.trusted
+	if path, ok := strings.CutPrefix(list, "file:"); ok {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("-trusted-keys: %w", err)}
+		}
+		list = string(b)
+	}
+	v, err := sign.ParseTrusted(list)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("-trusted-keys: %w", err)}
+	}
+	return v, nil
 }
 
 // registerGossip defines the gossip cluster flags.
@@ -150,6 +172,11 @@ func (f *nodeFlags) nodeConfig(store origin.Store, log *slog.Logger, reg prometh
 		Logger:     log,
 		Registerer: reg,
 	}
+	v, err := f.verifier()
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Verifier = v
 	if !f.gossip {
 		return cfg, nil
 	}

@@ -72,6 +72,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	maxOffset := fs.Duration("max-clock-offset", publisher.DefaultConfig().MaxClockOffset, "refuse to write when this host's clock is further than this from the origin's (S3 and DynamoDB tell their time); 0 turns the check off")
 	wait := fs.Duration("wait", 0, "put, delete: wait up to this long until -share of the nodes of every region have applied the write, and print the receipt (needs -seeds, or -api of a publisher in gossip); exit status 1 if not met")
 	share := fs.Float64("share", 1, "with -wait: the fraction (0, 1] of each region's nodes that must apply the write")
+	signingKey := signingKeyFlag(fs)
 	var apiTLS serverTLSFlags
 	apiTLS.register(fs, "", "publisher API (serve)")
 	var apiCli tlsconfig.Client
@@ -125,6 +126,9 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cfg.Logger, cfg.Registerer = log, reg
 	cfg.SnapshotInterval = *snapEvery
 	cfg.MaxClockOffset = *maxOffset
+	if cfg.Signer, err = loadSigner(*signingKey); err != nil {
+		return err
+	}
 	var gn *gossip.Node
 	if len(nf.seeds) > 0 || action == "serve" && nf.gossip {
 		g, err := nf.gossipConfig()

@@ -43,6 +43,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	batch := fs.Int("batch-size", 100, "outbox rows read per batch")
 	adminListen := fs.String("admin-listen", "", "admin listen address for /healthz, /metrics (empty: none)")
 	maxOffset := fs.Duration("max-clock-offset", publisher.DefaultConfig().MaxClockOffset, "refuse to write when this host's clock is further than this from the origin's (S3 and DynamoDB tell their time); 0 turns the check off")
+	signingKey := signingKeyFlag(fs)
 	var admTLS serverTLSFlags
 	admTLS.register(fs, "admin-", "admin listener")
 	fs.Usage = cli.Usage(fs, stderr, syncSynopsis, envPrefix)
@@ -69,6 +70,9 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	pcfg := publisher.DefaultConfig()
 	pcfg.Logger, pcfg.Registerer = log, reg
 	pcfg.MaxClockOffset = *maxOffset
+	if pcfg.Signer, err = loadSigner(*signingKey); err != nil {
+		return err
+	}
 	if len(nf.seeds) > 0 {
 		g, err := nf.gossipConfig()
 		if err != nil {

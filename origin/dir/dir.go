@@ -185,7 +185,9 @@ func (s *Store) AppendLog(ctx context.Context, c record.Change) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	b, err := record.Marshal(record.Record{Namespace: c.Namespace, Key: c.Key, Version: c.Version, Tombstone: c.Tombstone})
+	// The entry is the change as a record without a value, with the
+	// change's Seal (format 2) when the publisher signed it.
+	b, err := record.Marshal(record.Record{Namespace: c.Namespace, Key: c.Key, Version: c.Version, Tombstone: c.Tombstone, Seal: c.Seal})
 	if err != nil {
 		return err
 	}

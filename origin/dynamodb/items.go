@@ -14,6 +14,7 @@ const (
 	attrVer     = "ver"
 	attrRec     = "rec"
 	attrTomb    = "tomb"
+	attrSeal    = "seal" // a log entry's record.Seal (key id, digest, signature), when signed
 	attrHorizon = "hz"
 	attrGen     = "gen"
 	attrSize    = "size"

@@ -75,6 +75,13 @@ func parseLogItem(item map[string]types.AttributeValue) (record.Change, error) {
 	if t, ok := item[attrTomb].(*types.AttributeValueMemberBOOL); ok {
 		c.Tombstone = t.Value
 	}
+	if b, ok := item[attrSeal].(*types.AttributeValueMemberB); ok {
+		seal, err := record.ParseSeal(b.Value)
+		if err != nil || len(b.Value) != record.SealLen {
+			return record.Change{}, fmt.Errorf("%w: log item %q: bad seal", record.ErrCorrupt, sk)
+		}
+		c.Seal = seal
+	}
 	if err := origin.CheckChange(c); err != nil {
 		return record.Change{}, fmt.Errorf("%w: log item %q: %w", record.ErrCorrupt, sk, err)
 	}
@@ -102,6 +109,9 @@ func (s *Store) AppendLog(ctx context.Context, c record.Change) error {
 	item := itemKey(logPK(b, shards, keyShard(c.Namespace, c.Key, shards)), logSK(c))
 	if c.Tombstone {
 		item[attrTomb] = &types.AttributeValueMemberBOOL{Value: true}
+	}
+	if c.Seal != nil {
+		item[attrSeal] = &types.AttributeValueMemberB{Value: record.AppendSeal(nil, c.Seal)}
 	}
 	if _, err := s.client.PutItem(ctx, &ddb.PutItemInput{TableName: aws.String(s.table), Item: item}); err != nil {
 		return s.fail(ctx, "append log", what, err)

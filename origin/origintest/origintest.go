@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,7 @@ func Run(t *testing.T, h Harness) {
 		{"Publish", testPublish},
 		{"ContextCancelled", testContextCancelled},
 		{"Pending", testPending},
+		{"Seals", testSeals},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, h) })
@@ -547,5 +549,57 @@ func testPending(t *testing.T, h Harness) {
 	}
 	if err := pend.PutPending(ctx(t), record.Change{Namespace: "routes", Key: "x"}); err == nil {
 		t.Fatal("PutPending of version 0 succeeded")
+	}
+}
+
+// testSeals: a record's publisher signature (record.Seal) survives the
+// store untouched: on the record, on its change log entry and in a
+// snapshot (issue 12). Stores do not check seals; nodes do.
+func testSeals(t *testing.T, h Harness) {
+	s := h.New(t)
+	seal := func(b byte) *record.Seal {
+		x := &record.Seal{}
+		for i := range x.Sig {
+			x.Sig[i] = b + byte(i)
+		}
+		x.KeyID[0], x.Digest[31] = b, b^0xff
+		return x
+	}
+	put := rec("routes", "signed.example.com", "v", 100)
+	put.Seal = seal(1)
+	del := record.Record{Namespace: "routes", Key: "gone/é x", Version: 200, Tombstone: true, Seal: seal(2)}
+	for _, r := range []record.Record{put, del} {
+		if _, err := origin.Publish(ctx(t), s, r); err != nil {
+			t.Fatalf("Publish(%s): %v", r.Key, err)
+		}
+		got, err := s.Get(ctx(t), r.Namespace, r.Key, 0)
+		if err != nil || !reflect.DeepEqual(got.Seal, r.Seal) {
+			t.Fatalf("Get(%s) = seal %+v, %v; want %+v", r.Key, got.Seal, err, r.Seal)
+		}
+	}
+	log, err := s.ReadLog(ctx(t), 0, 10)
+	if err != nil || len(log) != 2 {
+		t.Fatalf("ReadLog = %+v, %v", log, err)
+	}
+	for i, want := range []record.Record{put, del} {
+		if !reflect.DeepEqual(log[i].Seal, want.Seal) {
+			t.Errorf("log entry %d seal = %+v, want %+v", i, log[i].Seal, want.Seal)
+		}
+	}
+	if err := s.PutSnapshot(ctx(t), record.Snapshot{Namespace: "routes", Version: 200, Records: []record.Record{put, del}}); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.GetSnapshot(ctx(t), "routes")
+	if err != nil || len(snap.Records) != 2 {
+		t.Fatalf("GetSnapshot = %+v, %v", snap, err)
+	}
+	for _, r := range snap.Records {
+		want := put.Seal
+		if r.Key == del.Key {
+			want = del.Seal
+		}
+		if !reflect.DeepEqual(r.Seal, want) {
+			t.Errorf("snapshot record %s seal = %+v, want %+v", r.Key, r.Seal, want)
+		}
 	}
 }

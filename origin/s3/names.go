@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"encoding/base64"
 	"strconv"
 	"strings"
 
@@ -22,6 +23,9 @@ const (
 	// metaVersion is the user metadata key holding a record's version.
 	metaVersion = "version"
 )
+
+// sealTextLen is the length of a record.Seal in unpadded base64url.
+var sealTextLen = base64.RawURLEncoding.EncodedLen(record.SealLen)
 
 const upperHex = "0123456789ABCDEF"
 
@@ -92,10 +96,20 @@ func (s *Store) recordName(ns, key string) string {
 // tools and tests that touch the bucket directly.
 func (s *Store) RecordObjectName(ns, key string) string { return s.recordName(ns, key) }
 
+// logName is a change's log object name: log/<version>/<ns>/<kind>/<key>,
+// kind "p" (put) or "t" (tombstone); a change signed by the publisher has
+// kind "P" or "T" and its record.Seal, unpadded base64url (sealTextLen
+// characters), before the key: log/<version>/<ns>/P/<seal>/<key>. The log is
+// read by listing alone, so the seal lives in the name. (Worst case, a
+// 256-byte key of escaped bytes, the name is about 1005 bytes plus the
+// store prefix, under S3's 1024.)
 func (s *Store) logName(c record.Change) string {
 	kind := "p"
 	if c.Tombstone {
 		kind = "t"
+	}
+	if c.Seal != nil {
+		kind = strings.ToUpper(kind) + "/" + base64.RawURLEncoding.EncodeToString(record.AppendSeal(nil, c.Seal))
 	}
 	return s.prefix + logDir + c.Version.String() + "/" + c.Namespace + "/" + kind + "/" + escapeKey(c.Key)
 }
@@ -129,11 +143,24 @@ func parseLogName(rel string) (record.Change, bool) {
 	}
 	c := record.Change{Namespace: ns, Version: v}
 	switch rest[0] {
-	case 'p':
-	case 't':
+	case 'p', 'P':
+	case 't', 'T':
 		c.Tombstone = true
 	default:
 		return record.Change{}, false
+	}
+	if rest[0] == 'P' || rest[0] == 'T' {
+		if len(rest) < 2+sealTextLen+2 || rest[2+sealTextLen] != '/' {
+			return record.Change{}, false
+		}
+		raw, err := base64.RawURLEncoding.Strict().DecodeString(rest[2 : 2+sealTextLen])
+		if err != nil || len(raw) != record.SealLen {
+			return record.Change{}, false
+		}
+		if c.Seal, err = record.ParseSeal(raw); err != nil {
+			return record.Change{}, false
+		}
+		rest = rest[sealTextLen+1:]
 	}
 	key, ok := unescapeKey(rest[2:])
 	if !ok || record.ValidateKey(ns, key) != nil {

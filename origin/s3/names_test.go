@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -72,13 +73,18 @@ func TestLogNames(t *testing.T) {
 		{Namespace: "routes", Key: "a.example.com", Version: 1},
 		{Namespace: "keys", Key: "ks/abc", Version: 1<<63 + 5, Tombstone: true},
 		{Namespace: "x", Key: strings.Repeat("日", 85), Version: 0xabc},
+		{Namespace: "routes", Key: "signed/a b", Version: 7, Seal: &record.Seal{KeyID: [8]byte{1, 2}, Digest: [32]byte{3}, Sig: [64]byte{4, 0xff}}},
+		{Namespace: "keys", Key: strings.Repeat("%", 256), Version: 9, Tombstone: true, Seal: &record.Seal{Sig: [64]byte{0xfe}}},
 	} {
 		name := s.logName(c)
+		if len(name) > 1024 {
+			t.Fatalf("logName is %d bytes, over S3's 1024", len(name))
+		}
 		if !strings.HasPrefix(name, "p/log/") {
 			t.Fatalf("logName = %q", name)
 		}
 		got, ok := parseLogName(strings.TrimPrefix(name, "p/"))
-		if !ok || got != c {
+		if !ok || !reflect.DeepEqual(got, c) {
 			t.Fatalf("parseLogName(%q) = %+v, %v; want %+v", name, got, ok, c)
 		}
 		if after := s.logStartAfter(c.Version); !(after > name) || !(after < s.logName(record.Change{Namespace: "a", Key: "a", Version: c.Version + 1})) {
