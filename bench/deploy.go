@@ -52,8 +52,8 @@ type deployment struct {
 	replicators  []*replica.Replicator
 	stopReplicas context.CancelFunc
 	replicasDone sync.WaitGroup
-	signer   *sign.Signer   // Config.Signed: the publishers sign with it
-	verifier *sign.Verifier // Config.Signed: every node verifies with it
+	signer       *sign.Signer   // Config.Signed: the publishers sign with it
+	verifier     *sign.Verifier // Config.Signed: every node verifies with it
 }
 
 // benchTailTTL is how long a cache node's origin log read answers the log

@@ -486,4 +486,3 @@ func (r *reporter) acked(a ack) {
 		r.notifyLocked()
 	}
 }
-
