@@ -80,6 +80,11 @@ type Config struct {
 	// takes), any other read when it takes longer in all; then the node
 	// falls back to local snapshot files and peers. Default 10s.
 	WarmTimeout time.Duration
+	// Staleness is the policy of each namespace when the node cannot
+	// confirm it is current (see Policy), merged over DefaultStaleness:
+	// keys fails closed after 5 minutes, every other namespace serves
+	// stale. Nil: the defaults.
+	Staleness map[string]Policy
 	// Logger receives the node's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the node's metrics (cache and gossip included);
@@ -110,6 +115,7 @@ type Node struct {
 	log    *slog.Logger
 	ready  atomic.Bool
 	m      *nodeMetrics
+	fresh  *freshness // when each namespace was last proven current
 
 	watchMu  sync.Mutex // guards watchers
 	watchers map[string]map[*watcher]struct{}
@@ -185,7 +191,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: metrics: %w", err)
 	}
-	c, err := cache.New(cfg.Origin, copts)
+	fresh := newFreshness(cfg)
+	if err := fresh.register(cfg.Registerer); err != nil {
+		return nil, fmt.Errorf("dataplane: metrics: %w", err)
+	}
+	c, err := cache.New(fresh.loader(cfg.Origin, cfg.Gossip == nil), copts)
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
 	}
@@ -194,6 +204,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		cache:    c,
 		log:      cfg.Logger,
 		m:        m,
+		fresh:    fresh,
 		watchers: make(map[string]map[*watcher]struct{}),
 		warmed:   make(map[string]bool),
 		progress: make(map[string]*atomic.Int64),
@@ -242,6 +253,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // value is returned with Stale set.
 func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
 	e, err := n.cache.Get(ctx, ns, key)
+	if ferr := n.failClosed(ns, e, err); ferr != nil {
+		return Value{}, ferr
+	}
 	if err != nil {
 		return Value{}, err
 	}
@@ -252,6 +266,9 @@ func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
 // sentinel gateway) that work in records.
 func (n *Node) Record(ctx context.Context, ns, key string) (record.Record, error) {
 	e, err := n.cache.Get(ctx, ns, key)
+	if ferr := n.failClosed(ns, e, err); ferr != nil {
+		return record.Record{}, ferr
+	}
 	if err != nil {
 		return record.Record{}, err
 	}
@@ -312,6 +329,7 @@ var (
 func (a *applier) Apply(rec record.Record) bool {
 	n := (*Node)(a)
 	ok := n.cache.Apply(rec)
+	n.fresh.heardChange(rec.Namespace, rec.Version)
 	if ok {
 		n.notify(rec.Change())
 	}
@@ -322,6 +340,7 @@ func (a *applier) Apply(rec record.Record) bool {
 func (a *applier) Invalidate(ns, key string, v record.Version) {
 	n := (*Node)(a)
 	n.cache.Invalidate(ns, key, v)
+	n.fresh.heardChange(ns, v)
 	n.notify(record.Change{Namespace: ns, Key: key, Version: v})
 }
 
@@ -354,8 +373,9 @@ func (a *applier) RevalidateAll() {
 // CaughtUp implements gossip.Follower: once the node has read the change
 // log from the version its namespaces were loaded at, they are complete
 // (misses are answered from memory).
-func (a *applier) CaughtUp(from, _ record.Version) {
+func (a *applier) CaughtUp(from, to record.Version) {
 	n := (*Node)(a)
+	n.fresh.heardLog(to)
 	n.completeMu.Lock()
 	defer n.completeMu.Unlock()
 	if from > n.needFrom {
@@ -411,6 +431,7 @@ func (a *applier) Recover(ctx context.Context) (record.Version, error) {
 			n.notify(c)
 		}
 		n.log.Info("namespace reloaded from its snapshot", "namespace", ns, "records", len(snap.Records), "changed", len(news), "version", snap.Version)
+		n.fresh.heardChange(ns, snap.Version)
 		resume = min(resume, snap.Version)
 	}
 	if resume == math.MaxUint64 {
