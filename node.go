@@ -195,6 +195,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := fresh.register(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("dataplane: metrics: %w", err)
 	}
+	if cfg.Gossip == nil {
+		fresh.warnTTLOnly(copts, cfg.Logger)
+	}
 	c, err := cache.New(fresh.loader(cfg.Origin, cfg.Gossip == nil), copts)
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
@@ -250,12 +253,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // Get returns the value of ns/key from memory, reading the origin only on a
 // miss or past the fresh window. A deleted or never-written key returns an
 // error wrapping ErrNotFound. When the origin is unreachable, the last known
-// value is returned with Stale set.
+// value is returned with Stale set, unless ns's Policy fails closed and the
+// node has not been proven current for it recently: then the error wraps
+// ErrUnavailable (see Config.Staleness).
 func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
-	e, err := n.cache.Get(ctx, ns, key)
-	if ferr := n.failClosed(ns, e, err); ferr != nil {
-		return Value{}, ferr
-	}
+	e, err := n.read(ctx, ns, key)
 	if err != nil {
 		return Value{}, err
 	}
@@ -265,10 +267,7 @@ func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
 // Record returns the record of ns/key as Get does, for callers (like the
 // sentinel gateway) that work in records.
 func (n *Node) Record(ctx context.Context, ns, key string) (record.Record, error) {
-	e, err := n.cache.Get(ctx, ns, key)
-	if ferr := n.failClosed(ns, e, err); ferr != nil {
-		return record.Record{}, ferr
-	}
+	e, err := n.read(ctx, ns, key)
 	if err != nil {
 		return record.Record{}, err
 	}

@@ -232,6 +232,23 @@ func (f *freshness) loader(o origin.Store, ttlOnly bool) cache.Loader {
 	})
 }
 
+// warnTTLOnly logs, in TTL-only mode, each failing-closed namespace whose
+// fresh window is longer than its D: a value inside its fresh window is not
+// read again from the origin, so such a namespace fails closed between D
+// and the end of the window even with the origin up.
+func (f *freshness) warnTTLOnly(o cache.Options, log interface{ Warn(string, ...any) }) {
+	for ns, s := range f.spaces {
+		w, ok := o.Namespaces[ns]
+		if !ok {
+			w = o.Default
+		}
+		if s.policy.FailsClosed() && w.Fresh > s.policy.FailClosedAfter {
+			log.Warn("namespace fails closed after less than its fresh window without gossip: reads will fail with the origin up; shorten the fresh window or lengthen D",
+				"namespace", ns, "fresh", w.Fresh, "fail_closed_after", s.policy.FailClosedAfter)
+		}
+	}
+}
+
 // register exposes dataplane_node_heard_age_seconds and
 // dataplane_node_fail_closed_total per tracked namespace.
 func (f *freshness) register(reg prometheus.Registerer) error {
@@ -280,7 +297,7 @@ func (n *Node) Cached(ns, key string) (record.Record, error, bool) {
 	if !ok {
 		return record.Record{}, err, false
 	}
-	if ferr := n.failClosed(ns, e, err); ferr != nil {
+	if ferr := n.failClosed(ns, e, err, n.gossip != nil); ferr != nil {
 		if n.gossip == nil {
 			return record.Record{}, nil, false
 		}
@@ -295,7 +312,7 @@ func (n *Node) Cached(ns, key string) (record.Record, error, bool) {
 // failClosed applies ns's Policy to a read that returned e (or err): nil,
 // or an error wrapping ErrUnavailable. In TTL-only mode the entry's own
 // confirmation by the origin counts too (see freshness).
-func (n *Node) failClosed(ns string, e cache.Entry, err error) error {
+func (n *Node) failClosed(ns string, e cache.Entry, err error, count bool) error {
 	if s := n.fresh.spaces[ns]; s == nil || !s.policy.FailsClosed() {
 		return nil
 	}
@@ -303,7 +320,23 @@ func (n *Node) failClosed(ns string, e cache.Entry, err error) error {
 	if n.gossip == nil && err == nil && e.Record.Version > 0 {
 		confirmed = n.fresh.now().Add(-e.Age)
 	}
-	return n.fresh.check(ns, true, confirmed)
+	return n.fresh.check(ns, count, confirmed)
+}
+
+// read is Get's cache read under ns's Policy. In TTL-only mode a read that
+// would fail closed is made again with the origin first (a value past its
+// fresh window is not taken from memory): its answer is the proof.
+func (n *Node) read(ctx context.Context, ns, key string) (cache.Entry, error) {
+	e, err := n.cache.Get(ctx, ns, key)
+	ferr := n.failClosed(ns, e, err, n.gossip != nil)
+	if ferr != nil && n.gossip == nil {
+		e, err = n.cache.GetRevalidated(ctx, ns, key)
+		ferr = n.failClosed(ns, e, err, true)
+	}
+	if ferr != nil {
+		return cache.Entry{}, ferr
+	}
+	return e, err
 }
 
 // Policy returns the staleness policy of ns.
