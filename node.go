@@ -544,6 +544,7 @@ type nodeMetrics struct {
 	warmSource    *prometheus.CounterVec
 	revalidations prometheus.Counter
 	watchDrops    prometheus.Counter
+	watchLagged   prometheus.Counter
 	localSnapErrs prometheus.Counter
 }
 
@@ -561,13 +562,17 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 			Namespace: "dataplane", Subsystem: "node", Name: "watch_dropped_total",
 			Help: "Changes not delivered to a Watch channel because its buffer was full.",
 		}),
+		watchLagged: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "node", Name: "watch_lagged_total",
+			Help: "Resumable watches (WatchFrom) ended because their reader fell a whole buffer behind; the reader resumes from its last cursor.",
+		}),
 		localSnapErrs: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "dataplane", Subsystem: "node", Name: "local_snapshot_errors_total",
 			Help: "Failed writes of local snapshot files.",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.warmSource, m.revalidations, m.watchDrops, m.localSnapErrs} {
+		for _, c := range []prometheus.Collector{m.warmSource, m.revalidations, m.watchDrops, m.watchLagged, m.localSnapErrs} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

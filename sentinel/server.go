@@ -146,6 +146,7 @@ func Start(cfg ServerConfig) (*Server, error) {
 		node := cfg.Node
 		mux := http.NewServeMux()
 		mux.Handle(wire.SnapshotsPath, dataplane.SnapshotHandler(node, cfg.AdminToken))
+		mux.Handle(dataplane.WatchPath, dataplane.WatchHandler(node, cfg.AdminToken))
 		mux.Handle("/", admin.Handler(admin.Config{
 			Ready:    node.Ready,
 			Gatherer: cfg.Gatherer,
