@@ -316,6 +316,18 @@ func (n *Node) failClosed(ns string, e cache.Entry, err error, count bool) error
 	if s := n.fresh.spaces[ns]; s == nil || !s.policy.FailsClosed() {
 		return nil
 	}
+	if e.Stale && err == nil {
+		// A value known to be outdated (a newer version announced by
+		// gossip or the log, whose read failed) may be the one a
+		// revocation replaced: never serve it from a failing-closed
+		// namespace, however recent the proof.
+		if k, ok := n.cache.Known(ns, e.Record.Key); ok && k.Version > e.Record.Version {
+			if count {
+				n.fresh.spaces[ns].refused.Inc()
+			}
+			return fmt.Errorf("%w: %s/%s: version %s is known but could not be read; not serving %s", ErrUnavailable, ns, e.Record.Key, k.Version, e.Record.Version)
+		}
+	}
 	var confirmed time.Time
 	if n.gossip == nil && err == nil && e.Record.Version > 0 {
 		confirmed = n.fresh.now().Add(-e.Age)

@@ -232,3 +232,37 @@ func statusOf(t *testing.T, n *dataplane.Node, ns string) dataplane.NamespaceSta
 	t.Fatalf("no status for namespace %s", ns)
 	return dataplane.NamespaceStatus{}
 }
+
+// TestKnownOutdatedKeyNotServed: a key whose newer version is announced
+// (the value did not travel) but cannot be read is refused in a
+// failing-closed namespace even with a recent proof, while a route in the
+// same state is served stale.
+func TestKnownOutdatedKeyNotServed(t *testing.T) {
+	store := newStore(t)
+	clock := record.NewClock(nil)
+	keyKey := sentinel.KeyRecordKey("ks", "k")
+	put(t, store.Store, clock, "keys", keyKey, `{"key_id":"k1","enabled":true}`)
+	put(t, store.Store, clock, "routes", "h.example.com", "r1")
+	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: store, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	ctx := context.Background()
+	for _, ns := range []string{"keys", "routes"} {
+		key := map[string]string{"keys": keyKey, "routes": "h.example.com"}[ns]
+		if _, err := n.Get(ctx, ns, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store.down.Store(true)
+	n.Cache().Invalidate("keys", keyKey, clock.Now())
+	n.Cache().Invalidate("routes", "h.example.com", clock.Now())
+	eventually(t, 30*time.Second, "the outdated key refused", func() bool {
+		_, err := n.Get(ctx, "keys", keyKey)
+		return errors.Is(err, dataplane.ErrUnavailable)
+	})
+	if v, err := n.Get(ctx, "routes", "h.example.com"); err != nil || string(v.Data) != "r1" || !v.Stale {
+		t.Fatalf("outdated route: %+v, %v; want r1 served stale", v, err)
+	}
+}
