@@ -430,7 +430,7 @@ func (a *applier) Recover(ctx context.Context) (record.Version, error) {
 			n.notify(c)
 		}
 		n.log.Info("namespace reloaded from its snapshot", "namespace", ns, "records", len(snap.Records), "changed", len(news), "version", snap.Version)
-		n.fresh.heardChange(ns, snap.Version)
+		n.fresh.heardSnapshot(ns, snap.Version)
 		resume = min(resume, snap.Version)
 	}
 	if resume == math.MaxUint64 {

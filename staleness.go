@@ -102,7 +102,9 @@ func ParseStaleness(s string) (map[string]Policy, error) {
 //     it covers every namespace exactly up to the point the log vouches for.
 //   - A change applied from gossip (or the log) in the namespace: the
 //     proof is the change's version time (the publisher's clock when it
-//     took the version), capped at now. A change reaching the node shows a
+//     took the version) less LogSettle, capped at now: changes may arrive
+//     out of version order by up to LogSettle, so an older change still
+//     on its way is not claimed. A change reaching the node shows a
 //     path from a publisher works; gossip repair (digests) and the log
 //     recover what that path lost. Using the version's time, not the
 //     arrival time, means an old change replayed by an isolated peer
@@ -123,6 +125,7 @@ type freshness struct {
 	log    atomic.Int64 // proof from log reads, Unix ns; all namespaces
 	spaces map[string]*nsFreshness
 	now    func() time.Time
+	settle time.Duration // gossip.Config.LogSettle; 0 in TTL-only mode
 }
 
 // nsFreshness is one tracked namespace; the map holding them is fixed at
@@ -142,6 +145,9 @@ func newFreshness(cfg Config) *freshness {
 		policies[ns] = p
 	}
 	f := &freshness{spaces: make(map[string]*nsFreshness), now: time.Now}
+	if cfg.Gossip != nil {
+		f.settle = cfg.Gossip.LogSettle
+	}
 	for _, ns := range cfg.Namespaces {
 		f.spaces[ns] = &nsFreshness{policy: policies[ns]}
 	}
@@ -167,10 +173,21 @@ func (f *freshness) raise(a *atomic.Int64, t time.Time) {
 // heardLog records a successful change-log read that reached cursor to.
 func (f *freshness) heardLog(to record.Version) { f.raise(&f.log, to.Time()) }
 
-// heardChange records a change (or a snapshot) of ns at version v.
-func (f *freshness) heardChange(ns string, v record.Version) {
+// heardSnapshot records a snapshot of ns at version v: it claims every
+// change up to v.
+func (f *freshness) heardSnapshot(ns string, v record.Version) {
 	if s := f.spaces[ns]; s != nil {
 		f.raise(&s.change, v.Time())
+	}
+}
+
+// heardChange records a change of ns at version v, applied from gossip or
+// the log. Changes may arrive out of version order by up to LogSettle
+// (concurrent publishers), so the proof is v's time less settle: a change
+// overtaken by this one is not claimed.
+func (f *freshness) heardChange(ns string, v record.Version) {
+	if s := f.spaces[ns]; s != nil {
+		f.raise(&s.change, v.Time().Add(-f.settle))
 	}
 }
 
