@@ -247,6 +247,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.pressureLoop()
+	n.fresh.update(nil)
+	n.wg.Add(1)
+	go n.freshLoop()
 	return n, nil
 }
 

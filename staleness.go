@@ -131,7 +131,11 @@ type freshness struct {
 // nsFreshness is one tracked namespace; the map holding them is fixed at
 // Open, so reads need no lock.
 type nsFreshness struct {
-	policy  Policy
+	policy Policy
+	// failing caches "the proof is older than D" for the read path (which
+	// must not read the clock: time.Now costs more than a hit); set by
+	// freshLoop every failingTick, cleared at once by a new proof.
+	failing atomic.Bool
 	change  atomic.Int64 // proof from applied changes and snapshots, Unix ns
 	origin  atomic.Int64 // proof from origin reads (TTL-only mode), Unix ns
 	refused prometheus.Counter
@@ -159,25 +163,50 @@ func newFreshness(cfg Config) *freshness {
 	return f
 }
 
-// raise moves a to t if t is later and not in the future.
-func (f *freshness) raise(a *atomic.Int64, t time.Time) {
+// raise moves a to t if t is later and not in the future, and reports
+// whether it moved.
+func (f *freshness) raise(a *atomic.Int64, t time.Time) bool {
 	v := min(t.UnixNano(), f.now().UnixNano())
 	for {
 		cur := a.Load()
-		if v <= cur || a.CompareAndSwap(cur, v) {
-			return
+		if v <= cur {
+			return false
+		}
+		if a.CompareAndSwap(cur, v) {
+			return true
 		}
 	}
 }
 
+// failingTick is how often the failing flags are recomputed: a namespace
+// fails closed at most this long after its D has passed.
+const failingTick = 50 * time.Millisecond
+
+// update recomputes the failing flag of s (of every space if s is nil).
+func (f *freshness) update(s *nsFreshness) {
+	if s != nil {
+		if s.policy.FailsClosed() {
+			s.failing.Store(f.now().Sub(f.heard(s)) > s.policy.FailClosedAfter)
+		}
+		return
+	}
+	for _, s := range f.spaces {
+		f.update(s)
+	}
+}
+
 // heardLog records a successful change-log read that reached cursor to.
-func (f *freshness) heardLog(to record.Version) { f.raise(&f.log, to.Time()) }
+func (f *freshness) heardLog(to record.Version) {
+	if f.raise(&f.log, to.Time()) {
+		f.update(nil)
+	}
+}
 
 // heardSnapshot records a snapshot of ns at version v: it claims every
 // change up to v.
 func (f *freshness) heardSnapshot(ns string, v record.Version) {
-	if s := f.spaces[ns]; s != nil {
-		f.raise(&s.change, v.Time())
+	if s := f.spaces[ns]; s != nil && f.raise(&s.change, v.Time()) {
+		f.update(s)
 	}
 }
 
@@ -186,15 +215,15 @@ func (f *freshness) heardSnapshot(ns string, v record.Version) {
 // (concurrent publishers), so the proof is v's time less settle: a change
 // overtaken by this one is not claimed.
 func (f *freshness) heardChange(ns string, v record.Version) {
-	if s := f.spaces[ns]; s != nil {
-		f.raise(&s.change, v.Time().Add(-f.settle))
+	if s := f.spaces[ns]; s != nil && f.raise(&s.change, v.Time().Add(-f.settle)) && s.failing.Load() {
+		f.update(s)
 	}
 }
 
 // heardOrigin records a successful origin read in ns that started at t.
 func (f *freshness) heardOrigin(ns string, t time.Time) {
-	if s := f.spaces[ns]; s != nil {
-		f.raise(&s.origin, t)
+	if s := f.spaces[ns]; s != nil && f.raise(&s.origin, t) && s.failing.Load() {
+		f.update(s)
 	}
 }
 
@@ -266,6 +295,21 @@ func (f *freshness) warnTTLOnly(o cache.Options, log interface{ Warn(string, ...
 	}
 }
 
+// freshLoop recomputes the failing flags every failingTick.
+func (n *Node) freshLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(failingTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			n.fresh.update(nil)
+		}
+	}
+}
+
 // register exposes dataplane_node_heard_age_seconds and
 // dataplane_node_fail_closed_total per tracked namespace.
 func (f *freshness) register(reg prometheus.Registerer) error {
@@ -330,7 +374,8 @@ func (n *Node) Cached(ns, key string) (record.Record, error, bool) {
 // or an error wrapping ErrUnavailable. In TTL-only mode the entry's own
 // confirmation by the origin counts too (see freshness).
 func (n *Node) failClosed(ns string, e cache.Entry, err error, count bool) error {
-	if s := n.fresh.spaces[ns]; s == nil || !s.policy.FailsClosed() {
+	s := n.fresh.spaces[ns]
+	if s == nil || !s.policy.FailsClosed() {
 		return nil
 	}
 	if e.Stale && err == nil {
@@ -340,10 +385,13 @@ func (n *Node) failClosed(ns string, e cache.Entry, err error, count bool) error
 		// namespace, however recent the proof.
 		if k, ok := n.cache.Known(ns, e.Record.Key); ok && k.Version > e.Record.Version {
 			if count {
-				n.fresh.spaces[ns].refused.Inc()
+				s.refused.Inc()
 			}
 			return fmt.Errorf("%w: %s/%s: version %s is known but could not be read; not serving %s", ErrUnavailable, ns, e.Record.Key, k.Version, e.Record.Version)
 		}
+	}
+	if !s.failing.Load() {
+		return nil
 	}
 	var confirmed time.Time
 	if n.gossip == nil && err == nil && e.Record.Version > 0 {

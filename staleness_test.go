@@ -12,6 +12,7 @@ import (
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/gossip/netsim"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/sentinel"
 )
@@ -264,5 +265,59 @@ func TestKnownOutdatedKeyNotServed(t *testing.T) {
 	})
 	if v, err := n.Get(ctx, "routes", "h.example.com"); err != nil || string(v.Data) != "r1" || !v.Stale {
 		t.Fatalf("outdated route: %+v, %v; want r1 served stale", v, err)
+	}
+}
+
+// BenchmarkGetPolicy measures what the fail-closed check adds to a fresh
+// hit (benchstat serve-stale against fail-closed).
+func BenchmarkGetPolicy(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		p    dataplane.Policy
+	}{{"serve-stale", dataplane.Policy{}}, {"fail-closed", dataplane.Policy{FailClosedAfter: time.Hour}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			s, err := dir.Open(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			clock := record.NewClock(nil)
+			const n = 1000
+			keys := make([]string, n)
+			for i := range keys {
+				keys[i] = sentinel.KeyRecordKey("ks", fmt.Sprint("k", i))
+				r := record.Record{Namespace: "keys", Key: keys[i], Value: []byte(`{"key_id":"k","enabled":true}`), Version: clock.Now()}
+				if _, err := origin.Publish(context.Background(), s, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			copts := cache.DefaultOptions()
+			copts.Default.Fresh = time.Hour
+			node, err := dataplane.Open(context.Background(), dataplane.Config{
+				Origin: s, Cache: copts, Logger: quiet(),
+				Staleness: map[string]dataplane.Policy{"keys": tc.p},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer node.Close()
+			ctx := context.Background()
+			for _, k := range keys {
+				if _, err := node.Get(ctx, "keys", k); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					if _, err := node.Get(ctx, "keys", keys[i%n]); err != nil {
+						b.Error(err)
+						return
+					}
+					i++
+				}
+			})
+		})
 	}
 }
