@@ -39,6 +39,14 @@ type Policy struct {
 	// FailClosedAfter is D: how old the node's proof of being current may
 	// get before reads fail. Zero or negative: serve stale for ever.
 	FailClosedAfter time.Duration
+	// RefuseOutdated, with FailClosedAfter, also refuses (ErrUnavailable)
+	// a value known to be outdated: a newer version was announced (by
+	// gossip without its value, or by the log) and could not be read.
+	// Without it such a value is served stale (DESIGN.md invariant 4)
+	// until D passes. Off by default: records of the keys namespace are
+	// small enough to travel inline in gossip, so the announcement and
+	// the value usually arrive together.
+	RefuseOutdated bool
 }
 
 // FailsClosed reports whether p fails closed.
@@ -48,6 +56,9 @@ func (p Policy) FailsClosed() bool { return p.FailClosedAfter > 0 }
 func (p Policy) String() string {
 	if !p.FailsClosed() {
 		return "serve-stale"
+	}
+	if p.RefuseOutdated {
+		return "fail-closed after " + p.FailClosedAfter.String() + ", refusing outdated values"
 	}
 	return "fail-closed after " + p.FailClosedAfter.String()
 }
@@ -378,7 +389,7 @@ func (n *Node) failClosed(ns string, e cache.Entry, err error, count bool) error
 	if s == nil || !s.policy.FailsClosed() {
 		return nil
 	}
-	if e.Stale && err == nil {
+	if s.policy.RefuseOutdated && e.Stale && err == nil {
 		// A value known to be outdated (a newer version announced by
 		// gossip or the log, whose read failed) may be the one a
 		// revocation replaced: never serve it from a failing-closed

@@ -234,17 +234,20 @@ func statusOf(t *testing.T, n *dataplane.Node, ns string) dataplane.NamespaceSta
 	return dataplane.NamespaceStatus{}
 }
 
-// TestKnownOutdatedKeyNotServed: a key whose newer version is announced
-// (the value did not travel) but cannot be read is refused in a
-// failing-closed namespace even with a recent proof, while a route in the
-// same state is served stale.
+// TestKnownOutdatedKeyNotServed: with Policy.RefuseOutdated, a key whose
+// newer version is announced (the value did not travel) but cannot be read
+// is refused even with a recent proof, while a route in the same state is
+// served stale.
 func TestKnownOutdatedKeyNotServed(t *testing.T) {
 	store := newStore(t)
 	clock := record.NewClock(nil)
 	keyKey := sentinel.KeyRecordKey("ks", "k")
 	put(t, store.Store, clock, "keys", keyKey, `{"key_id":"k1","enabled":true}`)
 	put(t, store.Store, clock, "routes", "h.example.com", "r1")
-	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: store, Logger: quiet()})
+	n, err := dataplane.Open(context.Background(), dataplane.Config{
+		Origin: store, Logger: quiet(),
+		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: time.Hour, RefuseOutdated: true}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
