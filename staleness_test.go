@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/gossip"
@@ -322,5 +324,55 @@ func BenchmarkGetPolicy(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestStalenessMetrics: the heard age and refusals are exported per
+// namespace.
+func TestStalenessMetrics(t *testing.T) {
+	store := newStore(t)
+	clock := record.NewClock(nil)
+	keyKey := sentinel.KeyRecordKey("ks", "k")
+	put(t, store.Store, clock, "keys", keyKey, `{"key_id":"k1","enabled":true}`)
+	reg := prometheus.NewRegistry()
+	copts := cache.DefaultOptions()
+	copts.Default.Fresh = 100 * time.Millisecond
+	n, err := dataplane.Open(context.Background(), dataplane.Config{
+		Origin: store, Logger: quiet(), Registerer: reg, Cache: copts,
+		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: 500 * time.Millisecond}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	if _, err := n.Get(context.Background(), "keys", keyKey); err != nil {
+		t.Fatal(err)
+	}
+	store.down.Store(true)
+	eventually(t, 30*time.Second, "keys fail closed", func() bool {
+		_, err := n.Get(context.Background(), "keys", keyKey)
+		return errors.Is(err, dataplane.ErrUnavailable)
+	})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(map[string]float64)
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "namespace" && l.GetValue() == "keys" {
+					switch mf.GetName() {
+					case "dataplane_node_heard_age_seconds":
+						got[mf.GetName()] = m.GetGauge().GetValue()
+					case "dataplane_node_fail_closed_total":
+						got[mf.GetName()] = m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+	}
+	if got["dataplane_node_heard_age_seconds"] <= 0.5 || got["dataplane_node_fail_closed_total"] < 1 {
+		t.Fatalf("metrics for keys: %v; want a heard age over 0.5 s and at least one refusal", got)
 	}
 }
