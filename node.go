@@ -94,6 +94,11 @@ type Config struct {
 	// skipped; the change log restores them. Nil: signing is off and
 	// everything is accepted, signed or not. See package sign.
 	Verifier *sign.Verifier
+	// Staleness is the policy of each namespace when the node cannot
+	// confirm it is current (see Policy), merged over DefaultStaleness:
+	// keys fails closed after 5 minutes, every other namespace serves
+	// stale. Nil: the defaults.
+	Staleness map[string]Policy
 	// Logger receives the node's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the node's metrics (cache and gossip included);
@@ -124,6 +129,7 @@ type Node struct {
 	log    *slog.Logger
 	ready  atomic.Bool
 	m      *nodeMetrics
+	fresh  *freshness // when each namespace was last proven current
 
 	watchMu  sync.Mutex // guards watchers
 	watchers map[string]map[*watcher]struct{}
@@ -207,7 +213,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: metrics: %w", err)
 	}
-	c, err := cache.New(cfg.Origin, copts)
+	fresh := newFreshness(cfg)
+	if err := fresh.register(cfg.Registerer); err != nil {
+		return nil, fmt.Errorf("dataplane: metrics: %w", err)
+	}
+	if cfg.Gossip == nil {
+		fresh.warnTTLOnly(copts, cfg.Logger)
+	}
+	c, err := cache.New(fresh.loader(cfg.Origin, cfg.Gossip == nil), copts)
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
 	}
@@ -216,6 +229,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		cache:    c,
 		log:      cfg.Logger,
 		m:        m,
+		fresh:    fresh,
 		watchers: make(map[string]map[*watcher]struct{}),
 		warmed:   make(map[string]bool),
 		progress: make(map[string]*atomic.Int64),
@@ -261,15 +275,20 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.pressureLoop()
+	n.fresh.update(nil)
+	n.wg.Add(1)
+	go n.freshLoop()
 	return n, nil
 }
 
 // Get returns the value of ns/key from memory, reading the origin only on a
 // miss or past the fresh window. A deleted or never-written key returns an
 // error wrapping ErrNotFound. When the origin is unreachable, the last known
-// value is returned with Stale set.
+// value is returned with Stale set, unless ns's Policy fails closed and the
+// node has not been proven current for it recently: then the error wraps
+// ErrUnavailable (see Config.Staleness).
 func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
-	e, err := n.cache.Get(ctx, ns, key)
+	e, err := n.read(ctx, ns, key)
 	if err != nil {
 		return Value{}, err
 	}
@@ -279,7 +298,7 @@ func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
 // Record returns the record of ns/key as Get does, for callers (like the
 // sentinel gateway) that work in records.
 func (n *Node) Record(ctx context.Context, ns, key string) (record.Record, error) {
-	e, err := n.cache.Get(ctx, ns, key)
+	e, err := n.read(ctx, ns, key)
 	if err != nil {
 		return record.Record{}, err
 	}
@@ -346,6 +365,12 @@ func (a *applier) Apply(rec record.Record) bool {
 		ok = n.cache.Apply(rec)
 	}
 	if ok {
+		// Only an accepted change proves anything: a refused one (a bad
+		// signature, a version from the future) must not keep the node
+		// counted as current.
+		n.fresh.heardChange(rec.Namespace, rec.Version)
+	}
+	if ok {
 		n.notify(rec.Change())
 	}
 	return ok
@@ -354,7 +379,9 @@ func (a *applier) Apply(rec record.Record) bool {
 // Invalidate implements gossip.Applier.
 func (a *applier) Invalidate(ns, key string, v record.Version) {
 	n := (*Node)(a)
-	n.cache.Invalidate(ns, key, v)
+	if n.cache.Invalidate(ns, key, v) {
+		n.fresh.heardChange(ns, v) // only news the cache took proves anything
+	}
 	n.notify(record.Change{Namespace: ns, Key: key, Version: v})
 }
 
@@ -387,8 +414,9 @@ func (a *applier) RevalidateAll() {
 // CaughtUp implements gossip.Follower: once the node has read the change
 // log from the version its namespaces were loaded at, they are complete
 // (misses are answered from memory).
-func (a *applier) CaughtUp(from, _ record.Version) {
+func (a *applier) CaughtUp(from, to record.Version) {
 	n := (*Node)(a)
+	n.fresh.heardLog(to)
 	n.completeMu.Lock()
 	defer n.completeMu.Unlock()
 	if from > n.needFrom {
@@ -444,6 +472,7 @@ func (a *applier) Recover(ctx context.Context) (record.Version, error) {
 			n.notify(c)
 		}
 		n.log.Info("namespace reloaded from its snapshot", "namespace", ns, "records", len(snap.Records), "changed", len(news), "version", snap.Version)
+		n.fresh.heardSnapshot(ns, snap.Version)
 		resume = min(resume, snap.Version)
 	}
 	if resume == math.MaxUint64 {
@@ -557,6 +586,7 @@ type nodeMetrics struct {
 	warmSource    *prometheus.CounterVec
 	revalidations prometheus.Counter
 	watchDrops    prometheus.Counter
+	watchLagged   prometheus.Counter
 	localSnapErrs prometheus.Counter
 	knownRefused  prometheus.Counter
 }
@@ -575,6 +605,10 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 			Namespace: "dataplane", Subsystem: "node", Name: "watch_dropped_total",
 			Help: "Changes not delivered to a Watch channel because its buffer was full.",
 		}),
+		watchLagged: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "node", Name: "watch_lagged_total",
+			Help: "Resumable watches (WatchFrom) ended because their reader fell a whole buffer behind; the reader resumes from its last cursor.",
+		}),
 		localSnapErrs: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "dataplane", Subsystem: "node", Name: "local_snapshot_errors_total",
 			Help: "Failed writes of local snapshot files.",
@@ -585,7 +619,7 @@ func newNodeMetrics(reg prometheus.Registerer) (*nodeMetrics, error) {
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.warmSource, m.revalidations, m.watchDrops, m.localSnapErrs, m.knownRefused} {
+		for _, c := range []prometheus.Collector{m.warmSource, m.revalidations, m.watchDrops, m.watchLagged, m.localSnapErrs, m.knownRefused} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

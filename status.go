@@ -19,6 +19,18 @@ type NamespaceStatus struct {
 	// Loaded is the number of records the warm-up under way (or the last
 	// one) has loaded from the origin's snapshot: progress for /readyz.
 	Loaded int64 `json:"loaded"`
+	// Policy is the namespace's staleness policy: "serve-stale" or
+	// "fail-closed after D" (Config.Staleness).
+	Policy string `json:"policy,omitempty"`
+	// Heard is when the node was last proven current for the namespace
+	// (a change-log read's cursor, an applied change's version, a
+	// snapshot's version, or in TTL-only mode an origin read); zero if
+	// never. HeardAgo is its age, for people.
+	Heard    time.Time `json:"heard,omitzero"`
+	HeardAgo string    `json:"heard_ago,omitempty"`
+	// FailingClosed: the policy fails closed and Heard is older than its
+	// D, so reads of the namespace answer ErrUnavailable.
+	FailingClosed bool `json:"failing_closed,omitempty"`
 }
 
 // Status is a node's state for readiness probes and operators.
@@ -45,13 +57,15 @@ func (n *Node) Status() Status {
 	n.completeMu.Lock()
 	defer n.completeMu.Unlock()
 	for _, ns := range n.cfg.Namespaces {
-		st.Namespaces = append(st.Namespaces, NamespaceStatus{
+		nst := NamespaceStatus{
 			Namespace: ns,
 			Warmed:    n.warmed[ns],
 			Complete:  n.cache.IsComplete(ns),
 			Indexed:   n.cache.IndexLen(ns),
 			Loaded:    n.progress[ns].Load(),
-		})
+		}
+		n.heardStatus(&nst)
+		st.Namespaces = append(st.Namespaces, nst)
 	}
 	return st
 }

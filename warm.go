@@ -58,6 +58,7 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 		}
 		n.setWarmed(ns)
 		n.m.warmSource.WithLabelValues(source).Inc()
+		n.fresh.heardSnapshot(ns, snap.Version)
 		n.log.Info("namespace warmed", "namespace", ns, "source", source, "records", max(len(snap.Records), int(n.progress[ns].Load())), "version", snap.Version)
 		resume = min(resume, snap.Version)
 	}

@@ -1,6 +1,10 @@
 package dataplane
 
-import "github.com/dataplane/dataplane/record"
+import (
+	"sync/atomic"
+
+	"github.com/dataplane/dataplane/record"
+)
 
 // watchBuffer is how many changes a Watch channel holds before changes are
 // dropped (and counted) for a slow reader.
@@ -8,6 +12,10 @@ const watchBuffer = 1024
 
 type watcher struct {
 	ch chan record.Change
+	// lossless watchers (WatchFrom) are ended, not dropped from, when
+	// their buffer is full: lagged is set and ch closed.
+	lossless bool
+	lagged   atomic.Bool
 }
 
 // Watch returns a channel of the changes this node learns of in namespace
@@ -47,12 +55,26 @@ func (n *Node) notify(c record.Change) {
 	n.watchMu.Lock()
 	defer n.watchMu.Unlock()
 	for w := range n.watchers[c.Namespace] {
-		select {
-		case w.ch <- c:
-		default:
-			n.m.watchDrops.Inc()
-		}
+		n.sendLocked(w, c)
 	}
+}
+
+// sendLocked hands c to w without blocking; watchMu must be held. A full
+// buffer drops c for a plain watcher and ends a lossless one.
+func (n *Node) sendLocked(w *watcher, c record.Change) {
+	select {
+	case w.ch <- c:
+		return
+	default:
+	}
+	if !w.lossless {
+		n.m.watchDrops.Inc()
+		return
+	}
+	n.m.watchLagged.Inc()
+	w.lagged.Store(true)
+	delete(n.watchers[c.Namespace], w)
+	close(w.ch)
 }
 
 func (n *Node) closeWatchers() {

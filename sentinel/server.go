@@ -147,6 +147,7 @@ func Start(cfg ServerConfig) (*Server, error) {
 		node := cfg.Node
 		mux := http.NewServeMux()
 		mux.Handle(wire.SnapshotsPath, dataplane.SnapshotHandler(node, cfg.AdminToken))
+		mux.Handle(dataplane.WatchPath, dataplane.WatchHandler(node, cfg.AdminToken))
 		mux.Handle("/", admin.Handler(admin.Config{
 			Ready:    node.Ready,
 			Gatherer: cfg.Gatherer,
@@ -186,11 +187,7 @@ func (s nodeSource) Get(ctx context.Context, ns, key string) (record.Record, err
 
 // Cached implements Holder.
 func (s nodeSource) Cached(ns, key string) (record.Record, error, bool) {
-	e, err, ok := s.n.Cache().GetCached(ns, key)
-	if err != nil {
-		return record.Record{}, err, ok
-	}
-	return e.Record, nil, ok
+	return s.n.Cached(ns, key) // applies the namespace's staleness policy
 }
 
 // listen opens a TCP listener on addr unless ln is given, wrapped in TLS

@@ -53,6 +53,7 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	missBurst := fs.Int("miss-burst", 100, "burst of -miss-rate")
 	maxMisses := fs.Int("max-concurrent-misses", 64, "lookups of hosts/keys not in memory in flight at once; a lookup that waits 250ms for a slot gets 503 (negative: no limit)")
 	bodyTimeout := fs.Duration("body-timeout", 30*time.Second, "longest pause in a request body, and the allowance on top of -body-min-rate")
+	failClosed := fs.String("fail-closed", "keys=5m", "staleness policy per namespace: ns=D fails closed (503, never allow) once the node has not been\nproven current for D (no change-log read, no gossip change, no snapshot); ns=off serves the last good value\nfor ever, marked stale. Comma-separated; namespaces not named keep the default (keys=5m, others off)")
 	bodyMinRate := fs.Int64("body-min-rate", 512, "slowest average rate of a request body, bytes/s; a slower client gets 408 (negative: off)")
 	var gwTLS, admTLS serverTLSFlags
 	gwTLS.register(fs, "", "gateway")
@@ -85,6 +86,9 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	cfg, err := nf.nodeConfig(store, log, reg)
 	if err != nil {
 		return err
+	}
+	if cfg.Staleness, err = dataplane.ParseStaleness(*failClosed); err != nil {
+		return usageError{fmt.Errorf("-fail-closed: %w", err)}
 	}
 	if cfg.Peers, err = peerSources(peers, *peerToken, *adminToken, nf, log); err != nil {
 		return err
