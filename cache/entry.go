@@ -120,6 +120,15 @@ func weight(k key, e *entry) uint32 {
 // when no new invalidation arrives to wake it.
 const outdatedRetry = time.Second
 
+// behindRetry is how soon a key is asked again after the origin answered
+// with a version older than one the node knows exists (a replica that has
+// not caught up yet): sooner than after a failure, since the copy is on its
+// way, yet not on every read. Measured with `dataplane bench -replica-lag
+// 1s`: a 1 s retry left the last holder serving the new value up to 8 s
+// late, 250 ms 1.6 s; blocking every read on the replica cost 2.2 times
+// the origin reads per write (BENCHMARKS.md, "Per-region replicas").
+const behindRetry = 250 * time.Millisecond
+
 // state is what a read should do with a held entry.
 type state int
 

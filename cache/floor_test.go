@@ -78,7 +78,7 @@ func (l *lagging) Get(ctx context.Context, ns, key string, ifNewer record.Versio
 
 // TestLaggingOriginBelowFloorStaysStale: when the origin keeps returning
 // versions older than an invalidation named, they are served marked stale
-// (never going back), and the origin is asked again every outdatedRetry, in
+// (never going back), and the origin is asked again every behindRetry, in
 // the background, until the new version shows (TestLaggingOriginBacksOff:
 // not by every read).
 func TestLaggingOriginBelowFloorStaysStale(t *testing.T) {
@@ -104,12 +104,12 @@ func TestLaggingOriginBelowFloorStaysStale(t *testing.T) {
 	}
 	for range 2 {
 		calls = l.calls.Load()
-		e.clock.Advance(outdatedRetry)
+		e.clock.Advance(behindRetry)
 		e.mustGet("routes", "a.example", v2, true)
 		eventually(t, "a background retry of the outdated key", func() bool { return l.calls.Load() > calls })
 	}
 	lag.lag(nil)
-	e.clock.Advance(outdatedRetry)
+	e.clock.Advance(behindRetry)
 	e.mustGet("routes", "a.example", v2, true)
 	eventually(t, "the background retry to install v3", func() bool {
 		ent, ok := e.c.Peek("routes", "a.example")
@@ -349,7 +349,7 @@ func TestOutdatedEntryRetriesSoonAfterOutage(t *testing.T) {
 // replica) still answers v1. The read that finds the entry outdated asks
 // the origin (up to maxAttempts times) and serves v1 marked stale; the
 // reads after it are answered at once without asking again until
-// outdatedRetry has passed, and then one background read brings v2 once
+// behindRetry has passed, and then one background read brings v2 once
 // the replica has it. Before, every read waited on the lagging origin.
 func TestLaggingOriginBacksOff(t *testing.T) {
 	t.Parallel()
@@ -363,16 +363,16 @@ func TestLaggingOriginBacksOff(t *testing.T) {
 	e.c.Invalidate("routes", "a.example", v2) // the origin does not have v2 yet
 	e.mustGet("routes", "a.example", v1, true)
 	calls := l.calls.Load()
-	for range 10 {
-		e.clock.Advance(outdatedRetry / 20)
+	for range 9 {
+		e.clock.Advance(behindRetry / 10)
 		e.mustGet("routes", "a.example", v1, true)
 	}
 	if n := l.calls.Load(); n != calls {
-		t.Fatalf("reads inside outdatedRetry asked the lagging origin %d more times, want 0", n-calls)
+		t.Fatalf("reads inside behindRetry asked the lagging origin %d more times, want 0", n-calls)
 	}
 
 	e.publish("routes", "a.example", "two", v2) // the replica catches up
-	e.clock.Advance(outdatedRetry)
+	e.clock.Advance(behindRetry)
 	e.mustGet("routes", "a.example", v1, true)
 	eventually(t, "the background retry to install v2", func() bool {
 		ent, ok := e.c.Peek("routes", "a.example")

@@ -78,9 +78,9 @@ func (c *Cache) load(k key, sp *space) (*entry, error) {
 		if best.rec.Version < floor {
 			// The origin is behind a version this node knows (a replica
 			// that has not caught up): the answer is served stale, and
-			// the key is retried in the background after outdatedRetry
+			// the key is retried in the background after behindRetry
 			// rather than by every read waiting on the origin again.
-			best.failed = best.checked
+			best.failed = best.checked - int64(outdatedRetry-behindRetry)
 		}
 		return c.install(k, best, true), nil
 	}
