@@ -135,6 +135,7 @@ var secrets = map[string][]string{
 	"dataplane-gossip":   {"gossip-key"},
 	"dataplane-tokens":   {"admin-token", "cache-write-token", "publisher-token"},
 	"dataplane-database": {"url"},
+	"dataplane-signing":  {"signing-key", "trusted-keys"},
 }
 
 const (
