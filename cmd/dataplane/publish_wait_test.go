@@ -47,7 +47,7 @@ func TestPublishWait(t *testing.T) {
 	out.Reset()
 	errb.Reset()
 	args = []string{"publish", "-origin", "dir://" + filepath.Join(dataDir, "origin"), "-seeds", c.Nodes[1].Gossip().Addr(),
-		"-insecure", "-gossip-bind", "127.0.0.1:0", "-log-level", "error", "-wait", "30s", "put", "routes", "w2.localhost", route}
+		"-insecure", "-gossip-bind", "127.0.0.1:0", "-log-level", "error", "-signing-key", c.SigningKeyFile, "-wait", "30s", "put", "routes", "w2.localhost", route}
 	if code := run(context.Background(), args, &out, &errb); code != 0 {
 		t.Fatalf("publish -seeds -wait: exit %d\n%s\n%s", code, out.String(), errb.String())
 	}
