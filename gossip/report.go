@@ -54,7 +54,10 @@ import (
 //     changes delivered by an acknowledged push cost no update at all;
 //   - for the fleet view, when anything changed, at most once per view
 //     interval: 10 × ReportInterval, or 2 s per live member if that is
-//     longer (at most one every 2 s cluster-wide).
+//     longer (at most one every 2 s cluster-wide). "Changed" includes the
+//     cursor newly covering a version applied by an acknowledged push: an
+//     ack can be lost after the sender's last retry, and this report then
+//     completes the receipt one view interval later instead of never.
 //
 // An idle fleet sends nothing. Each entry carries, besides the namespace's
 // newest applied version, how long after that version's time the member
@@ -247,16 +250,21 @@ type reporter struct {
 	applied map[string]NamespaceVersion // ns -> highest version applied here
 	// cover is the highest version applied here by a path nobody
 	// acknowledged; a report is due once the cursor covers it.
-	cover   record.Version
-	members map[string]*memberState // by name, this node included
-	changes []changeTiming          // the last maxTimings, oldest first
-	tracks  map[string]*track       // by recentID
-	order   []string                // tracks' ids, oldest first
-	wake    chan struct{}           // closed and replaced on news
-	meta    []byte                  // this node's current metadata
-	sent    Report                  // what meta says
-	sentAt  time.Time
-	updates int // metadata updates sent
+	cover record.Version
+	// ackedCover is the highest version applied here by an acknowledged
+	// path. The ack may have been lost (and the sender's retries spent),
+	// so the next view update after the cursor covers it carries that
+	// cursor: a receipt never waits for ever on one lost ack.
+	ackedCover record.Version
+	members    map[string]*memberState // by name, this node included
+	changes    []changeTiming          // the last maxTimings, oldest first
+	tracks     map[string]*track       // by recentID
+	order      []string                // tracks' ids, oldest first
+	wake       chan struct{}           // closed and replaced on news
+	meta       []byte                  // this node's current metadata
+	sent       Report                  // what meta says
+	sentAt     time.Time
+	updates    int // metadata updates sent
 }
 
 const (
@@ -309,7 +317,9 @@ func (r *reporter) appliedLocal(ns, key string, v record.Version, acked bool, no
 			r.applied[ns] = NamespaceVersion{Namespace: ns, Version: v, After: max(now.Sub(v.Time()), 0)}
 		}
 	}
-	if !acked {
+	if acked {
+		r.ackedCover = max(r.ackedCover, v)
+	} else {
 		r.cover = max(r.cover, v)
 	}
 	if len(r.changes) == maxTimings {
@@ -340,7 +350,8 @@ func (r *reporter) update(rep Report, view bool, now time.Time) bool {
 	defer r.mu.Unlock()
 	covers := rep.Cursor >= r.cover && r.sent.Cursor < r.cover
 	if view { // only for a namespace applied further: a cursor alone is no news
-		moved := len(rep.Applied) != len(r.sent.Applied)
+		moved := len(rep.Applied) != len(r.sent.Applied) ||
+			rep.Cursor >= r.ackedCover && r.sent.Cursor < r.ackedCover // ...unless it covers an acked apply now
 		for _, e := range rep.Applied {
 			moved = moved || appliedIn(r.sent.Applied, e.Namespace) != e.Version
 		}

@@ -383,6 +383,19 @@ func TestReportUpdateRules(t *testing.T) {
 	if !r.update(own(40), true, now) {
 		t.Error("no view update for a namespace applied further")
 	}
+	if r.update(own(40), true, now) {
+		t.Error("a second view update with nothing new")
+	}
+	r.appliedLocal("keys", "c", 42, true, now) // acknowledged, but the ack may be lost
+	if !r.update(own(41), true, now) || r.update(own(41), true, now) {
+		t.Error("want one view update for the namespace applied further")
+	}
+	if !r.update(own(43), true, now) || r.update(own(44), true, now) {
+		t.Error("the cursor covering an acknowledged apply makes one view update, and only one")
+	}
+	if r.update(own(44), false, now) {
+		t.Error("a receipt update for an acknowledged apply")
+	}
 	r.appliedLocal("keys", "b", 50, false, now) // by gossip repair or the log
 	if r.update(own(45), false, now) {
 		t.Error("a receipt update before the cursor covers the unacknowledged version")
