@@ -46,8 +46,12 @@ func TestPublishWait(t *testing.T) {
 	}
 	out.Reset()
 	errb.Reset()
+	// A member that has just joined may not be known yet to the nodes it
+	// pushes to, so their acks can miss it: the receipt then completes
+	// through their fleet-view reports (one view interval, 10 s in dev),
+	// hence the longer wait.
 	args = []string{"publish", "-origin", "dir://" + filepath.Join(dataDir, "origin"), "-seeds", c.Nodes[1].Gossip().Addr(),
-		"-insecure", "-gossip-bind", "127.0.0.1:0", "-log-level", "error", "-signing-key", c.SigningKeyFile, "-wait", "30s", "put", "routes", "w2.localhost", route}
+		"-insecure", "-gossip-bind", "127.0.0.1:0", "-log-level", "error", "-signing-key", c.SigningKeyFile, "-wait", "60s", "put", "routes", "w2.localhost", route}
 	if code := run(context.Background(), args, &out, &errb); code != 0 {
 		t.Fatalf("publish -seeds -wait: exit %d\n%s\n%s", code, out.String(), errb.String())
 	}
