@@ -51,6 +51,10 @@ type entry struct {
 	notFound *notFoundError
 	// refreshing is set while a background refresh of this entry runs.
 	refreshing atomic.Bool
+	// behind says the last "failure" was an origin answer older than a
+	// known version (a lagging replica), retried after behindRetry
+	// rather than outdatedRetry.
+	behind bool
 }
 
 func newEntry(rec record.Record, sp *space, now int64) *entry {
@@ -69,7 +73,7 @@ func newEntry(rec record.Record, sp *space, now int64) *entry {
 func (e *entry) clone() *entry {
 	return &entry{
 		rec: e.rec, space: e.space, floor: e.floor, notFound: e.notFound,
-		checked: e.checked, freshUntil: e.freshUntil, failed: e.failed,
+		checked: e.checked, freshUntil: e.freshUntil, failed: e.failed, behind: e.behind,
 	}
 }
 
@@ -77,7 +81,7 @@ func (e *entry) clone() *entry {
 // may be called only before e is stored.
 func (e *entry) confirm(now int64) {
 	freshFor, _ := e.space.window(e.negative())
-	e.checked, e.failed = now, 0
+	e.checked, e.failed, e.behind = now, 0, false
 	e.freshUntil = now + freshFor
 }
 
@@ -144,8 +148,12 @@ func (e *entry) state(now int64) state {
 		return fresh
 	}
 	recentFailure := e.failed != 0 && now-e.failed < e.freshUntil-e.checked
+	retry := outdatedRetry
+	if e.behind {
+		retry = behindRetry
+	}
 	switch {
-	case recentFailure && e.floor > e.rec.Version && now-e.failed >= int64(outdatedRetry):
+	case recentFailure && e.floor > e.rec.Version && now-e.failed >= int64(retry):
 		return stale // known outdated: retry in the background, still answer at once
 	case recentFailure:
 		return backoff
