@@ -369,8 +369,6 @@ func (a *applier) Apply(rec record.Record) bool {
 		// signature, a version from the future) must not keep the node
 		// counted as current.
 		n.fresh.heardChange(rec.Namespace, rec.Version)
-	}
-	if ok {
 		n.notify(rec.Change())
 	}
 	return ok

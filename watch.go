@@ -40,14 +40,7 @@ func (n *Node) Watch(ns string) (<-chan record.Change, func()) {
 	}
 	n.watchers[ns][w] = struct{}{}
 	n.watchMu.Unlock()
-	return w.ch, func() {
-		n.watchMu.Lock()
-		defer n.watchMu.Unlock()
-		if _, ok := n.watchers[ns][w]; ok {
-			delete(n.watchers[ns], w)
-			close(w.ch)
-		}
-	}
+	return w.ch, func() { n.unwatch(ns, w) }
 }
 
 // notify hands c to the watchers of its namespace without blocking.
