@@ -398,8 +398,10 @@ func (n *Node) handle(c change) {
 	// A stale relay may have skipped the signature check (receive does
 	// not verify what it already holds): check it before forwarding, so a
 	// forged copy of a held version is neither spread nor allowed to use
-	// up this version's one relay.
-	if c.path == pathRelay && (v != stale || n.verify(c) == nil) && n.seen.markRelayed(recentID(c.rec.Namespace, c.rec.Key), c.rec.Version) {
+	// up this version's one relay; but only if the version is still to be
+	// relayed, so duplicates and replays cost no verification.
+	id := recentID(c.rec.Namespace, c.rec.Key)
+	if c.path == pathRelay && n.seen.relayable(id, c.rec.Version) && (v != stale || n.verify(c) == nil) && n.seen.markRelayed(id, c.rec.Version) {
 		n.enqueue(job{relay: &c, reportTo: from}, "relay")
 	}
 }

@@ -139,6 +139,19 @@ func (r *recent) newest(n int) []change {
 	return out
 }
 
+// relayable reports whether version v of id is the one remembered and not
+// yet relayed, without marking it (markRelayed does, atomically).
+func (r *recent) relayable(id string, v record.Version) bool {
+	s := r.lock(id)
+	defer s.mu.Unlock()
+	el, ok := s.byKey[id]
+	if !ok {
+		return false
+	}
+	e := el.Value.(*entry)
+	return e.c.rec.Version == v && !e.relayed
+}
+
 // markRelayed reports whether version v of id is the newest seen and not
 // yet relayed, and marks it relayed.
 func (r *recent) markRelayed(id string, v record.Version) bool {
