@@ -93,9 +93,10 @@
 // or digest_mismatch (and "future" for a version too far ahead). A change
 // no newer than one the node has seen is rejected as stale before any
 // signature is checked: duplicates and replays cost no verification.
-// Acknowledgements are not signed: the most a gossip-key holder can do by
-// forging one is stop a sender's push retries to one member for one
-// version, which gossip repair, anti-entropy and the log still deliver.
+// Acknowledgements are not signed: a gossip-key holder forging one can stop
+// a sender's push retries to one member for one version (gossip repair,
+// anti-entropy and the log still deliver it) and make that member count as
+// applied in a fleet receipt (see Receipt).
 //
 // # Metrics
 //

@@ -47,9 +47,10 @@ import (
 //
 // An acknowledgement ("kindAck") of a push or relay (not signed: acks ride
 // memberlist's encrypted, authenticated transport, so only a holder of the
-// gossip key can forge one, and the most a forged ack can do is stop the
-// sender's push retries to one member for one version; gossip repair,
-// anti-entropy and the change log still deliver the change):
+// gossip key can forge one; a forged ack can stop the sender's push retries
+// to one member for one version, which gossip repair, anti-entropy and the
+// change log still deliver, and count that member as applied in a fleet
+// receipt):
 //
 //	0xD3 | version (8 bytes) | uvarint len + namespace | uvarint len + key |
 //	uvarint len + acknowledging node's name
