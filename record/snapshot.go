@@ -62,6 +62,9 @@ func MarshalSnapshot(s Snapshot) ([]byte, error) {
 			return nil, fmt.Errorf("%w: snapshot of %q holds key %q twice", ErrInvalid, s.Namespace, r.Key)
 		}
 		size += binary.MaxVarintLen32 + headerLen + len(r.Namespace) + len(r.Key) + len(r.Value) + 3*binary.MaxVarintLen32 + crcLen
+		if r.Seal != nil {
+			size += SealLen
+		}
 	}
 	known := append([]Change(nil), s.Known...)
 	sort.Slice(known, func(i, j int) bool { return known[i].Key < known[j].Key })
