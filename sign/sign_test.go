@@ -276,3 +276,18 @@ func BenchmarkVerifyChange(b *testing.B) {
 		}
 	}
 }
+
+// TestEmptyVerifierRefuses: a nil or zero Verifier (a typed nil stored in
+// a config's interface field) refuses every signed record instead of
+// panicking on the goroutine that received it.
+func TestEmptyVerifierRefuses(t *testing.T) {
+	rec := fixedSigner(t, 1).Sign(record.Record{Namespace: "routes", Key: "a.example.com", Value: []byte("v"), Version: 1})
+	for name, v := range map[string]*Verifier{"nil": nil, "zero": {}} {
+		if err := v.VerifyRecord(rec); !errors.Is(err, ErrUntrustedKey) {
+			t.Errorf("%s Verifier: VerifyRecord = %v, want ErrUntrustedKey", name, err)
+		}
+		if err := v.VerifyChange(rec.Change()); !errors.Is(err, ErrUntrustedKey) {
+			t.Errorf("%s Verifier: VerifyChange = %v, want ErrUntrustedKey", name, err)
+		}
+	}
+}
