@@ -91,7 +91,7 @@ func (p *fleetPage) authorize(w http.ResponseWriter, r *http.Request) bool {
 			return false
 		}
 		http.SetCookie(w, &http.Cookie{
-			Name: fleetCookie, Value: p.cookie, Path: "/debug/fleet",
+			Name: fleetCookie, Value: p.cookie, Path: "/debug/", // the page and fleet.json
 			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 		})
 		q.Del("token")
