@@ -502,6 +502,9 @@ func (w *workload) probeServing(ctx context.Context, p *pendingWrite, now time.T
 			left = append(left, i)
 			continue
 		}
+		// told before the look: a change applied (and watched) between
+		// the two would otherwise count an old fresh value as behind.
+		told := w.known[i][p.key].load() >= p.version
 		e, ok := s.node.Peek(ns, keyName(p.key))
 		node := s.node
 		s.mu.RUnlock()
@@ -509,7 +512,6 @@ func (w *workload) probeServing(ctx context.Context, p *pendingWrite, now time.T
 			continue
 		}
 		left = append(left, i)
-		told := w.known[i][p.key].load() >= p.version
 		if told && ok && !e.Stale && p.phase == phaseSteady && *w.phase.Load() == phaseSteady {
 			// Told of the version (the cache applied the change before
 			// Watch said so), yet serving an older one as fresh: what a
