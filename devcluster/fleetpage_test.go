@@ -142,8 +142,13 @@ func TestFleetPageInBrowser(t *testing.T) {
 	}
 
 	// Without the token: refused.
-	if resp, err := http.Get(admin + "/debug/fleet"); err != nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("fleet page without a token: %v %v", resp.StatusCode, err)
+	resp, err = http.Get(admin + "/debug/fleet")
+	if err != nil {
+		t.Fatalf("fleet page without a token: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("fleet page without a token: %v, want 401", resp.StatusCode)
 	}
 
 	page := admin + "/debug/fleet?token=" + token
