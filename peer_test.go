@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin"
 	"github.com/dataplane/dataplane/record"
@@ -144,5 +145,56 @@ func TestSnapshotHandlerRefuses(t *testing.T) {
 				t.Fatalf("error answer is %q, want JSON", rec.Header().Get("Content-Type"))
 			}
 		})
+	}
+}
+
+// claimingPeer answers every snapshot with one key and a Version of "now":
+// what an insider peer may claim, since nothing signs a snapshot's Version.
+type claimingPeer struct{}
+
+func (claimingPeer) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
+	v := record.MakeVersion(time.Now(), 0)
+	return record.Snapshot{Namespace: ns, Version: v, Records: []record.Record{
+		{Namespace: ns, Key: "ks/held", Value: []byte("K"), Version: v - 1},
+	}}, nil
+}
+
+// TestPeerSnapshotIsNoProofOfFreshness: a node warmed from a peer while the
+// origin is down serves what the peer sent, but the peer's claim of being
+// current (its snapshot's Version) does not keep a fail-closed namespace
+// open: a peer could have left a revocation out.
+func TestPeerSnapshotIsNoProofOfFreshness(t *testing.T) {
+	s := newStore(t)
+	s.down.Store(true)
+	// With gossip: the log (down) would be the proof; in TTL-only mode a
+	// value's own confirmation counts, which a peer's snapshot also sets.
+	g := gossip.DefaultLocalConfig()
+	g.Insecure, g.Name = true, "warmed-from-peer"
+	n, err := dataplane.Open(context.Background(), dataplane.Config{
+		Origin: s, Gossip: &g, Logger: quiet(), WarmTimeout: 500 * time.Millisecond,
+		Peers:     []dataplane.SnapshotSource{claimingPeer{}},
+		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: time.Hour}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if !n.Ready() {
+		t.Fatal("not warmed from the peer")
+	}
+	if v, err := n.Get(context.Background(), "routes", "ks/held"); err != nil || string(v.Data) != "K" {
+		t.Fatalf("serve-stale namespace warmed from a peer: %q, %v", v.Data, err)
+	}
+	// The read path checks a flag recomputed every 50 ms: poll.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := n.Get(context.Background(), "keys", "ks/held")
+		if errors.Is(err, dataplane.ErrUnavailable) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fail-closed namespace proven current only by a peer: %v, want ErrUnavailable", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -129,9 +129,11 @@ func ParseStaleness(s string) (map[string]Policy, error) {
 //   - Gossip membership and heartbeats do not count: a node in an island
 //     of peers all cut off from the publishers keeps hearing them, and
 //     they know nothing new.
-//   - A snapshot loaded at start counts as its version's time (from the
-//     origin, a local file or a peer alike): it proves the node held
-//     everything up to that version.
+//   - A snapshot loaded at start from the origin or this node's own local
+//     file counts as its version's time: it proves the node held
+//     everything up to that version. A peer's snapshot does not: its
+//     Version is the peer's unsigned claim, and the peer may have left a
+//     revocation out.
 type freshness struct {
 	log    atomic.Int64 // proof from log reads, Unix ns; all namespaces
 	spaces map[string]*nsFreshness

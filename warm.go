@@ -58,7 +58,13 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 		}
 		n.setWarmed(ns)
 		n.m.warmSource.WithLabelValues(source).Inc()
-		n.fresh.heardSnapshot(ns, snap.Version)
+		if source != "peer" {
+			// A peer's Version is its own unsigned claim: it may have
+			// left a revocation out, so it proves nothing for a
+			// fail-closed namespace (the origin's snapshot and this
+			// node's own file do).
+			n.fresh.heardSnapshot(ns, snap.Version)
+		}
 		n.log.Info("namespace warmed", "namespace", ns, "source", source, "records", max(len(snap.Records), int(n.progress[ns].Load())), "version", snap.Version)
 		resume = min(resume, snap.Version)
 	}
