@@ -30,7 +30,9 @@ func keys(t testing.TB) (*sign.Signer, *sign.Verifier) {
 
 var t0 = time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
 
-func ver(ms int) record.Version { return record.MakeVersion(t0.Add(time.Duration(ms)*time.Millisecond), 0) }
+func ver(ms int) record.Version {
+	return record.MakeVersion(t0.Add(time.Duration(ms)*time.Millisecond), 0)
+}
 
 func rec(s *sign.Signer, key string, v record.Version, value string) record.Record {
 	r := record.Record{Namespace: "keys", Key: key, Version: v, Value: []byte(value)}
