@@ -48,7 +48,11 @@ func (p *Publisher) Snapshot(ctx context.Context, ns string) (record.Snapshot, e
 	var snap record.Snapshot
 	var others []string
 	var err error
-	if ps, ok := p.store.(origin.SnapshotParts); ok {
+	if p.ckpt != nil {
+		p.ckpt.beforeSnapshot(ctx, ns)
+	}
+	ps, parts := p.store.(origin.SnapshotParts)
+	if parts {
 		snap, others, err = p.appendDelta(ctx, ps, ns)
 	} else {
 		snap, others, err = p.build(ctx, ns)
@@ -60,6 +64,9 @@ func (p *Publisher) Snapshot(ctx context.Context, ns string) (record.Snapshot, e
 	if err != nil {
 		p.m.snapshotErrors.Inc()
 		return record.Snapshot{}, fmt.Errorf("snapshot %s: %w", ns, err)
+	}
+	if p.ckpt != nil {
+		p.ckpt.snapshotWritten(ctx, ns, snap.Version, snap.Records, !parts) // a delta, or the whole
 	}
 	p.m.snapshotDuration.Observe(time.Since(start).Seconds())
 	p.m.snapshotRecords.Add(float64(len(snap.Records)))
@@ -159,7 +166,8 @@ func (p *Publisher) namespaces() []string {
 // Run snapshots every known namespace at once and then every
 // Config.SnapshotInterval until ctx is done, when it returns nil, and beside
 // that runs the crash repair (RunRepair), so a publisher process started
-// with Run always finishes what a crashed predecessor left half-written.
+// with Run always finishes what a crashed predecessor left half-written,
+// and, when Config.Checkpoint is set, issues checkpoints (RunCheckpoints).
 // Failures are logged and counted and retried on the next tick.
 func (p *Publisher) Run(ctx context.Context) error {
 	repairDone := make(chan struct{})
@@ -168,6 +176,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 		_ = p.RunRepair(ctx) // logged inside
 	}()
 	defer func() { <-repairDone }()
+	if p.ckpt != nil {
+		ckptDone := make(chan struct{})
+		go func() {
+			defer close(ckptDone)
+			_ = p.RunCheckpoints(ctx) // logged inside
+		}()
+		defer func() { <-ckptDone }()
+	}
 	t := time.NewTicker(p.cfg.SnapshotInterval)
 	defer t.Stop()
 	for {
