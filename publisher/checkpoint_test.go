@@ -375,3 +375,55 @@ func TestCheckpointConfig(t *testing.T) {
 		t.Errorf("RunCheckpoints without checkpoints: err = %v", err)
 	}
 }
+
+// TestCheckpointUnsignedChanges: changes written by a publisher without
+// the key carry no digest; the issuer digests the stored value, and when
+// that has moved on (the change was superseded) it issues nothing for a
+// version between the two, since it cannot know that state, and issues
+// the right state once the newer change is settled.
+func TestCheckpointUnsignedChanges(t *testing.T) {
+	ctx := testCtx(t)
+	signer, _ := signingKeys(t)
+	store, err := dir.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Add(-time.Hour)
+	var mu sync.Mutex
+	writeAt := now.Add(-10 * time.Second)
+	clock := record.NewClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return writeAt })
+	unsigned := newEnv(t, store, func(c *publisher.Config) { c.Clock, c.MaxClockOffset = clock, 0 })
+	issuer := newEnv(t, store, func(c *publisher.Config) {
+		checkpointConfig(signer, 0)(c)
+		c.Clock = clock
+		c.Namespaces = []string{"keys"}
+	})
+	put := func(at time.Duration, value string) record.Record {
+		t.Helper()
+		mu.Lock()
+		writeAt = now.Add(at)
+		mu.Unlock()
+		r, err := unsigned.pub.Put(ctx, "keys", "k", []byte(value))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Seal != nil {
+			t.Fatal("the unsigned publisher signed")
+		}
+		return r
+	}
+	put(-10*time.Second, "one")
+	put(-5*time.Second, "two") // supersedes "one" before the issuer reads it
+	// Settled up to between the two: the state there ("one") is unknown.
+	if got, err := issuer.pub.IssueCheckpoints(ctx, now.Add(-7*time.Second+1200*time.Millisecond)); err != nil || len(got) != 0 {
+		t.Fatalf("issued %d checkpoints of a state it cannot know (err %v)", len(got), err)
+	}
+	got, err := issuer.pub.IssueCheckpoints(ctx, now.Add(-4*time.Second+1200*time.Millisecond))
+	if err != nil || len(got) != 1 {
+		t.Fatalf("issued %d checkpoints once the newer change settled (err %v), want 1", len(got), err)
+	}
+	h, n := groundTruth(t, store, "keys", []string{"k"})
+	if err := checkpoint.Match(got[0], &h, n); err != nil {
+		t.Fatalf("the checkpoint over an unsigned change is not the stored state: %v", err)
+	}
+}
