@@ -444,9 +444,9 @@ func (is *issuer) forget(n *nsIssue, now time.Time) {
 }
 
 // beforeSnapshot is called by each snapshot pass, under snapMu, before it
-// writes: the first one loads the namespace's state from the snapshot
-// about to be replaced (and its proof), which the pass's delta then
-// extends, so the new snapshot can be proved at once.
+// reads the change log: the first one loads the namespace's state from the
+// snapshot about to be replaced (and its proof), which the pass's delta
+// then extends, so the new snapshot can be proved at once.
 func (is *issuer) beforeSnapshot(ctx context.Context, ns string) {
 	is.mu.Lock()
 	defer is.mu.Unlock()
@@ -456,13 +456,15 @@ func (is *issuer) beforeSnapshot(ctx context.Context, ns string) {
 	}
 }
 
-// snapshotWritten is called by each snapshot pass, under snapMu, with the
-// snapshot of ns now at version v: recs are the records the pass wrote
-// (all of them when whole). It stores the snapshot's proof: the
+// proveSnapshot is called by each snapshot pass, under snapMu, before it
+// writes the snapshot of ns at version v: recs are the records the pass
+// writes (all of them when whole). It stores the snapshot's proof first,
+// so that no reader finds the snapshot without it (a crash in between
+// leaves a proof of a snapshot never written, which is harmless): the
 // checkpoint at v, and the states at v of the keys whose record in the
-// snapshot is newer. Failures are logged and counted; the snapshot stands
-// without a proof until the next pass.
-func (is *issuer) snapshotWritten(ctx context.Context, ns string, v record.Version, recs []record.Record, whole bool) {
+// snapshot is newer. Failures are logged and counted; the snapshot is
+// written without a proof and the next pass proves its successor.
+func (is *issuer) proveSnapshot(ctx context.Context, ns string, v record.Version, recs []record.Record, whole bool) {
 	if is.parts == nil {
 		return
 	}

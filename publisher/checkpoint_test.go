@@ -427,3 +427,73 @@ func TestCheckpointUnsignedChanges(t *testing.T) {
 		t.Fatalf("the checkpoint over an unsigned change is not the stored state: %v", err)
 	}
 }
+
+// TestRunIssuesWhileWriting: Run snapshots and issues checkpoints while
+// writes go on; afterwards the latest checkpoint is the origin's state
+// and the current snapshot verifies against its proof.
+func TestRunIssuesWhileWriting(t *testing.T) {
+	ctx := testCtx(t)
+	signer, keys := signingKeys(t)
+	store, err := dir.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, store, func(c *publisher.Config) {
+		checkpointConfig(signer, 0)(c)
+		c.SnapshotInterval = 20 * time.Millisecond
+		c.Checkpoint.Interval = 50 * time.Millisecond
+		c.Namespaces = []string{"keys"}
+	})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.pub.Run(runCtx) }()
+	var names []string
+	for i := range 60 {
+		k := fmt.Sprintf("k%02d", i%40)
+		if i < 40 {
+			names = append(names, k)
+		}
+		var err error
+		if i%7 == 6 {
+			_, err = e.pub.Delete(ctx, "keys", k)
+		} else {
+			_, err = e.pub.Put(ctx, "keys", k, []byte(fmt.Sprint("v", i)))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, wantN := groundTruth(t, store, "keys", names)
+	v := &checkpoint.Verifier{Keys: keys, MaxSkew: time.Second}
+	var parts origin.SnapshotParts = store
+	for {
+		c, err := checkpoint.GetLatest(ctx, parts, "keys")
+		if err == nil {
+			if err := v.Verify(c, nil); err != nil {
+				t.Fatalf("stored checkpoint refused: %v", err)
+			}
+			if checkpoint.Match(c, &want, wantN) == nil {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no checkpoint of the written state before the deadline (last %v, %v)", c, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polled: Run issues on its own ticker
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	snap, err := store.GetSnapshot(ctx, "keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, err := checkpoint.GetProof(ctx, parts, "keys", snap.Version)
+	if err != nil {
+		t.Fatalf("the current snapshot at %s has no proof: %v", snap.Version, err)
+	}
+	if err := v.VerifySnapshot(snap, proof, nil); err != nil {
+		t.Fatalf("the current snapshot does not verify: %v", err)
+	}
+}

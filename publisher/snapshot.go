@@ -58,15 +58,15 @@ func (p *Publisher) Snapshot(ctx context.Context, ns string) (record.Snapshot, e
 		snap, others, err = p.build(ctx, ns)
 		if err == nil {
 			snap.Records = origin.DropTombstones(snap.Records, p.tombstoneCutoff())
+			if p.ckpt != nil {
+				p.ckpt.proveSnapshot(ctx, ns, snap.Version, snap.Records, true)
+			}
 			err = p.store.PutSnapshot(ctx, snap)
 		}
 	}
 	if err != nil {
 		p.m.snapshotErrors.Inc()
 		return record.Snapshot{}, fmt.Errorf("snapshot %s: %w", ns, err)
-	}
-	if p.ckpt != nil {
-		p.ckpt.snapshotWritten(ctx, ns, snap.Version, snap.Records, !parts) // a delta, or the whole
 	}
 	p.m.snapshotDuration.Observe(time.Since(start).Seconds())
 	p.m.snapshotRecords.Add(float64(len(snap.Records)))
@@ -97,6 +97,10 @@ func (p *Publisher) appendDelta(ctx context.Context, ps origin.SnapshotParts, ns
 	delta, others, err := p.changed(ctx, ns, prev)
 	if err != nil {
 		return record.Snapshot{}, nil, err
+	}
+	if p.ckpt != nil {
+		// The proof goes first, so a reader who finds the snapshot finds it.
+		p.ckpt.proveSnapshot(ctx, ns, delta.Version, delta.Records, false)
 	}
 	if err := origin.AppendSnapshot(ctx, ps, delta, p.tombstoneCutoff(), p.cfg.SnapshotLayout); err != nil {
 		return record.Snapshot{}, nil, err
