@@ -31,7 +31,9 @@ var (
 )
 
 // Reason returns the metric label of a verification error: "unsigned",
-// "untrusted_key", "bad_signature", "expired", "rollback", "future",
+// "untrusted_key", "bad_signature", "digest_mismatch" (a snapshot record
+// above the checkpoint's version whose value does not match its seal),
+// "expired", "rollback", "future",
 // "mismatch", "corrupt" or "invalid".
 func Reason(err error) string {
 	switch {
@@ -41,6 +43,8 @@ func Reason(err error) string {
 		return "untrusted_key"
 	case errors.Is(err, sign.ErrBadSignature):
 		return "bad_signature"
+	case errors.Is(err, sign.ErrDigestMismatch):
+		return "digest_mismatch"
 	case errors.Is(err, ErrExpired):
 		return "expired"
 	case errors.Is(err, ErrRollback):
@@ -57,7 +61,7 @@ func Reason(err error) string {
 
 // Reasons lists every label Reason returns, for metrics that pre-create
 // their series.
-var Reasons = [...]string{"unsigned", "untrusted_key", "bad_signature", "expired", "rollback", "future", "mismatch", "corrupt", "invalid"}
+var Reasons = [...]string{"unsigned", "untrusted_key", "bad_signature", "digest_mismatch", "expired", "rollback", "future", "mismatch", "corrupt", "invalid"}
 
 // Checkpoint is the publisher's signed statement about one namespace:
 // the multiset of the states (key, version, tombstone, value digest) of

@@ -99,6 +99,9 @@ func TestVerifySnapshot(t *testing.T) {
 			}
 			return r
 		}, nil, sign.ErrDigestMismatch)
+		if got := v.Refused("digest_mismatch"); got != 1 {
+			t.Errorf("n=%d: %d digest mismatches counted, want 1", n, got)
+		}
 		// ...or changes the proof's state of a key above V.
 		bad := *proof
 		bad.Above = append([]checkpoint.AtVersion(nil), proof.Above...)
