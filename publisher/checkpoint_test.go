@@ -196,7 +196,7 @@ func TestCheckpointsOnRealStores(t *testing.T) {
 }
 
 // TestSnapshotProofAboveVersion: records written after a snapshot's
-// version (at the wall clock, while the snapshot trails it by the
+// version (ahead of the wall clock, which the snapshot trails by the
 // snapshot lag) land in the snapshot above its version; the proof carries
 // their states at the version, the snapshot verifies, and a publisher
 // restarted on the same origin rebuilds the same state from the snapshot
@@ -219,9 +219,10 @@ func TestSnapshotProofAboveVersion(t *testing.T) {
 			t.Fatal(err)
 		}
 		oldH, oldN := groundTruth(t, store, "keys", names)
-		// Now at the wall clock: these are above any snapshot version for
-		// the next few seconds.
-		e := newEnv(t, store, checkpointConfig(signer, 0))
+		// Versions 30 s ahead of the wall clock: above the next snapshot's
+		// version (which trails the clock by the snapshot lag) however
+		// slowly the test runs.
+		e := newEnv(t, store, checkpointConfig(signer, -30*time.Second))
 		if _, err := e.pub.Put(ctx, "keys", "k03", []byte("new")); err != nil {
 			t.Fatal(err)
 		}
@@ -269,7 +270,7 @@ func TestSnapshotProofAboveVersion(t *testing.T) {
 			checkpointConfig(signer, 0)(c)
 			c.Namespaces = []string{"keys"}
 		})
-		later := time.Now().Add(2 * time.Second) // past LogSettle
+		later := time.Now().Add(35 * time.Second) // the new writes are settled then
 		issued, err := re.pub.IssueCheckpoints(ctx, later)
 		if err != nil || len(issued) != 1 {
 			t.Fatalf("IssueCheckpoints = %d, %v; want 1", len(issued), err)
