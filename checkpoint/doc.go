@@ -33,9 +33,13 @@
 // V)), so the node compares its state at V, not its current state. The
 // journal is trimmed (State.Forget) to the version of the last checkpoint
 // verified, so it holds only the changes of the last seconds. A node that
-// loads a snapshot whose records may be newer than its version calls
-// Forget with the newest of them: it cannot compare at a V below what it
-// loaded until the log has carried it past.
+// loads a snapshot with its proof builds its State exactly at the
+// snapshot's version V (its records at or below V, and the proof's Above
+// state for each record above V), calls Forget(V), and then applies the
+// records above V like any change, so they are journaled and State.At(V)
+// still answers. (Loading a snapshot without its proof, it could only
+// apply every record and Forget the newest version among them: no
+// comparison below that until the log has carried it past.)
 //
 // What a match proves. When Verifier.Verify accepts a checkpoint and Match
 // finds the node's state at V equal to it, the node held, at V, exactly
