@@ -147,3 +147,49 @@ func TestProofRoundTrip(t *testing.T) {
 		t.Errorf("a key twice: err = %v", err)
 	}
 }
+
+// TestNodeLoadsSnapshotWithProof follows the package doc: a node builds
+// its State exactly at the snapshot's version from the snapshot and its
+// proof, then applies the records above the version as changes; it then
+// matches the proof's checkpoint at that version and holds the newest
+// states as its current hash.
+func TestNodeLoadsSnapshotWithProof(t *testing.T) {
+	_, _, snap, proof, _ := snapshotCase(t, 50)
+	V := proof.Checkpoint.Version
+	above := map[string]*statehash.Element{}
+	for _, a := range proof.Above {
+		above[a.Key] = a.Element
+	}
+	st := checkpoint.NewState("keys")
+	var later []record.Record
+	for _, r := range snap.Records {
+		e := statehash.ElementOf(r)
+		if r.Version > V {
+			later = append(later, r)
+			if above[r.Key] == nil {
+				continue
+			}
+			e = *above[r.Key]
+		}
+		if _, err := st.Apply(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Forget(V)
+	for _, r := range later {
+		if ok, err := st.Apply(statehash.ElementOf(r)); err != nil || !ok {
+			t.Fatalf("applying %s above the version: %v, %v", r.Key, ok, err)
+		}
+	}
+	h, n, err := st.At(V)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoint.Match(proof.Checkpoint, &h, n); err != nil {
+		t.Fatalf("the node's state at the snapshot's version does not match its proof: %v", err)
+	}
+	want, wantN := stateOf(snap.Records, 0)
+	if cur := st.Hash(); !cur.Equal(&want) || st.Count() != wantN {
+		t.Fatal("the node's current state is not the snapshot's newest states")
+	}
+}
