@@ -98,6 +98,10 @@ type Cluster struct {
 	// PublicKey is that key's public half, base64 (for -trusted-keys).
 	PublicKey string
 	closeOnce sync.Once
+	// stopCheckpoints ends the publisher's checkpoint issuing; ckptDone
+	// closes when it has.
+	stopCheckpoints context.CancelFunc
+	ckptDone        chan struct{}
 }
 
 // ListenError is the error Start returns when a port cannot be bound: Field
@@ -280,9 +284,17 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	// The sentinels settle 500 ms behind the log (gossip.DefaultLocalConfig),
 	// on one machine: the publisher's budget must fit inside that.
 	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = 500*time.Millisecond, 400*time.Millisecond, 50*time.Millisecond
+	pcfg.Checkpoint = publisher.CheckpointConfig{Lifetime: publisher.DefaultCheckpointLifetime}
 	if c.Publisher, err = publisher.New(c.Store, pcfg); err != nil {
 		return err
 	}
+	// It holds the signing key, so it issues the namespaces' checkpoints.
+	ckptCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	c.stopCheckpoints, c.ckptDone = stop, make(chan struct{})
+	go func() {
+		defer close(c.ckptDone)
+		_ = c.Publisher.RunCheckpoints(ckptCtx) // logged inside
+	}()
 	c.PublishURL = "http://" + pubLn.Addr().String()
 	c.serve(pubLn, publisher.Handler(c.Publisher, cfg.Token))
 
@@ -508,5 +520,9 @@ func (c *Cluster) close() {
 	}
 	if c.CacheNode != nil {
 		c.CacheNode.Close()
+	}
+	if c.stopCheckpoints != nil {
+		c.stopCheckpoints()
+		<-c.ckptDone
 	}
 }

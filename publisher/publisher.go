@@ -127,6 +127,10 @@ type Config struct {
 	// crashed between their record write and their log append. Must be
 	// positive.
 	RepairInterval time.Duration
+	// Checkpoint configures the signed namespace checkpoints this
+	// publisher issues (RunCheckpoints; Run runs it) and the proofs of the
+	// snapshots it writes. The zero value issues none.
+	Checkpoint CheckpointConfig
 	// MaxClockOffset bounds how far this host's clock (Clock's wall time)
 	// may be from the origin's when the origin can tell its time
 	// (origin.Clock: S3 and DynamoDB). Before it takes versions, and then
@@ -197,6 +201,9 @@ func (c *Config) validate() error {
 	if c.RepairInterval <= 0 {
 		return fmt.Errorf("publisher: RepairInterval must be positive, got %v", c.RepairInterval)
 	}
+	if err := c.Checkpoint.validate(c.Signer); err != nil {
+		return err
+	}
 	if err := c.Timing().Validate(); err != nil {
 		return fmt.Errorf("publisher: %w", err)
 	}
@@ -226,6 +233,8 @@ type Publisher struct {
 	seen map[string]bool
 
 	clockCheck clockCheck
+
+	ckpt *issuer // nil: no checkpoints (Config.Checkpoint)
 }
 
 // New returns a Publisher writing into store.
@@ -260,6 +269,12 @@ func New(store origin.Store, cfg Config) (*Publisher, error) {
 	}
 	if cfg.Registerer != nil {
 		if err := p.m.register(cfg.Registerer); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Checkpoint.Lifetime > 0 {
+		var err error
+		if p.ckpt, err = newIssuer(p, cfg.Checkpoint); err != nil {
 			return nil, err
 		}
 	}

@@ -48,12 +48,19 @@ func (p *Publisher) Snapshot(ctx context.Context, ns string) (record.Snapshot, e
 	var snap record.Snapshot
 	var others []string
 	var err error
-	if ps, ok := p.store.(origin.SnapshotParts); ok {
+	if p.ckpt != nil {
+		p.ckpt.beforeSnapshot(ctx, ns)
+	}
+	ps, parts := p.store.(origin.SnapshotParts)
+	if parts {
 		snap, others, err = p.appendDelta(ctx, ps, ns)
 	} else {
 		snap, others, err = p.build(ctx, ns)
 		if err == nil {
 			snap.Records = origin.DropTombstones(snap.Records, p.tombstoneCutoff())
+			if p.ckpt != nil {
+				p.ckpt.proveSnapshot(ctx, ns, snap.Version, snap.Records, true)
+			}
 			err = p.store.PutSnapshot(ctx, snap)
 		}
 	}
@@ -90,6 +97,10 @@ func (p *Publisher) appendDelta(ctx context.Context, ps origin.SnapshotParts, ns
 	delta, others, err := p.changed(ctx, ns, prev)
 	if err != nil {
 		return record.Snapshot{}, nil, err
+	}
+	if p.ckpt != nil {
+		// The proof goes first, so a reader who finds the snapshot finds it.
+		p.ckpt.proveSnapshot(ctx, ns, delta.Version, delta.Records, false)
 	}
 	if err := origin.AppendSnapshot(ctx, ps, delta, p.tombstoneCutoff(), p.cfg.SnapshotLayout); err != nil {
 		return record.Snapshot{}, nil, err
@@ -159,7 +170,8 @@ func (p *Publisher) namespaces() []string {
 // Run snapshots every known namespace at once and then every
 // Config.SnapshotInterval until ctx is done, when it returns nil, and beside
 // that runs the crash repair (RunRepair), so a publisher process started
-// with Run always finishes what a crashed predecessor left half-written.
+// with Run always finishes what a crashed predecessor left half-written,
+// and, when Config.Checkpoint is set, issues checkpoints (RunCheckpoints).
 // Failures are logged and counted and retried on the next tick.
 func (p *Publisher) Run(ctx context.Context) error {
 	repairDone := make(chan struct{})
@@ -168,6 +180,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 		_ = p.RunRepair(ctx) // logged inside
 	}()
 	defer func() { <-repairDone }()
+	if p.ckpt != nil {
+		ckptDone := make(chan struct{})
+		go func() {
+			defer close(ckptDone)
+			_ = p.RunCheckpoints(ctx) // logged inside
+		}()
+		defer func() { <-ckptDone }()
+	}
 	t := time.NewTicker(p.cfg.SnapshotInterval)
 	defer t.Stop()
 	for {

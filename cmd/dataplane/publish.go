@@ -73,6 +73,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	wait := fs.Duration("wait", 0, "put, delete: wait up to this long until -share of the nodes of every region have applied the write, and print the receipt (needs -seeds, or -api of a publisher in gossip); exit status 1 if not met")
 	share := fs.Float64("share", 1, "with -wait: the fraction (0, 1] of each region's nodes that must apply the write")
 	signingKey := signingKeyFlag(fs)
+	ckptLifetime := checkpointLifetimeFlag(fs)
 	var apiTLS serverTLSFlags
 	apiTLS.register(fs, "", "publisher API (serve)")
 	var apiCli tlsconfig.Client
@@ -128,6 +129,9 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cfg.MaxClockOffset = *maxOffset
 	if cfg.Signer, err = loadSigner(*signingKey); err != nil {
 		return err
+	}
+	if action == "serve" {
+		applyCheckpoints(&cfg, *ckptLifetime) // Run issues them
 	}
 	var gn *gossip.Node
 	if len(nf.seeds) > 0 || action == "serve" && nf.gossip {

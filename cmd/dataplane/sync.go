@@ -44,6 +44,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	adminListen := fs.String("admin-listen", "", "admin listen address for /healthz, /metrics (empty: none)")
 	maxOffset := fs.Duration("max-clock-offset", publisher.DefaultConfig().MaxClockOffset, "refuse to write when this host's clock is further than this from the origin's (S3 and DynamoDB tell their time); 0 turns the check off")
 	signingKey := signingKeyFlag(fs)
+	ckptLifetime := checkpointLifetimeFlag(fs)
 	var admTLS serverTLSFlags
 	admTLS.register(fs, "admin-", "admin listener")
 	fs.Usage = cli.Usage(fs, stderr, syncSynopsis, envPrefix)
@@ -73,6 +74,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if pcfg.Signer, err = loadSigner(*signingKey); err != nil {
 		return err
 	}
+	applyCheckpoints(&pcfg, *ckptLifetime)
 	if len(nf.seeds) > 0 {
 		g, err := nf.gossipConfig()
 		if err != nil {
@@ -115,6 +117,16 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("-admin-listen: %w", err)
 		}
 		defer srv.Close()
+	}
+	if pcfg.Checkpoint.Lifetime > 0 {
+		// The process holding the key issues the checkpoints.
+		cctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = pub.RunCheckpoints(cctx) // logged inside
+		}()
+		defer func() { stop(); <-done }()
 	}
 	fmt.Fprintln(stdout, "sync running")
 	if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {

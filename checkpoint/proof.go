@@ -1,0 +1,277 @@
+package checkpoint
+
+import (
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+
+	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/statehash"
+)
+
+// SnapshotProof binds an origin snapshot to the checkpoint of its version:
+// the signed checkpoint at the snapshot's Version, and, for every key whose
+// record in the snapshot is newer than that version (a snapshot holds the
+// current record of each key it names, which may have moved on since),
+// that key's state at the version. With it, a snapshot is verified by one
+// signature and hashing (VerifySnapshot); the Above states need no
+// signature, since the hash binds them: a wrong one fails the match.
+type SnapshotProof struct {
+	Checkpoint *Checkpoint
+	// Above are the states at Checkpoint.Version of keys whose snapshot
+	// record is newer, sorted by key.
+	Above []AtVersion
+}
+
+// AtVersion is one key's state as of a checkpoint's version: Element, or
+// none (Element nil) for a key that did not exist then (or was a
+// tombstone below the floor).
+type AtVersion struct {
+	Key     string
+	Element *statehash.Element
+}
+
+// MaxAbove bounds SnapshotProof.Above (a snapshot pass sees the changes of
+// a few seconds above its version).
+const MaxAbove = 1 << 20
+
+const proofMagic0, proofMagic1, proofFormat = 'D', 'P', 1
+
+// Marshal returns the encoding of p:
+//
+//	"DP" | format 0x01 | 0x00 | uvarint len + checkpoint encoding |
+//	uvarint n | n × (uvarint len + key | flags (bit 0: present, bit 1:
+//	tombstone) | [present: version (8 bytes) | digest (32 bytes)])
+//
+// Above is written sorted by key; a key twice is an error.
+func (p *SnapshotProof) Marshal() ([]byte, error) {
+	if p.Checkpoint == nil {
+		return nil, fmt.Errorf("%w: snapshot proof without a checkpoint", record.ErrInvalid)
+	}
+	cb, err := p.Checkpoint.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	above := append([]AtVersion(nil), p.Above...)
+	sort.Slice(above, func(i, j int) bool { return above[i].Key < above[j].Key })
+	if len(above) > MaxAbove {
+		return nil, fmt.Errorf("%w: snapshot proof of %s: %d states above its version, limit %d", record.ErrInvalid, p.Checkpoint.Namespace, len(above), MaxAbove)
+	}
+	b := []byte{proofMagic0, proofMagic1, proofFormat, 0}
+	b = binary.AppendUvarint(b, uint64(len(cb)))
+	b = append(b, cb...)
+	b = binary.AppendUvarint(b, uint64(len(above)))
+	for i, a := range above {
+		if err := record.ValidateKey(p.Checkpoint.Namespace, a.Key); err != nil {
+			return nil, err
+		}
+		if i > 0 && above[i-1].Key == a.Key {
+			return nil, fmt.Errorf("%w: snapshot proof of %s: key %q twice", record.ErrInvalid, p.Checkpoint.Namespace, a.Key)
+		}
+		b = binary.AppendUvarint(b, uint64(len(a.Key)))
+		b = append(b, a.Key...)
+		if a.Element == nil {
+			b = append(b, 0)
+			continue
+		}
+		if a.Element.Key != a.Key || a.Element.Namespace != p.Checkpoint.Namespace {
+			return nil, fmt.Errorf("%w: snapshot proof of %s: state of %q names %s/%s", record.ErrInvalid, p.Checkpoint.Namespace, a.Key, a.Element.Namespace, a.Element.Key)
+		}
+		flags := byte(1)
+		if a.Element.Tombstone {
+			flags |= 2
+		}
+		b = append(b, flags)
+		b = binary.BigEndian.AppendUint64(b, uint64(a.Element.Version))
+		b = append(b, a.Element.Digest[:]...)
+	}
+	return b, nil
+}
+
+// UnmarshalProof decodes SnapshotProof.Marshal's encoding; anything else
+// (bad header, truncation, trailing bytes, invalid or unsorted keys, a
+// corrupt checkpoint) is an error wrapping ErrCorrupt. It verifies
+// nothing.
+func UnmarshalProof(b []byte) (*SnapshotProof, error) {
+	if len(b) < 4 || b[0] != proofMagic0 || b[1] != proofMagic1 || b[2] != proofFormat || b[3] != 0 {
+		return nil, fmt.Errorf("%w: bad snapshot proof header", ErrCorrupt)
+	}
+	rest := b[4:]
+	uv := func(limit uint64) (uint64, error) {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || n > limit {
+			return 0, fmt.Errorf("%w: bad length in snapshot proof", ErrCorrupt)
+		}
+		rest = rest[k:]
+		return n, nil
+	}
+	n, err := uv(MaxEncodedSize)
+	if err != nil {
+		return nil, err
+	}
+	if uint64(len(rest)) < n {
+		return nil, fmt.Errorf("%w: snapshot proof truncated in its checkpoint", ErrCorrupt)
+	}
+	c, err := Unmarshal(rest[:n])
+	if err != nil {
+		return nil, err
+	}
+	rest = rest[n:]
+	count, err := uv(MaxAbove)
+	if err != nil {
+		return nil, err
+	}
+	p := &SnapshotProof{Checkpoint: c, Above: make([]AtVersion, 0, min(count, uint64(len(rest))))}
+	for i := uint64(0); i < count; i++ {
+		kl, err := uv(record.MaxKeyLen)
+		if err != nil {
+			return nil, err
+		}
+		if uint64(len(rest)) < kl+1 {
+			return nil, fmt.Errorf("%w: snapshot proof truncated", ErrCorrupt)
+		}
+		a := AtVersion{Key: string(rest[:kl])}
+		flags := rest[kl]
+		rest = rest[kl+1:]
+		if err := record.ValidateKey(c.Namespace, a.Key); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		if len(p.Above) > 0 && p.Above[len(p.Above)-1].Key >= a.Key {
+			return nil, fmt.Errorf("%w: snapshot proof keys not sorted and unique at %q", ErrCorrupt, a.Key)
+		}
+		switch flags {
+		case 0:
+		case 1, 3:
+			if len(rest) < 8+record.SealDigestLen {
+				return nil, fmt.Errorf("%w: snapshot proof truncated", ErrCorrupt)
+			}
+			e := &statehash.Element{Namespace: c.Namespace, Key: a.Key, Version: record.Version(binary.BigEndian.Uint64(rest)), Tombstone: flags&2 != 0}
+			copy(e.Digest[:], rest[8:])
+			rest = rest[8+record.SealDigestLen:]
+			a.Element = e
+		default:
+			return nil, fmt.Errorf("%w: snapshot proof flags %#x", ErrCorrupt, flags)
+		}
+		p.Above = append(p.Above, a)
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes after the snapshot proof", ErrCorrupt, len(rest))
+	}
+	return p, nil
+}
+
+// parallelAbove is the record count from which hashing runs on every core.
+const parallelAbove = 4096
+
+// VerifySnapshot checks that snap is whole as of proof's checkpoint: the
+// state it holds at the checkpoint's version (its records at or below the
+// version, and for each record above it the proof's Above state of its
+// key) hashes and counts to the checkpoint's. It verifies no signature:
+// the checkpoint must have been verified (Verifier.Verify), and the seals
+// of the records above the version checked one by one, since the hash
+// does not cover them (Verifier.VerifySnapshot does all three). Records
+// are hashed from their values, so a value changed without its seal fails
+// too. It returns nil or an error wrapping ErrMismatch (or
+// record.ErrInvalid for a proof of another namespace or version).
+func VerifySnapshot(snap record.Snapshot, proof *SnapshotProof) error {
+	c := proof.Checkpoint
+	if c == nil || snap.Namespace != c.Namespace || snap.Version != c.Version {
+		return fmt.Errorf("%w: snapshot %s@%s checked against %v", record.ErrInvalid, snap.Namespace, snap.Version, c)
+	}
+	above := make(map[string]*statehash.Element, len(proof.Above))
+	for _, a := range proof.Above {
+		above[a.Key] = a.Element
+	}
+	h, n, err := hashSnapshot(snap.Records, c, above)
+	if err != nil {
+		return err
+	}
+	return Match(c, &h, n)
+}
+
+// hashSnapshot hashes the state at c.Version that recs and above make, on
+// every core when recs are many.
+func hashSnapshot(recs []record.Record, c *Checkpoint, above map[string]*statehash.Element) (statehash.Hash, uint64, error) {
+	workers := 1
+	if len(recs) >= parallelAbove {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	hs := make([]statehash.Hash, workers)
+	ns := make([]uint64, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	per := (len(recs) + workers - 1) / workers
+	for w := range workers {
+		lo, hi := w*per, min((w+1)*per, len(recs))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				r := &recs[i]
+				if r.Namespace != c.Namespace {
+					errs[w] = fmt.Errorf("%w: snapshot of %s holds a record of %s", ErrMismatch, c.Namespace, r.Namespace)
+					return
+				}
+				var e statehash.Element
+				if r.Version <= c.Version {
+					e = statehash.ElementOf(*r)
+				} else {
+					at, ok := above[r.Key]
+					if !ok {
+						errs[w] = fmt.Errorf("%w: %s/%s@%s is above the checkpoint's version %s and the proof lacks its state there", ErrMismatch, r.Namespace, r.Key, r.Version, c.Version)
+						return
+					}
+					if at == nil {
+						continue
+					}
+					if at.Version > c.Version {
+						errs[w] = fmt.Errorf("%w: the proof's state of %s/%s is above the checkpoint's version", ErrMismatch, r.Namespace, r.Key)
+						return
+					}
+					e = *at
+				}
+				if e.Tombstone && e.Version < c.TombstoneFloor {
+					continue
+				}
+				hs[w].Add(e)
+				ns[w]++
+			}
+		})
+	}
+	wg.Wait()
+	var h statehash.Hash
+	var n uint64
+	for w := range workers {
+		if errs[w] != nil {
+			return h, 0, errs[w]
+		}
+		h.Combine(&hs[w])
+		n += ns[w]
+	}
+	return h, n, nil
+}
+
+// VerifySnapshot verifies proof's checkpoint (as Verify, against last),
+// the seal of every record of snap above the checkpoint's version, and
+// that snap matches the checkpoint (package function VerifySnapshot):
+// one signature for the namespace plus one per record newer than the
+// checkpoint. Refusals are counted by Reason.
+func (v *Verifier) VerifySnapshot(snap record.Snapshot, proof *SnapshotProof, last *Checkpoint) error {
+	if proof == nil || proof.Checkpoint == nil {
+		return v.refuse(fmt.Errorf("snapshot %s@%s: %w: no checkpoint", snap.Namespace, snap.Version, errUnsignedSnapshot))
+	}
+	if err := v.Verify(proof.Checkpoint, last); err != nil {
+		return err // counted
+	}
+	for _, r := range snap.Records {
+		if r.Version > proof.Checkpoint.Version {
+			if err := v.Keys.VerifyRecord(r); err != nil {
+				return v.refuse(fmt.Errorf("snapshot %s@%s: %w", snap.Namespace, snap.Version, err))
+			}
+		}
+	}
+	if err := VerifySnapshot(snap, proof); err != nil {
+		return v.refuse(err)
+	}
+	return nil
+}

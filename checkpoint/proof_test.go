@@ -1,0 +1,195 @@
+package checkpoint_test
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/dataplane/dataplane/checkpoint"
+	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/sign"
+	"github.com/dataplane/dataplane/statehash"
+)
+
+// snapshotCase is a namespace whose snapshot at V holds two records newer
+// than V (a key changed after V, and a key created after V), as the
+// publisher's snapshot passes write them, with its honest proof.
+func snapshotCase(t *testing.T, n int) (*sign.Signer, *sign.Verifier, record.Snapshot, *checkpoint.SnapshotProof, time.Time) {
+	s, v := keys(t)
+	V := ver(1_000_000)
+	recs := nsRecords(s, n, ver(0))
+	recs = append(recs, rec(s, "gone", ver(500), "")) // a tombstone
+	st := checkpoint.NewState("keys")
+	for _, r := range recs {
+		if _, err := st.Apply(statehash.ElementOf(r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// After V: k00001 changes, "late" appears.
+	changed := rec(s, "k00001", V+5, "changed after V")
+	created := rec(s, "late", V+6, "created after V")
+	for _, r := range []record.Record{changed, created} {
+		if _, err := st.Apply(statehash.ElementOf(r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, cnt, err := st.At(V)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := V.Time().Add(2 * time.Second)
+	c := signed(t, s, "keys", V, h, cnt, now)
+	els, err := st.ElementsAt(V, []string{"k00001", "late"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof := &checkpoint.SnapshotProof{Checkpoint: c, Above: []checkpoint.AtVersion{{Key: "k00001", Element: els["k00001"]}, {Key: "late", Element: els["late"]}}}
+	recs[1] = changed
+	recs = append(recs, created)
+	snap := record.Snapshot{Namespace: "keys", Version: V, Records: recs}
+	return s, v, snap, proof, now
+}
+
+func TestVerifySnapshot(t *testing.T) {
+	for _, n := range []int{10, 5000} { // one core, and every core
+		s, keysV, snap, proof, now := snapshotCase(t, n)
+		v := &checkpoint.Verifier{Keys: keysV, MaxSkew: time.Second, Now: func() time.Time { return now }}
+		if err := v.VerifySnapshot(snap, proof, nil); err != nil {
+			t.Fatalf("n=%d: the honest snapshot is refused: %v", n, err)
+		}
+		tamper := func(name string, f func(recs []record.Record) []record.Record, p *checkpoint.SnapshotProof, want error) {
+			t.Helper()
+			s2 := snap
+			s2.Records = f(append([]record.Record(nil), snap.Records...))
+			if p == nil {
+				p = proof
+			}
+			if err := v.VerifySnapshot(s2, p, nil); !errors.Is(err, want) {
+				t.Errorf("n=%d %s: err = %v, want %v", n, name, err, want)
+			}
+		}
+		// A bucket writer without the key leaves a signed key out.
+		tamper("key left out", func(r []record.Record) []record.Record { return append(r[:3], r[4:]...) }, nil, checkpoint.ErrMismatch)
+		tamper("tombstone left out", func(r []record.Record) []record.Record { return r[:n] }, nil, checkpoint.ErrMismatch)
+		// ...replays an older signed version of a key.
+		tamper("older signed version", func(r []record.Record) []record.Record {
+			r[2] = rec(s, r[2].Key, r[2].Version-1, "older")
+			return r
+		}, nil, checkpoint.ErrMismatch)
+		// ...changes a value, seal untouched.
+		tamper("value changed", func(r []record.Record) []record.Record {
+			r[4].Value = []byte("forged")
+			return r
+		}, nil, checkpoint.ErrMismatch)
+		// ...adds a key.
+		tamper("key added", func(r []record.Record) []record.Record {
+			return append(r, rec(s, "extra", ver(7), "x"))
+		}, nil, checkpoint.ErrMismatch)
+		// ...claims a record above V the proof does not know.
+		tamper("unproven record above V", func(r []record.Record) []record.Record {
+			return append(r, rec(s, "extra", snap.Version+1, "x"))
+		}, nil, checkpoint.ErrMismatch)
+		// ...forges the record above V (its seal is checked one by one).
+		tamper("forged record above V", func(r []record.Record) []record.Record {
+			for i := range r {
+				if r[i].Key == "late" {
+					r[i].Value = []byte("forged")
+				}
+			}
+			return r
+		}, nil, sign.ErrDigestMismatch)
+		if got := v.Refused("digest_mismatch"); got != 1 {
+			t.Errorf("n=%d: %d digest mismatches counted, want 1", n, got)
+		}
+		// ...or changes the proof's state of a key above V.
+		bad := *proof
+		bad.Above = append([]checkpoint.AtVersion(nil), proof.Above...)
+		bad.Above[1] = checkpoint.AtVersion{Key: "late", Element: &statehash.Element{Namespace: "keys", Key: "late", Version: 3}}
+		tamper("proof's state above V changed", func(r []record.Record) []record.Record { return r }, &bad, checkpoint.ErrMismatch)
+		// ...or the checkpoint.
+		badC := *proof.Checkpoint
+		badC.Count--
+		tamper("checkpoint changed", func(r []record.Record) []record.Record { return r }, &checkpoint.SnapshotProof{Checkpoint: &badC, Above: proof.Above}, sign.ErrBadSignature)
+		if got := v.Refused("mismatch"); got != 7 {
+			t.Errorf("n=%d: %d mismatches counted, want 7", n, got)
+		}
+	}
+}
+
+func TestProofRoundTrip(t *testing.T) {
+	_, _, _, proof, _ := snapshotCase(t, 3)
+	b, err := proof.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := checkpoint.UnmarshalProof(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := back.Marshal()
+	if !bytes.Equal(b, b2) || len(back.Above) != 2 || back.Above[1].Element != nil || back.Above[0].Element == nil || *back.Above[0].Element != *proof.Above[0].Element {
+		t.Fatalf("round trip changed the proof: %+v", back.Above)
+	}
+	for name, bad := range map[string][]byte{
+		"empty":     nil,
+		"truncated": b[:len(b)-1],
+		"trailing":  append(append([]byte(nil), b...), 0),
+		"header":    append([]byte("DQ"), b[2:]...),
+	} {
+		if _, err := checkpoint.UnmarshalProof(bad); !errors.Is(err, record.ErrCorrupt) {
+			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
+		}
+	}
+	dup := *proof
+	dup.Above = append(dup.Above, dup.Above[0])
+	if _, err := dup.Marshal(); !errors.Is(err, record.ErrInvalid) {
+		t.Errorf("a key twice: err = %v", err)
+	}
+}
+
+// TestNodeLoadsSnapshotWithProof follows the package doc: a node builds
+// its State exactly at the snapshot's version from the snapshot and its
+// proof, then applies the records above the version as changes; it then
+// matches the proof's checkpoint at that version and holds the newest
+// states as its current hash.
+func TestNodeLoadsSnapshotWithProof(t *testing.T) {
+	_, _, snap, proof, _ := snapshotCase(t, 50)
+	V := proof.Checkpoint.Version
+	above := map[string]*statehash.Element{}
+	for _, a := range proof.Above {
+		above[a.Key] = a.Element
+	}
+	st := checkpoint.NewState("keys")
+	var later []record.Record
+	for _, r := range snap.Records {
+		e := statehash.ElementOf(r)
+		if r.Version > V {
+			later = append(later, r)
+			if above[r.Key] == nil {
+				continue
+			}
+			e = *above[r.Key]
+		}
+		if _, err := st.Apply(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Forget(V)
+	for _, r := range later {
+		if ok, err := st.Apply(statehash.ElementOf(r)); err != nil || !ok {
+			t.Fatalf("applying %s above the version: %v, %v", r.Key, ok, err)
+		}
+	}
+	h, n, err := st.At(V)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoint.Match(proof.Checkpoint, &h, n); err != nil {
+		t.Fatalf("the node's state at the snapshot's version does not match its proof: %v", err)
+	}
+	want, wantN := stateOf(snap.Records, 0)
+	if cur := st.Hash(); !cur.Equal(&want) || st.Count() != wantN {
+		t.Fatal("the node's current state is not the snapshot's newest states")
+	}
+}
