@@ -18,11 +18,11 @@ import (
 type Store struct {
 	mu        sync.Mutex // guards everything below
 	records   map[string]record.Record
-	log       map[record.Change]struct{}
+	log       map[record.ChangeID]struct{}
 	horizon   record.Version
 	snapshots map[string][]byte // by partID
 	corrupt   map[string]bool
-	pending   map[record.Change]struct{}
+	pending   map[record.ChangeID]struct{}
 }
 
 var (
@@ -36,10 +36,10 @@ var (
 func New() *Store {
 	return &Store{
 		records:   make(map[string]record.Record),
-		log:       make(map[record.Change]struct{}),
+		log:       make(map[record.ChangeID]struct{}),
 		snapshots: make(map[string][]byte),
 		corrupt:   make(map[string]bool),
-		pending:   make(map[record.Change]struct{}),
+		pending:   make(map[record.ChangeID]struct{}),
 	}
 }
 
@@ -96,7 +96,7 @@ func (s *Store) AppendLog(ctx context.Context, c record.Change) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.Version >= s.horizon {
-		s.log[c] = struct{}{}
+		s.log[c.ID()] = struct{}{}
 	}
 	return nil
 }
@@ -112,9 +112,9 @@ func (s *Store) ReadLog(ctx context.Context, after record.Version, limit int) ([
 		return nil, fmt.Errorf("read log after %s, horizon %s: %w", after, s.horizon, origin.ErrLogTruncated)
 	}
 	var out []record.Change
-	for c := range s.log {
-		if c.Version > after {
-			out = append(out, c)
+	for id := range s.log {
+		if id.Version > after {
+			out = append(out, id.Change())
 		}
 	}
 	origin.SortChanges(out)
@@ -128,9 +128,9 @@ func (s *Store) ReadLog(ctx context.Context, after record.Version, limit int) ([
 func (s *Store) TrimLog(ctx context.Context, before record.Version) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for c := range s.log {
-		if c.Version < before {
-			delete(s.log, c)
+	for id := range s.log {
+		if id.Version < before {
+			delete(s.log, id)
 		}
 	}
 	if before > s.horizon {
@@ -217,7 +217,7 @@ func (s *Store) PutPending(ctx context.Context, c record.Change) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pending[c] = struct{}{}
+	s.pending[c.ID()] = struct{}{}
 	return nil
 }
 
@@ -228,7 +228,7 @@ func (s *Store) DeletePending(ctx context.Context, c record.Change) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.pending, c)
+	delete(s.pending, c.ID())
 	return nil
 }
 
@@ -240,11 +240,11 @@ func (s *Store) ListPending(ctx context.Context, limit int) ([]record.Change, er
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []record.Change
-	for c := range s.pending {
+	for id := range s.pending {
 		if limit > 0 && len(out) >= limit {
 			break
 		}
-		out = append(out, c)
+		out = append(out, id.Change())
 	}
 	return out, nil
 }
