@@ -18,11 +18,11 @@ import (
 type Store struct {
 	mu        sync.Mutex // guards everything below
 	records   map[string]record.Record
-	log       map[record.ChangeID]struct{}
+	log       map[record.ChangeID]record.Change // by value: a Seal pointer may differ per copy
 	horizon   record.Version
 	snapshots map[string][]byte // by partID
 	corrupt   map[string]bool
-	pending   map[record.ChangeID]struct{}
+	pending   map[record.ChangeID]record.Change
 }
 
 var (
@@ -36,10 +36,10 @@ var (
 func New() *Store {
 	return &Store{
 		records:   make(map[string]record.Record),
-		log:       make(map[record.ChangeID]struct{}),
+		log:       make(map[record.ChangeID]record.Change),
 		snapshots: make(map[string][]byte),
 		corrupt:   make(map[string]bool),
-		pending:   make(map[record.ChangeID]struct{}),
+		pending:   make(map[record.ChangeID]record.Change),
 	}
 }
 
@@ -96,7 +96,9 @@ func (s *Store) AppendLog(ctx context.Context, c record.Change) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.Version >= s.horizon {
-		s.log[c.ID()] = struct{}{}
+		if _, ok := s.log[c.ID()]; !ok {
+			s.log[c.ID()] = c
+		}
 	}
 	return nil
 }
@@ -112,9 +114,9 @@ func (s *Store) ReadLog(ctx context.Context, after record.Version, limit int) ([
 		return nil, fmt.Errorf("read log after %s, horizon %s: %w", after, s.horizon, origin.ErrLogTruncated)
 	}
 	var out []record.Change
-	for id := range s.log {
-		if id.Version > after {
-			out = append(out, id.Change())
+	for _, c := range s.log {
+		if c.Version > after {
+			out = append(out, c)
 		}
 	}
 	origin.SortChanges(out)
@@ -217,7 +219,9 @@ func (s *Store) PutPending(ctx context.Context, c record.Change) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pending[c.ID()] = struct{}{}
+	if _, ok := s.pending[c.ID()]; !ok {
+		s.pending[c.ID()] = c
+	}
 	return nil
 }
 
@@ -240,11 +244,11 @@ func (s *Store) ListPending(ctx context.Context, limit int) ([]record.Change, er
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []record.Change
-	for id := range s.pending {
+	for _, c := range s.pending {
 		if limit > 0 && len(out) >= limit {
 			break
 		}
-		out = append(out, id.Change())
+		out = append(out, c)
 	}
 	return out, nil
 }
