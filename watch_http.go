@@ -48,9 +48,14 @@ type WatchLine struct {
 // every heartbeat, and an "end" line if the server ends the stream (a
 // reader that fell behind: code "lagged"; the node closing: "closed"). A
 // client resumes, after any disconnect, with ?after= the cursor of the
-// last line it read. Errors before streaming: 400 for a bad parameter, 404
-// for a namespace the node does not hold whole, 503 (Retry-After) while it
-// is not complete yet.
+// last line it read. A cursor ahead of what the node has applied streams
+// heartbeats carrying it unchanged until the node reaches it (see
+// Node.WatchFrom). Errors before streaming, as {"error": reason}: 400 for
+// a bad parameter, including a cursor no node could have reached
+// (ErrCursorAhead: re-list from 0); 404 for a namespace the node does not
+// hold whole; 501 on a node that follows no change log (TTL-only,
+// ErrWatchNoLog: retrying cannot help); 503 (Retry-After) while the
+// namespace is not complete yet.
 func WatchHandler(node *Node, token string) http.Handler {
 	return admin.RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fail := func(status int, msg string) {
@@ -93,12 +98,18 @@ func WatchHandler(node *Node, token string) http.Handler {
 			return
 		}
 		ws, err := node.WatchFrom(r.Context(), ns, after, WatchOptions{Progress: beat})
-		if errors.Is(err, ErrWatchIncomplete) {
+		switch {
+		case errors.Is(err, ErrCursorAhead):
+			fail(http.StatusBadRequest, err.Error())
+			return
+		case errors.Is(err, ErrWatchNoLog):
+			fail(http.StatusNotImplemented, err.Error())
+			return
+		case errors.Is(err, ErrWatchIncomplete):
 			w.Header().Set("Retry-After", "1")
 			fail(http.StatusServiceUnavailable, err.Error())
 			return
-		}
-		if err != nil {
+		case err != nil:
 			fail(http.StatusServiceUnavailable, err.Error())
 			return
 		}

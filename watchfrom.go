@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -24,6 +25,17 @@ var (
 	ErrWatchIncomplete = errors.New("dataplane: namespace not held whole by this node (yet): cannot replay its history")
 	// ErrClosed ends a watch when its node closes.
 	ErrClosed = errors.New("dataplane: node closed")
+	// ErrCursorAhead refuses a resumable watch from a cursor no node
+	// could have reached: its time is further ahead of this node's clock
+	// than the largest skew any version is accepted with (cache.Options
+	// and gossip.Config MaxFutureSkew), so no change this node applies
+	// could ever pass it and the watch would stay silent for good. The
+	// client lost its cursor (or made one up): re-list from 0.
+	ErrCursorAhead = errors.New("dataplane: watch cursor is ahead of any version a node accepts; re-list from 0")
+	// ErrWatchNoLog refuses a resumable watch on a node that follows no
+	// change log (TTL-only: Config.Gossip nil): it never holds a
+	// namespace whole, so retrying cannot help; watch a node that gossips.
+	ErrWatchNoLog = errors.New("dataplane: node follows no change log (TTL-only): cannot watch from a cursor")
 )
 
 // WatchOptions tunes WatchFrom.
@@ -91,6 +103,15 @@ func (s *WatchStream) Stop() { s.cancel() }
 // node closes. It remembers the last version delivered of each key it has
 // delivered, to filter duplicates.
 //
+// A cursor ahead of what this node has applied (one saved from a node
+// further along, or a node that lags) is accepted: the watch delivers
+// only changes after it, so it is silent, its progress events carrying
+// the cursor unchanged, until the node reaches the cursor. A cursor no
+// node could have reached, further ahead of this node's clock than
+// MaxFutureSkew (the largest a node accepts a version with), is refused
+// with ErrCursorAhead. On a node that follows no change log (TTL-only)
+// WatchFrom returns ErrWatchNoLog.
+//
 // A progress Cursor is the node's change-log position (every change up to
 // it has been applied: see gossip.Node.LogCursor) less LogSettle, so that
 // a change still being applied by another path is never behind it; in
@@ -105,7 +126,16 @@ func (n *Node) WatchFrom(ctx context.Context, ns string, after record.Version, o
 	if opts.Buffer <= 0 {
 		opts.Buffer = 4096
 	}
-	if !slices.Contains(n.cfg.Namespaces, ns) || !n.cache.IsComplete(ns) {
+	if limit := n.cursorLimit(); after > limit {
+		return nil, fmt.Errorf("%w: cursor %s, this node accepts no version after %s", ErrCursorAhead, after, limit)
+	}
+	if !slices.Contains(n.cfg.Namespaces, ns) {
+		return nil, fmt.Errorf("%w: %s", ErrWatchIncomplete, ns)
+	}
+	if !n.cache.IsComplete(ns) {
+		if n.gossip == nil {
+			return nil, fmt.Errorf("%w: %s", ErrWatchNoLog, ns)
+		}
 		return nil, fmt.Errorf("%w: %s", ErrWatchIncomplete, ns)
 	}
 	// Subscribe first, then read the index: a change applied in between is
@@ -142,6 +172,21 @@ func (n *Node) WatchFrom(ctx context.Context, ns string, after record.Version, o
 		s.err = n.forward(ctx, ns, w, after, replay, opts.Progress, out)
 	}()
 	return s, nil
+}
+
+// cursorLimit is the highest version this node (or one whose clock agrees
+// with it) could ever have applied by now: its clock plus the largest
+// future skew its cache or gossip accept a version with.
+func (n *Node) cursorLimit() record.Version {
+	skew := max(cache.DefaultMaxFutureSkew, n.cfg.Cache.MaxFutureSkew)
+	if n.cfg.Gossip != nil {
+		skew = max(skew, n.cfg.Gossip.MaxFutureSkew)
+	}
+	now := time.Now
+	if n.cfg.Cache.Now != nil {
+		now = n.cfg.Cache.Now
+	}
+	return record.MakeVersion(now().Add(skew), 1<<16-1)
 }
 
 // forward runs a resumable watch: the replay, then live changes and

@@ -97,6 +97,8 @@ type Cluster struct {
 	SigningKeyFile string
 	// PublicKey is that key's public half, base64 (for -trusted-keys).
 	PublicKey string
+	// KeyID is that key's id (sign.KeyID), the one every node trusts.
+	KeyID     string
 	closeOnce sync.Once
 	// stopCheckpoints ends the publisher's checkpoint issuing; ckptDone
 	// closes when it has.
@@ -175,6 +177,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	log.Info("verifying publisher signatures", "trusted_key_ids", c.KeyID)
 	// Every port is bound before anything starts, so a taken one fails
 	// fast and names itself.
 	var upLn [2]net.Listener
@@ -395,6 +398,7 @@ func (c *Cluster) devKeys() (*sign.Signer, *sign.Verifier, error) {
 		return nil, nil, err
 	}
 	c.PublicKey = sign.EncodePublicKey(signer.Public())
+	c.KeyID = signer.KeyID().String()
 	return signer, verifier, nil
 }
 
@@ -428,7 +432,8 @@ dataplane dev is running (data in %s)
   cache node     %s   (sentinel-3 reads through it)
   upstreams      A %s   B %s
   gossip         %s
-  signing        records signed with %s (public key %s)
+  signing        records signed with %s (public key %s);
+                 every node verifies them, trusting key id %s only
 
 The addresses as shell variables (the README's commands use them):
   %s
@@ -455,7 +460,7 @@ Ctrl-C stops everything.
 		s(0), s(1), s(2), c.Sentinels[0].AdminAddr(), c.Sentinels[1].AdminAddr(), c.Sentinels[2].AdminAddr(),
 		c.PublishURL, c.cfg.Token, c.CacheURL, c.Upstreams[0], c.Upstreams[1],
 		strings.Join(c.GossipAddrs(), "  "),
-		c.SigningKeyFile, c.PublicKey,
+		c.SigningKeyFile, c.PublicKey, c.KeyID,
 		c.ShellVars(),
 		APIHost, GoodKey, s(0),
 		APIHost, s(0),

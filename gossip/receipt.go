@@ -24,7 +24,8 @@ type Receipt struct {
 	Share float64 `json:"share"`
 	// Met reports that every region reached Share.
 	Met bool `json:"met"`
-	// Waited is how long Receipt waited.
+	// Waited is how long Receipt waited: until the receipt was met, or
+	// until its context ended or the node closed.
 	Waited time.Duration `json:"-"`
 	// Regions lists every region with a member counted, sorted by name.
 	Regions []RegionReceipt `json:"regions"`
@@ -112,9 +113,11 @@ func (n *Node) Receipt(ctx context.Context, ns, key string, v record.Version, sh
 		}
 		select {
 		case <-ctx.Done():
+			r.Waited = time.Since(start) // the whole wait, not the last look
 			return r, ctx.Err()
 		case <-wake:
 		case <-n.stop:
+			r.Waited = time.Since(start)
 			return r, errors.New("gossip: node closed")
 		}
 	}

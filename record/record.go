@@ -128,6 +128,45 @@ type Change struct {
 	Seal *Seal
 }
 
+// ChangeID is the comparable value of a Change: two Changes are the same
+// change exactly when their IDs are equal, their Seals compared by value.
+// Change holds a *Seal, so == on Changes (and a map keyed by Change)
+// compares Seal pointers and tells apart two copies of one signed change
+// decoded separately; key maps by ChangeID and compare with Equal.
+type ChangeID struct {
+	Namespace string
+	Key       string
+	Version   Version
+	Tombstone bool
+	// Signed reports that the change has a Seal, whose value is Seal.
+	Signed bool
+	Seal   Seal
+}
+
+// ID returns c's comparable value.
+func (c Change) ID() ChangeID {
+	id := ChangeID{Namespace: c.Namespace, Key: c.Key, Version: c.Version, Tombstone: c.Tombstone}
+	if c.Seal != nil {
+		id.Signed, id.Seal = true, *c.Seal
+	}
+	return id
+}
+
+// Change returns the change id names (with a Seal of its own when
+// signed).
+func (id ChangeID) Change() Change {
+	c := Change{Namespace: id.Namespace, Key: id.Key, Version: id.Version, Tombstone: id.Tombstone}
+	if id.Signed {
+		seal := id.Seal
+		c.Seal = &seal
+	}
+	return c
+}
+
+// Equal reports whether c and d are the same change, Seals compared by
+// value.
+func (c Change) Equal(d Change) bool { return c.ID() == d.ID() }
+
 // Change returns the change that produced r, with r's Seal.
 func (r Record) Change() Change {
 	return Change{Namespace: r.Namespace, Key: r.Key, Version: r.Version, Tombstone: r.Tombstone, Seal: r.Seal}

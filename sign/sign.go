@@ -54,6 +54,10 @@ var (
 	ErrDigestMismatch = errors.New("value does not match the signed digest")
 	// ErrBadKey means a key could not be parsed.
 	ErrBadKey = errors.New("bad key")
+	// ErrNoTrustedKeys means a list of trusted keys that is not blank
+	// holds no key (only comments or blank lines): turning signing off
+	// takes an empty list, never a list that lost its keys.
+	ErrNoTrustedKeys = errors.New("trusted keys: the list holds no key (only comments or blank lines); leave it empty to turn signing off")
 )
 
 // Reason returns the metric label for a verification error: "unsigned",
@@ -327,7 +331,9 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 // ParseTrusted builds a Verifier from a list of public keys in text form,
 // separated by commas, spaces or newlines (as in a -trusted-keys flag or a
 // file of keys, one a line; lines starting with '#' are comments). An empty
-// list returns nil, nil: signing off.
+// (or all white space) list returns nil, nil: signing off. A list that is
+// not blank but holds no key (only comments) is ErrNoTrustedKeys, so that
+// signing is never turned off by a file whose keys were lost.
 func ParseTrusted(list string) (*Verifier, error) {
 	var pubs []ed25519.PublicKey
 	for _, line := range strings.Split(list, "\n") {
@@ -343,6 +349,9 @@ func ParseTrusted(list string) (*Verifier, error) {
 		}
 	}
 	if len(pubs) == 0 {
+		if strings.TrimSpace(list) != "" {
+			return nil, ErrNoTrustedKeys
+		}
 		return nil, nil
 	}
 	return NewVerifier(pubs...)

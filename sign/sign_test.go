@@ -226,8 +226,15 @@ func TestKeysText(t *testing.T) {
 	if err != nil || len(v.KeyIDs()) != 2 {
 		t.Fatalf("ParseTrusted: %v", err)
 	}
-	if v, err := ParseTrusted(" \n# none\n"); v != nil || err != nil {
-		t.Fatalf("empty list: %v, %v; want nil, nil (signing off)", v, err)
+	for _, blank := range []string{"", " \n\t\r\n"} {
+		if v, err := ParseTrusted(blank); v != nil || err != nil {
+			t.Fatalf("blank list %q: %v, %v; want nil, nil (signing off)", blank, v, err)
+		}
+	}
+	for _, none := range []string{" \n# none\n", "# publisher keys\n\n#" + EncodePublicKey(pub) + "\n", ", ,"} {
+		if v, err := ParseTrusted(none); v != nil || !errors.Is(err, ErrNoTrustedKeys) {
+			t.Fatalf("list %q holding no key: %v, %v; want ErrNoTrustedKeys", none, v, err)
+		}
 	}
 	if _, err := ParseTrusted("notbase64"); !errors.Is(err, ErrBadKey) {
 		t.Fatalf("bad public key: %v", err)

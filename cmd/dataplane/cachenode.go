@@ -81,6 +81,7 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	logTrust(log, verifier)
 	if verifier != nil {
 		// Signatures pass through untouched; with -trusted-keys the
 		// node also refuses what it cannot verify.

@@ -8,12 +8,17 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 
 	"github.com/dataplane/dataplane/devcluster"
 	"github.com/dataplane/dataplane/internal/cli"
 )
+
+// defaultDevToken is dev's -token unless told otherwise: well known, so
+// fit for loopback only.
+const defaultDevToken = "dev-token"
 
 func init() {
 	commands["dev"] = command{summary: "run a whole dataplane on loopback in one process (start here)", run: runDev}
@@ -35,20 +40,27 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	fs.String("config", "", "JSON file of settings (keys are flag names)")
 	dataDir := fs.String("data-dir", "", "where the origin and local snapshots live (default: a new temporary directory)")
-	host := fs.String("host", "127.0.0.1", "loopback address every listener binds")
-	token := fs.String("token", "dev-token", "token for the publisher API, cache node writes and admin debug endpoints")
+	host := fs.String("host", "127.0.0.1", "loopback address every listener binds (another address needs -insecure)")
+	token := fs.String("token", defaultDevToken, "token for the publisher API, cache node writes and admin debug endpoints")
 	port := fs.Int("sentinel-port", 8081, "first sentinel's port; the others follow, admin ports are these plus 1000")
 	pubPort := fs.Int("publisher-port", 8070, "publisher API port")
 	cnPort := fs.Int("cachenode-port", 8090, "cache node port")
 	upPort := fs.Int("upstream-port", 8061, "example upstream A's port; B is the next")
 	ports := fs.String("ports", "fixed", "\"fixed\": the -*-port flags; \"auto\": free ports, printed at start")
 	verbose := fs.Bool("v", false, "log what the cluster does to stderr")
+	insecure := fs.Bool("insecure", false, "allow a -host that is not loopback, exposing every listener, plaintext gossip and the publisher API\n(with -token) to whoever reaches that address; a warning says so")
 	fs.Usage = cli.Usage(fs, stderr, devSynopsis, envPrefix)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *ports != "fixed" && *ports != "auto" {
 		return usageError{fmt.Errorf("-ports must be fixed or auto, got %q", *ports)}
+	}
+	if !isLoopback(*host) {
+		if !*insecure {
+			return usageError{fmt.Errorf("-host %s is not a loopback address: dev's gossip is plaintext and its publisher API takes the token %q; pass -insecure to expose them anyway", *host, *token)}
+		}
+		fmt.Fprint(stderr, insecureWarning(*host, *token))
 	}
 	madeDir := ""
 	if *dataDir == "" {
@@ -112,4 +124,31 @@ func devStartError(err error) error {
 		msg += " (" + hint + ")"
 	}
 	return errors.New(msg)
+}
+
+// isLoopback reports whether host names the loopback interface only:
+// "localhost" or a loopback IP (127.0.0.0/8, ::1). Anything else, 0.0.0.0
+// included, reaches beyond this machine.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// insecureWarning says what dev exposes when it binds host, not loopback.
+func insecureWarning(host, token string) string {
+	tok := fmt.Sprintf("the token %q", token)
+	if token == defaultDevToken {
+		tok = fmt.Sprintf("the well-known dev token %q", token)
+	}
+	return fmt.Sprintf(`WARNING: -insecure: dataplane dev binds %s, not loopback. Whoever reaches that address gets:
+  - every listener: 3 sentinels and their admin endpoints, the publisher API, the cache node,
+    2 example upstreams, and 4 gossip members (TCP and UDP);
+  - plaintext gossip: no encryption key, so anyone can listen to every change and join the cluster;
+  - the publisher API, cache-node writes and admin endpoints behind %s:
+    anyone who knows it can write signed routes and API keys and read every record.
+Use it only on a network you trust; production nodes take -gossip-key, -trusted-keys and their own tokens.
+`, host, tok)
 }

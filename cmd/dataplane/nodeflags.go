@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,13 +81,16 @@ func (f *nodeFlags) registerCache(fs *flag.FlagSet) {
 	fs.Int64Var(&f.cacheBytes, "cache-bytes", 256<<20, "memory bound of the record cache, in bytes")
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory for local snapshot files, used to start while the origin is down")
 	fs.Var(&f.namespaces, "namespaces", "namespaces loaded whole at start (default routes,keys)")
-	fs.StringVar(&f.trusted, "trusted-keys", "", "publisher public keys (base64 ed25519, from dataplane keygen) whose signatures this node accepts,\ncomma-separated, or file:PATH (one a line); list old and new while rotating. Empty: signing off, everything accepted")
+	fs.StringVar(&f.trusted, "trusted-keys", "", "publisher public keys (base64 ed25519, from dataplane keygen) whose signatures this node accepts,\ncomma-separated, or file:PATH (one a line); list old and new while rotating. Empty: signing off, everything accepted;\na list or file holding no key (only comments) is an error")
 }
 
-// verifier parses -trusted-keys; nil (signing off) when it is empty.
+// verifier parses -trusted-keys; nil (signing off) when it is empty. A
+// list or file that holds no key (a file that is empty, or only comments)
+// is an error: signing is turned off only by leaving the flag empty.
 func (f *nodeFlags) verifier() (*sign.Verifier, error) {
 	list := f.trusted
-	if path, ok := strings.CutPrefix(list, "file:"); ok {
+	path, isFile := strings.CutPrefix(list, "file:")
+	if isFile {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, usageError{fmt.Errorf("-trusted-keys: %w", err)}
@@ -94,10 +98,28 @@ func (f *nodeFlags) verifier() (*sign.Verifier, error) {
 		list = string(b)
 	}
 	v, err := sign.ParseTrusted(list)
+	if err == nil && v == nil && isFile {
+		err = sign.ErrNoTrustedKeys
+	}
 	if err != nil {
 		return nil, usageError{fmt.Errorf("-trusted-keys: %w", err)}
 	}
 	return v, nil
+}
+
+// logTrust says at start what the node's signature checks are: the ids of
+// the keys it trusts, or a warning that signing is off.
+func logTrust(log *slog.Logger, v *sign.Verifier) {
+	if v == nil {
+		log.Warn("signing off: -trusted-keys is empty, so records are accepted signed or not")
+		return
+	}
+	ids := make([]string, 0, len(v.KeyIDs()))
+	for _, id := range v.KeyIDs() {
+		ids = append(ids, id.String())
+	}
+	slices.Sort(ids)
+	log.Info("verifying publisher signatures", "trusted_key_ids", strings.Join(ids, ","))
 }
 
 // registerGossip defines the gossip cluster flags.
@@ -176,6 +198,7 @@ func (f *nodeFlags) nodeConfig(store origin.Store, log *slog.Logger, reg prometh
 	if err != nil {
 		return cfg, err
 	}
+	logTrust(log, v)
 	cfg.Verifier = v
 	if !f.gossip {
 		return cfg, nil

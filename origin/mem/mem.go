@@ -18,11 +18,11 @@ import (
 type Store struct {
 	mu        sync.Mutex // guards everything below
 	records   map[string]record.Record
-	log       map[record.Change]struct{}
+	log       map[record.ChangeID]record.Change // by value: a Seal pointer may differ per copy
 	horizon   record.Version
 	snapshots map[string][]byte // by partID
 	corrupt   map[string]bool
-	pending   map[record.Change]struct{}
+	pending   map[record.ChangeID]record.Change
 }
 
 var (
@@ -36,10 +36,10 @@ var (
 func New() *Store {
 	return &Store{
 		records:   make(map[string]record.Record),
-		log:       make(map[record.Change]struct{}),
+		log:       make(map[record.ChangeID]record.Change),
 		snapshots: make(map[string][]byte),
 		corrupt:   make(map[string]bool),
-		pending:   make(map[record.Change]struct{}),
+		pending:   make(map[record.ChangeID]record.Change),
 	}
 }
 
@@ -96,7 +96,9 @@ func (s *Store) AppendLog(ctx context.Context, c record.Change) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.Version >= s.horizon {
-		s.log[c] = struct{}{}
+		if _, ok := s.log[c.ID()]; !ok {
+			s.log[c.ID()] = c
+		}
 	}
 	return nil
 }
@@ -112,7 +114,7 @@ func (s *Store) ReadLog(ctx context.Context, after record.Version, limit int) ([
 		return nil, fmt.Errorf("read log after %s, horizon %s: %w", after, s.horizon, origin.ErrLogTruncated)
 	}
 	var out []record.Change
-	for c := range s.log {
+	for _, c := range s.log {
 		if c.Version > after {
 			out = append(out, c)
 		}
@@ -128,9 +130,9 @@ func (s *Store) ReadLog(ctx context.Context, after record.Version, limit int) ([
 func (s *Store) TrimLog(ctx context.Context, before record.Version) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for c := range s.log {
-		if c.Version < before {
-			delete(s.log, c)
+	for id := range s.log {
+		if id.Version < before {
+			delete(s.log, id)
 		}
 	}
 	if before > s.horizon {
@@ -217,7 +219,9 @@ func (s *Store) PutPending(ctx context.Context, c record.Change) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pending[c] = struct{}{}
+	if _, ok := s.pending[c.ID()]; !ok {
+		s.pending[c.ID()] = c
+	}
 	return nil
 }
 
@@ -228,7 +232,7 @@ func (s *Store) DeletePending(ctx context.Context, c record.Change) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.pending, c)
+	delete(s.pending, c.ID())
 	return nil
 }
 
@@ -240,7 +244,7 @@ func (s *Store) ListPending(ctx context.Context, limit int) ([]record.Change, er
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []record.Change
-	for c := range s.pending {
+	for _, c := range s.pending {
 		if limit > 0 && len(out) >= limit {
 			break
 		}

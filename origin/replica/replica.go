@@ -74,8 +74,8 @@ type Replicator struct {
 
 	mu     sync.Mutex // guards rng, seen, cursor
 	rng    *rand.Rand
-	seen   map[record.Change]time.Time // changes read, not yet copied: when first seen
-	cursor record.Version              // the primary's log is read after this
+	seen   map[record.ChangeID]time.Time // changes read, not yet copied: when first seen (by value: a Seal pointer differs per read)
+	cursor record.Version                // the primary's log is read after this
 
 	copied atomic.Int64
 	lost   atomic.Int64
@@ -92,7 +92,7 @@ func New(primary, replica origin.Store, cfg Config) (*Replicator, error) {
 	return &Replicator{
 		primary: primary, replica: replica, cfg: cfg,
 		rng:    rand.New(rand.NewPCG(cfg.Seed, 0x5eed)),
-		seen:   make(map[record.Change]time.Time),
+		seen:   make(map[record.ChangeID]time.Time),
 		cursor: cfg.After,
 	}, nil
 }
@@ -135,15 +135,15 @@ func (r *Replicator) Pass(ctx context.Context) (int, error) {
 	now := r.cfg.Now()
 	r.mu.Lock()
 	for _, c := range cs {
-		if _, ok := r.seen[c]; !ok {
-			r.seen[c] = now
+		if _, ok := r.seen[c.ID()]; !ok {
+			r.seen[c.ID()] = now
 		}
 		if c.Version > r.cursor {
 			r.cursor = c.Version
 		}
 	}
 	var due []record.Change
-	for c, at := range r.seen {
+	for id, at := range r.seen {
 		if now.Sub(at) < r.cfg.Lag {
 			continue
 		}
@@ -151,7 +151,7 @@ func (r *Replicator) Pass(ctx context.Context) (int, error) {
 			r.lost.Add(1)
 			continue
 		}
-		due = append(due, c)
+		due = append(due, id.Change())
 	}
 	r.mu.Unlock()
 	origin.SortChanges(due)
@@ -163,7 +163,7 @@ func (r *Replicator) Pass(ctx context.Context) (int, error) {
 			continue
 		}
 		r.mu.Lock()
-		delete(r.seen, c)
+		delete(r.seen, c.ID())
 		r.mu.Unlock()
 		r.copied.Add(1)
 		n++

@@ -29,6 +29,24 @@
 // segment is always a directory and never a file, so no key's object can
 // collide with another key's directory.
 //
+// Every name fits S3's limit of 1024 bytes for every valid namespace and
+// key under any prefix Config accepts (at most 256 bytes). Where the
+// escaped key would make a name longer (a long prefix, namespace and key of
+// escaped bytes: a signed change's pending note reaches 1,006 bytes plus
+// the prefix), the key part is hashed instead: the first 64 bytes of the
+// escaped key, "~" and the key's SHA-256 in lower-case hex ('~' followed
+// by anything but '/' never occurs in an escaped key). A record object
+// needs no more: its body holds the key. A change object (log entry or
+// pending note) with a hashed name holds the key as its body, and a reader
+// GETs it (one request per such change; short keys cost none). A change's
+// log and pending names are hashed alike. Names that fit are written as
+// before, so nothing written to a server that enforces the limit moved; a
+// record of an over-long name that a server not enforcing it (versitygw)
+// accepted before is no longer found under its old name until written
+// again, while old over-long log entries still parse. CompareAndSwap
+// checks a change's record, log and pending names before it writes, so no
+// record lands whose log entry cannot be written.
+//
 // # Operations
 //
 // Get is one GET. When the caller's ifNewer is at least the version this

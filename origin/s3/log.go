@@ -25,17 +25,56 @@ func (s *Store) AppendLog(ctx context.Context, c record.Change) error {
 	if err := origin.CheckChange(c); err != nil {
 		return err
 	}
-	name := s.logName(c)
-	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket:        aws.String(s.bucket),
-		Key:           aws.String(name),
-		Body:          bytes.NewReader(nil),
-		ContentLength: aws.Int64(0),
-	})
-	if err != nil {
+	name, hashed := s.logName(c)
+	if err := s.putChange(ctx, name, hashed, c); err != nil {
 		return s.fail(ctx, "append log", name, err)
 	}
 	return nil
+}
+
+// putChange writes a change object (log entry or pending note): empty, or
+// holding the key when its name holds only the key's hash (keyPart).
+func (s *Store) putChange(ctx context.Context, name string, hashed bool, c record.Change) error {
+	var body []byte
+	if hashed {
+		body = []byte(c.Key)
+	}
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:        aws.String(s.bucket),
+		Key:           aws.String(name),
+		Body:          bytes.NewReader(body),
+		ContentLength: aws.Int64(int64(len(body))),
+	})
+	return err
+}
+
+// parseChange decodes the change object name (with the store prefix)
+// under dir (logDir or pendingDir). When the name holds only the key's
+// hash, the key is read from the object (one GET) and the name must be
+// exactly the one this Store gives that change. ok is false for a name
+// that is not a change (or a hashed one whose object is gone or does not
+// match it: logged); err is set when the object could not be read.
+func (s *Store) parseChange(ctx context.Context, dir, name string) (c record.Change, ok bool, err error) {
+	c, hashed, ok := parseLogName(logDir + strings.TrimPrefix(name, s.prefix+dir))
+	if !ok || !hashed {
+		return c, ok, nil
+	}
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(name)})
+	if err != nil {
+		if isNotFound(err) && ctx.Err() == nil {
+			return c, false, nil // trimmed or deleted since the listing
+		}
+		return c, false, s.fail(ctx, "read change", name, err)
+	}
+	b, err := readBody(out.Body, record.MaxKeyLen)
+	if err != nil && !errors.Is(err, record.ErrCorrupt) {
+		return c, false, s.fail(ctx, "read change", name, err)
+	}
+	c.Key = string(b)
+	if want, _ := s.changeName(dir, c); err != nil || record.ValidateKey(c.Namespace, c.Key) != nil || want != name {
+		return c, false, nil
+	}
+	return c, true, nil
 }
 
 // ReadLog implements origin.Store. It lists change objects after `after`
@@ -107,7 +146,10 @@ func (s *Store) listLog(ctx context.Context, startAfter string, fn func(record.C
 		}
 		for _, obj := range page.Contents {
 			name := aws.ToString(obj.Key)
-			c, ok := parseLogName(strings.TrimPrefix(name, s.prefix))
+			c, ok, err := s.parseChange(ctx, logDir, name)
+			if err != nil {
+				return err
+			}
 			if !ok {
 				s.logger.Warn("s3 origin: skipping an object in the change log that is not a change", "bucket", s.bucket, "object", name)
 				continue

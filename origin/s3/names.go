@@ -1,7 +1,10 @@
 package s3
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -22,6 +25,15 @@ const (
 
 	// metaVersion is the user metadata key holding a record's version.
 	metaVersion = "version"
+
+	// maxNameLen is S3's limit on an object name, in UTF-8 bytes.
+	maxNameLen = 1024
+	// hashedHeadLen bounds the escaped head kept readable in a hashed key
+	// (see keyPart); under segmentLen, so it never holds a "~/".
+	hashedHeadLen = 64
+	// hashedDigestLen is the length of a hashed key's digest: SHA-256 in
+	// lower-case hex.
+	hashedDigestLen = 2 * sha256.Size
 )
 
 // sealTextLen is the length of a record.Seal in unpadded base64url.
@@ -88,8 +100,44 @@ func unescapeKey(s string) (string, bool) {
 	return key, true
 }
 
+// keyPart is the last part of an object name whose other parts take
+// fixed bytes: the escaped key when the whole name fits maxNameLen, else
+// its hashed form, and whether it is hashed. The hashed form is the first
+// (at most hashedHeadLen) bytes of the escaped key, cut before an escape,
+// then "~" and the SHA-256 of the key in lower-case hex: at most 129
+// bytes, and never an escaped key (a '~' there is always followed by
+// '/'), so no two keys share a name. It is not reversible: a change
+// object under a hashed name holds the key in its body.
+func keyPart(fixed int, key string) (string, bool) {
+	esc := escapeKey(key)
+	if fixed+len(esc) <= maxNameLen {
+		return esc, false
+	}
+	head := esc[:min(len(esc), hashedHeadLen)]
+	if i := strings.LastIndexByte(head, '%'); i >= 0 && i > len(head)-3 {
+		head = head[:i]
+	}
+	sum := sha256.Sum256([]byte(key))
+	return head + "~" + hex.EncodeToString(sum[:]), true
+}
+
+// isHashedKey reports whether part is keyPart's hashed form.
+func isHashedKey(part string) bool {
+	i := strings.LastIndexByte(part, '~')
+	if i < 0 || len(part)-i-1 != hashedDigestLen || strings.IndexByte(part[:i], '~') >= 0 {
+		return false
+	}
+	for _, c := range []byte(part[i+1:]) {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Store) recordName(ns, key string) string {
-	return s.prefix + recDir + ns + "/" + escapeKey(key)
+	part, _ := keyPart(len(s.prefix)+len(recDir)+len(ns)+1, key)
+	return s.prefix + recDir + ns + "/" + part
 }
 
 // RecordObjectName returns the name of the object that holds ns/key, for
@@ -100,10 +148,17 @@ func (s *Store) RecordObjectName(ns, key string) string { return s.recordName(ns
 // kind "p" (put) or "t" (tombstone); a change signed by the publisher has
 // kind "P" or "T" and its record.Seal, unpadded base64url (sealTextLen
 // characters), before the key: log/<version>/<ns>/P/<seal>/<key>. The log is
-// read by listing alone, so the seal lives in the name. (Worst case, a
-// 256-byte key of escaped bytes, the name is about 1005 bytes plus the
-// store prefix, under S3's 1024.)
-func (s *Store) logName(c record.Change) string {
+// read by listing alone, so the seal lives in the name. The key is escaped
+// (escapeKey) or, where the name would pass S3's 1024 bytes (a long prefix,
+// namespace and key of escaped bytes: up to 1,006 bytes plus the prefix),
+// hashed (keyPart); then the object's body holds the key and a reader GETs
+// it. The choice is made for the longer pending name (pendingName), so a
+// change's log and pending names always agree. It reports whether the key
+// is hashed.
+func (s *Store) logName(c record.Change) (string, bool) { return s.changeName(logDir, c) }
+
+// changeName is logName under dir (logDir or pendingDir).
+func (s *Store) changeName(dir string, c record.Change) (string, bool) {
 	kind := "p"
 	if c.Tombstone {
 		kind = "t"
@@ -111,7 +166,24 @@ func (s *Store) logName(c record.Change) string {
 	if c.Seal != nil {
 		kind = strings.ToUpper(kind) + "/" + base64.RawURLEncoding.EncodeToString(record.AppendSeal(nil, c.Seal))
 	}
-	return s.prefix + logDir + c.Version.String() + "/" + c.Namespace + "/" + kind + "/" + escapeKey(c.Key)
+	mid := c.Version.String() + "/" + c.Namespace + "/" + kind + "/"
+	part, hashed := keyPart(len(s.prefix)+max(len(logDir), len(pendingDir))+len(mid), c.Key)
+	return s.prefix + dir + mid + part, hashed
+}
+
+// checkNames refuses a change any of whose object names (record, log,
+// pending note) would pass S3's limit. keyPart keeps every name under it
+// for every valid namespace and key with any prefix Config accepts; this
+// is checked before a record is written, so that no write can land a
+// record whose log entry cannot be written.
+func (s *Store) checkNames(c record.Change) error {
+	rec := s.recordName(c.Namespace, c.Key)
+	lg, _ := s.changeName(logDir, c)
+	pn, _ := s.changeName(pendingDir, c)
+	if n := max(len(rec), len(lg), len(pn)); n > maxNameLen {
+		return fmt.Errorf("%w: %s/%.40q...: an object name of %d bytes, over S3's %d", record.ErrInvalid, c.Namespace, c.Key, n, maxNameLen)
+	}
+	return nil
 }
 
 // logVersion parses the version of a change log object name (without the
@@ -130,44 +202,49 @@ func logVersion(rel string) (record.Version, bool) {
 	return record.Version(v), err == nil
 }
 
-// parseLogName decodes a change log object name (without the store prefix).
-func parseLogName(rel string) (record.Change, bool) {
+// parseLogName decodes a change log object name (without the store
+// prefix). A hashed name (see keyPart) decodes with an empty Key and
+// hashed true: the key is in the object's body (resolveKey).
+func parseLogName(rel string) (c record.Change, hashed, ok bool) {
 	v, ok := logVersion(rel)
 	if !ok || v == 0 {
-		return record.Change{}, false
+		return record.Change{}, false, false
 	}
 	rest := rel[len(logDir)+17:]
 	ns, rest, ok := strings.Cut(rest, "/")
 	if !ok || record.ValidateNamespace(ns) != nil || len(rest) < 3 || rest[1] != '/' {
-		return record.Change{}, false
+		return record.Change{}, false, false
 	}
-	c := record.Change{Namespace: ns, Version: v}
+	c = record.Change{Namespace: ns, Version: v}
 	switch rest[0] {
 	case 'p', 'P':
 	case 't', 'T':
 		c.Tombstone = true
 	default:
-		return record.Change{}, false
+		return record.Change{}, false, false
 	}
 	if rest[0] == 'P' || rest[0] == 'T' {
 		if len(rest) < 2+sealTextLen+2 || rest[2+sealTextLen] != '/' {
-			return record.Change{}, false
+			return record.Change{}, false, false
 		}
 		raw, err := base64.RawURLEncoding.Strict().DecodeString(rest[2 : 2+sealTextLen])
 		if err != nil || len(raw) != record.SealLen {
-			return record.Change{}, false
+			return record.Change{}, false, false
 		}
 		if c.Seal, err = record.ParseSeal(raw); err != nil {
-			return record.Change{}, false
+			return record.Change{}, false, false
 		}
 		rest = rest[sealTextLen+1:]
 	}
+	if isHashedKey(rest[2:]) {
+		return c, true, true
+	}
 	key, ok := unescapeKey(rest[2:])
 	if !ok || record.ValidateKey(ns, key) != nil {
-		return record.Change{}, false
+		return record.Change{}, false, false
 	}
 	c.Key = key
-	return c, true
+	return c, false, true
 }
 
 // logStartAfter is the ListObjectsV2 StartAfter that skips every change with

@@ -1,9 +1,7 @@
 package s3
 
 import (
-	"bytes"
 	"context"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -18,23 +16,15 @@ const pendingDir = "pending/"
 
 var _ origin.Pending = (*Store)(nil)
 
-func (s *Store) pendingName(c record.Change) string {
-	return s.prefix + pendingDir + strings.TrimPrefix(s.logName(c), s.prefix+logDir)
-}
+func (s *Store) pendingName(c record.Change) (string, bool) { return s.changeName(pendingDir, c) }
 
 // PutPending implements origin.Pending: one empty object per note.
 func (s *Store) PutPending(ctx context.Context, c record.Change) error {
 	if err := origin.CheckChange(c); err != nil {
 		return err
 	}
-	name := s.pendingName(c)
-	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket:        aws.String(s.bucket),
-		Key:           aws.String(name),
-		Body:          bytes.NewReader(nil),
-		ContentLength: aws.Int64(0),
-	})
-	if err != nil {
+	name, hashed := s.pendingName(c)
+	if err := s.putChange(ctx, name, hashed, c); err != nil {
 		return s.fail(ctx, "put pending", name, err)
 	}
 	return nil
@@ -45,7 +35,7 @@ func (s *Store) DeletePending(ctx context.Context, c record.Change) error {
 	if err := origin.CheckChange(c); err != nil {
 		return err
 	}
-	name := s.pendingName(c)
+	name, _ := s.pendingName(c)
 	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(name)})
 	if err != nil && !isNotFound(err) {
 		return s.fail(ctx, "delete pending", name, err)
@@ -68,7 +58,10 @@ func (s *Store) ListPending(ctx context.Context, limit int) ([]record.Change, er
 		}
 		for _, obj := range page.Contents {
 			name := aws.ToString(obj.Key)
-			c, ok := parseLogName(logDir + strings.TrimPrefix(name, s.prefix+pendingDir))
+			c, ok, err := s.parseChange(ctx, pendingDir, name)
+			if err != nil {
+				return nil, err
+			}
 			if !ok {
 				s.logger.Warn("s3 origin: skipping an object among pending notes that is not a change", "bucket", s.bucket, "object", name)
 				continue

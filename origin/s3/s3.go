@@ -324,6 +324,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, rec record.Record, prev reco
 	if err := origin.CheckSwap(rec, prev); err != nil {
 		return err
 	}
+	if err := s.checkNames(rec.Change()); err != nil {
+		return err
+	}
 	body, err := record.Marshal(rec)
 	if err != nil {
 		return err
