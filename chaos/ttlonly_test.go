@@ -61,14 +61,30 @@ func TestTTLOnlyFailsClosed(t *testing.T) {
 	}
 	defer n.Close()
 
-	// Origin up, nothing written: the log reads alone keep keys current,
-	// for longer than D.
+	// Origin up, nothing written, nothing read: the log reads alone keep
+	// keys proven current, for longer than D (without them, no origin read
+	// would renew the proof and the namespace would fail closed).
+	keysStatus := func() dataplane.NamespaceStatus {
+		for _, st := range n.Status().Namespaces {
+			if st.Namespace == "keys" {
+				return st
+			}
+		}
+		t.Fatal("no status for keys")
+		return dataplane.NamespaceStatus{}
+	}
+	if !pollUntil(10*time.Second, func() bool { return !keysStatus().FailingClosed }) {
+		t.Fatalf("keys never proven current with the origin up: %+v", keysStatus())
+	}
 	upUntil := time.Now().Add(2 * d)
 	for time.Now().Before(upUntil) {
-		if _, err := n.Get(ctx, "keys", "ks/k1"); err != nil {
-			t.Fatalf("keys with the origin up: %v", err)
+		if st := keysStatus(); st.FailingClosed {
+			t.Fatalf("keys failing closed with the origin up and no reads: heard %s ago", st.HeardAgo)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := n.Get(ctx, "keys", "ks/k1"); err != nil {
+		t.Fatalf("keys with the origin up: %v", err)
 	}
 
 	// Origin down: within D plus a log interval, keys fails closed;
