@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"slices"
@@ -175,8 +176,9 @@ type Node struct {
 	// Verifier, so changes it applies are not checked again. Set before
 	// gossip starts.
 	gossipVerified bool
-	// settle is the follower's Config.Settle.
-	settle time.Duration
+	// admitMu serializes, per stripe of keys, a change's admission by the
+	// cache's version index and its delivery to watchers (see admit).
+	admitMu [admitStripes]sync.Mutex
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -261,7 +263,6 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		watchers: make(map[string]map[*watcher]struct{}),
 		warmed:   make(map[string]bool),
 		progress: make(map[string]*atomic.Int64),
-		settle:   fc.Settle,
 		stop:     make(chan struct{}),
 	}
 	for _, ns := range cfg.Namespaces {
@@ -471,35 +472,52 @@ var _ gossip.Applier = (*applier)(nil)
 // Apply implements gossip.Applier.
 func (a *applier) Apply(rec record.Record) bool {
 	n := (*Node)(a)
-	var ok bool
-	if n.gossipVerified {
-		ok = n.cache.ApplyVerified(rec)
-	} else {
-		ok = n.cache.Apply(rec)
-	}
-	if ok {
-		// Only an accepted change proves anything: a refused one (a bad
-		// signature, a version from the future) must not keep the node
-		// counted as current.
-		n.fresh.heardChange(rec.Namespace, rec.Version)
-		n.notify(rec.Change())
-	}
-	return ok
+	return n.admit(rec.Change(), func() bool {
+		if n.gossipVerified {
+			return n.cache.ApplyVerified(rec)
+		}
+		return n.cache.Apply(rec)
+	})
 }
 
 // Invalidate implements gossip.Applier.
 func (a *applier) Invalidate(ns, key string, v record.Version) {
 	n := (*Node)(a)
-	if n.cache.Invalidate(ns, key, v) {
-		n.fresh.heardChange(ns, v) // only news the cache took proves anything
-	}
-	n.notify(record.Change{Namespace: ns, Key: key, Version: v})
+	n.admit(record.Change{Namespace: ns, Key: key, Version: v}, func() bool { return n.cache.Invalidate(ns, key, v) })
 }
 
-// logTarget is the node seen by its log follower: changes go into the
-// cache's version index (the one ordering gate: the follower keeps no
-// per-key order of its own) and, when the index took them, out to
-// watchers.
+// admitStripes is how many locks admit spreads keys over.
+const admitStripes = 64
+
+// admitSeed hashes keys onto admit's stripes.
+var admitSeed = maphash.MakeSeed()
+
+// admit puts change c through the node's one ordering gate, the cache's
+// version index (apply is the cache call, reporting whether the index took
+// c), whichever path brought it (gossip, the change log, a revalidation),
+// and tells watchers: all under c's key's stripe lock, so that watchers see
+// each key's versions in the order the index took them, never an older
+// one after a newer. Watchers are told when the index took c, or already
+// held exactly c's version (learned by an origin read, or by another path
+// first: a version may then be delivered twice, never out of order).
+// Only a change the index took proves the node current: a refused one (a
+// bad signature, a version from the future) must not.
+func (n *Node) admit(c record.Change, apply func() bool) bool {
+	mu := &n.admitMu[maphash.String(admitSeed, c.Namespace+"/"+c.Key)%admitStripes]
+	mu.Lock()
+	defer mu.Unlock()
+	took := apply()
+	if took {
+		n.fresh.heardChange(c.Namespace, c.Version)
+	}
+	if k, ok := n.cache.Known(c.Namespace, c.Key); took || (ok && k.Version == c.Version) {
+		n.notify(c)
+	}
+	return took
+}
+
+// logTarget is the node seen by its log follower: changes go through
+// admit, as gossip's do (the follower keeps no per-key order of its own).
 type logTarget Node
 
 var (
@@ -512,22 +530,13 @@ var (
 // Apply implements follow.Target: a tombstone read from the log.
 func (t *logTarget) Apply(rec record.Record) bool {
 	n := (*Node)(t)
-	if !n.cache.Apply(rec) {
-		return false
-	}
-	n.fresh.heardChange(rec.Namespace, rec.Version)
-	n.notify(rec.Change())
-	return true
+	return n.admit(rec.Change(), func() bool { return n.cache.Apply(rec) })
 }
 
 // Invalidate implements follow.Target: a version read from the log.
 func (t *logTarget) Invalidate(ns, key string, v record.Version) {
 	n := (*Node)(t)
-	if !n.cache.Invalidate(ns, key, v) {
-		return // known already (by gossip, an origin read, an earlier read)
-	}
-	n.fresh.heardChange(ns, v)
-	n.notify(record.Change{Namespace: ns, Key: key, Version: v})
+	n.admit(record.Change{Namespace: ns, Key: key, Version: v}, func() bool { return n.cache.Invalidate(ns, key, v) })
 }
 
 // RevalidateAll implements follow.Revalidator: every held record is checked

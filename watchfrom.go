@@ -214,7 +214,7 @@ func (n *Node) mark(ns string, w *watcher) {
 	if cur == 0 {
 		return
 	}
-	safe := record.MakeVersion(cur.Time().Add(-n.settle), 0)
+	safe := record.MakeVersion(cur.Time().Add(-n.follower.Settle()), 0)
 	n.sendLocked(w, record.Change{Namespace: ns, Version: safe})
 }
 
