@@ -38,7 +38,7 @@ func Example() {
 	// A control plane writes through a publisher, which hands the change to
 	// a gossip node; every node of the cluster applies it within a second.
 	pcfg := publisher.DefaultConfig()
-	pcfg.Notifier, pcfg.Logger = node.Gossip(), quiet()
+	pcfg.Notifier, pcfg.Logger = node, quiet()
 	pub, _ := publisher.New(store, pcfg)
 	if _, err := pub.Put(ctx, "routes", "api.example.com", []byte(`{"upstreams":["http://10.0.0.7:8080"]}`)); err != nil {
 		log.Fatal(err)

@@ -3,6 +3,12 @@
 // gossip and the origin's change log, and keeps serving them when the origin
 // is down.
 //
+// Every change reaches the node's cache through one ordering gate, the
+// cache's version index: changes carried by gossip (package gossip, a
+// transport only), changes read from the change log (package follow, the
+// node's log follower, which runs with or without gossip), snapshots and
+// origin reads. No method hands out the cache or the gossip member.
+//
 // Open a node with an origin and, optionally, a gossip cluster, then read:
 //
 //	store, _ := dir.Open("/var/lib/dataplane")
@@ -20,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"slices"
@@ -30,6 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
@@ -50,19 +58,30 @@ type Config struct {
 	// Config when unset there.
 	Cache cache.Options
 	// Gossip, when set, joins a gossip cluster for invalidations carried in
-	// seconds; nil means TTL-only freshness (RFC options 1, 3, 4).
+	// seconds; nil means TTL-only freshness (RFC options 1, 3, 4), where
+	// the change log (Follow) is the only path of changes.
 	Gossip *gossip.Config
+	// Follow configures the node's follower of the origin's change log,
+	// which runs with or without gossip: it bounds staleness whatever
+	// gossip loses, repairs a node that was away, and proves the node
+	// current (see Policy). Nil means follow.DefaultConfig(); use
+	// follow.WANConfig() across regions and follow.LocalConfig() on one
+	// machine. Its Resume, when 0, is taken from the warm-up; its Verifier,
+	// Logger and Registerer, when unset, from this Config.
+	Follow *follow.Config
 	// Namespaces are held whole ("complete", DESIGN.md decision 7): loaded
 	// at Open from their snapshots (one origin read each), and, with
-	// Gossip set, kept complete from the change log, so that the node knows
-	// every key's version whatever its cache holds. Once the node has read
-	// the log from its snapshots' version, a read of a key the namespace
-	// does not have is answered "not found" from memory, with no origin
-	// read (strangers' random hosts and keys cost nothing). Values may be
-	// evicted under Cache.MaxBytes; their versions stay known. Other
-	// namespaces are cached key by key as they are read. Without Gossip the
-	// namespaces are warmed but misses still read the origin (nothing
-	// follows the log). Default: routes, keys.
+	// Gossip set, kept complete from gossip and the change log, so that the
+	// node knows every key's version whatever its cache holds. Once the
+	// node has read the log from its snapshots' version, a read of a key
+	// the namespace does not have is answered "not found" from memory,
+	// with no origin read (strangers' random hosts and keys cost nothing).
+	// Values may be evicted under Cache.MaxBytes; their versions stay
+	// known. Other namespaces are cached key by key as they are read.
+	// Without Gossip the node follows the log too (held keys learn of
+	// changes, and the log reads prove the node current), but misses
+	// still read the origin: a new key would otherwise wait for the next
+	// log read. Default: routes, keys.
 	Namespaces []string
 	// DataDir, when set, holds local snapshot files the node writes every
 	// LocalSnapshotInterval and loads at Open when the origin is down.
@@ -84,11 +103,12 @@ type Config struct {
 	// Verifier, when set, makes the node accept only records and changes
 	// signed by a trusted publisher key (DESIGN.md decision 8): it is
 	// given to the cache (Apply, origin reads: snapshots, peers, local
-	// files, gossip values) and to gossip (every change message and log
-	// entry, checked before it is remembered or spread) unless those
-	// configs set their own. Refusals are counted in
-	// dataplane_cache_signature_refused_total and
-	// dataplane_gossip_messages_dropped_total by reason. Versions a
+	// files, gossip values), to gossip (every change message, checked
+	// before it is remembered or spread) and to the log follower (every log
+	// entry) unless those configs set their own. Refusals are counted in
+	// dataplane_cache_signature_refused_total,
+	// dataplane_gossip_messages_dropped_total and
+	// dataplane_follow_changes_refused_total by reason. Versions a
 	// snapshot lists without a value and without a Seal (Known entries of
 	// a node's own snapshot: its version index holds no signatures) are
 	// skipped; the change log restores them. Nil: signing is off and
@@ -123,13 +143,14 @@ type Value struct {
 
 // Node serves records from memory. All methods are safe for concurrent use.
 type Node struct {
-	cfg    Config
-	cache  *cache.Cache
-	gossip *gossip.Node // nil in TTL-only mode
-	log    *slog.Logger
-	ready  atomic.Bool
-	m      *nodeMetrics
-	fresh  *freshness // when each namespace was last proven current
+	cfg      Config
+	cache    *cache.Cache
+	gossip   *gossip.Node     // nil in TTL-only mode
+	follower *follow.Follower // reads the change log, in every mode
+	log      *slog.Logger
+	ready    atomic.Bool
+	m        *nodeMetrics
+	fresh    *freshness // when each namespace was last proven current
 
 	watchMu  sync.Mutex // guards watchers
 	watchers map[string]map[*watcher]struct{}
@@ -155,6 +176,9 @@ type Node struct {
 	// Verifier, so changes it applies are not checked again. Set before
 	// gossip starts.
 	gossipVerified bool
+	// admitMu serializes, per stripe of keys, a change's admission by the
+	// cache's version index and its delivery to watchers (see admit).
+	admitMu [admitStripes]sync.Mutex
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -162,8 +186,9 @@ type Node struct {
 }
 
 // Open starts a node: it builds the cache, loads cfg.Namespaces from their
-// snapshots (or from local snapshot files if the origin is down), joins the
-// gossip cluster if configured, and starts writing local snapshot files.
+// snapshots (or from local snapshot files if the origin is down), starts
+// following the change log from there, joins the gossip cluster if
+// configured, and starts writing local snapshot files.
 // It returns once the node is serving; Ready reports whether the warm-up
 // succeeded (a node that could not warm keeps trying in the background).
 func Open(ctx context.Context, cfg Config) (*Node, error) {
@@ -190,6 +215,13 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.WarmTimeout == 0 {
 		cfg.WarmTimeout = 10 * time.Second
 	}
+	fc := follow.DefaultConfig()
+	if cfg.Follow != nil {
+		fc = *cfg.Follow
+	}
+	if err := fc.Validate(); err != nil {
+		return nil, fmt.Errorf("dataplane: Config.Follow: %w", err)
+	}
 	copts := cfg.Cache
 	if copts.MaxBytes == 0 && copts.RefreshTimeout == 0 && copts.Default == (cache.Window{}) {
 		def := cache.DefaultOptions()
@@ -213,13 +245,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: metrics: %w", err)
 	}
-	fresh := newFreshness(cfg)
+	fresh := newFreshness(cfg, fc.Settle)
 	if err := fresh.register(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("dataplane: metrics: %w", err)
 	}
-	if cfg.Gossip == nil {
-		fresh.warnTTLOnly(copts, cfg.Logger)
-	}
+	fresh.warnFollow(fc.Interval, cfg.Logger)
 	c, err := cache.New(fresh.loader(cfg.Origin, cfg.Gossip == nil), copts)
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
@@ -240,6 +270,24 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	resume, warmed := n.warm(ctx)
 	n.needFrom = resume
+	if fc.Resume == 0 {
+		fc.Resume = resume
+	}
+	if fc.Verifier == nil && cfg.Verifier != nil {
+		fc.Verifier = cfg.Verifier
+	}
+	if fc.Logger == nil {
+		fc.Logger = cfg.Logger
+	}
+	if fc.Registerer == nil {
+		fc.Registerer = cfg.Registerer
+	}
+	f, err := follow.New(fc, (*logTarget)(n), cfg.Origin)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	n.follower = f
 	if cfg.Gossip != nil {
 		g := *cfg.Gossip
 		if g.Registerer == nil {
@@ -248,17 +296,15 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		if g.Logger == nil {
 			g.Logger = cfg.Logger
 		}
-		if g.Resume == 0 {
-			g.Resume = resume
-		}
 		if g.Verifier == nil && cfg.Verifier != nil {
 			g.Verifier = cfg.Verifier
 		}
 		// Gossip verifies every change before the Applier sees it; with
 		// the cache's own Verifier, a second check would only cost time.
 		n.gossipVerified = g.Verifier != nil && any(g.Verifier) == any(copts.Verifier)
-		gn, err := gossip.New(g, (*applier)(n), cfg.Origin)
+		gn, err := gossip.New(g, (*applier)(n), f)
 		if err != nil {
+			_ = f.Close()
 			c.Close()
 			return nil, fmt.Errorf("dataplane: %w", err)
 		}
@@ -312,12 +358,84 @@ func (n *Node) Peek(ns, key string) (cache.Entry, bool) { return n.cache.Peek(ns
 // from the origin's snapshots or from local snapshot files.
 func (n *Node) Ready() bool { return n.ready.Load() }
 
-// Gossip returns the node's gossip member, or nil in TTL-only mode. A
-// publisher hands changes to it (it satisfies publisher.Notifier).
-func (n *Node) Gossip() *gossip.Node { return n.gossip }
+// ErrNoGossip is returned by the methods that need a gossip cluster
+// (Receipt) on a node opened without Config.Gossip.
+var ErrNoGossip = errors.New("dataplane: no gossip cluster (TTL-only node)")
 
-// Cache returns the node's memory cache.
-func (n *Node) Cache() *cache.Cache { return n.cache }
+// Publish hands the node rec, which the caller has already written durably
+// to the origin (a publisher in the same process; Node satisfies
+// publisher.Notifier): the node applies it, through the same ordering gate
+// as every other change, and spreads it by gossip if it has a cluster. An
+// older or equal version is ignored.
+func (n *Node) Publish(ctx context.Context, rec record.Record) error {
+	if n.gossip != nil {
+		return n.gossip.Publish(ctx, rec)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := rec.Validate(); err != nil {
+		return fmt.Errorf("dataplane: publish: %w", err)
+	}
+	(*applier)(n).Apply(rec)
+	return nil
+}
+
+// Receipt waits until share of every region's gossip members hold version
+// v of ns/key, or ctx ends (see gossip.Node.Receipt): with Publish, it
+// makes the node a publisher.Receipter. ErrNoGossip without a cluster.
+func (n *Node) Receipt(ctx context.Context, ns, key string, v record.Version, share float64) (gossip.Receipt, error) {
+	if n.gossip == nil {
+		return gossip.Receipt{}, ErrNoGossip
+	}
+	return n.gossip.Receipt(ctx, ns, key, v, share)
+}
+
+// GossipAddr returns the host:port other gossip members reach this node at
+// (a seed for them), or "" without gossip.
+func (n *Node) GossipAddr() string {
+	if n.gossip == nil {
+		return ""
+	}
+	return n.gossip.Addr()
+}
+
+// Members returns the live gossip members, this node included, sorted by
+// name; nil without gossip.
+func (n *Node) Members() []gossip.Member {
+	if n.gossip == nil {
+		return nil
+	}
+	return n.gossip.Members()
+}
+
+// Fleet returns this node's view of every gossip member's applied versions
+// (see gossip.Node.Fleet); the zero FleetView without gossip.
+func (n *Node) Fleet() gossip.FleetView {
+	if n.gossip == nil {
+		return gossip.FleetView{}
+	}
+	return n.gossip.Fleet()
+}
+
+// LogCursor returns the log follower's cursor: every change at or below it
+// has been applied (as far as the node's reads of the change log can tell).
+func (n *Node) LogCursor() record.Version { return n.follower.Cursor() }
+
+// Known returns the newest version the node knows of ns/key, whether or
+// not it holds the value, without any origin read.
+func (n *Node) Known(ns, key string) (record.Change, bool) { return n.cache.Known(ns, key) }
+
+// Complete reports whether ns is held whole (see Config.Namespaces): its
+// misses are answered from memory.
+func (n *Node) Complete(ns string) bool { return n.cache.IsComplete(ns) }
+
+// Entry returns what Get returns, as the cache entry: with the version of
+// a deleted key too (a tombstone, with an error wrapping ErrNotFound), and
+// whether the value is stale. The namespace's Policy applies as for Get.
+func (n *Node) Entry(ctx context.Context, ns, key string) (cache.Entry, error) {
+	return n.read(ctx, ns, key)
+}
 
 // Close leaves the gossip cluster, writes a last local snapshot file and
 // stops the node. It is safe to call more than once.
@@ -335,6 +453,7 @@ func (n *Node) Close() error {
 			_ = n.gossip.Leave(time.Second)
 			err = n.gossip.Close()
 		}
+		_ = n.follower.Close()
 		if n.cfg.DataDir != "" {
 			n.writeLocalSnapshots()
 		}
@@ -348,47 +467,84 @@ func (n *Node) Close() error {
 // watchers.
 type applier Node
 
-var (
-	_ gossip.Applier     = (*applier)(nil)
-	_ gossip.Revalidator = (*applier)(nil)
-	_ gossip.Recoverer   = (*applier)(nil)
-	_ gossip.Follower    = (*applier)(nil)
-)
+var _ gossip.Applier = (*applier)(nil)
 
 // Apply implements gossip.Applier.
 func (a *applier) Apply(rec record.Record) bool {
 	n := (*Node)(a)
-	var ok bool
-	if n.gossipVerified {
-		ok = n.cache.ApplyVerified(rec)
-	} else {
-		ok = n.cache.Apply(rec)
-	}
-	if ok {
-		// Only an accepted change proves anything: a refused one (a bad
-		// signature, a version from the future) must not keep the node
-		// counted as current.
-		n.fresh.heardChange(rec.Namespace, rec.Version)
-		n.notify(rec.Change())
-	}
-	return ok
+	return n.admit(rec.Change(), func() bool {
+		if n.gossipVerified {
+			return n.cache.ApplyVerified(rec)
+		}
+		return n.cache.Apply(rec)
+	})
 }
 
 // Invalidate implements gossip.Applier.
 func (a *applier) Invalidate(ns, key string, v record.Version) {
 	n := (*Node)(a)
-	if n.cache.Invalidate(ns, key, v) {
-		n.fresh.heardChange(ns, v) // only news the cache took proves anything
-	}
-	n.notify(record.Change{Namespace: ns, Key: key, Version: v})
+	n.admit(record.Change{Namespace: ns, Key: key, Version: v}, func() bool { return n.cache.Invalidate(ns, key, v) })
 }
 
-// RevalidateAll implements gossip.Revalidator: every held record is checked
+// admitStripes is how many locks admit spreads keys over.
+const admitStripes = 64
+
+// admitSeed hashes keys onto admit's stripes.
+var admitSeed = maphash.MakeSeed()
+
+// admit puts change c through the node's one ordering gate, the cache's
+// version index (apply is the cache call, reporting whether the index took
+// c), whichever path brought it (gossip, the change log, a revalidation),
+// and tells watchers: all under c's key's stripe lock, so that watchers see
+// each key's versions in the order the index took them, never an older
+// one after a newer. Watchers are told when the index took c, or already
+// held exactly c's version (learned by an origin read, or by another path
+// first: a version may then be delivered twice, never out of order).
+// Only a change the index took proves the node current: a refused one (a
+// bad signature, a version from the future) must not.
+func (n *Node) admit(c record.Change, apply func() bool) bool {
+	mu := &n.admitMu[maphash.String(admitSeed, c.Namespace+"/"+c.Key)%admitStripes]
+	mu.Lock()
+	defer mu.Unlock()
+	took := apply()
+	if took {
+		n.fresh.heardChange(c.Namespace, c.Version)
+	}
+	if k, ok := n.cache.Known(c.Namespace, c.Key); took || (ok && k.Version == c.Version) {
+		n.notify(c)
+	}
+	return took
+}
+
+// logTarget is the node seen by its log follower: changes go through
+// admit, as gossip's do (the follower keeps no per-key order of its own).
+type logTarget Node
+
+var (
+	_ follow.Target      = (*logTarget)(nil)
+	_ follow.Revalidator = (*logTarget)(nil)
+	_ follow.Recoverer   = (*logTarget)(nil)
+	_ follow.CaughtUpper = (*logTarget)(nil)
+)
+
+// Apply implements follow.Target: a tombstone read from the log.
+func (t *logTarget) Apply(rec record.Record) bool {
+	n := (*Node)(t)
+	return n.admit(rec.Change(), func() bool { return n.cache.Apply(rec) })
+}
+
+// Invalidate implements follow.Target: a version read from the log.
+func (t *logTarget) Invalidate(ns, key string, v record.Version) {
+	n := (*Node)(t)
+	n.admit(record.Change{Namespace: ns, Key: key, Version: v}, func() bool { return n.cache.Invalidate(ns, key, v) })
+}
+
+// RevalidateAll implements follow.Revalidator: every held record is checked
 // against the origin again, in the background, a few at a time. A request
 // while a revalidation runs (it may be retrying failed reads for a long
 // outage) is folded into it: it starts over with everything held.
-func (a *applier) RevalidateAll() {
-	n := (*Node)(a)
+func (t *logTarget) RevalidateAll() {
+	n := (*Node)(t)
 	n.m.revalidations.Inc()
 	n.revalMu.Lock()
 	defer n.revalMu.Unlock()
@@ -409,12 +565,17 @@ func (a *applier) RevalidateAll() {
 	}()
 }
 
-// CaughtUp implements gossip.Follower: once the node has read the change
-// log from the version its namespaces were loaded at, they are complete
-// (misses are answered from memory).
-func (a *applier) CaughtUp(from, to record.Version) {
-	n := (*Node)(a)
+// CaughtUp implements follow.CaughtUpper: the read proves the node current
+// up to to; and once the node has read the change log from the version its
+// namespaces were loaded at, they are complete (misses are answered from
+// memory) if gossip carries new keys between reads (see
+// Config.Namespaces).
+func (t *logTarget) CaughtUp(from, to record.Version) {
+	n := (*Node)(t)
 	n.fresh.heardLog(to)
+	if n.cfg.Gossip == nil {
+		return
+	}
 	n.completeMu.Lock()
 	defer n.completeMu.Unlock()
 	if from > n.needFrom {
@@ -430,13 +591,14 @@ func (a *applier) CaughtUp(from, to record.Version) {
 // recoverTimeout bounds a reload of every namespace from its snapshot.
 const recoverTimeout = 5 * time.Minute
 
-// Recover implements gossip.Recoverer: after the change log was trimmed past
-// this node (an absence longer than the log's retention), every namespace
-// the node holds anything of is reloaded from its snapshot, one origin read
-// each, never one per key; keys the snapshot lacks are deleted. It returns
-// the oldest snapshot's version, from which the log is read again.
-func (a *applier) Recover(ctx context.Context) (record.Version, error) {
-	n := (*Node)(a)
+// Recover implements follow.Recoverer: after the change log was trimmed
+// past this node (an absence longer than the log's retention), every
+// namespace the node holds anything of is reloaded from its snapshot, one
+// origin read each, never one per key; keys the snapshot lacks are
+// deleted. It returns the oldest snapshot's version, from which the log is
+// read again.
+func (t *logTarget) Recover(ctx context.Context) (record.Version, error) {
+	n := (*Node)(t)
 	n.m.revalidations.Inc()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recoverTimeout)
 	defer cancel()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
@@ -33,13 +34,17 @@ func (o *logOutage) ReadLog(ctx context.Context, after record.Version, limit int
 	return o.outage.ReadLog(ctx, after, limit)
 }
 
-// soloGossip is a one-node gossip config that reads the log often.
+// soloGossip is a one-node gossip config.
 func soloGossip(name string) *gossip.Config {
 	g := gossip.DefaultLocalConfig()
 	g.Insecure = true // plaintext on loopback, on purpose
 	g.Name, g.Region = name, "local"
-	g.LogInterval, g.LogSettle = 50*time.Millisecond, 20*time.Millisecond
 	return &g
+}
+
+// oftenFollow reads the log often.
+func oftenFollow() *follow.Config {
+	return &follow.Config{Interval: 50 * time.Millisecond, Settle: 20 * time.Millisecond, Batch: 1000}
 }
 
 func publishAt(t *testing.T, s origin.Store, ns, key, val string, v record.Version) record.Record {
@@ -62,13 +67,13 @@ func TestStrangersCostNoOriginReads(t *testing.T) {
 	if err := s.PutSnapshot(context.Background(), record.Snapshot{Namespace: "routes", Version: known.Version, Records: []record.Record{known}}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: soloGossip("solo"), Logger: quiet()})
+	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: soloGossip("solo"), Follow: oftenFollow(), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
 	eventually(t, 10*time.Second, "routes and keys complete", func() bool {
-		return n.Cache().IsComplete("routes") && n.Cache().IsComplete("keys")
+		return n.Complete("routes") && n.Complete("keys")
 	})
 	before := s.reads.Load()
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -117,13 +122,13 @@ func TestRestartFromLocalFileResumesTheLog(t *testing.T) {
 	copts := cache.DefaultOptions()
 	copts.Default = cache.Window{Fresh: time.Millisecond, Stale: 24 * time.Hour} // every entry stale at once
 	dataDir := t.TempDir()
-	cfg := dataplane.Config{Origin: s, Gossip: soloGossip("a"), DataDir: dataDir, Cache: copts, Logger: quiet()}
+	cfg := dataplane.Config{Origin: s, Gossip: soloGossip("a"), Follow: oftenFollow(), DataDir: dataDir, Cache: copts, Logger: quiet()}
 	n, err := dataplane.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "a log catch-up", func() bool {
-		return n.Gossip().LogCursor() > record.MakeVersion(time.Now().Add(-time.Minute), 0)
+		return n.LogCursor() > record.MakeVersion(time.Now().Add(-time.Minute), 0)
 	})
 	time.Sleep(5 * time.Millisecond) // past the fresh window
 	if v, err := n.Get(ctx, "routes", "old.example.com"); err != nil || v.Version != hourAgo {
@@ -144,9 +149,9 @@ func TestRestartFromLocalFileResumesTheLog(t *testing.T) {
 	t.Cleanup(func() { n2.Close() })
 	s.down.Store(false)
 	eventually(t, 10*time.Second, "a successful catch-up", func() bool {
-		return counter(t, reg, "dataplane_gossip_log_catchups_total", "ok") >= 1
+		return counter(t, reg, "dataplane_follow_log_reads_total", "ok") >= 1
 	})
-	if c := counter(t, reg, "dataplane_gossip_log_catchups_total", "truncated"); c != 0 {
+	if c := counter(t, reg, "dataplane_follow_log_reads_total", "truncated"); c != 0 {
 		t.Fatalf("%v catch-ups found the log truncated after a restart from the local file", c)
 	}
 	if c := counter(t, reg, "dataplane_node_full_revalidations_total", ""); c != 0 {
@@ -173,16 +178,16 @@ func TestAbsencePastLogRetentionReloadsSnapshots(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	copts := cache.DefaultOptions()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour} // no TTL to hide a miss
-	n, err := dataplane.Open(ctx, dataplane.Config{Origin: o, Gossip: soloGossip("solo"), Cache: copts, Logger: quiet(), Registerer: reg})
+	n, err := dataplane.Open(ctx, dataplane.Config{Origin: o, Gossip: soloGossip("solo"), Follow: oftenFollow(), Cache: copts, Logger: quiet(), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	eventually(t, 10*time.Second, "routes complete", func() bool { return n.Cache().IsComplete("routes") })
+	eventually(t, 10*time.Second, "routes complete", func() bool { return n.Complete("routes") })
 
 	o.logDown.Store(true)
 	eventually(t, 10*time.Second, "a failed catch-up", func() bool {
-		return counter(t, reg, "dataplane_gossip_log_catchups_total", "error") >= 1
+		return counter(t, reg, "dataplane_follow_log_reads_total", "error") >= 1
 	})
 	changed := put(t, o, clock, "routes", "h001.example.com", "v2")
 	deleted := record.Record{Namespace: "routes", Key: "h002.example.com", Version: clock.Now(), Tombstone: true}
@@ -212,11 +217,11 @@ func TestAbsencePastLogRetentionReloadsSnapshots(t *testing.T) {
 	gets, snaps := o.reads.Load(), o.snaps.Load()
 	o.logDown.Store(false)
 	eventually(t, 10*time.Second, "recovery from the snapshot", func() bool {
-		c, ok := n.Cache().Known("routes", deleted.Key)
+		c, ok := n.Known("routes", deleted.Key)
 		return ok && c.Tombstone
 	})
 	eventually(t, 10*time.Second, "a catch-up after the recovery", func() bool {
-		return counter(t, reg, "dataplane_gossip_log_catchups_total", "ok") >= 2
+		return counter(t, reg, "dataplane_follow_log_reads_total", "ok") >= 2
 	})
 	if d := o.reads.Load() - gets; d != 0 {
 		t.Fatalf("recovery made %d per-key origin reads, want 0", d)

@@ -32,7 +32,7 @@ func TestRestartServesNoOlderThanBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	v2 := put(t, s, clock, "routes", "r.example.com", "v2")
-	n.Cache().Invalidate("routes", "r.example.com", v2.Version) // as gossip would
+	dataplane.Announce(n, "routes", "r.example.com", v2.Version) // as gossip would
 	if v, err := n.Get(context.Background(), "routes", "r.example.com"); err != nil || v.Version != v2.Version {
 		t.Fatalf("before restart: %+v, %v; want v2", v, err)
 	}

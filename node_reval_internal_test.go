@@ -61,7 +61,7 @@ func TestRevalidationsCoalesce(t *testing.T) {
 	store.down.Store(true)
 	before := runtime.NumGoroutine()
 	for range 50 {
-		(*applier)(n).RevalidateAll()
+		(*logTarget)(n).RevalidateAll()
 	}
 	if g := runtime.NumGoroutine() - before; g > 10 {
 		t.Fatalf("50 requests started %d goroutines; want one revalidation (and its 8 readers) at most", g)

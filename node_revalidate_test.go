@@ -10,6 +10,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/record"
 )
@@ -77,11 +78,10 @@ func TestRevalidationRetriesFailedReads(t *testing.T) {
 	g := gossip.DefaultLocalConfig()
 	g.Insecure = true
 	g.Name, g.Region = "solo", "local"
-	g.LogInterval, g.LogSettle = 50*time.Millisecond, 20*time.Millisecond
 	copts := cache.DefaultOptions()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour} // no TTL to hide the miss
 	reg := prometheus.NewRegistry()
-	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: &g, Cache: copts, Logger: quiet(), Registerer: reg})
+	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: &g, Follow: &follow.Config{Interval: 50 * time.Millisecond, Settle: 20 * time.Millisecond, Batch: 1000}, Cache: copts, Logger: quiet(), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestRevalidationRetriesFailedReads(t *testing.T) {
 	// trimmed past its position.
 	s.logDown.Store(true)
 	eventually(t, 10*time.Second, "a failed catch-up", func() bool { // the position stays behind
-		return counter(t, reg, "dataplane_gossip_log_catchups_total", "error") >= 1
+		return counter(t, reg, "dataplane_follow_log_reads_total", "error") >= 1
 	})
 	v2 := put(t, s, clock, "routes", "r.example.com", "v2")
 	if err := s.TrimLog(context.Background(), clock.Now()); err != nil {

@@ -141,7 +141,7 @@ func TestOriginForgeriesRefused(t *testing.T) {
 	if err := s.CompareAndSwap(ctx, over, cfgGood.Version); err != nil {
 		t.Fatal(err)
 	}
-	n.Cache().Invalidate("cfg", "good", over.Version) // as the log would announce it
+	dataplane.Announce(n, "cfg", "good", over.Version) // as the log would announce it
 	got, err := n.Get(ctx, "cfg", "good")
 	if err != nil || string(got.Data) != "v1" || got.Version != cfgGood.Version || !got.Stale {
 		t.Fatalf("after an unsigned overwrite: %+v (%q), %v; want the signed v1, stale", got, got.Data, err)
@@ -215,11 +215,11 @@ func TestSignedGossipCluster(t *testing.T) {
 		}
 		t.Cleanup(func() { n.Close() })
 		nodes, regs = append(nodes, n), append(regs, reg)
-		seeds = []string{nodes[0].Gossip().Addr()}
+		seeds = []string{nodes[0].GossipAddr()}
 	}
 	eventually(t, 30*time.Second, "3 members", func() bool {
 		for _, n := range nodes {
-			if len(n.Gossip().Members()) != 3 {
+			if len(n.Members()) != 3 {
 				return false
 			}
 		}
@@ -232,7 +232,7 @@ func TestSignedGossipCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := nodes[0].Gossip().Publish(ctx, signed); err != nil {
+	if err := nodes[0].Publish(ctx, signed); err != nil {
 		t.Fatal(err)
 	}
 	for i, n := range nodes {
@@ -242,7 +242,7 @@ func TestSignedGossipCluster(t *testing.T) {
 		})
 	}
 	// node 0 refuses the unsigned change itself, so nothing is spread.
-	if err := nodes[0].Gossip().Publish(ctx, unsigned); err != nil {
+	if err := nodes[0].Publish(ctx, unsigned); err != nil {
 		t.Fatal(err)
 	}
 	if got := counterSum(t, regs[0], "dataplane_gossip_messages_dropped_total", "unsigned"); got != 1 {

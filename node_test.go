@@ -189,11 +189,11 @@ func TestGossipClusterPublishAndWatch(t *testing.T) {
 		}
 		t.Cleanup(func() { n.Close() })
 		nodes = append(nodes, n)
-		seeds = []string{nodes[0].Gossip().Addr()}
+		seeds = []string{nodes[0].GossipAddr()}
 	}
 	eventually(t, 10*time.Second, "3 members", func() bool {
 		for _, n := range nodes {
-			if len(n.Gossip().Members()) != 3 {
+			if len(n.Members()) != 3 {
 				return false
 			}
 		}
@@ -208,7 +208,7 @@ func TestGossipClusterPublishAndWatch(t *testing.T) {
 	defer cancel()
 
 	r := put(t, s, clock, "routes", "w.example.com", "v2")
-	if err := nodes[0].Gossip().Publish(context.Background(), r); err != nil {
+	if err := nodes[0].Publish(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
 	for i, n := range nodes {

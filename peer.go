@@ -26,9 +26,8 @@ type SnapshotSource interface {
 // (evicted, or announced without one) or holds only in an older version,
 // deletes included. Its Version is the node's change-log cursor (every
 // change at or below it has been applied), so whoever loads the snapshot
-// resumes the log from where this node is, not from its oldest entry. In
-// TTL-only mode (no gossip, no log) Version is 0. It never reads the origin
-// and is safe for concurrent use.
+// resumes the log from where this node is, not from its oldest entry. It
+// never reads the origin and is safe for concurrent use.
 func (n *Node) Snapshot(ns string) record.Snapshot {
 	return *n.snapshots([]string{ns})[ns]
 }
@@ -36,11 +35,8 @@ func (n *Node) Snapshot(ns string) record.Snapshot {
 // snapshots builds Snapshot for each of namespaces in one pass over the
 // cache.
 func (n *Node) snapshots(namespaces []string) map[string]*record.Snapshot {
-	var cursor record.Version
-	if n.gossip != nil {
-		// Read before the cache: what the cache holds is at least as new.
-		cursor = n.gossip.LogCursor()
-	}
+	// Read before the cache: what the cache holds is at least as new.
+	cursor := n.follower.Cursor()
 	byNS := make(map[string]*record.Snapshot, len(namespaces))
 	for _, ns := range namespaces {
 		byNS[ns] = &record.Snapshot{Namespace: ns, Version: cursor}

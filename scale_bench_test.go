@@ -85,7 +85,7 @@ func BenchmarkScale(b *testing.B) {
 				warmOrigin = time.Since(start)
 				perRecord = float64(heapInUse()-base) / float64(n)
 				start = time.Now()
-				news := node.Cache().Reload(snap)
+				news := dataplane.Reload(node, snap)
 				reload = time.Since(start)
 				if len(news) != 0 {
 					b.Fatalf("reload of the same snapshot changed %d records", len(news))

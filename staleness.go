@@ -107,9 +107,10 @@ func ParseStaleness(s string) (map[string]Policy, error) {
 //
 // What counts as "heard from" (the proof), and why:
 //   - A successful read of the origin's change log, even one that returned
-//     nothing: gossip.Follower.CaughtUp says every change up to the cursor
-//     it reached has been applied, and that cursor is the read's wall time
-//     minus LogSettle. The proof is that cursor's time (not the read's), so
+//     nothing: follow.CaughtUpper.CaughtUp says every change up to the
+//     cursor it reached has been applied, and that cursor is the read's
+//     wall time minus LogSettle. The node follows the log with or without
+//     gossip, so this proof holds in TTL-only mode too. The proof is that cursor's time (not the read's), so
 //     it covers every namespace exactly up to the point the log vouches for.
 //   - A change applied from gossip (or the log) in the namespace: the
 //     proof is the change's version time (the publisher's clock when it
@@ -120,12 +121,12 @@ func ParseStaleness(s string) (map[string]Policy, error) {
 //     recover what that path lost. Using the version's time, not the
 //     arrival time, means an old change replayed by an isolated peer
 //     proves nothing new.
-//   - In TTL-only mode (no gossip, so no log reads) a successful origin
-//     read in the namespace (a value, not-modified or not-found): each key
-//     is read again from the origin when its fresh window ends, so an
-//     origin that answers keeps every key within its fresh window. With
-//     gossip, origin reads do not count: the node relies on the log for
-//     what it did not read, and a log it cannot read proves nothing.
+//   - In TTL-only mode, also a successful origin read in the namespace (a
+//     value, not-modified or not-found): each key is read again from the
+//     origin when its fresh window ends, so an origin that answers keeps
+//     every key within its fresh window. With gossip, origin reads do not
+//     count: the node relies on gossip and the log for what it did not
+//     read, and a log it cannot read proves nothing.
 //   - Gossip membership and heartbeats do not count: a node in an island
 //     of peers all cut off from the publishers keeps hearing them, and
 //     they know nothing new.
@@ -138,7 +139,7 @@ type freshness struct {
 	log    atomic.Int64 // proof from log reads, Unix ns; all namespaces
 	spaces map[string]*nsFreshness
 	now    func() time.Time
-	settle time.Duration // gossip.Config.LogSettle; 0 in TTL-only mode
+	settle time.Duration // follow.Config.Settle
 }
 
 // nsFreshness is one tracked namespace; the map holding them is fixed at
@@ -156,15 +157,12 @@ type nsFreshness struct {
 
 // newFreshness tracks cfg.Namespaces and every namespace with a policy,
 // policies merged over DefaultStaleness.
-func newFreshness(cfg Config) *freshness {
+func newFreshness(cfg Config, settle time.Duration) *freshness {
 	policies := DefaultStaleness()
 	for ns, p := range cfg.Staleness {
 		policies[ns] = p
 	}
-	f := &freshness{spaces: make(map[string]*nsFreshness), now: time.Now}
-	if cfg.Gossip != nil {
-		f.settle = cfg.Gossip.LogSettle
-	}
+	f := &freshness{spaces: make(map[string]*nsFreshness), now: time.Now, settle: settle}
 	for _, ns := range cfg.Namespaces {
 		f.spaces[ns] = &nsFreshness{policy: policies[ns]}
 	}
@@ -291,19 +289,15 @@ func (f *freshness) loader(o origin.Store, ttlOnly bool) cache.Loader {
 	})
 }
 
-// warnTTLOnly logs, in TTL-only mode, each failing-closed namespace whose
-// fresh window is longer than its D: a value inside its fresh window is not
-// read again from the origin, so such a namespace fails closed between D
-// and the end of the window even with the origin up.
-func (f *freshness) warnTTLOnly(o cache.Options, log interface{ Warn(string, ...any) }) {
+// warnFollow logs each failing-closed namespace whose D is not longer than
+// the log follower's interval plus settle: when no change flows, a read of
+// the log is the only proof, and it is that old just before the next read,
+// so such a namespace fails closed between reads even with the origin up.
+func (f *freshness) warnFollow(interval time.Duration, log interface{ Warn(string, ...any) }) {
 	for ns, s := range f.spaces {
-		w, ok := o.Namespaces[ns]
-		if !ok {
-			w = o.Default
-		}
-		if s.policy.FailsClosed() && w.Fresh > s.policy.FailClosedAfter {
-			log.Warn("namespace fails closed after less than its fresh window without gossip: reads will fail with the origin up; shorten the fresh window or lengthen D",
-				"namespace", ns, "fresh", w.Fresh, "fail_closed_after", s.policy.FailClosedAfter)
+		if s.policy.FailsClosed() && s.policy.FailClosedAfter <= interval+f.settle {
+			log.Warn("namespace fails closed after no more than the change log's read interval plus settle: reads will fail between log reads with the origin up; lengthen D or read the log more often",
+				"namespace", ns, "fail_closed_after", s.policy.FailClosedAfter, "log_interval", interval, "log_settle", f.settle)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/gossip/netsim"
 	"github.com/dataplane/dataplane/origin"
@@ -92,9 +93,9 @@ func TestRevokedKeyFailsClosedWhenCutOff(t *testing.T) {
 		g := gossip.DefaultLocalConfig()
 		g.Insecure = true
 		g.Name, g.Region, g.Transport, g.Seeds = name, "local", tr, seeds
-		g.LogInterval, g.LogSettle = 500*time.Millisecond, 200*time.Millisecond
 		n, err := dataplane.Open(context.Background(), dataplane.Config{
 			Origin: st, Gossip: &g, Logger: quiet(),
+			Follow:    &follow.Config{Interval: 500 * time.Millisecond, Settle: 200 * time.Millisecond, Batch: 1000},
 			Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
 		})
 		if err != nil {
@@ -104,9 +105,9 @@ func TestRevokedKeyFailsClosedWhenCutOff(t *testing.T) {
 		return n
 	}
 	a := open("a", "za", store.Store, nil)
-	b := open("b", "zb", store, []string{a.Gossip().Addr()})
+	b := open("b", "zb", store, []string{a.GossipAddr()})
 	eventually(t, 30*time.Second, "2 members", func() bool {
-		return len(a.Gossip().Members()) == 2 && len(b.Gossip().Members()) == 2
+		return len(a.Members()) == 2 && len(b.Members()) == 2
 	})
 	ctx := context.Background()
 	eventually(t, 30*time.Second, "b verifies the key", func() bool {
@@ -125,7 +126,7 @@ func TestRevokedKeyFailsClosedWhenCutOff(t *testing.T) {
 	if _, err := origin.Publish(ctx, store.Store, tomb); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Gossip().Publish(ctx, tomb); err != nil {
+	if err := a.Publish(ctx, tomb); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "a sees the revocation", func() bool {
@@ -262,8 +263,8 @@ func TestKnownOutdatedKeyNotServed(t *testing.T) {
 		}
 	}
 	store.down.Store(true)
-	n.Cache().Invalidate("keys", keyKey, clock.Now())
-	n.Cache().Invalidate("routes", "h.example.com", clock.Now())
+	dataplane.Announce(n, "keys", keyKey, clock.Now())
+	dataplane.Announce(n, "routes", "h.example.com", clock.Now())
 	eventually(t, 30*time.Second, "the outdated key refused", func() bool {
 		_, err := n.Get(ctx, "keys", keyKey)
 		return errors.Is(err, dataplane.ErrUnavailable)

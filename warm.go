@@ -109,14 +109,12 @@ func (n *Node) rewarm() {
 		case <-t.C:
 		}
 		if resume, ok := n.warm(context.Background()); ok {
-			if n.gossip != nil {
-				// The log cursor was set at start; the state just loaded
-				// is as of resume: read the log again from there.
-				n.completeMu.Lock()
-				n.needFrom = min(n.needFrom, resume)
-				n.completeMu.Unlock()
-				n.gossip.Rewind(resume)
-			}
+			// The log cursor was set at start; the state just loaded is
+			// as of resume: read the log again from there.
+			n.completeMu.Lock()
+			n.needFrom = min(n.needFrom, resume)
+			n.completeMu.Unlock()
+			n.follower.Rewind(resume)
 			n.ready.Store(true)
 			n.log.Info("node warmed after retry")
 			return

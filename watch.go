@@ -20,7 +20,8 @@ type watcher struct {
 
 // Watch returns a channel of the changes this node learns of in namespace
 // ns, by gossip or from the change log, in the order it applies them (per
-// key, versions strictly increase). A change with an empty value may only
+// key, versions never decrease; a version that two paths deliver may come
+// twice). A change with an empty value may only
 // announce a version: read the key with Get for its value. Callers that
 // rebuild state on change (a routing table) read the channel; if they fall
 // more than 1024 changes behind, changes are dropped and counted in

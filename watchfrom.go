@@ -113,9 +113,8 @@ func (s *WatchStream) Stop() { s.cancel() }
 // WatchFrom returns ErrWatchNoLog.
 //
 // A progress Cursor is the node's change-log position (every change up to
-// it has been applied: see gossip.Node.LogCursor) less LogSettle, so that
-// a change still being applied by another path is never behind it; in
-// TTL-only mode it stays at `after` (nothing follows the log).
+// it has been applied: see Node.LogCursor) less LogSettle, so that a change
+// still being applied by another path is never behind it.
 func (n *Node) WatchFrom(ctx context.Context, ns string, after record.Version, opts WatchOptions) (*WatchStream, error) {
 	if err := record.ValidateNamespace(ns); err != nil {
 		return nil, fmt.Errorf("dataplane: watch: %w", err)
@@ -249,9 +248,6 @@ func (n *Node) forward(ctx context.Context, ns string, w *watcher, after record.
 // mark queues a progress mark (a change with no key) carrying the safe
 // cursor behind every change w has been handed so far.
 func (n *Node) mark(ns string, w *watcher) {
-	if n.gossip == nil {
-		return
-	}
 	n.watchMu.Lock()
 	defer n.watchMu.Unlock()
 	if _, ok := n.watchers[ns][w]; !ok {
@@ -259,11 +255,11 @@ func (n *Node) mark(ns string, w *watcher) {
 	}
 	// Read under watchMu: every change applied before this point has been
 	// handed to w (notify holds watchMu).
-	cur := n.gossip.LogCursor()
+	cur := n.follower.Cursor()
 	if cur == 0 {
 		return
 	}
-	safe := record.MakeVersion(cur.Time().Add(-n.cfg.Gossip.LogSettle), 0)
+	safe := record.MakeVersion(cur.Time().Add(-n.follower.Settle()), 0)
 	n.sendLocked(w, record.Change{Namespace: ns, Version: safe})
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
@@ -38,20 +39,20 @@ func newWatchCluster(t *testing.T) *watchCluster {
 		g := gossip.DefaultLocalConfig()
 		g.Insecure = true
 		g.Name, g.Region, g.Seeds = name, "local", seeds
-		g.LogInterval, g.LogSettle = 500*time.Millisecond, 200*time.Millisecond
-		n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: c.store, Gossip: &g, Logger: quiet()})
+		fc := follow.Config{Interval: 500 * time.Millisecond, Settle: 200 * time.Millisecond, Batch: 1000}
+		n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: c.store, Gossip: &g, Follow: &fc, Logger: quiet()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { n.Close() })
 		if c.a == nil {
-			c.a, seeds = n, []string{n.Gossip().Addr()}
+			c.a, seeds = n, []string{n.GossipAddr()}
 		} else {
 			c.b = n
 		}
 	}
 	eventually(t, 30*time.Second, "2 members, routes complete on b", func() bool {
-		return len(c.a.Gossip().Members()) == 2 && len(c.b.Gossip().Members()) == 2 && c.b.Cache().IsComplete("routes")
+		return len(c.a.Members()) == 2 && len(c.b.Members()) == 2 && c.b.Complete("routes")
 	})
 	return c
 }
@@ -67,7 +68,7 @@ func (c *watchCluster) publish(key string, del bool) record.Record {
 		c.t.Error(err)
 		return r
 	}
-	if err := c.a.Gossip().Publish(context.Background(), r); err != nil {
+	if err := c.a.Publish(context.Background(), r); err != nil {
 		c.t.Error(err)
 	}
 	c.mu.Lock()
@@ -156,7 +157,7 @@ func TestWatchFromResumes(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, "b knows every change", func() bool {
 		for k, v := range c.latestAfter(0) {
-			if ch, ok := c.b.Cache().Known("routes", k); !ok || ch.Version < v {
+			if ch, ok := c.b.Known("routes", k); !ok || ch.Version < v {
 				return false
 			}
 		}
@@ -275,7 +276,7 @@ func TestWatchFromLagged(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, "b knows every change", func() bool {
 		for k, v := range c.latestAfter(0) {
-			if ch, ok := c.b.Cache().Known("routes", k); !ok || ch.Version < v {
+			if ch, ok := c.b.Known("routes", k); !ok || ch.Version < v {
 				return false
 			}
 		}
@@ -325,7 +326,7 @@ func TestWatchHTTPStream(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, "b knows every change", func() bool {
 		for k, v := range c.latestAfter(0) {
-			if ch, ok := c.b.Cache().Known("routes", k); !ok || ch.Version < v {
+			if ch, ok := c.b.Known("routes", k); !ok || ch.Version < v {
 				return false
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/cachenode"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin"
@@ -75,10 +76,23 @@ type slot struct {
 
 // tierNode is a cache node on loopback.
 type tierNode struct {
-	srv    *cachenode.Server
-	http   *http.Server
-	ln     net.Listener
-	gossip *gossip.Node
+	srv      *cachenode.Server
+	http     *http.Server
+	ln       net.Listener
+	gossip   *gossip.Node
+	follower *follow.Follower
+}
+
+// followConfig is how every node of the deployment follows the change
+// log: every option's nodes do, gossip or not.
+func (d *deployment) followConfig() follow.Config {
+	fc := follow.DefaultConfig()
+	fc.Interval, fc.Settle = d.cfg.LogInterval, d.cfg.logSettle()
+	fc.Logger = discard
+	if d.verifier != nil {
+		fc.Verifier = d.verifier
+	}
+	return fc
 }
 
 // originStore returns a counted store that reaches the origin from region
@@ -136,15 +150,13 @@ func (d *deployment) gossipConfig(name string, r int) (*gossip.Config, error) {
 		g.InlineValueMax = 512
 	}
 	g.PushAckTimeout = max(2*d.cfg.maxRTT(), 20*time.Millisecond)
-	g.LogInterval = d.cfg.LogInterval
-	g.LogSettle = d.cfg.logSettle()
 	g.ReconnectInterval = 2 * time.Second
 	g.Logger = discard
 	if d.verifier != nil {
 		g.Verifier = d.verifier
 	}
 	if len(d.slots) > 0 && d.slots[0].node != nil {
-		g.Seeds = []string{d.slots[0].node.Gossip().Addr()}
+		g.Seeds = []string{d.slots[0].node.GossipAddr()}
 	}
 	return &g, nil
 }
@@ -231,7 +243,11 @@ func deploy(ctx context.Context, cfg *Config, opt Option, nw *network, b *Backen
 			if err != nil {
 				return nil, err
 			}
-			if t.gossip, err = gossip.New(*g, t.srv, st); err != nil {
+			fc := d.followConfig()
+			if t.follower, err = follow.New(fc, t.srv, st); err != nil {
+				return nil, fmt.Errorf("cache node log follower: %w", err)
+			}
+			if t.gossip, err = gossip.New(*g, t.srv, t.follower); err != nil {
 				return nil, fmt.Errorf("cache node gossip: %w", err)
 			}
 		}
@@ -250,7 +266,7 @@ func deploy(ctx context.Context, cfg *Config, opt Option, nw *network, b *Backen
 	pcfg.Signer = d.signer
 	pcfg.LogRetention = 0
 	if opt.Gossip {
-		pcfg.Notifier = d.slots[0].node.Gossip()
+		pcfg.Notifier = d.slots[0].node
 	}
 	if d.publisher, err = publisher.New(pstore, pcfg); err != nil {
 		return nil, err
@@ -375,6 +391,8 @@ func (d *deployment) openNode(ctx context.Context, s *slot) (*dataplane.Node, er
 		WarmTimeout:           10 * time.Second,
 		Logger:                discard,
 	}
+	fc := d.followConfig()
+	ncfg.Follow = &fc
 	if d.opt.Gossip {
 		g, err := d.gossipConfig(fmt.Sprintf("sentinel-%s-%d-g%d", d.regions[s.region], s.index, s.gen), s.region)
 		if err != nil {
@@ -412,7 +430,7 @@ func (d *deployment) waitMembers(ctx context.Context, timeout time.Duration) err
 	for {
 		ok := true
 		for _, s := range d.slots {
-			if len(s.node.Gossip().Members()) < want {
+			if len(s.node.Members()) < want {
 				ok = false
 				break
 			}
@@ -423,8 +441,7 @@ func (d *deployment) waitMembers(ctx context.Context, timeout time.Duration) err
 		if time.Now().After(deadline) {
 			var seen []string
 			for _, s := range d.slots {
-				g := s.node.Gossip()
-				seen = append(seen, fmt.Sprintf("%s sees %d", g.Name(), len(g.Members())))
+				seen = append(seen, fmt.Sprintf("%s sees %d", s.node.GossipAddr(), len(s.node.Members())))
 			}
 			return fmt.Errorf("gossip: %d members did not all see each other within %s (%s)", want, timeout, strings.Join(seen, ", "))
 		}
@@ -458,6 +475,9 @@ func (d *deployment) close() {
 	for _, t := range d.tiers {
 		if t.gossip != nil {
 			_ = t.gossip.Close()
+		}
+		if t.follower != nil {
+			_ = t.follower.Close()
 		}
 		_ = t.http.Shutdown(ctx)
 		t.srv.Close()

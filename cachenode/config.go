@@ -20,7 +20,7 @@ const DefaultOriginTimeout = 10 * time.Second
 
 // Defaults of the shared change-log reads (Config.LogTailTTL, LogTailSpan).
 const (
-	// DefaultLogTailTTL fits gossip.DefaultLANConfig's 2 s LogSettle with
+	// DefaultLogTailTTL fits follow.DefaultConfig's 2 s LogSettle with
 	// publisher.DefaultConfig's 1 s budget and 250 ms clock skew, with
 	// 500 ms to spare.
 	DefaultLogTailTTL  = 250 * time.Millisecond

@@ -20,6 +20,7 @@ import (
 	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/cachenode"
 	"github.com/dataplane/dataplane/cachenode/wire"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
@@ -240,11 +241,8 @@ func TestSentinelsShareLogReads(t *testing.T) {
 		g := gossip.DefaultLocalConfig()
 		g.Insecure = true // loopback test cluster
 		g.Name = fmt.Sprint("s", i)
-		// Settle covers a publish budget of 1 s plus the tail's TTL (the
-		// replica lag the tier adds): origin.Timing.
-		g.LogInterval, g.LogSettle = 100*time.Millisecond, 1500*time.Millisecond
 		if i > 0 {
-			g.Seeds = []string{nodes[0].Gossip().Addr()}
+			g.Seeds = []string{nodes[0].GossipAddr()}
 		}
 		ml := *g.Memberlist
 		ml.LogOutput = io.Discard
@@ -253,6 +251,9 @@ func TestSentinelsShareLogReads(t *testing.T) {
 		copts.Default = cache.Window{Fresh: time.Minute, Stale: time.Hour}
 		n, err := dataplane.Open(ctx, dataplane.Config{
 			Origin: tier, Gossip: &g, Namespaces: []string{}, Cache: copts,
+			// Settle covers a publish budget of 1 s plus the tail's TTL
+			// (the replica lag the tier adds): origin.Timing.
+			Follow: &follow.Config{Interval: 100 * time.Millisecond, Settle: 1500 * time.Millisecond, Batch: 1000},
 			Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
 		})
 		if err != nil {

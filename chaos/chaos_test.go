@@ -20,6 +20,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/gossip/netsim"
 	"github.com/dataplane/dataplane/internal/testserver"
@@ -139,6 +140,8 @@ type cluster struct {
 	// tier, when set, is the cache nodes the nodes read through
 	// (httporigin), in front of faulty.
 	tier *cacheTier
+	// ttlOnly: the nodes run without gossip (runOpts.ttlOnly).
+	ttlOnly bool
 
 	opsMu sync.Mutex // guards ops
 	ops   map[string]int
@@ -170,15 +173,22 @@ func (c *cluster) start(nd *chaosNode) error {
 	nd.mu.RLock()
 	port := nd.port
 	nd.mu.RUnlock()
-	tr, err := c.net.Listen("127.0.0.1", port, nd.zone, nil)
-	if err != nil {
-		return fmt.Errorf("listen %s on port %d: %w", nd.name, port, err)
+	var tr *netsim.Transport
+	shutdown := func() {
+		if tr != nil {
+			_ = tr.Shutdown()
+		}
+	}
+	if !c.ttlOnly {
+		var err error
+		if tr, err = c.net.Listen("127.0.0.1", port, nd.zone, nil); err != nil {
+			return fmt.Errorf("listen %s on port %d: %w", nd.name, port, err)
+		}
 	}
 	g := gossip.DefaultLocalConfig()
 	g.Insecure = true // loopback test cluster
 	g.Name, g.Region, g.Transport = nd.name, nd.zone, tr
 	g.Seeds = c.seeds(nd.idx)
-	g.LogInterval, g.LogSettle = logInterval, c.tm.settle
 	g.ReconnectInterval = 500 * time.Millisecond
 	g.Now = nd.now
 	ml := *g.Memberlist
@@ -197,30 +207,38 @@ func (c *cluster) start(nd *chaosNode) error {
 	copts.Now = nd.now
 	var store origin.Store = c.faulty
 	if c.tier != nil {
+		var err error
 		if store, err = c.tier.client(c.log.With("node", nd.name)); err != nil {
-			_ = tr.Shutdown()
+			shutdown()
 			return err
 		}
 	}
-	n, err := dataplane.Open(context.Background(), dataplane.Config{
+	cfg := dataplane.Config{
 		Origin:                store,
 		Cache:                 copts,
 		Gossip:                &g,
+		Follow:                &follow.Config{Interval: logInterval, Settle: c.tm.settle, Batch: 1000, Now: nd.now},
 		Namespaces:            []string{"routes", "keys"},
 		DataDir:               nd.dataDir,
 		LocalSnapshotInterval: time.Second,
 		WarmTimeout:           2 * time.Second,
 		Logger:                c.log.With("node", nd.name),
 		Registerer:            prometheus.NewRegistry(), // one per incarnation: Node metrics are never unregistered
-	})
+	}
+	if c.ttlOnly {
+		cfg.Gossip = nil // the change log is the only path of changes
+	}
+	n, err := dataplane.Open(context.Background(), cfg)
 	if err != nil {
-		_ = tr.Shutdown()
+		shutdown()
 		return fmt.Errorf("open %s: %w", nd.name, err)
 	}
-	_, p, _ := net.SplitHostPort(n.Gossip().Addr())
 	nd.mu.Lock()
 	nd.n = n
-	nd.port, _ = strconv.Atoi(p)
+	if !c.ttlOnly {
+		_, p, _ := net.SplitHostPort(n.GossipAddr())
+		nd.port, _ = strconv.Atoi(p)
+	}
 	nd.mu.Unlock()
 	return nil
 }
@@ -274,7 +292,7 @@ func (c *cluster) read(nd *chaosNode, ns, key string, phase Phase) (Read, bool) 
 	_, held := nd.n.Peek(ns, key)
 	r := Read{Node: nd.name, Epoch: nd.epoch, Namespace: ns, Key: key, Held: held, Phase: phase, Start: time.Now()}
 	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
-	e, err := nd.n.Cache().Get(ctx, ns, key)
+	e, err := nd.n.Entry(ctx, ns, key)
 	cancel()
 	r.End = time.Now()
 	switch {
@@ -311,6 +329,22 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	runChaos(t, "TestChaos$", "dir", store, chaosLength(t, 40*time.Second), localTiming, runOpts{})
+}
+
+// TestChaosTTLOnly is TestChaos with no gossip at all (the RFC's TTL-only
+// options): the publishers notify nobody and the fresh window outlasts the
+// run, so every change a node serves after its warm-up reached it through
+// its log follower. The same invariants must hold, convergence within the
+// same bound.
+func TestChaosTTLOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos run takes a minute or more")
+	}
+	store, err := dir.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runChaos(t, "TestChaosTTLOnly", "dir, no gossip", store, chaosLength(t, 30*time.Second), localTiming, runOpts{ttlOnly: true})
 }
 
 // TestChaosS3 is TestChaos over a real S3-compatible server (versitygw, as
@@ -390,6 +424,11 @@ type runOpts struct {
 	// them (httporigin, with the origin as fallback), and the schedule
 	// draws cache-node faults too.
 	cacheNodes int
+	// ttlOnly runs the nodes without gossip (the RFC's TTL-only options):
+	// publishers notify nobody, the fresh window outlasts the run, and
+	// only the nodes' log followers carry changes; network faults then
+	// touch nothing.
+	ttlOnly bool
 }
 
 // runChaos runs the chaos suite over store: faults for length, then the
@@ -412,7 +451,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	base := netsim.Link{Delay: 2 * time.Millisecond, Jitter: 2 * time.Millisecond}
 	c := &cluster{
 		t: t, log: logger(t), raw: store, faulty: faulty, net: netsim.New(seed),
-		check: NewChecker(), ops: make(map[string]int), tm: tm,
+		check: NewChecker(), ops: make(map[string]int), tm: tm, ttlOnly: opt.ttlOnly,
 	}
 	c.net.SetDefault(base)
 	if opt.cacheNodes > 0 {
@@ -423,13 +462,16 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	// Publishers: A on the wall clock, B 1.5 s ahead. Both notify a random
 	// live node's gossip member; the change log covers a failed notify.
 	notify := publisher.NotifierFunc(func(ctx context.Context, rec record.Record) error {
+		if opt.ttlOnly {
+			return nil // nobody to notify: the nodes follow the log
+		}
 		nd := c.nodes[rand.IntN(len(c.nodes))]
 		nd.mu.RLock()
 		defer nd.mu.RUnlock()
 		if nd.n == nil {
 			return errors.New("chaos: notified node is down")
 		}
-		return nd.n.Gossip().Publish(ctx, rec)
+		return nd.n.Publish(ctx, rec)
 	})
 	// Publisher-side faults: every publisher writes through WriteFaults,
 	// which delays a write step past twice the settle window, fails it, or
@@ -552,9 +594,12 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		}
 	})
 	waitFor(t, 30*time.Second, "every node to see the whole cluster", func() bool {
+		if opt.ttlOnly {
+			return true
+		}
 		for _, nd := range c.nodes {
 			nd.mu.RLock()
-			ok := nd.n != nil && len(nd.n.Gossip().Members()) == numNodes
+			ok := nd.n != nil && len(nd.n.Members()) == numNodes
 			nd.mu.RUnlock()
 			if !ok {
 				return false

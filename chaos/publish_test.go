@@ -17,6 +17,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
@@ -256,7 +257,6 @@ func pfNode(t *testing.T, store origin.Store, name string, seeds []string) *data
 	g := gossip.DefaultLocalConfig()
 	g.Insecure = true // plaintext on loopback, on purpose
 	g.Name, g.Region, g.Seeds = name, "a", seeds
-	g.LogInterval, g.LogSettle = pfInterval, pfSettle
 	ml := *g.Memberlist
 	ml.LogOutput = io.Discard
 	g.Memberlist = &ml
@@ -264,6 +264,7 @@ func pfNode(t *testing.T, store origin.Store, name string, seeds []string) *data
 	copts.Default = cache.Window{Fresh: 30 * time.Second, Stale: time.Hour}
 	n, err := dataplane.Open(context.Background(), dataplane.Config{
 		Origin: store, Cache: copts, Gossip: &g, Namespaces: []string{},
+		Follow: &follow.Config{Interval: pfInterval, Settle: pfSettle, Batch: 1000},
 		Logger: discard(), Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
@@ -280,7 +281,7 @@ func runPublishFaults(t *testing.T, store origin.Store) {
 	for i := 0; i < pfNodes; i++ {
 		var seeds []string
 		if i > 0 {
-			seeds = []string{nodes[0].Gossip().Addr()}
+			seeds = []string{nodes[0].GossipAddr()}
 		}
 		nodes = append(nodes, pfNode(t, store, fmt.Sprint("n", i), seeds))
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/replica"
@@ -41,9 +42,8 @@ func TestLaggingReplica(t *testing.T) {
 		g.Insecure = true // plaintext on loopback, on purpose
 		g.Name, g.Region = fmt.Sprint("r", i), "eu"
 		if i > 0 {
-			g.Seeds = []string{ns[0].Gossip().Addr()}
+			g.Seeds = []string{ns[0].GossipAddr()}
 		}
-		g.LogInterval, g.LogSettle = 250*time.Millisecond, settle
 		g.InlineValueMax = 0 // gossip carries invalidations only: values come from the replica
 		ml := *g.Memberlist
 		ml.LogOutput = io.Discard
@@ -52,6 +52,7 @@ func TestLaggingReplica(t *testing.T) {
 		copts.Default = cache.Window{Fresh: 30 * time.Second, Stale: time.Hour}
 		n, err := dataplane.Open(ctx, dataplane.Config{
 			Origin: local, Cache: copts, Gossip: &g, Namespaces: []string{},
+			Follow: &follow.Config{Interval: 250 * time.Millisecond, Settle: settle, Batch: 1000},
 			Logger: discard(), Registerer: prometheus.NewRegistry(),
 		})
 		if err != nil {
@@ -64,7 +65,7 @@ func TestLaggingReplica(t *testing.T) {
 	pcfg.LogSettle = settle
 	pcfg.Logger = discard()
 	pcfg.Notifier = publisher.NotifierFunc(func(ctx context.Context, rec record.Record) error {
-		return ns[0].Gossip().Publish(ctx, rec)
+		return ns[0].Publish(ctx, rec)
 	})
 	pub, err := publisher.New(primary, pcfg)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/publisher"
@@ -48,7 +49,7 @@ func TestSmallCacheLaggingReplica(t *testing.T) {
 	pcfg.Schemas = nil
 	var ns []*dataplane.Node
 	pcfg.Notifier = publisher.NotifierFunc(func(ctx context.Context, rec record.Record) error {
-		return ns[0].Gossip().Publish(ctx, rec)
+		return ns[0].Publish(ctx, rec)
 	})
 	pub, err := publisher.New(primary, pcfg)
 	if err != nil {
@@ -86,9 +87,8 @@ func TestSmallCacheLaggingReplica(t *testing.T) {
 		g.Insecure = true
 		g.Name, g.Region = fmt.Sprint("s", i), "eu"
 		if i > 0 {
-			g.Seeds = []string{ns[0].Gossip().Addr()}
+			g.Seeds = []string{ns[0].GossipAddr()}
 		}
-		g.LogInterval, g.LogSettle = 250*time.Millisecond, settle
 		g.InlineValueMax = 0 // invalidations only: every value comes from the lagging replica
 		ml := *g.Memberlist
 		ml.LogOutput = io.Discard
@@ -99,6 +99,7 @@ func TestSmallCacheLaggingReplica(t *testing.T) {
 		regs[i] = prometheus.NewRegistry()
 		n, err := dataplane.Open(ctx, dataplane.Config{
 			Origin: local, Cache: copts, Gossip: &g, Namespaces: []string{"routes"},
+			Follow: &follow.Config{Interval: 250 * time.Millisecond, Settle: settle, Batch: 1000},
 			Logger: discard(), Registerer: regs[i],
 		})
 		if err != nil {
@@ -108,7 +109,7 @@ func TestSmallCacheLaggingReplica(t *testing.T) {
 		ns = append(ns, n)
 	}
 	for _, n := range ns {
-		if !pollUntil(30*time.Second, func() bool { return n.Cache().IsComplete("routes") }) {
+		if !pollUntil(30*time.Second, func() bool { return n.Complete("routes") }) {
 			t.Fatal("routes never became complete on a node")
 		}
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cachenode"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
@@ -85,6 +86,7 @@ type Cluster struct {
 	Sentinels  []*sentinel.Server
 	CacheNode  *cachenode.Server
 	cacheGN    *gossip.Node
+	cacheLog   *follow.Follower // the cache node's log follower
 	servers    []*http.Server
 	listeners  []net.Listener
 	Upstreams  [2]string // base URLs of upstreams A and B
@@ -242,9 +244,11 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 		g.Region = "dev"
 		g.Seeds = seeds
 		reg := prometheus.NewRegistry()
+		fc := follow.LocalConfig()
 		node, err := dataplane.Open(ctx, dataplane.Config{
 			Origin:     store,
 			Gossip:     &g,
+			Follow:     &fc,
 			Verifier:   verifier,
 			DataDir:    filepath.Join(cfg.DataDir, g.Name),
 			Logger:     log.With("component", g.Name),
@@ -254,7 +258,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 			return err
 		}
 		c.Nodes = append(c.Nodes, node)
-		seeds = []string{c.Nodes[0].Gossip().Addr()}
+		seeds = []string{c.Nodes[0].GossipAddr()}
 		srv, err := sentinel.Start(sentinel.ServerConfig{
 			Node:          node,
 			Listener:      sLn[i],
@@ -274,17 +278,25 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	g.Name, g.BindAddr, g.Region, g.Seeds = "cachenode-1", cfg.Host, "dev", seeds
 	g.Logger = log.With("component", "cachenode-gossip")
 	g.Verifier = verifier
-	if c.cacheGN, err = gossip.New(g, c.CacheNode, c.Store); err != nil {
+	fc := follow.LocalConfig()
+	fc.Logger = log.With("component", "cachenode-follow")
+	if verifier != nil {
+		fc.Verifier = verifier
+	}
+	if c.cacheLog, err = follow.New(fc, c.CacheNode, c.Store); err != nil {
+		return err
+	}
+	if c.cacheGN, err = gossip.New(g, c.CacheNode, c.cacheLog); err != nil {
 		return err
 	}
 
 	// The publisher hands every change to sentinel-1's gossip node.
 	pcfg := publisher.DefaultConfig()
-	pcfg.Notifier = c.Nodes[0].Gossip()
+	pcfg.Notifier = c.Nodes[0]
 	pcfg.Logger = log.With("component", "publisher")
 	pcfg.Signer = signer
 	pcfg.Namespaces = []string{sentinel.RoutesNamespace, sentinel.KeysNamespace}
-	// The sentinels settle 500 ms behind the log (gossip.DefaultLocalConfig),
+	// The sentinels settle 500 ms behind the log (follow.LocalConfig),
 	// on one machine: the publisher's budget must fit inside that.
 	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = 500*time.Millisecond, 400*time.Millisecond, 50*time.Millisecond
 	pcfg.Checkpoint = publisher.CheckpointConfig{Lifetime: publisher.DefaultCheckpointLifetime}
@@ -352,7 +364,7 @@ func (c *Cluster) seed(ctx context.Context) error {
 		for _, n := range c.Nodes {
 			for _, r := range written {
 				for time.Now().Before(deadline) {
-					if k, ok := n.Cache().Known(r.Namespace, r.Key); ok && k.Version >= r.Version {
+					if k, ok := n.Known(r.Namespace, r.Key); ok && k.Version >= r.Version {
 						break
 					}
 					time.Sleep(5 * time.Millisecond)
@@ -476,8 +488,8 @@ Ctrl-C stops everything.
 func (c *Cluster) GossipAddrs() []string {
 	var out []string
 	for i, n := range c.Nodes {
-		if g := n.Gossip(); g != nil {
-			out = append(out, fmt.Sprintf("sentinel-%d=%s", i+1, g.Addr()))
+		if addr := n.GossipAddr(); addr != "" {
+			out = append(out, fmt.Sprintf("sentinel-%d=%s", i+1, addr))
 		}
 	}
 	if c.cacheGN != nil {
@@ -516,6 +528,9 @@ func (c *Cluster) close() {
 	if c.cacheGN != nil {
 		_ = c.cacheGN.Leave(time.Second)
 		_ = c.cacheGN.Close()
+	}
+	if c.cacheLog != nil {
+		_ = c.cacheLog.Close()
 	}
 	for _, s := range c.servers {
 		_ = s.Shutdown(ctx)

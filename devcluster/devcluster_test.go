@@ -47,7 +47,7 @@ func TestDevCluster(t *testing.T) {
 	c.PrintGuide(&guide)
 	wantGuide := []string{"curl -H 'Host: api.localhost'", devcluster.GoodKey, "Ctrl-C", "export DP_SENTINEL=http://" + c.Sentinels[0].Addr()}
 	for i, n := range c.Nodes {
-		wantGuide = append(wantGuide, fmt.Sprintf("sentinel-%d=%s", i+1, n.Gossip().Addr()))
+		wantGuide = append(wantGuide, fmt.Sprintf("sentinel-%d=%s", i+1, n.GossipAddr()))
 	}
 	if len(c.GossipAddrs()) != 4 {
 		t.Fatalf("GossipAddrs = %v, want the three sentinels and the cache node", c.GossipAddrs())

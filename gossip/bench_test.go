@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip/netsim"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/mem"
@@ -83,7 +84,6 @@ func benchPropagationWith(b *testing.B, size int, loss float64, signer *sign.Sig
 		cfg.Insecure = true
 		cfg.Name = fmt.Sprintf("bench-%02d", i)
 		cfg.Logger = testLogger(b, cfg.Name)
-		cfg.LogInterval = DefaultLANConfig().LogInterval
 		if verifier != nil {
 			cfg.Verifier = verifier
 		}
@@ -105,7 +105,17 @@ func benchPropagationWith(b *testing.B, size int, loss float64, signer *sign.Sig
 			ApplyFunc:      func(r record.Record) bool { report(r.Version); return true },
 			InvalidateFunc: func(_, _ string, v record.Version) { report(v) },
 		}
-		n, err := New(cfg, a, store)
+		fc := follow.DefaultConfig()
+		fc.Logger = cfg.Logger
+		if verifier != nil {
+			fc.Verifier = verifier
+		}
+		f, err := follow.New(fc, a, store)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		n, err := New(cfg, a, f)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -111,26 +111,6 @@ type Config struct {
 	// 0 makes eager push fire-and-forget (gossip and the log still repair).
 	PushRetries int
 
-	// LogInterval is how often the node reads the origin's change log to
-	// repair what gossip lost. It also reads it at start, after a partition
-	// heals and when a digest shows a gap.
-	LogInterval time.Duration
-
-	// LogSettle is how far behind its position the node rereads the log, to
-	// catch changes appended slightly out of version order by concurrent
-	// publishers: at least the longest time between a publisher taking a
-	// version and appending it, plus clock skew between nodes.
-	LogSettle time.Duration
-
-	// LogBatch is the most changes asked of the log in one read.
-	LogBatch int
-
-	// Resume is the version up to which the Applier is known to be
-	// current, for a node restarted with a cache it kept or loaded from a
-	// snapshot (see (*Node).LogCursor); the node reads the log from there
-	// at start. 0: the Applier starts empty and the log is read from now.
-	Resume record.Version
-
 	// ReconnectInterval is how often a node tries to rejoin members it lost
 	// (and its seeds, when it is alone). Memberlist alone would stop
 	// talking to a dead member after GossipToTheDeadTime, leaving a healed
@@ -211,9 +191,6 @@ func DefaultLANConfig() Config {
 		RelaysPerRegion:   2,
 		PushAckTimeout:    25 * time.Millisecond,
 		PushRetries:       5,
-		LogInterval:       5 * time.Second,
-		LogSettle:         2 * time.Second,
-		LogBatch:          1000,
 		ReconnectInterval: 10 * time.Second,
 		ReconnectTimeout:  time.Hour,
 		DigestMaxBytes:    32 << 10,
@@ -227,7 +204,6 @@ func DefaultLANConfig() Config {
 // over memberlist.DefaultWANConfig.
 func DefaultWANConfig() Config {
 	c := DefaultLANConfig()
-	c.LogSettle = 3 * time.Second
 	c.PushAckTimeout = 300 * time.Millisecond
 	c.ReconnectInterval = 30 * time.Second
 	c.Memberlist = memberlist.DefaultWANConfig()
@@ -241,8 +217,6 @@ func DefaultLocalConfig() Config {
 	c := DefaultLANConfig()
 	c.BindAddr = "127.0.0.1"
 	c.BindPort = 0
-	c.LogInterval = time.Second
-	c.LogSettle = 500 * time.Millisecond
 	c.ReconnectInterval = 2 * time.Second
 	c.Memberlist = memberlist.DefaultLocalConfig()
 	return c
@@ -294,15 +268,6 @@ func (c *Config) validate() error {
 	}
 	if c.PushRetries < 0 {
 		errs = append(errs, fmt.Errorf("PushRetries %d must not be negative", c.PushRetries))
-	}
-	if c.LogInterval <= 0 {
-		errs = append(errs, fmt.Errorf("LogInterval %s must be positive", c.LogInterval))
-	}
-	if c.LogSettle < 0 {
-		errs = append(errs, fmt.Errorf("LogSettle %s must not be negative", c.LogSettle))
-	}
-	if c.LogBatch < 1 {
-		errs = append(errs, fmt.Errorf("LogBatch %d must be positive", c.LogBatch))
 	}
 	if c.ReconnectInterval <= 0 {
 		errs = append(errs, fmt.Errorf("ReconnectInterval %s must be positive", c.ReconnectInterval))

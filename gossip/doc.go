@@ -22,11 +22,11 @@
 //     costs a node about two messages (the change and, on average, one
 //     ack), whatever the region's size (invariant 9).
 //  3. Anti-entropy: each memberlist push/pull swaps a digest (high-water mark
-//     and the newest changes, bounded in bytes), and every node reads the
-//     origin's change log since its cursor every LogInterval, at start with
-//     Config.Resume, when a lost member rejoins, and when a digest shows a
-//     gap. A node that missed more than the log holds asks its Applier to
-//     revalidate everything (Revalidator), counted in metrics.
+//     and the newest changes, bounded in bytes). The origin's change log is
+//     read by the node's log follower (package follow), not by gossip: a
+//     Node asks its LogFollower to read now when a lost member rejoins and
+//     when a digest shows a gap, and reports the follower's cursor in its
+//     applied-version reports.
 //
 // Values up to InlineValueMax (default 512 bytes) travel inside the message,
 // so receivers need no origin read; larger values travel as a version floor
@@ -35,8 +35,11 @@
 // # Ordering
 //
 // Every path applies by version: a node hands its Applier, per key, only
-// versions newer than any it has seen, so duplicates, reordering and the
-// three paths racing are all harmless (invariants 1 and 2). Relays and
+// versions newer than any gossip has carried to it, and the Applier (the
+// node's cache, whose version index is the one ordering gate, shared with
+// the log follower and origin reads) ignores anything older than it holds,
+// so duplicates, reordering and the paths racing are all harmless
+// (invariants 1 and 2). Relays and
 // re-gossip happen only on the first sight of a newer version, so there are
 // no broadcast storms.
 //
@@ -105,7 +108,6 @@
 // messages_dropped_total{reason}, messages_rejected_total{path} (valid but
 // not newer), changes_applied_total{path}, apply_lag_seconds{path} (now
 // minus the version's physical time), members{state}, antientropy_repairs_total{source},
-// log_catchups_total{trigger,result}, full_revalidations_total,
 // push_retries_total, push_acks_total, push_unacked_total,
 // applier_panics_total and
 // reconnects_total{result}.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip/netsim"
 )
 
@@ -55,9 +56,9 @@ func TestLossAndPartitionConverge(t *testing.T) {
 	c.waitMembers(10, 30*time.Second)
 
 	var revalidations, rejoins float64
-	for _, n := range c.nodes {
-		revalidations += testutil.ToFloat64(n.m.revalid)
-		rejoins += testutil.ToFloat64(n.m.catchups.WithLabelValues("rejoin", "ok"))
+	for i := range c.nodes {
+		revalidations += c.followed(i, "full_revalidations_total")
+		rejoins += c.followed(i, "log_reads_total", "trigger=rejoin", "result=ok")
 	}
 	if revalidations != 0 {
 		t.Errorf("%v full revalidations, want none", revalidations)
@@ -94,15 +95,15 @@ func TestRestartCatchesUpFromLog(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, func() bool { return c.convergedWithOrigin("keys", keys) }, "live nodes to converge")
 
-	o.tweak = func(i int, cfg *Config) { cfg.DigestMaxBytes = 256; cfg.Resume = resume }
+	o.follow = func(i int, fc *follow.Config) { fc.Resume = resume }
 	c.start(victim, o, port)
 	eventually(t, 10*time.Second, func() bool { return c.convergedWithOrigin("keys", keys) }, "restarted node to catch up")
 
 	n := c.nodes[victim]
-	if got := testutil.ToFloat64(n.m.catchups.WithLabelValues("start", "ok")); got != 1 {
+	if got := c.followed(victim, "log_reads_total", "trigger=start", "result=ok"); got != 1 {
 		t.Errorf("start catch-ups = %v, want 1", got)
 	}
-	fromLog := testutil.ToFloat64(n.m.repairs.WithLabelValues("log"))
+	fromLog := c.followed(victim, "changes_total")
 	fromDigest := testutil.ToFloat64(n.m.repairs.WithLabelValues("digest"))
 	t.Logf("restarted node repaired %v changes from the log, %v from digests", fromLog, fromDigest)
 	if fromLog < 30 {
@@ -125,22 +126,22 @@ func TestLogTruncatedRevalidates(t *testing.T) {
 	if err := c.store.TrimLog(context.Background(), rec.Version+1); err != nil {
 		t.Fatal(err)
 	}
-	o.tweak = func(i int, cfg *Config) { cfg.Resume = resume }
+	o.follow = func(i int, fc *follow.Config) { fc.Resume = resume }
 	c.start(2, o, port)
-	n := c.nodes[2]
+	n, f := c.nodes[2], c.followers[2]
 	eventually(t, 10*time.Second, func() bool {
 		_, _, r := c.appliers[2].counts()
-		return r == 1 && testutil.ToFloat64(n.m.catchups.WithLabelValues("start", "truncated")) == 1
+		return r == 1 && c.followed(2, "log_reads_total", "trigger=start", "result=truncated") == 1
 	}, "one full revalidation")
-	if got := testutil.ToFloat64(n.m.revalid); got != 1 {
+	if got := c.followed(2, "full_revalidations_total"); got != 1 {
 		t.Errorf("full revalidations metric = %v, want 1", got)
 	}
 	// The next read is truncated again (the test trimmed to "now", inside
 	// LogSettle): the node must jump ahead, not revalidate in a loop.
-	n.triggerCatchUp("test")
+	f.CatchUp("test")
 	eventually(t, 5*time.Second, func() bool { return n.LogCursor() > rec.Version }, "cursor past the trimmed log")
-	n.triggerCatchUp("test")
-	eventually(t, 5*time.Second, func() bool { return testutil.ToFloat64(n.m.catchups.WithLabelValues("test", "ok")) >= 1 }, "a clean read after the jump")
+	f.CatchUp("test")
+	eventually(t, 5*time.Second, func() bool { return c.followed(2, "log_reads_total", "trigger=test", "result=ok") >= 1 }, "a clean read after the jump")
 	if _, _, r := c.appliers[2].counts(); r != 1 {
 		t.Errorf("revalidations = %d, want exactly 1", r)
 	}
@@ -158,10 +159,9 @@ func TestLogIntervalRepairsLostChange(t *testing.T) {
 	t.Parallel()
 	net := netsim.New(3)
 	o := clusterOpts{n: 4, net: net, zones: []string{"main", "main", "main", "deaf"}, tweak: func(i int, c *Config) {
-		c.LogInterval = 200 * time.Millisecond
 		c.Memberlist.PushPullInterval = 0 // no digests and
 		c.PushRetries = 0                 // no push retries: only the log can repair
-	}}
+	}, follow: func(i int, fc *follow.Config) { fc.Interval = 200 * time.Millisecond }}
 	c := newCluster(t, o)
 	// Lose every packet to and from node 3, briefly: the push and all
 	// gossip rounds carrying the change miss it.
@@ -177,7 +177,7 @@ func TestLogIntervalRepairsLostChange(t *testing.T) {
 	}, "others to apply and finish gossiping")
 	net.SetLink("main", "deaf", netsim.Link{})
 	eventually(t, 5*time.Second, func() bool { return c.has("keys", "lost", rec.Version) }, "log to repair node 3")
-	if got := testutil.ToFloat64(c.nodes[3].m.repairs.WithLabelValues("log")); got != 1 {
+	if got := c.followed(3, "changes_total"); got != 1 {
 		t.Errorf("node 3 log repairs = %v, want 1", got)
 	}
 	if h := c.appliers[3].get("keys", "lost"); h.inline {

@@ -6,13 +6,16 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip/netsim"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/mem"
@@ -53,13 +56,16 @@ type held struct {
 }
 
 // testApplier is a tiny cache stand-in: it keeps the newest version per key
-// and records every call, failing the test if a key's versions ever go
-// backwards or repeat (invariants 1-2 at the Applier boundary).
+// and records every call, failing the test if the versions gossip hands it
+// for a key ever go backwards or repeat (invariants 1-2 at the Applier
+// boundary). Like a cache's version index, it ignores what is not newer
+// than what it holds: the log follower (gated) may have delivered it first.
 type testApplier struct {
 	t testing.TB
 
 	mu          sync.Mutex // guards everything below
 	keys        map[string]held
+	fromGossip  map[string]record.Version // the newest version gossip handed, by key
 	applies     int
 	invalidates int
 	revalidates int
@@ -70,27 +76,34 @@ type testApplier struct {
 }
 
 func newTestApplier(t testing.TB) *testApplier {
-	return &testApplier{t: t, keys: make(map[string]held)}
+	return &testApplier{t: t, keys: make(map[string]held), fromGossip: make(map[string]record.Version)}
 }
 
-var _ Revalidator = (*testApplier)(nil)
+var _ follow.Revalidator = (*testApplier)(nil)
 
-func (a *testApplier) check(id string, v record.Version) bool {
-	if cur, ok := a.keys[id]; ok && v <= cur.version {
-		if !a.restarted {
-			a.violations = append(a.violations, fmt.Sprintf("%s: got %s after %s", id, v, cur.version))
+// check records a violation if gossip hands v for id at or below a version
+// it handed before, and reports whether v is newer than what is held.
+func (a *testApplier) check(id string, v record.Version, gossip bool) bool {
+	if gossip {
+		if prev, ok := a.fromGossip[id]; ok && v <= prev && !a.restarted {
+			a.violations = append(a.violations, fmt.Sprintf("%s: gossip handed %s after %s", id, v, prev))
 		}
-		return false
+		a.fromGossip[id] = max(a.fromGossip[id], v)
 	}
-	return true
+	cur, ok := a.keys[id]
+	return !ok || v > cur.version
 }
 
 func (a *testApplier) Apply(rec record.Record) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return a.applyLocked(rec, true)
+}
+
+func (a *testApplier) applyLocked(rec record.Record, gossip bool) bool {
 	a.applies++
 	id := rec.Namespace + "/" + rec.Key
-	if !a.check(id, rec.Version) {
+	if !a.check(id, rec.Version, gossip) {
 		return false
 	}
 	a.keys[id] = held{version: rec.Version, value: append([]byte(nil), rec.Value...), inline: true, tomb: rec.Tombstone}
@@ -100,11 +113,33 @@ func (a *testApplier) Apply(rec record.Record) bool {
 func (a *testApplier) Invalidate(ns, key string, v record.Version) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.invalidateLocked(ns, key, v, true)
+}
+
+func (a *testApplier) invalidateLocked(ns, key string, v record.Version, gossip bool) {
 	a.invalidates++
 	id := ns + "/" + key
-	if a.check(id, v) {
+	if a.check(id, v, gossip) {
 		a.keys[id] = held{version: v}
 	}
+}
+
+// gated is the testApplier as the log follower sees it: the log may hand
+// it what gossip handed first, and the other way round.
+type gated struct{ *testApplier }
+
+var _ follow.Target = gated{}
+
+func (g gated) Apply(rec record.Record) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.applyLocked(rec, false)
+}
+
+func (g gated) Invalidate(ns, key string, v record.Version) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.invalidateLocked(ns, key, v, false)
 }
 
 func (a *testApplier) RevalidateAll() {
@@ -143,8 +178,6 @@ func testConfig(t testing.TB, name string) Config {
 	c.Name = name
 	c.Logger = testLogger(t, name)
 	c.Registerer = prometheus.NewRegistry()
-	c.LogInterval = time.Minute // tests that want the interval set it
-	c.LogSettle = 200 * time.Millisecond
 	c.ReconnectInterval = 300 * time.Millisecond
 	ml := c.Memberlist
 	ml.ProbeInterval = 300 * time.Millisecond
@@ -159,13 +192,15 @@ func testConfig(t testing.TB, name string) Config {
 
 // cluster is a set of real memberlist nodes on loopback in this process.
 type cluster struct {
-	t        testing.TB
-	nodes    []*Node
-	appliers []*testApplier
-	cfgs     []Config
-	store    *mem.Store
-	net      *netsim.Network // nil: plain NetTransport
-	clock    *record.Clock
+	t         testing.TB
+	nodes     []*Node
+	followers []*follow.Follower
+	fregs     []*prometheus.Registry // the followers' metrics
+	appliers  []*testApplier
+	cfgs      []Config
+	store     *mem.Store
+	net       *netsim.Network // nil: plain NetTransport
+	clock     *record.Clock
 }
 
 type clusterOpts struct {
@@ -174,8 +209,11 @@ type clusterOpts struct {
 	zones   []string // netsim zone of node i is zones[i % len]; nil and net: one zone
 	net     *netsim.Network
 	tweak   func(i int, c *Config)
+	// follow, if set, adjusts node i's log follower (read every minute by
+	// default: tests that want the interval set it).
+	follow func(i int, c *follow.Config)
 	// log, if set, gives node i its change log (default: the store).
-	log func(i int, store *mem.Store) LogReader
+	log func(i int, store *mem.Store) follow.Log
 }
 
 func newCluster(t testing.TB, o clusterOpts) *cluster {
@@ -231,23 +269,72 @@ func (c *cluster) start(i int, o clusterOpts, port int) {
 		a = newTestApplier(c.t)
 		c.appliers = append(c.appliers, a)
 		c.nodes = append(c.nodes, nil)
+		c.followers = append(c.followers, nil)
+		c.fregs = append(c.fregs, nil)
 		c.cfgs = append(c.cfgs, Config{})
 	}
-	var lr LogReader = c.store
+	var lr follow.Log = c.store
 	if o.log != nil {
 		lr = o.log(i, c.store)
 	}
-	n, err := New(cfg, a, lr)
+	fc := follow.LocalConfig()
+	fc.Interval, fc.Settle = time.Minute, 200*time.Millisecond
+	fc.Verifier, fc.Logger = cfg.Verifier, cfg.Logger
+	reg := prometheus.NewRegistry()
+	fc.Registerer = reg
+	if o.follow != nil {
+		o.follow(i, &fc)
+	}
+	f, err := follow.New(fc, gated{a}, lr)
 	if err != nil {
+		c.t.Fatalf("start node %d's follower: %v", i, err)
+	}
+	n, err := New(cfg, a, f)
+	if err != nil {
+		_ = f.Close()
 		c.t.Fatalf("start node %d: %v", i, err)
 	}
-	c.nodes[i], c.cfgs[i] = n, cfg
+	c.nodes[i], c.followers[i], c.fregs[i], c.cfgs[i] = n, f, reg, cfg
+}
+
+// followed returns node i's follower metric dataplane_follow_<name> with
+// the labels given as "name=value", 0 if absent.
+func (c *cluster) followed(i int, name string, labels ...string) float64 {
+	c.t.Helper()
+	mfs, err := c.fregs[i].Gather()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "dataplane_follow_"+name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if matchLabels(m, labels) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func matchLabels(m *dto.Metric, want []string) bool {
+	if len(m.GetLabel()) != len(want) {
+		return false
+	}
+	for _, l := range m.GetLabel() {
+		if !slices.Contains(want, l.GetName()+"="+l.GetValue()) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *cluster) close() {
-	for _, n := range c.nodes {
+	for i, n := range c.nodes {
 		if n != nil {
 			_ = n.Close()
+			_ = c.followers[i].Close()
 		}
 	}
 	for _, a := range c.appliers {
@@ -258,7 +345,8 @@ func (c *cluster) close() {
 // kill stops node i without a goodbye, as a crash would.
 func (c *cluster) kill(i int) {
 	_ = c.nodes[i].Close()
-	c.nodes[i] = nil
+	_ = c.followers[i].Close()
+	c.nodes[i], c.followers[i] = nil, nil
 }
 
 func (c *cluster) live() []int {

@@ -16,8 +16,6 @@ type metrics struct {
 	applied   *prometheus.CounterVec // path
 	lag       *prometheus.HistogramVec
 	repairs   *prometheus.CounterVec // source
-	catchups  *prometheus.CounterVec // trigger, result
-	revalid   prometheus.Counter
 	panics    prometheus.Counter
 	reconnect *prometheus.CounterVec // result
 	retries   prometheus.Counter
@@ -63,16 +61,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"path"}),
 		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricNS, Subsystem: metricSub, Name: "antientropy_repairs_total",
-			Help: "Changes gossip had missed, learned from a push/pull digest or the origin change log.",
+			Help: "Changes gossip had missed, learned from a push/pull digest.",
 		}, []string{"source"}),
-		catchups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: metricNS, Subsystem: metricSub, Name: "log_catchups_total",
-			Help: "Reads of the origin change log, by trigger (start, interval, rejoin, digest) and result (ok, error, truncated).",
-		}, []string{"trigger", "result"}),
-		revalid: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: metricNS, Subsystem: metricSub, Name: "full_revalidations_total",
-			Help: "Times the node missed more than the change log holds and revalidated everything it caches.",
-		}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricNS, Subsystem: metricSub, Name: "applier_panics_total",
 			Help: "Panics recovered from the applier.",
@@ -99,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"state"}),
 		reg: reg,
 	}
-	m.collectors = []prometheus.Collector{m.sent, m.received, m.dropped, m.rejected, m.applied, m.lag, m.repairs, m.catchups, m.revalid, m.panics, m.reconnect, m.retries, m.acks, m.unacked, m.members}
+	m.collectors = []prometheus.Collector{m.sent, m.received, m.dropped, m.rejected, m.applied, m.lag, m.repairs, m.panics, m.reconnect, m.retries, m.acks, m.unacked, m.members}
 	if reg == nil {
 		return m, nil
 	}

@@ -20,13 +20,14 @@ import (
 // Node is one member of a gossip cluster. It spreads the changes handed to
 // Publish to every other node, applies the changes it hears of to its
 // Applier in version order, and repairs what it missed from push/pull
-// digests and the origin's change log.
+// digests; it asks the node's log follower to read the origin's change log
+// when a member rejoins or a digest shows a gap.
 //
 // A Node is safe for concurrent use. Close it when done.
 type Node struct {
 	cfg     Config
 	applier Applier
-	log     LogReader // nil: no log backstop
+	log     LogFollower // nil: no log backstop
 	logger  *slog.Logger
 	m       *metrics
 
@@ -36,17 +37,12 @@ type Node struct {
 	reports *reporter           // applied-version reports (report.go)
 	kr      *memberlist.Keyring // nil without SecretKeys
 
-	highWater atomic.Uint64 // highest version seen by any path
-	cursor    atomic.Uint64 // log position: every change at or below it is known
-	// revalidatedAt is the cursor set by the last full revalidation; only
-	// the log loop goroutine touches it.
-	revalidatedAt record.Version
+	highWater atomic.Uint64 // highest version seen by gossip
 
-	catchup chan string // log catch-up triggers, coalesced
-	jobs    chan job    // relays and acks for sendLoop
-	acks    ackTable    // pushes awaiting acknowledgement
-	rtt     rttTable    // push round trips by region, for retry timeouts
-	garbage rateLimit   // log lines about dropped garbage
+	jobs    chan job  // relays and acks for sendLoop
+	acks    ackTable  // pushes awaiting acknowledgement
+	rtt     rttTable  // push round trips by region, for retry timeouts
+	garbage rateLimit // log lines about dropped garbage
 
 	// membersMu guards alive and lost: this node's view of membership, built
 	// from copies taken in memberlist's event callbacks. (The *Node values
@@ -76,18 +72,19 @@ type Member struct {
 	Region string
 }
 
+var errUnexpectedDigest = errors.New("digest where a change message was expected")
+
 // ErrNoKeyring is returned by the key methods of a node started without
 // SecretKeys: encryption can only be turned on at start.
 var ErrNoKeyring = errors.New("gossip: encryption not configured")
 
-// logReadTimeout bounds one read of the origin's change log.
-const logReadTimeout = 10 * time.Second
-
 // New starts a node: it listens, joins the cluster through cfg.Seeds (or
 // starts alone and keeps trying them), and begins applying changes to a.
-// log is the origin's change log, read as a backstop; nil disables the
-// backstop (gossip alone then bounds nothing: do that in tests only).
-func New(cfg Config, a Applier, log LogReader) (*Node, error) {
+// f is the node's follower of the origin's change log, the backstop (see
+// package follow), asked to read when gossip sees a gap and reporting the
+// cursor receipts count; nil means none (gossip alone then bounds
+// nothing: do that in tests and for publishers only).
+func New(cfg Config, a Applier, f LogFollower) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -101,11 +98,10 @@ func New(cfg Config, a Applier, log LogReader) (*Node, error) {
 	n := &Node{
 		cfg:     cfg,
 		applier: a,
-		log:     log,
+		log:     f,
 		logger:  cfg.Logger.With("node", cfg.Name),
 		m:       m,
 		seen:    newRecent(cfg.RecentMax),
-		catchup: make(chan string, 1),
 		jobs:    make(chan job, 4096),
 		garbage: rateLimit{every: time.Second},
 		alive:   make(map[string]*memberlist.Node),
@@ -116,12 +112,7 @@ func New(cfg Config, a Applier, log LogReader) (*Node, error) {
 		NumNodes:       func() int { return int(n.numAlive.Load()) },
 		RetransmitMult: cfg.Memberlist.RetransmitMult,
 	}
-	start := cfg.Resume
-	if start == 0 {
-		start = record.MakeVersion(cfg.Now().Add(-cfg.LogSettle), 0)
-	}
-	n.cursor.Store(uint64(start))
-	n.reports = newReporter(cfg.Name, cfg.Region, cfg.Observer, start)
+	n.reports = newReporter(cfg.Name, cfg.Region, cfg.Observer, n.LogCursor())
 
 	mc := *cfg.Memberlist // a copy: the caller's preset stays reusable
 	mc.Name = cfg.Name
@@ -154,13 +145,6 @@ func New(cfg Config, a Applier, log LogReader) (*Node, error) {
 	n.addr = ml.LocalNode().Address() // nothing rewrites our own address
 	n.logger.Info("gossip node started", "addr", n.addr, "region", cfg.Region, "encrypted", len(cfg.SecretKeys) > 0)
 
-	if log != nil {
-		if cfg.Resume != 0 {
-			n.triggerCatchUp("start") // before Join's digest can take the slot
-		}
-		n.wg.Add(1)
-		go n.logLoop()
-	}
 	n.wg.Add(3)
 	go n.sendLoop()
 	go n.reconnectLoop()
@@ -236,13 +220,24 @@ func (n *Node) peers() (local []*memberlist.Node, remote map[string][]*memberlis
 	return local, remote
 }
 
-// HighWater returns the highest version this node has seen by any path.
-func (n *Node) HighWater() record.Version { return record.Version(n.highWater.Load()) }
+// HighWater returns the highest version this node has seen, by gossip or
+// by its log follower.
+func (n *Node) HighWater() record.Version {
+	hw := record.Version(n.highWater.Load())
+	if n.log != nil {
+		hw = max(hw, n.log.HighWater())
+	}
+	return hw
+}
 
-// LogCursor returns the version up to which this node knows every change
-// (as far as its log reads can tell). A node restarted with the cache it
-// kept passes it as Config.Resume.
-func (n *Node) LogCursor() record.Version { return record.Version(n.cursor.Load()) }
+// LogCursor returns the log follower's cursor: the version up to which this
+// node knows every change. 0 without a follower.
+func (n *Node) LogCursor() record.Version {
+	if n.log == nil {
+		return 0
+	}
+	return n.log.Cursor()
+}
 
 // Publish spreads rec, which the caller has already written durably to the
 // origin (see origin.Publish): the node applies it locally, pushes it at
@@ -444,14 +439,11 @@ func (n *Node) queueGossip(c change) {
 	}
 }
 
-// triggerCatchUp asks the log loop to read the log now; triggers coalesce.
+// triggerCatchUp asks the log follower to read the log now; triggers
+// coalesce there.
 func (n *Node) triggerCatchUp(why string) {
-	if n.log == nil {
-		return
-	}
-	select {
-	case n.catchup <- why:
-	default:
+	if n.log != nil {
+		n.log.CatchUp(why)
 	}
 }
 

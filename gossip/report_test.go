@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip/netsim"
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/record"
@@ -138,13 +139,13 @@ func regionCluster(t *testing.T, originCut *atomic.Bool) (*cluster, *netsim.Netw
 	c := newCluster(t, clusterOpts{n: 9, net: net, regions: regions, zones: regions,
 		tweak: func(i int, c *Config) {
 			c.ReportInterval = 100 * time.Millisecond
-			c.LogInterval = time.Second
 		},
-		log: func(i int, store *mem.Store) LogReader {
+		follow: func(i int, fc *follow.Config) { fc.Interval = time.Second },
+		log: func(i int, store *mem.Store) follow.Log {
 			if regions[i%3] != "c" {
 				return store
 			}
-			return LogReaderFunc(func(ctx context.Context, after record.Version, limit int) ([]record.Change, error) {
+			return follow.LogFunc(func(ctx context.Context, after record.Version, limit int) ([]record.Change, error) {
 				if originCut.Load() {
 					return nil, errors.New("origin unreachable from region c")
 				}

@@ -257,13 +257,10 @@ func TestConfigValidate(t *testing.T) {
 		"inline over UDP": func(c *Config) { c.InlineValueMax = MaxInlineValue },
 		"negative inline": func(c *Config) { c.InlineValueMax = -1 },
 		"no relays":       func(c *Config) { c.RelaysPerRegion = 0 },
-		"no log interval": func(c *Config) { c.LogInterval = 0 },
 		"tiny digest":     func(c *Config) { c.DigestMaxBytes = 10 },
 		"no recent":       func(c *Config) { c.RecentMax = 0 },
 		"no queue":        func(c *Config) { c.QueueMax = 0 },
 		"no reconnect":    func(c *Config) { c.ReconnectInterval = 0 },
-		"negative settle": func(c *Config) { c.LogSettle = -1 },
-		"zero batch":      func(c *Config) { c.LogBatch = 0 },
 	}
 	for name, mutate := range cases {
 		c := DefaultLocalConfig()

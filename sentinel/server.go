@@ -354,17 +354,17 @@ func InspectFunc(n *dataplane.Node) func(ns, key string) (admin.Inspection, bool
 
 // MembersFunc returns the admin members view of a node (nil without gossip).
 func MembersFunc(n *dataplane.Node) func() any {
-	if n.Gossip() == nil {
+	if n.GossipAddr() == "" {
 		return nil
 	}
-	return func() any { return n.Gossip().Members() }
+	return func() any { return n.Members() }
 }
 
 // FleetFunc returns the fleet view of a node for the admin fleet page (nil
 // without gossip).
 func FleetFunc(n *dataplane.Node) func() gossip.FleetView {
-	if n.Gossip() == nil {
+	if n.GossipAddr() == "" {
 		return nil
 	}
-	return n.Gossip().Fleet
+	return n.Fleet
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
@@ -83,9 +84,9 @@ func TestAPIKeyCheckFailsClosed(t *testing.T) {
 	}
 	g := gossip.DefaultLocalConfig()
 	g.Insecure, g.Name, g.Region = true, "s1", "local"
-	g.LogInterval, g.LogSettle = 300*time.Millisecond, 100*time.Millisecond
+	fc := follow.Config{Interval: 300 * time.Millisecond, Settle: 100 * time.Millisecond, Batch: 1000}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: store, Gossip: &g, Logger: log, Staleness: policies})
+	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: store, Gossip: &g, Follow: &fc, Logger: log, Staleness: policies})
 	if err != nil {
 		t.Fatal(err)
 	}

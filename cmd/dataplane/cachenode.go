@@ -13,6 +13,7 @@ import (
 
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/cachenode"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/cli"
 )
@@ -104,7 +105,19 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if verifier != nil {
 			g.Verifier = verifier
 		}
-		gn, err := gossip.New(g, srv, store)
+		// The cache node follows the change log when it gossips, as
+		// before: gossip's repair and its log tail's freshness need it.
+		fc := nf.followConfig()
+		fc.Logger, fc.Registerer = log, reg
+		if verifier != nil {
+			fc.Verifier = verifier
+		}
+		fl, err := follow.New(fc, srv, store)
+		if err != nil {
+			return usageError{err}
+		}
+		defer func() { _ = fl.Close() }()
+		gn, err := gossip.New(g, srv, fl)
 		if err != nil {
 			return err
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/cli"
 	"github.com/dataplane/dataplane/origin"
@@ -53,6 +54,9 @@ type nodeFlags struct {
 	wan       bool
 	insecure  bool
 	logLevel  string
+
+	logInterval time.Duration // 0: the preset's (-wan or not)
+	logSettle   time.Duration // 0: the preset's
 }
 
 // register defines every node flag on fs.
@@ -60,6 +64,29 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	f.registerOrigin(fs)
 	f.registerCache(fs)
 	f.registerGossip(fs)
+	f.registerFollow(fs)
+}
+
+// registerFollow defines -log-interval and -log-settle: how the node follows
+// the origin's change log, with or without gossip.
+func (f *nodeFlags) registerFollow(fs *flag.FlagSet) {
+	fs.DurationVar(&f.logInterval, "log-interval", 0, "how often the node reads the origin's change log, with or without gossip (default 5s)")
+	fs.DurationVar(&f.logSettle, "log-settle", 0, "how far behind a complete read of the change log the node's cursor moves: at least the publishers'\npublish budget plus clock skew (default 2s, 3s with -wan)")
+}
+
+// followConfig builds the log follower's configuration from the flags.
+func (f *nodeFlags) followConfig() follow.Config {
+	fc := follow.DefaultConfig()
+	if f.wan {
+		fc = follow.WANConfig()
+	}
+	if f.logInterval != 0 {
+		fc.Interval = f.logInterval
+	}
+	if f.logSettle != 0 {
+		fc.Settle = f.logSettle
+	}
+	return fc
 }
 
 // registerOrigin defines -config, -origin, -fallback-origin and -log-level.
@@ -200,6 +227,8 @@ func (f *nodeFlags) nodeConfig(store origin.Store, log *slog.Logger, reg prometh
 	}
 	logTrust(log, v)
 	cfg.Verifier = v
+	fc := f.followConfig()
+	cfg.Follow = &fc
 	if !f.gossip {
 		return cfg, nil
 	}

@@ -38,9 +38,9 @@ func TestPublishWait(t *testing.T) {
 	// The short-lived member learns the members its seed knows: wait
 	// until sentinel-2 knows them all (the cluster has just started).
 	deadline := time.Now().Add(30 * time.Second)
-	for len(c.Nodes[1].Gossip().Members()) < 4 {
+	for len(c.Nodes[1].Members()) < 4 {
 		if time.Now().After(deadline) {
-			t.Fatalf("sentinel-2 sees %v", c.Nodes[1].Gossip().Members())
+			t.Fatalf("sentinel-2 sees %v", c.Nodes[1].Members())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -50,7 +50,7 @@ func TestPublishWait(t *testing.T) {
 	// pushes to, so their acks can miss it: the receipt then completes
 	// through their fleet-view reports (one view interval, 10 s in dev),
 	// hence the longer wait.
-	args = []string{"publish", "-origin", "dir://" + filepath.Join(dataDir, "origin"), "-seeds", c.Nodes[1].Gossip().Addr(),
+	args = []string{"publish", "-origin", "dir://" + filepath.Join(dataDir, "origin"), "-seeds", c.Nodes[1].GossipAddr(),
 		"-insecure", "-gossip-bind", "127.0.0.1:0", "-log-level", "error", "-signing-key", c.SigningKeyFile, "-wait", "60s", "put", "routes", "w2.localhost", route}
 	if code := run(context.Background(), args, &out, &errb); code != 0 {
 		t.Fatalf("publish -seeds -wait: exit %d\n%s\n%s", code, out.String(), errb.String())

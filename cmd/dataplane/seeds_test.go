@@ -63,7 +63,7 @@ func TestSeedsDNS(t *testing.T) {
 			deadline := time.Now().Add(20 * time.Second)
 			for {
 				var got []string
-				for _, m := range joiner.Gossip().Members() {
+				for _, m := range joiner.Members() {
 					got = append(got, m.Addr)
 				}
 				slices.Sort(got)

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/record"
 )
@@ -67,6 +68,7 @@ type member struct {
 	region     string
 	c          Counters
 	node       *gossip.Node // nil while down
+	follower   *follow.Follower
 	reg        *prometheus.Registry
 	base       GossipCounts // counters of previous lives
 	up         bool
@@ -175,7 +177,6 @@ func (f *Fleet) gossipConfig(m *member, seeds []string) (gossip.Config, error) {
 	m.reg = prometheus.NewRegistry()
 	c.Registerer = m.reg
 	c.Logger = slog.New(f.obs.handler(m.idx))
-	c.Resume = m.resume
 	if f.key != nil {
 		c.SecretKeys = [][]byte{f.key}
 	} else {
@@ -196,13 +197,20 @@ func (f *Fleet) start(m *member, seeds []string) error {
 		},
 		InvalidateFunc: func(ns, key string, v record.Version) { f.arrived(m.idx, ns, key, v) },
 	}
-	n, err := gossip.New(c, a, gossip.LogReaderFunc(func(ctx context.Context, after record.Version, limit int) ([]record.Change, error) {
+	fc := follow.WANConfig()
+	fc.Resume, fc.Logger = m.resume, c.Logger
+	fl, err := follow.New(fc, a, follow.LogFunc(func(ctx context.Context, after record.Version, limit int) ([]record.Change, error) {
 		return f.readLog(m.region, after, limit)
 	}))
 	if err != nil {
 		return err
 	}
-	m.node, m.up = n, true
+	n, err := gossip.New(c, a, fl)
+	if err != nil {
+		_ = fl.Close()
+		return err
+	}
+	m.node, m.follower, m.up = n, fl, true
 	f.obs.setUp(m.idx, true)
 	return nil
 }
@@ -298,9 +306,10 @@ func (f *Fleet) stop(m *member) {
 	}
 	f.obs.setUp(m.idx, false)
 	m.base = m.base.Add(gatherCounts(m.reg))
-	m.resume = m.node.LogCursor()
+	m.resume = m.follower.Cursor()
 	_ = m.node.Close()
-	m.node, m.up = nil, false
+	_ = m.follower.Close()
+	m.node, m.follower, m.up = nil, nil, false
 }
 
 // Publish publishes a new version of a fresh key from member idx (which

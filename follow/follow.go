@@ -1,0 +1,392 @@
+package follow
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/sign"
+)
+
+// readTimeout bounds one read of the origin's change log (all its pages).
+const readTimeout = 10 * time.Second
+
+// Follower reads the origin's change log on an interval and on request,
+// and hands every change it reads to its Target. It owns the log cursor:
+// the version up to which every change is known to have been handed to
+// the Target (by the log, or by another path such as gossip, before it).
+//
+// A Follower is safe for concurrent use. Close it when done.
+type Follower struct {
+	cfg    Config
+	target Target
+	log    Log
+	logger *slog.Logger
+	m      *metrics
+
+	cursor atomic.Uint64 // every change at or below it is known
+	high   atomic.Uint64 // the highest version read from the log
+	// revalidatedAt is the cursor set by the last full revalidation; only
+	// the loop goroutine touches it.
+	revalidatedAt record.Version
+	// window holds the changes read above the cursor (ns, key, version),
+	// so that rereads of the settle window do not hand them on twice; only
+	// the loop goroutine touches it.
+	window map[windowKey]struct{}
+	// rewound asks the loop to forget window (set by Rewind).
+	rewound atomic.Bool
+
+	trigger   chan string // catch-up requests, coalesced
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+type windowKey struct {
+	ns, key string
+	v       record.Version
+}
+
+// New starts a follower of log for t: it reads the log from cfg.Resume at
+// once if set (else from now less Settle), then every Interval and
+// whenever CatchUp asks.
+func New(cfg Config, t Target, log Log) (*Follower, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if t == nil || log == nil {
+		return nil, errors.New("follow: nil Target or Log")
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	f := &Follower{
+		cfg:     cfg,
+		target:  t,
+		log:     log,
+		logger:  cfg.Logger,
+		m:       m,
+		window:  make(map[windowKey]struct{}),
+		trigger: make(chan string, 1),
+		stop:    make(chan struct{}),
+	}
+	start := cfg.Resume
+	if start == 0 {
+		start = record.MakeVersion(cfg.Now().Add(-cfg.Settle), 0)
+	}
+	f.cursor.Store(uint64(start))
+	if cfg.Resume != 0 {
+		f.CatchUp("start")
+	}
+	f.wg.Add(1)
+	go f.loop()
+	return f, nil
+}
+
+// Close stops the follower, cancelling a read in flight. It is safe to
+// call twice.
+func (f *Follower) Close() error {
+	f.closeOnce.Do(func() {
+		close(f.stop)
+		f.wg.Wait()
+		f.m.unregister()
+	})
+	return nil
+}
+
+// Cursor returns the version up to which every change has been handed to
+// the Target (as far as the follower's log reads can tell). A node
+// restarted with the state it kept passes it as Config.Resume.
+func (f *Follower) Cursor() record.Version { return record.Version(f.cursor.Load()) }
+
+// HighWater returns the highest version the follower has read from the log.
+func (f *Follower) HighWater() record.Version { return record.Version(f.high.Load()) }
+
+// Settle returns Config.Settle: how far behind a complete read's time the
+// cursor is moved.
+func (f *Follower) Settle() time.Duration { return f.cfg.Settle }
+
+// CatchUp asks the follower to read the log now, without waiting; requests
+// made while one is pending coalesce. why labels the read in metrics
+// (start, rejoin, digest, rewind...).
+func (f *Follower) CatchUp(why string) {
+	select {
+	case f.trigger <- why:
+	default:
+	}
+}
+
+// Rewind moves the cursor back to v, if it is past it, and reads the log
+// from there at once: for a Target that (re)loaded its state as of v after
+// the follower started (a warm-up that succeeded late).
+func (f *Follower) Rewind(v record.Version) {
+	for {
+		cur := f.cursor.Load()
+		if uint64(v) >= cur || f.cursor.CompareAndSwap(cur, uint64(v)) {
+			break
+		}
+	}
+	f.rewound.Store(true)
+	f.CatchUp("rewind")
+}
+
+// loop reads the log every Interval and whenever CatchUp asks.
+func (f *Follower) loop() {
+	defer f.wg.Done()
+	t := time.NewTicker(f.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+			f.catchUp("interval")
+		case why := <-f.trigger:
+			f.catchUp(why)
+		}
+	}
+}
+
+// catchUp reads every change appended to the log after the cursor and hands
+// it to the Target (as an invalidation: the log carries no values;
+// tombstones are complete and applied as such).
+//
+// The cursor means "every change at or below this version is known". A read
+// at wall time T that returned everything after the cursor proves that for
+// versions up to T-Settle: anything older was appended by then (Settle
+// bounds how long a publisher takes from taking a version to appending it,
+// clock skew included). So the cursor advances to T-Settle, never to the
+// newest version read, and rereads of the settle window are not handed on
+// twice.
+//
+// If the log was trimmed past the cursor, the follower cannot name what
+// was missed: it asks the Target to recover from snapshots (Recoverer) and
+// reads on from there, or to revalidate everything (Revalidator) and
+// restarts from T.
+//
+// The three steps a later checkpoint check hooks into are applyPage (each
+// page read), recover (each snapshot reload) and declare (caught up to V).
+func (f *Follower) catchUp(trigger string) {
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	go func() { // stop a read in flight on Close
+		select {
+		case <-f.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	if f.rewound.Swap(false) {
+		clear(f.window) // what was handed on may have been reloaded over
+	}
+	readAt := f.cfg.Now()
+	after := f.Cursor()
+	start := after
+	recovered := false
+	handed := 0
+	for {
+		cs, err := f.log.ReadLog(ctx, after, f.cfg.Batch)
+		if errors.Is(err, origin.ErrLogTruncated) {
+			f.m.reads.WithLabelValues(trigger, "truncated").Inc()
+			if f.revalidatedAt != 0 && after == f.revalidatedAt {
+				// Truncated again right after a revalidation: the log was
+				// trimmed within Settle of now. Everything was just
+				// revalidated, so jump to now rather than loop.
+				f.logger.Warn("change log trimmed within LogSettle of now; trim less aggressively", "after", after, "settle", f.cfg.Settle)
+				f.advance(record.MakeVersion(readAt, 0))
+				return
+			}
+			if !recovered {
+				if v, ok := f.recover(ctx, after, err); ok {
+					// Reloaded from snapshots: read the log from there
+					// (once: a log trimmed past the snapshots too is
+					// revalidated below).
+					recovered = true
+					f.advance(v)
+					start, after = v, v
+					continue
+				}
+			}
+			f.revalidateAll(after, err)
+			f.revalidatedAt = record.MakeVersion(readAt.Add(-f.cfg.Settle), 0)
+			f.advance(f.revalidatedAt)
+			return
+		}
+		if err != nil {
+			f.m.reads.WithLabelValues(trigger, "error").Inc()
+			f.logger.Warn("change log read failed; will retry", "trigger", trigger, "after", after, "err", err)
+			return
+		}
+		handed += f.applyPage(cs)
+		if len(cs) < f.cfg.Batch {
+			break
+		}
+		// Next page. Step back one version unless the whole page is one
+		// version, so that other keys sharing the last version are not
+		// skipped; the repeats are not handed on twice.
+		last := cs[len(cs)-1].Version
+		if cs[0].Version != last {
+			last--
+		}
+		after = last
+	}
+	f.m.reads.WithLabelValues(trigger, "ok").Inc()
+	if handed > 0 {
+		f.m.changes.Add(float64(handed))
+		f.logger.Debug("change log read handed on changes", "trigger", trigger, "changes", handed)
+	}
+	f.declare(start, record.MakeVersion(readAt.Add(-f.cfg.Settle), 0))
+}
+
+// applyPage hands one page of the log to the Target: each change it has not
+// handed on already, signed by a trusted publisher key if Config.Verifier
+// is set. It returns how many it handed on. The Target's version index is
+// the one ordering gate: changes older than what it holds are ignored
+// there, not here.
+func (f *Follower) applyPage(cs []record.Change) int {
+	handed := 0
+	for _, ch := range cs {
+		rec := record.Record{Namespace: ch.Namespace, Key: ch.Key, Version: ch.Version, Tombstone: ch.Tombstone, Seal: ch.Seal}
+		if rec.Validate() != nil { // a store bug; never let it reach the Target
+			f.m.refused.WithLabelValues("malformed").Inc()
+			continue
+		}
+		wk := windowKey{ch.Namespace, ch.Key, ch.Version}
+		if _, dup := f.window[wk]; dup {
+			continue
+		}
+		if err := f.verify(rec); err != nil {
+			f.m.refused.WithLabelValues(sign.Reason(err)).Inc()
+			f.logger.Warn("change log entry refused: not signed by a trusted publisher key", "ns", ch.Namespace, "key", ch.Key, "version", ch.Version, "err", err)
+			continue
+		}
+		f.window[wk] = struct{}{}
+		f.raiseHigh(ch.Version)
+		f.hand(rec)
+		handed++
+	}
+	return handed
+}
+
+// verify checks rec with Config.Verifier, if any: a tombstone as a record,
+// any other change by its Seal (the log carries no values).
+func (f *Follower) verify(rec record.Record) error {
+	if f.cfg.Verifier == nil {
+		return nil
+	}
+	if rec.Tombstone {
+		return f.cfg.Verifier.VerifyRecord(rec)
+	}
+	return f.cfg.Verifier.VerifyChange(rec.Change())
+}
+
+// hand gives one change to the Target, turning a panic into a metric and a
+// log line.
+func (f *Follower) hand(rec record.Record) {
+	defer func() {
+		if r := recover(); r != nil {
+			f.m.panics.Inc()
+			f.logger.Error("follow target panicked", "ns", rec.Namespace, "key", rec.Key, "version", rec.Version, "panic", r)
+		}
+	}()
+	if rec.Tombstone {
+		f.target.Apply(rec)
+		return
+	}
+	f.target.Invalidate(rec.Namespace, rec.Key, rec.Version)
+}
+
+// declare moves the cursor to to and tells the Target (CaughtUpper) that
+// every change in (from, to] has been handed to it: the one place where the
+// follower claims to be caught up.
+func (f *Follower) declare(from, to record.Version) {
+	f.advance(to)
+	for wk := range f.window {
+		if wk.v <= f.Cursor() {
+			delete(f.window, wk)
+		}
+	}
+	if c, ok := f.target.(CaughtUpper); ok {
+		defer func() {
+			if r := recover(); r != nil {
+				f.m.panics.Inc()
+				f.logger.Error("follow target panicked in CaughtUp", "panic", r)
+			}
+		}()
+		c.CaughtUp(from, f.Cursor())
+	}
+}
+
+// recover asks a Recoverer Target to reload from snapshots after the log
+// was trimmed past after; ok reports that it did, and v is where to read
+// the log from.
+func (f *Follower) recover(ctx context.Context, after record.Version, cause error) (v record.Version, ok bool) {
+	rc, isRC := f.target.(Recoverer)
+	if !isRC {
+		return 0, false
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			f.m.panics.Inc()
+			f.logger.Error("follow target panicked in Recover", "panic", r)
+			ok = false
+		}
+	}()
+	f.logger.Warn("missed more changes than the log holds; reloading from snapshots", "after", after, "err", cause)
+	v, err := rc.Recover(ctx)
+	if err != nil {
+		f.logger.Warn("reload from snapshots failed; revalidating instead", "err", err)
+		return 0, false
+	}
+	if v <= after {
+		// A snapshot no newer than the cursor cannot cover the gap.
+		f.logger.Warn("snapshots older than the log position; revalidating instead", "snapshot", v, "after", after)
+		return 0, false
+	}
+	f.m.reads.WithLabelValues("recover", "ok").Inc()
+	return v, true
+}
+
+// revalidateAll handles a log trimmed past the cursor.
+func (f *Follower) revalidateAll(after record.Version, err error) {
+	f.m.revalid.Inc()
+	rv, ok := f.target.(Revalidator)
+	if !ok {
+		f.logger.Error("missed more changes than the log holds, and the target cannot revalidate", "after", after, "err", err)
+		return
+	}
+	f.logger.Warn("missed more changes than the log holds; revalidating everything", "after", after, "err", err)
+	defer func() {
+		if r := recover(); r != nil {
+			f.m.panics.Inc()
+			f.logger.Error("follow target panicked in RevalidateAll", "panic", r)
+		}
+	}()
+	rv.RevalidateAll()
+}
+
+func (f *Follower) advance(v record.Version) {
+	for {
+		cur := f.cursor.Load()
+		if uint64(v) <= cur || f.cursor.CompareAndSwap(cur, uint64(v)) {
+			return
+		}
+	}
+}
+
+func (f *Follower) raiseHigh(v record.Version) {
+	for {
+		cur := f.high.Load()
+		if uint64(v) <= cur || f.high.CompareAndSwap(cur, uint64(v)) {
+			return
+		}
+	}
+}
