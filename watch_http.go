@@ -53,8 +53,8 @@ type WatchLine struct {
 // Node.WatchFrom). Errors before streaming, as {"error": reason}: 400 for
 // a bad parameter, including a cursor no node could have reached
 // (ErrCursorAhead: re-list from 0); 404 for a namespace the node does not
-// hold whole; 501 on a node that follows no change log (TTL-only,
-// ErrWatchNoLog: retrying cannot help); 503 (Retry-After) while the
+// hold whole; 501 on a TTL-only node (ErrWatchTTLOnly:
+// retrying cannot help); 503 (Retry-After) while the
 // namespace is not complete yet.
 func WatchHandler(node *Node, token string) http.Handler {
 	return admin.RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -102,7 +102,7 @@ func WatchHandler(node *Node, token string) http.Handler {
 		case errors.Is(err, ErrCursorAhead):
 			fail(http.StatusBadRequest, err.Error())
 			return
-		case errors.Is(err, ErrWatchNoLog):
+		case errors.Is(err, ErrWatchTTLOnly):
 			fail(http.StatusNotImplemented, err.Error())
 			return
 		case errors.Is(err, ErrWatchIncomplete):

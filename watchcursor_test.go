@@ -67,11 +67,11 @@ func TestWatchFromCursorAhead(t *testing.T) {
 		if _, err := origin.Publish(ctx, c.store, r); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.a.Gossip().Publish(ctx, r); err != nil {
+		if err := c.a.Publish(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 30*time.Second, "b applies "+key, func() bool {
-			ch, ok := c.b.Cache().Known("routes", key)
+			ch, ok := c.b.Known("routes", key)
 			return ok && ch.Version == v
 		})
 	}
@@ -109,8 +109,8 @@ func TestWatchFromTTLOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	if _, err := n.WatchFrom(context.Background(), "routes", 0, dataplane.WatchOptions{}); !errors.Is(err, dataplane.ErrWatchNoLog) || errors.Is(err, dataplane.ErrWatchIncomplete) {
-		t.Fatalf("WatchFrom on a TTL-only node = %v, want ErrWatchNoLog", err)
+	if _, err := n.WatchFrom(context.Background(), "routes", 0, dataplane.WatchOptions{}); !errors.Is(err, dataplane.ErrWatchTTLOnly) || errors.Is(err, dataplane.ErrWatchIncomplete) {
+		t.Fatalf("WatchFrom on a TTL-only node = %v, want ErrWatchTTLOnly", err)
 	}
 	srv := httptest.NewServer(dataplane.WatchHandler(n, "secret"))
 	t.Cleanup(srv.Close)

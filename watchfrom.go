@@ -32,10 +32,11 @@ var (
 	// could ever pass it and the watch would stay silent for good. The
 	// client lost its cursor (or made one up): re-list from 0.
 	ErrCursorAhead = errors.New("dataplane: watch cursor is ahead of any version a node accepts; re-list from 0")
-	// ErrWatchNoLog refuses a resumable watch on a node that follows no
-	// change log (TTL-only: Config.Gossip nil): it never holds a
-	// namespace whole, so retrying cannot help; watch a node that gossips.
-	ErrWatchNoLog = errors.New("dataplane: node follows no change log (TTL-only): cannot watch from a cursor")
+	// ErrWatchTTLOnly refuses a resumable watch on a TTL-only node
+	// (Config.Gossip nil): it follows the change log but never holds a
+	// namespace whole, so it has no history to replay and retrying cannot
+	// help; watch a node that gossips.
+	ErrWatchTTLOnly = errors.New("dataplane: a TTL-only node holds no namespace whole: cannot watch from a cursor")
 )
 
 // WatchOptions tunes WatchFrom.
@@ -109,8 +110,8 @@ func (s *WatchStream) Stop() { s.cancel() }
 // the cursor unchanged, until the node reaches the cursor. A cursor no
 // node could have reached, further ahead of this node's clock than
 // MaxFutureSkew (the largest a node accepts a version with), is refused
-// with ErrCursorAhead. On a node that follows no change log (TTL-only)
-// WatchFrom returns ErrWatchNoLog.
+// with ErrCursorAhead. On a TTL-only node, which never holds a namespace
+// whole, WatchFrom returns ErrWatchTTLOnly.
 //
 // A progress Cursor is the node's change-log position (every change up to
 // it has been applied: see Node.LogCursor) less LogSettle, so that a change
@@ -133,7 +134,7 @@ func (n *Node) WatchFrom(ctx context.Context, ns string, after record.Version, o
 	}
 	if !n.cache.IsComplete(ns) {
 		if n.gossip == nil {
-			return nil, fmt.Errorf("%w: %s", ErrWatchNoLog, ns)
+			return nil, fmt.Errorf("%w: %s", ErrWatchTTLOnly, ns)
 		}
 		return nil, fmt.Errorf("%w: %s", ErrWatchIncomplete, ns)
 	}
