@@ -55,6 +55,11 @@ func TestFleet(t *testing.T) {
 			t.Log(rep.Row())
 		}
 		for _, rep := range reps {
+			if d := rep.Diagnosis(); d != "" {
+				t.Log(d)
+			}
+		}
+		for _, rep := range reps {
 			if rep.Missing > 0 {
 				t.Errorf("%s: %d (node, change) pairs never delivered", rep.Scenario, rep.Missing)
 			}
