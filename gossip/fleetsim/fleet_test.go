@@ -10,19 +10,26 @@ import (
 
 var (
 	fleetSize      = flag.Int("fleet.size", 100, "nodes in TestFleet's fleet (10 regions)")
-	fleetScenarios = flag.String("fleet.scenarios", "steady", "comma-separated scenarios for TestFleet: "+strings.Join(Scenarios, ","))
+	fleetScenarios = flag.String("fleet.scenarios", "steady,loss", "comma-separated scenarios for TestFleet: "+strings.Join(Scenarios, ","))
 	fleetSeed      = flag.Uint64("fleet.seed", 1, "seed of TestFleet's network and choices")
 	fleetChanges   = flag.Int("fleet.changes", 10, "changes per scenario in TestFleet")
 )
 
 // maxMsgsPerChange bounds the change messages (push, relay, gossip copies
 // and acks) a node receives per change, averaged over the fleet, with no
-// loss.
+// loss and with 10% loss.
 const maxMsgsPerChange = 3
 
+// maxDelivery bounds every delivery, publish to a node holding the change,
+// with no loss and with 10% loss: push, relay, their retries and relays
+// repairing each other deliver; the change log (5 s) must not be needed.
+const maxDelivery = time.Second
+
 // TestFleet runs a fleet of real gossip nodes over memberlist in virtual
-// time (default: 100 nodes in 10 regions, 20-150 ms between regions) and
-// checks that every change reaches every node and what a change costs.
+// time (default: 100 nodes in 10 regions, 20-150 ms between regions), with
+// no loss and with 10% loss on every link, and checks that every change
+// reaches every node in under a second and what a change costs. A late
+// delivery is explained in the log (Report.Diagnosis).
 // Larger runs, with the scenarios of BENCHMARKS.md:
 //
 //	go test ./gossip/fleetsim -run TestFleet -v -timeout 60m \
@@ -63,21 +70,17 @@ func TestFleet(t *testing.T) {
 			if rep.Missing > 0 {
 				t.Errorf("%s: %d (node, change) pairs never delivered", rep.Scenario, rep.Missing)
 			}
-			if rep.Scenario != "steady 0% loss" {
+			if rep.Scenario != "steady 0% loss" && rep.Scenario != "steady 10% loss" {
 				continue
 			}
+			// Virtual time: these are the protocol's figures, not the
+			// machine's, and they hold whatever order membership formed
+			// in (memberlist's own randomness is not seeded).
 			if rep.MsgsPerChange > maxMsgsPerChange {
 				t.Errorf("%s: %.1f messages received per node per change, want at most %d", rep.Scenario, rep.MsgsPerChange, maxMsgsPerChange)
 			}
-			// Without loss every push is acknowledged: no gossip repair,
-			// and every node hears of a change by push or relay, well
-			// before the first log read (virtual time: this is the
-			// protocol's latency, not the machine's).
-			if rep.GossipSent > 0 {
-				t.Errorf("%s: %.1f gossip repair messages per change, want none", rep.Scenario, rep.GossipSent)
-			}
-			if rep.Max >= time.Second {
-				t.Errorf("%s: slowest delivery %s, want under 1s (push and relay only)", rep.Scenario, rep.Max)
+			if rep.Max >= maxDelivery {
+				t.Errorf("%s: slowest delivery %s, want under %s (push, relay and retries; see the late deliveries above)", rep.Scenario, rep.Max, maxDelivery)
 			}
 		}
 	})

@@ -124,6 +124,43 @@ func (f *Fleet) explain(key string, tr *tracked, i int) string {
 		} else if len(relays) > 0 {
 			fmt.Fprintf(&b, " (relays: %s: not in any share they covered)", strings.Join(relays, ", "))
 		}
+		// The relay messages sent into its region from outside it, per
+		// target: how often, whether the sender gave up, and how the
+		// target itself got the change (a target that got it by push
+		// does not relay; if the sender stopped retrying without giving
+		// up, an ack was counted for it).
+		type relayTarget struct{ sends, gaveUp int }
+		targets := map[int]*relayTarget{}
+		var order []int
+		for _, e := range tr.events {
+			if e.peer < 0 || f.members[e.peer].region != m.region || f.members[e.node].region == m.region || e.path != "relay" {
+				continue
+			}
+			rt := targets[e.peer]
+			if rt == nil {
+				rt = &relayTarget{}
+				targets[e.peer] = rt
+				order = append(order, e.peer)
+			}
+			switch e.kind {
+			case gossip.TraceSent:
+				rt.sends++
+			case gossip.TraceGaveUp:
+				rt.gaveUp++
+			}
+		}
+		for _, j := range order {
+			rt := targets[j]
+			how := "never got the change"
+			if tr.arrived[j] > 0 {
+				how = fmt.Sprintf("got it by %s @%dms", tr.path[j], tr.arrived[j].Milliseconds())
+			}
+			stop := "acked"
+			if rt.gaveUp > 0 {
+				stop = "given up"
+			}
+			fmt.Fprintf(&b, "; relay to %s sent %d time(s), then %s; it %s", f.members[j].name, rt.sends, stop, how)
+		}
 		b.WriteString(".")
 	} else {
 		fmt.Fprintf(&b, " Sent to it: %s; each lost or beaten by the delivery", strings.Join(sends, ", "))
