@@ -345,7 +345,7 @@ func (r *Runner) Restart(frac float64, down, limit time.Duration) (Report, error
 }
 
 // Scenarios lists the scenario names Run accepts.
-var Scenarios = []string{"idle", "steady", "loss", "partition", "restart"}
+var Scenarios = []string{"idle", "steady", "loss", "loss30", "partition", "restart"}
 
 // Run runs the named scenarios (a subset of Scenarios, in that order) and
 // returns one report each. idle always runs first, as the others subtract
@@ -369,6 +369,7 @@ func (r *Runner) Run(names []string) ([]Report, error) {
 	}{
 		{"steady", func() (Report, error) { return r.Steady(0) }},
 		{"loss", func() (Report, error) { return r.Steady(0.1) }},
+		{"loss30", func() (Report, error) { return r.Steady(0.3) }},
 		{"partition", func() (Report, error) {
 			return r.Partition(r.F.regions[len(r.F.regions)-1], 30*time.Second, 2*time.Minute)
 		}},
