@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"hash/fnv"
-	"slices"
 	"sync"
 	"time"
 
@@ -144,36 +143,59 @@ func mix64(x uint64) uint64 {
 // acks on to reportTo (the node that relayed c here).
 func (n *Node) relay(c change, reportTo string) {
 	local, _ := n.peers()
-	k, i := 1, 0
-	if !c.share.whole() {
-		k, i = int(c.share.k), int(c.share.i)
-	}
-	var targets []target
-	if k > 1 {
-		// The region's relays as this node sees them (itself included).
-		all := make([]*memberlist.Node, 0, len(local)+1)
-		all = append(all, &memberlist.Node{Name: n.cfg.Name})
-		all = append(all, local...)
-		relays := pickRelays(recentID(c.rec.Namespace, c.rec.Key), all, k)
-		isRelay := make(map[string]bool, len(relays))
-		for j, r := range relays {
-			isRelay[r.Name] = true
-			if j == i || r.Name == n.cfg.Name {
-				continue // this node covers share i
-			}
-			targets = append(targets, target{r, pathRelay, encodeChange(relayChange(withFrom(c, n.cfg.Name), j, len(relays)))})
-		}
-		local = slices.DeleteFunc(local, func(m *memberlist.Node) bool {
-			return isRelay[m.Name] || shareOf(m.Name, k) != i
-		})
+	plan := planRelay(n.cfg.Name, local, recentID(c.rec.Namespace, c.rec.Key), c.share)
+	targets := make([]target, 0, len(plan.coRelays)+len(plan.members))
+	for j, r := range plan.coRelays {
+		targets = append(targets, target{r, pathRelay, encodeChange(relayChange(withFrom(c, n.cfg.Name), plan.coShares[j], plan.k))})
 	}
 	c.share = share{}
 	c.from = n.cfg.Name
 	msg := encodeChange(withPath(c, pathPush))
-	for _, m := range local {
+	for _, m := range plan.members {
 		targets = append(targets, target{m, pathPush, msg})
 	}
 	n.deliver(c, targets, reportTo)
+}
+
+// relayPlan is what a relay forwards: the relay message to the region's
+// other relays (coRelays, with the share each covers), and a plain push to
+// the members of its own share.
+type relayPlan struct {
+	k        int
+	coRelays []*memberlist.Node
+	coShares []int
+	members  []*memberlist.Node
+}
+
+// planRelay plans the relay, by the node named self, of a change of key id
+// for share sh, given the other live members of its region (local, which
+// it reorders).
+func planRelay(self string, local []*memberlist.Node, id string, sh share) relayPlan {
+	if sh.whole() {
+		return relayPlan{k: 1, members: local}
+	}
+	k, i := int(sh.k), int(sh.i)
+	p := relayPlan{k: k}
+	// The region's relays as this node sees them (itself included).
+	all := make([]*memberlist.Node, 0, len(local)+1)
+	all = append(all, &memberlist.Node{Name: self})
+	all = append(all, local...)
+	relays := pickRelays(id, all, k)
+	isRelay := make(map[string]bool, len(relays))
+	for j, r := range relays {
+		isRelay[r.Name] = true
+		if j == i || r.Name == self {
+			continue // this node covers share i
+		}
+		p.coRelays = append(p.coRelays, r)
+		p.coShares = append(p.coShares, j)
+	}
+	for _, m := range local {
+		if !isRelay[m.Name] && shareOf(m.Name, k) == i {
+			p.members = append(p.members, m)
+		}
+	}
+	return p
 }
 
 func withFrom(c change, from string) change {

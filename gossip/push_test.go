@@ -1,6 +1,8 @@
 package gossip
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -118,5 +120,109 @@ func TestMarkRelayedOncePerVersion(t *testing.T) {
 	}
 	if r.markRelayed(recentID("ns", "other"), 1) {
 		t.Errorf("unknown key relayed")
+	}
+}
+
+func members(names ...string) []*memberlist.Node {
+	out := make([]*memberlist.Node, len(names))
+	for i, n := range names {
+		out[i] = &memberlist.Node{Name: n}
+	}
+	return out
+}
+
+// TestRelaySharesStable: the relays of a region split it by a hash of
+// member names, so two relays whose views differ by one member still cover
+// every member they both know exactly once (a split by rank in each
+// relay's own view skipped some members and doubled others), and each
+// forwards the relay message to the other relays.
+func TestRelaySharesStable(t *testing.T) {
+	t.Parallel()
+	var region []string
+	for i := range 40 {
+		region = append(region, fmt.Sprintf("eu-n%04d", i))
+	}
+	for _, k := range []int{2, 3} {
+		for key := range 50 {
+			id := recentID("routes", fmt.Sprintf("k%d", key))
+			relays := pickRelays(id, members(region...), k)
+			isRelay := func(name string) bool {
+				return slices.ContainsFunc(relays, func(m *memberlist.Node) bool { return m.Name == name })
+			}
+			// Each relay's view lacks one member outside its own share
+			// (a different one per relay), as when a join or a failure
+			// has reached one relay and not yet the others.
+			lacks := map[string]string{} // relay -> member it does not see
+			count := map[string]int{}
+			for i, r := range relays {
+				var local []*memberlist.Node
+				for _, name := range region {
+					if name == r.Name {
+						continue
+					}
+					if _, done := lacks[r.Name]; !done && !isRelay(name) && shareOf(name, k) != i && !slices.Contains(mapValues(lacks), name) {
+						lacks[r.Name] = name
+						continue
+					}
+					local = append(local, &memberlist.Node{Name: name})
+				}
+				p := planRelay(r.Name, local, id, share{uint8(i), uint8(k)})
+				for _, m := range p.members {
+					count[m.Name]++
+				}
+				if len(p.coRelays) != k-1 {
+					t.Fatalf("k=%d key %d: relay %d forwards to %d co-relays, want %d", k, key, i, len(p.coRelays), k-1)
+				}
+				for j, c := range p.coRelays {
+					if c.Name != relays[p.coShares[j]].Name {
+						t.Errorf("k=%d key %d: relay %d sends share %d to %s, want %s", k, key, i, p.coShares[j], c.Name, relays[p.coShares[j]].Name)
+					}
+				}
+			}
+			for _, name := range region {
+				switch {
+				case isRelay(name) && count[name] != 0:
+					t.Errorf("k=%d key %d: relay %s pushed to as a member %d times", k, key, name, count[name])
+				case !isRelay(name) && count[name] != 1:
+					t.Errorf("k=%d key %d: %s covered %d times, want once", k, key, name, count[name])
+				}
+			}
+		}
+	}
+}
+
+func mapValues(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// TestAckPassedOn: a relay passes on to the node that relayed to it every
+// ack its own targets send once, and the acks of members it never pushed
+// to (a co-relay's share, whose relay message came from this node), but
+// not a target's duplicate ack.
+func TestAckPassedOn(t *testing.T) {
+	t.Parallel()
+	var r rttTable
+	var tbl ackTable
+	c := change{rec: record.Record{Namespace: "ns", Key: "k", Version: 5}}
+	tbl.add(c, []target{{node: &memberlist.Node{Name: "a"}}, {node: &memberlist.Node{Name: "co-relay"}}}, "pusher", 10, r.timeout, time.Second)
+	for _, tc := range []struct {
+		from        string
+		awaited     bool
+		passedOnTo  string
+		description string
+	}{
+		{"a", true, "pusher", "a target's ack"},
+		{"a", false, "", "a target's duplicate ack"},
+		{"b", false, "pusher", "an ack from the co-relay's share"},
+		{"co-relay", true, "pusher", "the co-relay's ack"},
+	} {
+		awaited, to := tbl.ack(ack{ns: "ns", key: "k", version: 5, from: tc.from}, &r)
+		if awaited != tc.awaited || to != tc.passedOnTo {
+			t.Errorf("%s: awaited %v, passed on to %q; want %v, %q", tc.description, awaited, to, tc.awaited, tc.passedOnTo)
+		}
 	}
 }

@@ -136,6 +136,9 @@ type Runner struct {
 	Settle  time.Duration
 	// Value is the published value (inline).
 	Value []byte
+	// IdleFor is how long the idle scenario measures (its rate is
+	// subtracted from the others' traffic).
+	IdleFor time.Duration
 
 	// OnReport, if set, is called with each report as soon as its
 	// scenario ends (long runs show progress).
@@ -145,9 +148,10 @@ type Runner struct {
 	idlePktBytes        float64 // packet bytes only
 }
 
-// DefaultRunner returns a runner with 20 changes 1 s apart and 20 s settle.
+// DefaultRunner returns a runner with 20 changes 1 s apart, 20 s settle
+// and 30 s idle.
 func DefaultRunner(f *Fleet) *Runner {
-	return &Runner{F: f, Changes: 20, Spacing: time.Second, Settle: 20 * time.Second, Value: []byte(`{"deployment":"d-123","upstreams":["http://10.0.0.1:8080"]}`)}
+	return &Runner{F: f, Changes: 20, Spacing: time.Second, Settle: 20 * time.Second, IdleFor: 30 * time.Second, Value: []byte(`{"deployment":"d-123","upstreams":["http://10.0.0.1:8080"]}`)}
 }
 
 type mark struct {
@@ -362,7 +366,7 @@ func (r *Runner) Run(names []string) ([]Report, error) {
 			r.OnReport(rep)
 		}
 	}
-	add(r.Idle(30 * time.Second))
+	add(r.Idle(r.IdleFor))
 	steps := []struct {
 		name string
 		run  func() (Report, error)
