@@ -35,9 +35,15 @@ func (d delegate) NotifyMsg(b []byte) {
 	case msg.change != nil:
 		d.n.handle(*msg.change)
 	case msg.ack != nil:
-		awaited, reportTo := d.n.acks.ack(*msg.ack, &d.n.rtt)
+		awaited, reportTo, found := d.n.acks.ack(*msg.ack, &d.n.rtt)
 		if awaited {
 			d.n.m.acks.Inc()
+		}
+		if !found {
+			// This node's relay no longer waits (its own targets all
+			// acknowledged), but a co-relay that relayed because of its
+			// relay message still passes its share's acks on here.
+			reportTo = d.n.seen.reportTo(recentID(msg.ack.ns, msg.ack.key), msg.ack.version)
 		}
 		if reportTo != "" {
 			// A relay passes its share's acks on to whoever pushed the

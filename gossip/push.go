@@ -142,6 +142,7 @@ func mix64(x uint64) uint64 {
 // to the region's other relays (each with its own share), passing their
 // acks on to reportTo (the node that relayed c here).
 func (n *Node) relay(c change, reportTo string) {
+	n.seen.setReportTo(recentID(c.rec.Namespace, c.rec.Key), c.rec.Version, reportTo)
 	local, _ := n.peers()
 	plan := planRelay(n.cfg.Name, local, recentID(c.rec.Namespace, c.rec.Key), c.share)
 	targets := make([]target, 0, len(plan.coRelays)+len(plan.members))
@@ -439,23 +440,23 @@ func (t *ackTable) remove(p *pending) {
 // to whom it is to be passed on (relayed changes): an awaited ack, or one
 // from a member that was never a target here (a co-relay's share, whose
 // acks reach this node when the co-relay's first relay message came from
-// it). It feeds the round trip of a push acknowledged without a retry to
-// rtt.
-func (t *ackTable) ack(a ack, rtt *rttTable) (awaited bool, reportTo string) {
+// it). found is false when no push of that version waits here. It feeds
+// the round trip of a push acknowledged without a retry to rtt.
+func (t *ackTable) ack(a ack, rtt *rttTable) (awaited bool, reportTo string, found bool) {
 	t.mu.Lock()
 	p := t.m[pendingKey{recentID(a.ns, a.key), a.version}]
 	t.mu.Unlock()
 	if p == nil {
-		return false, ""
+		return false, "", false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w, ok := p.waiting[a.from]
 	if !ok {
 		if p.targets[a.from] {
-			return false, "" // a duplicate: passed on already
+			return false, "", true // a duplicate: passed on already
 		}
-		return false, p.reportTo
+		return false, p.reportTo, true
 	}
 	if w.tries == 0 { // Karn: a retried push's ack may answer either send
 		rtt.observe(w.region, time.Since(w.sent))
@@ -465,7 +466,7 @@ func (t *ackTable) ack(a ack, rtt *rttTable) (awaited bool, reportTo string) {
 		p.closed = true
 		close(p.done)
 	}
-	return true, p.reportTo
+	return true, p.reportTo, true
 }
 
 // next returns the earliest time a waiting target is due.

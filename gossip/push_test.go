@@ -81,7 +81,7 @@ func TestPendingRetriesPerTarget(t *testing.T) {
 	if _, gaveUp := p.due(due, retries); len(gaveUp) != 1 || gaveUp[0].node != near {
 		t.Errorf("near target not given up after its retries: %v", gaveUp)
 	}
-	if ok, _ := tbl.ack(ack{ns: "ns", key: "k", version: 5, from: "far"}, &r); !ok {
+	if ok, _, _ := tbl.ack(ack{ns: "ns", key: "k", version: 5, from: "far"}, &r); !ok {
 		t.Fatalf("ack from far not awaited")
 	}
 	select {
@@ -220,9 +220,40 @@ func TestAckPassedOn(t *testing.T) {
 		{"b", false, "pusher", "an ack from the co-relay's share"},
 		{"co-relay", true, "pusher", "the co-relay's ack"},
 	} {
-		awaited, to := tbl.ack(ack{ns: "ns", key: "k", version: 5, from: tc.from}, &r)
+		awaited, to, _ := tbl.ack(ack{ns: "ns", key: "k", version: 5, from: tc.from}, &r)
 		if awaited != tc.awaited || to != tc.passedOnTo {
 			t.Errorf("%s: awaited %v, passed on to %q; want %v, %q", tc.description, awaited, to, tc.awaited, tc.passedOnTo)
 		}
+	}
+}
+
+// TestReportToOutlivesTheWait: a relay remembers to whom it passes acks on
+// for the version it relayed, after its own wait ended, so that the acks a
+// co-relay passes on later still reach the pusher; a newer version forgets
+// it.
+func TestReportToOutlivesTheWait(t *testing.T) {
+	t.Parallel()
+	r := newRecent(64)
+	id := recentID("ns", "k")
+	s := r.lock(id)
+	s.observe(r, id, change{rec: record.Record{Namespace: "ns", Key: "k", Version: 7}})
+	s.mu.Unlock()
+	r.setReportTo(id, 7, "pusher")
+	if got := r.reportTo(id, 7); got != "" {
+		t.Errorf("before the relay: reportTo %q, want none", got)
+	}
+	r.markRelayed(id, 7)
+	r.setReportTo(id, 7, "pusher")
+	if got := r.reportTo(id, 7); got != "pusher" {
+		t.Errorf("after the relay: reportTo %q, want pusher", got)
+	}
+	if got := r.reportTo(id, 6); got != "" {
+		t.Errorf("other version: reportTo %q, want none", got)
+	}
+	s = r.lock(id)
+	s.observe(r, id, change{rec: record.Record{Namespace: "ns", Key: "k", Version: 8}})
+	s.mu.Unlock()
+	if got := r.reportTo(id, 7); got != "" {
+		t.Errorf("after a newer version: reportTo %q, want none", got)
 	}
 }
