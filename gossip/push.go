@@ -214,7 +214,7 @@ func (n *Node) deliver(c change, targets []target, reportTo string) {
 	}
 	var p *pending
 	if n.cfg.PushRetries > 0 {
-		p = n.acks.add(c, targets, reportTo, n.cfg.QueueMax, n.rtt.timeout, n.cfg.PushAckTimeout) // before sending: an ack may be quick
+		p = n.acks.add(c, targets, reportTo, n.cfg.QueueMax, n.ackTimeout, n.cfg.PushAckTimeout) // before sending: an ack may be quick
 		if p == nil {
 			// Too many pushes await acknowledgement (a flood, or targets
 			// that stopped answering): send this one without retries, so
@@ -232,6 +232,21 @@ func (n *Node) deliver(c change, targets []target, reportTo string) {
 	} else {
 		n.repair(c, TraceUnconfirmed, "") // no acks awaited: nothing confirms delivery
 	}
+}
+
+// localAckTimeout is the first ack timeout for a member of this node's own
+// region while no round trip to it has been measured (DefaultLANConfig's
+// PushAckTimeout): a region is one data center, and waiting the WAN
+// default there put a relay's retries to its own share 300 ms apart.
+const localAckTimeout = 25 * time.Millisecond
+
+// ackTimeout is the first ack timeout for a member of region: measured,
+// or localAckTimeout for this node's own region, or def.
+func (n *Node) ackTimeout(region string, def time.Duration) time.Duration {
+	if region == n.cfg.Region {
+		def = min(def, localAckTimeout)
+	}
+	return n.rtt.timeout(region, def)
 }
 
 // sendTraced sends t its message, try 0 being the first send.
