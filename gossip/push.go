@@ -14,7 +14,8 @@ import (
 // sender's name; each receiver acknowledges it, even a duplicate or an old
 // version, and the sender sends it again to those that did not, after a
 // timeout just above the round trip measured to the target's region
-// (PushAckTimeout until one is measured), twice at that pace and then
+// (until one is measured: PushAckTimeout, or localAckTimeout inside the
+// node's own region), twice at that pace and then
 // doubling the wait each time, up to PushRetries times. It
 // stops early once every target has acknowledged, or once a newer version
 // of the key has superseded the change. Loss on the direct path then costs
