@@ -102,9 +102,11 @@ type Config struct {
 
 	// PushAckTimeout is how long a node waits for a member to acknowledge
 	// an eager push (or relay) before sending it again, until it has
-	// measured the round trip to that member's region; from then on it
-	// waits 1.5 times that round trip plus 5 ms. Each retry doubles the
-	// wait. About twice the round trip to the farthest member.
+	// measured the round trip to that member's region (by a push, or by a
+	// memberlist probe); from then on it waits that round trip plus the
+	// larger of 4 mean deviations and an eighth of it, plus 5 ms. The
+	// first two retries keep the wait; later ones double it. About twice
+	// the round trip to the farthest member.
 	PushAckTimeout time.Duration
 
 	// PushRetries is how many times an unacknowledged push is sent again.

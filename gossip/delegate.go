@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"slices"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -34,14 +35,20 @@ func (d delegate) NotifyMsg(b []byte) {
 	case msg.change != nil:
 		d.n.handle(*msg.change)
 	case msg.ack != nil:
-		awaited, reportTo := d.n.acks.ack(*msg.ack, &d.n.rtt)
+		awaited, reportTo, found := d.n.acks.ack(*msg.ack, &d.n.rtt)
 		if awaited {
 			d.n.m.acks.Inc()
-			if reportTo != "" {
-				// A relay passes its share's acks on to whoever pushed
-				// the change to it (report.go).
-				d.n.enqueue(job{ackTo: reportTo, ack: *msg.ack}, "ack")
-			}
+		}
+		if !found {
+			// This node's relay no longer waits (its own targets all
+			// acknowledged), but a co-relay that relayed because of its
+			// relay message still passes its share's acks on here.
+			reportTo = d.n.seen.reportTo(recentID(msg.ack.ns, msg.ack.key), msg.ack.version)
+		}
+		if reportTo != "" {
+			// A relay passes its share's acks on to whoever pushed the
+			// change to it (report.go).
+			d.n.enqueue(job{ackTo: reportTo, ack: *msg.ack}, "ack")
 		}
 		d.n.reports.acked(*msg.ack)
 	default:
@@ -167,4 +174,26 @@ func (n *Node) updateMembersLocked() {
 	n.numAlive.Store(int64(len(n.alive)))
 	n.m.members.WithLabelValues("alive").Set(float64(len(n.alive)))
 	n.m.members.WithLabelValues("dead").Set(float64(len(n.lost)))
+}
+
+// pings feeds memberlist's probe round trips to the push retry timeouts
+// (rttTable): they seed a region no push has measured yet.
+type pings struct{ n *Node }
+
+var _ memberlist.PingDelegate = pings{}
+
+// AckPayload implements memberlist.PingDelegate: nothing.
+func (pings) AckPayload() []byte { return nil }
+
+// NotifyPingComplete implements memberlist.PingDelegate. The region comes
+// from this node's own copy of the member (other is memberlist's).
+func (p pings) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, _ []byte) {
+	n := p.n
+	n.membersMu.Lock()
+	m := n.alive[other.Name]
+	n.membersMu.Unlock()
+	if m == nil || rtt <= 0 {
+		return
+	}
+	n.rtt.observeProbe(decodeMeta(m.Meta), rtt)
 }

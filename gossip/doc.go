@@ -8,11 +8,15 @@
 //  1. Eager push: the publishing node sends it at once, by UDP, to every
 //     member of its own region and to RelaysPerRegion members of each other
 //     region (regions ride in memberlist node metadata), which split their
-//     region between them and forward it the first time they see it, so a
-//     member gets one copy. Two hops, no gossip round.
+//     region between them (by a hash of member names) and forward it the
+//     first time they see it, so a member gets one copy; each relay also
+//     forwards the relay message to the region's other relays, so a relay
+//     message lost on the long link is repaired inside the region. Two
+//     hops, no gossip round.
 //     Every receiver acknowledges; a sender resends to members that did not,
-//     after PushAckTimeout and then twice as long each time, up to
-//     PushRetries times, stopping once a newer version supersedes the change.
+//     just after the round trip measured to their region (PushAckTimeout
+//     until measured), up to PushRetries times, stopping once a newer
+//     version supersedes the change.
 //  2. Gossip repair: a change whose push some target never acknowledged
 //     (or that went out with no acknowledgement awaited) is queued in a
 //     memberlist TransmitLimitedQueue, where a newer version of a key

@@ -134,6 +134,7 @@ func New(cfg Config, a Applier, f LogFollower) (*Node, error) {
 	mc.Delegate = delegate{n}
 	mc.DelegateProtocolVersion, mc.DelegateProtocolMin, mc.DelegateProtocolMax = 1, 1, 1
 	mc.Events = events{n}
+	mc.Ping = pings{n}
 	mc.LogOutput, mc.Logger = nil, memberlistLogger(n.logger)
 
 	ml, err := memberlist.Create(&mc)
@@ -311,6 +312,7 @@ func (n *Node) receive(c change) verdict {
 	}
 	s := n.seen.lock(id)
 	v := s.observe(n.seen, id, keep)
+	n.traceReceived(c, v)
 	if v == stale {
 		s.mu.Unlock()
 		n.m.rejected.WithLabelValues(c.path.String()).Inc()

@@ -44,6 +44,11 @@ type entry struct {
 	c       change // path is the one that delivered it first
 	seq     uint64
 	relayed bool // c's version was relayed to this node's share of its region
+	// reportTo is whom the relay of c's version passes acks on to, kept
+	// after the relay's own wait ended: a co-relay that relayed because
+	// of this node's relay message sends its share's acks here, maybe
+	// later.
+	reportTo string
 }
 
 func newRecent(max int) *recent {
@@ -91,7 +96,7 @@ func (s *stripe) observe(r *recent, id string, c change) verdict {
 		if c.rec.Version <= e.c.rec.Version {
 			return stale
 		}
-		e.c, e.seq, e.relayed = c, r.seq.Add(1), false
+		e.c, e.seq, e.relayed, e.reportTo = c, r.seq.Add(1), false, ""
 		s.order.MoveToBack(el)
 		return fresh
 	}
@@ -177,4 +182,29 @@ func (r *recent) version(id string) record.Version {
 		return el.Value.(*entry).c.rec.Version
 	}
 	return 0
+}
+
+// setReportTo records to whom this node passes on the acks for its relay
+// of version v of id.
+func (r *recent) setReportTo(id string, v record.Version, to string) {
+	s := r.lock(id)
+	defer s.mu.Unlock()
+	if el, ok := s.byKey[id]; ok {
+		if e := el.Value.(*entry); e.c.rec.Version == v && e.relayed {
+			e.reportTo = to
+		}
+	}
+}
+
+// reportTo returns to whom this node passes on acks for version v of id,
+// if it relayed that version; "" if not.
+func (r *recent) reportTo(id string, v record.Version) string {
+	s := r.lock(id)
+	defer s.mu.Unlock()
+	if el, ok := s.byKey[id]; ok {
+		if e := el.Value.(*entry); e.c.rec.Version == v {
+			return e.reportTo
+		}
+	}
+	return ""
 }

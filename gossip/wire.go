@@ -37,12 +37,19 @@ import (
 //	             receiver acknowledges to it, and the sender retries
 //	             until it does
 //	flags bit 4: a share follows (relay messages only): the relay forwards
-//	             to share i of k of its region (members sorted by name,
-//	             those at rank r with r mod k == i), so that k relays split
-//	             the region instead of each pushing to all of it; k is 2 to
-//	             255 and i < k. Clear: the relay covers its whole region.
-//	             (Added in issue 15; a node from before it rejects such a
-//	             message as malformed, and gossip and the log repair.)
+//	             to share i of k of its region (the members, relays
+//	             excluded, whose name hashes to i mod k: shareOf in
+//	             push.go) and sends the relay message on to the region's
+//	             other relays, each with its share (the k members with the
+//	             highest rendezvous hash of key and name: pickRelays), so
+//	             that k relays split the region instead of each pushing to
+//	             all of it; k is 2 to 255 and i < k. Clear: the relay
+//	             covers its whole region. (Added in issue 15, when shares
+//	             were by rank in the relay's own view; a node from before
+//	             it rejects such a message as malformed, and gossip and the
+//	             log repair. Hash shares since issue 24: same bytes, nodes
+//	             of both releases in one region may cover some members
+//	             twice or not at all until all are upgraded.)
 //	other bits must be zero
 //
 // An acknowledgement ("kindAck") of a push or relay (not signed: acks ride

@@ -89,15 +89,23 @@ type Fleet struct {
 	// mu guards the change tracking and the log below.
 	mu      sync.Mutex
 	changes map[string]*tracked // by ns/key
+	byName  map[string]int      // member index by name
 	log     []record.Change
 	seq     int
 }
 
 // tracked is a published change and when each node first held it.
 type tracked struct {
-	version record.Version
-	at      time.Time
-	arrived []time.Duration // by member index; 0: not yet
+	version   record.Version
+	at        time.Time
+	publisher int             // member index
+	arrived   []time.Duration // by member index; 0: not yet
+	path      []string        // by member index: the path that delivered it
+	events    []event         // the nodes' traces of it
+}
+
+func (f *Fleet) newTracked(v record.Version, at time.Time, publisher int) *tracked {
+	return &tracked{version: v, at: at, publisher: publisher, arrived: make([]time.Duration, len(f.members)), path: make([]string, len(f.members))}
 }
 
 // New builds the network of a fleet; Start starts its nodes.
@@ -110,6 +118,7 @@ func New(cfg Config) *Fleet {
 		Net:     NewNetwork(cfg.Seed),
 		rng:     rand.New(rand.NewPCG(cfg.Seed, 0xf1ee7)),
 		changes: make(map[string]*tracked),
+		byName:  make(map[string]int),
 	}
 	f.obs = newObserver(f)
 	for r := range cfg.Regions {
@@ -140,6 +149,7 @@ func New(cfg Config) *Fleet {
 			addr:   fmt.Sprintf("10.%d.%d.%d:7946", r, k/250, k%250+1),
 			region: f.regions[r],
 		})
+		f.byName[f.members[i].name] = i
 	}
 	if cfg.Encrypt {
 		f.key = make([]byte, 32)
@@ -190,16 +200,10 @@ func (f *Fleet) start(m *member, seeds []string) error {
 	if err != nil {
 		return err
 	}
-	a := gossip.Funcs{
-		ApplyFunc: func(rec record.Record) bool {
-			f.arrived(m.idx, rec.Namespace, rec.Key, rec.Version)
-			return true
-		},
-		InvalidateFunc: func(ns, key string, v record.Version) { f.arrived(m.idx, ns, key, v) },
-	}
+	a := nodeApplier{f, m.idx}
 	fc := follow.WANConfig()
 	fc.Resume, fc.Logger = m.resume, c.Logger
-	fl, err := follow.New(fc, a, follow.LogFunc(func(ctx context.Context, after record.Version, limit int) ([]record.Change, error) {
+	fl, err := follow.New(fc, logApplier{a}, follow.LogFunc(func(ctx context.Context, after record.Version, limit int) ([]record.Change, error) {
 		return f.readLog(m.region, after, limit)
 	}))
 	if err != nil {
@@ -320,7 +324,7 @@ func (f *Fleet) Publish(idx int, value []byte) error {
 	f.seq++
 	rec := record.Record{Namespace: "routes", Key: fmt.Sprintf("k%06d", f.seq), Value: value, Version: record.MakeVersion(time.Now(), uint16(f.seq))}
 	id := rec.Namespace + "/" + rec.Key
-	tr := &tracked{version: rec.Version, at: time.Now(), arrived: make([]time.Duration, len(f.members))}
+	tr := f.newTracked(rec.Version, time.Now(), idx)
 	f.changes[id] = tr
 	f.log = append(f.log, rec.Change())
 	f.mu.Unlock()

@@ -30,7 +30,7 @@ func (f *Fleet) PublishReceipt(idx int, value []byte, share float64, limit time.
 	f.seq++
 	rec := record.Record{Namespace: "routes", Key: fmt.Sprintf("k%06d", f.seq), Value: value, Version: record.MakeVersion(time.Now(), uint16(f.seq))}
 	t0 := time.Now()
-	tr := &tracked{version: rec.Version, at: t0, arrived: make([]time.Duration, len(f.members))}
+	tr := f.newTracked(rec.Version, t0, idx)
 	f.changes[rec.Namespace+"/"+rec.Key] = tr
 	f.log = append(f.log, rec.Change())
 	f.mu.Unlock()

@@ -2,6 +2,7 @@ package fleetsim
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -38,6 +39,59 @@ type Report struct {
 	// Virtual is the scenario's virtual duration; CPU the process CPU
 	// time it took.
 	Virtual, CPU time.Duration
+	// LateByPath counts the deliveries that took LateAfter or longer by
+	// the path that finally delivered them (push, relay, retry, gossip
+	// repair, log); Late explains the slowest of them, one line each:
+	// every push, relay and retry sent to the member, and what its
+	// region's relays got. Repairs counts why changes went to gossip
+	// repair (a target given up on, no target, no retries).
+	LateByPath map[string]int
+	Late       []string
+	Repairs    map[string]int
+}
+
+// maxLateLines bounds Report.Late.
+const maxLateLines = 10
+
+// Diagnosis renders the late deliveries and the gossip repairs, or "" if
+// there were none.
+func (r Report) Diagnosis() string {
+	var b strings.Builder
+	if len(r.LateByPath) > 0 {
+		fmt.Fprintf(&b, "%s: deliveries of %s or more, by the path that delivered them: %s\n", r.Scenario, LateAfter, counts(r.LateByPath))
+		for _, l := range r.Late {
+			b.WriteString("  " + l + "\n")
+		}
+	}
+	if len(r.Repairs) > 0 {
+		fmt.Fprintf(&b, "%s: gossip repairs by reason: %s\n", r.Scenario, counts(r.Repairs))
+	}
+	return b.String()
+}
+
+func counts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// diagnose fills r's late deliveries and repairs, for changes published
+// at or after since.
+func (r *Runner) diagnose(rep *Report, since time.Time) {
+	byPath, lines := r.F.lateDeliveries(since, maxLateLines)
+	if len(byPath) > 0 {
+		rep.LateByPath, rep.Late = byPath, lines
+	}
+	if rp := r.F.repairs(since); len(rp) > 0 {
+		rep.Repairs = rp
+	}
 }
 
 // CPUPerSecond is CPU seconds per virtual second for the whole fleet.
@@ -82,6 +136,9 @@ type Runner struct {
 	Settle  time.Duration
 	// Value is the published value (inline).
 	Value []byte
+	// IdleFor is how long the idle scenario measures (its rate is
+	// subtracted from the others' traffic).
+	IdleFor time.Duration
 
 	// OnReport, if set, is called with each report as soon as its
 	// scenario ends (long runs show progress).
@@ -91,9 +148,10 @@ type Runner struct {
 	idlePktBytes        float64 // packet bytes only
 }
 
-// DefaultRunner returns a runner with 20 changes 1 s apart and 20 s settle.
+// DefaultRunner returns a runner with 20 changes 1 s apart, 20 s settle
+// and 30 s idle.
 func DefaultRunner(f *Fleet) *Runner {
-	return &Runner{F: f, Changes: 20, Spacing: time.Second, Settle: 20 * time.Second, Value: []byte(`{"deployment":"d-123","upstreams":["http://10.0.0.1:8080"]}`)}
+	return &Runner{F: f, Changes: 20, Spacing: time.Second, Settle: 20 * time.Second, IdleFor: 30 * time.Second, Value: []byte(`{"deployment":"d-123","upstreams":["http://10.0.0.1:8080"]}`)}
 }
 
 type mark struct {
@@ -136,6 +194,7 @@ func (r *Runner) finish(name string, m0 mark, changes int) Report {
 		g := m1.g.Sub(m0.g)
 		rep.MsgsPerChange = g.ChangeMessages() / per
 		rep.GossipSent = g.Sent["gossip"] / float64(changes)
+		r.diagnose(&rep, m0.at)
 	}
 	rep.Suspicions = m1.memb.Suspicions - m0.memb.Suspicions
 	rep.FalseSuspicions = m1.memb.FalseSuspicions - m0.memb.FalseSuspicions
@@ -280,6 +339,8 @@ func (r *Runner) Restart(frac float64, down, limit time.Duration) (Report, error
 	// Propagation figures: changes published after the restart only.
 	d := r.F.Delivery(pub)
 	rep.P50, rep.P99, rep.Missing = d.Quantile(0.5), d.Quantile(0.99), d.Missing
+	rep.LateByPath, rep.Late, rep.Repairs = nil, nil, nil
+	r.diagnose(&rep, pub)
 	if len(d.Latencies) > 0 {
 		rep.Max = d.Latencies[len(d.Latencies)-1]
 	}
@@ -288,7 +349,7 @@ func (r *Runner) Restart(frac float64, down, limit time.Duration) (Report, error
 }
 
 // Scenarios lists the scenario names Run accepts.
-var Scenarios = []string{"idle", "steady", "loss", "partition", "restart"}
+var Scenarios = []string{"idle", "steady", "loss", "loss30", "partition", "restart"}
 
 // Run runs the named scenarios (a subset of Scenarios, in that order) and
 // returns one report each. idle always runs first, as the others subtract
@@ -305,13 +366,14 @@ func (r *Runner) Run(names []string) ([]Report, error) {
 			r.OnReport(rep)
 		}
 	}
-	add(r.Idle(30 * time.Second))
+	add(r.Idle(r.IdleFor))
 	steps := []struct {
 		name string
 		run  func() (Report, error)
 	}{
 		{"steady", func() (Report, error) { return r.Steady(0) }},
 		{"loss", func() (Report, error) { return r.Steady(0.1) }},
+		{"loss30", func() (Report, error) { return r.Steady(0.3) }},
 		{"partition", func() (Report, error) {
 			return r.Partition(r.F.regions[len(r.F.regions)-1], 30*time.Second, 2*time.Minute)
 		}},
