@@ -130,6 +130,8 @@ type Node struct {
 	ready  atomic.Bool
 	m      *nodeMetrics
 	fresh  *freshness // when each namespace was last proven current
+	// closing caches closingSpaces for the read path.
+	closing atomic.Pointer[[]closingSpace]
 
 	watchMu  sync.Mutex // guards watchers
 	watchers map[string]map[*watcher]struct{}
@@ -288,6 +290,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // node has not been proven current for it recently: then the error wraps
 // ErrUnavailable (see Config.Staleness).
 func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
+	if h, ok := n.freshHit(ns, key); ok {
+		if err := h.Err(); err != nil {
+			return Value{}, err
+		}
+		return Value{Data: h.Value(), Version: h.Version(), Age: h.Age()}, nil
+	}
 	e, err := n.read(ctx, ns, key)
 	if err != nil {
 		return Value{}, err
@@ -298,6 +306,12 @@ func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
 // Record returns the record of ns/key as Get does, for callers (like the
 // sentinel gateway) that work in records.
 func (n *Node) Record(ctx context.Context, ns, key string) (record.Record, error) {
+	if h, ok := n.freshHit(ns, key); ok {
+		if err := h.Err(); err != nil {
+			return record.Record{}, err
+		}
+		return h.Record(), nil
+	}
 	e, err := n.read(ctx, ns, key)
 	if err != nil {
 		return record.Record{}, err
