@@ -15,14 +15,11 @@ type closingSpace struct {
 	s    *nsFreshness
 }
 
-// closingSpaces returns the namespaces whose Policy fails closed, found
-// once: the freshness table is fixed at Open. A short slice scanned in
-// order costs a hit less than a map lookup (few namespaces fail closed:
-// keys alone, by default).
-func (n *Node) closingSpaces() []closingSpace {
-	if p := n.closing.Load(); p != nil {
-		return *p
-	}
+// findClosing lists, once, the namespaces whose Policy fails closed: the
+// freshness table is fixed at Open. A short slice scanned in order costs a
+// hit less than a map lookup (few namespaces fail closed: keys alone, by
+// default).
+func (n *Node) findClosing() *[]closingSpace {
 	var list []closingSpace
 	for ns, s := range n.fresh.spaces {
 		if s.policy.FailsClosed() {
@@ -30,25 +27,21 @@ func (n *Node) closingSpaces() []closingSpace {
 		}
 	}
 	n.closing.Store(&list)
-	return list
+	return &list
 }
 
-// mayServeFresh reports whether a fresh value of ns may be served as it is:
-// ns does not fail closed, or is not failing now.
-func (n *Node) mayServeFresh(ns string) bool {
-	for _, c := range n.closingSpaces() {
-		if c.name == ns {
-			return !c.s.failing.Load()
-		}
-	}
-	return true
-}
-
-// freshHit answers a read of ns/key held fresh in a namespace that may serve
-// it (see mayServeFresh); ok false means the read must go the whole way.
+// freshHit answers a read of ns/key held fresh, unless ns fails closed and
+// is failing now (the read must then go the whole way, to apply the
+// policy); ok false means the read must go the whole way.
 func (n *Node) freshHit(ns, key string) (cache.Hit, bool) {
-	if !n.mayServeFresh(ns) {
-		return cache.Hit{}, false
+	p := n.closing.Load()
+	if p == nil {
+		p = n.findClosing()
+	}
+	for _, c := range *p {
+		if c.name == ns && c.s.failing.Load() {
+			return cache.Hit{}, false
+		}
 	}
 	return n.cache.GetFresh(ns, key)
 }

@@ -130,7 +130,8 @@ type Node struct {
 	ready  atomic.Bool
 	m      *nodeMetrics
 	fresh  *freshness // when each namespace was last proven current
-	// closing caches closingSpaces for the read path.
+	// closing lists the namespaces failing closed, for the read path
+	// (see findClosing).
 	closing atomic.Pointer[[]closingSpace]
 
 	watchMu  sync.Mutex // guards watchers

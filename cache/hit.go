@@ -61,7 +61,12 @@ func (h Hit) Entry() Entry {
 // and by Get); otter's record of reads is lossy by design, so the second
 // read of one key changes its eviction policy no more than its own drops do.
 func (c *Cache) GetFresh(ns, k string) (h Hit, ok bool) {
-	now := c.clock()
+	var now int64
+	if c.coarse != nil {
+		now = c.coarse.NowNano()
+	} else {
+		now = c.now()
+	}
 	e, ok := c.store.GetIfPresent(key{ns, k})
 	if !ok || !e.fresh(now) {
 		return Hit{}, false
