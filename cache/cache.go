@@ -213,7 +213,12 @@ func (c *Cache) GetRevalidated(ctx context.Context, ns, k string) (Entry, error)
 
 func (c *Cache) get(ctx context.Context, ns, k string, revalidate bool) (Entry, error) {
 	kk := key{ns, k}
-	now := c.clock()
+	var now int64 // c.hitNow(), inlined by hand
+	if c.coarse != nil {
+		now = c.coarse.NowNano()
+	} else {
+		now = c.now()
+	}
 	held, ok := c.store.GetIfPresent(kk)
 	if ok && held.fresh(now) {
 		held.space.hits.Inc()
@@ -235,7 +240,7 @@ func (c *Cache) get(ctx context.Context, ns, k string, revalidate bool) (Entry, 
 // one in a partial namespace is not. It never blocks.
 func (c *Cache) GetCached(ns, k string) (ent Entry, err error, ok bool) {
 	kk := key{ns, k}
-	now := c.clock()
+	now := c.hitNow()
 	held, found := c.store.GetIfPresent(kk)
 	if found && held.fresh(now) {
 		held.space.hits.Inc()
