@@ -130,9 +130,6 @@ type Node struct {
 	ready  atomic.Bool
 	m      *nodeMetrics
 	fresh  *freshness // when each namespace was last proven current
-	// closing lists the namespaces failing closed, for the read path
-	// (see findClosing).
-	closing atomic.Pointer[[]closingSpace]
 
 	watchMu  sync.Mutex // guards watchers
 	watchers map[string]map[*watcher]struct{}
@@ -143,6 +140,10 @@ type Node struct {
 	revalMu      sync.Mutex
 	revalRunning bool
 	revalAgain   bool
+
+	// closing lists the namespaces failing closed, for the read path
+	// (see findClosing).
+	closing atomic.Pointer[[]closingSpace]
 
 	// completeMu guards warmed and needFrom: the namespaces loaded whole,
 	// and the log position the node must have read from before they are
