@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/record"
 )
@@ -19,16 +21,19 @@ import (
 // proves it current (TTL-only, the origin down, the value confirmed longer
 // ago than the policy allows); the fast lane of fresh hits must not skip the
 // policy. A namespace that serves stale keeps answering fresh values.
+// The change log is unreachable throughout, so that a node that follows it
+// in TTL-only mode too has no proof from it either.
 func TestFreshHitFailsClosed(t *testing.T) {
 	var now atomic.Int64 // the cache's clock
 	start := time.Now()
 	now.Store(start.UnixNano())
 	store := &downGets{Store: mem.New()}
+	cut := logCut{store} // no log read proves anything either
 	copts := cache.DefaultOptions()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour}
 	copts.Now = func() time.Time { return time.Unix(0, now.Load()) }
 	n, err := Open(context.Background(), Config{
-		Origin: store, Cache: copts, Namespaces: []string{"routes", "keys"},
+		Origin: cut, Cache: copts, Namespaces: []string{"routes", "keys"},
 		Staleness: map[string]Policy{"keys": {FailClosedAfter: time.Minute}},
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -65,4 +70,11 @@ func TestFreshHitFailsClosed(t *testing.T) {
 	if rec, err, ok := n.Cached("routes", "k"); !ok || err != nil || rec.Version != v {
 		t.Fatalf("Cached routes/k: %+v, %v, %v", rec, err, ok)
 	}
+}
+
+// logCut is a store whose change log cannot be read.
+type logCut struct{ *downGets }
+
+func (logCut) ReadLog(context.Context, record.Version, int) ([]record.Change, error) {
+	return nil, fmt.Errorf("test: log cut: %w", origin.ErrUnavailable)
 }
