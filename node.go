@@ -162,6 +162,10 @@ type Node struct {
 	revalRunning bool
 	revalAgain   bool
 
+	// closing lists the namespaces failing closed, for the read path
+	// (see findClosing).
+	closing atomic.Pointer[[]closingSpace]
+
 	// completeMu guards warmed and needFrom: the namespaces loaded whole,
 	// and the log position the node must have read from before they are
 	// complete (see CaughtUp).
@@ -334,6 +338,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // node has not been proven current for it recently: then the error wraps
 // ErrUnavailable (see Config.Staleness).
 func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
+	if h, ok := n.freshHit(ns, key); ok {
+		if err := h.Err(); err != nil {
+			return Value{}, err
+		}
+		return Value{Data: h.Value(), Version: h.Version(), Age: h.Age()}, nil
+	}
 	e, err := n.read(ctx, ns, key)
 	if err != nil {
 		return Value{}, err
@@ -344,6 +354,12 @@ func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
 // Record returns the record of ns/key as Get does, for callers (like the
 // sentinel gateway) that work in records.
 func (n *Node) Record(ctx context.Context, ns, key string) (record.Record, error) {
+	if h, ok := n.freshHit(ns, key); ok {
+		if err := h.Err(); err != nil {
+			return record.Record{}, err
+		}
+		return h.Record(), nil
+	}
 	e, err := n.read(ctx, ns, key)
 	if err != nil {
 		return record.Record{}, err

@@ -361,6 +361,12 @@ func (f *freshness) register(reg prometheus.Registerer) error {
 // follows gossip, and ok false in TTL-only mode, so that the caller's Get
 // reads the origin (whose answer is the new proof).
 func (n *Node) Cached(ns, key string) (record.Record, error, bool) {
+	if h, ok := n.freshHit(ns, key); ok {
+		if err := h.Err(); err != nil {
+			return record.Record{}, err, true
+		}
+		return h.Record(), nil, true
+	}
 	e, err, ok := n.cache.GetCached(ns, key)
 	if !ok {
 		return record.Record{}, err, false

@@ -213,7 +213,18 @@ func (c *Cache) GetRevalidated(ctx context.Context, ns, k string) (Entry, error)
 
 func (c *Cache) get(ctx context.Context, ns, k string, revalidate bool) (Entry, error) {
 	kk := key{ns, k}
-	ent, err, held, done := c.fromMemory(kk, revalidate)
+	var now int64 // c.hitNow(), inlined by hand
+	if c.coarse != nil {
+		now = c.coarse.NowNano()
+	} else {
+		now = c.now()
+	}
+	held, ok := c.store.GetIfPresent(kk)
+	if ok && held.fresh(now) {
+		held.space.hits.Inc()
+		return held.answer(now, fresh)
+	}
+	ent, err, held, done := c.fromMemory(kk, held, ok, now, revalidate)
 	if done {
 		return ent, err
 	}
@@ -228,15 +239,23 @@ func (c *Cache) get(ctx context.Context, ns, k string, revalidate bool) (Entry, 
 // read. A stranger's random key in a complete namespace is answered here;
 // one in a partial namespace is not. It never blocks.
 func (c *Cache) GetCached(ns, k string) (ent Entry, err error, ok bool) {
-	ent, err, _, ok = c.fromMemory(key{ns, k}, false)
+	kk := key{ns, k}
+	now := c.hitNow()
+	held, found := c.store.GetIfPresent(kk)
+	if found && held.fresh(now) {
+		held.space.hits.Inc()
+		ent, err = held.answer(now, fresh)
+		return ent, err, true
+	}
+	ent, err, _, ok = c.fromMemory(kk, held, found, now, false)
 	return ent, err, ok
 }
 
-// fromMemory is the part of a read that needs no origin read; done false
-// means the read must wait for one, and held is what it may fall back to.
-func (c *Cache) fromMemory(kk key, revalidate bool) (ent Entry, err error, held *entry, done bool) {
-	now := c.now()
-	held, ok := c.store.GetIfPresent(kk)
+// fromMemory is the part of a read that needs no origin read, given what
+// the store holds for kk at now (held, if ok); done false means the read
+// must wait for one, and held is what it may fall back to. Get and
+// GetCached answer a fresh hit themselves before calling it.
+func (c *Cache) fromMemory(kk key, held *entry, ok bool, now int64, revalidate bool) (ent Entry, err error, _ *entry, done bool) {
 	if !ok {
 		if ent, err, done := c.missFromMemory(kk); done {
 			return ent, err, nil, true

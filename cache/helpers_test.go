@@ -157,9 +157,9 @@ func (e *env) metric(name, ns string) float64 {
 	mm := e.c.metrics
 	switch name {
 	case "hits":
-		vec = mm.hits
+		return float64(mm.hits.with(ns).value())
 	case "stale_hits":
-		vec = mm.staleHits
+		return float64(mm.staleHits.with(ns).value())
 	case "misses":
 		vec = mm.misses
 	case "origin_reads":

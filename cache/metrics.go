@@ -10,7 +10,8 @@ import (
 // metrics are the cache's Prometheus collectors. Every counter has a
 // "namespace" label.
 type metrics struct {
-	hits, staleHits, misses          *prometheus.CounterVec
+	hits, staleHits                  *stripedVec // counted on the hit path
+	misses                           *prometheus.CounterVec
 	originReads, originErrors        *prometheus.CounterVec
 	revalidations                    *prometheus.CounterVec
 	evictions, invalidations, applys *prometheus.CounterVec
@@ -34,8 +35,8 @@ func newMetrics(entries, bytes, maxBytes, indexed func() float64) *metrics {
 		}, []string{"namespace"})
 	}
 	return &metrics{
-		hits:          counter("hits_total", "Reads answered fresh from memory without waiting."),
-		staleHits:     counter("stale_hits_total", "Reads answered with a stale value: at once while refreshing, or after the origin failed."),
+		hits:          newStripedVec("hits_total", "Reads answered fresh from memory without waiting."),
+		staleHits:     newStripedVec("stale_hits_total", "Reads answered with a stale value: at once while refreshing, or after the origin failed."),
 		misses:        counter("misses_total", "Reads that waited for the origin and got its answer (or its error)."),
 		originReads:   counter("origin_reads_total", "Calls of the loader (origin reads)."),
 		originErrors:  counter("origin_errors_total", "Origin reads that failed (not counting not-found and not-modified)."),
@@ -90,7 +91,8 @@ func (m *metrics) register(r prometheus.Registerer) error {
 type space struct {
 	fresh, stale, negative int64 // nanoseconds
 
-	hits, staleHits, misses   prometheus.Counter
+	hits, staleHits           *stripedCounter
+	misses                    prometheus.Counter
 	originReads, originErrors prometheus.Counter
 	revalidations             prometheus.Counter
 	evictions, invalidations  prometheus.Counter
@@ -156,8 +158,8 @@ func (s *spaces) newSpace(label string, w Window) *space {
 		fresh:         int64(w.Fresh),
 		stale:         int64(w.Stale),
 		negative:      int64(s.opts.NegativeTTL),
-		hits:          m.hits.WithLabelValues(label),
-		staleHits:     m.staleHits.WithLabelValues(label),
+		hits:          m.hits.with(label),
+		staleHits:     m.staleHits.with(label),
 		misses:        m.misses.WithLabelValues(label),
 		originReads:   m.originReads.WithLabelValues(label),
 		originErrors:  m.originErrors.WithLabelValues(label),

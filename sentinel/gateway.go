@@ -7,6 +7,8 @@ package sentinel
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,6 +97,9 @@ type Gateway struct {
 	holder  Holder    // Source's Cached, or nil
 	gate    *missGate // bounds lookups the holder does not hold
 	rr      atomic.Uint64
+	// byCode caches the requests counter of each status code, so that a
+	// request neither formats its code nor looks its label up.
+	byCode [600]atomic.Pointer[prometheus.Counter]
 }
 
 type ctxKey struct{}
@@ -183,12 +188,36 @@ func New(cfg Config) (*Gateway, error) {
 // missing, unknown, disabled or expired key, 502/504 when no upstream
 // answers, otherwise the upstream's response.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sw := &statusWriter{ResponseWriter: w}
-	g.serve(sw, r)
-	g.metrics.requests.WithLabelValues(strconv.Itoa(sw.code())).Inc()
+	st := &requestState{sw: statusWriter{ResponseWriter: w}}
+	g.serve(st, r)
+	g.countStatus(st.sw.code())
 }
 
-func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
+// requestState is what the gateway keeps of one request, in one
+// allocation: the writer that records its status, and what the proxy
+// needs of it.
+type requestState struct {
+	sw    statusWriter
+	proxy proxyState
+}
+
+// countStatus counts a request answered with code.
+func (g *Gateway) countStatus(code int) {
+	if code < 0 || code >= len(g.byCode) {
+		g.metrics.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+		return
+	}
+	c := g.byCode[code].Load()
+	if c == nil {
+		m := g.metrics.requests.WithLabelValues(strconv.Itoa(code))
+		c = &m
+		g.byCode[code].Store(c)
+	}
+	(*c).Inc()
+}
+
+func (g *Gateway) serve(st *requestState, r *http.Request) {
+	w := &st.sw
 	host, ok := normalizeHost(r.Host)
 	if !ok {
 		writeError(w, http.StatusBadRequest, "bad Host header")
@@ -228,8 +257,8 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Authorization")
 		r.Header.Set(g.cfg.KeyIDHeader, key.KeyID)
 	}
-	st := &proxyState{route: route, start: int(g.rr.Add(1) % uint64(len(route.urls)))}
-	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
+	st.proxy = proxyState{route: route, start: int(g.rr.Add(1) % uint64(len(route.urls)))}
+	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &st.proxy)))
 }
 
 // checkKey verifies the request's API key against the route's keyspace and
@@ -283,7 +312,7 @@ func (g *Gateway) route(r *http.Request, host string) (*parsedRoute, error) {
 }
 
 func (g *Gateway) apiKey(r *http.Request, keyspace, raw string) (*APIKey, error) {
-	k := KeyRecordKey(keyspace, raw)
+	k := keyRecordKey(keyspace, raw)
 	rec, err := g.lookup(r, KeysNamespace, k)
 	if err != nil {
 		return nil, err
@@ -547,4 +576,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.requests, m.upstreamSeconds, m.failovers, m.refused)
 	}
 	return m
+}
+
+// keyRecordKey is KeyRecordKey built in one allocation (the string) rather
+// than three (the digest's hex, the joined string and, for a key longer
+// than 32 bytes, its bytes): it runs on every request to a keyed route.
+// checkKey admits keys of at most 512 bytes; anything longer, or a long
+// keyspace, takes KeyRecordKey.
+func keyRecordKey(keyspace, raw string) string {
+	var in [512]byte
+	var out [128]byte
+	if len(raw) > len(in) || len(keyspace)+1+2*sha256.Size > len(out) {
+		return KeyRecordKey(keyspace, raw)
+	}
+	sum := sha256.Sum256(in[:copy(in[:], raw)])
+	b := append(out[:0], keyspace...)
+	b = append(b, '/')
+	b = hex.AppendEncode(b, sum[:])
+	return string(b)
 }
