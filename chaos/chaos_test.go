@@ -470,7 +470,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		cfg.PublishBudget, cfg.ClockSkew, cfg.LogSettle = tm.budget, pubSkew, tm.settle
 		cfg.RepairInterval = 500 * time.Millisecond
 		wf := NewWriteFaults(store, h)
-		wf.Sent = c.check.Wrote
+		wf.Sent, wf.Landed = c.check.Sent, c.check.Wrote
 		p, err := publisher.New(wf, cfg)
 		if err != nil {
 			t.Fatal(err)

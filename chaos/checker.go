@@ -78,28 +78,95 @@ const (
 type Checker struct {
 	mu         sync.Mutex // guards everything below
 	reads      []Read
-	writes     map[string]map[record.Version]record.Record // by ns/key
+	writes     map[string]map[record.Version]*written // by ns/key, then version
 	violations []string
 	byKind     map[string]int
 }
 
+// written is what the checker knows of one version of one key: every
+// record sent to a compare-and-swap under it, and, once one is known to
+// have landed, that one. Two publishers whose clocks give one version may
+// both send it, with different values; only one can land, and a write sent
+// but never confirmed (a timed-out request the server may still apply) may
+// be it.
+type written struct {
+	candidates []record.Record // distinct contents sent, in order
+	landed     *record.Record  // the one the store took, once known
+}
+
+// matches returns the records a read of this version may serve: the one
+// that landed, or, while that is unknown, every candidate.
+func (w *written) matches() []record.Record {
+	if w.landed != nil {
+		return []record.Record{*w.landed}
+	}
+	return w.candidates
+}
+
 // NewChecker returns an empty checker.
 func NewChecker() *Checker {
-	return &Checker{writes: make(map[string]map[record.Version]record.Record), byKind: make(map[string]int)}
+	return &Checker{writes: make(map[string]map[record.Version]*written), byKind: make(map[string]int)}
 }
 
 func id(ns, key string) string { return ns + "/" + key }
 
-// Wrote records a write a publisher made durable.
+func (c *Checker) version(rec record.Record) *written {
+	k := id(rec.Namespace, rec.Key)
+	if c.writes[k] == nil {
+		c.writes[k] = make(map[record.Version]*written)
+	}
+	w := c.writes[k][rec.Version]
+	if w == nil {
+		w = &written{}
+		c.writes[k][rec.Version] = w
+	}
+	return w
+}
+
+func sameContent(a, b record.Record) bool {
+	return a.Tombstone == b.Tombstone && bytes.Equal(a.Value, b.Value)
+}
+
+// Sent records a write that may have reached the origin: a record sent to
+// a compare-and-swap, before the answer (WriteFaults.Sent). It is one
+// candidate for its version until Wrote says which landed.
+func (c *Checker) Sent(rec record.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.version(rec)
+	for _, o := range w.candidates {
+		if sameContent(o, rec) {
+			return
+		}
+	}
+	rec.Value = bytes.Clone(rec.Value)
+	w.candidates = append(w.candidates, rec)
+}
+
+// Wrote records a write known to have landed: a compare-and-swap the
+// store accepted (WriteFaults.Landed) or a publish acknowledged. From then
+// on a read of its version must serve its content, whatever else was sent
+// under that version. A second, different record said to have landed under
+// one version is itself a violation (two writes of one version).
 func (c *Checker) Wrote(rec record.Record) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := id(rec.Namespace, rec.Key)
-	if c.writes[k] == nil {
-		c.writes[k] = make(map[record.Version]record.Record)
-	}
+	w := c.version(rec)
 	rec.Value = bytes.Clone(rec.Value)
-	c.writes[k][rec.Version] = rec
+	switch {
+	case w.landed == nil:
+		w.landed = &rec
+	case !sameContent(*w.landed, rec):
+		c.violateLocked(KindUnknown, "%s@%s landed twice with different contents (tombstone=%v, %d bytes; tombstone=%v, %d bytes)",
+			id(rec.Namespace, rec.Key), rec.Version, w.landed.Tombstone, len(w.landed.Value), rec.Tombstone, len(rec.Value))
+		return
+	}
+	for _, o := range w.candidates {
+		if sameContent(o, rec) {
+			return
+		}
+	}
+	w.candidates = append(w.candidates, rec)
 }
 
 // Record records a read.
@@ -174,15 +241,7 @@ func (c *Checker) Check(latest map[string]record.Version) Summary {
 		}
 		k := id(r.Namespace, r.Key)
 		if r.Version != 0 {
-			w, ok := c.writes[k][r.Version]
-			switch {
-			case !ok:
-				c.violateLocked(KindUnknown, "%s served %s@%s, a version never written", r.Node, k, r.Version)
-			case w.Tombstone != (r.Outcome == NotFound):
-				c.violateLocked(KindUnknown, "%s served %s@%s as tombstone=%v, written as tombstone=%v", r.Node, k, r.Version, r.Outcome == NotFound, w.Tombstone)
-			case r.Outcome == Value && !bytes.Equal(w.Value, r.Value):
-				c.violateLocked(KindUnknown, "%s served %s@%s with a value that differs from the one written", r.Node, k, r.Version)
-			}
+			c.checkWritten(r, k)
 		}
 		if r.Phase == Settled {
 			if want, ok := latest[k]; ok && r.Version != want {
@@ -210,6 +269,29 @@ func (c *Checker) Check(latest map[string]record.Version) Summary {
 	}
 	s.Listed = slices.Clone(c.violations)
 	return s
+}
+
+// checkWritten checks that the version r served was written with the
+// content served: the content that landed, or, if which one landed is not
+// known, one of those sent under it.
+func (c *Checker) checkWritten(r *Read, k string) {
+	w, ok := c.writes[k][r.Version]
+	if !ok {
+		c.violateLocked(KindUnknown, "%s served %s@%s, a version never written", r.Node, k, r.Version)
+		return
+	}
+	var tombstones []bool
+	for _, m := range w.matches() {
+		if m.Tombstone == (r.Outcome == NotFound) && (r.Outcome == NotFound || bytes.Equal(m.Value, r.Value)) {
+			return
+		}
+		tombstones = append(tombstones, m.Tombstone)
+	}
+	if !slices.Contains(tombstones, r.Outcome == NotFound) {
+		c.violateLocked(KindUnknown, "%s served %s@%s as tombstone=%v, written as tombstone=%v", r.Node, k, r.Version, r.Outcome == NotFound, tombstones)
+		return
+	}
+	c.violateLocked(KindUnknown, "%s served %s@%s with a value that differs from the one written", r.Node, k, r.Version)
 }
 
 // checkSeries checks the reads of one key on one node: a read must not
