@@ -59,6 +59,10 @@ type Read struct {
 	Value   []byte
 	Stale   bool
 	Err     error
+	// Refused reports that a Failed read was the node's policy answer
+	// (dataplane.ErrUnavailable: the namespace fails closed and the node
+	// could not prove it current), not a failure to answer.
+	Refused bool
 	Phase   Phase
 }
 
@@ -70,6 +74,7 @@ const (
 	KindUnknown     = "unknown"     // a version nobody wrote, or a value that does not match its version
 	KindConvergence = "convergence" // not converged within the bound after the last heal
 	KindSettled     = "settled"     // an outdated version served after convergence
+	KindFailClosed  = "fail-closed" // a fail-closed namespace served a value it could not prove current, or a serve-stale one refused
 )
 
 // Checker records every read the nodes served and every write the
@@ -81,7 +86,13 @@ type Checker struct {
 	writes     map[string]map[record.Version]*written // by ns/key, then version
 	violations []string
 	byKind     map[string]int
+	// failClosed holds the namespaces whose policy fails closed, each
+	// with the windows in which every read must be refused.
+	failClosed map[string][]window
 }
+
+// window is a span of time [from, to).
+type window struct{ from, to time.Time }
 
 // written is what the checker knows of one version of one key: every
 // record sent to a compare-and-swap under it, and, once one is known to
@@ -125,6 +136,45 @@ func (c *Checker) version(rec record.Record) *written {
 
 func sameContent(a, b record.Record) bool {
 	return a.Tombstone == b.Tombstone && bytes.Equal(a.Value, b.Value)
+}
+
+// FailsClosed declares that ns fails closed: a read of it may be refused
+// (Read.Refused), even of a held key, where a serve-stale namespace must
+// answer. A refusal in any other namespace is a violation.
+func (c *Checker) FailsClosed(ns string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failClosed == nil {
+		c.failClosed = make(map[string][]window)
+	}
+	if _, ok := c.failClosed[ns]; !ok {
+		c.failClosed[ns] = nil
+	}
+}
+
+// MustRefuse declares that every read of the fail-closed namespace ns that
+// starts in [from, to) must be refused: no node can have proven ns current
+// within its bound D then (the caller knows that no proof could reach any
+// node after from - D, e.g. because the origin, its change log and every
+// publisher were down). Serving a value or a not-found then is a
+// KindFailClosed violation.
+func (c *Checker) MustRefuse(ns string, from, to time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failClosed == nil {
+		c.failClosed = make(map[string][]window)
+	}
+	c.failClosed[ns] = append(c.failClosed[ns], window{from, to})
+}
+
+// mustRefuse reports whether r falls in a window where it must be refused.
+func (c *Checker) mustRefuse(r *Read) bool {
+	for _, w := range c.failClosed[r.Namespace] {
+		if !r.Start.Before(w.from) && r.Start.Before(w.to) {
+			return true
+		}
+	}
+	return false
 }
 
 // Sent records a write that may have reached the origin: a record sent to
@@ -201,6 +251,8 @@ type Summary struct {
 	StaleServed int // of which marked stale
 	HeldReads   int // reads of a key the node held
 	Failed      int // reads not answered (of keys not held, unless a violation)
+	Refused     int // of which refused by a fail-closed policy
+	MustRefuse  int // reads in a window where they had to be refused
 	Keys        int // distinct keys written
 	Writes      int // writes recorded
 	Violations  int
@@ -227,6 +279,21 @@ func (c *Checker) Check(latest map[string]record.Version) Summary {
 		r := &c.reads[i]
 		if r.Held {
 			s.HeldReads++
+		}
+		must := c.mustRefuse(r)
+		if must {
+			s.MustRefuse++
+		}
+		if r.Outcome == Failed && r.Refused {
+			s.Failed++
+			s.Refused++
+			if _, ok := c.failClosed[r.Namespace]; !ok {
+				c.violateLocked(KindFailClosed, "%s (epoch %d) refused a read of %s/%s at %s, a namespace that serves stale: %v", r.Node, r.Epoch, r.Namespace, r.Key, r.Start.Format("15:04:05.000"), r.Err)
+			}
+			continue
+		}
+		if must && r.Outcome != Failed {
+			c.violateLocked(KindFailClosed, "%s (epoch %d) served %s/%s@%s (%s) at %s, past the fail-closed bound with no proof of being current", r.Node, r.Epoch, r.Namespace, r.Key, r.Version, outcomeName(r.Outcome), r.Start.Format("15:04:05.000"))
 		}
 		if r.Outcome == Failed {
 			s.Failed++

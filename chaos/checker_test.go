@@ -81,3 +81,40 @@ func TestCheckerUnconfirmedCandidates(t *testing.T) {
 		t.Fatalf("a read of a value never sent: %v, want one %q violation", s.ByKind, KindUnknown)
 	}
 }
+
+// TestCheckerFailClosed: in a fail-closed namespace a refusal is the
+// policy's answer, not an unavailable held key; inside a window where
+// every read must be refused, serving a value is a violation; a refusal in
+// a namespace that serves stale is one too.
+func TestCheckerFailClosed(t *testing.T) {
+	c := NewChecker()
+	c.FailsClosed("keys")
+	v := record.MakeVersion(time.Now(), 0)
+	c.Wrote(record.Record{Namespace: "keys", Key: "ks/1", Value: []byte("k"), Version: v})
+	t0 := time.Now()
+	c.MustRefuse("keys", t0.Add(time.Second), t0.Add(2*time.Second))
+	refused := errors.New("refused")
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	for _, r := range []Read{
+		{Node: "n0", Start: at(0), Outcome: Value, Version: v, Value: []byte("k")},                                // before the window: may serve
+		{Node: "n0", Start: at(500 * time.Millisecond), Held: true, Outcome: Failed, Refused: true, Err: refused}, // may refuse a held key
+		{Node: "n0", Start: at(1500 * time.Millisecond), Held: true, Outcome: Failed, Refused: true, Err: refused},
+		{Node: "n0", Start: at(3 * time.Second), Outcome: Value, Version: v, Value: []byte("k")}, // after the window
+	} {
+		r.Namespace, r.Key, r.End = "keys", "ks/1", r.Start.Add(time.Millisecond)
+		c.Record(r)
+	}
+	if s := c.Check(nil); s.Violations != 0 || s.Refused != 2 || s.MustRefuse != 1 {
+		t.Fatalf("refusals allowed by the policy: %+v", s)
+	}
+	c.Record(Read{Node: "n1", Namespace: "keys", Key: "ks/1", Start: at(1200 * time.Millisecond), End: at(1201 * time.Millisecond), Held: true, Outcome: Value, Version: v, Value: []byte("k")})
+	if s := c.Check(nil); s.ByKind[KindFailClosed] != 1 {
+		t.Fatalf("a value served past D in an outage: %v, want one %q violation", s.ByKind, KindFailClosed)
+	}
+	c = NewChecker()
+	c.FailsClosed("keys")
+	c.Record(Read{Node: "n1", Namespace: "routes", Key: "a.example.com", Start: at(0), End: at(1), Held: true, Outcome: Failed, Refused: true, Err: refused})
+	if s := c.Check(nil); s.ByKind[KindFailClosed] != 1 {
+		t.Fatalf("a refusal in a serve-stale namespace: %v, want one %q violation", s.ByKind, KindFailClosed)
+	}
+}
