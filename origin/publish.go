@@ -41,8 +41,9 @@ const maxCASAttempts = 8
 // version; comparing the content refuses it. Folding a publisher id into
 // the logical bits would also make versions unique, but it needs an id
 // assigned uniquely to every publisher process (a duplicated id brings the
-// collision back silently), takes bits from the logical counter, and does not cover
-// versions a caller brings (publisher.PutVersion, the outbox sync).
+// collision back silently), takes bits from the logical counter, and does
+// not cover versions a caller brings (publisher.PutVersion, the outbox
+// sync).
 func Publish(ctx context.Context, s Store, rec record.Record) (written bool, err error) {
 	if err := rec.Validate(); err != nil {
 		return false, err
