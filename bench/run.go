@@ -99,6 +99,9 @@ func lanLink(cfg Config) netsim.Link {
 	return netsim.Link{Delay: cfg.LANDelay, Jitter: cfg.LANDelay / 2}
 }
 
+// snapshotTimeout bounds the snapshot a run takes before its restarts.
+const snapshotTimeout = 2 * time.Minute
+
 // settleFor is opt's convergence bound: how long after the last write
 // every sentinel must serve the latest version. TTL options: the fresh
 // window (twice with a cache tier, whose nodes have their own) plus a round
@@ -238,7 +241,10 @@ func runOption(ctx context.Context, cfg *Config, opt Option, b *Backends, idx in
 		// cluster recovers from the loss.
 		snapDone := make(chan error, 1)
 		go func() {
-			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			// Bounded so a hung origin cannot stall the run, generously:
+			// a snapshot reads every key, and a loaded machine's origin
+			// server may take many seconds for that.
+			sctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 			defer cancel()
 			_, err := d.publisher.Snapshot(sctx, ns)
 			snapDone <- err

@@ -142,6 +142,13 @@ type cluster struct {
 	tier *cacheTier
 	// ttlOnly: the nodes run without gossip (runOpts.ttlOnly).
 	ttlOnly bool
+	// failClosed is the run's fail-closed bound D for the keys namespace;
+	// 0 keeps the default policy (5 minutes: never reached in a run).
+	// With it, reads of keys go through Node.Get, which applies the
+	// policy, instead of the cache.
+	failClosed time.Duration
+	// pubDown fails every write of every publisher (an Outage fault).
+	pubDown atomic.Bool
 
 	opsMu sync.Mutex // guards ops
 	ops   map[string]int
@@ -213,7 +220,12 @@ func (c *cluster) start(nd *chaosNode) error {
 			return err
 		}
 	}
+	var staleness map[string]dataplane.Policy
+	if c.failClosed > 0 {
+		staleness = map[string]dataplane.Policy{"keys": {FailClosedAfter: c.failClosed}}
+	}
 	cfg := dataplane.Config{
+		Staleness:             staleness,
 		Origin:                store,
 		Cache:                 copts,
 		Gossip:                &g,
@@ -292,8 +304,11 @@ func (c *cluster) read(nd *chaosNode, ns, key string, phase Phase) (Read, bool) 
 	_, held := nd.n.Peek(ns, key)
 	r := Read{Node: nd.name, Epoch: nd.epoch, Namespace: ns, Key: key, Held: held, Phase: phase, Start: time.Now()}
 	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	if c.failClosed > 0 && ns == "keys" {
+		return c.readPolicy(ctx, nd, r)
+	}
 	e, err := nd.n.Entry(ctx, ns, key)
-	cancel()
 	r.End = time.Now()
 	switch {
 	case err == nil:
@@ -302,6 +317,35 @@ func (c *cluster) read(nd *chaosNode, ns, key string, phase Phase) (Read, bool) 
 		r.Outcome, r.Version, r.Stale = NotFound, e.Record.Version, e.Stale
 	default:
 		r.Outcome, r.Err = Failed, err
+	}
+	c.check.Record(r)
+	return r, true
+}
+
+// readPolicy is read through Node.Get, which applies the namespace's
+// staleness policy (the cache alone does not). Get reports a deletion
+// without its version, which the checker needs: it is taken from the
+// node's version index right after (Node.Known), and the read is left out
+// when that is no longer a tombstone (a newer write arrived meanwhile).
+// nd.mu is held.
+func (c *cluster) readPolicy(ctx context.Context, nd *chaosNode, r Read) (Read, bool) {
+	v, err := nd.n.Get(ctx, r.Namespace, r.Key)
+	switch {
+	case err == nil:
+		r.End = time.Now()
+		r.Outcome, r.Version, r.Value, r.Stale = Value, v.Version, v.Data, v.Stale
+	case errors.Is(err, dataplane.ErrNotFound):
+		k, ok := nd.n.Known(r.Namespace, r.Key)
+		r.End = time.Now()
+		if ok && !k.Tombstone {
+			r.Outcome, r.Err = Failed, errors.New("chaos: deletion's version unknown (overwritten since)")
+			return r, true // not recorded: the checker could not place it
+		}
+		r.Outcome, r.Version = NotFound, k.Version // 0: never written
+	default:
+		r.End = time.Now()
+		r.Outcome, r.Err = Failed, err
+		r.Refused = errors.Is(err, dataplane.ErrUnavailable)
 	}
 	c.check.Record(r)
 	return r, true
@@ -415,6 +459,29 @@ func TestChaosDynamo(t *testing.T) {
 	}})
 }
 
+// TestChaosFailClosed is TestChaos over a directory origin with the keys
+// namespace failing closed after D = 4 s, and one whole outage of 9 s (the
+// origin, its change log and the publishers all down) among the random
+// faults: besides the usual invariants (routes, which serve stale, must
+// still answer every held key through the outage), every read of keys
+// from D (plus outageSlack) into the outage until its end must be refused
+// with dataplane.ErrUnavailable, never answered with a value the node
+// cannot prove current. D is above a healthy node's proof age (a log read
+// every second proves up to a second before it, LogSettle), so the policy
+// does not refuse on a healthy origin.
+func TestChaosFailClosed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos run takes a minute")
+	}
+	store, err := dir.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const d, outage = 4 * time.Second, 9 * time.Second
+	runChaos(t, "TestChaosFailClosed", "dir, keys failing closed after 4s", store, max(chaosLength(t, 16*time.Second), 2*outage),
+		localTiming, runOpts{failClosed: d, outage: outage})
+}
+
 // runOpts are a run's options beyond its origin and timing.
 type runOpts struct {
 	// extra, if set, adds counts of the backend's own to the table.
@@ -429,7 +496,21 @@ type runOpts struct {
 	// only the nodes' log followers carry changes; network faults then
 	// touch nothing.
 	ttlOnly bool
+	// failClosed > 0 makes the keys namespace fail closed after it (D),
+	// and outage adds an Outage fault that long (see Shape.Outage);
+	// outage > failClosed + outageSlack makes the checker assert that
+	// every read of keys is refused from D + outageSlack into the outage
+	// until its end.
+	failClosed, outage time.Duration
 }
+
+// outageSlack is how long after an Outage starts a node may still hold a
+// proof of being current younger than the outage, for reasons of this
+// harness: publisher B's clock runs 1.5 s ahead (a change it wrote just
+// before the outage, or a local snapshot holding one, proves up to 1.5 s
+// later than the outage start), a node's clock may be skewed 400 ms, and
+// the failing flag is recomputed every 50 ms; plus 600 ms of margin.
+const outageSlack = 1500*time.Millisecond + 400*time.Millisecond + 50*time.Millisecond + 600*time.Millisecond
 
 // runChaos runs the chaos suite over store: faults for length, then the
 // last heal and the checks. run is the -run pattern that replays it.
@@ -451,7 +532,10 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	base := netsim.Link{Delay: 2 * time.Millisecond, Jitter: 2 * time.Millisecond}
 	c := &cluster{
 		t: t, log: logger(t), raw: store, faulty: faulty, net: netsim.New(seed),
-		check: NewChecker(), ops: make(map[string]int), tm: tm, ttlOnly: opt.ttlOnly,
+		check: NewChecker(), ops: make(map[string]int), tm: tm, ttlOnly: opt.ttlOnly, failClosed: opt.failClosed,
+	}
+	if opt.failClosed > 0 {
+		c.check.FailsClosed("keys")
 	}
 	c.net.SetDefault(base)
 	if opt.cacheNodes > 0 {
@@ -481,9 +565,19 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	// origin may be served), and a repairer finishes what crashes leave.
 	var hookMu sync.Mutex // guards hookRng
 	hookRng := rand.New(rand.NewPCG(seed, 7))
+	// down fails a write during an Outage: the publishers' origin is down
+	// too. It runs after any delay, so a write paused across the start of
+	// the outage fails as well.
+	down := func(step Step) error {
+		if c.pubDown.Load() {
+			c.count("publisher writes failed by the outage", 1)
+			return fmt.Errorf("chaos: origin outage at %s: %w", step, origin.ErrUnavailable)
+		}
+		return nil
+	}
 	hook := func(ctx context.Context, step Step, ch record.Change) error {
 		if step != StepCAS && step != StepLog {
-			return nil
+			return down(step)
 		}
 		hookMu.Lock()
 		x := hookRng.Float64()
@@ -499,7 +593,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 			c.count("publisher faults: delay 2x settle at "+step.String(), 1)
 			time.Sleep(2 * tm.settle) // a pause the publisher cannot cut short (GC, a stalled disk)
 		}
-		return nil
+		return down(step)
 	}
 	newPub := func(i int, skew time.Duration, h WriteHook) *publisher.Publisher {
 		cfg := publisher.DefaultConfig()
@@ -512,7 +606,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		cfg.PublishBudget, cfg.ClockSkew, cfg.LogSettle = tm.budget, pubSkew, tm.settle
 		cfg.RepairInterval = 500 * time.Millisecond
 		wf := NewWriteFaults(store, h)
-		wf.Sent = c.check.Wrote
+		wf.Sent, wf.Landed = c.check.Sent, c.check.Wrote
 		p, err := publisher.New(wf, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -529,7 +623,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	}
 	// The repairer: a publisher process that runs the repair pass, as
 	// every publisher's RunRepair does; without faults of its own.
-	repairer := newPub(0, 0, nil)
+	repairer := newPub(0, 0, func(ctx context.Context, step Step, ch record.Change) error { return down(step) })
 	repairCtx, stopRepair := context.WithCancel(context.Background())
 	repairDone := make(chan struct{})
 	go func() {
@@ -678,6 +772,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		MinGap: 700 * time.Millisecond, MaxGap: 2500 * time.Millisecond,
 		MinFault: 2 * time.Second, MaxFault: 6 * time.Second,
 		CacheNodes: opt.cacheNodes, CacheSlowDelay: cacheSlowDelay,
+		Outage: opt.outage,
 	})
 	for _, f := range faults {
 		t.Logf("fault %s", f)
@@ -771,6 +866,9 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	}
 	if sum.HeldReads == 0 || sum.Served == 0 || len(faults) == 0 {
 		t.Fatalf("the run checked nothing: %d held reads, %d served, %d faults", sum.HeldReads, sum.Served, len(faults))
+	}
+	if opt.failClosed > 0 && opt.outage > opt.failClosed+outageSlack && (sum.MustRefuse == 0 || sum.Refused == 0) {
+		t.Fatalf("the run did not exercise failing closed: %d reads past D in the outage, %d refused", sum.MustRefuse, sum.Refused)
 	}
 }
 
@@ -888,6 +986,7 @@ func (c *cluster) run(faults []Fault) {
 		}
 	}
 	t0 := time.Now()
+	var outageAt time.Time // when the running Outage began
 	for _, a := range acts {
 		if d := time.Until(t0.Add(a.at)); d > 0 {
 			time.Sleep(d) // the schedule is in real time
@@ -915,6 +1014,21 @@ func (c *cluster) run(faults []Fault) {
 				c.net.SetDefault(netsim.Link{Delay: f.Delay, Jitter: f.Delay, Loss: f.Loss})
 			} else {
 				c.net.SetDefault(netsim.Link{Delay: 2 * time.Millisecond, Jitter: 2 * time.Millisecond})
+			}
+		case Outage:
+			if a.start {
+				c.pubDown.Store(true)
+				c.faulty.SetMode(Down)
+				outageAt = time.Now()
+			} else {
+				if end := time.Now(); c.failClosed > 0 && f.Duration > c.failClosed+outageSlack {
+					// No proof reached any node after outageAt (+ the
+					// slack): every read of keys past D must be refused,
+					// until the origin answers again.
+					c.check.MustRefuse("keys", outageAt.Add(c.failClosed+outageSlack), end)
+				}
+				c.faulty.SetMode(Healthy)
+				c.pubDown.Store(false)
 			}
 		case OriginDown, OriginSlow, OriginCorrupt:
 			if a.start {

@@ -59,6 +59,10 @@ type Read struct {
 	Value   []byte
 	Stale   bool
 	Err     error
+	// Refused reports that a Failed read was the node's policy answer
+	// (dataplane.ErrUnavailable: the namespace fails closed and the node
+	// could not prove it current), not a failure to answer.
+	Refused bool
 	Phase   Phase
 }
 
@@ -70,6 +74,7 @@ const (
 	KindUnknown     = "unknown"     // a version nobody wrote, or a value that does not match its version
 	KindConvergence = "convergence" // not converged within the bound after the last heal
 	KindSettled     = "settled"     // an outdated version served after convergence
+	KindFailClosed  = "fail-closed" // a fail-closed namespace served a value it could not prove current, or a serve-stale one refused
 )
 
 // Checker records every read the nodes served and every write the
@@ -78,28 +83,140 @@ const (
 type Checker struct {
 	mu         sync.Mutex // guards everything below
 	reads      []Read
-	writes     map[string]map[record.Version]record.Record // by ns/key
+	writes     map[string]map[record.Version]*written // by ns/key, then version
 	violations []string
 	byKind     map[string]int
+	// failClosed holds the namespaces whose policy fails closed, each
+	// with the windows in which every read must be refused.
+	failClosed map[string][]window
+}
+
+// window is a span of time [from, to).
+type window struct{ from, to time.Time }
+
+// written is what the checker knows of one version of one key: every
+// record sent to a compare-and-swap under it, and, once one is known to
+// have landed, that one. Two publishers whose clocks give one version may
+// both send it, with different values; only one can land, and a write sent
+// but never confirmed (a timed-out request the server may still apply) may
+// be it.
+type written struct {
+	candidates []record.Record // distinct contents sent, in order
+	landed     *record.Record  // the one the store took, once known
+}
+
+// matches returns the records a read of this version may serve: the one
+// that landed, or, while that is unknown, every candidate.
+func (w *written) matches() []record.Record {
+	if w.landed != nil {
+		return []record.Record{*w.landed}
+	}
+	return w.candidates
 }
 
 // NewChecker returns an empty checker.
 func NewChecker() *Checker {
-	return &Checker{writes: make(map[string]map[record.Version]record.Record), byKind: make(map[string]int)}
+	return &Checker{writes: make(map[string]map[record.Version]*written), byKind: make(map[string]int)}
 }
 
 func id(ns, key string) string { return ns + "/" + key }
 
-// Wrote records a write a publisher made durable.
+func (c *Checker) version(rec record.Record) *written {
+	k := id(rec.Namespace, rec.Key)
+	if c.writes[k] == nil {
+		c.writes[k] = make(map[record.Version]*written)
+	}
+	w := c.writes[k][rec.Version]
+	if w == nil {
+		w = &written{}
+		c.writes[k][rec.Version] = w
+	}
+	return w
+}
+
+func sameContent(a, b record.Record) bool {
+	return a.Tombstone == b.Tombstone && bytes.Equal(a.Value, b.Value)
+}
+
+// FailsClosed declares that ns fails closed: a read of it may be refused
+// (Read.Refused), even of a held key, where a serve-stale namespace must
+// answer. A refusal in any other namespace is a violation.
+func (c *Checker) FailsClosed(ns string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failClosed == nil {
+		c.failClosed = make(map[string][]window)
+	}
+	if _, ok := c.failClosed[ns]; !ok {
+		c.failClosed[ns] = nil
+	}
+}
+
+// MustRefuse declares that every read of the fail-closed namespace ns that
+// starts in [from, to) must be refused: no node can have proven ns current
+// within its bound D then (the caller knows that no proof could reach any
+// node after from - D, e.g. because the origin, its change log and every
+// publisher were down). Serving a value or a not-found then is a
+// KindFailClosed violation.
+func (c *Checker) MustRefuse(ns string, from, to time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failClosed == nil {
+		c.failClosed = make(map[string][]window)
+	}
+	c.failClosed[ns] = append(c.failClosed[ns], window{from, to})
+}
+
+// mustRefuse reports whether r falls in a window where it must be refused.
+func (c *Checker) mustRefuse(r *Read) bool {
+	for _, w := range c.failClosed[r.Namespace] {
+		if !r.Start.Before(w.from) && r.Start.Before(w.to) {
+			return true
+		}
+	}
+	return false
+}
+
+// Sent records a write that may have reached the origin: a record sent to
+// a compare-and-swap, before the answer (WriteFaults.Sent). It is one
+// candidate for its version until Wrote says which landed.
+func (c *Checker) Sent(rec record.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.version(rec)
+	for _, o := range w.candidates {
+		if sameContent(o, rec) {
+			return
+		}
+	}
+	rec.Value = bytes.Clone(rec.Value)
+	w.candidates = append(w.candidates, rec)
+}
+
+// Wrote records a write known to have landed: a compare-and-swap the
+// store accepted (WriteFaults.Landed) or a publish acknowledged. From then
+// on a read of its version must serve its content, whatever else was sent
+// under that version. A second, different record said to have landed under
+// one version is itself a violation (two writes of one version).
 func (c *Checker) Wrote(rec record.Record) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := id(rec.Namespace, rec.Key)
-	if c.writes[k] == nil {
-		c.writes[k] = make(map[record.Version]record.Record)
-	}
+	w := c.version(rec)
 	rec.Value = bytes.Clone(rec.Value)
-	c.writes[k][rec.Version] = rec
+	switch {
+	case w.landed == nil:
+		w.landed = &rec
+	case !sameContent(*w.landed, rec):
+		c.violateLocked(KindUnknown, "%s@%s landed twice with different contents (tombstone=%v, %d bytes; tombstone=%v, %d bytes)",
+			id(rec.Namespace, rec.Key), rec.Version, w.landed.Tombstone, len(w.landed.Value), rec.Tombstone, len(rec.Value))
+		return
+	}
+	for _, o := range w.candidates {
+		if sameContent(o, rec) {
+			return
+		}
+	}
+	w.candidates = append(w.candidates, rec)
 }
 
 // Record records a read.
@@ -134,6 +251,8 @@ type Summary struct {
 	StaleServed int // of which marked stale
 	HeldReads   int // reads of a key the node held
 	Failed      int // reads not answered (of keys not held, unless a violation)
+	Refused     int // of which refused by a fail-closed policy
+	MustRefuse  int // reads in a window where they had to be refused
 	Keys        int // distinct keys written
 	Writes      int // writes recorded
 	Violations  int
@@ -161,6 +280,21 @@ func (c *Checker) Check(latest map[string]record.Version) Summary {
 		if r.Held {
 			s.HeldReads++
 		}
+		must := c.mustRefuse(r)
+		if must {
+			s.MustRefuse++
+		}
+		if r.Outcome == Failed && r.Refused {
+			s.Failed++
+			s.Refused++
+			if _, ok := c.failClosed[r.Namespace]; !ok {
+				c.violateLocked(KindFailClosed, "%s (epoch %d) refused a read of %s/%s at %s, a namespace that serves stale: %v", r.Node, r.Epoch, r.Namespace, r.Key, r.Start.Format("15:04:05.000"), r.Err)
+			}
+			continue
+		}
+		if must && r.Outcome != Failed {
+			c.violateLocked(KindFailClosed, "%s (epoch %d) served %s/%s@%s (%s) at %s, past the fail-closed bound with no proof of being current", r.Node, r.Epoch, r.Namespace, r.Key, r.Version, outcomeName(r.Outcome), r.Start.Format("15:04:05.000"))
+		}
 		if r.Outcome == Failed {
 			s.Failed++
 			if r.Held {
@@ -174,15 +308,7 @@ func (c *Checker) Check(latest map[string]record.Version) Summary {
 		}
 		k := id(r.Namespace, r.Key)
 		if r.Version != 0 {
-			w, ok := c.writes[k][r.Version]
-			switch {
-			case !ok:
-				c.violateLocked(KindUnknown, "%s served %s@%s, a version never written", r.Node, k, r.Version)
-			case w.Tombstone != (r.Outcome == NotFound):
-				c.violateLocked(KindUnknown, "%s served %s@%s as tombstone=%v, written as tombstone=%v", r.Node, k, r.Version, r.Outcome == NotFound, w.Tombstone)
-			case r.Outcome == Value && !bytes.Equal(w.Value, r.Value):
-				c.violateLocked(KindUnknown, "%s served %s@%s with a value that differs from the one written", r.Node, k, r.Version)
-			}
+			c.checkWritten(r, k)
 		}
 		if r.Phase == Settled {
 			if want, ok := latest[k]; ok && r.Version != want {
@@ -210,6 +336,29 @@ func (c *Checker) Check(latest map[string]record.Version) Summary {
 	}
 	s.Listed = slices.Clone(c.violations)
 	return s
+}
+
+// checkWritten checks that the version r served was written with the
+// content served: the content that landed, or, if which one landed is not
+// known, one of those sent under it.
+func (c *Checker) checkWritten(r *Read, k string) {
+	w, ok := c.writes[k][r.Version]
+	if !ok {
+		c.violateLocked(KindUnknown, "%s served %s@%s, a version never written", r.Node, k, r.Version)
+		return
+	}
+	var tombstones []bool
+	for _, m := range w.matches() {
+		if m.Tombstone == (r.Outcome == NotFound) && (r.Outcome == NotFound || bytes.Equal(m.Value, r.Value)) {
+			return
+		}
+		tombstones = append(tombstones, m.Tombstone)
+	}
+	if !slices.Contains(tombstones, r.Outcome == NotFound) {
+		c.violateLocked(KindUnknown, "%s served %s@%s as tombstone=%v, written as tombstone=%v", r.Node, k, r.Version, r.Outcome == NotFound, tombstones)
+		return
+	}
+	c.violateLocked(KindUnknown, "%s served %s@%s with a value that differs from the one written", r.Node, k, r.Version)
 }
 
 // checkSeries checks the reads of one key on one node: a read must not

@@ -13,13 +13,17 @@
 //   - Checker records every read a node served and every write a publisher
 //     made, and checks monotonic reads per key per node, no resurrection
 //     of deleted or overwritten versions, that held keys are always served,
-//     that every served version was written with the value served, and
-//     that reads after convergence serve the origin's latest version.
+//     that every served version was written with the value served, that
+//     reads after convergence serve the origin's latest version, and, for
+//     a namespace that fails closed, that no value is served past the bound
+//     D of an outage that left no node a proof of being current.
 //
 // The suite itself is TestChaos (over a directory origin), TestChaosS3
 // (over a real S3-compatible server), TestChaosDynamo (over dynalite) and
 // TestChaosCacheTier (nodes reading a directory origin through two real
-// cache nodes, with httporigin) in this package:
+// cache nodes, with httporigin) and TestChaosFailClosed (the keys namespace
+// failing closed after 4 s, through a 9 s outage of the origin and the
+// publishers) in this package:
 //
 //	go test -race -count=1 -run TestChaos -v ./chaos/
 //

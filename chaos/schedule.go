@@ -39,6 +39,12 @@ const (
 	// CacheSlow delays every request to cache node Node by Delay.
 	// Drawn only when Shape.CacheNodes > 0.
 	CacheSlow
+	// Outage is a whole origin outage: every node's origin and change-log
+	// reads fail, and so do the publishers' writes (they use the same
+	// origin), so no change and no proof of being current reaches any
+	// node. Never drawn at random: Shape.Outage places one, longer than
+	// the fail-closed bound D, so that failing closed is exercised.
+	Outage
 	numKinds
 )
 
@@ -47,7 +53,7 @@ const (
 // replays, are what they were before the cache-tier kinds existed).
 const numNodeKinds = CacheDown
 
-var kindNames = [numKinds]string{"stop", "crash", "partition", "lossy", "origin-down", "origin-slow", "origin-corrupt", "clock-skew", "cache-node-down", "cache-node-slow"}
+var kindNames = [numKinds]string{"stop", "crash", "partition", "lossy", "origin-down", "origin-slow", "origin-corrupt", "clock-skew", "cache-node-down", "cache-node-slow", "outage"}
 
 // String names the kind.
 func (k FaultKind) String() string {
@@ -109,6 +115,11 @@ type Shape struct {
 	CacheNodes int
 	// CacheSlowDelay is the delay of a CacheSlow fault.
 	CacheSlowDelay time.Duration
+	// Outage, when positive, adds one Outage fault this long, starting at
+	// a quarter of Length (which must hold it); the random origin faults
+	// that would overlap it are left out. The random draw is the same as
+	// without it, so a seed replays the other faults.
+	Outage time.Duration
 }
 
 // NewSchedule draws a random schedule of faults for shape from seed: a new
@@ -185,7 +196,26 @@ func NewSchedule(seed uint64, sh Shape) []Fault {
 	if sh.CacheNodes > 0 {
 		out = ensureCacheFaults(out, sh)
 	}
+	if sh.Outage > 0 {
+		out = addOutage(out, sh)
+	}
 	return out
+}
+
+// addOutage places sh's Outage at a quarter of the run, leaving out the
+// origin faults that overlap it.
+func addOutage(out []Fault, sh Shape) []Fault {
+	o := Fault{Kind: Outage, At: sh.Length / 4, Duration: sh.Outage}
+	kept := out[:0]
+	for _, f := range out {
+		if isOrigin(f.Kind) && f.At < o.End() && o.At < f.End() {
+			continue
+		}
+		kept = append(kept, f)
+	}
+	kept = append(kept, o)
+	sort.SliceStable(kept, func(i, j int) bool { return kept[i].At < kept[j].At })
+	return kept
 }
 
 // ensureCacheFaults adds a CacheDown and a CacheSlow fault, at fixed points
@@ -226,10 +256,12 @@ func ensureCacheFaults(out []Fault, sh Shape) []Fault {
 	return out
 }
 
-func isOrigin(k FaultKind) bool { return k == OriginDown || k == OriginSlow || k == OriginCorrupt }
-func isDown(k FaultKind) bool   { return k == Stop || k == Crash }
-func isNode(k FaultKind) bool   { return k == Stop || k == Crash || k == Skew }
-func isCache(k FaultKind) bool  { return k == CacheDown || k == CacheSlow }
+func isOrigin(k FaultKind) bool {
+	return k == OriginDown || k == OriginSlow || k == OriginCorrupt || k == Outage
+}
+func isDown(k FaultKind) bool  { return k == Stop || k == Crash }
+func isNode(k FaultKind) bool  { return k == Stop || k == Crash || k == Skew }
+func isCache(k FaultKind) bool { return k == CacheDown || k == CacheSlow }
 
 // Table formats a summary of a run over the origin named originName as a
 // Markdown table: the faults injected by kind, the operations, the reads
@@ -259,10 +291,12 @@ func Table(seed uint64, originName string, faults []Fault, ops map[string]int, s
 	fmt.Fprintf(&b, "| reads served (value or not-found) | %d |\n", s.Served)
 	fmt.Fprintf(&b, "| of which stale | %d |\n", s.StaleServed)
 	fmt.Fprintf(&b, "| reads of held keys (all must be served) | %d |\n", s.HeldReads)
-	fmt.Fprintf(&b, "| reads failed (keys not held) | %d |\n", s.Failed-s.ByKind[KindUnavailable])
+	fmt.Fprintf(&b, "| reads failed (keys not held) | %d |\n", s.Failed-s.Refused-s.ByKind[KindUnavailable])
+	fmt.Fprintf(&b, "| reads refused by a fail-closed policy | %d |\n", s.Refused)
+	fmt.Fprintf(&b, "| reads that had to be refused (past D in an outage) | %d |\n", s.MustRefuse)
 	fmt.Fprintf(&b, "| writes (distinct keys) | %d (%d) |\n", s.Writes, s.Keys)
 	fmt.Fprintf(&b, "| convergence after last heal (bound) | %s (%s) |\n", convergence.Round(time.Millisecond), bound)
-	for _, k := range []string{KindMonotonic, KindResurrected, KindUnavailable, KindUnknown, KindConvergence, KindSettled} {
+	for _, k := range []string{KindMonotonic, KindResurrected, KindUnavailable, KindUnknown, KindConvergence, KindSettled, KindFailClosed} {
 		fmt.Fprintf(&b, "| violations: %s | %d |\n", k, s.ByKind[k])
 	}
 	fmt.Fprintf(&b, "| **violations** | **%d** |\n", s.Violations)

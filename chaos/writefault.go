@@ -65,6 +65,11 @@ type WriteFaults struct {
 	// writes that land after their caller gave up on them (a timed-out
 	// request the server still applies), which no return value reports.
 	Sent func(rec record.Record)
+	// Landed, if set, is called with every record whose compare-and-swap
+	// the store accepted (set it before use): of several records sent
+	// under one version (two publishers whose clocks gave the same one),
+	// it tells the checker which one the store holds.
+	Landed func(rec record.Record)
 
 	pend    origin.Pending // nil when the store keeps no notes
 	hook    WriteHook
@@ -131,7 +136,11 @@ func (w *WriteFaults) CompareAndSwap(ctx context.Context, rec record.Record, pre
 	if w.Sent != nil {
 		w.Sent(rec)
 	}
-	return w.Store.CompareAndSwap(ctx, rec, prev)
+	err := w.Store.CompareAndSwap(ctx, rec, prev)
+	if err == nil && w.Landed != nil {
+		w.Landed(rec)
+	}
+	return err
 }
 
 // AppendLog implements origin.Store.

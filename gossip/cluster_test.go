@@ -48,9 +48,19 @@ func TestPublishReachesEveryNode(t *testing.T) {
 		}
 	}
 
-	// The eager push delivers most changes first (on an idle machine all of
-	// them; under -race on a loaded one gossip sometimes wins the race, as
-	// memberlist handles queued packets newest first).
+	// The eager push reaches every other member of the region: 9 per
+	// publish. Which path delivers a change first is a race (on an idle
+	// machine the push wins it every time; under -race on a loaded one
+	// gossip sometimes does, as memberlist handles queued packets newest
+	// first), so the test counts the pushes received, not who came first.
+	received := func(path string) float64 {
+		var sum float64
+		for _, n := range c.nodes {
+			sum += testutil.ToFloat64(n.m.received.WithLabelValues(path))
+		}
+		return sum
+	}
+	eventually(t, 5*time.Second, func() bool { return received("push") >= 27 }, "27 eager pushes received")
 	var push, relay, gossip float64
 	for _, n := range c.nodes {
 		push += testutil.ToFloat64(n.m.applied.WithLabelValues("push"))
@@ -58,9 +68,6 @@ func TestPublishReachesEveryNode(t *testing.T) {
 		gossip += testutil.ToFloat64(n.m.applied.WithLabelValues("gossip"))
 	}
 	t.Logf("first deliveries: push %v, relay %v, gossip %v", push, relay, gossip)
-	if push < 9 {
-		t.Errorf("only %v of 27 first deliveries by eager push", push)
-	}
 }
 
 func TestEagerPushAcrossRegions(t *testing.T) {
@@ -85,9 +92,18 @@ func TestEagerPushAcrossRegions(t *testing.T) {
 	if relaySent < want || relaySent > want+retries {
 		t.Errorf("relay messages sent = %v, want %d (+ up to %v retries)", relaySent, want, retries)
 	}
-	if relay < 6 {
-		t.Errorf("only %v first deliveries by relay, want most of 12", relay)
+	// Every relay message arrives; which path delivers first is a race
+	// (see TestPublishReachesEveryNode), so first deliveries are only
+	// logged.
+	relayReceived := func() float64 {
+		var sum float64
+		for _, n := range c.nodes {
+			sum += testutil.ToFloat64(n.m.received.WithLabelValues("relay"))
+		}
+		return sum
 	}
+	eventually(t, 5*time.Second, func() bool { return relayReceived() >= 3*2*2 }, "12 relay messages received")
+	t.Logf("first deliveries by relay: %v of 12", relay)
 	for _, m := range c.nodes[0].Members() {
 		if m.Region == "" {
 			t.Errorf("member %s has no region", m.Name)

@@ -17,14 +17,18 @@ import (
 
 	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip/netsim"
+	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/record"
 )
 
 // eventually polls cond until it holds or timeout passes; no fixed sleeps.
+// timeout is what an idle machine needs: it is stretched by the machine's
+// load (testscale), so a busy machine waits longer, never fails sooner.
 func eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
+	timeout = testscale.Duration(timeout)
 	deadline := time.Now().Add(timeout)
 	wait := time.Millisecond
 	for !cond() {
@@ -180,13 +184,16 @@ func testConfig(t testing.TB, name string) Config {
 	c.Registerer = prometheus.NewRegistry()
 	c.ReconnectInterval = 300 * time.Millisecond
 	ml := c.Memberlist
-	ml.ProbeInterval = 300 * time.Millisecond
-	ml.ProbeTimeout = 150 * time.Millisecond
+	// The failure detector's timers are stretched by the machine's load:
+	// on a busy machine a probe answered late is not a dead node, and
+	// false suspicions would keep membership from ever settling.
+	ml.ProbeInterval = testscale.Duration(300 * time.Millisecond)
+	ml.ProbeTimeout = testscale.Duration(150 * time.Millisecond)
 	ml.GossipInterval = 30 * time.Millisecond
 	ml.PushPullInterval = time.Second
 	ml.GossipToTheDeadTime = time.Second
 	ml.SuspicionMult = 3
-	ml.TCPTimeout = 500 * time.Millisecond
+	ml.TCPTimeout = testscale.Duration(500 * time.Millisecond)
 	return c
 }
 

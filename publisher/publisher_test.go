@@ -2,7 +2,9 @@ package publisher_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -314,6 +316,94 @@ func TestRepair(t *testing.T) {
 		}
 		if len(left) != 2 || !keys["young"] || !keys["unlanded"] {
 			t.Fatalf("notes left %+v, want young and unlanded", left)
+		}
+	})
+}
+
+// TestTwoPublishersOneVersion: two publishers whose clocks hand out the same
+// versions (here, both frozen at one instant) write one key. No version is
+// ever acknowledged, notified or logged with two different values: the one
+// whose version is taken writes again above it. Before the origin refused an
+// equal version with other content, the second Put returned the first's
+// version with its own value, which the origin never held.
+func TestTwoPublishersOneVersion(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		store := b.open(t)
+		frozen := time.Now()
+		clock := func() *record.Clock { return record.NewClock(func() time.Time { return frozen }) }
+		e1 := newEnv(t, store, func(c *publisher.Config) { c.Clock = clock() })
+		e2 := newEnv(t, store, func(c *publisher.Config) { c.Clock = clock() })
+		ctx := testCtx(t)
+
+		// One after the other: both clocks hand out the same first version.
+		r1, err := e1.pub.Put(ctx, "routes", "a", []byte(`"one"`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2, err := e2.pub.Put(ctx, "routes", "a", []byte(`"two"`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r2.Version <= r1.Version {
+			t.Fatalf("second publisher's Put acknowledged @%s, not above the first's @%s", r2.Version, r1.Version)
+		}
+		if got := state(t, store, "routes", "a")["a"]; got.Version != r2.Version || string(got.Value) != `"two"` {
+			t.Fatalf("store holds %s@%s, want the second Put's %s@%s", got.Value, got.Version, r2.Value, r2.Version)
+		}
+
+		// At once, many times: every acknowledged write's version names
+		// its value alone, and the store holds the newest acknowledged.
+		type ack struct {
+			v   record.Version
+			val string
+		}
+		var mu sync.Mutex // guards acks
+		var acks []ack
+		var wg sync.WaitGroup
+		for i, e := range []*env{e1, e2} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range 40 {
+					val := fmt.Sprintf(`"p%d-%d"`, i, j)
+					rec, err := e.pub.Put(ctx, "routes", "b", []byte(val))
+					if errors.Is(err, origin.ErrStale) || errors.Is(err, publisher.ErrBudget) {
+						continue // outrun three times in a row, or overran its budget on a busy machine: not acknowledged
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					acks = append(acks, ack{rec.Version, val})
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		byVersion := make(map[record.Version]string)
+		var newest ack
+		for _, a := range acks {
+			if other, ok := byVersion[a.v]; ok && other != a.val {
+				t.Errorf("version %s acknowledged for %s and for %s", a.v, other, a.val)
+			}
+			byVersion[a.v] = a.val
+			if a.v > newest.v {
+				newest = a
+			}
+		}
+		if got := state(t, store, "routes", "b")["b"]; got.Version != newest.v || string(got.Value) != newest.val {
+			t.Errorf("store holds %s@%s, the newest acknowledged write is %s@%s", got.Value, got.Version, newest.val, newest.v)
+		}
+		notified := make(map[string]string) // by key@version
+		for _, e := range []*env{e1, e2} {
+			for _, r := range e.notify.records() {
+				kv := r.Key + "@" + r.Version.String()
+				if other, ok := notified[kv]; ok && other != string(r.Value) {
+					t.Errorf("%s/%s notified with %s and with %s", r.Namespace, kv, other, r.Value)
+				}
+				notified[kv] = string(r.Value)
+			}
 		}
 	})
 }

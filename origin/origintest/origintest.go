@@ -57,6 +57,7 @@ func Run(t *testing.T, h Harness) {
 		{"SnapshotParts", testSnapshotParts},
 		{"Corrupt", testCorrupt},
 		{"Publish", testPublish},
+		{"VersionCollision", testVersionCollision},
 		{"ContextCancelled", testContextCancelled},
 		{"Pending", testPending},
 		{"Seals", testSeals},
@@ -473,6 +474,111 @@ func testPublish(t *testing.T, h Harness) {
 	log, err := s.ReadLog(ctx(t), 0, 10)
 	if err != nil || len(log) != 1 || log[0].Version != 100 {
 		t.Fatalf("log after publishes: %+v, %v; want one change @100", log, err)
+	}
+}
+
+// testVersionCollision provokes what two publishers whose clocks hand out
+// the same version do: both publish different content under one version of
+// one key. Exactly one lands; every other gets origin.ErrVersionTaken (an
+// origin.ErrStale) and leaves no trace, neither in the record nor in the
+// log; no compare-and-swap stores other content under a version the key
+// already holds.
+func testVersionCollision(t *testing.T, h Harness) {
+	s := h.New(t)
+	// One after the other: what the losing publisher meets on its retry.
+	mustCAS(t, s, rec("routes", "c.example.com", "winner", 100), 0)
+	for _, loser := range []record.Record{
+		rec("routes", "c.example.com", "loser", 100),
+		{Namespace: "routes", Key: "c.example.com", Version: 100, Tombstone: true},
+	} {
+		for _, prev := range []record.Version{0, 50} {
+			if err := s.CompareAndSwap(ctx(t), loser, prev); !errors.Is(err, origin.ErrConflict) {
+				t.Fatalf("CompareAndSwap(other content @100, prev %d) over @100: %v, want ErrConflict", prev, err)
+			}
+		}
+		written, err := origin.Publish(ctx(t), s, loser)
+		if !errors.Is(err, origin.ErrVersionTaken) || !errors.Is(err, origin.ErrStale) || written {
+			t.Fatalf("Publish(other content @100) over @100: written=%v err=%v, want ErrVersionTaken (an ErrStale)", written, err)
+		}
+	}
+	if got := mustGet(t, s, "routes", "c.example.com"); string(got.Value) != "winner" || got.Tombstone {
+		t.Fatalf("after colliding publishes Get = %+v, want the first write", got)
+	}
+	if log, err := s.ReadLog(ctx(t), 0, 10); err != nil || len(log) != 0 {
+		t.Fatalf("log after refused publishes: %+v, %v; want nothing appended", log, err)
+	}
+	// The same content under the same version stays an idempotent republish.
+	if written, err := origin.Publish(ctx(t), s, rec("routes", "c.example.com", "winner", 100)); err != nil || written {
+		t.Fatalf("Publish(same content @100) again: written=%v err=%v, want an idempotent no-op", written, err)
+	}
+
+	// At once: every writer read the same previous version, so each sends
+	// its compare-and-swap, and the losers find the winner's version on
+	// their retry. Half write values, half deletes, so the log entry
+	// shows whose change it is.
+	mustCAS(t, s, rec("routes", "race.example.com", "base", 150), 0)
+	const v = record.Version(200)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	type result struct {
+		rec     record.Record
+		written bool
+		err     error
+	}
+	results := make([]result, h.Writers)
+	for i := range h.Writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rec("routes", "race.example.com", fmt.Sprintf("writer-%d", i), v)
+			if i%2 == 1 {
+				r = record.Record{Namespace: "routes", Key: "race.example.com", Version: v, Tombstone: true}
+			}
+			<-start
+			written, err := origin.Publish(context.Background(), s, r)
+			results[i] = result{r, written, err}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	var won []record.Record
+	for _, r := range results {
+		switch {
+		case r.err == nil && r.written:
+			won = append(won, r.rec)
+		case r.err == nil:
+			// Not written but acknowledged: only an identical record may
+			// be, and every writer's differs from the value writers'.
+			if !r.rec.Tombstone {
+				t.Errorf("Publish(%q @%s) acknowledged without writing: someone else's write taken for its own", r.rec.Value, v)
+			} else {
+				won = append(won, r.rec) // a tombstone identical to the winning one
+			}
+		case errors.Is(r.err, origin.ErrVersionTaken), errors.Is(r.err, origin.ErrConflict):
+		default:
+			t.Errorf("racing Publish: unexpected error %v", r.err)
+		}
+	}
+	got := mustGet(t, s, "routes", "race.example.com")
+	if got.Version != v {
+		t.Fatalf("after the race Get = %+v, want @%s", got, v)
+	}
+	for _, w := range won {
+		if w.Tombstone != got.Tombstone || !bytes.Equal(w.Value, got.Value) {
+			t.Errorf("Publish of tombstone=%v %q @%s acknowledged, but the store holds tombstone=%v %q", w.Tombstone, w.Value, v, got.Tombstone, got.Value)
+		}
+	}
+	if len(won) == 0 {
+		t.Errorf("no racing Publish was acknowledged, but the store holds %+v", got)
+	}
+	log, err := s.ReadLog(ctx(t), 150, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range log {
+		if c.Key == "race.example.com" && (c.Version != v || c.Tombstone != got.Tombstone) {
+			t.Errorf("log holds %+v; the store holds tombstone=%v @%s", c, got.Tombstone, v)
+		}
 	}
 }
 
