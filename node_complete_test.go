@@ -17,6 +17,7 @@ import (
 	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 )
@@ -43,8 +44,14 @@ func soloGossip(name string) *gossip.Config {
 }
 
 // oftenFollow reads the log often.
+// oftenFollow reads the log every 50 ms. Its Settle must cover these
+// tests' own publishes (version taken, then record and log entry written):
+// under -race on a loaded machine that took more than 20 ms, the cursor
+// passed the entry before it was appended, and the change was never read
+// (TestStrangersCostNoOriginReads failed so). A longer Settle only rereads
+// more of the log; it does not delay delivery.
 func oftenFollow() *follow.Config {
-	return &follow.Config{Interval: 50 * time.Millisecond, Settle: 20 * time.Millisecond, Batch: 1000}
+	return &follow.Config{Interval: 50 * time.Millisecond, Settle: testscale.Duration(time.Second), Batch: 1000}
 }
 
 func publishAt(t *testing.T, s origin.Store, ns, key, val string, v record.Version) record.Record {
