@@ -60,14 +60,15 @@ type tailCost struct {
 // full, until a short page. Every reader must end each round at the log's
 // head, in both modes.
 //
-// It documents a defect rather than failing on it: when the span holds at
-// least a page of changes below a reader's cursor (after a burst, for
-// LogTailSpan; or at a steady 100 changes/s with the default span), the
-// shared read, which starts at the floor, fills its page before reaching
-// the cursor; the request that started it then reads the origin again for
-// itself, and so does every request that joins it. A round then costs one
-// origin read more than without sharing. See BENCHMARKS.md, "Shared
-// change-log reads".
+// Before logtail read from the short request's cursor and kept off a dense
+// floor, it cost more than no sharing when the span held a page of changes
+// below the readers' cursors (after a burst; or at a steady 100 changes/s
+// with the default span): the shared read, from the floor, filled its page
+// before the cursors, and every request then read the origin alone, one
+// more read a round than without sharing (63 origin reads for 60 polls in
+// "bursts", 110 for 100 in "after a burst"). Polls here are sequential, so
+// the counts are exact; TestLogReadsShared covers concurrent requests. See
+// BENCHMARKS.md, "Shared change-log reads".
 func TestLogTailCost(t *testing.T) {
 	scenarios := []tailScenario{
 		{name: "steady", readers: 10, recent: 300,
@@ -102,30 +103,31 @@ func TestLogTailCost(t *testing.T) {
 			if direct.reads != direct.polls {
 				t.Fatalf("without sharing: %d origin reads for %d polls, want one each", direct.reads, direct.polls)
 			}
+			// Never more than without sharing.
+			if shared.reads > direct.reads {
+				t.Fatalf("%s: %d origin reads with logtail, %d without sharing", sc.name, shared.reads, direct.reads)
+			}
+			var limit int64
 			switch sc.name {
 			case "steady":
-				// One origin read per round answers every reader.
-				if shared.reads != int64(sc.rounds) {
-					t.Fatalf("steady: %d origin reads in %d rounds, want one a round", shared.reads, sc.rounds)
-				}
+				// One origin read a round answers every reader.
+				limit = int64(sc.rounds)
 			case "lagging":
-				// Never more than without sharing; laggards below the
-				// span read for themselves, the rest share.
-				if shared.reads > direct.reads || shared.reads*2 > direct.reads {
-					t.Fatalf("lagging: %d origin reads with logtail, %d without: want at most half", shared.reads, direct.reads)
-				}
-			default:
-				// The defect: more than without sharing, by at most one
-				// origin read (the shared read nobody could use) per round
-				// and a catch-up step... a round.
-				extra := shared.reads - direct.reads
-				if extra > int64(sc.rounds) {
-					t.Fatalf("%s: %d origin reads with logtail, %d without: more than one extra a round", sc.name, shared.reads, direct.reads)
-				}
-				if extra > 0 {
-					t.Logf("KNOWN DEFECT (issue 21 item 5): %s costs %d origin reads more with logtail than without (%d against %d): the shared read starts at the span's floor and fills its page below the readers' cursors",
-						sc.name, extra, shared.reads, direct.reads)
-				}
+				// One a round, and at most two for each of the 3 readers
+				// below the span: its own read, and one for the readers
+				// above it when its full page cannot answer them.
+				limit = int64(sc.rounds) + 2*3
+			case "bursts":
+				// One a page each round (a round's changes take two), and
+				// one wasted read from the floor: the first full page the
+				// floor holds.
+				limit = 2*int64(sc.rounds) + 1
+			case "after a burst":
+				// One a round, and one wasted read from the floor.
+				limit = int64(sc.rounds) + 1
+			}
+			if shared.reads > limit {
+				t.Fatalf("%s: %d origin reads with logtail for %d polls, want at most %d", sc.name, shared.reads, shared.polls, limit)
 			}
 		})
 	}
