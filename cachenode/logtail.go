@@ -33,7 +33,8 @@ import (
 //     the origin alone.
 //   - The floor is dense up to that page's last version: until now - span
 //     passes it, reads start at the request's cursor, not the floor. A read
-//     from the floor is thus wasted at most once per page of changes.
+//     from the floor is thus wasted about once per page of changes (twice
+//     when a floor read outlasts ttl and another starts).
 //
 // An answer is at most ttl older than the request, as if the origin's log
 // trailed by ttl: readers count ttl in origin.Timing.ReplicaLag.
