@@ -50,10 +50,10 @@ type tailCost struct {
 // Time is taken out of the counts: the TTL is an hour, and each round starts
 // with an append through the node, which drops the shared read (as a TTL
 // expiry would). A round is thus one TTL window in which every poll of the
-// round falls: sharing's best case. LogTailSpan is an hour, with the
-// history within the last hour (recent) or three hours back (old), so the
-// figures are those of the default 10 s span when the recent history is
-// within 10 s of the polls, whatever the machine's load.
+// round falls: sharing's best case. LogTailSpan is a day, with the history
+// within the last hour (recent) or two days back (old), so the figures are
+// those of the default 10 s span when the recent history is within 10 s of
+// the polls, whatever the machine's load.
 //
 // Readers page like follow.Follower: up to wire.MaxLogPage changes a poll,
 // again at once from one version below the page's last when the page was
@@ -151,7 +151,7 @@ func writeHistory(t *testing.T, root string, sc tailScenario, now time.Time) []r
 		t.Fatal(err)
 	}
 	var vs []record.Version
-	old := record.MakeVersion(now.Add(-3*time.Hour), 0)
+	old := record.MakeVersion(now.Add(-48*time.Hour), 0)
 	for i := range sc.old {
 		vs = append(vs, old+record.Version(i))
 	}
@@ -205,7 +205,7 @@ func runTailScenario(t *testing.T, sc tailScenario, hist string, history []recor
 	store := &logCounting{Store: d}
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin, cfg.WriteToken, cfg.Logger = store, token, slog.New(slog.DiscardHandler)
-	cfg.LogTailTTL, cfg.LogTailSpan = ttl, time.Hour
+	cfg.LogTailTTL, cfg.LogTailSpan = ttl, 24*time.Hour
 	node, err := cachenode.New(cfg)
 	if err != nil {
 		t.Fatal(err)
