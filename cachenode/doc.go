@@ -90,8 +90,12 @@
 // up to Config.LogTailTTL (250 ms by default) after a read started, with a
 // cursor at or above that read's, is answered from it; a shared read starts
 // Config.LogTailSpan below the clock so that cursors a little behind are
-// covered. A region's sentinels then cost about one origin log read per
-// LogTailTTL, whatever their number. The answer may trail the origin's log
+// covered, unless a page of changes lies there below the cursor (after a
+// burst): a request a shared page falls short for reads from its own cursor,
+// and later requests at or above it share that read. A region's sentinels
+// then cost about one origin log read per LogTailTTL, whatever their
+// number, and never more than one per poll but for one wasted read per page
+// of changes (TestLogTailCost). The answer may trail the origin's log
 // by LogTailTTL, like a replica's: readers count it in origin.Timing's
 // ReplicaLag. An append or trim through the node drops the shared read.
 // Other log calls and snapshot calls go to the origin every time (they are

@@ -24,6 +24,18 @@ import (
 // new origin read, from min(Y, now - span), so that readers whose cursors
 // are a little behind Y are answered from it too.
 //
+// A read from below Y fills its page (wire.MaxLogPage changes) before Y's
+// page would end when the span holds a page of changes below Y (after a
+// burst, or at 100 changes/s with the default span). Two rules keep that
+// from costing more than sharing saves (TestLogTailCost):
+//   - The request it fell short for starts a read from its own cursor, which
+//     answers it and those at or above it, instead of each of them reading
+//     the origin alone.
+//   - The floor is dense up to that page's last version: until now - span
+//     passes it, reads start at the request's cursor, not the floor. A read
+//     from the floor is thus wasted about once per page of changes (twice
+//     when a floor read outlasts ttl and another starts).
+//
 // An answer is at most ttl older than the request, as if the origin's log
 // trailed by ttl: readers count ttl in origin.Timing.ReplicaLag.
 type logTail struct {
@@ -34,8 +46,9 @@ type logTail struct {
 	now  func() time.Time
 	read func(ctx context.Context, after record.Version, limit int) ([]record.Change, error)
 
-	mu  sync.Mutex
-	cur *logRead // the last shared read; nil after a write through the node
+	mu    sync.Mutex
+	cur   *logRead       // the last shared read; nil after a write through the node
+	dense record.Version // the end of the last full page a floor read fell short with
 
 	origin atomic.Int64 // origin log reads made
 	shared atomic.Int64 // requests answered by another request's read
@@ -44,6 +57,7 @@ type logTail struct {
 // logRead is one origin log read that requests may share.
 type logRead struct {
 	after record.Version
+	floor bool // after is the span's floor, below the cursor that started it
 	start time.Time
 	done  chan struct{} // closed when changes and err are set
 	cs    []record.Change
@@ -67,47 +81,84 @@ func (t *logTail) get(ctx context.Context, after record.Version, limit int) ([]r
 	r := t.cur
 	joined := t.usable(r, after, now)
 	if !joined {
-		from := after
-		if floor := record.MakeVersion(now.Add(-t.span), 0); floor < from {
-			from = floor
-		}
-		r = &logRead{after: from, start: now, done: make(chan struct{})}
-		t.cur = r
-		go t.fill(r) // not bound to this request: others may wait for it
+		r = t.start(after, now, true)
 	}
 	t.mu.Unlock()
+	cs, short, err := t.answer(ctx, r, after, limit)
+	if short {
+		// r's page ended before this request's would: its answer would be
+		// short, which a reader takes for the log's end. Read from this
+		// request's cursor, shared with requests at or above it (one may
+		// have started that read already).
+		now = t.now()
+		t.mu.Lock()
+		if r.floor {
+			t.dense = max(t.dense, r.cs[len(r.cs)-1].Version)
+		}
+		prev := r
+		r = t.cur
+		joined = r != prev && t.usable(r, after, now) && !r.floor
+		if !joined {
+			r = t.start(after, now, false)
+		}
+		t.mu.Unlock()
+		cs, short, err = t.answer(ctx, r, after, limit)
+		if short { // only a joined read can be short here
+			return t.direct(ctx, after, limit)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, origin.ErrLogTruncated) && r.after < after {
+			// Trimmed below the shared read's start, which may not
+			// concern this request's range.
+			return t.direct(ctx, after, limit)
+		}
+		return nil, joined, err
+	}
+	if joined {
+		t.shared.Add(1)
+	}
+	return cs, joined, nil
+}
+
+// start begins a shared read for a request after `after` at now, from the
+// span's floor when below `after`, allowed and not dense, and holds it as
+// t.cur. t.mu is held.
+func (t *logTail) start(after record.Version, now time.Time, fromFloor bool) *logRead {
+	r := &logRead{after: after, start: now, done: make(chan struct{})}
+	if floor := record.MakeVersion(now.Add(-t.span), 0); fromFloor && floor < after && floor >= t.dense {
+		r.after, r.floor = floor, true
+	}
+	t.cur = r
+	go t.fill(r) // not bound to this request: others may wait for it
+	return r
+}
+
+// answer waits for r and returns its changes after `after`, at most limit,
+// or short when r's page ended before this request's page would.
+func (t *logTail) answer(ctx context.Context, r *logRead, after record.Version, limit int) (cs []record.Change, short bool, err error) {
 	select {
 	case <-r.done:
 	case <-ctx.Done():
 		return nil, false, ctx.Err()
 	}
 	if r.err != nil {
-		if errors.Is(r.err, origin.ErrLogTruncated) && r.after < after {
-			// Trimmed below the shared read's start, which may not
-			// concern this request's range.
-			return t.direct(ctx, after, limit)
-		}
-		return nil, joined, r.err
+		return nil, false, r.err
 	}
 	// The changes above `after`, contiguous in r.cs.
 	i := 0
 	for i < len(r.cs) && r.cs[i].Version <= after {
 		i++
 	}
-	cs := r.cs[i:]
+	cs = r.cs[i:]
 	complete := len(r.cs) < t.page // r read to the end of the log
 	if !complete && len(cs) < limit {
-		// The shared page ended before this request's page would: its
-		// answer would be short, which a reader takes for the log's end.
-		return t.direct(ctx, after, limit)
+		return nil, true, nil
 	}
 	if len(cs) > limit {
 		cs = cs[:limit]
 	}
-	if joined {
-		t.shared.Add(1)
-	}
-	return cs, joined, nil
+	return cs, false, nil
 }
 
 // fill makes r's origin read. It is bounded by its own timeout, not by the
