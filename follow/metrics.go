@@ -1,9 +1,9 @@
 package follow
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane/internal/metricset"
 )
 
 // metrics are a follower's Prometheus collectors. With a nil Registerer
@@ -45,31 +45,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		reg: reg,
 	}
 	m.collectors = []prometheus.Collector{m.reads, m.changes, m.refused, m.revalid, m.panics}
-	if reg == nil {
-		return m, nil
-	}
-	for i, c := range m.collectors {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.collectors[:i] {
-				reg.Unregister(done)
-			}
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, errors.New("follow metrics already registered: give each follower its own Registerer")
-			}
-			return nil, err
-		}
+	if err := metricset.Register(reg, "follow", "give each follower its own Registerer", m.collectors...); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
 // unregister removes the collectors, so a follower can be restarted on the
 // same Registerer.
-func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
-}
+func (m *metrics) unregister() { metricset.Unregister(m.reg, m.collectors...) }

@@ -1,9 +1,9 @@
 package gossip
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane/internal/metricset"
 )
 
 // metrics are a node's Prometheus collectors. With a nil Registerer they
@@ -90,31 +90,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		reg: reg,
 	}
 	m.collectors = []prometheus.Collector{m.sent, m.received, m.dropped, m.rejected, m.applied, m.lag, m.repairs, m.panics, m.reconnect, m.retries, m.acks, m.unacked, m.members}
-	if reg == nil {
-		return m, nil
-	}
-	for i, c := range m.collectors {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.collectors[:i] {
-				reg.Unregister(done)
-			}
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, errors.New("gossip metrics already registered: give each node its own Registerer (or wrap it with a label)")
-			}
-			return nil, err
-		}
+	if err := metricset.Register(reg, "gossip", "give each node its own Registerer (or wrap it with a label)", m.collectors...); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
 // unregister removes the collectors, so a node can be restarted on the same
 // Registerer.
-func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
-}
+func (m *metrics) unregister() { metricset.Unregister(m.reg, m.collectors...) }
