@@ -24,6 +24,7 @@ import (
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/cli"
 	"github.com/dataplane/dataplane/internal/tlsconfig"
+	"github.com/dataplane/dataplane/openapi"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
 )
@@ -296,12 +297,7 @@ func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token s
 		return usageError{errors.New("serve needs -token: the API writes records and is never open")}
 	}
 	reg.MustRegister(collectors.NewGoCollector())
-	mux := http.NewServeMux()
-	mux.Handle("/v1/", publisher.Handler(p, token))
-	adm := admin.Handler(admin.Config{Gatherer: reg, Token: token, Fleet: fleet})
-	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/debug/fleet", "/debug/fleet.json"} {
-		mux.Handle(path, adm)
-	}
+	mux := publisherMux(p, token, reg, fleet)
 	// The largest body either way is a namespace: an import in, an export out.
 	srv := newAPIServer(mux, tlsCfg, log, publisher.MaxRequestBody, publisher.MaxRequestBody)
 	errc := make(chan error, 2)
@@ -323,6 +319,21 @@ func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token s
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// publisherMux is the publisher server's handler: the publisher API, its
+// OpenAPI description (openapi.Publisher, which also documents the admin
+// paths mounted here) and the admin endpoints.
+func publisherMux(p *publisher.Publisher, token string, reg *prometheus.Registry, fleet func() gossip.FleetView) *http.ServeMux {
+	mux := http.NewServeMux()
+	api := publisher.Handler(p, token)
+	mux.Handle("/v1/", api)
+	mux.Handle(openapi.Path, api)
+	adm := admin.Handler(admin.Config{Gatherer: reg, Token: token, Fleet: fleet, OpenAPI: openapi.Publisher})
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/debug/fleet", "/debug/fleet.json"} {
+		mux.Handle(path, adm)
+	}
+	return mux
 }
 
 // apiClient performs the actions against a running publisher API.
