@@ -332,11 +332,15 @@ func publisherMux(p *publisher.Publisher, token string, reg *prometheus.Registry
 	mux.Handle("/v1/", api)
 	mux.Handle(openapi.Path, api)
 	adm := admin.Handler(admin.Config{Gatherer: reg, Token: token, Fleet: fleet, OpenAPI: openapi.Publisher})
-	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/debug/fleet", "/debug/fleet.json"} {
+	for _, path := range publisherAdminPaths {
 		mux.Handle(path, adm)
 	}
 	return mux
 }
+
+// publisherAdminPaths are the admin endpoints the publisher's server
+// mounts beside its API.
+var publisherAdminPaths = []string{"/healthz", "/readyz", "/metrics", "/debug/fleet", "/debug/fleet.json"}
 
 // apiActions performs the actions against a running publisher API, with
 // the typed client.
