@@ -200,6 +200,7 @@ type LineError struct {
 	Reason string `json:"reason"`
 }
 
+// Error says which line was rejected and why.
 func (e LineError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Reason) }
 
 // WriteOption changes a put or a delete.

@@ -240,6 +240,22 @@ func TestRetryAfterHonoured(t *testing.T) {
 	}
 }
 
+// TestRetryAfterDate: Retry-After as an HTTP date is waited until then.
+func TestRetryAfterDate(t *testing.T) {
+	at := time.Now().Add(5 * time.Second).UTC().Format(http.TimeFormat)
+	s := &scripted{statuses: []int{503, 200}, headers: []http.Header{{"Retry-After": {at}}, {}}}
+	c := newClient(t, s.server(t).URL, client.DefaultConfig())
+	waits := recorder(c)
+	if _, err := c.Get(ctxT(t), "n", "k"); err != nil {
+		t.Fatal(err)
+	}
+	// The date has a one-second resolution, and time passes before it is
+	// read: well above the 200 ms backoff, at most the 5 s plus a tenth.
+	if len(*waits) != 1 || (*waits)[0] < time.Second || (*waits)[0] > 5500*time.Millisecond+time.Millisecond {
+		t.Fatalf("waits %v, want one of about 4-5s", *waits)
+	}
+}
+
 func TestRetry5xxBounded(t *testing.T) {
 	cfg := client.DefaultConfig()
 	cfg.Retry = client.RetryPolicy{Attempts: 3, Backoff: 100 * time.Millisecond, MaxWait: time.Second}

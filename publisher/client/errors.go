@@ -79,6 +79,7 @@ type APIError struct {
 	Stats *ImportStats
 }
 
+// Error names the status, the code and the server's message.
 func (e *APIError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "publisher API: HTTP %d", e.Status)
