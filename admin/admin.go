@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/openapi"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -53,6 +54,10 @@ type Config struct {
 	// per-namespace warm-up progress and memory, say); it must not hold
 	// secrets: /readyz needs no token.
 	Detail func() any
+	// OpenAPI is the server whose description /openapi.json answers: a
+	// listener that mounts more than this handler (a sentinel's, with the
+	// watch stream and snapshots) names its own; empty means openapi.Admin.
+	OpenAPI openapi.Server
 }
 
 // MaxRequestBody bounds the body of any request to the admin handler, in
@@ -65,65 +70,87 @@ const MaxRequestBody = 64 << 10
 //	GET /healthz                     200 while the process runs
 //	GET /readyz                      200 once ready, 503 before (with Detail)
 //	GET /metrics                     Prometheus exposition
+//	GET /openapi.json                the OpenAPI description of the server (Config.OpenAPI)
 //	GET /debug/records/{ns}/{key...} cached version and age of a record (token)
 //	GET /debug/members               cluster members (token)
 //	GET /debug/fleet                 live fleet page, HTML (token, or ?token= once, then a cookie)
 //	GET /debug/fleet.json            the fleet page's data (same)
+//
+// Versions in every answer are 16-hex-digit strings (record.Version's JSON).
 func Handler(cfg Config) http.Handler {
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.DefaultGatherer
 	}
+	if cfg.OpenAPI == "" {
+		cfg.OpenAPI = openapi.Admin
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		status, body := http.StatusOK, map[string]any{"status": "ready"}
-		if cfg.Ready != nil && !cfg.Ready() {
-			status, body["status"] = http.StatusServiceUnavailable, "warming"
-		}
-		if cfg.Detail != nil {
-			body["detail"] = cfg.Detail()
-		}
-		writeJSON(w, status, body)
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
-	mux.Handle("GET /debug/records/{ns}/{key...}", RequireToken(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if cfg.Inspect == nil {
-			writeJSON(w, http.StatusNotFound, errorBody{"this service has no record cache"})
-			return
-		}
-		ns, key := r.PathValue("ns"), r.PathValue("key")
-		if err := record.ValidateKey(ns, key); err != nil {
-			writeJSON(w, http.StatusBadRequest, errorBody{err.Error()})
-			return
-		}
-		in, ok := cfg.Inspect(ns, key)
-		if !ok {
-			writeJSON(w, http.StatusNotFound, errorBody{"not cached: " + ns + "/" + key})
-			return
-		}
-		writeJSON(w, http.StatusOK, in)
-	})))
-	mux.Handle("GET /debug/members", RequireToken(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if cfg.Members == nil {
-			writeJSON(w, http.StatusNotFound, errorBody{"this service is not in a gossip cluster"})
-			return
-		}
-		writeJSON(w, http.StatusOK, cfg.Members())
-	})))
-	if cfg.Fleet != nil {
-		fp := newFleetPage(cfg.Fleet, cfg.Gatherer, cfg.Token)
-		mux.HandleFunc("GET /debug/fleet", fp.serveHTML)
-		mux.HandleFunc("GET /debug/fleet.json", fp.serveJSON)
-	} else {
-		noFleet := RequireToken(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusNotFound, errorBody{"this service is not in a gossip cluster"})
-		}))
-		mux.Handle("GET /debug/fleet", noFleet)
-		mux.Handle("GET /debug/fleet.json", noFleet)
+	for _, rt := range routes(cfg) {
+		mux.Handle(rt.pattern, rt.handler)
 	}
 	return LimitBody(mux, MaxRequestBody)
+}
+
+// route is one pattern of Handler's mux.
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// routes lists what Handler serves; the OpenAPI test checks that every one
+// is documented.
+func routes(cfg Config) []route {
+	rs := []route{
+		{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		})},
+		{"GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			status, body := http.StatusOK, map[string]any{"status": "ready"}
+			if cfg.Ready != nil && !cfg.Ready() {
+				status, body["status"] = http.StatusServiceUnavailable, "warming"
+			}
+			if cfg.Detail != nil {
+				body["detail"] = cfg.Detail()
+			}
+			writeJSON(w, status, body)
+		})},
+		{"GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})},
+		{"GET " + openapi.Path, openapi.Handler(cfg.OpenAPI)},
+		{"GET /debug/records/{ns}/{key...}", RequireToken(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if cfg.Inspect == nil {
+				writeJSON(w, http.StatusNotFound, errorBody{"this service has no record cache"})
+				return
+			}
+			ns, key := r.PathValue("ns"), r.PathValue("key")
+			if err := record.ValidateKey(ns, key); err != nil {
+				writeJSON(w, http.StatusBadRequest, errorBody{err.Error()})
+				return
+			}
+			in, ok := cfg.Inspect(ns, key)
+			if !ok {
+				writeJSON(w, http.StatusNotFound, errorBody{"not cached: " + ns + "/" + key})
+				return
+			}
+			writeJSON(w, http.StatusOK, in)
+		}))},
+		{"GET /debug/members", RequireToken(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if cfg.Members == nil {
+				writeJSON(w, http.StatusNotFound, errorBody{"this service is not in a gossip cluster"})
+				return
+			}
+			writeJSON(w, http.StatusOK, cfg.Members())
+		}))},
+	}
+	if cfg.Fleet != nil {
+		fp := newFleetPage(cfg.Fleet, cfg.Gatherer, cfg.Token)
+		return append(rs,
+			route{"GET /debug/fleet", http.HandlerFunc(fp.serveHTML)},
+			route{"GET /debug/fleet.json", http.HandlerFunc(fp.serveJSON)})
+	}
+	noFleet := RequireToken(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{"this service is not in a gossip cluster"})
+	}))
+	return append(rs, route{"GET /debug/fleet", noFleet}, route{"GET /debug/fleet.json", noFleet})
 }
 
 // LimitBody wraps h so that a request declaring a body over limit bytes is

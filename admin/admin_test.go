@@ -54,7 +54,7 @@ func TestHandler(t *testing.T) {
 		{"metrics", "/metrics", "", 200, "dataplane_test_total 1"},
 		{"debug without token", "/debug/records/routes/a.example.com", "", 401, "admin token"},
 		{"debug wrong token", "/debug/records/routes/a.example.com", "s3creT", 401, "admin token"},
-		{"debug", "/debug/records/routes/a.example.com", "s3cret", 200, `"version":42`},
+		{"debug", "/debug/records/routes/a.example.com", "s3cret", 200, `"version":"000000000000002a"`},
 		{"debug token as a prefix", "/debug/records/routes/a.example.com", "s3cretX", 401, "admin token"},
 		{"debug not cached", "/debug/records/routes/b.example.com", "s3cret", 404, "not cached"},
 		{"debug bad namespace", "/debug/records/BAD/x", "s3cret", 400, "namespace"},

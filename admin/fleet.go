@@ -119,8 +119,23 @@ func (p *fleetPage) data(now time.Time) FleetData {
 			}
 		}
 	}
+	d.Namespaces = make([]string, 0, len(d.Newest))
 	for ns := range d.Newest {
 		d.Namespaces = append(d.Namespaces, ns)
+	}
+	// Lists are [] rather than null when empty, as the OpenAPI description
+	// has them.
+	if d.Members == nil {
+		d.Members = []gossip.MemberReport{}
+	}
+	if d.Changes == nil {
+		d.Changes = []gossip.ChangeTiming{}
+	}
+	d.Members = slices.Clone(d.Members) // the view's own may be shared
+	for i := range d.Members {
+		if d.Members[i].Applied == nil {
+			d.Members[i].Applied = []gossip.NamespaceVersion{}
+		}
 	}
 	slices.Sort(d.Namespaces)
 	cur := p.sample(now)

@@ -115,7 +115,7 @@ func TestFleetPageInBrowser(t *testing.T) {
 				State   string
 				Applied []struct {
 					Namespace string
-					Version   uint64
+					Version   string // 16 hex digits: versions are strings in every API
 				}
 			}
 		}
@@ -128,7 +128,7 @@ func TestFleetPageInBrowser(t *testing.T) {
 		for _, m := range d.Members {
 			got := false
 			for _, a := range m.Applied {
-				got = got || a.Namespace == sentinel.RoutesNamespace && fmt.Sprintf("%016x", a.Version) >= put.Version
+				got = got || a.Namespace == sentinel.RoutesNamespace && a.Version >= put.Version
 			}
 			ok = ok && got && m.State == "alive" && m.Region == "dev"
 		}

@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/dataplane/dataplane/openapi"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/schema"
 )
 
 // maxImportBody bounds one POST /v1/import body.
@@ -47,22 +49,103 @@ const VersionHeader = "X-Dataplane-Version"
 // in constant time and never logged. An empty token refuses every request.
 // Writes answer {"namespace","key","version","tombstone"}; GET answers the
 // value with its version in the X-Dataplane-Version header and as the ETag.
-// Every error is JSON, {"error": "..."}, naming what was wrong.
+// Every error is JSON, {"error": "...", "code": "...", "fields": [...]},
+// naming what was wrong: code is one of the Code constants, and fields, when
+// present, name the request's parts at fault (a query parameter, or a field
+// of the value its namespace's schema refused; see FieldError).
+//
+// GET /openapi.json, which needs no token, answers the OpenAPI description
+// of the publisher's server (openapi.Publisher): this API and the admin
+// endpoints that `dataplane publish serve` mounts beside it.
 func Handler(p *Publisher, token string) http.Handler {
 	h := &handler{p: p, token: sha256.Sum256([]byte(token)), hasToken: token != ""}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/records/{namespace}/{key...}", h.getRecord)
-	mux.HandleFunc("PUT /v1/records/{namespace}/{key...}", h.putRecord)
-	mux.HandleFunc("DELETE /v1/records/{namespace}/{key...}", h.deleteRecord)
-	mux.HandleFunc("/v1/records/{namespace}/{key...}", methodNotAllowed("GET, HEAD, PUT, DELETE"))
-	mux.HandleFunc("POST /v1/import", h.importLines)
-	mux.HandleFunc("/v1/import", methodNotAllowed("POST"))
-	mux.HandleFunc("GET /v1/export/{namespace}", h.export)
-	mux.HandleFunc("/v1/export/{namespace}", methodNotAllowed("GET, HEAD"))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
-	})
-	return h.authenticate(mux)
+	api := http.NewServeMux()
+	for _, rt := range h.routes() {
+		api.HandleFunc(rt.pattern, rt.handle)
+	}
+	top := http.NewServeMux()
+	top.Handle("GET /openapi.json", openapi.Handler(openapi.Publisher))
+	top.Handle("/", h.authenticate(api))
+	return top
+}
+
+// route is one pattern of Handler's mux.
+type route struct {
+	pattern string
+	handle  http.HandlerFunc
+}
+
+// routes lists what Handler serves behind the token; the OpenAPI test
+// checks that every pattern with a method is documented.
+func (h *handler) routes() []route {
+	return []route{
+		{"GET /v1/records/{namespace}/{key...}", h.getRecord},
+		{"PUT /v1/records/{namespace}/{key...}", h.putRecord},
+		{"DELETE /v1/records/{namespace}/{key...}", h.deleteRecord},
+		{"/v1/records/{namespace}/{key...}", methodNotAllowed("GET, HEAD, PUT, DELETE")},
+		{"POST /v1/import", h.importLines},
+		{"/v1/import", methodNotAllowed("POST")},
+		{"GET /v1/export/{namespace}", h.export},
+		{"/v1/export/{namespace}", methodNotAllowed("GET, HEAD")},
+		{"/", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path), Code: CodeNoRoute})
+		}},
+	}
+}
+
+// Code classifies an error answer of the API, so that a client can act on
+// it without parsing the message.
+type Code string
+
+// The codes of error answers, with the status each comes with.
+const (
+	CodeInvalid      Code = "invalid"      // 400: a bad parameter, namespace, key or value
+	CodeUnauthorized Code = "unauthorized" // 401: no or a wrong bearer token
+	CodeNotFound     Code = "not_found"    // 404: no such record, or it was deleted
+	CodeNoRoute      Code = "no_route"     // 404, 405: no such endpoint, or not with that method
+	CodeConflict     Code = "conflict"     // 409: a concurrent write won
+	CodeTooLarge     Code = "too_large"    // 413: a value or an import over its limit
+	CodeUnavailable  Code = "unavailable"  // 503: the origin cannot be reached; retry
+	CodeInternal     Code = "internal"     // 500
+)
+
+// codeFor is the Code of an error answer with the given status.
+func codeFor(status int) Code {
+	switch status {
+	case http.StatusBadRequest:
+		return CodeInvalid
+	case http.StatusUnauthorized:
+		return CodeUnauthorized
+	case http.StatusNotFound:
+		return CodeNotFound
+	case http.StatusMethodNotAllowed:
+		return CodeNoRoute
+	case http.StatusConflict:
+		return CodeConflict
+	case http.StatusRequestEntityTooLarge:
+		return CodeTooLarge
+	case http.StatusServiceUnavailable:
+		return CodeUnavailable
+	default:
+		return CodeInternal
+	}
+}
+
+// FieldError names one part of a request that was wrong: In is "query" (a
+// query parameter, such as wait) or "value" (a field of the record's value,
+// as its namespace's schema refused it, like "upstreams[1]"; empty for the
+// value as a whole).
+type FieldError struct {
+	In     string `json:"in"`
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+// errorBody is every error answer.
+type errorBody struct {
+	Error  string       `json:"error"`
+	Code   Code         `json:"code"`
+	Fields []FieldError `json:"fields,omitempty"`
 }
 
 type handler struct {
@@ -181,7 +264,7 @@ func (h *handler) getRecord(w http.ResponseWriter, r *http.Request) {
 
 // importResult is the answer to an import that stopped early.
 type importResult struct {
-	Error string      `json:"error"`
+	errorBody
 	Stats ImportStats `json:"stats"`
 }
 
@@ -196,7 +279,7 @@ func (h *handler) importLines(w http.ResponseWriter, r *http.Request) {
 		if status >= 500 {
 			h.p.log.Error("admin API: import stopped", "err", err, "lines", st.Lines)
 		}
-		writeJSON(w, status, importResult{Error: err.Error(), Stats: st})
+		writeJSON(w, status, importResult{errorBody: errorBody{Error: err.Error(), Code: codeFor(status)}, Stats: st})
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
@@ -224,7 +307,16 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		h.p.log.Error("admin API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeError(w, status, err.Error())
+	writeJSON(w, status, errorBody{Error: err.Error(), Code: codeFor(status), Fields: fieldsOf(err)})
+}
+
+// fieldsOf names the fields of a value its schema refused.
+func fieldsOf(err error) []FieldError {
+	var fe *schema.FieldError
+	if !errors.As(err, &fe) {
+		return nil
+	}
+	return []FieldError{{In: "value", Field: fe.Field, Reason: fe.Reason}}
 }
 
 func statusOf(err error) int {
@@ -250,7 +342,15 @@ func methodNotAllowed(allow string) http.HandlerFunc {
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
+	writeJSON(w, status, errorBody{Error: msg, Code: codeFor(status)})
+}
+
+// writeParamError answers 400 for a bad query parameter.
+func writeParamError(w http.ResponseWriter, param, reason string) {
+	writeJSON(w, http.StatusBadRequest, errorBody{
+		Error: param + ": " + reason, Code: CodeInvalid,
+		Fields: []FieldError{{In: "query", Field: param, Reason: reason}},
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

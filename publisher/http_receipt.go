@@ -34,26 +34,26 @@ func (h *handler) waitParams(w http.ResponseWriter, r *http.Request) (time.Durat
 	ws, ss := q.Get("wait"), q.Get("share")
 	if ws == "" {
 		if ss != "" {
-			writeError(w, http.StatusBadRequest, "share needs wait (e.g. ?wait=5s&share=0.9)")
+			writeParamError(w, "share", "share needs wait (e.g. ?wait=5s&share=0.9)")
 			return 0, 0, false
 		}
 		return 0, 0, true
 	}
 	wait, err := time.ParseDuration(ws)
 	if err != nil || wait <= 0 || wait > MaxWait {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("wait %q: want a duration in (0, %s], e.g. 5s", ws, MaxWait))
+		writeParamError(w, "wait", fmt.Sprintf("%q: want a duration in (0, %s], e.g. 5s", ws, MaxWait))
 		return 0, 0, false
 	}
 	share := 1.0
 	if ss != "" {
 		share, err = strconv.ParseFloat(ss, 64)
 		if err != nil || !(share > 0 && share <= 1) {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("share %q: want a fraction in (0, 1]", ss))
+			writeParamError(w, "share", fmt.Sprintf("%q: want a fraction in (0, 1]", ss))
 			return 0, 0, false
 		}
 	}
 	if _, ok := h.p.notify.(Receipter); !ok {
-		writeError(w, http.StatusBadRequest, "this publisher is not a gossip member, so it cannot wait for receipts (start it with gossip)")
+		writeParamError(w, "wait", "this publisher is not a gossip member, so it cannot wait for receipts (start it with gossip)")
 		return 0, 0, false
 	}
 	return wait, share, true

@@ -18,6 +18,7 @@ import (
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/cachenode/wire"
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/openapi"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -156,6 +157,7 @@ func Start(cfg ServerConfig) (*Server, error) {
 			Members:  MembersFunc(node),
 			Fleet:    FleetFunc(node),
 			Detail:   func() any { return node.Status() },
+			OpenAPI:  openapi.Node, // with the watch stream and snapshots above
 		}))
 		s.adm = &http.Server{
 			Handler:           mux,

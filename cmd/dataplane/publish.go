@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -11,9 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +21,9 @@ import (
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/cli"
 	"github.com/dataplane/dataplane/internal/tlsconfig"
+	"github.com/dataplane/dataplane/openapi"
 	"github.com/dataplane/dataplane/publisher"
+	"github.com/dataplane/dataplane/publisher/client"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -104,7 +103,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if action == "serve" {
 			return usageError{errors.New("serve runs the API itself: give -origin, not -api")}
 		}
-		client := http.DefaultClient
+		ccfg := client.DefaultConfig().WithToken(*token)
 		if apiCli.Enabled() {
 			cc, err := apiCli.Config()
 			if err != nil {
@@ -113,9 +112,13 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			tr := http.DefaultTransport.(*http.Transport).Clone()
 			tr.TLSClientConfig = cc
 			defer tr.CloseIdleConnections()
-			client = &http.Client{Transport: tr}
+			ccfg.HTTPClient = &http.Client{Transport: tr}
 		}
-		return (&apiClient{base: strings.TrimRight(*api, "/"), token: *token, client: client, wait: *wait, share: *share}).do(ctx, action, rest, stdout, stderr)
+		c, err := client.New(*api, ccfg)
+		if err != nil {
+			return usageError{fmt.Errorf("-api: %w", err)}
+		}
+		return (&apiActions{c: c, wait: *wait, share: *share}).do(ctx, action, rest, stdout, stderr)
 	}
 
 	store, err := nf.openOrigin(ctx, log)
@@ -296,12 +299,7 @@ func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token s
 		return usageError{errors.New("serve needs -token: the API writes records and is never open")}
 	}
 	reg.MustRegister(collectors.NewGoCollector())
-	mux := http.NewServeMux()
-	mux.Handle("/v1/", publisher.Handler(p, token))
-	adm := admin.Handler(admin.Config{Gatherer: reg, Token: token, Fleet: fleet})
-	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/debug/fleet", "/debug/fleet.json"} {
-		mux.Handle(path, adm)
-	}
+	mux := publisherMux(p, token, reg, fleet)
 	// The largest body either way is a namespace: an import in, an export out.
 	srv := newAPIServer(mux, tlsCfg, log, publisher.MaxRequestBody, publisher.MaxRequestBody)
 	errc := make(chan error, 2)
@@ -325,30 +323,78 @@ func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token s
 	return srv.Shutdown(sctx)
 }
 
-// apiClient performs the actions against a running publisher API.
-type apiClient struct {
-	base, token string
-	client      *http.Client
-	wait        time.Duration // put, delete: ?wait (a receipt)
-	share       float64
+// publisherMux is the publisher server's handler: the publisher API, its
+// OpenAPI description (openapi.Publisher, which also documents the admin
+// paths mounted here) and the admin endpoints.
+func publisherMux(p *publisher.Publisher, token string, reg *prometheus.Registry, fleet func() gossip.FleetView) *http.ServeMux {
+	mux := http.NewServeMux()
+	api := publisher.Handler(p, token)
+	mux.Handle("/v1/", api)
+	mux.Handle(openapi.Path, api)
+	adm := admin.Handler(admin.Config{Gatherer: reg, Token: token, Fleet: fleet, OpenAPI: openapi.Publisher})
+	for _, path := range publisherAdminPaths {
+		mux.Handle(path, adm)
+	}
+	return mux
 }
 
-func (c *apiClient) do(ctx context.Context, action string, args []string, stdout, stderr io.Writer) error {
-	var method, path string
-	var body io.Reader
+// publisherAdminPaths are the admin endpoints the publisher's server
+// mounts beside its API.
+var publisherAdminPaths = []string{"/healthz", "/readyz", "/metrics", "/debug/fleet", "/debug/fleet.json"}
+
+// apiActions performs the actions against a running publisher API, with
+// the typed client.
+type apiActions struct {
+	c     *client.Client
+	wait  time.Duration // put, delete: wait for the receipt
+	share float64
+}
+
+func (a *apiActions) do(ctx context.Context, action string, args []string, stdout, stderr io.Writer) error {
+	var opts []client.WriteOption
+	if a.wait > 0 {
+		opts = append(opts, client.Wait(a.wait, a.share))
+	}
 	switch action {
-	case "put":
-		v, err := readValue(args[2], os.Stdin)
+	case "put", "delete":
+		var w client.Write
+		var err error
+		if action == "put" {
+			v, rerr := readValue(args[2], os.Stdin)
+			if rerr != nil {
+				return rerr
+			}
+			w, err = a.c.Put(ctx, args[0], args[1], v, opts...)
+		} else {
+			w, err = a.c.Delete(ctx, args[0], args[1], opts...)
+		}
+		if err != nil && !errors.Is(err, client.ErrNotApplied) {
+			return err
+		}
+		// The answer as the API gave it, receipt included: JSON, for scripts.
+		fmt.Fprintf(stderr, "version %s\n", w.Version)
+		enc := json.NewEncoder(stdout)
+		enc.SetEscapeHTML(false)
+		if eerr := enc.Encode(w); eerr != nil {
+			return eerr
+		}
+		if err != nil {
+			return errors.New("receipt not met within -wait (see the regions and pending nodes above)")
+		}
+		return nil
+	case "get":
+		rec, err := a.c.Get(ctx, args[0], args[1])
 		if err != nil {
 			return err
 		}
-		method, path, body = "PUT", recordPath(args[0], args[1]), bytes.NewReader(v)
-	case "get":
-		method, path = "GET", recordPath(args[0], args[1])
-	case "delete":
-		method, path = "DELETE", recordPath(args[0], args[1])
+		fmt.Fprintf(stderr, "version %s (%s)\n", rec.Version, rec.Version.Time().UTC().Format(time.RFC3339Nano))
+		stdout.Write(rec.Value)
+		if len(rec.Value) > 0 && rec.Value[len(rec.Value)-1] != '\n' {
+			fmt.Fprintln(stdout)
+		}
+		return nil
 	case "export":
-		method, path = "GET", "/v1/export/"+url.PathEscape(args[0])
+		return a.c.Export(ctx, args[0], stdout)
 	case "import":
 		in := io.Reader(os.Stdin)
 		if len(args) == 1 && args[0] != "-" {
@@ -357,45 +403,25 @@ func (c *apiClient) do(ctx context.Context, action string, args []string, stdout
 				return err
 			}
 			defer f.Close()
-			in = f
+			in = f // a file can be sent again if the API asks to retry
 		}
-		method, path, body = "POST", "/v1/import", in
-	default:
-		return usageError{fmt.Errorf("unknown action %q", action)}
-	}
-	if c.wait > 0 && (action == "put" || action == "delete") {
-		path += "?" + url.Values{"wait": {c.wait.String()}, "share": {strconv.FormatFloat(c.share, 'f', -1, 64)}}.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return usageError{fmt.Errorf("-api %q: %w", c.base, err)}
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
+		st, err := a.c.Import(ctx, in)
+		printImport(stdout, publisher.ImportStats{Lines: st.Lines, Written: st.Written, Unchanged: st.Unchanged, Rejected: st.Rejected, Errors: lineErrors(st.Errors)})
+		if err != nil {
+			return err
 		}
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+		if st.Rejected > 0 {
+			return fmt.Errorf("%d of %d lines rejected", st.Rejected, st.Lines)
 		}
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
+		return nil
 	}
-	if v := resp.Header.Get("X-Dataplane-Version"); v != "" {
-		fmt.Fprintf(stderr, "version %s\n", v)
-	}
-	_, err = io.Copy(stdout, resp.Body)
-	if err == nil && resp.StatusCode == http.StatusAccepted {
-		err = errors.New("receipt not met within -wait (see the regions and pending nodes above)")
-	}
-	return err
+	return usageError{fmt.Errorf("unknown action %q", action)}
 }
 
-func recordPath(ns, key string) string {
-	return "/v1/records/" + url.PathEscape(ns) + "/" + url.PathEscape(key)
+func lineErrors(es []client.LineError) []publisher.LineError {
+	out := make([]publisher.LineError, len(es))
+	for i, e := range es {
+		out[i] = publisher.LineError{Line: e.Line, Reason: e.Reason}
+	}
+	return out
 }
