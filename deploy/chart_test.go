@@ -354,3 +354,35 @@ func servedPaths(t *testing.T) map[string]bool {
 	}
 	return paths
 }
+
+// TestChartSchemaRefusesTypos checks values.schema.json is in force: a
+// misspelt or mistyped value fails lint and install instead of being
+// ignored.
+func TestChartSchemaRefusesTypos(t *testing.T) {
+	ch := loadChart(t)
+	for _, vals := range []map[string]any{
+		{"sentinel": map[string]any{"replica": 3}},
+		{"cachenode": map[string]any{"replicas": "two"}},
+		{"gossip": map[string]any{"seeds": []any{"no-port"}}},
+		{"origni": "s3://x"},
+	} {
+		l := action.NewLint()
+		l.Strict = true
+		l.Namespace = namespace
+		res := l.Run([]string{chartDir}, vals)
+		failed := len(res.Errors) > 0
+		for _, m := range res.Messages {
+			failed = failed || m.Severity >= support.ErrorSev
+		}
+		if !failed {
+			t.Errorf("lint accepted values %v", vals)
+		}
+		cfg := &action.Configuration{Releases: storage.Init(driver.NewMemory())}
+		cfg.SetLogger(slog.NewTextHandler(io.Discard, nil))
+		in := action.NewInstall(cfg)
+		in.DryRunStrategy, in.ReleaseName, in.Namespace, in.Replace = action.DryRunClient, releaseName, namespace, true
+		if _, err := in.RunWithContext(context.Background(), ch, vals); err == nil {
+			t.Errorf("install accepted values %v", vals)
+		}
+	}
+}
