@@ -256,8 +256,8 @@ func (p *promServer) lastEvaluation(t *testing.T) time.Time {
 // nodes concerned. A renamed metric leaves its alert silent and fails here.
 func TestAlertsFire(t *testing.T) {
 	start := time.Now()
-	failClosed := testscale.Duration(3 * time.Second)
-	behind := testscale.Duration(2 * time.Second)
+	failClosed := testscale.Duration(5 * time.Second)
+	behind := testscale.Duration(4 * time.Second)
 	origins := map[string]*downable{}
 	c, err := devcluster.Start(context.Background(), devcluster.Config{
 		DataDir:   t.TempDir(),
