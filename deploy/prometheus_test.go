@@ -150,3 +150,61 @@ func TestChartRulesCopy(t *testing.T) {
 	want := "# Generated: a copy of deploy/prometheus/rules.yaml, do not edit. From deploy/:\n#   go test -run TestChartRulesCopy -update .\n" + string(src)
 	checkGenerated(t, filepath.Dir(chartRulesFile), map[string]string{filepath.Base(chartRulesFile): want}, func(string) bool { return true })
 }
+
+// TestAlertMetricsExist checks every dataplane_* metric the alert rules
+// name is defined in the dataplane module's source: some non-test Go file
+// holds both its subsystem and its name as string literals (Namespace
+// "dataplane", Subsystem "cache", Name "max_bytes"). A renamed metric fails
+// here at once, including in the alerts devcluster's TestAlertsFire does
+// not provoke.
+func TestAlertMetricsExist(t *testing.T) {
+	b, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sources []string
+	err = filepath.WalkDir("..", func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p != ".." && (d.Name() == "deploy" || strings.HasPrefix(d.Name(), ".")) {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
+			src, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if strings.Contains(string(src), `"dataplane"`) {
+				sources = append(sources, string(src))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := map[string]bool{}
+	for _, m := range regexp.MustCompile(`dataplane_[a-z_]+`).FindAllString(string(b), -1) {
+		metrics[m] = true
+	}
+	if len(metrics) < 6 {
+		t.Fatalf("rules name %d metrics, want at least 6", len(metrics))
+	}
+	for m := range metrics {
+		parts := strings.Split(strings.TrimPrefix(m, "dataplane_"), "_")
+		found := false
+		for i := 1; i < len(parts) && !found; i++ {
+			sub, name := `"`+strings.Join(parts[:i], "_")+`"`, `"`+strings.Join(parts[i:], "_")+`"`
+			for _, src := range sources {
+				if strings.Contains(src, sub) && strings.Contains(src, name) {
+					found = true
+					break
+				}
+			}
+		}
+		if !found {
+			t.Errorf("rules name %s: no Go file of the dataplane module defines it", m)
+		}
+	}
+}
