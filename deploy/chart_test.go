@@ -313,11 +313,12 @@ func TestChartRenders(t *testing.T) {
 }
 
 // servedPaths returns the paths the dataplane binary's HTTP handlers
-// register with GET ("GET /readyz"), read from the dataplane module's
-// source one directory up.
+// register with GET: each route pattern literal "GET /path" in the
+// dataplane module's non-test source one directory up (passed to
+// mux.HandleFunc or kept in a route table).
 func servedPaths(t *testing.T) map[string]bool {
 	t.Helper()
-	re := regexp.MustCompile(`\.Handle(?:Func)?\("GET (/[^" {]*)"`)
+	re := regexp.MustCompile(`"GET (/[^" {]*)"`)
 	paths := map[string]bool{}
 	err := filepath.WalkDir("..", func(p string, d os.DirEntry, err error) error {
 		if err != nil {
