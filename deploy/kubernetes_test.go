@@ -11,7 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -50,6 +52,16 @@ func newObject(apiVersion, kind string) any {
 		return &networkingv1.NetworkPolicy{}
 	case "policy/v1 PodDisruptionBudget":
 		return &policyv1.PodDisruptionBudget{}
+	case "v1 Secret":
+		return &corev1.Secret{}
+	case "v1 Pod":
+		return &corev1.Pod{}
+	case "autoscaling/v2 HorizontalPodAutoscaler":
+		return &autoscalingv2.HorizontalPodAutoscaler{}
+	case "monitoring.coreos.com/v1 ServiceMonitor":
+		return &monitoringv1.ServiceMonitor{}
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		return &monitoringv1.PrometheusRule{}
 	}
 	return nil
 }
@@ -69,30 +81,39 @@ func loadManifests(t *testing.T, dir string) []object {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(b), -1) {
-			if strings.TrimSpace(stripComments(doc)) == "" {
-				continue
-			}
-			var tm metav1.TypeMeta
-			if err := yaml.Unmarshal([]byte(doc), &tm); err != nil {
-				t.Fatalf("%s #%d: %v", f, i+1, err)
-			}
-			obj := newObject(tm.APIVersion, tm.Kind)
-			if obj == nil {
-				t.Fatalf("%s #%d: unexpected %s %s", f, i+1, tm.APIVersion, tm.Kind)
-			}
-			if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
-				t.Fatalf("%s #%d (%s): %v", f, i+1, tm.Kind, err)
-			}
-			js, _ := json.Marshal(obj)
-			var m struct {
-				Metadata metav1.ObjectMeta `json:"metadata"`
-			}
-			if err := json.Unmarshal(js, &m); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, object{file: filepath.Base(f), kind: tm.Kind, meta: m.Metadata, obj: obj})
+		out = append(out, decodeDocs(t, filepath.Base(f), regexp.MustCompile(`(?m)^---\s*$`).Split(string(b), -1))...)
+	}
+	return out
+}
+
+// decodeDocs decodes each YAML document of docs (from file, for messages)
+// strictly into its type; a document of comments only is skipped.
+func decodeDocs(t *testing.T, file string, docs []string) []object {
+	t.Helper()
+	var out []object
+	for i, doc := range docs {
+		if strings.TrimSpace(stripComments(doc)) == "" {
+			continue
 		}
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &tm); err != nil {
+			t.Fatalf("%s #%d: %v", file, i+1, err)
+		}
+		obj := newObject(tm.APIVersion, tm.Kind)
+		if obj == nil {
+			t.Fatalf("%s #%d: unexpected %s %s", file, i+1, tm.APIVersion, tm.Kind)
+		}
+		if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+			t.Fatalf("%s #%d (%s): %v", file, i+1, tm.Kind, err)
+		}
+		js, _ := json.Marshal(obj)
+		var m struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		}
+		if err := json.Unmarshal(js, &m); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, object{file: file, kind: tm.Kind, meta: m.Metadata, obj: obj})
 	}
 	return out
 }
@@ -166,7 +187,7 @@ func TestKubernetesManifests(t *testing.T) {
 			configMaps[cm.Name] = cm
 		}
 	}
-	for _, k := range []string{"Namespace", "Deployment", "StatefulSet", "Service", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget"} {
+	for _, k := range []string{"ServiceAccount", "Deployment", "StatefulSet", "Service", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s", k)
 		}
@@ -393,8 +414,9 @@ func checkGossip(t *testing.T, objs []object, wls []workload, configMaps map[str
 			continue
 		}
 		npSel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
-		if err != nil || !npSel.Matches(labels.Set{gossipLabel: "true", "app.kubernetes.io/part-of": "dataplane"}) {
-			continue
+		if err != nil || !slices.ContainsFunc(wls, func(w workload) bool { return npSel.Matches(labels.Set(w.pod.Labels)) }) ||
+			slices.ContainsFunc(wls, func(w workload) bool { return !npSel.Matches(labels.Set(w.pod.Labels)) }) {
+			continue // a policy that selects not every gossiping pod does not count
 		}
 		for _, rule := range np.Spec.Ingress {
 			for _, p := range rule.Ports {

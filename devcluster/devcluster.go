@@ -75,6 +75,13 @@ type Config struct {
 	Token string
 	// Logger receives the cluster's logs; nil discards them.
 	Logger *slog.Logger
+	// Staleness, when set, is every sentinel's dataplane.Config.Staleness
+	// (e.g. keys failing closed after seconds, not minutes, in a test).
+	Staleness map[string]dataplane.Policy
+	// WrapOrigin, when set, is given the origin store each sentinel
+	// ("sentinel-1".."sentinel-3") reads and returns the one it reads
+	// instead: a test's hook to fail one node's origin.
+	WrapOrigin func(name string, s origin.Store) origin.Store
 }
 
 // Cluster is a running dev cluster.
@@ -240,6 +247,9 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 		g := gossip.DefaultLocalConfig()
 		g.Insecure = true // dev mode: loopback only
 		g.Name = fmt.Sprintf("sentinel-%d", i+1)
+		if cfg.WrapOrigin != nil {
+			store = cfg.WrapOrigin(g.Name, store)
+		}
 		g.BindAddr = cfg.Host
 		g.Region = "dev"
 		g.Seeds = seeds
@@ -250,6 +260,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 			Gossip:     &g,
 			Follow:     &fc,
 			Verifier:   verifier,
+			Staleness:  cfg.Staleness,
 			DataDir:    filepath.Join(cfg.DataDir, g.Name),
 			Logger:     log.With("component", g.Name),
 			Registerer: reg,

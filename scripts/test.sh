@@ -89,6 +89,25 @@ if [ ! -x /usr/bin/chromium ] && [ -z "${DATAPLANE_CHROMIUM:-}" ]; then
 fi
 export DATAPLANE_CHROMIUM="${DATAPLANE_CHROMIUM:-/usr/bin/chromium}"
 
+# Prometheus and promtool from Debian (package prometheus, 2.42), for the
+# alert rules' tests: deploy's TestAlertRules runs promtool test rules, and
+# devcluster's TestAlertsFire runs a Prometheus server on loopback. Both
+# fail, never skip, without them. The package may start (or enable) its own
+# prometheus service: stop and disable it, the tests start their own.
+if { [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/promtool ]; } && [ -z "${DATAPLANE_PROMETHEUS:-}" ]; then
+  step "installing prometheus (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || { echo "prometheus: apt-get install did not provide /usr/bin/prometheus and /usr/bin/promtool"; exit 1; }
+fi
+if [ -d /run/systemd/system ] && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+  systemctl disable --now prometheus >/dev/null
+elif [ -x /etc/init.d/prometheus ] && command -v service >/dev/null && service prometheus status >/dev/null 2>&1; then
+  service prometheus stop >/dev/null
+fi
+export DATAPLANE_PROMETHEUS="${DATAPLANE_PROMETHEUS:-/usr/bin/prometheus}"
+export DATAPLANE_PROMTOOL="${DATAPLANE_PROMTOOL:-/usr/bin/promtool}"
+
 phase vet
 step "go vet"
 go vet ./...
@@ -109,10 +128,12 @@ if go version -m "$img" | grep -q 'gonum.org/v1/plot'; then echo "image binary l
 "$img" sentinel -help >/dev/null 2>&1 || { echo "image binary: sentinel -help failed"; exit 1; }
 ls -l "$img"
 
-# Deployment files: Kubernetes manifests decoded strictly into the k8s.io/api
-# types, the Dockerfile and the systemd unit (deploy/ is its own module, so
-# the main one does not depend on k8s.io/api; the example configs and the
-# Grafana dashboard are checked by cmd/dataplane's tests).
+# Deployment files: the Helm chart (lint, golden renderings, strict decoding
+# into the k8s.io/api types, deploy/kubernetes as its default rendering),
+# the alert rules (promtool), the Dockerfile and the systemd unit (deploy/
+# is its own module, so the main one does not depend on Helm or k8s.io/api;
+# the example configs and the Grafana dashboard are checked by
+# cmd/dataplane's tests).
 phase deploy
 step "deploy/ (go vet, go test)"
 (cd deploy && go vet ./... && go test -count=1 ./...)
