@@ -278,7 +278,7 @@ func versionAt(v record.Version, now time.Time) pageVersion {
 	}
 	pv := pageVersion{Set: true, Hex: v.String(), Stamp: t.Format(layout), ISO: t.Format(time.RFC3339Nano)}
 	if l := v.Logical(); l != 0 {
-		pv.Stamp += fmt.Sprintf(" +%d", l) // same millisecond, a later version
+		pv.Stamp += fmt.Sprintf(" #%d", l) // the same millisecond, a later version
 	}
 	return pv
 }
@@ -451,7 +451,7 @@ var fleetTemplate = template.Must(template.New("fleet").Funcs(template.FuncMap{
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}
 h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}h3{font-size:1em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}.dead{color:#b00}.left{color:#888}.behind{background:#fde2e2;color:#900}.self{font-weight:bold}
+th{background:#f3f3f3}.dead{color:#b00}.left{color:#888}td.behind{background:#fde2e2;color:#900}.self{font-weight:bold}
 tr.refusing td{background:#fde2e2}td.refused{color:#b00}
 time{font-variant-numeric:tabular-nums}
 code{font-size:.95em}.muted{color:#666}

@@ -81,7 +81,7 @@ func percentile(s []time.Duration, p float64) time.Duration {
 
 // Chart geometry, in SVG user units (CSS pixels at scale 1).
 const (
-	chartWidth  = 760
+	chartWidth  = 860
 	chartLeft   = 130 // labels left of the bars
 	chartPlot   = 420 // the bars' full width: the axis maximum
 	chartRowH   = 26
@@ -121,7 +121,7 @@ func reachSVG(rows []reachRow) string {
 	b.WriteString(`</g>`)
 	for i, r := range rows {
 		y := chartTop + i*chartRowH
-		class, what := "region", "member applications"
+		class, what := "region", "applications"
 		if r.Fleet {
 			class, what = "fleet", "changes"
 		}
