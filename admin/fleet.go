@@ -470,7 +470,7 @@ code{font-size:.95em}.muted{color:#666}
 </ul>{{if .AttentionMore}}<p>and {{.AttentionMore}} more: see the tables below.</p>{{end}}
 </section>{{else}}<p id="attention" class="ok">No member is behind or refusing a change.</p>{{end}}
 <h2>Time to reach members</h2>
-{{if .Chart}}<p class="muted">Per region: how long after its publish time each member applied the last changes (p50 dark, p99 light; a member counts for the change it holds). Every member: each change's time to reach the last live member.</p>
+{{if .Chart}}<p class="muted">Per region: how long after its publish time each member applied the last changes (p50 dark, p99 light; a member counts for the change it holds). Every member: each change's time to reach the last live member (from their reports: an upper bound when a member already holds a newer version).</p>
 {{.Chart}}{{else}}<p id="reach-chart" class="muted">No change timed yet: the chart appears once members report a change this node applied.</p>{{end}}
 <h2>Last changes</h2>
 {{if .Changes}}<table id="changes"><tr><th>namespace/key</th><th>published</th><th>applied here after</th><th>reached every member after</th><th>still waiting for</th></tr>

@@ -164,7 +164,8 @@ func fmtDur(d time.Duration) string {
 	case d < time.Second:
 		return fmt.Sprintf("%d ms", d.Round(time.Millisecond)/time.Millisecond)
 	case d < 10*time.Second:
-		return fmt.Sprintf("%.2f s", d.Seconds())
+		s := strings.TrimRight(fmt.Sprintf("%.2f", d.Seconds()), "0")
+		return strings.TrimSuffix(s, ".") + " s"
 	default:
 		return d.Round(time.Second).String()
 	}
