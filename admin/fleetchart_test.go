@@ -194,7 +194,7 @@ func TestReachRows(t *testing.T) {
 			{Name: "d", Region: "eu", State: gossip.StateLeft, Applied: held(v2, time.Hour)},
 			{Name: "o", Region: "eu", State: gossip.StateAlive, Observer: true, Applied: held(v2, time.Hour)},
 			{Name: "x", Region: "us", State: gossip.StateAlive, Applied: held(v2, 400*time.Millisecond)},
-			{Name: "y", Region: "us", State: gossip.StateDead, Applied: held(v1 - 1, 0)}, // not a change of the view
+			{Name: "y", Region: "us", State: gossip.StateDead, Applied: held(v1-1, 0)}, // not a change of the view
 		},
 		Changes: []gossip.ChangeTiming{
 			{Namespace: "routes", Key: "k1", Version: v1, Published: v1.Time(), ReachedAll: v1.Time().Add(250 * time.Millisecond)},
