@@ -132,19 +132,31 @@ func TestFleetPageInBrowser(t *testing.T) {
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("fleet.json: %d %v", resp.StatusCode, err)
 		}
+		// Every member holds the route's version, and the newest version
+		// of every namespace (so that the page's top may say none is
+		// behind).
 		ok := len(d.Members) == len(members)
+		newest := map[string]string{} // same-length hex compares as numbers
 		for _, m := range d.Members {
-			got := false
+			for _, a := range m.Applied {
+				newest[a.Namespace] = max(newest[a.Namespace], a.Version)
+			}
+		}
+		for _, m := range d.Members {
+			got, held := false, 0
 			for _, a := range m.Applied {
 				got = got || a.Namespace == sentinel.RoutesNamespace && a.Version >= put.Version
+				if a.Version == newest[a.Namespace] {
+					held++
+				}
 			}
-			ok = ok && got && m.State == "alive" && m.Region == "dev"
+			ok = ok && got && held == len(newest) && m.State == "alive" && m.Region == "dev"
 		}
 		if ok {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("fleet.json never showed %s applied by all of %v: %+v", put.Version, members, d)
+			t.Fatalf("fleet.json never showed %s and the newest of every namespace applied by all of %v: %+v", put.Version, members, d)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
