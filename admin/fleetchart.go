@@ -167,6 +167,6 @@ func fmtDur(d time.Duration) string {
 		s := strings.TrimRight(fmt.Sprintf("%.2f", d.Seconds()), "0")
 		return strings.TrimSuffix(s, ".") + " s"
 	default:
-		return d.Round(time.Second).String()
+		return fmt.Sprintf("%d s", d.Round(time.Second)/time.Second)
 	}
 }

@@ -216,3 +216,15 @@ func TestReachRows(t *testing.T) {
 		}
 	}
 }
+
+func TestFmtDur(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "0 ms", 7 * time.Millisecond: "7 ms", 999 * time.Millisecond: "999 ms",
+		time.Second: "1 s", 1500 * time.Millisecond: "1.5 s", 1094 * time.Millisecond: "1.09 s",
+		42 * time.Second: "42 s", 125 * time.Second: "125 s",
+	} {
+		if got := fmtDur(d); got != want {
+			t.Errorf("fmtDur(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

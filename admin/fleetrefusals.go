@@ -29,6 +29,5 @@ type pageRefusal struct {
 //	}
 //	return out
 func memberRefusals(m gossip.MemberReport, now time.Time) []pageRefusal {
-	_, _ = m, now
 	return nil
 }
