@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -204,7 +205,7 @@ func (p *fleetPage) serveHTML(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	if err := fleetTemplate.Execute(w, pageModel(d)); err != nil {
+	if err := fleetTemplate.Execute(w, pageModel(d, memberRefusals)); err != nil {
 		// Headers are sent; nothing more to do.
 		return
 	}
@@ -214,9 +215,24 @@ func (p *fleetPage) serveHTML(w http.ResponseWriter, r *http.Request) {
 type pageData struct {
 	D       FleetData
 	Refresh int
-	Regions []pageRegion
-	Changes []pageChange
+	// Attention lists the members behind or refusing, refusing first, at
+	// most maxAttention; AttentionMore counts the rest.
+	Attention     []pageMember
+	AttentionMore int
+	Behind        int // members behind, in all
+	Refusing      int // members refusing, in all
+	AnyRefused    bool
+	Chart         template.HTML // the reach chart (reachSVG), "" without figures
+	Regions       []pageRegion
+	Changes       []pageChange
 }
+
+// maxAttention and maxWaiting bound the lists that grow with the fleet, so
+// a page of 100 members stays readable; the tables below hold everything.
+const (
+	maxAttention = 12
+	maxWaiting   = 8
+)
 
 type pageRegion struct {
 	Name    string
@@ -227,26 +243,64 @@ type pageRegion struct {
 
 type pageMember struct {
 	gossip.MemberReport
+	CursorV   pageVersion
 	CursorAge string
 	Reported  string
 	Cells     []pageCell // one per namespace of D.Namespaces
+	Lagging   []pageCell // the cells that are behind, with their namespace
+	Refused   []pageRefusal
 }
 
 type pageCell struct {
-	Version string
-	Lag     string
-	Behind  bool
+	Namespace string
+	V, Newest pageVersion
+	Lag       string
+	Behind    bool
+}
+
+// pageVersion is a version as the page shows it: its time (the
+// publisher's clock, UTC), with the hexadecimal version as a tooltip.
+type pageVersion struct {
+	Set        bool
+	Hex, Stamp string
+	ISO        string // for <time datetime>
+}
+
+// versionAt formats v, with the date only when it is not now's (UTC).
+func versionAt(v record.Version, now time.Time) pageVersion {
+	if v == 0 {
+		return pageVersion{}
+	}
+	t := v.Time().UTC()
+	layout := "15:04:05.000"
+	if y, m, d := t.Date(); y != now.UTC().Year() || m != now.UTC().Month() || d != now.UTC().Day() {
+		layout = "2006-01-02 15:04:05.000"
+	}
+	pv := pageVersion{Set: true, Hex: v.String(), Stamp: t.Format(layout), ISO: t.Format(time.RFC3339Nano)}
+	if l := v.Logical(); l != 0 {
+		pv.Stamp += fmt.Sprintf(" #%d", l) // the same millisecond, a later version
+	}
+	return pv
 }
 
 type pageChange struct {
 	gossip.ChangeTiming
+	V         pageVersion
 	Here, All string
+	// Waiting names the members the change has not reached yet (alive
+	// first, then down ones, marked), at most maxWaiting; WaitingMore
+	// counts the rest.
+	Waiting     []string
+	WaitingMore int
 }
 
-func pageModel(d FleetData) pageData {
+// pageModel prepares d for the template; refusals says what each member
+// refused (memberRefusals, or a test's).
+func pageModel(d FleetData, refusals func(gossip.MemberReport, time.Time) []pageRefusal) pageData {
 	pd := pageData{D: d, Refresh: int(FleetRefresh.Seconds())}
 	byRegion := map[string]*pageRegion{}
 	var order []string
+	var attention []pageMember
 	for _, m := range d.Members {
 		g := byRegion[m.Region]
 		if g == nil {
@@ -258,7 +312,7 @@ func pageModel(d FleetData) pageData {
 		if m.State == gossip.StateAlive {
 			g.Alive++
 		}
-		pm := pageMember{MemberReport: m, CursorAge: "–", Reported: "never"}
+		pm := pageMember{MemberReport: m, CursorV: versionAt(m.Cursor, d.Now), CursorAge: "–", Reported: "never"}
 		if m.Cursor != 0 {
 			pm.CursorAge = ago(d.Now.Sub(m.Cursor.Time()))
 		}
@@ -267,28 +321,104 @@ func pageModel(d FleetData) pageData {
 		}
 		for _, ns := range d.Namespaces {
 			v := appliedIn(m.Applied, ns)
-			c := pageCell{Version: "–", Lag: "–"}
+			c := pageCell{Namespace: ns, V: versionAt(v, d.Now), Newest: versionAt(d.Newest[ns], d.Now), Lag: "–"}
 			if v != 0 {
-				c.Version = v.String()
 				lag := d.Newest[ns].Time().Sub(v.Time())
 				c.Lag, c.Behind = lag.Round(time.Millisecond).String(), v < d.Newest[ns]
 			}
 			pm.Cells = append(pm.Cells, c)
+			if c.Behind && m.State != gossip.StateLeft {
+				pm.Lagging = append(pm.Lagging, c)
+			}
+		}
+		pm.Refused = refusals(m, d.Now)
+		if len(pm.Refused) > 0 {
+			pd.Refusing++
+			pd.AnyRefused = true
+		}
+		if len(pm.Lagging) > 0 {
+			pd.Behind++
+		}
+		if len(pm.Refused) > 0 || len(pm.Lagging) > 0 {
+			attention = append(attention, pm)
 		}
 		g.Members = append(g.Members, pm)
 	}
+	// Refusing first, then the furthest behind; the name breaks ties.
+	slices.SortStableFunc(attention, func(a, b pageMember) int {
+		if ra, rb := len(a.Refused) > 0, len(b.Refused) > 0; ra != rb {
+			if ra {
+				return -1
+			}
+			return 1
+		}
+		if la, lb := maxLag(a, d), maxLag(b, d); la != lb {
+			if la > lb {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	if len(attention) > maxAttention {
+		pd.AttentionMore = len(attention) - maxAttention
+		attention = attention[:maxAttention]
+	}
+	pd.Attention = attention
 	for _, r := range order {
 		pd.Regions = append(pd.Regions, *byRegion[r])
 	}
 	for i := len(d.Changes) - 1; i >= 0; i-- { // newest first
 		c := d.Changes[i]
-		pc := pageChange{ChangeTiming: c, Here: c.AppliedHere.Sub(c.Published).Round(time.Millisecond).String(), All: "not yet"}
+		pc := pageChange{ChangeTiming: c, V: versionAt(c.Version, d.Now), Here: c.AppliedHere.Sub(c.Published).Round(time.Millisecond).String(), All: "not yet"}
 		if !c.ReachedAll.IsZero() {
 			pc.All = c.ReachedAll.Sub(c.Published).Round(time.Millisecond).String()
+		} else {
+			w := waitingFor(d.FleetView, c)
+			if len(w) > maxWaiting {
+				pc.WaitingMore = len(w) - maxWaiting
+				w = w[:maxWaiting]
+			}
+			pc.Waiting = w
 		}
 		pd.Changes = append(pd.Changes, pc)
 	}
+	pd.Chart = template.HTML(reachSVG(reachRows(d.FleetView))) // reachSVG escapes what it draws
 	return pd
+}
+
+// maxLag is how far behind m is in its most lagging namespace.
+func maxLag(m pageMember, d FleetData) time.Duration {
+	var out time.Duration
+	for _, ns := range d.Namespaces {
+		if v := appliedIn(m.Applied, ns); v != 0 && v < d.Newest[ns] {
+			out = max(out, d.Newest[ns].Time().Sub(v.Time()))
+		}
+	}
+	return out
+}
+
+// waitingFor names the members change c has not reached by their reports,
+// counted as the gossip package counts them for ChangeTiming.ReachedAll
+// and receipts: members other than this node, neither observers nor gone,
+// whose log cursor and applied version in the namespace are below c's
+// version. Alive ones come first; failed ones are marked "(down)".
+func waitingFor(v gossip.FleetView, c gossip.ChangeTiming) []string {
+	var alive, down []string
+	for _, m := range v.Members {
+		if m.Self || m.Observer || m.State == gossip.StateLeft {
+			continue
+		}
+		if m.Cursor >= c.Version || appliedIn(m.Applied, c.Namespace) >= c.Version {
+			continue
+		}
+		if m.State == gossip.StateDead {
+			down = append(down, m.Name+" (down)")
+		} else {
+			alive = append(alive, m.Name)
+		}
+	}
+	return append(alive, down...)
 }
 
 func appliedIn(ns []gossip.NamespaceVersion, name string) record.Version {
@@ -311,34 +441,52 @@ var fleetTemplate = template.Must(template.New("fleet").Funcs(template.FuncMap{
 	"pct":   func(f float64) string { return fmt.Sprintf("%.1f%%", f*100) },
 	"rate":  func(f float64) string { return fmt.Sprintf("%.1f/s", f) },
 	"stamp": func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
-}).Parse(`<!doctype html>
+}).Parse(`{{define "ver"}}{{if .Set}}<time datetime="{{.ISO}}" title="version {{.Hex}}">{{.Stamp}}</time>{{else}}–{{end}}{{end}}
+{{- define "refusal"}}<code>{{.Namespace}}/{{.Key}}</code> <code>{{template "ver" .Version}}</code>: {{.Reason}}{{end -}}
+<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="{{.Refresh}}">
 <title>dataplane fleet — {{.D.Self}}</title>
 <style>
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
-th{background:#f3f3f3}.dead{color:#b00}.left{color:#888}.behind{background:#fff3cd}.self{font-weight:bold}
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}
+h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}h3{font-size:1em}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}.dead{color:#b00}.left{color:#888}td.behind{background:#fde2e2;color:#900}.self{font-weight:bold}
+tr.refusing td{background:#fde2e2}td.refused{color:#b00}
+time{font-variant-numeric:tabular-nums}
 code{font-size:.95em}.muted{color:#666}
+#attention{border:2px solid #c00;background:#fff5f5;padding:.4em 1em;margin:1em 0}
+#attention h2{color:#b00;margin:.3em 0}#attention li{color:#900;margin:.2em 0}
+#attention.ok{border-color:#3a3;background:#f3fbf3;color:#262}
+.waiting{color:#900}
 </style></head><body>
 <h1>Fleet as seen by <code id="self">{{.D.Self}}</code> (region {{.D.Region}})</h1>
-<p class="muted">{{stamp .D.Now}} UTC · reloads every {{.Refresh}} s · versions and lag from each member's gossip report (cursor: every change at or below it is applied there)</p>
+<p class="muted">{{stamp .D.Now}} UTC · reloads every {{.Refresh}} s · versions shown as their publish time (UTC, the publisher's clock; hover for the version), from each member's gossip report (cursor: every change at or below it is applied there)</p>
+{{if .Attention}}<section id="attention">
+<h2>{{if .Refusing}}{{.Refusing}} refusing{{if .Behind}}, {{end}}{{end}}{{if .Behind}}{{.Behind}} behind{{end}}</h2>
+<ul>{{range .Attention}}
+<li class="attention{{if .Refused}} refusing{{end}}{{if .Lagging}} behind{{end}}" data-name="{{.Name}}"><strong>{{.Name}}</strong> ({{.Region}}, {{.State}}){{if .Refused}} refused {{range $i, $r := .Refused}}{{if $i}}; {{end}}{{template "refusal" $r}}{{end}}{{end}}
+{{- if .Lagging}}{{if .Refused}};{{end}} behind in {{range $i, $c := .Lagging}}{{if $i}}, {{end}}<code>{{$c.Namespace}}</code> by {{$c.Lag}} (holds {{template "ver" $c.V}}, newest {{template "ver" $c.Newest}}){{end}}; last report {{.Reported}}{{end}}</li>{{end}}
+</ul>{{if .AttentionMore}}<p>and {{.AttentionMore}} more: see the tables below.</p>{{end}}
+</section>{{else}}<p id="attention" class="ok">No member is behind or refusing a change.</p>{{end}}
+<h2>Time to reach members</h2>
+{{if .Chart}}<p class="muted">Per region: how long after its publish time each member applied the last changes (p50 dark, p99 light; a member counts for the change it holds). Every member: each change's time to reach the last live member (from their reports: an upper bound when a member already holds a newer version).</p>
+{{.Chart}}{{else}}<p id="reach-chart" class="muted">No change timed yet: the chart appears once members report a change this node applied.</p>{{end}}
+<h2>Last changes</h2>
+{{if .Changes}}<table id="changes"><tr><th>namespace/key</th><th>published</th><th>applied here after</th><th>reached every member after</th><th>still waiting for</th></tr>
+{{range .Changes}}<tr><td><code>{{.Namespace}}/{{.Key}}</code></td><td>{{template "ver" .V}}</td><td>{{.Here}}</td><td>{{.All}}</td><td class="waiting">{{range $i, $n := .Waiting}}{{if $i}}, {{end}}{{$n}}{{end}}{{if .WaitingMore}} and {{.WaitingMore}} more{{end}}</td></tr>
+{{end}}</table>{{else}}<p id="changes">No change applied since this node started.</p>{{end}}
+<h2>Members by region</h2>
+{{range .Regions}}<h3 class="region" id="region-{{.Name}}">{{.Name}} — {{.Alive}} of {{.Total}} alive</h3>
+<table><tr><th>member</th><th>state</th><th>log cursor</th><th>report</th>{{range $.D.Namespaces}}<th>{{.}}: applied</th><th>behind by</th>{{end}}{{if $.AnyRefused}}<th>refused (last, newest first)</th>{{end}}</tr>
+{{range .Members}}<tr class="member {{.State}}{{if .Self}} self{{end}}{{if .Refused}} refusing{{end}}" data-name="{{.Name}}"><td>{{.Name}}{{if .Observer}} <span class="muted">(observer)</span>{{end}}</td><td class="{{.State}}">{{.State}}</td><td>{{template "ver" .CursorV}} <span class="muted">{{.CursorAge}}</span></td><td>{{.Reported}}</td>
+{{range .Cells}}<td{{if .Behind}} class="behind"{{end}}>{{template "ver" .V}}</td><td{{if .Behind}} class="behind"{{end}}>{{.Lag}}</td>{{end}}{{if $.AnyRefused}}<td class="refused">{{range $i, $r := .Refused}}{{if $i}}<br>{{end}}{{template "refusal" $r}}{{end}}</td>{{end}}</tr>
+{{end}}</table>
+{{end}}
 <h2>This node's cache</h2>
 {{with .D.Rates}}<table id="rates"><tr><th>reads</th><th>stale hits</th><th>origin reads</th><th>stale share</th><th>origin reads per read</th><th>over</th></tr>
 <tr><td>{{rate .Reads}}</td><td>{{rate .StaleHits}}</td><td>{{rate .OriginReads}}</td><td>{{pct .StaleHitShare}}</td><td>{{pct .OriginReadEach}}</td><td>{{printf "%.1f" .Seconds}} s</td></tr></table>
 {{else}}<p id="rates">Rates appear on the next reload.</p>{{end}}
-<h2>Members by region</h2>
-{{range .Regions}}<h3 class="region" id="region-{{.Name}}">{{.Name}} — {{.Alive}} of {{.Total}} alive</h3>
-<table><tr><th>member</th><th>state</th><th>log cursor</th><th>report</th>{{range $.D.Namespaces}}<th>{{.}}: applied</th><th>lag</th>{{end}}</tr>
-{{range .Members}}<tr class="member {{.State}}{{if .Self}} self{{end}}" data-name="{{.Name}}"><td>{{.Name}}{{if .Observer}} <span class="muted">(observer)</span>{{end}}</td><td class="{{.State}}">{{.State}}</td><td><code>{{.Cursor}}</code> <span class="muted">{{.CursorAge}}</span></td><td>{{.Reported}}</td>
-{{range .Cells}}<td{{if .Behind}} class="behind"{{end}}><code>{{.Version}}</code></td><td{{if .Behind}} class="behind"{{end}}>{{.Lag}}</td>{{end}}</tr>
-{{end}}</table>
-{{end}}
-<h2>Last changes</h2>
-{{if .Changes}}<table id="changes"><tr><th>namespace/key</th><th>version</th><th>published</th><th>applied here after</th><th>reached every member after</th></tr>
-{{range .Changes}}<tr><td><code>{{.Namespace}}/{{.Key}}</code></td><td><code>{{.Version}}</code></td><td>{{stamp .Published}}</td><td>{{.Here}}</td><td>{{.All}}</td></tr>
-{{end}}</table>{{else}}<p id="changes">No change applied since this node started.</p>{{end}}
 <p class="muted">{{.D.ReportUpdates}} report updates sent by this node.</p>
 </body></html>
 `))

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -455,6 +456,7 @@ dataplane dev is running (data in %s)
   cache node     %s   (sentinel-3 reads through it)
   upstreams      A %s   B %s
   gossip         %s
+  fleet page     %s   (sentinel-1's view of every member; the token becomes a cookie)
   signing        records signed with %s (public key %s);
                  every node verifies them, trusting key id %s only
 
@@ -483,6 +485,7 @@ Ctrl-C stops everything.
 		s(0), s(1), s(2), c.Sentinels[0].AdminAddr(), c.Sentinels[1].AdminAddr(), c.Sentinels[2].AdminAddr(),
 		c.PublishURL, c.cfg.Token, c.CacheURL, c.Upstreams[0], c.Upstreams[1],
 		strings.Join(c.GossipAddrs(), "  "),
+		c.FleetPageURL(),
 		c.SigningKeyFile, c.PublicKey, c.KeyID,
 		c.ShellVars(),
 		APIHost, GoodKey, s(0),
@@ -492,6 +495,14 @@ Ctrl-C stops everything.
 		strings.Join(ports, " "), APIHost, GoodKey, c.cfg.Host,
 		c.cfg.Token, c.Sentinels[0].AdminAddr(), APIHost,
 	)
+}
+
+// FleetPageURL returns the address of the fleet page (admin.Handler's
+// /debug/fleet) on sentinel-1's admin listener, with the token to open it
+// once in a browser: the page answers with a cookie and a redirect to
+// itself without the token.
+func (c *Cluster) FleetPageURL() string {
+	return "http://" + c.Sentinels[0].AdminAddr() + "/debug/fleet?token=" + url.QueryEscape(c.cfg.Token)
 }
 
 // GossipAddrs returns each gossip member's name and address, "name=host:port":

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/devcluster"
+	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/sentinel"
 )
 
@@ -52,11 +58,13 @@ func runChromium(t *testing.T, bin string, args ...string) []byte {
 
 // TestFleetPageInBrowser starts the dev cluster (three sentinels and a
 // cache node in one gossip cluster), publishes a route through the
-// publisher API waiting for its fleet receipt, and loads sentinel-2's
-// fleet page in headless Chromium (the token passed once as ?token=, then
-// a cookie): the rendered DOM lists every member, the region, and the
-// route's version as applied by every member. It also takes a screenshot
-// (copied to $DATAPLANE_FLEET_SCREENSHOT when set).
+// publisher API waiting for its fleet receipt, and loads the fleet page
+// whose address dev prints (sentinel-1's) in headless Chromium (the token
+// passed once as ?token=, then a cookie): the rendered DOM lists every
+// member and the region, shows the route's version as its publish time
+// (the version as a tooltip) and the inline SVG chart of the time to reach
+// the members. It also takes a screenshot (copied to
+// $DATAPLANE_FLEET_SCREENSHOT when set: the README's docs/fleet-page.png).
 func TestFleetPageInBrowser(t *testing.T) {
 	bin := chromium(t)
 	c, err := devcluster.Start(context.Background(), devcluster.Config{DataDir: t.TempDir(), AnyPorts: true})
@@ -96,7 +104,7 @@ func TestFleetPageInBrowser(t *testing.T) {
 		t.Fatalf("receipt: %s (want region dev, 4 of 4: three sentinels and the cache node)", body)
 	}
 
-	admin := "http://" + c.Sentinels[1].AdminAddr()
+	admin := "http://" + c.Sentinels[0].AdminAddr() // the node whose page dev prints
 	// The JSON form, for scripts: wait until every member's report shows
 	// the route's version.
 	members := []string{"sentinel-1", "sentinel-2", "sentinel-3", "cachenode-1"}
@@ -124,19 +132,31 @@ func TestFleetPageInBrowser(t *testing.T) {
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("fleet.json: %d %v", resp.StatusCode, err)
 		}
+		// Every member holds the route's version, and the newest version
+		// of every namespace (so that the page's top may say none is
+		// behind).
 		ok := len(d.Members) == len(members)
+		newest := map[string]string{} // same-length hex compares as numbers
 		for _, m := range d.Members {
-			got := false
+			for _, a := range m.Applied {
+				newest[a.Namespace] = max(newest[a.Namespace], a.Version)
+			}
+		}
+		for _, m := range d.Members {
+			got, held := false, 0
 			for _, a := range m.Applied {
 				got = got || a.Namespace == sentinel.RoutesNamespace && a.Version >= put.Version
+				if a.Version == newest[a.Namespace] {
+					held++
+				}
 			}
-			ok = ok && got && m.State == "alive" && m.Region == "dev"
+			ok = ok && got && held == len(newest) && m.State == "alive" && m.Region == "dev"
 		}
 		if ok {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("fleet.json never showed %s applied by all of %v: %+v", put.Version, members, d)
+			t.Fatalf("fleet.json never showed %s and the newest of every namespace applied by all of %v: %+v", put.Version, members, d)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -151,12 +171,19 @@ func TestFleetPageInBrowser(t *testing.T) {
 		t.Fatalf("fleet page without a token: %v, want 401", resp.StatusCode)
 	}
 
-	page := admin + "/debug/fleet?token=" + token
+	// The page dev prints (sentinel-1's), in a browser: every member, the
+	// route's version as its publish time with the version as a tooltip,
+	// the chart of the time to reach the members, drawn inline (SVG in the
+	// DOM, no script), and the list at the top.
+	page := c.FleetPageURL()
 	dom := string(runChromium(t, bin, "--dump-dom", page))
-	for _, want := range append(members, "region-dev", "4 of 4 alive", put.Version, "fleet.localhost", "Fleet as seen by") {
+	for _, want := range append(members, "region-dev", "4 of 4 alive", `title="version `+put.Version+`"`, "fleet.localhost", "Fleet as seen by", `<svg xmlns="http://www.w3.org/2000/svg" id="reach-chart"`, `<g class="row region" data-label="dev"`, `<p id="attention" class="ok">No member is behind`, "still waiting for") {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the rendered page lacks %q", want)
 		}
+	}
+	if strings.Contains(dom, "<script") {
+		t.Error("the page has a script")
 	}
 	if t.Failed() {
 		t.Fatalf("DOM:\n%s", dom)
@@ -171,5 +198,54 @@ func TestFleetPageInBrowser(t *testing.T) {
 		if err := os.WriteFile(out, png, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestFleetPage100InBrowser renders the fleet page of a 100-member view
+// (four regions, every seventh member behind, the last change not yet
+// everywhere) in headless Chromium: every member has its row, the chart is
+// in the DOM with a bar per region and one for the whole fleet, and the
+// lists at the top and of waiting members stay bounded.
+func TestFleetPage100InBrowser(t *testing.T) {
+	bin := chromium(t)
+	now := time.Now()
+	old := record.MakeVersion(now.Add(-30*time.Second), 0)
+	newest := record.MakeVersion(now.Add(-2*time.Second), 0)
+	regions := []string{"ap-south", "eu-west", "us-east", "us-west"}
+	view := gossip.FleetView{Self: "node-000", Region: regions[0], Now: now}
+	behind := 0
+	for i := range 100 {
+		m := gossip.MemberReport{
+			Name: fmt.Sprintf("node-%03d", i), Region: regions[i%len(regions)], State: gossip.StateAlive,
+			Self: i == 0, Cursor: newest, ReportedAt: now.Add(-time.Second),
+			Applied: []gossip.NamespaceVersion{{Namespace: sentinel.RoutesNamespace, Version: newest, After: time.Duration(20+i) * time.Millisecond}},
+		}
+		if i%7 == 1 {
+			m.Cursor, m.Applied[0].Version = old, old
+			behind++
+		}
+		view.Members = append(view.Members, m)
+	}
+	view.Changes = []gossip.ChangeTiming{
+		{Namespace: sentinel.RoutesNamespace, Key: "old.example", Version: old, Published: old.Time(), AppliedHere: old.Time().Add(10 * time.Millisecond), ReachedAll: old.Time().Add(300 * time.Millisecond)},
+		{Namespace: sentinel.RoutesNamespace, Key: "new.example", Version: newest, Published: newest.Time(), AppliedHere: newest.Time().Add(10 * time.Millisecond)},
+	}
+	srv := httptest.NewServer(admin.Handler(admin.Config{Gatherer: prometheus.NewRegistry(), Token: "t", Fleet: func() gossip.FleetView { return view }}))
+	defer srv.Close()
+	dom := string(runChromium(t, bin, "--dump-dom", srv.URL+"/debug/fleet?token=t"))
+	if got := strings.Count(dom, `<tr class="member `); got != 100 {
+		t.Errorf("%d member rows, want 100", got)
+	}
+	if got := strings.Count(dom, `<g class="row region"`); got != len(regions) || !strings.Contains(dom, `<g class="row fleet"`) {
+		t.Errorf("chart: %d region rows (want %d) and the fleet's", got, len(regions))
+	}
+	if !strings.Contains(dom, fmt.Sprintf("<h2>%d behind</h2>", behind)) || strings.Count(dom, `<li class="attention`) != 12 {
+		t.Errorf("the top does not count %d behind in a bounded list", behind)
+	}
+	if !strings.Contains(dom, fmt.Sprintf("and %d more</td>", behind-8)) {
+		t.Errorf("the waiting list is not bounded")
+	}
+	if t.Failed() {
+		t.Fatalf("DOM:\n%s", dom)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"regexp"
 	"strings"
 	"testing"
@@ -115,10 +116,26 @@ func TestDevPortsAuto(t *testing.T) {
 	if strings.Contains(m[1], ":8081") {
 		t.Fatalf("-ports auto used the default port: %s", m[1])
 	}
+	// The fleet page's address is printed with the others, and opens in a
+	// browser-like client (the token once, then its cookie).
+	fp := regexp.MustCompile(`(?m)^  fleet page     (http://127\.0\.0\.1:\d+/debug/fleet\?token=dev-token) `).FindStringSubmatch(out)
+	if fp == nil {
+		t.Fatalf("guide lacks the fleet page's address:\n%s", out)
+	}
+	jar, _ := cookiejar.New(nil)
+	resp, err := (&http.Client{Jar: jar}).Get(fp[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Request.URL.RawQuery != "" || !strings.Contains(string(page), "Fleet as seen by <code id=\"self\">sentinel-1</code>") {
+		t.Fatalf("fleet page %s: %d at %s\n%s", fp[1], resp.StatusCode, resp.Request.URL, page)
+	}
 	req, _ := http.NewRequest("GET", m[1]+"/hello", nil)
 	req.Host = devcluster.APIHost
 	req.Header.Set("Authorization", "Bearer "+devcluster.GoodKey)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
