@@ -222,7 +222,7 @@ func hashSnapshot(recs []record.Record, c *Checkpoint, above map[string]*stateha
 				if lo >= len(recs) {
 					return
 				}
-				if err := hashRecords(h, n, recs[lo:min(lo+hashChunk, len(recs))], c, above); err != nil {
+				if err := hashRecords(h, n, recs[lo:min(lo+hashChunk, len(recs))], c, above, nil); err != nil {
 					errs[w] = err
 					failed.Store(true)
 					return
@@ -243,8 +243,10 @@ func hashSnapshot(recs []record.Record, c *Checkpoint, above map[string]*stateha
 	return h, n, nil
 }
 
-// hashRecords adds to h (and n) the elements at c.Version of recs.
-func hashRecords(h *statehash.Hash, n *uint64, recs []record.Record, c *Checkpoint, above map[string]*statehash.Element) error {
+// hashRecords adds to h (and n) the elements at c.Version of recs. With
+// checkSeal, it checks the seal of each record above c.Version (the hash
+// covers their states at c.Version, not the records themselves).
+func hashRecords(h *statehash.Hash, n *uint64, recs []record.Record, c *Checkpoint, above map[string]*statehash.Element, checkSeal func(record.Record) error) error {
 	for i := range recs {
 		r := &recs[i]
 		if r.Namespace != c.Namespace {
@@ -254,6 +256,11 @@ func hashRecords(h *statehash.Hash, n *uint64, recs []record.Record, c *Checkpoi
 		if r.Version <= c.Version {
 			e = statehash.ElementOf(*r)
 		} else {
+			if checkSeal != nil {
+				if err := checkSeal(*r); err != nil {
+					return err
+				}
+			}
 			at, ok := above[r.Key]
 			if !ok {
 				return fmt.Errorf("%w: %s/%s@%s is above the checkpoint's version %s and the proof lacks its state there", ErrMismatch, r.Namespace, r.Key, r.Version, c.Version)
@@ -296,6 +303,111 @@ func (v *Verifier) VerifySnapshot(snap record.Snapshot, proof *SnapshotProof, la
 	}
 	if err := VerifySnapshot(snap, proof); err != nil {
 		return v.refuse(err)
+	}
+	return nil
+}
+
+// SnapshotCheck verifies a snapshot against its proof while its records
+// are still arriving: a node that streams a snapshot (record.
+// SnapshotReader) hands each batch of decoded records to Add, which hashes
+// them on every core while the caller decodes the next, and Finish then
+// matches the checkpoint. It checks what Verifier.VerifySnapshot checks
+// (the proof's checkpoint, first, in Verifier.StartSnapshot; the seal of
+// every record above the checkpoint's version; that the records make the
+// checkpoint's state), so a node can hash while it decodes instead of
+// after. Nothing it has been given is proven before Finish returns nil.
+// Add and Finish are for one goroutine; Finish must be called once, also
+// after an error or when the snapshot is abandoned, to stop the workers.
+type SnapshotCheck struct {
+	v     *Verifier
+	c     *Checkpoint
+	above map[string]*statehash.Element
+	work  chan []record.Record
+	wg    sync.WaitGroup
+	// Per worker: partial hash, count and first error. Read after wg.Wait.
+	hs     []statehash.Hash
+	ns     []uint64
+	errs   []error
+	failed atomic.Bool
+	done   bool
+}
+
+// StartSnapshot verifies proof's checkpoint (as Verify, against last) for
+// the snapshot of namespace ns at version (its header, as a
+// record.SnapshotReader reads it first), and returns the check its records
+// are then given to. Refusals are counted by Reason, as VerifySnapshot's.
+func (v *Verifier) StartSnapshot(ns string, version record.Version, proof *SnapshotProof, last *Checkpoint) (*SnapshotCheck, error) {
+	if proof == nil || proof.Checkpoint == nil {
+		return nil, v.refuse(fmt.Errorf("snapshot %s@%s: %w: no checkpoint", ns, version, errUnsignedSnapshot))
+	}
+	c := proof.Checkpoint
+	if ns != c.Namespace || version != c.Version {
+		return nil, v.refuse(fmt.Errorf("%w: snapshot %s@%s checked against %v", record.ErrInvalid, ns, version, c))
+	}
+	if err := v.Verify(c, last); err != nil {
+		return nil, err // counted
+	}
+	workers := runtime.GOMAXPROCS(0)
+	s := &SnapshotCheck{
+		v: v, c: c, above: make(map[string]*statehash.Element, len(proof.Above)),
+		work: make(chan []record.Record, 2*workers),
+		hs:   make([]statehash.Hash, workers), ns: make([]uint64, workers), errs: make([]error, workers),
+	}
+	for _, a := range proof.Above {
+		s.above[a.Key] = a.Element
+	}
+	for w := range workers {
+		s.wg.Go(func() {
+			for recs := range s.work {
+				if s.errs[w] != nil {
+					continue // drain: Add must not block on a failed check
+				}
+				if err := hashRecords(&s.hs[w], &s.ns[w], recs, c, s.above, v.Keys.VerifyRecord); err != nil {
+					s.errs[w] = err
+					s.failed.Store(true)
+				}
+			}
+		})
+	}
+	return s, nil
+}
+
+// Add hashes recs, the next records of the snapshot, on the check's
+// workers; it returns once they have taken them, usually before they are
+// hashed. The caller must not modify recs (it may keep and load them)
+// until Finish has returned. After a failure Add returns at once.
+func (s *SnapshotCheck) Add(recs []record.Record) {
+	if s.done {
+		panic("checkpoint: SnapshotCheck.Add after Finish")
+	}
+	for len(recs) > 0 && !s.failed.Load() {
+		n := min(len(recs), hashChunk)
+		s.work <- recs[:n:n]
+		recs = recs[n:]
+	}
+}
+
+// Finish waits for the records given to Add to be hashed and reports
+// whether they are the checkpoint's state: nil, or the error
+// VerifySnapshot would give (counted by Reason). It stops the workers.
+func (s *SnapshotCheck) Finish() error {
+	if s.done {
+		return fmt.Errorf("checkpoint: SnapshotCheck.Finish called twice: %w", record.ErrInvalid)
+	}
+	s.done = true
+	close(s.work)
+	s.wg.Wait()
+	var h statehash.Hash
+	var n uint64
+	for w := range s.hs {
+		if s.errs[w] != nil {
+			return s.v.refuse(fmt.Errorf("snapshot %s@%s: %w", s.c.Namespace, s.c.Version, s.errs[w]))
+		}
+		h.Combine(&s.hs[w])
+		n += s.ns[w]
+	}
+	if err := Match(s.c, &h, n); err != nil {
+		return s.v.refuse(err)
 	}
 	return nil
 }

@@ -1,7 +1,10 @@
 package checkpoint_test
 
 import (
+	"bytes"
 	"crypto/ed25519"
+	"errors"
+	"io"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -176,6 +179,50 @@ func (wc *warmCase) withProof(b *testing.B) {
 	wc.load(b, c, snap)
 }
 
+// withProofStreamed decodes the snapshot as a stream (record.
+// SnapshotReader) and hashes each batch of records on the other cores as
+// soon as it is decoded (Verifier.StartSnapshot), then loads.
+func (wc *warmCase) withProofStreamed(b *testing.B) {
+	proof, err := checkpoint.UnmarshalProof(wc.proof)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sr, err := record.NewSnapshotReader(bytes.NewReader(wc.snapBytes))
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := &checkpoint.Verifier{Keys: wc.verifier, Now: func() time.Time { return wc.now }}
+	sc, err := v.StartSnapshot(sr.Namespace(), sr.Version(), proof, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]record.Record, 0, sr.Remaining())
+	for {
+		r, err := sr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs = append(recs, r)
+		if len(recs)%streamBatch == 0 {
+			sc.Add(recs[len(recs)-streamBatch:])
+		}
+	}
+	sc.Add(recs[len(recs)-len(recs)%streamBatch:])
+	if err := sc.Finish(); err != nil {
+		b.Fatal(err)
+	}
+	c := warmCache(b, nil)
+	defer c.Close()
+	wc.load(b, c, record.Snapshot{Namespace: sr.Namespace(), Version: sr.Version(), Records: recs})
+}
+
+// streamBatch is how many decoded records withProofStreamed hands to the
+// check at a time.
+const streamBatch = 1024
+
 func (wc *warmCase) perRecord(b *testing.B) {
 	c := warmCache(b, wc.verifier) // ApplyBatch verifies every seal, on every core
 	defer c.Close()
@@ -186,10 +233,13 @@ func (wc *warmCase) perRecord(b *testing.B) {
 // and 1M records (issue 23, 24), three ways, alternating within each
 // iteration so that the ratios come from one run: unsigned (decode the
 // snapshot, load the cache: the base), with its proof (decode snapshot and
-// proof, checkpoint.Verifier.VerifySnapshot, load) and per record (decode,
-// load with cache.Options.Verifier checking every seal on every core).
-// Wall seconds per way (unsigned-s, proof-s, per-record-s) and the ratio
-// of each signed way to unsigned. The cache is the node's cache
+// proof, checkpoint.Verifier.VerifySnapshot, load), with its proof
+// streamed (hash each batch on the other cores while decoding the next,
+// Verifier.StartSnapshot, then load) and per record (decode, load with
+// cache.Options.Verifier checking every seal on every core). Wall seconds
+// per way (unsigned-s, proof-s, proof-streamed-s, per-record-s), the
+// ratio of each signed way to unsigned, and CPU seconds of every thread
+// per way (…-cpu-s), which load inflates less than wall time. The cache is the node's cache
 // (cache.Cache.ApplyBatch, as the node's warm-up calls it); the node
 // itself (package dataplane) is not involved.
 //
@@ -198,29 +248,37 @@ func BenchmarkSignedWarm(b *testing.B) {
 	for _, n := range []int{100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
 			wc := signedWarmCase(b, n)
-			var tu, tp, tr time.Duration
+			var tu, tp, ts, tr time.Duration
+			var cu, cp, cs, cr time.Duration
 			ways := []struct {
-				f func(*testing.B)
-				d *time.Duration
-			}{{wc.unsigned, &tu}, {wc.withProof, &tp}, {wc.perRecord, &tr}}
+				f    func(*testing.B)
+				d, c *time.Duration
+			}{{wc.unsigned, &tu, &cu}, {wc.withProof, &tp, &cp}, {wc.withProofStreamed, &ts, &cs}, {wc.perRecord, &tr, &cr}}
 			i := 0
 			b.ResetTimer()
 			for b.Loop() {
 				for k := range ways {
 					w := ways[(i+k)%len(ways)] // rotate the order
 					runtime.GC()
-					start := time.Now()
+					start, c0 := time.Now(), cpuTime()
 					w.f(b)
 					*w.d += time.Since(start)
+					*w.c += cpuTime() - c0
 				}
 				i++
 			}
 			per := func(d time.Duration) float64 { return d.Seconds() / float64(i) }
 			b.ReportMetric(per(tu), "unsigned-s")
 			b.ReportMetric(per(tp), "proof-s")
+			b.ReportMetric(per(ts), "proof-streamed-s")
 			b.ReportMetric(per(tr), "per-record-s")
 			b.ReportMetric(float64(tp)/float64(tu), "proof/unsigned")
+			b.ReportMetric(float64(ts)/float64(tu), "proof-streamed/unsigned")
 			b.ReportMetric(float64(tr)/float64(tu), "per-record/unsigned")
+			b.ReportMetric(per(cu), "unsigned-cpu-s")
+			b.ReportMetric(per(cp), "proof-cpu-s")
+			b.ReportMetric(per(cs), "proof-streamed-cpu-s")
+			b.ReportMetric(per(cr), "per-record-cpu-s")
 		})
 	}
 }
