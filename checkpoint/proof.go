@@ -374,7 +374,8 @@ func (v *Verifier) StartSnapshot(ns string, version record.Version, proof *Snaps
 
 // Add hashes recs, the next records of the snapshot, on the check's
 // workers; it returns once they have taken them, usually before they are
-// hashed. The caller must not modify recs (it may keep and load them)
+// hashed. It copies the slice, so the caller may reuse it at once (and
+// load the records), but the values the records point to must not change
 // until Finish has returned. After a failure Add returns at once.
 func (s *SnapshotCheck) Add(recs []record.Record) {
 	if s.done {
@@ -382,7 +383,7 @@ func (s *SnapshotCheck) Add(recs []record.Record) {
 	}
 	for len(recs) > 0 && !s.failed.Load() {
 		n := min(len(recs), hashChunk)
-		s.work <- recs[:n:n]
+		s.work <- append([]record.Record(nil), recs[:n]...)
 		recs = recs[n:]
 	}
 }

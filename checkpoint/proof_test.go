@@ -63,8 +63,15 @@ func TestVerifySnapshot(t *testing.T) {
 			if err != nil {
 				return err
 			}
+			// One buffer for every batch, overwritten after each Add (as a
+			// streaming reader reuses its batch): Add must not keep it.
+			buf := make([]record.Record, 7)
 			for recs := s.Records; len(recs) > 0; recs = recs[min(7, len(recs)):] {
-				sc.Add(recs[:min(7, len(recs))])
+				n := copy(buf, recs)
+				sc.Add(buf[:n])
+				for i := range buf {
+					buf[i] = record.Record{Namespace: "keys", Key: "overwritten", Version: 1}
+				}
 			}
 			return sc.Finish()
 		}
