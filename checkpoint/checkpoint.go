@@ -103,12 +103,14 @@ const purpose = "namespace checkpoint v1"
 // Encoding constants.
 const (
 	magic0, magic1 = 'D', 'K'
-	format         = 1
-	flagSigned     = 1
+	// format 2 names the state hash's construction in the encoding
+	// (statehash.Algorithm); format 1 (no such byte, SHAKE128) is retired.
+	format     = 2
+	flagSigned = 1
 	// fixedBody is the size of the body without the namespace and its
-	// length: header 4 | version, prev, floor, count, issued, expires
-	// (6 × 8) | lanes.
-	fixedBody = 4 + 6*8 + statehash.RawSize
+	// length: header 4 | hash algorithm 1 | version, prev, floor, count,
+	// issued, expires (6 × 8) | lanes.
+	fixedBody = 4 + 1 + 6*8 + statehash.RawSize
 	// MaxEncodedSize bounds an encoded checkpoint.
 	MaxEncodedSize = fixedBody + 1 + record.MaxNamespaceLen + record.SealKeyIDLen + sign.SignatureLen
 )
@@ -120,7 +122,7 @@ func (c *Checkpoint) body(b []byte, signed bool) []byte {
 	if signed {
 		flags |= flagSigned
 	}
-	b = append(b, magic0, magic1, format, flags)
+	b = append(b, magic0, magic1, format, flags, statehash.Algorithm)
 	b = binary.AppendUvarint(b, uint64(len(c.Namespace)))
 	b = append(b, c.Namespace...)
 	for _, v := range []uint64{uint64(c.Version), uint64(c.Prev), uint64(c.TombstoneFloor), c.Count, uint64(c.IssuedAt.UnixMilli()), uint64(c.ExpiresAt.UnixMilli())} {
@@ -131,13 +133,15 @@ func (c *Checkpoint) body(b []byte, signed bool) []byte {
 
 // Marshal returns the encoding of c:
 //
-//	"DK" | format 0x01 | flags (bit 0: signed) |
+//	"DK" | format 0x02 | flags (bit 0: signed) |
+//	state hash algorithm (1 byte, statehash.Algorithm) |
 //	uvarint len + namespace | version | prev | tombstone floor | count |
 //	issued-at (Unix ms) | expires-at (Unix ms)  (8 bytes each, big endian) |
 //	state hash lanes (statehash.RawSize bytes) |
 //	[signed: key id (8 bytes) | ed25519 signature (64 bytes)]
 //
-// The signature covers every byte before it.
+// The signature covers every byte before it, so the hash algorithm too:
+// a checkpoint is never read as a hash of another construction.
 func (c *Checkpoint) Marshal() ([]byte, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -164,23 +168,26 @@ func (c *Checkpoint) validate() error {
 	return nil
 }
 
-// Unmarshal decodes Marshal's encoding. Anything else (a bad header, a
-// length other than the encoding's, an invalid namespace, a previous
+// Unmarshal decodes Marshal's encoding. Anything else (a bad header, an
+// earlier format, another state hash algorithm, a length other than the encoding's, an invalid namespace, a previous
 // version above the version, an expiry not after the issue) is an error
 // wrapping ErrCorrupt. It checks no signature: see Verifier.
 func Unmarshal(b []byte) (*Checkpoint, error) {
-	if len(b) < 5 || len(b) > MaxEncodedSize {
+	if len(b) < 6 || len(b) > MaxEncodedSize {
 		return nil, fmt.Errorf("%w: %d bytes", ErrCorrupt, len(b))
 	}
 	if b[0] != magic0 || b[1] != magic1 || b[2] != format || b[3]&^flagSigned != 0 {
-		return nil, fmt.Errorf("%w: bad header % x", ErrCorrupt, b[:4])
+		return nil, fmt.Errorf("%w: bad header % x (format %d, want %d)", ErrCorrupt, b[:4], b[2], format)
+	}
+	if b[4] != statehash.Algorithm {
+		return nil, fmt.Errorf("%w: state hash algorithm %d, want %d", ErrCorrupt, b[4], statehash.Algorithm)
 	}
 	c := &Checkpoint{Signed: b[3]&flagSigned != 0}
-	n, k := binary.Uvarint(b[4:])
+	n, k := binary.Uvarint(b[5:])
 	if k <= 0 || n > record.MaxNamespaceLen {
 		return nil, fmt.Errorf("%w: bad namespace length", ErrCorrupt)
 	}
-	rest := b[4+k:]
+	rest := b[5+k:]
 	want := int(n) + 6*8 + statehash.RawSize
 	if c.Signed {
 		want += len(c.KeyID) + len(c.Sig)

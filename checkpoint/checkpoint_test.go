@@ -9,6 +9,7 @@ import (
 	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/sign"
+	"github.com/dataplane/dataplane/statehash"
 )
 
 func TestMarshalRoundTrip(t *testing.T) {
@@ -38,8 +39,12 @@ func TestMarshalRoundTrip(t *testing.T) {
 		"trailing":  append(append([]byte(nil), b...), 0),
 		"magic":     append([]byte("XK"), b[2:]...),
 		"format":    append([]byte{'D', 'K', 9}, b[3:]...),
-		"flags":     append([]byte{'D', 'K', 1, 4}, b[4:]...),
-		"unsigned":  append([]byte{'D', 'K', 1, 0}, b[4:]...), // signature bytes now trail
+		"flags":     append([]byte{'D', 'K', b[2], 4}, b[4:]...),
+		"unsigned":  append([]byte{'D', 'K', b[2], 0}, b[4:]...), // signature bytes now trail
+		// The layout of format 1 (no algorithm byte: a SHAKE128 hash).
+		"format 1":         append([]byte{'D', 'K', 1, b[3]}, b[5:]...),
+		"hash algorithm":   append([]byte{'D', 'K', b[2], b[3], statehash.Algorithm - 1}, b[5:]...),
+		"hash algorithm 3": append([]byte{'D', 'K', b[2], b[3], statehash.Algorithm + 1}, b[5:]...),
 	} {
 		if _, err := checkpoint.Unmarshal(bad); !errors.Is(err, checkpoint.ErrCorrupt) || !errors.Is(err, record.ErrCorrupt) {
 			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)

@@ -21,10 +21,11 @@
 // Keeping its hash. A node keeps one State per namespace it holds whole
 // and applies to it every change it applies to its version index (from
 // gossip, the log, a snapshot, an origin read), by version: State.Apply
-// costs one XOF call and a few hundred word operations, whatever the size
-// of the namespace. Element digests come from the record Seal a change
-// carries (a change without its value has the digest its seal signs),
-// or from the value.
+// of a change costs two XOF calls (old state out, new in) and a few
+// hundred word operations, about 2 µs of CPU, whatever the size of the
+// namespace. Element digests come from the record Seal a change carries
+// (a change without its value has the digest its seal signs), or from
+// the value.
 //
 // Comparing at V when ahead. A node is usually ahead of the newest
 // checkpoint for some keys: it applied changes above V, which the
@@ -53,8 +54,15 @@
 // does so when its last match is older than its D. A snapshot is whole
 // when Verifier.VerifySnapshot accepts it with its proof: one signature
 // per namespace, a signature per record newer than the snapshot's version,
-// and hashing (1M records hash in a few seconds on two cores, where one
-// ed25519 verification per record takes about a minute).
+// and hashing: about 1.5 µs of CPU a record (the SHA-256 of its value and
+// its state hash), so 1M records hash in under a second on two cores,
+// where one ed25519 verification per record takes about a minute of CPU
+// (BENCHMARKS.md, "Signed warm-up"). A node that streams the snapshot
+// (record.SnapshotReader) can hash it while it decodes it:
+// Verifier.StartSnapshot checks the checkpoint, SnapshotCheck.Add takes
+// each batch of decoded records and hashes it on every core, and
+// SnapshotCheck.Finish matches; nothing is proven before Finish returns
+// nil.
 //
 // Rollback and freeze. A node persists the last checkpoint it verified per
 // namespace (beside its local snapshot file) and passes it as last to

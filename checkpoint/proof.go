@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/statehash"
@@ -165,6 +166,12 @@ func UnmarshalProof(b []byte) (*SnapshotProof, error) {
 // parallelAbove is the record count from which hashing runs on every core.
 const parallelAbove = 4096
 
+// hashChunk is how many records a hashing worker takes at a time: small
+// enough that a worker slowed by other load leaves the rest to the
+// others, large enough that taking one costs nothing next to hashing it
+// (about 1 µs a record).
+const hashChunk = 1024
+
 // VerifySnapshot checks that snap is whole as of proof's checkpoint: the
 // state it holds at the checkpoint's version (its records at or below the
 // version, and for each record above it the proof's Above state of its
@@ -191,8 +198,11 @@ func VerifySnapshot(snap record.Snapshot, proof *SnapshotProof) error {
 	return Match(c, &h, n)
 }
 
-// hashSnapshot hashes the state at c.Version that recs and above make, on
-// every core when recs are many.
+// hashSnapshot hashes the state at c.Version that recs and above make:
+// each record's value digested (SHA-256) and its element hashed in one
+// pass, on every core when recs are many. Workers take chunks of records
+// as they go and keep partial hashes, summed at the end (the hash of a
+// union is the sum of the hashes).
 func hashSnapshot(recs []record.Record, c *Checkpoint, above map[string]*statehash.Element) (statehash.Hash, uint64, error) {
 	workers := 1
 	if len(recs) >= parallelAbove {
@@ -201,40 +211,22 @@ func hashSnapshot(recs []record.Record, c *Checkpoint, above map[string]*stateha
 	hs := make([]statehash.Hash, workers)
 	ns := make([]uint64, workers)
 	errs := make([]error, workers)
+	var next atomic.Int64 // the first record no worker has taken
+	var failed atomic.Bool
 	var wg sync.WaitGroup
-	per := (len(recs) + workers - 1) / workers
 	for w := range workers {
-		lo, hi := w*per, min((w+1)*per, len(recs))
 		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				r := &recs[i]
-				if r.Namespace != c.Namespace {
-					errs[w] = fmt.Errorf("%w: snapshot of %s holds a record of %s", ErrMismatch, c.Namespace, r.Namespace)
+			h, n := &hs[w], &ns[w]
+			for !failed.Load() {
+				lo := int(next.Add(hashChunk)) - hashChunk
+				if lo >= len(recs) {
 					return
 				}
-				var e statehash.Element
-				if r.Version <= c.Version {
-					e = statehash.ElementOf(*r)
-				} else {
-					at, ok := above[r.Key]
-					if !ok {
-						errs[w] = fmt.Errorf("%w: %s/%s@%s is above the checkpoint's version %s and the proof lacks its state there", ErrMismatch, r.Namespace, r.Key, r.Version, c.Version)
-						return
-					}
-					if at == nil {
-						continue
-					}
-					if at.Version > c.Version {
-						errs[w] = fmt.Errorf("%w: the proof's state of %s/%s is above the checkpoint's version", ErrMismatch, r.Namespace, r.Key)
-						return
-					}
-					e = *at
+				if err := hashRecords(h, n, recs[lo:min(lo+hashChunk, len(recs))], c, above, nil); err != nil {
+					errs[w] = err
+					failed.Store(true)
+					return
 				}
-				if e.Tombstone && e.Version < c.TombstoneFloor {
-					continue
-				}
-				hs[w].Add(e)
-				ns[w]++
 			}
 		})
 	}
@@ -249,6 +241,45 @@ func hashSnapshot(recs []record.Record, c *Checkpoint, above map[string]*stateha
 		n += ns[w]
 	}
 	return h, n, nil
+}
+
+// hashRecords adds to h (and n) the elements at c.Version of recs. With
+// checkSeal, it checks the seal of each record above c.Version (the hash
+// covers their states at c.Version, not the records themselves).
+func hashRecords(h *statehash.Hash, n *uint64, recs []record.Record, c *Checkpoint, above map[string]*statehash.Element, checkSeal func(record.Record) error) error {
+	for i := range recs {
+		r := &recs[i]
+		if r.Namespace != c.Namespace {
+			return fmt.Errorf("%w: snapshot of %s holds a record of %s", ErrMismatch, c.Namespace, r.Namespace)
+		}
+		var e statehash.Element
+		if r.Version <= c.Version {
+			e = statehash.ElementOf(*r)
+		} else {
+			if checkSeal != nil {
+				if err := checkSeal(*r); err != nil {
+					return err
+				}
+			}
+			at, ok := above[r.Key]
+			if !ok {
+				return fmt.Errorf("%w: %s/%s@%s is above the checkpoint's version %s and the proof lacks its state there", ErrMismatch, r.Namespace, r.Key, r.Version, c.Version)
+			}
+			if at == nil {
+				continue
+			}
+			if at.Version > c.Version {
+				return fmt.Errorf("%w: the proof's state of %s/%s is above the checkpoint's version", ErrMismatch, r.Namespace, r.Key)
+			}
+			e = *at
+		}
+		if e.Tombstone && e.Version < c.TombstoneFloor {
+			continue
+		}
+		h.Add(e)
+		*n++
+	}
+	return nil
 }
 
 // VerifySnapshot verifies proof's checkpoint (as Verify, against last),
@@ -272,6 +303,112 @@ func (v *Verifier) VerifySnapshot(snap record.Snapshot, proof *SnapshotProof, la
 	}
 	if err := VerifySnapshot(snap, proof); err != nil {
 		return v.refuse(err)
+	}
+	return nil
+}
+
+// SnapshotCheck verifies a snapshot against its proof while its records
+// are still arriving: a node that streams a snapshot (record.
+// SnapshotReader) hands each batch of decoded records to Add, which hashes
+// them on every core while the caller decodes the next, and Finish then
+// matches the checkpoint. It checks what Verifier.VerifySnapshot checks
+// (the proof's checkpoint, first, in Verifier.StartSnapshot; the seal of
+// every record above the checkpoint's version; that the records make the
+// checkpoint's state), so a node can hash while it decodes instead of
+// after. Nothing it has been given is proven before Finish returns nil.
+// Add and Finish are for one goroutine; Finish must be called once, also
+// after an error or when the snapshot is abandoned, to stop the workers.
+type SnapshotCheck struct {
+	v     *Verifier
+	c     *Checkpoint
+	above map[string]*statehash.Element
+	work  chan []record.Record
+	wg    sync.WaitGroup
+	// Per worker: partial hash, count and first error. Read after wg.Wait.
+	hs     []statehash.Hash
+	ns     []uint64
+	errs   []error
+	failed atomic.Bool
+	done   bool
+}
+
+// StartSnapshot verifies proof's checkpoint (as Verify, against last) for
+// the snapshot of namespace ns at version (its header, as a
+// record.SnapshotReader reads it first), and returns the check its records
+// are then given to. Refusals are counted by Reason, as VerifySnapshot's.
+func (v *Verifier) StartSnapshot(ns string, version record.Version, proof *SnapshotProof, last *Checkpoint) (*SnapshotCheck, error) {
+	if proof == nil || proof.Checkpoint == nil {
+		return nil, v.refuse(fmt.Errorf("snapshot %s@%s: %w: no checkpoint", ns, version, errUnsignedSnapshot))
+	}
+	c := proof.Checkpoint
+	if ns != c.Namespace || version != c.Version {
+		return nil, v.refuse(fmt.Errorf("%w: snapshot %s@%s checked against %v", record.ErrInvalid, ns, version, c))
+	}
+	if err := v.Verify(c, last); err != nil {
+		return nil, err // counted
+	}
+	workers := runtime.GOMAXPROCS(0)
+	s := &SnapshotCheck{
+		v: v, c: c, above: make(map[string]*statehash.Element, len(proof.Above)),
+		work: make(chan []record.Record, 2*workers),
+		hs:   make([]statehash.Hash, workers), ns: make([]uint64, workers), errs: make([]error, workers),
+	}
+	for _, a := range proof.Above {
+		s.above[a.Key] = a.Element
+	}
+	for w := range workers {
+		s.wg.Go(func() {
+			for recs := range s.work {
+				if s.errs[w] != nil {
+					continue // drain: Add must not block on a failed check
+				}
+				if err := hashRecords(&s.hs[w], &s.ns[w], recs, c, s.above, v.Keys.VerifyRecord); err != nil {
+					s.errs[w] = err
+					s.failed.Store(true)
+				}
+			}
+		})
+	}
+	return s, nil
+}
+
+// Add hashes recs, the next records of the snapshot, on the check's
+// workers; it returns once they have taken them, usually before they are
+// hashed. It copies the slice, so the caller may reuse it at once (and
+// load the records), but the values the records point to must not change
+// until Finish has returned. After a failure Add returns at once.
+func (s *SnapshotCheck) Add(recs []record.Record) {
+	if s.done {
+		panic("checkpoint: SnapshotCheck.Add after Finish")
+	}
+	for len(recs) > 0 && !s.failed.Load() {
+		n := min(len(recs), hashChunk)
+		s.work <- append([]record.Record(nil), recs[:n]...)
+		recs = recs[n:]
+	}
+}
+
+// Finish waits for the records given to Add to be hashed and reports
+// whether they are the checkpoint's state: nil, or the error
+// VerifySnapshot would give (counted by Reason). It stops the workers.
+func (s *SnapshotCheck) Finish() error {
+	if s.done {
+		return fmt.Errorf("checkpoint: SnapshotCheck.Finish called twice: %w", record.ErrInvalid)
+	}
+	s.done = true
+	close(s.work)
+	s.wg.Wait()
+	var h statehash.Hash
+	var n uint64
+	for w := range s.hs {
+		if s.errs[w] != nil {
+			return s.v.refuse(fmt.Errorf("snapshot %s@%s: %w", s.c.Namespace, s.c.Version, s.errs[w]))
+		}
+		h.Combine(&s.hs[w])
+		n += s.ns[w]
+	}
+	if err := Match(s.c, &h, n); err != nil {
+		return s.v.refuse(err)
 	}
 	return nil
 }

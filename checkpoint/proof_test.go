@@ -55,8 +55,31 @@ func TestVerifySnapshot(t *testing.T) {
 	for _, n := range []int{10, 5000} { // one core, and every core
 		s, keysV, snap, proof, now := snapshotCase(t, n)
 		v := &checkpoint.Verifier{Keys: keysV, MaxSkew: time.Second, Now: func() time.Time { return now }}
+		// vs checks the same snapshots streamed (Verifier.StartSnapshot),
+		// in batches of 7 records.
+		vs := &checkpoint.Verifier{Keys: keysV, MaxSkew: time.Second, Now: func() time.Time { return now }}
+		streamed := func(s record.Snapshot, p *checkpoint.SnapshotProof) error {
+			sc, err := vs.StartSnapshot(s.Namespace, s.Version, p, nil)
+			if err != nil {
+				return err
+			}
+			// One buffer for every batch, overwritten after each Add (as a
+			// streaming reader reuses its batch): Add must not keep it.
+			buf := make([]record.Record, 7)
+			for recs := s.Records; len(recs) > 0; recs = recs[min(7, len(recs)):] {
+				n := copy(buf, recs)
+				sc.Add(buf[:n])
+				for i := range buf {
+					buf[i] = record.Record{Namespace: "keys", Key: "overwritten", Version: 1}
+				}
+			}
+			return sc.Finish()
+		}
 		if err := v.VerifySnapshot(snap, proof, nil); err != nil {
 			t.Fatalf("n=%d: the honest snapshot is refused: %v", n, err)
+		}
+		if err := streamed(snap, proof); err != nil {
+			t.Fatalf("n=%d: the honest snapshot is refused streamed: %v", n, err)
 		}
 		tamper := func(name string, f func(recs []record.Record) []record.Record, p *checkpoint.SnapshotProof, want error) {
 			t.Helper()
@@ -67,6 +90,9 @@ func TestVerifySnapshot(t *testing.T) {
 			}
 			if err := v.VerifySnapshot(s2, p, nil); !errors.Is(err, want) {
 				t.Errorf("n=%d %s: err = %v, want %v", n, name, err, want)
+			}
+			if err := streamed(s2, p); !errors.Is(err, want) {
+				t.Errorf("n=%d %s streamed: err = %v, want %v", n, name, err, want)
 			}
 		}
 		// A bucket writer without the key leaves a signed key out.
@@ -111,8 +137,13 @@ func TestVerifySnapshot(t *testing.T) {
 		badC := *proof.Checkpoint
 		badC.Count--
 		tamper("checkpoint changed", func(r []record.Record) []record.Record { return r }, &checkpoint.SnapshotProof{Checkpoint: &badC, Above: proof.Above}, sign.ErrBadSignature)
-		if got := v.Refused("mismatch"); got != 7 {
-			t.Errorf("n=%d: %d mismatches counted, want 7", n, got)
+		for name, v := range map[string]*checkpoint.Verifier{"whole": v, "streamed": vs} {
+			if got := v.Refused("mismatch"); got != 7 {
+				t.Errorf("n=%d %s: %d mismatches counted, want 7", n, name, got)
+			}
+			if got := v.Refused("digest_mismatch"); got != 1 {
+				t.Errorf("n=%d %s: %d digest mismatches counted, want 1", n, name, got)
+			}
 		}
 	}
 }
@@ -191,5 +222,35 @@ func TestNodeLoadsSnapshotWithProof(t *testing.T) {
 	want, wantN := stateOf(snap.Records, 0)
 	if cur := st.Hash(); !cur.Equal(&want) || st.Count() != wantN {
 		t.Fatal("the node's current state is not the snapshot's newest states")
+	}
+}
+
+// TestSnapshotCheckFailsEarly: once a worker has found a mismatch, Add
+// takes no more work and never blocks, and Finish reports the mismatch;
+// a snapshot header of another version is refused at the start, and
+// Finish twice is an error.
+func TestSnapshotCheckFailsEarly(t *testing.T) {
+	_, keysV, snap, proof, now := snapshotCase(t, 50)
+	v := &checkpoint.Verifier{Keys: keysV, MaxSkew: time.Second, Now: func() time.Time { return now }}
+	if _, err := v.StartSnapshot(snap.Namespace, snap.Version+1, proof, nil); !errors.Is(err, record.ErrInvalid) {
+		t.Fatalf("a snapshot of another version: err = %v, want ErrInvalid", err)
+	}
+	sc, err := v.StartSnapshot(snap.Namespace, snap.Version, proof, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger := snap.Records[0]
+	stranger.Namespace = "routes"
+	sc.Add([]record.Record{stranger})
+	// Far more batches than the workers' queue holds: with the check
+	// failed, none of them may wait for a worker.
+	for range 10_000 {
+		sc.Add(snap.Records[:1])
+	}
+	if err := sc.Finish(); !errors.Is(err, checkpoint.ErrMismatch) {
+		t.Fatalf("err = %v, want ErrMismatch", err)
+	}
+	if err := sc.Finish(); err == nil {
+		t.Fatal("Finish twice succeeded")
 	}
 }
