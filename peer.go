@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/dataplane/dataplane/admin"
-	"github.com/dataplane/dataplane/cachenode/wire"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/record"
 )
 
