@@ -87,6 +87,7 @@ func (c *Config) validate() (awsapi.Conn, error) {
 		Region: c.Region, Endpoint: c.Endpoint,
 		AccessKey: c.AccessKey, SecretKey: c.SecretKey, SessionToken: c.SessionToken,
 		MaxRetries: c.MaxRetries, RetryBaseDelay: c.RetryBaseDelay, RetryMaxDelay: c.RetryMaxDelay,
+		HTTPClient: c.HTTPClient,
 	}
 	if err := conn.Check(); err != nil {
 		return awsapi.Conn{}, err

@@ -53,14 +53,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	client := ddb.NewFromConfig(awsCfg, func(o *ddb.Options) {
-		o.Region = conn.Region
 		if conn.Endpoint != "" {
 			o.BaseEndpoint = aws.String(conn.Endpoint)
 		}
-		if cfg.HTTPClient != nil {
-			o.HTTPClient = cfg.HTTPClient
-		}
-		o.Retryer = conn.Retryer()
 		o.RetryMaxAttempts = conn.MaxRetries + 1
 	})
 	s := &Store{

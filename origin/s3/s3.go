@@ -89,6 +89,7 @@ func (c *Config) validate() (awsapi.Conn, error) {
 		Region: c.Region, Endpoint: c.Endpoint,
 		AccessKey: c.AccessKey, SecretKey: c.SecretKey, SessionToken: c.SessionToken,
 		MaxRetries: c.MaxRetries, RetryBaseDelay: c.RetryBaseDelay, RetryMaxDelay: c.RetryMaxDelay,
+		HTTPClient: c.HTTPClient,
 	}
 	if err := conn.Check(); err != nil {
 		return awsapi.Conn{}, err
@@ -131,15 +132,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		o.Region = conn.Region
 		if conn.Endpoint != "" {
 			o.BaseEndpoint = aws.String(conn.Endpoint)
 		}
 		o.UsePathStyle = cfg.UsePathStyle
-		if cfg.HTTPClient != nil {
-			o.HTTPClient = cfg.HTTPClient
-		}
-		o.Retryer = conn.Retryer()
 		// Records and snapshots carry their own CRC-32C; extra SDK
 		// checksums only where S3 demands them (DeleteObjects).
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired

@@ -53,6 +53,8 @@ type Conn struct {
 	// RetryBaseDelay and RetryMaxDelay shape the backoff between retries;
 	// zero means DefaultRetryBaseDelay and DefaultRetryMaxDelay.
 	RetryBaseDelay, RetryMaxDelay time.Duration
+	// HTTPClient sends requests; nil means the SDK's default client.
+	HTTPClient aws.HTTPClient
 }
 
 // Check checks the endpoint and the credentials and fills in defaults. It
@@ -109,20 +111,29 @@ func (c *Conn) checkEndpoint() error {
 	return nil
 }
 
-// AWSConfig returns the SDK configuration: the static credentials if any,
-// else the SDK's default chain (environment, shared config files, instance
-// or task role), for Region.
+// AWSConfig returns the SDK configuration a service client is made from:
+// Region; the static credentials if any, else the SDK's default chain
+// (environment, shared config files, instance or task role); HTTPClient if
+// set; and Retryer. The endpoint is the client's own option (BaseEndpoint),
+// so that nothing in the environment overrides it.
 func (c *Conn) AWSConfig(ctx context.Context) (aws.Config, error) {
+	var awsCfg aws.Config
 	if c.AccessKey != "" {
-		return aws.Config{
+		awsCfg = aws.Config{
 			Region:      c.Region,
 			Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(c.AccessKey, c.SecretKey, c.SessionToken)),
-		}, nil
+		}
+	} else {
+		var err error
+		awsCfg, err = config.LoadDefaultConfig(ctx, config.WithRegion(c.Region))
+		if err != nil {
+			return aws.Config{}, fmt.Errorf("%s: load AWS configuration: %w", c.Service, err)
+		}
 	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region))
-	if err != nil {
-		return aws.Config{}, fmt.Errorf("%s: load AWS configuration: %w", c.Service, err)
+	if c.HTTPClient != nil {
+		awsCfg.HTTPClient = c.HTTPClient
 	}
+	awsCfg.Retryer = c.Retryer
 	return awsCfg, nil
 }
 
