@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dataplane/dataplane/admin"
-	"github.com/dataplane/dataplane/cachenode/wire"
+	"github.com/dataplane/dataplane/internal/bearer"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -63,11 +63,11 @@ func (n *Node) snapshots(namespaces []string) map[string]*record.Snapshot {
 // a peer starting while the origin is down can warm from this node (see
 // Config.Peers). Only namespaces the node loads whole (Config.Namespaces)
 // are served, and only once the node is warm itself. Requests must carry
-// token as a bearer token (admin.RequireToken: constant time, and an empty
+// token as a bearer token (bearer.Require: constant time, and an empty
 // token serves nobody, since a snapshot holds every route and key). Mount
 // it on an admin listener, not on a public one.
 func SnapshotHandler(node *Node, token string) http.Handler {
-	return admin.RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return bearer.Require(token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fail := func(status int, code wire.Code, msg string) {
 			b, _ := json.Marshal(wire.Error{Error: msg, Code: code})
 			w.Header().Set("Content-Type", wire.ContentTypeJSON)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dataplane/dataplane/admin"
+	"github.com/dataplane/dataplane/internal/bearer"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -57,7 +57,7 @@ type WatchLine struct {
 // retrying cannot help); 503 (Retry-After) while the
 // namespace is not complete yet.
 func WatchHandler(node *Node, token string) http.Handler {
-	return admin.RequireToken(token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return bearer.Require(token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fail := func(status int, msg string) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(status)

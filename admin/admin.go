@@ -4,18 +4,16 @@
 package admin
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/bearer"
 	"github.com/dataplane/dataplane/openapi"
 	"github.com/dataplane/dataplane/record"
 )
@@ -116,7 +114,7 @@ func routes(cfg Config) []route {
 		})},
 		{"GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})},
 		{"GET " + openapi.Path, openapi.Handler(cfg.OpenAPI)},
-		{"GET /debug/records/{ns}/{key...}", RequireToken(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		{"GET /debug/records/{ns}/{key...}", bearer.Require(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if cfg.Inspect == nil {
 				writeJSON(w, http.StatusNotFound, errorBody{"this service has no record cache"})
 				return
@@ -133,7 +131,7 @@ func routes(cfg Config) []route {
 			}
 			writeJSON(w, http.StatusOK, in)
 		}))},
-		{"GET /debug/members", RequireToken(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		{"GET /debug/members", bearer.Require(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if cfg.Members == nil {
 				writeJSON(w, http.StatusNotFound, errorBody{"this service is not in a gossip cluster"})
 				return
@@ -147,7 +145,7 @@ func routes(cfg Config) []route {
 			route{"GET /debug/fleet", http.HandlerFunc(fp.serveHTML)},
 			route{"GET /debug/fleet.json", http.HandlerFunc(fp.serveJSON)})
 	}
-	noFleet := RequireToken(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	noFleet := bearer.Require(cfg.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{"this service is not in a gossip cluster"})
 	}))
 	return append(rs, route{"GET /debug/fleet", noFleet}, route{"GET /debug/fleet.json", noFleet})
@@ -164,34 +162,6 @@ func LimitBody(h http.Handler, limit int64) http.Handler {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		h.ServeHTTP(w, r)
-	})
-}
-
-// RequireToken wraps h so that it answers only requests carrying
-// "Authorization: Bearer <token>"; the comparison takes constant time. An
-// empty token refuses every request (403): an endpoint is never open by
-// accident.
-func RequireToken(token string, h http.Handler) http.Handler {
-	want := sha256.Sum256([]byte(token))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if token == "" {
-			writeJSON(w, http.StatusForbidden, errorBody{"endpoint disabled: no admin token configured"})
-			return
-		}
-		// The scheme is case-insensitive (RFC 9110), as at the gateway and
-		// the publisher API.
-		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		ok = ok && strings.EqualFold(scheme, "Bearer")
-		got = strings.TrimSpace(got)
-		// Hashing both sides first makes the comparison constant-time
-		// whatever the lengths.
-		g := sha256.Sum256([]byte(got))
-		if !ok || subtle.ConstantTimeCompare(g[:], want[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="dataplane"`)
-			writeJSON(w, http.StatusUnauthorized, errorBody{"missing or wrong admin token"})
-			return
-		}
 		h.ServeHTTP(w, r)
 	})
 }

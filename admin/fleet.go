@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/bearer"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -106,7 +107,7 @@ func (p *fleetPage) authorize(w http.ResponseWriter, r *http.Request) bool {
 		}
 	}
 	admitted := false
-	RequireToken(p.token, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { admitted = true })).ServeHTTP(w, r)
+	bearer.Require(p.token, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { admitted = true })).ServeHTTP(w, r)
 	return admitted
 }
 

@@ -19,10 +19,10 @@ import (
 
 	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/cachenode"
-	"github.com/dataplane/dataplane/cachenode/wire"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/record"
 )
 

@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/cachenode/wire"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 )
 
 // DefaultOriginTimeout bounds each forwarded write, log or snapshot call when

@@ -21,13 +21,13 @@
 // is JSON, {"error": "<what was wrong>", "code": "<code>"}, with the codes of
 // package wire: invalid (400), not_found (404), no_route (404/405), conflict
 // (409), truncated (410), too_large (413), corrupt (502), unavailable (503).
-// A refused token is 401 or 403 with {"error": ...} only (admin.RequireToken).
+// A refused token is 401 or 403 with {"error": ...} only (bearer.Require).
 // Clients map the codes back to the origin's sentinel errors; an error
 // answer without a known code means the server is not a cache node.
 //
 // Reads are open unless Config.ReadToken is set; then they need
 // "Authorization: Bearer <ReadToken>". Writes always need
-// "Authorization: Bearer <WriteToken>" (admin.RequireToken: 401 without or
+// "Authorization: Bearer <WriteToken>" (bearer.Require: 401 without or
 // with a wrong token, 403 when the node has no WriteToken).
 //
 //	GET /v1/records/{ns}/{key}

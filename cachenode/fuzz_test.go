@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/dataplane/dataplane/cachenode"
-	"github.com/dataplane/dataplane/cachenode/wire"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/record"
 )

@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dataplane/dataplane/cachenode/wire"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/record"
 )
 

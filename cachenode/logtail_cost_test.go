@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane/cachenode"
-	"github.com/dataplane/dataplane/cachenode/wire"
 	"github.com/dataplane/dataplane/origin/dir"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/record"
 )
 

@@ -19,12 +19,12 @@ import (
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/cachenode"
-	"github.com/dataplane/dataplane/cachenode/wire"
 	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/httporigin"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/record"
 )
 

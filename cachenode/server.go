@@ -9,8 +9,9 @@ import (
 
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/cachenode/wire"
+	"github.com/dataplane/dataplane/internal/bearer"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -70,9 +71,9 @@ func (s *Server) routes() *http.ServeMux {
 		if s.cfg.ReadToken == "" {
 			return h
 		}
-		return admin.RequireToken(s.cfg.ReadToken, h)
+		return bearer.Require(s.cfg.ReadToken, h)
 	}
-	write := func(h http.HandlerFunc) http.Handler { return admin.RequireToken(s.cfg.WriteToken, h) }
+	write := func(h http.HandlerFunc) http.Handler { return bearer.Require(s.cfg.WriteToken, h) }
 
 	mux := http.NewServeMux()
 	handle := func(pattern, route string, h http.Handler) { mux.Handle(pattern, s.instrument(route, h)) }

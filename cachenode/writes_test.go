@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/dataplane/dataplane/cachenode"
-	"github.com/dataplane/dataplane/cachenode/wire"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/record"
 )
 

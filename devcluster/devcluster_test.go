@@ -14,23 +14,13 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane/devcluster"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/sentinel"
 )
 
 func get(t *testing.T, url, host, key string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", url+"/hello", nil)
-	req.Host = host
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testkit.Get(t, url+"/hello", host, testkit.Bearer(key))
 }
 
 // TestDevCluster runs what `dataplane dev` runs and follows its guide: the

@@ -1,7 +1,6 @@
 package publisher_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/mem"
@@ -92,30 +92,12 @@ type env struct {
 	pub    *publisher.Publisher
 	reg    *prometheus.Registry
 	notify *fakeNotifier
-	logs   *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs   *testkit.SyncBuffer
 }
 
 func newEnv(t *testing.T, store origin.Store, edit func(*publisher.Config)) *env {
 	t.Helper()
-	e := &env{store: store, reg: prometheus.NewRegistry(), notify: &fakeNotifier{}, logs: &syncBuffer{}}
+	e := &env{store: store, reg: prometheus.NewRegistry(), notify: &fakeNotifier{}, logs: &testkit.SyncBuffer{}}
 	cfg := publisher.DefaultConfig()
 	cfg.Notifier = e.notify
 	cfg.Registerer = e.reg

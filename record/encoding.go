@@ -78,6 +78,13 @@ func appendBytes(b, p []byte) []byte {
 // ErrInvalid for a well-formed record that breaks a rule); it never panics.
 // The returned record does not alias b.
 func Unmarshal(b []byte) (Record, error) {
+	return unmarshal(b, "")
+}
+
+// unmarshal is Unmarshal; a record of namespace ns (when not empty) shares
+// that string instead of allocating its own, as every record of a snapshot
+// does.
+func unmarshal(b []byte, ns string) (Record, error) {
 	if len(b) > MaxEncodedSize {
 		return Record{}, fmt.Errorf("%w: record is %d bytes, limit is %d", ErrCorrupt, len(b), MaxEncodedSize)
 	}
@@ -103,7 +110,7 @@ func Unmarshal(b []byte) (Record, error) {
 		Tombstone: flags&flagTombstone != 0,
 	}
 	d := decoder{buf: body[headerLen:]}
-	ns := d.bytes(MaxNamespaceLen, "namespace")
+	nsb := d.bytes(MaxNamespaceLen, "namespace")
 	key := d.bytes(MaxKeyLen, "key")
 	val := d.bytes(MaxValueSize, "value")
 	if d.err != nil {
@@ -119,7 +126,10 @@ func Unmarshal(b []byte) (Record, error) {
 	if len(d.buf) != 0 {
 		return Record{}, fmt.Errorf("%w: %d trailing bytes in record", ErrCorrupt, len(d.buf))
 	}
-	r.Namespace, r.Key = string(ns), string(key)
+	if r.Namespace = ns; string(nsb) != ns {
+		r.Namespace = string(nsb)
+	}
+	r.Key = string(key)
 	if len(val) > 0 {
 		r.Value = append([]byte(nil), val...)
 	}

@@ -68,8 +68,9 @@ func FuzzUnmarshalSnapshot(f *testing.F) {
 	})
 }
 
-// FuzzSnapshotReader: the streaming decoder accepts exactly what
-// UnmarshalSnapshot accepts, with the same result, whatever the read sizes.
+// FuzzSnapshotReader: the snapshot decoder reading a stream accepts exactly
+// what it accepts reading a byte slice (UnmarshalSnapshot), with the same
+// result, whatever the read sizes.
 func FuzzSnapshotReader(f *testing.F) {
 	for _, b := range streamSeeds(f) {
 		f.Add(b)

@@ -127,72 +127,6 @@ func MarshalSnapshot(s Snapshot) ([]byte, error) {
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
 
-// UnmarshalSnapshot decodes a snapshot. Malformed input yields an error
-// wrapping ErrCorrupt or ErrInvalid; it never panics.
-func UnmarshalSnapshot(b []byte) (Snapshot, error) {
-	if len(b) > MaxSnapshotSize {
-		return Snapshot{}, fmt.Errorf("%w: snapshot is %d bytes, limit is %d", ErrCorrupt, len(b), MaxSnapshotSize)
-	}
-	if len(b) < headerLen+2+crcLen {
-		return Snapshot{}, fmt.Errorf("%w: snapshot truncated at %d bytes", ErrCorrupt, len(b))
-	}
-	if b[0] != snapshotMagic0 || b[1] != snapshotMagic1 || b[3] != 0 {
-		return Snapshot{}, fmt.Errorf("%w: not a snapshot (bad magic %x)", ErrCorrupt, b[:4])
-	}
-	format := b[2]
-	if format != formatV1 && format != formatV2 && format != formatV3 {
-		return Snapshot{}, fmt.Errorf("%w: unknown snapshot format %d", ErrCorrupt, b[2])
-	}
-	body, sum := b[:len(b)-crcLen], binary.BigEndian.Uint32(b[len(b)-crcLen:])
-	if crc32.Checksum(body, castagnoli) != sum {
-		return Snapshot{}, fmt.Errorf("%w: snapshot checksum mismatch", ErrCorrupt)
-	}
-	s := Snapshot{Version: Version(binary.BigEndian.Uint64(b[4:12]))}
-	d := decoder{buf: body[headerLen:]}
-	ns := d.bytes(MaxNamespaceLen, "namespace")
-	n := d.uvarint("record count")
-	if d.err != nil {
-		return Snapshot{}, d.err
-	}
-	s.Namespace = string(ns)
-	if err := ValidateNamespace(s.Namespace); err != nil {
-		return Snapshot{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
-	}
-	// Each record takes at least headerLen+crcLen+4 bytes, which bounds a
-	// plausible count by the input size before anything is allocated.
-	if n > uint64(len(d.buf)/(headerLen+crcLen+4)) {
-		return Snapshot{}, fmt.Errorf("%w: snapshot claims %d records in %d bytes", ErrCorrupt, n, len(d.buf))
-	}
-	s.Records = make([]Record, 0, n)
-	for i := uint64(0); i < n; i++ {
-		raw := d.bytes(MaxEncodedSize, "record")
-		if d.err != nil {
-			return Snapshot{}, d.err
-		}
-		r, err := Unmarshal(raw)
-		if err != nil {
-			return Snapshot{}, fmt.Errorf("snapshot record %d: %w", i, err)
-		}
-		if r.Namespace != s.Namespace {
-			return Snapshot{}, fmt.Errorf("%w: snapshot of %q holds a record of %q", ErrCorrupt, s.Namespace, r.Namespace)
-		}
-		r.Namespace = s.Namespace // one string for every record: 8 bytes each less
-		if i > 0 && s.Records[i-1].Key >= r.Key {
-			return Snapshot{}, fmt.Errorf("%w: snapshot keys out of order at record %d", ErrCorrupt, i)
-		}
-		s.Records = append(s.Records, r)
-	}
-	if format >= formatV2 {
-		if err := d.known(&s, format); err != nil {
-			return Snapshot{}, err
-		}
-	}
-	if len(d.buf) != 0 {
-		return Snapshot{}, fmt.Errorf("%w: %d trailing bytes in snapshot", ErrCorrupt, len(d.buf))
-	}
-	return s, nil
-}
-
 // formatV2 is the snapshot format with a Known section; formatV3 allows a
 // Seal on Known entries (flagKnownSealed).
 const (
@@ -200,55 +134,6 @@ const (
 	formatV3        = 3
 	flagKnownSealed = 1 << 1
 )
-
-// known decodes the Known section of a format-2 or -3 snapshot into s.
-func (d *decoder) known(s *Snapshot, format byte) error {
-	allowed := byte(flagTombstone)
-	if format >= formatV3 {
-		allowed |= flagKnownSealed
-	}
-	n := d.uvarint("known count")
-	if d.err != nil {
-		return d.err
-	}
-	// Each entry takes at least 1+8+1+1 bytes.
-	if n > uint64(len(d.buf)/11) {
-		return fmt.Errorf("%w: snapshot claims %d known versions in %d bytes", ErrCorrupt, n, len(d.buf))
-	}
-	s.Known = make([]Change, 0, n)
-	for i := uint64(0); i < n; i++ {
-		if len(d.buf) < 9 {
-			return fmt.Errorf("%w: snapshot known version %d truncated", ErrCorrupt, i)
-		}
-		flags, v := d.buf[0], Version(binary.BigEndian.Uint64(d.buf[1:9]))
-		d.buf = d.buf[9:]
-		key := d.bytes(MaxKeyLen, "known key")
-		if d.err != nil {
-			return d.err
-		}
-		c := Change{Namespace: s.Namespace, Key: string(key), Version: v, Tombstone: flags&flagTombstone != 0}
-		if flags&allowed&flagKnownSealed != 0 {
-			seal, err := ParseSeal(d.buf)
-			if err != nil {
-				return err
-			}
-			c.Seal, d.buf = seal, d.buf[SealLen:]
-		}
-		switch {
-		case flags&^allowed != 0:
-			return fmt.Errorf("%w: snapshot known version %d: unknown flags %#x", ErrCorrupt, i, flags)
-		case v == 0:
-			return fmt.Errorf("%w: snapshot known version %d is zero", ErrCorrupt, i)
-		case i > 0 && s.Known[i-1].Key >= c.Key:
-			return fmt.Errorf("%w: snapshot known keys out of order at %d", ErrCorrupt, i)
-		}
-		if err := ValidateKey(s.Namespace, c.Key); err != nil {
-			return fmt.Errorf("%w: %w", ErrCorrupt, err)
-		}
-		s.Known = append(s.Known, c)
-	}
-	return checkSealedFormat(s.Known, format)
-}
 
 // checkSealedFormat rejects a format-3 Known section without any Seal: it
 // would be written in format 2, and every encoding has one form.

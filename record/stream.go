@@ -9,19 +9,23 @@ import (
 	"io"
 )
 
-// SnapshotReader decodes a snapshot (either format MarshalSnapshot writes)
+// SnapshotReader decodes a snapshot (any format MarshalSnapshot writes)
 // from an io.Reader one record at a time, so a reader of a large snapshot
-// holds only the records it keeps, never the encoding too. It accepts exactly
-// the inputs UnmarshalSnapshot accepts, with the same results.
+// holds only the records it keeps, never the encoding too. It is the one
+// decoder of the snapshot format: UnmarshalSnapshot and ReadSnapshot are
+// built on it.
 //
 // The checksum covers the whole snapshot and is checked only at its end:
 // records returned by Next belong to a valid snapshot only once Next has
 // returned io.EOF. A caller must discard everything it read when Next returns
 // any other error.
 type SnapshotReader struct {
-	r       *bufio.Reader
-	sum     uint32 // CRC-32C of everything read so far
-	one     [1]byte
+	// r is the input; nil when decoding a byte slice (see newSliceReader).
+	r *bufio.Reader
+	// rest is what is still unread of the input, up to its checksum, when
+	// r is nil.
+	rest    []byte
+	sum     uint32 // CRC-32C of everything read so far from r
 	buf     []byte
 	format  byte
 	ns      string
@@ -37,7 +41,26 @@ type SnapshotReader struct {
 // positioned at its first record. A malformed header yields an error
 // wrapping ErrCorrupt.
 func NewSnapshotReader(r io.Reader) (*SnapshotReader, error) {
-	sr := &SnapshotReader{r: bufio.NewReaderSize(r, 64<<10)}
+	return (&SnapshotReader{r: bufio.NewReaderSize(r, 64<<10)}).header()
+}
+
+// newSliceReader decodes b in place: no copy of the input, and one checksum
+// pass over it, first, so that a damaged snapshot costs no decoding. The
+// checksum is its last crcLen bytes; finish checks that the decoding ends
+// right there.
+func newSliceReader(b []byte) (*SnapshotReader, error) {
+	if len(b) < crcLen {
+		return nil, fmt.Errorf("%w: snapshot truncated at %d bytes", ErrCorrupt, len(b))
+	}
+	body := b[:len(b)-crcLen]
+	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(b[len(body):]) {
+		return nil, fmt.Errorf("%w: snapshot checksum mismatch", ErrCorrupt)
+	}
+	return (&SnapshotReader{rest: body}).header()
+}
+
+// header reads the snapshot's header.
+func (sr *SnapshotReader) header() (*SnapshotReader, error) {
 	head, err := sr.read(headerLen)
 	if err != nil {
 		return nil, err
@@ -100,23 +123,31 @@ func (sr *SnapshotReader) next() (Record, error) {
 		}
 		return Record{}, io.EOF
 	}
+	var r Record
+	err := sr.record(&r)
+	return r, err
+}
+
+// record decodes into r the next of the sr.left > 0 records still to come.
+func (sr *SnapshotReader) record(r *Record) error {
 	raw, err := sr.bytes(MaxEncodedSize, "record")
 	if err != nil {
-		return Record{}, err
+		return err
 	}
-	r, err := Unmarshal(raw)
+	rec, err := unmarshal(raw, sr.ns)
 	if err != nil {
-		return Record{}, fmt.Errorf("snapshot record: %w", err)
+		return fmt.Errorf("snapshot record: %w", err)
 	}
-	if r.Namespace != sr.ns {
-		return Record{}, fmt.Errorf("%w: snapshot of %q holds a record of %q", ErrCorrupt, sr.ns, r.Namespace)
+	if rec.Namespace != sr.ns {
+		return fmt.Errorf("%w: snapshot of %q holds a record of %q", ErrCorrupt, sr.ns, rec.Namespace)
 	}
-	if sr.started && sr.prev >= r.Key {
-		return Record{}, fmt.Errorf("%w: snapshot keys out of order at key %q", ErrCorrupt, r.Key)
+	if sr.started && sr.prev >= rec.Key {
+		return fmt.Errorf("%w: snapshot keys out of order at key %q", ErrCorrupt, rec.Key)
 	}
-	sr.started, sr.prev = true, r.Key
+	sr.started, sr.prev = true, rec.Key
 	sr.left--
-	return r, nil
+	*r = rec
+	return nil
 }
 
 // finish reads what follows the records: the Known section, the checksum
@@ -168,6 +199,9 @@ func (sr *SnapshotReader) finish() error {
 			return err
 		}
 	}
+	if sr.r == nil {
+		return sr.finishSlice()
+	}
 	want := sr.sum
 	var sum [crcLen]byte
 	if _, err := io.ReadFull(sr.r, sum[:]); err != nil {
@@ -185,8 +219,35 @@ func (sr *SnapshotReader) finish() error {
 	return nil
 }
 
+// finishSlice checks that a byte slice, whose checksum newSliceReader
+// checked, has nothing between the decoding's end and the checksum.
+func (sr *SnapshotReader) finishSlice() error {
+	if len(sr.rest) > 0 {
+		return fmt.Errorf("%w: %d trailing bytes in snapshot", ErrCorrupt, len(sr.rest))
+	}
+	return nil
+}
+
 // read returns the next n bytes, which stay valid until the next call.
 func (sr *SnapshotReader) read(n int) ([]byte, error) {
+	if sr.r == nil {
+		if n > len(sr.rest) {
+			return nil, fmt.Errorf("%w: snapshot truncated", ErrCorrupt)
+		}
+		b := sr.rest[:n]
+		sr.rest = sr.rest[n:]
+		return b, nil
+	}
+	if n <= sr.r.Size() {
+		// In bufio's buffer, valid until its next read: no copy.
+		b, err := sr.r.Peek(n)
+		if err != nil {
+			return nil, sr.readErr(err, "snapshot")
+		}
+		sr.sum = crc32.Update(sr.sum, castagnoli, b)
+		_, _ = sr.r.Discard(n) // cannot fail: Peek has the n bytes
+		return b, nil
+	}
 	if cap(sr.buf) < n {
 		sr.buf = make([]byte, n)
 	}
@@ -207,29 +268,45 @@ func (sr *SnapshotReader) readErr(err error, what string) error {
 	return fmt.Errorf("snapshot: read %s: %w", what, err)
 }
 
+// uvarint reads a uvarint length.
 func (sr *SnapshotReader) uvarint(what string) (uint64, error) {
-	var x uint64
-	var s uint
-	for i := 0; i < binary.MaxVarintLen64; i++ {
-		c, err := sr.r.ReadByte()
-		if err != nil {
-			return 0, sr.readErr(err, what)
+	if sr.r == nil {
+		x, k := binary.Uvarint(sr.rest)
+		switch {
+		case k == 0:
+			return 0, fmt.Errorf("%w: %s truncated", ErrCorrupt, what)
+		case k < 0:
+			return 0, fmt.Errorf("%w: bad length of %s", ErrCorrupt, what)
 		}
-		sr.one[0] = c
-		sr.sum = crc32.Update(sr.sum, castagnoli, sr.one[:])
-		if c < 0x80 {
-			if i == binary.MaxVarintLen64-1 && c > 1 {
-				break
-			}
-			return x | uint64(c)<<s, nil
-		}
-		x |= uint64(c&0x7f) << s
-		s += 7
+		sr.rest = sr.rest[k:]
+		return x, nil
 	}
-	return 0, fmt.Errorf("%w: bad length of %s", ErrCorrupt, what)
+	// Fewer bytes than asked for come with the error that ended the input;
+	// they may still hold the whole varint.
+	b, err := sr.r.Peek(binary.MaxVarintLen64)
+	x, k := binary.Uvarint(b)
+	switch {
+	case k == 0 && err != nil:
+		return 0, sr.readErr(err, what)
+	case k <= 0:
+		return 0, fmt.Errorf("%w: bad length of %s", ErrCorrupt, what)
+	}
+	sr.sum = crc32.Update(sr.sum, castagnoli, b[:k])
+	_, _ = sr.r.Discard(k) // cannot fail: Peek has the k bytes
+	return x, nil
 }
 
+// bytes reads a length-prefixed field of at most limit bytes, which stays
+// valid until the next read.
 func (sr *SnapshotReader) bytes(limit int, what string) ([]byte, error) {
+	if sr.r == nil { // the common case of a byte slice, in one step
+		n, k := binary.Uvarint(sr.rest)
+		if k > 0 && n <= uint64(limit) && n <= uint64(len(sr.rest)-k) {
+			b := sr.rest[k : k+int(n)]
+			sr.rest = sr.rest[k+int(n):]
+			return b, nil
+		}
+	}
 	n, err := sr.uvarint(what)
 	if err != nil {
 		return nil, err
@@ -248,17 +325,46 @@ func ReadSnapshot(r io.Reader) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
+	return sr.readAll()
+}
+
+// UnmarshalSnapshot decodes a snapshot held in memory. Malformed input
+// yields an error wrapping ErrCorrupt or ErrInvalid; it never panics.
+func UnmarshalSnapshot(b []byte) (Snapshot, error) {
+	if len(b) > MaxSnapshotSize {
+		return Snapshot{}, fmt.Errorf("%w: snapshot is %d bytes, limit is %d", ErrCorrupt, len(b), MaxSnapshotSize)
+	}
+	sr, err := newSliceReader(b)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return sr.readAll()
+}
+
+// readAll decodes the rest of the snapshot, which it must have to itself
+// (it bypasses Next's sticky error).
+func (sr *SnapshotReader) readAll() (Snapshot, error) {
 	s := Snapshot{Namespace: sr.Namespace(), Version: sr.Version()}
-	s.Records = make([]Record, 0, min(sr.Remaining(), 1<<16))
-	for {
-		rec, err := sr.Next()
-		if errors.Is(err, io.EOF) {
-			s.Known = sr.Known()
-			return s, nil
-		}
-		if err != nil {
+	s.Records = make([]Record, 0, sr.sizeHint())
+	for sr.left > 0 {
+		s.Records = append(s.Records, Record{})
+		if err := sr.record(&s.Records[len(s.Records)-1]); err != nil {
 			return Snapshot{}, err
 		}
-		s.Records = append(s.Records, rec)
 	}
+	if err := sr.finish(); err != nil {
+		return Snapshot{}, err
+	}
+	s.Known = sr.known
+	return s, nil
+}
+
+// sizeHint bounds the records to allocate room for before reading them: the
+// count the header claims, cut to what the input can hold (each record takes
+// at least headerLen+crcLen+4 bytes), or for a stream to 1<<16.
+func (sr *SnapshotReader) sizeHint() uint64 {
+	if sr.r == nil {
+		return min(sr.left, uint64(len(sr.rest)/(headerLen+crcLen+4)))
+	}
+	return min(sr.left, 1<<16)
 }

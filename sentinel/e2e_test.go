@@ -18,6 +18,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin"
@@ -98,18 +99,7 @@ func (e *env) start(t *testing.T) (*dataplane.Node, *sentinel.Server) {
 
 func request(t *testing.T, srv *sentinel.Server, key string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+srv.Addr()+"/", nil)
-	req.Host = "app.example.com"
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testkit.Get(t, "http://"+srv.Addr()+"/", "app.example.com", testkit.Bearer(key))
 }
 
 // TestServesThroughOriginOutage: with the S3 server stopped, cached routes

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 )
@@ -106,18 +107,7 @@ func newGateway(t *testing.T, src Source, mod func(*Config)) *httptest.Server {
 
 func do(t *testing.T, gw *httptest.Server, host, authz string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", gw.URL+"/hello?x=1", nil)
-	req.Host = host
-	if authz != "" {
-		req.Header.Set("Authorization", authz)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testkit.Get(t, gw.URL+"/hello?x=1", host, authz)
 }
 
 func TestGatewayRoutingAndKeys(t *testing.T) {

@@ -16,9 +16,9 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/admin"
-	"github.com/dataplane/dataplane/cachenode/wire"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/openapi"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/record"
 )
 

@@ -12,13 +12,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/internal/tlsconfig"
 	"github.com/dataplane/dataplane/internal/tlsconfig/tlstest"
 	"github.com/dataplane/dataplane/origin/dir"
@@ -26,30 +26,12 @@ import (
 	"github.com/dataplane/dataplane/sentinel"
 )
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // dirServer is a sentinel over a directory origin, with upstreamBodies
 // receiving the size of every body that reached the upstream.
 type dirServer struct {
 	srv     *sentinel.Server
 	bodies  chan int
-	logs    *syncBuffer
+	logs    *testkit.SyncBuffer
 	keyless string // host that needs no key
 }
 
@@ -59,7 +41,7 @@ func startDirServer(t *testing.T, edit func(*sentinel.ServerConfig)) *dirServer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds := &dirServer{bodies: make(chan int, 16), logs: &syncBuffer{}, keyless: "open.example.com"}
+	ds := &dirServer{bodies: make(chan int, 16), logs: &testkit.SyncBuffer{}, keyless: "open.example.com"}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		ds.bodies <- int(n)

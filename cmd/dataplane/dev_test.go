@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane/devcluster"
+	"github.com/dataplane/dataplane/internal/testkit"
 )
 
 func freePort(t *testing.T) int {
@@ -91,7 +92,7 @@ func TestDevPortsAuto(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"dev", "-ports", "auto", "-data-dir", t.TempDir()}, &stdout, &stderr)

@@ -9,37 +9,19 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dataplane/dataplane/devcluster"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/internal/tlsconfig"
 	"github.com/dataplane/dataplane/internal/tlsconfig/tlstest"
 	"github.com/dataplane/dataplane/sentinel"
 )
 
-// syncBuffer is an output sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // process is one subcommand running in the background, as a process would.
 type process struct {
-	stdout, stderr syncBuffer
+	stdout, stderr testkit.SyncBuffer
 	done           chan int
 }
 
@@ -110,7 +92,7 @@ func TestTLSDeployment(t *testing.T) {
 	cnAdmin := admAddr.FindStringSubmatch(cn.stdout.String())[1]
 
 	// Routes and keys go in through the publisher API over TLS, with the token.
-	var oneShots syncBuffer // the output of every one-shot command
+	var oneShots testkit.SyncBuffer // the output of every one-shot command
 	publish := func(token string, args ...string) (int, string) {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), append([]string{"publish", "-api", "https://" + pubAddr, "-api-ca", certs.CA,
@@ -277,7 +259,7 @@ func TestDevClusterNoSecretsInLogs(t *testing.T) {
 		wrongToken = "dev_wrong_SECRET_10"
 		unknownKey = "dev_unknown_SECRET_11"
 	)
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c, err := devcluster.Start(context.Background(), devcluster.Config{DataDir: t.TempDir(), AnyPorts: true, Token: token, Logger: log})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/sign"
 )
 
@@ -110,7 +111,7 @@ func runBriefly(t *testing.T, ready string, args ...string) (code int, started b
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut testkit.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, args, &out, &errOut) }()
 	deadline := time.After(60 * time.Second)

@@ -31,6 +31,7 @@ import (
 
 	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/gossip/netsim"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -66,7 +67,7 @@ type member struct {
 	idx        int
 	name, addr string
 	region     string
-	c          Counters
+	c          netsim.Counters
 	node       *gossip.Node // nil while down
 	follower   *follow.Follower
 	reg        *prometheus.Registry
@@ -79,7 +80,7 @@ type member struct {
 // use with each other (the fleet's own nodes run concurrently inside).
 type Fleet struct {
 	cfg     Config
-	Net     *Network
+	Net     *netsim.Network
 	rng     *rand.Rand
 	members []*member
 	regions []string
@@ -115,7 +116,7 @@ func New(cfg Config) *Fleet {
 	}
 	f := &Fleet{
 		cfg:     cfg,
-		Net:     NewNetwork(cfg.Seed),
+		Net:     netsim.New(cfg.Seed),
 		rng:     rand.New(rand.NewPCG(cfg.Seed, 0xf1ee7)),
 		changes: make(map[string]*tracked),
 		byName:  make(map[string]int),
@@ -127,7 +128,7 @@ func New(cfg Config) *Fleet {
 	// Region-pair delays: spread between MinDelay and MaxDelay.
 	var pairs [][2]string
 	for a := range f.regions {
-		f.Net.SetLink(f.regions[a], f.regions[a], Link{Delay: cfg.LANDelay})
+		f.Net.SetLink(f.regions[a], f.regions[a], netsim.Link{Delay: cfg.LANDelay})
 		for b := a + 1; b < len(f.regions); b++ {
 			pairs = append(pairs, [2]string{f.regions[a], f.regions[b]})
 		}
@@ -138,7 +139,7 @@ func New(cfg Config) *Fleet {
 		if len(pairs) > 1 {
 			d += time.Duration(int64(cfg.MaxDelay-cfg.MinDelay) * int64(i) / int64(len(pairs)-1))
 		}
-		f.Net.SetLink(p[0], p[1], Link{Delay: d.Round(time.Millisecond)})
+		f.Net.SetLink(p[0], p[1], netsim.Link{Delay: d.Round(time.Millisecond)})
 	}
 	for i := range cfg.Nodes {
 		r := i % cfg.Regions
@@ -178,7 +179,7 @@ func (f *Fleet) gossipConfig(m *member, seeds []string) (gossip.Config, error) {
 		c = gossip.DefaultWANConfig()
 		c.Memberlist = memberlist.DefaultWANConfig()
 	}
-	t, err := f.Net.Listen(m.addr, m.region, &m.c)
+	t, err := f.Net.ListenMemory(m.addr, m.region, &m.c)
 	if err != nil {
 		return c, err
 	}
@@ -344,7 +345,7 @@ func (f *Fleet) arrived(idx int, ns, key string, v record.Version) {
 
 func (f *Fleet) readLog(region string, after record.Version, limit int) ([]record.Change, error) {
 	if f.Net.IsCut(region, f.originRegion()) {
-		return nil, fmt.Errorf("fleetsim: origin unreachable from %s: %w", region, ErrUnreachable)
+		return nil, fmt.Errorf("fleetsim: origin unreachable from %s: %w", region, netsim.ErrCut)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -387,10 +388,10 @@ func (f *Fleet) Member(i int) (name, region string, up bool) {
 }
 
 // Traffic sums the traffic counters of every member.
-func (f *Fleet) Traffic() Traffic {
-	var t Traffic
+func (f *Fleet) Traffic() netsim.Traffic {
+	var t netsim.Traffic
 	for _, m := range f.members {
-		t = t.Add(m.c.snapshot())
+		t = t.Add(m.c.Traffic())
 	}
 	return t
 }

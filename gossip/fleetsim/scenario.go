@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/dataplane/dataplane/gossip/netsim"
 )
 
 // Report is the outcome of one scenario on a fleet.
@@ -157,7 +159,7 @@ func DefaultRunner(f *Fleet) *Runner {
 type mark struct {
 	at   time.Time
 	cpu  time.Duration
-	tr   Traffic
+	tr   netsim.Traffic
 	g    GossipCounts
 	memb Membership
 }

@@ -19,6 +19,12 @@
 // each write and read on the dialing side adds the one-way delay. A cut
 // drops packets both ways, refuses dials and breaks open streams.
 //
+// ListenMemory gives a node a transport that never touches a socket:
+// packets are delivered by timers and streams are net.Pipe pairs, so inside
+// a testing/synctest bubble a whole fleet runs in virtual time (see
+// MemoryTransport). Both kinds share one Network's links, cuts and random
+// choices.
+//
 // A Network is safe for concurrent use. Its random choices come from one
 // generator seeded by New, so a run is reproducible as far as the order of
 // sends is.
@@ -60,6 +66,10 @@ type Stats struct {
 // ErrCut is returned for dials and stream I/O across a partition.
 var ErrCut = errors.New("netsim: link cut")
 
+// ErrUnreachable is returned for dials from a MemoryTransport to an address
+// nobody listens on, or that does not accept in time.
+var ErrUnreachable = errors.New("netsim: unreachable")
+
 // Network is a set of zones and the links between them.
 type Network struct {
 	mu    sync.Mutex // guards everything below
@@ -67,7 +77,8 @@ type Network struct {
 	def   Link
 	links map[pair]Link
 	cuts  map[pair]bool
-	zones map[string]string // address (host:port) -> zone
+	zones map[string]string    // address (host:port) -> zone
+	mem   map[string]*endpoint // in-memory listeners by address
 	stats Stats
 }
 
@@ -88,6 +99,7 @@ func New(seed uint64) *Network {
 		links: make(map[pair]Link),
 		cuts:  make(map[pair]bool),
 		zones: make(map[string]string),
+		mem:   make(map[string]*endpoint),
 	}
 }
 
@@ -107,6 +119,18 @@ func (n *Network) SetLink(a, b string, l Link) {
 	n.mu.Unlock()
 }
 
+// SetLoss sets the loss of every link, the default included, keeping
+// their delays.
+func (n *Network) SetLoss(loss float64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.def.Loss = loss
+	for p, l := range n.links {
+		l.Loss = loss
+		n.links[p] = l
+	}
+}
+
 // Cut partitions zones a and b from each other (a == b isolates the
 // members of a from each other).
 func (n *Network) Cut(a, b string) {
@@ -120,6 +144,13 @@ func (n *Network) Heal(a, b string) {
 	n.mu.Lock()
 	delete(n.cuts, mkpair(a, b))
 	n.mu.Unlock()
+}
+
+// IsCut reports whether zones a and b are partitioned.
+func (n *Network) IsCut(a, b string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cuts[mkpair(a, b)]
 }
 
 // HealAll ends every partition.
@@ -140,8 +171,13 @@ func (n *Network) Stats() Stats {
 func (n *Network) packet(from, to string) (drop bool, delay time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.packetLocked(from, n.zones[to])
+}
+
+// packetLocked decides the fate of one packet from zone a to zone b.
+func (n *Network) packetLocked(a, b string) (drop bool, delay time.Duration) {
 	n.stats.Packets++
-	p := mkpair(from, n.zones[to])
+	p := mkpair(a, b)
 	if n.cuts[p] {
 		n.stats.Cut++
 		return true, 0
@@ -170,7 +206,13 @@ func (n *Network) delayLocked(l Link) time.Duration {
 func (n *Network) stream(from, to string, dial bool) (time.Duration, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	p := mkpair(from, n.zones[to])
+	return n.streamLocked(from, n.zones[to], dial)
+}
+
+// streamLocked returns the one-way delay for a stream from zone a to zone
+// b, or ErrCut.
+func (n *Network) streamLocked(a, b string, dial bool) (time.Duration, error) {
+	p := mkpair(a, b)
 	if dial {
 		n.stats.Dials++
 	}
@@ -178,7 +220,7 @@ func (n *Network) stream(from, to string, dial bool) (time.Duration, error) {
 		if dial {
 			n.stats.Refused++
 		}
-		return 0, fmt.Errorf("%w: %s to %s", ErrCut, from, to)
+		return 0, fmt.Errorf("%w: %s to %s", ErrCut, a, b)
 	}
 	l, ok := n.links[p]
 	if !ok {

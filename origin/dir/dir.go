@@ -40,6 +40,7 @@ import (
 // Store is an origin.Store in a directory. It is safe for concurrent use by
 // goroutines and processes.
 type Store struct {
+	partSnapshots
 	root string
 }
 
@@ -59,7 +60,9 @@ func Open(root string) (*Store, error) {
 			return nil, fmt.Errorf("dir origin %s: %w", root, err)
 		}
 	}
-	return &Store{root: root}, nil
+	s := &Store{root: root}
+	s.partSnapshots = partSnapshots{Parts: s}
+	return s, nil
 }
 
 // Root returns the directory the store lives in.
@@ -289,20 +292,9 @@ func (s *Store) TrimLog(ctx context.Context, before record.Version) error {
 	return nil
 }
 
-// PutSnapshot implements origin.Store with origin.WriteSnapshot.
-func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
-	return origin.WriteSnapshot(ctx, s, snap, origin.DefaultLayout())
-}
-
-// GetSnapshot implements origin.Store with origin.ReadSnapshot.
-func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
-	return origin.ReadSnapshot(ctx, s, ns)
-}
-
-// OpenSnapshot implements origin.SnapshotOpener with origin.OpenSnapshot.
-func (s *Store) OpenSnapshot(ctx context.Context, ns string) (*origin.SnapshotStream, error) {
-	return origin.OpenSnapshot(ctx, s, ns)
-}
+// partSnapshots gives Store its PutSnapshot, GetSnapshot and OpenSnapshot
+// over its snapshot parts (origin.PartSnapshots).
+type partSnapshots = origin.PartSnapshots
 
 // partPath is where part name of ns lives: the main object at snap/<ns>,
 // the others under snap/<ns>.parts/ ('.' never occurs in a namespace).

@@ -5,17 +5,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strconv"
 	"time"
+
+	"github.com/dataplane/dataplane/origin/internal/awsapi"
 )
 
 // Defaults for Config fields left zero.
 const (
-	DefaultRegion         = "us-east-1"
-	DefaultMaxRetries     = 3
-	DefaultRetryBaseDelay = 50 * time.Millisecond
-	DefaultRetryMaxDelay  = 2 * time.Second
+	DefaultRegion         = awsapi.DefaultRegion         // "us-east-1"
+	DefaultMaxRetries     = awsapi.DefaultMaxRetries     // 3
+	DefaultRetryBaseDelay = awsapi.DefaultRetryBaseDelay // 50ms
+	DefaultRetryMaxDelay  = awsapi.DefaultRetryMaxDelay  // 2s
 	DefaultLogShards      = 8
 	// MaxLogShards bounds Config.LogShards: every log read costs one Query
 	// per shard of each bucket it visits.
@@ -68,74 +68,38 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// validate checks c and fills in defaults.
-func (c *Config) validate() error {
+// validate checks c and fills in defaults; it returns c's connection
+// settings, checked and defaulted.
+func (c *Config) validate() (awsapi.Conn, error) {
 	if c.Table == "" {
-		return errors.New("dynamodb: Config.Table is required")
+		return awsapi.Conn{}, errors.New("dynamodb: Config.Table is required")
 	}
 	if len(c.Table) < 3 || len(c.Table) > 255 {
-		return fmt.Errorf("dynamodb: Config.Table %q: a table name is 3 to 255 characters", c.Table)
+		return awsapi.Conn{}, fmt.Errorf("dynamodb: Config.Table %q: a table name is 3 to 255 characters", c.Table)
 	}
 	for i := 0; i < len(c.Table); i++ {
 		if ch := c.Table[i]; !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_' || ch == '-' || ch == '.') {
-			return fmt.Errorf("dynamodb: Config.Table %q: character %q not allowed (use A-Z, a-z, 0-9, '_', '-', '.')", c.Table, ch)
+			return awsapi.Conn{}, fmt.Errorf("dynamodb: Config.Table %q: character %q not allowed (use A-Z, a-z, 0-9, '_', '-', '.')", c.Table, ch)
 		}
 	}
-	if c.Endpoint != "" {
-		if err := checkEndpoint(c.Endpoint); err != nil {
-			return err
-		}
+	conn := awsapi.Conn{
+		Service: "dynamodb", ExampleEndpoint: "http://127.0.0.1:4567",
+		Region: c.Region, Endpoint: c.Endpoint,
+		AccessKey: c.AccessKey, SecretKey: c.SecretKey, SessionToken: c.SessionToken,
+		MaxRetries: c.MaxRetries, RetryBaseDelay: c.RetryBaseDelay, RetryMaxDelay: c.RetryMaxDelay,
+		HTTPClient: c.HTTPClient,
 	}
-	if (c.AccessKey == "") != (c.SecretKey == "") {
-		return errors.New("dynamodb: Config.AccessKey and Config.SecretKey go together: set both or neither")
-	}
-	if c.Region == "" {
-		c.Region = DefaultRegion
-	}
-	if c.MaxRetries == 0 {
-		c.MaxRetries = DefaultMaxRetries
-	}
-	if c.MaxRetries < 0 {
-		c.MaxRetries = 0
-	}
-	if c.RetryBaseDelay <= 0 {
-		c.RetryBaseDelay = DefaultRetryBaseDelay
-	}
-	if c.RetryMaxDelay <= 0 {
-		c.RetryMaxDelay = DefaultRetryMaxDelay
+	if err := conn.Check(); err != nil {
+		return awsapi.Conn{}, err
 	}
 	if c.LogShards == 0 {
 		c.LogShards = DefaultLogShards
 	}
 	if c.LogShards < 1 || c.LogShards > MaxLogShards {
-		return fmt.Errorf("dynamodb: Config.LogShards %d not in [1, %d]", c.LogShards, MaxLogShards)
+		return awsapi.Conn{}, fmt.Errorf("dynamodb: Config.LogShards %d not in [1, %d]", c.LogShards, MaxLogShards)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return nil
-}
-
-// checkEndpoint accepts an absolute http(s) URL with a host and nothing
-// after the path.
-func checkEndpoint(ep string) error {
-	u, err := url.Parse(ep)
-	if err != nil {
-		return fmt.Errorf("dynamodb: Config.Endpoint %q is not a URL: %w", ep, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("dynamodb: Config.Endpoint %q: scheme must be http or https, e.g. http://127.0.0.1:4567", ep)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("dynamodb: Config.Endpoint %q has no host, e.g. http://127.0.0.1:4567", ep)
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("dynamodb: Config.Endpoint %q: bad port %q", ep, p)
-		}
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return fmt.Errorf("dynamodb: Config.Endpoint %q: want only scheme, host, port and path", ep)
-	}
-	return nil
+	return conn, nil
 }

@@ -5,15 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -24,6 +19,7 @@ import (
 // Store is an origin.Store in a DynamoDB table. It is safe for concurrent
 // use, also by many processes sharing the table.
 type Store struct {
+	partSnapshots
 	client *ddb.Client
 	table  string
 	logger *slog.Logger
@@ -48,68 +44,32 @@ var _ origin.Store = (*Store)(nil)
 // error naming it) but sends no request: the table must exist (see
 // CreateTable), and an unreachable server shows up on the first call.
 func New(ctx context.Context, cfg Config) (*Store, error) {
-	if err := cfg.validate(); err != nil {
+	conn, err := cfg.validate()
+	if err != nil {
 		return nil, err
 	}
-	var awsCfg aws.Config
-	if cfg.AccessKey != "" {
-		awsCfg = aws.Config{
-			Region:      cfg.Region,
-			Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)),
-		}
-	} else {
-		var err error
-		awsCfg, err = config.LoadDefaultConfig(ctx, config.WithRegion(cfg.Region))
-		if err != nil {
-			return nil, fmt.Errorf("dynamodb: load AWS configuration: %w", err)
-		}
+	awsCfg, err := conn.AWSConfig(ctx)
+	if err != nil {
+		return nil, err
 	}
-	base, maxDelay := cfg.RetryBaseDelay, cfg.RetryMaxDelay
-	retryer := retry.NewStandard(func(o *retry.StandardOptions) {
-		o.MaxAttempts = cfg.MaxRetries + 1
-		o.MaxBackoff = maxDelay
-		// No client-side retry quota: the bounded attempts and backoff limit
-		// the load on a struggling origin, and the quota would make calls
-		// fail without retrying for a while after an outage.
-		o.RateLimiter = ratelimit.None
-		// The SDK's legacy backoff starts at a second; a dataplane wants
-		// its retries within its freshness budget.
-		o.Backoff = retry.BackoffDelayerFunc(func(attempt int, _ error) (time.Duration, error) {
-			return backoff(attempt, base, maxDelay), nil
-		})
-	})
 	client := ddb.NewFromConfig(awsCfg, func(o *ddb.Options) {
-		o.Region = cfg.Region
-		if cfg.Endpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		if conn.Endpoint != "" {
+			o.BaseEndpoint = aws.String(conn.Endpoint)
 		}
-		if cfg.HTTPClient != nil {
-			o.HTTPClient = cfg.HTTPClient
-		}
-		o.Retryer = retryer
-		o.RetryMaxAttempts = cfg.MaxRetries + 1
+		o.RetryMaxAttempts = conn.MaxRetries + 1
 	})
-	return &Store{
+	s := &Store{
 		client:     client,
 		table:      cfg.Table,
 		logger:     cfg.Logger,
-		maxRetries: cfg.MaxRetries,
-		baseDelay:  base,
-		maxDelay:   maxDelay,
+		maxRetries: conn.MaxRetries,
+		baseDelay:  conn.RetryBaseDelay,
+		maxDelay:   conn.RetryMaxDelay,
 		marked:     make(map[uint64]int),
 		logShards:  cfg.LogShards,
-	}, nil
-}
-
-// backoff is the delay before retry number attempt (1-based): exponential
-// from base, capped at max, with jitter over its upper half.
-func backoff(attempt int, base, max time.Duration) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < max; i++ {
-		d *= 2
 	}
-	d = min(d, max)
-	return d/2 + rand.N(d/2+1)
+	s.partSnapshots = partSnapshots{Parts: s}
+	return s, nil
 }
 
 // sleep waits d or until ctx ends.

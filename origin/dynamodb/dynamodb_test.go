@@ -257,40 +257,7 @@ func TestMissingTable(t *testing.T) {
 // ErrUnavailable; once it is back the data is there and calls work.
 func TestOutage(t *testing.T) {
 	srv := testserver.StartDynamo(t)
-	s := newStore(t, srv, fastRetries)
-	r := record.Record{Namespace: "routes", Key: "a.example.com", Value: []byte("v1"), Version: 10}
-	if _, err := origin.Publish(ctx(t), s, r); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := s.Get(c, "routes", "a.example.com", 0); !errors.Is(err, origin.ErrUnavailable) {
-		t.Fatalf("Get while down: %v, want ErrUnavailable", err)
-	}
-	r2 := record.Record{Namespace: "routes", Key: "a.example.com", Value: []byte("v2"), Version: 20}
-	if _, err := origin.Publish(c, s, r2); !errors.Is(err, origin.ErrUnavailable) {
-		t.Fatalf("Publish while down: %v, want ErrUnavailable", err)
-	}
-	if _, err := s.GetSnapshot(c, "routes"); !errors.Is(err, origin.ErrUnavailable) {
-		t.Fatalf("GetSnapshot while down: %v, want ErrUnavailable", err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Get(ctx(t), "routes", "a.example.com", 0)
-	if err != nil || string(got.Value) != "v1" {
-		t.Fatalf("Get after the outage: %+v, %v; want v1", got, err)
-	}
-	if _, err := origin.Publish(ctx(t), s, r2); err != nil {
-		t.Fatalf("Publish after the outage: %v", err)
-	}
-	log, err := s.ReadLog(ctx(t), 0, 10)
-	if err != nil || len(log) != 2 || log[1].Version != 20 {
-		t.Fatalf("ReadLog after the outage: %+v, %v", log, err)
-	}
+	origintest.Outage(t, newStore(t, srv, fastRetries), srv.Stop, srv.Start)
 }
 
 // bigSnapshot holds n records of nearly MaxValueSize each.

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/internal/awsapi"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -407,7 +408,7 @@ func (s *Store) batchWrite(ctx context.Context, op string, reqs []types.WriteReq
 			if attempt > s.maxRetries {
 				return fmt.Errorf("dynamodb %s table %s: %w: %d writes still unprocessed after %d attempts", op, s.table, origin.ErrUnavailable, len(pending), attempt)
 			}
-			if err := sleep(ctx, backoff(attempt, s.baseDelay, s.maxDelay)); err != nil {
+			if err := sleep(ctx, awsapi.Backoff(attempt, s.baseDelay, s.maxDelay)); err != nil {
 				return s.fail(ctx, op, "", err)
 			}
 		}

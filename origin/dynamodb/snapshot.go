@@ -48,20 +48,9 @@ var (
 	_ origin.SnapshotOpener = (*Store)(nil)
 )
 
-// PutSnapshot implements origin.Store with origin.WriteSnapshot.
-func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
-	return origin.WriteSnapshot(ctx, s, snap, origin.DefaultLayout())
-}
-
-// GetSnapshot implements origin.Store with origin.ReadSnapshot.
-func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
-	return origin.ReadSnapshot(ctx, s, ns)
-}
-
-// OpenSnapshot implements origin.SnapshotOpener with origin.OpenSnapshot.
-func (s *Store) OpenSnapshot(ctx context.Context, ns string) (*origin.SnapshotStream, error) {
-	return origin.OpenSnapshot(ctx, s, ns)
-}
+// partSnapshots gives Store its PutSnapshot, GetSnapshot and OpenSnapshot
+// over its snapshot parts (origin.PartSnapshots).
+type partSnapshots = origin.PartSnapshots
 
 // partSK is the sort key of the pointer item of part name: the main object
 // is "cur", the others "part#<name>".

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/dataplane/dataplane/cachenode/wire"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/record"
 )
 

@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/cachenode/wire"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/httporigin"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/origin/origintest"
 	"github.com/dataplane/dataplane/record"

@@ -8,9 +8,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/dataplane/dataplane/cachenode/wire"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 )
 
 // TestGetAsksForRevalidation: record reads carry "Cache-Control: max-age=0",

@@ -16,6 +16,7 @@ import (
 
 // Store is an in-memory origin.Store, safe for concurrent use.
 type Store struct {
+	partSnapshots
 	mu        sync.Mutex // guards everything below
 	records   map[string]record.Record
 	log       map[record.ChangeID]record.Change // by value: a Seal pointer may differ per copy
@@ -34,13 +35,15 @@ var (
 
 // New returns an empty Store.
 func New() *Store {
-	return &Store{
+	s := &Store{
 		records:   make(map[string]record.Record),
 		log:       make(map[record.ChangeID]record.Change),
 		snapshots: make(map[string][]byte),
 		corrupt:   make(map[string]bool),
 		pending:   make(map[record.ChangeID]record.Change),
 	}
+	s.partSnapshots = partSnapshots{Parts: s}
+	return s
 }
 
 func id(ns, key string) string { return ns + "\x00" + key }
@@ -141,20 +144,9 @@ func (s *Store) TrimLog(ctx context.Context, before record.Version) error {
 	return nil
 }
 
-// PutSnapshot implements origin.Store with origin.WriteSnapshot.
-func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
-	return origin.WriteSnapshot(ctx, s, snap, origin.DefaultLayout())
-}
-
-// GetSnapshot implements origin.Store with origin.ReadSnapshot.
-func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
-	return origin.ReadSnapshot(ctx, s, ns)
-}
-
-// OpenSnapshot implements origin.SnapshotOpener with origin.OpenSnapshot.
-func (s *Store) OpenSnapshot(ctx context.Context, ns string) (*origin.SnapshotStream, error) {
-	return origin.OpenSnapshot(ctx, s, ns)
-}
+// partSnapshots gives Store its PutSnapshot, GetSnapshot and OpenSnapshot
+// over its snapshot parts (origin.PartSnapshots).
+type partSnapshots = origin.PartSnapshots
 
 func partID(ns, name string) string { return ns + "/" + name }
 

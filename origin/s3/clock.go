@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/middleware"
 
-	"github.com/dataplane/dataplane/origin/awsclock"
+	"github.com/dataplane/dataplane/origin/internal/awsapi"
 )
 
 // ServerTime returns the time in the Date header of a HEAD of the bucket;
@@ -21,7 +21,7 @@ func (s *Store) ServerTime(ctx context.Context) (time.Time, error) {
 	if out != nil {
 		md = out.ResultMetadata
 	}
-	t, err := awsclock.ServerTime(md, err)
+	t, err := awsapi.ServerTime(md, err)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("s3: bucket %q: reading the server's time: %w", s.bucket, err)
 	}

@@ -7,32 +7,27 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/internal/awsapi"
 	"github.com/dataplane/dataplane/record"
 )
 
 // Defaults for Config fields left zero.
 const (
-	DefaultRegion         = "us-east-1"
-	DefaultMaxRetries     = 3
-	DefaultRetryBaseDelay = 50 * time.Millisecond
-	DefaultRetryMaxDelay  = 2 * time.Second
+	DefaultRegion         = awsapi.DefaultRegion         // "us-east-1"
+	DefaultMaxRetries     = awsapi.DefaultMaxRetries     // 3
+	DefaultRetryBaseDelay = awsapi.DefaultRetryBaseDelay // 50ms
+	DefaultRetryMaxDelay  = awsapi.DefaultRetryMaxDelay  // 2s
 	DefaultETagCacheSize  = 10000
 )
 
@@ -80,36 +75,24 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// validate checks c and fills in defaults.
-func (c *Config) validate() error {
+// validate checks c and fills in defaults; it returns c's connection
+// settings, checked and defaulted.
+func (c *Config) validate() (awsapi.Conn, error) {
 	if c.Bucket == "" {
-		return errors.New("s3: Config.Bucket is required")
+		return awsapi.Conn{}, errors.New("s3: Config.Bucket is required")
 	}
 	if len(c.Prefix) > 256 || !utf8.ValidString(c.Prefix) || strings.ContainsFunc(c.Prefix, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return fmt.Errorf("s3: Config.Prefix %q: want at most 256 bytes of UTF-8 without control characters", c.Prefix)
+		return awsapi.Conn{}, fmt.Errorf("s3: Config.Prefix %q: want at most 256 bytes of UTF-8 without control characters", c.Prefix)
 	}
-	if c.Endpoint != "" {
-		if err := checkEndpoint(c.Endpoint); err != nil {
-			return err
-		}
+	conn := awsapi.Conn{
+		Service: "s3", ExampleEndpoint: "http://127.0.0.1:7070",
+		Region: c.Region, Endpoint: c.Endpoint,
+		AccessKey: c.AccessKey, SecretKey: c.SecretKey, SessionToken: c.SessionToken,
+		MaxRetries: c.MaxRetries, RetryBaseDelay: c.RetryBaseDelay, RetryMaxDelay: c.RetryMaxDelay,
+		HTTPClient: c.HTTPClient,
 	}
-	if (c.AccessKey == "") != (c.SecretKey == "") {
-		return errors.New("s3: Config.AccessKey and Config.SecretKey go together: set both or neither")
-	}
-	if c.Region == "" {
-		c.Region = DefaultRegion
-	}
-	if c.MaxRetries == 0 {
-		c.MaxRetries = DefaultMaxRetries
-	}
-	if c.MaxRetries < 0 {
-		c.MaxRetries = 0
-	}
-	if c.RetryBaseDelay <= 0 {
-		c.RetryBaseDelay = DefaultRetryBaseDelay
-	}
-	if c.RetryMaxDelay <= 0 {
-		c.RetryMaxDelay = DefaultRetryMaxDelay
+	if err := conn.Check(); err != nil {
+		return awsapi.Conn{}, err
 	}
 	if c.ETagCacheSize == 0 {
 		c.ETagCacheSize = DefaultETagCacheSize
@@ -117,38 +100,13 @@ func (c *Config) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return nil
-}
-
-// checkEndpoint accepts an absolute http(s) URL with a host and nothing
-// after the path.
-func checkEndpoint(ep string) error {
-	u, err := url.Parse(ep)
-	if err != nil {
-		return fmt.Errorf("s3: Config.Endpoint %q is not a URL: %w", ep, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("s3: Config.Endpoint %q: scheme must be http or https, e.g. http://127.0.0.1:7070", ep)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("s3: Config.Endpoint %q has no host, e.g. http://127.0.0.1:7070", ep)
-	}
-	if p := u.Port(); p != "" {
-		for _, c := range p {
-			if c < '0' || c > '9' {
-				return fmt.Errorf("s3: Config.Endpoint %q: bad port %q", ep, p)
-			}
-		}
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return fmt.Errorf("s3: Config.Endpoint %q: want only scheme, host, port and path", ep)
-	}
-	return nil
+	return conn, nil
 }
 
 // Store is an origin.Store in an S3 bucket. It is safe for concurrent use,
 // also by many processes sharing the bucket and prefix.
 type Store struct {
+	partSnapshots
 	client *s3.Client
 	bucket string
 	prefix string
@@ -165,68 +123,34 @@ var _ origin.Store = (*Store)(nil)
 // error naming it) but sends no request: the bucket must exist (see
 // CreateBucket), and an unreachable server shows up on the first call.
 func New(ctx context.Context, cfg Config) (*Store, error) {
-	if err := cfg.validate(); err != nil {
+	conn, err := cfg.validate()
+	if err != nil {
 		return nil, err
 	}
-	var awsCfg aws.Config
-	if cfg.AccessKey != "" {
-		awsCfg = aws.Config{
-			Region:      cfg.Region,
-			Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)),
-		}
-	} else {
-		var err error
-		awsCfg, err = config.LoadDefaultConfig(ctx, config.WithRegion(cfg.Region))
-		if err != nil {
-			return nil, fmt.Errorf("s3: load AWS configuration: %w", err)
-		}
+	awsCfg, err := conn.AWSConfig(ctx)
+	if err != nil {
+		return nil, err
 	}
-	base, maxDelay := cfg.RetryBaseDelay, cfg.RetryMaxDelay
-	retryer := retry.NewStandard(func(o *retry.StandardOptions) {
-		o.MaxAttempts = cfg.MaxRetries + 1
-		o.MaxBackoff = maxDelay
-		// No client-side retry quota: during an outage it would turn every
-		// call into an immediate "quota exceeded" long after the origin is
-		// back; the bounded attempts and backoff limit the load instead.
-		o.RateLimiter = ratelimit.None
-		o.Backoff = retry.BackoffDelayerFunc(func(attempt int, _ error) (time.Duration, error) {
-			return backoff(attempt, base, maxDelay), nil
-		})
-	})
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		o.Region = cfg.Region
-		if cfg.Endpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		if conn.Endpoint != "" {
+			o.BaseEndpoint = aws.String(conn.Endpoint)
 		}
 		o.UsePathStyle = cfg.UsePathStyle
-		if cfg.HTTPClient != nil {
-			o.HTTPClient = cfg.HTTPClient
-		}
-		o.Retryer = retryer
 		// Records and snapshots carry their own CRC-32C; extra SDK
 		// checksums only where S3 demands them (DeleteObjects).
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		o.DisableLogOutputChecksumValidationSkipped = true
 	})
-	return &Store{
+	s := &Store{
 		client: client,
 		bucket: cfg.Bucket,
 		prefix: cfg.Prefix,
 		logger: cfg.Logger,
 		etags:  newETagCache(cfg.ETagCacheSize),
-	}, nil
-}
-
-// backoff is the delay before retry number attempt (1 for the first): base
-// doubled per attempt, capped at max, with jitter in [d/2, d].
-func backoff(attempt int, base, max time.Duration) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < max; i++ {
-		d *= 2
 	}
-	d = min(d, max)
-	return d/2 + rand.N(d/2+1)
+	s.partSnapshots = partSnapshots{Parts: s}
+	return s, nil
 }
 
 // Bucket returns the bucket the store uses.
@@ -238,7 +162,7 @@ func (s *Store) CreateBucket(ctx context.Context) error {
 	_, err := s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.bucket)})
 	if err != nil {
 		var owned *types.BucketAlreadyOwnedByYou
-		if errors.As(err, &owned) || errorCode(err) == "BucketAlreadyOwnedByYou" {
+		if errors.As(err, &owned) || awsapi.ErrorCode(err) == "BucketAlreadyOwnedByYou" {
 			return nil
 		}
 		return s.fail(ctx, "create bucket", "", err)

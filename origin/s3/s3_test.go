@@ -228,40 +228,7 @@ func TestOutage(t *testing.T) {
 	srv := testserver.StartS3(t)
 	cfg := config(srv)
 	cfg.MaxRetries = 1
-	s := newStore(t, cfg)
-	r1 := record.Record{Namespace: "routes", Key: "a.example.com", Value: []byte("v1"), Version: 10}
-	if _, err := origin.Publish(ctx(t), s, r1); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := s.Get(c, "routes", "a.example.com", 0); !errors.Is(err, origin.ErrUnavailable) {
-		t.Fatalf("Get while down: %v, want ErrUnavailable", err)
-	}
-	r2 := record.Record{Namespace: "routes", Key: "a.example.com", Value: []byte("v2"), Version: 20}
-	if _, err := origin.Publish(c, s, r2); !errors.Is(err, origin.ErrUnavailable) {
-		t.Fatalf("Publish while down: %v, want ErrUnavailable", err)
-	}
-	if _, err := s.ReadLog(c, 0, 10); !errors.Is(err, origin.ErrUnavailable) {
-		t.Fatalf("ReadLog while down: %v, want ErrUnavailable", err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Get(ctx(t), "routes", "a.example.com", 0)
-	if err != nil || string(got.Value) != "v1" {
-		t.Fatalf("Get after restart: %+v, %v; want v1 kept", got, err)
-	}
-	if _, err := origin.Publish(ctx(t), s, r2); err != nil {
-		t.Fatalf("Publish after restart: %v", err)
-	}
-	log, err := s.ReadLog(ctx(t), 0, 10)
-	if err != nil || len(log) != 2 || log[1].Version != 20 {
-		t.Fatalf("ReadLog after restart: %+v, %v", log, err)
-	}
+	origintest.Outage(t, newStore(t, cfg), srv.Stop, srv.Start)
 }
 
 // exchange is one HTTP request and response seen by countingTransport.

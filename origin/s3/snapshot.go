@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/dataplane/dataplane/origin"
-	"github.com/dataplane/dataplane/record"
 )
 
 var (
@@ -18,21 +17,9 @@ var (
 	_ origin.SnapshotOpener = (*Store)(nil)
 )
 
-// PutSnapshot implements origin.Store with origin.WriteSnapshot.
-func (s *Store) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
-	return origin.WriteSnapshot(ctx, s, snap, origin.DefaultLayout())
-}
-
-// GetSnapshot implements origin.Store with origin.ReadSnapshot: the main
-// object and every part it names are decoded as they stream in.
-func (s *Store) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
-	return origin.ReadSnapshot(ctx, s, ns)
-}
-
-// OpenSnapshot implements origin.SnapshotOpener with origin.OpenSnapshot.
-func (s *Store) OpenSnapshot(ctx context.Context, ns string) (*origin.SnapshotStream, error) {
-	return origin.OpenSnapshot(ctx, s, ns)
-}
+// partSnapshots gives Store its PutSnapshot, GetSnapshot and OpenSnapshot
+// over its snapshot parts (origin.PartSnapshots).
+type partSnapshots = origin.PartSnapshots
 
 // partName is the object of part name of ns: the main object at snap/<ns>,
 // the others under snap/<ns>.parts/ ('.' never occurs in a namespace).

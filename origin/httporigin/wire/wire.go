@@ -1,7 +1,8 @@
-// Package wire is the cache node's HTTP protocol, shared by the server
-// (package cachenode, which documents the protocol) and its client (package
-// origin/httporigin): paths, headers, the version ETag, error codes and the
-// JSON form of change log entries.
+// Package wire is the HTTP origin's protocol, shared by its client (package
+// origin/httporigin) and its servers (package cachenode, which documents the
+// protocol, and a node's peer snapshot endpoint): paths, headers, the
+// version ETag, error codes and the JSON form of change log entries. It
+// lives below all of them, beside the client.
 package wire
 
 import (
@@ -116,7 +117,7 @@ type Code string
 // Error codes and the statuses they travel with.
 const (
 	CodeInvalid      Code = "invalid"      // 400: bad key, version, parameter or body
-	CodeUnauthorized Code = "unauthorized" // 401, 403: missing or wrong token (admin.RequireToken's answers carry no code)
+	CodeUnauthorized Code = "unauthorized" // 401, 403: missing or wrong token (bearer.Require's answers carry no code)
 	CodeNotFound     Code = "not_found"    // 404: never-written key or snapshot
 	CodeNoRoute      Code = "no_route"     // 404, 405: no such endpoint
 	CodeConflict     Code = "conflict"     // 409: compare-and-swap lost

@@ -1,4 +1,4 @@
-package fleetsim
+package netsim
 
 import (
 	"testing"
@@ -8,23 +8,23 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// TestNetworkDelayLossCut checks the in-memory network: a packet arrives
+// TestMemoryDelayLossCut checks the in-memory transport: a packet arrives
 // after its link's one-way delay (virtual time), a cut drops packets and
 // refuses dials, loss drops about its fraction, and counters count.
-func TestNetworkDelayLossCut(t *testing.T) {
+func TestMemoryDelayLossCut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := NewNetwork(7)
+		n := New(7)
 		n.SetLink("eu", "us", Link{Delay: 40 * time.Millisecond})
 		var ca, cb Counters
-		a, err := n.Listen("10.0.0.1:7946", "eu", &ca)
+		a, err := n.ListenMemory("10.0.0.1:7946", "eu", &ca)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := n.Listen("10.0.0.2:7946", "us", &cb)
+		b, err := n.ListenMemory("10.0.0.2:7946", "us", &cb)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := n.Listen("10.0.0.2:7946", "us", &cb); err == nil {
+		if _, err := n.ListenMemory("10.0.0.2:7946", "us", &cb); err == nil {
 			t.Errorf("second listener on a live address accepted")
 		}
 
@@ -92,7 +92,7 @@ func TestNetworkDelayLossCut(t *testing.T) {
 		c.Close()
 		a.Shutdown()
 		b.Shutdown()
-		if _, err := n.Listen("10.0.0.2:7946", "us", &cb); err != nil {
+		if _, err := n.ListenMemory("10.0.0.2:7946", "us", &cb); err != nil {
 			t.Errorf("listen again after shutdown: %v", err)
 		}
 	})

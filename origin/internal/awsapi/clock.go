@@ -1,8 +1,4 @@
-// Package awsclock reads an AWS-style origin's clock from the Date header of
-// its answers, so that the S3 and DynamoDB stores can implement origin.Clock
-// without a request of their own: any answer will do, a refusal (403, 404)
-// as well as a success, since each carries the server's Date.
-package awsclock
+package awsapi
 
 import (
 	"errors"
@@ -17,7 +13,10 @@ import (
 // ErrNoDate means the origin answered without a usable Date header.
 var ErrNoDate = errors.New("origin answered without a Date header")
 
-// ServerTime returns the Date of the answer a call got: from its result's
+// ServerTime reads the service's clock from the Date header of an answer,
+// so that a store can implement origin.Clock without a request of its own:
+// any answer will do, a refusal (403, 404) as well as a success, since each
+// carries the server's Date. It returns the Date of the answer a call got: from its result's
 // metadata when it succeeded (md), or from the HTTP response inside err when
 // the origin refused it. It fails wrapping ErrNoDate when neither carries a
 // Date, and returns callErr itself when the call got no answer at all (a
