@@ -49,6 +49,15 @@ func (n *Node) snapshots(namespaces []string) map[string]*record.Snapshot {
 		s.Records = append(s.Records, e.Record)
 	}
 	for ns, s := range byNS {
+		if ts := n.trust.space(ns); ts != nil {
+			// A matched checkpoint's version is held whole, whatever
+			// the cursor (see trust): the snapshot is at least there.
+			ts.mu.Lock()
+			if ts.matched != nil {
+				s.Version = max(s.Version, ts.matched.Version)
+			}
+			ts.mu.Unlock()
+		}
 		for c := range n.cache.Index(ns) {
 			if e, ok := n.cache.Peek(ns, c.Key); !ok || e.Record.Version < c.Version {
 				s.Known = append(s.Known, c)
