@@ -167,7 +167,7 @@ func (n *Node) takeCheckpoint(c *checkpoint.Checkpoint, source string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l := s.last; l != nil && l.Version == c.Version && l.IssuedAt.Equal(c.IssuedAt) && l.Hash.Equal(&c.Hash) {
+	if l := s.last; l != nil && same(l, c) && (s.matched == l || s.pending == l) {
 		return nil // already taken (the follower rereads the latest every read)
 	}
 	if err := t.v.Verify(c, s.last); err != nil {
@@ -374,11 +374,15 @@ func (t *trust) loadPersisted() {
 // exactly the proof's version (records at or below it, the proof's state
 // at it for records above), journal forgotten there, then the records
 // above applied as changes; without, every record (held reports whether
-// the node took it) and the journal forgotten at the newest.
+// the node took it) and the journal forgotten at the newest record.
 func stateFromSnapshot(snap record.Snapshot, proof *checkpoint.SnapshotProof, held func(r record.Record) bool) *checkpoint.State {
 	st := checkpoint.NewState(snap.Namespace)
 	if proof == nil {
-		newest := snap.Version
+		// The journal starts at the newest record: the snapshot claims
+		// every change up to its version, so the state at any version
+		// from the newest record up to it is these records (a change
+		// between the two would be in the snapshot, newer).
+		var newest record.Version
 		for _, r := range snap.Records {
 			if r.Namespace == snap.Namespace && held(r) {
 				_, _ = st.Apply(statehash.ElementOf(r))
@@ -470,4 +474,9 @@ func (s *nsTrust) matchedNow() *checkpoint.Checkpoint {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.matched
+}
+
+// same reports whether a and b are the same checkpoint.
+func same(a, b *checkpoint.Checkpoint) bool {
+	return a.Version == b.Version && a.IssuedAt.Equal(b.IssuedAt) && a.Hash.Equal(&b.Hash) && a.Count == b.Count
 }

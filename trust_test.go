@@ -14,8 +14,10 @@ import (
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/testscale"
+	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
+	"github.com/dataplane/dataplane/origin/s3"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/schema"
@@ -200,4 +202,133 @@ func TestRevokedKeyFailsClosedWhileOtherChangesFlow(t *testing.T) {
 		}
 	}
 	t.Logf("the revoked key was served %d times after the revocation, before failing closed", served)
+}
+
+// newS3 starts a real S3-compatible server (versitygw) with a fresh bucket.
+func newS3(t *testing.T) *s3.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv := testserver.StartS3(t)
+	s, err := s3.New(ctx, s3.Config{
+		Bucket: "trust", Endpoint: srv.Endpoint, Region: srv.Region, UsePathStyle: true,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateBucket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestBucketWriterCannotDeleteSignedKey is issue 23's reproduction 3: a
+// bucket writer without the signing key rewrites the snapshot without a
+// signed key (same version, so the old proof is found and fails to match)
+// and trims the log past every node. A running verifying node must
+// refuse the snapshot when the trimmed log sends it there and keep
+// serving the key; a restarted one must refuse it at warm-up and keep
+// serving the key from its local file.
+func TestBucketWriterCannotDeleteSignedKey(t *testing.T) {
+	store := newS3(t)
+	signer := newSigner(t)
+	pub := signedPublisher(t, store, signer)
+	ctx := context.Background()
+	var kept record.Record
+	for i := range 5 {
+		r, err := pub.Put(ctx, "keys", fmt.Sprint("k", i), []byte(fmt.Sprint("value ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			kept = r
+		}
+	}
+	// A snapshot whose version covers the writes (it is taken at the
+	// publisher's settled point), so that its proof's hash binds them.
+	eventually(t, testscale.Duration(20*time.Second), "a snapshot covering the writes", func() bool {
+		snap, err := pub.Snapshot(ctx, "keys")
+		return err == nil && snap.Version >= kept.Version
+	})
+	reg := prometheus.NewRegistry()
+	cfg := dataplane.Config{
+		Origin: store, Gossip: soloGossip("a"), Follow: oftenFollow(), Verifier: verifierOf(t, signer),
+		DataDir: t.TempDir(), Logger: quiet(), Registerer: reg,
+	}
+	n, err := dataplane.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { n.Close() }()
+	eventually(t, testscale.Duration(20*time.Second), "a checkpoint match", func() bool {
+		return counter(t, reg, "dataplane_node_checkpoint_matches_total", "") >= 1
+	})
+
+	// The bucket writer.
+	snap, err := store.GetSnapshot(ctx, "keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := record.Snapshot{Namespace: "keys", Version: snap.Version}
+	for _, r := range snap.Records {
+		if r.Key != kept.Key {
+			forged.Records = append(forged.Records, r)
+		}
+	}
+	if len(forged.Records) != len(snap.Records)-1 {
+		t.Fatalf("snapshot holds %d records, %s not among them", len(snap.Records), kept.Key)
+	}
+	if err := store.PutSnapshot(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := store.GetSnapshot(ctx, "keys"); err != nil || len(back.Records) != len(forged.Records) {
+		t.Fatalf("the forged snapshot reads back with %d records (%v), want %d", len(back.Records), err, len(forged.Records))
+	}
+	if err := store.TrimLog(ctx, record.MakeVersion(time.Now(), 0)); err != nil {
+		t.Fatal(err)
+	}
+	truncated := counter(t, reg, "dataplane_follow_log_reads_total", "truncated")
+	eventually(t, testscale.Duration(20*time.Second), "the node finding the log trimmed past it and a later read", func() bool {
+		return counter(t, reg, "dataplane_follow_log_reads_total", "truncated") > truncated &&
+			counter(t, reg, "dataplane_follow_log_reads_total", "ok") > 0
+	})
+	ok := counter(t, reg, "dataplane_follow_log_reads_total", "ok")
+	eventually(t, testscale.Duration(20*time.Second), "two more log reads", func() bool {
+		return counter(t, reg, "dataplane_follow_log_reads_total", "ok") >= ok+2
+	})
+	if v, err := n.Get(ctx, "keys", kept.Key); err != nil || v.Version != kept.Version {
+		t.Fatalf("running node after the forged snapshot: %+v, %v; want %s", v, err, kept.Version)
+	}
+	// Refused as older than the state the node had matched (rollback), or
+	// for its mismatch if the node's last match was that snapshot's.
+	if c := counterSum(t, reg, "dataplane_node_checkpoint_refusals_total", "rollback") +
+		counterSum(t, reg, "dataplane_node_checkpoint_refusals_total", "mismatch"); c < 1 {
+		t.Fatalf("the forged snapshot was not refused (%v)", c)
+	}
+
+	n.Close() // writes the local file and the checkpoint it matched
+	reg2 := prometheus.NewRegistry()
+	cfg.Gossip, cfg.Registerer = soloGossip("a2"), reg2
+	n, err = dataplane.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// It serves nothing of keys until a checkpoint matches (its kept
+	// checkpoint makes it enforce them from the start), and never "not
+	// found" for the key.
+	eventually(t, testscale.Duration(20*time.Second), "the restarted node serving the key", func() bool {
+		v, err := n.Get(ctx, "keys", kept.Key)
+		if errors.Is(err, dataplane.ErrNotFound) {
+			t.Fatalf("restarted node: %v", err)
+		}
+		return err == nil && v.Version == kept.Version
+	})
+	if c := counterSum(t, reg2, "dataplane_node_checkpoint_refusals_total", "mismatch"); c < 1 {
+		t.Fatalf("the restarted node did not refuse the forged snapshot for its mismatch (%v)", c)
+	}
+	if c := counter(t, reg2, "dataplane_node_warm_loads_total", "local"); c != 1 {
+		t.Fatalf("the restarted node warmed from its local file %v times, want 1", c)
+	}
 }
