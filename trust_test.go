@@ -332,3 +332,82 @@ func TestBucketWriterCannotDeleteSignedKey(t *testing.T) {
 		t.Fatalf("the restarted node warmed from its local file %v times, want 1", c)
 	}
 }
+
+// replayPeer is a peer without the signing key that answers every
+// snapshot request with an old, validly signed record and a current
+// cursor.
+type replayPeer struct {
+	rec record.Record
+}
+
+func (p replayPeer) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
+	snap := record.Snapshot{Namespace: ns, Version: record.MakeVersion(time.Now(), 0)}
+	if ns == p.rec.Namespace {
+		snap.Records = []record.Record{p.rec}
+	}
+	return snap, nil
+}
+
+// TestPeerReplayIsNotTrusted is issue 23's reproduction 2: a peer replays
+// a revoked key's old signed record and claims a current cursor to a node
+// that starts while the origin is down. Once the origin is back the node
+// must never serve the revoked key: the peer's cursor is not trusted past
+// the last verified checkpoint (none on a first start: the whole log is
+// read), and with RequireCheckpoints the peer's unproven answer is refused
+// outright.
+func TestPeerReplayIsNotTrusted(t *testing.T) {
+	for _, require := range []bool{false, true} {
+		t.Run(fmt.Sprint("RequireCheckpoints=", require), func(t *testing.T) {
+			store, raw := newPartsStore(t)
+			signer := newSigner(t)
+			pub := signedPublisher(t, raw, signer)
+			ctx := context.Background()
+			old, err := pub.Put(ctx, "keys", "revoked", []byte("allow"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			del, err := pub.Delete(ctx, "keys", old.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, testscale.Duration(20*time.Second), "a snapshot covering the delete", func() bool {
+				snap, err := pub.Snapshot(ctx, "keys")
+				return err == nil && snap.Version >= del.Version
+			})
+
+			store.down.Store(true)
+			reg := prometheus.NewRegistry()
+			n, err := dataplane.Open(ctx, dataplane.Config{
+				Origin: store, Gossip: soloGossip("a"), Follow: oftenFollow(), Verifier: verifierOf(t, signer),
+				RequireCheckpoints: require, Peers: []dataplane.SnapshotSource{replayPeer{old}},
+				WarmTimeout: 200 * time.Millisecond, Logger: quiet(), Registerer: reg,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			if n.Ready() == require {
+				t.Fatalf("Ready = %v with the origin down and only the replaying peer", n.Ready())
+			}
+			if v, err := n.Get(ctx, "keys", old.Key); err == nil {
+				t.Fatalf("served the replayed key while the origin is down: %+v", v)
+			}
+
+			store.down.Store(false)
+			eventually(t, testscale.Duration(20*time.Second), "a checkpoint match after the origin returned", func() bool {
+				if v, err := n.Get(ctx, "keys", old.Key); err == nil {
+					t.Fatalf("served the revoked key: %+v", v)
+				}
+				return counter(t, reg, "dataplane_node_checkpoint_matches_total", "") >= 1
+			})
+			for range 20 {
+				if _, err := n.Get(ctx, "keys", old.Key); !errors.Is(err, dataplane.ErrNotFound) {
+					t.Fatalf("revoked key after the match: %v, want not found", err)
+				}
+			}
+			if c, ok := n.Known("keys", old.Key); !ok || !c.Tombstone || c.Version != del.Version {
+				t.Fatalf("known %+v (%v), want the delete at %s", c, ok, del.Version)
+			}
+		})
+	}
+}
