@@ -128,9 +128,23 @@ func (t *trust) admitted(c record.Change, rec *record.Record) {
 	s.mu.Lock()
 	if s.st != nil {
 		_, _ = s.st.Apply(statehash.Element{Namespace: c.Namespace, Key: c.Key, Version: c.Version, Tombstone: c.Tombstone, Digest: d})
+		if l := s.st.JournalLen(); l > maxJournal && l%4096 == 0 {
+			// No match trims it (no checkpoints, or none matching):
+			// keep what a checkpoint still unexpired could ask for
+			// (checked every 4096 changes: Forget copies the journal).
+			s.st.Forget(record.MakeVersion(c.Version.Time().Add(-journalReach), 0))
+		}
 	}
 	s.mu.Unlock()
 }
+
+// A state's journal is trimmed by matches (State.Forget at the matched
+// version); past maxJournal changes without one, it keeps journalReach
+// of them, twice the default checkpoint lifetime.
+const (
+	maxJournal   = 1 << 16
+	journalReach = 10 * time.Minute
+)
 
 // errNotTracked is offerCheckpoint's answer for a namespace the node does
 // not check checkpoints of.

@@ -286,10 +286,10 @@ func TestBucketWriterCannotDeleteSignedKey(t *testing.T) {
 	if back, err := store.GetSnapshot(ctx, "keys"); err != nil || len(back.Records) != len(forged.Records) {
 		t.Fatalf("the forged snapshot reads back with %d records (%v), want %d", len(back.Records), err, len(forged.Records))
 	}
+	truncated := counter(t, reg, "dataplane_follow_log_reads_total", "truncated")
 	if err := store.TrimLog(ctx, record.MakeVersion(time.Now(), 0)); err != nil {
 		t.Fatal(err)
 	}
-	truncated := counter(t, reg, "dataplane_follow_log_reads_total", "truncated")
 	eventually(t, testscale.Duration(20*time.Second), "the node finding the log trimmed past it and a later read", func() bool {
 		return counter(t, reg, "dataplane_follow_log_reads_total", "truncated") > truncated &&
 			counter(t, reg, "dataplane_follow_log_reads_total", "ok") > 0
