@@ -33,6 +33,32 @@ import (
 // match proves it current, and a snapshot (origin, local file or peer)
 // needs a proof that verifies whole. Before that (a publisher that issues
 // no checkpoints), the older rules hold: see freshness.
+//
+// Where checkpoints come from: the log follower reads the latest of each
+// tracked namespace from the origin (checkpoint.GetLatest) before each
+// read of the change log and hands it over after the read succeeded, so
+// checkpoints travel "with the log" (there is no checkpoint entry in the
+// log itself); gossip hands the ones it carries to offerCheckpoint. Both
+// go through takeCheckpoint.
+//
+// What is proven where:
+//   - A namespace held whole (Config.Namespaces) on a verifying node, with
+//     or without gossip: a match proves the node held, at the checkpoint's
+//     version V, exactly the publisher's state (every key, every delete,
+//     nothing more), so it is current as of V's time. TTL-only nodes
+//     (no gossip) follow the log and read checkpoints the same way and
+//     keep their state from the log, so the same holds for them; their
+//     misses still read the origin (the namespace is not answered from
+//     memory without gossip), and once enforced, an origin read no longer
+//     proves a key current either (a bucket writer can serve an old
+//     signed record): only a match does.
+//   - A namespace held in part (not in Config.Namespaces), on any node:
+//     not tracked. A multiset hash proves a whole set, not one member, so
+//     a checkpoint proves nothing there about the keys held, about absence
+//     or about freshness; each key stays proven by its seal and its
+//     version floor, freshness by the older rules (see freshness).
+//   - A node without trusted keys: nothing is verified, the older rules
+//     hold everywhere.
 type trust struct {
 	v       *checkpoint.Verifier
 	require bool

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/internal/testserver"
@@ -410,4 +414,135 @@ func TestPeerReplayIsNotTrusted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fixedProvenPeer answers with one proven snapshot, whatever was asked.
+type fixedProvenPeer struct {
+	snap  record.Snapshot
+	proof *checkpoint.SnapshotProof
+}
+
+func (p fixedProvenPeer) GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error) {
+	return record.Snapshot{}, errors.New("only proven snapshots here")
+}
+
+func (p fixedProvenPeer) GetProvenSnapshot(ctx context.Context, ns string) (record.Snapshot, *checkpoint.SnapshotProof, error) {
+	if ns != p.snap.Namespace {
+		return record.Snapshot{}, nil, origin.ErrNotFound
+	}
+	return p.snap, p.proof, nil
+}
+
+// TestPeerProvenSnapshot: a node that enforces checkpoints warms from a
+// peer while the origin is down only with the peer's proof (its last
+// matched checkpoint), verified whole: then it is proven current as of
+// that checkpoint and reads the log from its version. A peer's proven
+// answer with a key left out is refused (mismatch), and so is one older
+// than the last checkpoint the node verified (rollback).
+func TestPeerProvenSnapshot(t *testing.T) {
+	store, raw := newPartsStore(t)
+	signer := newSigner(t)
+	pub := signedPublisher(t, raw, signer)
+	ctx := context.Background()
+	var recs []record.Record
+	for i := range 3 {
+		r, err := pub.Put(ctx, "keys", fmt.Sprint("k", i), []byte(fmt.Sprint("v", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	eventually(t, testscale.Duration(20*time.Second), "a snapshot covering the writes", func() bool {
+		snap, err := pub.Snapshot(ctx, "keys")
+		return err == nil && snap.Version >= recs[2].Version
+	})
+	peerReg := prometheus.NewRegistry()
+	peer, err := dataplane.Open(ctx, dataplane.Config{
+		Origin: store, Gossip: soloGossip("peer"), Follow: oftenFollow(), Verifier: verifierOf(t, signer),
+		Namespaces: []string{"keys"}, Logger: quiet(), Registerer: peerReg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	var old record.Snapshot
+	var oldProof *checkpoint.SnapshotProof
+	eventually(t, testscale.Duration(20*time.Second), "the peer proving a snapshot holding the writes", func() bool {
+		old, oldProof, err = peer.ProvenSnapshot("keys")
+		return err == nil && len(old.Records) == 3
+	})
+	srv := httptest.NewServer(dataplane.SnapshotHandler(peer, peerToken))
+	defer srv.Close()
+	httpPeer := &dataplane.HTTPPeer{URL: srv.URL, Token: peerToken}
+
+	store.down.Store(true)
+	open := func(t *testing.T, dataDir string, peers ...dataplane.SnapshotSource) (*dataplane.Node, *prometheus.Registry) {
+		t.Helper()
+		reg := prometheus.NewRegistry()
+		n, err := dataplane.Open(ctx, dataplane.Config{
+			Origin: store, Verifier: verifierOf(t, signer), RequireCheckpoints: true, Namespaces: []string{"keys"},
+			Peers: peers, DataDir: dataDir, WarmTimeout: 200 * time.Millisecond, Logger: quiet(), Registerer: reg,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n, reg
+	}
+
+	t.Run("proven", func(t *testing.T) {
+		n, reg := open(t, "", httpPeer)
+		if !n.Ready() {
+			t.Fatal("not warmed from the proving peer")
+		}
+		if v, err := n.Get(ctx, "keys", recs[1].Key); err != nil || v.Version != recs[1].Version {
+			t.Fatalf("key from the proven peer snapshot: %+v, %v", v, err)
+		}
+		if c := counter(t, reg, "dataplane_node_checkpoint_matches_total", ""); c != 1 {
+			t.Fatalf("%v matches, want 1 (the peer's proof)", c)
+		}
+		if cur := n.LogCursor(); cur < old.Version {
+			t.Fatalf("log resumes at %s, before the proof's version %s", cur, old.Version)
+		}
+	})
+	t.Run("key left out", func(t *testing.T) {
+		cut := old
+		cut.Records = append([]record.Record(nil), old.Records[1:]...)
+		n, reg := open(t, "", fixedProvenPeer{cut, oldProof})
+		if n.Ready() {
+			t.Fatal("warmed from a proven snapshot with a key left out")
+		}
+		if c := counterSum(t, reg, "dataplane_node_checkpoint_refusals_total", "mismatch"); c != 1 {
+			t.Fatalf("mismatch refusals %v, want 1", c)
+		}
+	})
+	t.Run("rollback", func(t *testing.T) {
+		// A later checkpoint, kept by the node as verified.
+		store.down.Store(false)
+		if _, err := pub.Put(ctx, "keys", "k9", []byte("later")); err != nil {
+			t.Fatal(err)
+		}
+		var later *checkpoint.SnapshotProof
+		eventually(t, testscale.Duration(20*time.Second), "a later matched checkpoint on the peer", func() bool {
+			_, p, err := peer.ProvenSnapshot("keys")
+			later = p
+			return err == nil && p.Checkpoint.Version > oldProof.Checkpoint.Version
+		})
+		store.down.Store(true)
+		dataDir := t.TempDir()
+		b, err := later.Checkpoint.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dataDir, "keys.checkpoint"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		n, reg := open(t, dataDir, fixedProvenPeer{old, oldProof})
+		if n.Ready() {
+			t.Fatal("warmed from a proven snapshot older than the kept checkpoint")
+		}
+		if c := counterSum(t, reg, "dataplane_node_checkpoint_refusals_total", "rollback"); c != 1 {
+			t.Fatalf("rollback refusals %v, want 1", c)
+		}
+	})
 }

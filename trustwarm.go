@@ -34,10 +34,15 @@ import (
 //     if its version is below the persisted checkpoint's (written with
 //     it), and the log is resumed from the persisted checkpoint's version,
 //     not from the file's cursor.
-//   - A peer's snapshot carries no proof (the wire format has none yet),
-//     so once enforced it is refused; before, it is loaded, proves
-//     nothing, and the log is resumed from the last verified checkpoint's
-//     version (or the log's start), never from the peer's claimed cursor.
+//   - A peer's snapshot counts only with a proof (ProvenSnapshotSource,
+//     HTTPPeer: the peer's last matched checkpoint and, for keys changed
+//     since, their state at its version), verified whole like the
+//     origin's and never older than the last checkpoint this node
+//     verified; the log is then resumed from the proof's version. Once
+//     enforced, an unproven peer answer is refused; before, it is loaded,
+//     proves nothing, and the log is resumed from the last verified
+//     checkpoint's version (or the log's start), never from the peer's
+//     claimed cursor.
 
 // errNoProof marks a snapshot refused for lack of a verifiable proof.
 var errNoProof = errors.New("snapshot without a proof, refused: namespace checkpoints are enforced")
@@ -135,10 +140,11 @@ func (n *Node) checkFallback(s *nsTrust, snap record.Snapshot, source string) er
 }
 
 // trustedResume is where the log is read from after loading snap from
-// source for a tracked namespace: never past the last verified checkpoint
-// for a cursor that is only a file's or a peer's claim.
-func (n *Node) trustedResume(s *nsTrust, snap record.Snapshot, source string) record.Version {
-	if source == "origin" {
+// source for a tracked namespace: a proven snapshot's version, but never
+// past the last verified checkpoint for a cursor that is only a file's or
+// a peer's claim.
+func (n *Node) trustedResume(s *nsTrust, snap record.Snapshot, source string, proven bool) record.Version {
+	if source == "origin" || proven {
 		return snap.Version
 	}
 	f := s.floor()
@@ -149,4 +155,24 @@ func (n *Node) trustedResume(s *nsTrust, snap record.Snapshot, source string) re
 		return 1 // a peer's claim: read the whole log
 	}
 	return min(snap.Version, f)
+}
+
+// provenPeerSnapshot asks a peer for its proven snapshot of ns and
+// verifies it whole (checkpoint.Verifier.VerifyBase) against the last
+// checkpoint this node verified: a peer's proof older than that is a
+// rollback.
+func (n *Node) provenPeerSnapshot(ctx context.Context, p ProvenSnapshotSource, ns string, s *nsTrust) (record.Snapshot, *checkpoint.SnapshotProof, error) {
+	snap, proof, err := p.GetProvenSnapshot(ctx, ns)
+	if err != nil {
+		return record.Snapshot{}, nil, err
+	}
+	if snap.Namespace != ns {
+		return record.Snapshot{}, nil, fmt.Errorf("answered with the snapshot of %q", snap.Namespace)
+	}
+	if err := n.trust.v.VerifyBase(snap, proof, s.floor()); err != nil {
+		n.trust.m.refused.WithLabelValues(checkpoint.Reason(err)).Inc()
+		n.log.Error("peer snapshot refused: it does not verify whole against its proof", "namespace", ns, "reason", checkpoint.Reason(err), "err", err)
+		return record.Snapshot{}, nil, err
+	}
+	return snap, proof, nil
 }

@@ -55,7 +55,7 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 			var ferr error
 			fctx, cancel := context.WithTimeout(ctx, n.cfg.WarmTimeout)
 			snap.streamed = false
-			snap.Snapshot, source, ferr = n.loadFallback(fctx, ns)
+			snap.Snapshot, source, proof, ferr = n.loadFallback(fctx, ns)
 			cancel()
 			if ferr != nil {
 				n.log.Error("namespace not warmed", "namespace", ns, "origin_err", err, "fallback_err", ferr)
@@ -73,7 +73,7 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 		snapResume := snap.Version
 		if ts != nil {
 			n.installState(ts, snap.Snapshot, proof)
-			snapResume = n.trustedResume(ts, snap.Snapshot, source)
+			snapResume = n.trustedResume(ts, snap.Snapshot, source, proof != nil)
 		}
 		if source == "origin" {
 			n.overlayLocal(ns)
@@ -150,17 +150,25 @@ func (n *Node) localPath(ns string) string {
 
 // loadFallback loads ns from the local snapshot file, or else from the
 // first peer that has it whole; source names where it came from.
-func (n *Node) loadFallback(ctx context.Context, ns string) (snap record.Snapshot, source string, err error) {
+func (n *Node) loadFallback(ctx context.Context, ns string) (snap record.Snapshot, source string, proof *checkpoint.SnapshotProof, err error) {
 	ts := n.trust.space(ns)
 	snap, err = n.loadLocal(ns)
 	if err == nil && ts != nil {
 		err = n.checkFallback(ts, snap, "local")
 	}
 	if err == nil {
-		return snap, "local", nil
+		return snap, "local", nil, nil
 	}
 	errs := []error{fmt.Errorf("local file: %w", err)}
 	for i, p := range n.cfg.Peers {
+		if pp, ok := p.(ProvenSnapshotSource); ok && ts != nil {
+			var proof *checkpoint.SnapshotProof
+			snap, proof, err = n.provenPeerSnapshot(ctx, pp, ns, ts)
+			if err == nil {
+				return snap, "peer", proof, nil
+			}
+			errs = append(errs, fmt.Errorf("peer %d, proven: %w", i+1, err))
+		}
 		snap, err = p.GetSnapshot(ctx, ns)
 		if err == nil && snap.Namespace != ns {
 			err = fmt.Errorf("answered with the snapshot of %q", snap.Namespace)
@@ -169,11 +177,11 @@ func (n *Node) loadFallback(ctx context.Context, ns string) (snap record.Snapsho
 			err = n.checkFallback(ts, snap, "peer")
 		}
 		if err == nil {
-			return snap, "peer", nil
+			return snap, "peer", nil, nil
 		}
 		errs = append(errs, fmt.Errorf("peer %d: %w", i+1, err))
 	}
-	return record.Snapshot{}, "", errors.Join(errs...)
+	return record.Snapshot{}, "", nil, errors.Join(errs...)
 }
 
 func (n *Node) loadLocal(ns string) (record.Snapshot, error) {
