@@ -362,7 +362,7 @@ func (f *freshness) register(reg prometheus.Registerer) error {
 		})
 		age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "dataplane", Subsystem: "node", Name: "heard_age_seconds",
-			Help:        "Seconds since the node was last proven current for the namespace (change-log read, applied change, snapshot, or origin read in TTL-only mode); -1 if never.",
+			Help:        "Seconds since the node was last proven current for the namespace (change-log read, applied change, snapshot, or origin read in TTL-only mode; where the node enforces checkpoints, only the last checkpoint match); -1 if never.",
 			ConstLabels: prometheus.Labels{"namespace": ns},
 		}, func() float64 {
 			h := f.heard(s)
