@@ -74,18 +74,20 @@ func TestFollowerCarriesSealsAndCheckpoints(t *testing.T) {
 	eventually(t, 10*time.Second, "the checkpoint handed over", func() bool {
 		tg.mu.Lock()
 		defer tg.mu.Unlock()
-		return len(tg.ckpts) == 1
+		return len(tg.ckpts) >= 1 // one per read: the start read too
 	})
 	tg.mu.Lock()
 	defer tg.mu.Unlock()
-	if len(tg.changes) != 1 || tg.changes[0].Seal == nil || tg.changes[0].Seal.Digest != rec.Seal.Digest {
+	if len(tg.changes) < 1 || tg.changes[0].Seal == nil || tg.changes[0].Seal.Digest != rec.Seal.Digest {
 		t.Fatalf("changes handed whole: %+v, want %s/%s with its seal", tg.changes, rec.Namespace, rec.Key)
 	}
 	if got := tg.ckpts[0]; got.Namespace != "keys" || got.Version != c.Version || !got.Hash.Equal(&c.Hash) {
 		t.Fatalf("checkpoint handed: %v, want %v", got, c)
 	}
-	if len(tg.events) < 2 || tg.events[0] != "caught" || tg.events[1] != "checkpoint" {
-		t.Fatalf("events %v: want the checkpoint after CaughtUp", tg.events)
+	for i, e := range tg.events {
+		if e == "checkpoint" && (i == 0 || tg.events[i-1] == "checkpoint") {
+			t.Fatalf("events %v: want each checkpoint after its read's CaughtUp", tg.events)
+		}
 	}
 	if v := tg.target.versions("keys/k"); len(v) != 0 {
 		t.Fatalf("Invalidate called too (%v): a ChangeInvalidator takes the change instead", v)

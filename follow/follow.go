@@ -321,6 +321,9 @@ func (f *Follower) applyPage(cs []record.Change) int {
 			continue
 		}
 		if err := f.verify(rec); err != nil {
+			// Remembered like a change handed on, so that rereads of the
+			// settle window do not refuse (count, log) it again.
+			f.window[wk] = struct{}{}
 			f.m.refused.WithLabelValues(sign.Reason(err)).Inc()
 			f.logger.Warn("change log entry refused: not signed by a trusted publisher key", "ns", ch.Namespace, "key", ch.Key, "version", ch.Version, "err", err)
 			continue
