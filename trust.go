@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -95,6 +96,14 @@ type nsTrust struct {
 	// mismatch asked for (retried set).
 	pending *checkpoint.Checkpoint
 	retried bool
+	// gaveUp is the checkpoint still not matched after a log read: not
+	// taken again from the log's rereads of the latest (no log line per
+	// read), retried when the state is reloaded (setState).
+	gaveUp *checkpoint.Checkpoint
+	// lastResync is when the state was last reloaded after a mismatch
+	// (see resync); resyncing says one is under way.
+	lastResync time.Time
+	resyncing  bool
 }
 
 func newTrust(cfg Config, settle time.Duration) *trust {
@@ -207,7 +216,7 @@ func (n *Node) takeCheckpoint(c *checkpoint.Checkpoint, source string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l := s.last; l != nil && same(l, c) && (s.matched == l || s.pending == l) {
+	if l := s.last; l != nil && same(l, c) && (s.matched == l || s.pending == l || s.gaveUp == l) {
 		return nil // already taken (the follower rereads the latest every read)
 	}
 	if err := t.v.Verify(c, s.last); err != nil {
@@ -219,7 +228,7 @@ func (n *Node) takeCheckpoint(c *checkpoint.Checkpoint, source string) error {
 	if s.enforced.CompareAndSwap(false, true) {
 		t.log.Info("namespace checkpoints verified: from now on only a checkpoint match proves it current", "namespace", c.Namespace)
 	}
-	s.pending, s.retried = c, false
+	s.pending, s.retried, s.gaveUp = c, false, nil
 	n.tryMatch(s, false)
 	return nil
 }
@@ -269,10 +278,67 @@ func (n *Node) tryMatch(s *nsTrust, afterRead bool) {
 		// something the log no longer names. It stays unproven (and fails
 		// closed at D where the policy says so) until a later
 		// checkpoint matches or a verified snapshot is reloaded.
-		s.pending = nil
+		s.pending, s.gaveUp = nil, c
 		n.trust.m.mismatch.WithLabelValues(c.Namespace, "after_read").Inc()
-		n.log.Error("state still does not match a verified checkpoint after reading the log: namespace unproven", "namespace", c.Namespace, "checkpoint", c.String(), "held", cnt)
+		n.log.Error("state still does not match a verified checkpoint after reading the log: namespace unproven; reloading it from the origin's proven snapshot", "namespace", c.Namespace, "checkpoint", c.String(), "held", cnt)
+		n.resync(s)
 	}
+}
+
+// resyncEvery is the least time between two reloads of a namespace after
+// mismatches.
+const resyncEvery = 30 * time.Second
+
+// resync reloads s's namespace from the origin's snapshot, verified whole
+// with its proof, in the background, and reads the log again from its
+// version: for a state that diverged from the publisher's in a way the
+// log no longer names (a version known without its seal from a local
+// file, a change the log was trimmed past). At most one at a time, and
+// one per resyncEvery; s.mu held.
+func (n *Node) resync(s *nsTrust) {
+	if s.resyncing || time.Since(s.lastResync) < resyncEvery || n.follower == nil {
+		return
+	}
+	n.revalMu.Lock() // the fence Close passes before it waits for n.wg
+	defer n.revalMu.Unlock()
+	select {
+	case <-n.stop:
+		return
+	default:
+	}
+	s.resyncing, s.lastResync = true, time.Now()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			s.resyncing = false
+			s.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
+		defer cancel()
+		go func() {
+			select {
+			case <-n.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		snap, proof, err := n.trustedOriginSnapshot(ctx, s.ns, s, 0)
+		if err == nil && proof == nil {
+			err = errNoProof
+		}
+		if err != nil {
+			n.log.Warn("reloading a mismatched namespace from its snapshot failed; it stays unproven until a checkpoint matches", "namespace", s.ns, "err", err)
+			return
+		}
+		for _, c := range n.cache.Reload(snap) {
+			n.notify(c)
+		}
+		n.installState(s, snap, proof)
+		n.follower.Rewind(snap.Version)
+		n.log.Info("namespace reloaded from its proven snapshot after a mismatch", "namespace", s.ns, "version", snap.Version)
+	}()
 }
 
 // matched records that s's state matched c; s.mu held.
@@ -350,6 +416,9 @@ func (n *Node) setState(s *nsTrust, st *checkpoint.State, c *checkpoint.Checkpoi
 		n.matched(s, c)
 	} else {
 		s.matched = c
+	}
+	if s.pending == nil && s.gaveUp != nil && s.gaveUp.Version >= c.Version {
+		s.pending, s.retried, s.gaveUp = s.gaveUp, false, nil
 	}
 	n.tryMatch(s, false)
 }

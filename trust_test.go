@@ -546,3 +546,62 @@ func TestPeerProvenSnapshot(t *testing.T) {
 		}
 	})
 }
+
+// TestMismatchReloadsProvenSnapshot: a node whose state lacks a key the
+// log will never name again (its local file knew the key's version
+// without the value or a seal, so the verifying node skipped it) does not
+// match the publisher's checkpoints even after reading the log; it then
+// reloads the namespace from the origin's snapshot, verified whole with
+// its proof, and matches.
+func TestMismatchReloadsProvenSnapshot(t *testing.T) {
+	store, raw := newPartsStore(t)
+	signer := newSigner(t)
+	pub := signedPublisher(t, raw, signer)
+	ctx := context.Background()
+	a, err := pub.Put(ctx, "keys", "a", []byte("A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pub.Put(ctx, "keys", "b", []byte("B"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, testscale.Duration(20*time.Second), "a snapshot covering the writes", func() bool {
+		snap, err := pub.Snapshot(ctx, "keys")
+		return err == nil && snap.Version >= b.Version
+	})
+	dataDir := t.TempDir()
+	file, err := record.MarshalSnapshot(record.Snapshot{
+		Namespace: "keys", Version: record.MakeVersion(time.Now(), 0), Records: []record.Record{a},
+		Known: []record.Change{{Namespace: "keys", Key: b.Key, Version: b.Version}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, "keys.snapshot"), file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store.down.Store(true)
+	reg := prometheus.NewRegistry()
+	n, err := dataplane.Open(ctx, dataplane.Config{
+		Origin: store, Gossip: soloGossip("a"), Follow: oftenFollow(), Verifier: verifierOf(t, signer),
+		Namespaces: []string{"keys"}, DataDir: dataDir, WarmTimeout: 200 * time.Millisecond, Logger: quiet(), Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, ok := n.Known("keys", b.Key); ok {
+		t.Fatal("the unsigned Known entry was loaded: the test does not test what it says")
+	}
+	store.down.Store(false)
+	eventually(t, testscale.Duration(30*time.Second), "a checkpoint match", func() bool {
+		return counter(t, reg, "dataplane_node_checkpoint_matches_total", "") >= 1
+	})
+	if c := counter(t, reg, "dataplane_node_checkpoint_mismatches_total", "after_read"); c < 1 {
+		t.Fatalf("matched without a mismatch after a read first (%v): the test does not test what it says", c)
+	}
+	if v, err := n.Get(ctx, "keys", b.Key); err != nil || v.Version != b.Version {
+		t.Fatalf("the key the state lacked: %+v, %v", v, err)
+	}
+}
