@@ -21,6 +21,9 @@ type SnapshotSource interface {
 	GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error)
 }
 
+// snapshotsPath is where SnapshotHandler answers (HTTPPeer asks there).
+const snapshotsPath = wire.SnapshotsPath
+
 // Snapshot returns what the node knows of namespace ns: the values it
 // holds, and in Known the versions of the keys whose value it does not hold
 // (evicted, or announced without one) or holds only in an older version,

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/dataplane/dataplane/cachenode/wire"
 	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/record"
 )
@@ -155,7 +154,7 @@ func (p *HTTPPeer) get(ctx context.Context, ns string, proven bool) ([]byte, err
 	if err := record.ValidateNamespace(ns); err != nil {
 		return nil, err
 	}
-	u := strings.TrimRight(p.URL, "/") + wire.SnapshotsPath + url.PathEscape(ns)
+	u := strings.TrimRight(p.URL, "/") + snapshotsPath + url.PathEscape(ns)
 	if proven {
 		u += "?proof=1"
 	}
