@@ -12,3 +12,6 @@ func Announce(n *Node, ns, key string, v record.Version) {
 // Reload loads s into n's cache as a recovery from snapshots would, for
 // benchmarks of that path.
 func Reload(n *Node, s record.Snapshot) []record.Change { return n.cache.Reload(s) }
+
+// OfferCheckpoint hands n a checkpoint as gossip would.
+func OfferCheckpoint(n *Node, raw []byte) error { return n.offerCheckpoint(raw, "test") }

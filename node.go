@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
@@ -114,6 +115,21 @@ type Config struct {
 	// skipped; the change log restores them. Nil: signing is off and
 	// everything is accepted, signed or not. See package sign.
 	Verifier *sign.Verifier
+	// RequireCheckpoints, with Verifier, makes every namespace of
+	// Namespaces take its proofs from the publisher's signed checkpoints
+	// from the start: only a checkpoint match proves it current, and a
+	// snapshot loads only with a proof that verifies whole. Without it a
+	// namespace does so from the first checkpoint the node verifies (kept
+	// in DataDir across restarts), so that a publisher that issues no
+	// checkpoints keeps working under the older rules (see freshness);
+	// set it where publishers issue checkpoints, so that deleting them
+	// from the bucket cannot turn the checks off for a node that never
+	// saw one.
+	RequireCheckpoints bool
+	// Checkpoints is where checkpoints and snapshot proofs are read
+	// (checkpoint.GetLatest, GetProof); nil: Origin, if it is an
+	// origin.SnapshotParts (every origin store is).
+	Checkpoints origin.SnapshotParts
 	// Staleness is the policy of each namespace when the node cannot
 	// confirm it is current (see Policy), merged over DefaultStaleness:
 	// keys fails closed after 5 minutes, every other namespace serves
@@ -151,6 +167,7 @@ type Node struct {
 	ready    atomic.Bool
 	m        *nodeMetrics
 	fresh    *freshness // when each namespace was last proven current
+	trust    *trust     // checkpoints: state hashes, floors, matches
 
 	watchMu  sync.Mutex // guards watchers
 	watchers map[string]map[*watcher]struct{}
@@ -249,7 +266,19 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: metrics: %w", err)
 	}
+	if cfg.Checkpoints == nil {
+		cfg.Checkpoints, _ = cfg.Origin.(origin.SnapshotParts)
+	}
 	fresh := newFreshness(cfg, fc.Settle)
+	tr := newTrust(cfg, fc.Settle)
+	fresh.trust = tr
+	if err := tr.register(cfg.Registerer); err != nil {
+		return nil, fmt.Errorf("dataplane: metrics: %w", err)
+	}
+	tr.loadPersisted()
+	if fc.Checkpoints == nil {
+		fc.Checkpoints = cfg.Checkpoints
+	}
 	if err := fresh.register(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("dataplane: metrics: %w", err)
 	}
@@ -264,6 +293,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		log:      cfg.Logger,
 		m:        m,
 		fresh:    fresh,
+		trust:    tr,
 		watchers: make(map[string]map[*watcher]struct{}),
 		warmed:   make(map[string]bool),
 		progress: make(map[string]*atomic.Int64),
@@ -488,7 +518,7 @@ var _ gossip.Applier = (*applier)(nil)
 // Apply implements gossip.Applier.
 func (a *applier) Apply(rec record.Record) bool {
 	n := (*Node)(a)
-	return n.admit(rec.Change(), func() bool {
+	return n.admit(rec.Change(), &rec, func() bool {
 		if n.gossipVerified {
 			return n.cache.ApplyVerified(rec)
 		}
@@ -499,7 +529,7 @@ func (a *applier) Apply(rec record.Record) bool {
 // Invalidate implements gossip.Applier.
 func (a *applier) Invalidate(ns, key string, v record.Version) {
 	n := (*Node)(a)
-	n.admit(record.Change{Namespace: ns, Key: key, Version: v}, func() bool { return n.cache.Invalidate(ns, key, v) })
+	n.admit(record.Change{Namespace: ns, Key: key, Version: v}, nil, func() bool { return n.cache.Invalidate(ns, key, v) })
 }
 
 // admitStripes is how many locks admit spreads keys over.
@@ -517,8 +547,16 @@ var admitSeed = maphash.MakeSeed()
 // held exactly c's version (learned by an origin read, or by another path
 // first: a version may then be delivered twice, never out of order).
 // Only a change the index took proves the node current: a refused one (a
-// bad signature, a version from the future) must not.
-func (n *Node) admit(c record.Change, apply func() bool) bool {
+// bad signature, a version from the future) must not (and on a namespace
+// whose checkpoints the node checks, no change proves it current: only a
+// checkpoint match does).
+//
+// The namespace's state hash (trust) takes c when the index took it or
+// holds c's version or a newer one (the state keeps its own order, and a
+// version the index learned without its digest, from a gossip
+// invalidation, reaches the state when the log brings it with its seal).
+// rec is the record when c travelled with its value (nil: without).
+func (n *Node) admit(c record.Change, rec *record.Record, apply func() bool) bool {
 	mu := &n.admitMu[maphash.String(admitSeed, c.Namespace+"/"+c.Key)%admitStripes]
 	mu.Lock()
 	defer mu.Unlock()
@@ -526,8 +564,12 @@ func (n *Node) admit(c record.Change, apply func() bool) bool {
 	if took {
 		n.fresh.heardChange(c.Namespace, c.Version)
 	}
-	if k, ok := n.cache.Known(c.Namespace, c.Key); took || (ok && k.Version == c.Version) {
+	k, ok := n.cache.Known(c.Namespace, c.Key)
+	if took || (ok && k.Version == c.Version) {
 		n.notify(c)
+	}
+	if took || (ok && k.Version >= c.Version) {
+		n.trust.admitted(c, rec)
 	}
 	return took
 }
@@ -541,18 +583,38 @@ var (
 	_ follow.Revalidator = (*logTarget)(nil)
 	_ follow.Recoverer   = (*logTarget)(nil)
 	_ follow.CaughtUpper = (*logTarget)(nil)
+
+	_ follow.ChangeInvalidator = (*logTarget)(nil)
+	_ follow.CheckpointTaker   = (*logTarget)(nil)
 )
+
+// InvalidateChange implements follow.ChangeInvalidator: a version read
+// from the log, with its seal (the state hash's digest).
+func (t *logTarget) InvalidateChange(c record.Change) {
+	n := (*Node)(t)
+	n.admit(c, nil, func() bool { return n.cache.Invalidate(c.Namespace, c.Key, c.Version) })
+}
+
+// CheckpointSpaces implements follow.CheckpointTaker: the namespaces whose
+// checkpoints the node checks.
+func (t *logTarget) CheckpointSpaces() []string { return (*Node)(t).checkpointSpaces() }
+
+// TakeCheckpoint implements follow.CheckpointTaker: a checkpoint read from
+// the origin after a log read.
+func (t *logTarget) TakeCheckpoint(c *checkpoint.Checkpoint) {
+	_ = (*Node)(t).takeCheckpoint(c, "log") // refusals are counted and logged
+}
 
 // Apply implements follow.Target: a tombstone read from the log.
 func (t *logTarget) Apply(rec record.Record) bool {
 	n := (*Node)(t)
-	return n.admit(rec.Change(), func() bool { return n.cache.Apply(rec) })
+	return n.admit(rec.Change(), &rec, func() bool { return n.cache.Apply(rec) })
 }
 
 // Invalidate implements follow.Target: a version read from the log.
 func (t *logTarget) Invalidate(ns, key string, v record.Version) {
 	n := (*Node)(t)
-	n.admit(record.Change{Namespace: ns, Key: key, Version: v}, func() bool { return n.cache.Invalidate(ns, key, v) })
+	n.admit(record.Change{Namespace: ns, Key: key, Version: v}, nil, func() bool { return n.cache.Invalidate(ns, key, v) })
 }
 
 // RevalidateAll implements follow.Revalidator: every held record is checked
@@ -589,6 +651,7 @@ func (t *logTarget) RevalidateAll() {
 func (t *logTarget) CaughtUp(from, to record.Version) {
 	n := (*Node)(t)
 	n.fresh.heardLog(to)
+	n.retryCheckpoints()
 	if n.cfg.Gossip == nil {
 		return
 	}
@@ -633,7 +696,22 @@ func (t *logTarget) Recover(ctx context.Context) (record.Version, error) {
 	}
 	resume := record.Version(math.MaxUint64)
 	for _, ns := range spaces {
-		snap, err := n.cfg.Origin.GetSnapshot(ctx, ns)
+		ts := n.trust.space(ns)
+		var snap record.Snapshot
+		var proof *checkpoint.SnapshotProof
+		var err error
+		if ts != nil {
+			// Verified whole, and never older than the state the node
+			// has matched (rollback): refused, the node keeps what it
+			// serves and the follower revalidates instead.
+			var floor record.Version
+			if m := ts.matchedNow(); m != nil && ts.enforced.Load() {
+				floor = m.Version
+			}
+			snap, proof, err = n.trustedOriginSnapshot(ctx, ns, ts, floor)
+		} else {
+			snap, err = n.cfg.Origin.GetSnapshot(ctx, ns)
+		}
 		if errors.Is(err, origin.ErrNotFound) {
 			// Never snapshotted: the publisher trims the log only once
 			// every namespace it names has a snapshot, so all of this
@@ -646,6 +724,9 @@ func (t *logTarget) Recover(ctx context.Context) (record.Version, error) {
 		news := n.cache.Reload(snap)
 		for _, c := range news {
 			n.notify(c)
+		}
+		if ts != nil {
+			n.installState(ts, snap, proof)
 		}
 		n.log.Info("namespace reloaded from its snapshot", "namespace", ns, "records", len(snap.Records), "changed", len(news), "version", snap.Version)
 		n.fresh.heardSnapshot(ns, snap.Version)

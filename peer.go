@@ -21,6 +21,9 @@ type SnapshotSource interface {
 	GetSnapshot(ctx context.Context, ns string) (record.Snapshot, error)
 }
 
+// snapshotsPath is where SnapshotHandler answers (HTTPPeer asks there).
+const snapshotsPath = wire.SnapshotsPath
+
 // Snapshot returns what the node knows of namespace ns: the values it
 // holds, and in Known the versions of the keys whose value it does not hold
 // (evicted, or announced without one) or holds only in an older version,
@@ -49,6 +52,15 @@ func (n *Node) snapshots(namespaces []string) map[string]*record.Snapshot {
 		s.Records = append(s.Records, e.Record)
 	}
 	for ns, s := range byNS {
+		if ts := n.trust.space(ns); ts != nil {
+			// A matched checkpoint's version is held whole, whatever
+			// the cursor (see trust): the snapshot is at least there.
+			ts.mu.Lock()
+			if ts.matched != nil {
+				s.Version = max(s.Version, ts.matched.Version)
+			}
+			ts.mu.Unlock()
+		}
 		for c := range n.cache.Index(ns) {
 			if e, ok := n.cache.Peek(ns, c.Key); !ok || e.Record.Version < c.Version {
 				s.Known = append(s.Known, c)
@@ -59,7 +71,9 @@ func (n *Node) snapshots(namespaces []string) map[string]*record.Snapshot {
 }
 
 // SnapshotHandler serves GET /v1/snapshots/{namespace} with what node holds
-// of the namespace (Node.Snapshot), in the cache nodes' wire format, so that
+// of the namespace (Node.Snapshot), in the cache nodes' wire format, or,
+// with ?proof=1, proven by the last checkpoint the node matched
+// (Node.ProvenSnapshot, MarshalProvenSnapshot; 404 when it has none), so that
 // a peer starting while the origin is down can warm from this node (see
 // Config.Peers). Only namespaces the node loads whole (Config.Namespaces)
 // are served, and only once the node is warm itself. Requests must carry
@@ -88,6 +102,25 @@ func SnapshotHandler(node *Node, token string) http.Handler {
 			// A node that is not warm itself must not warm others with a
 			// partial namespace.
 			fail(http.StatusNotFound, wire.CodeNotFound, "namespace "+ns+" is not held whole by this node")
+			return
+		}
+		if r.URL.Query().Get("proof") == "1" {
+			// Proven by the last checkpoint the node's state matched
+			// (see Node.ProvenSnapshot).
+			snap, proof, err := node.ProvenSnapshot(ns)
+			if err != nil {
+				fail(http.StatusNotFound, wire.CodeNotFound, err.Error())
+				return
+			}
+			b, err := MarshalProvenSnapshot(snap, proof)
+			if err != nil {
+				fail(http.StatusInternalServerError, wire.CodeUnavailable, "encoding the snapshot: "+err.Error())
+				return
+			}
+			w.Header().Set("Content-Type", ContentTypeProvenSnapshot)
+			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+			w.Header().Set("Cache-Control", "no-store")
+			w.Write(b)
 			return
 		}
 		b, err := record.MarshalSnapshot(node.Snapshot(ns))

@@ -135,16 +135,33 @@ func ParseStaleness(s string) (map[string]Policy, error) {
 //     everything up to that version. A peer's snapshot does not: its
 //     Version is the peer's unsigned claim, and the peer may have left a
 //     revocation out.
+//
+// All of the above holds only where checkpoints are not enforced: a node
+// without Config.Verifier, a namespace it does not hold whole, or one
+// whose publisher has issued no checkpoint the node verified (see trust
+// and Config.RequireCheckpoints). On a verifying node, for a namespace it
+// holds whole and whose checkpoints it checks, the only proof is a match
+// (DESIGN decision 11): the node's state hash at a verified checkpoint's
+// version V equals the checkpoint's, proving the node current as of V's
+// time (every change at or below V held, absence included). A snapshot
+// whose proof verifies (unexpired) is such a match. No log read, applied
+// change, origin read or snapshot without a proof counts there: a node fed
+// other signed changes while a revocation is withheld from it fails closed
+// at D, and so does one whose log reads merely end. Checkpoints reach the
+// node with each log read (the follower reads the latest from the origin,
+// in TTL-only mode too) and by gossip (offerCheckpoint).
 type freshness struct {
 	log    atomic.Int64 // proof from log reads, Unix ns; all namespaces
 	spaces map[string]*nsFreshness
 	now    func() time.Time
 	settle time.Duration // follow.Config.Settle
+	trust  *trust        // enforced namespaces prove freshness by matches only
 }
 
 // nsFreshness is one tracked namespace; the map holding them is fixed at
 // Open, so reads need no lock.
 type nsFreshness struct {
+	ns     string
 	policy Policy
 	// failing caches "the proof is older than D" for the read path (which
 	// must not read the clock: time.Now costs more than a hit); set by
@@ -164,11 +181,11 @@ func newFreshness(cfg Config, settle time.Duration) *freshness {
 	}
 	f := &freshness{spaces: make(map[string]*nsFreshness), now: time.Now, settle: settle}
 	for _, ns := range cfg.Namespaces {
-		f.spaces[ns] = &nsFreshness{policy: policies[ns]}
+		f.spaces[ns] = &nsFreshness{ns: ns, policy: policies[ns]}
 	}
 	for ns, p := range policies {
 		if f.spaces[ns] == nil {
-			f.spaces[ns] = &nsFreshness{policy: p}
+			f.spaces[ns] = &nsFreshness{ns: ns, policy: p}
 		}
 	}
 	return f
@@ -240,11 +257,22 @@ func (f *freshness) heardOrigin(ns string, t time.Time) {
 
 // heard returns when ns was last proven current (zero time if never).
 func (f *freshness) heard(s *nsFreshness) time.Time {
-	v := max(f.log.Load(), s.change.Load(), s.origin.Load())
+	var v int64
+	if f.matchOnly(s.ns) {
+		v = f.trust.spaces[s.ns].matchedAt.Load()
+	} else {
+		v = max(f.log.Load(), s.change.Load(), s.origin.Load())
+	}
 	if v == 0 {
 		return time.Time{}
 	}
 	return time.Unix(0, v)
+}
+
+// matchOnly reports whether ns proves freshness by checkpoint matches
+// only.
+func (f *freshness) matchOnly(ns string) bool {
+	return f.trust != nil && f.trust.enforced(ns)
 }
 
 // check returns an error wrapping ErrUnavailable if ns fails closed and its
@@ -257,7 +285,7 @@ func (f *freshness) check(ns string, count bool, confirmed time.Time) error {
 		return nil
 	}
 	h := f.heard(s)
-	if confirmed.After(h) {
+	if confirmed.After(h) && !f.matchOnly(ns) {
 		h = confirmed
 	}
 	age := f.now().Sub(h)
@@ -334,7 +362,7 @@ func (f *freshness) register(reg prometheus.Registerer) error {
 		})
 		age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "dataplane", Subsystem: "node", Name: "heard_age_seconds",
-			Help:        "Seconds since the node was last proven current for the namespace (change-log read, applied change, snapshot, or origin read in TTL-only mode); -1 if never.",
+			Help:        "Seconds since the node was last proven current for the namespace (change-log read, applied change, snapshot, or origin read in TTL-only mode; where the node enforces checkpoints, only the last checkpoint match); -1 if never.",
 			ConstLabels: prometheus.Labels{"namespace": ns},
 		}, func() float64 {
 			h := f.heard(s)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/internal/atomicfile"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
@@ -24,7 +25,17 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 	resume := record.Version(math.MaxUint64)
 	ok := true
 	for _, ns := range n.cfg.Namespaces {
-		snap, err := n.originSnapshot(ctx, ns)
+		ts := n.trust.space(ns)
+		var snap warmSnapshot
+		var proof *checkpoint.SnapshotProof
+		var err error
+		if ts != nil {
+			// A verifying node reads the snapshot whole, to verify it
+			// whole before it applies anything (see trustedOriginSnapshot).
+			snap.Snapshot, proof, err = n.trustedOriginSnapshot(ctx, ns, ts, 0)
+		} else {
+			snap, err = n.originSnapshot(ctx, ns)
+		}
 		source := "origin"
 		switch {
 		case err == nil:
@@ -33,6 +44,9 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 			// from its start, makes the namespace complete (if it was
 			// trimmed, the node recovers from snapshots once they exist).
 			n.m.warmSource.WithLabelValues("none").Inc()
+			if ts != nil {
+				n.installState(ts, record.Snapshot{Namespace: ns}, nil)
+			}
 			n.setWarmed(ns)
 			resume = min(resume, 1)
 			continue
@@ -41,7 +55,7 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 			var ferr error
 			fctx, cancel := context.WithTimeout(ctx, n.cfg.WarmTimeout)
 			snap.streamed = false
-			snap.Snapshot, source, ferr = n.loadFallback(fctx, ns)
+			snap.Snapshot, source, proof, ferr = n.loadFallback(fctx, ns)
 			cancel()
 			if ferr != nil {
 				n.log.Error("namespace not warmed", "namespace", ns, "origin_err", err, "fallback_err", ferr)
@@ -50,15 +64,23 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 				continue
 			}
 		}
-		if !snap.streamed {
+		switch {
+		case proof != nil:
+			n.loadProven(snap.Snapshot)
+		case !snap.streamed:
 			n.load(snap.Snapshot)
+		}
+		snapResume := snap.Version
+		if ts != nil {
+			n.installState(ts, snap.Snapshot, proof)
+			snapResume = n.trustedResume(ts, snap.Snapshot, source, proof != nil)
 		}
 		if source == "origin" {
 			n.overlayLocal(ns)
 		}
 		n.setWarmed(ns)
 		n.m.warmSource.WithLabelValues(source).Inc()
-		if source != "peer" {
+		if source != "peer" && proof == nil {
 			// A peer's Version is its own unsigned claim: it may have
 			// left a revocation out, so it proves nothing for a
 			// fail-closed namespace (the origin's snapshot and this
@@ -66,7 +88,7 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 			n.fresh.heardSnapshot(ns, snap.Version)
 		}
 		n.log.Info("namespace warmed", "namespace", ns, "source", source, "records", max(len(snap.Records), int(n.progress[ns].Load())), "version", snap.Version)
-		resume = min(resume, snap.Version)
+		resume = min(resume, snapResume)
 	}
 	if resume == math.MaxUint64 {
 		resume = 0
@@ -128,23 +150,38 @@ func (n *Node) localPath(ns string) string {
 
 // loadFallback loads ns from the local snapshot file, or else from the
 // first peer that has it whole; source names where it came from.
-func (n *Node) loadFallback(ctx context.Context, ns string) (snap record.Snapshot, source string, err error) {
+func (n *Node) loadFallback(ctx context.Context, ns string) (snap record.Snapshot, source string, proof *checkpoint.SnapshotProof, err error) {
+	ts := n.trust.space(ns)
 	snap, err = n.loadLocal(ns)
+	if err == nil && ts != nil {
+		err = n.checkFallback(ts, snap, "local")
+	}
 	if err == nil {
-		return snap, "local", nil
+		return snap, "local", nil, nil
 	}
 	errs := []error{fmt.Errorf("local file: %w", err)}
 	for i, p := range n.cfg.Peers {
+		if pp, ok := p.(ProvenSnapshotSource); ok && ts != nil {
+			var proof *checkpoint.SnapshotProof
+			snap, proof, err = n.provenPeerSnapshot(ctx, pp, ns, ts)
+			if err == nil {
+				return snap, "peer", proof, nil
+			}
+			errs = append(errs, fmt.Errorf("peer %d, proven: %w", i+1, err))
+		}
 		snap, err = p.GetSnapshot(ctx, ns)
 		if err == nil && snap.Namespace != ns {
 			err = fmt.Errorf("answered with the snapshot of %q", snap.Namespace)
 		}
+		if err == nil && ts != nil {
+			err = n.checkFallback(ts, snap, "peer")
+		}
 		if err == nil {
-			return snap, "peer", nil
+			return snap, "peer", nil, nil
 		}
 		errs = append(errs, fmt.Errorf("peer %d: %w", i+1, err))
 	}
-	return record.Snapshot{}, "", errors.Join(errs...)
+	return record.Snapshot{}, "", nil, errors.Join(errs...)
 }
 
 func (n *Node) loadLocal(ns string) (record.Snapshot, error) {
@@ -188,6 +225,10 @@ func (n *Node) writeLocalSnapshots() {
 		n.log.Error("local snapshot dir", "err", err)
 		return
 	}
+	kept := make(map[string]*checkpoint.Checkpoint)
+	for ns, ts := range n.trust.spaces {
+		kept[ns] = ts.matchedNow() // before the files: they are at least as new
+	}
 	byNS := n.snapshots(n.cfg.Namespaces)
 	for _, s := range byNS {
 		b, err := record.MarshalSnapshot(*s)
@@ -197,6 +238,12 @@ func (n *Node) writeLocalSnapshots() {
 		if err != nil {
 			n.m.localSnapErrs.Inc()
 			n.log.Error("local snapshot write failed", "namespace", s.Namespace, "err", err)
+			continue
+		}
+		// After the file: a crash between the two leaves a file newer
+		// than the kept checkpoint, never older (see checkFallback).
+		if ts := n.trust.space(s.Namespace); ts != nil {
+			n.trust.persist(ts, kept[s.Namespace])
 		}
 	}
 }

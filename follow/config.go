@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/sign"
 )
@@ -48,6 +49,13 @@ type Config struct {
 	// by a trusted publisher key (their Seal travels in the log entry);
 	// the others are refused and counted. Nil: everything is handed on.
 	Verifier Verifier
+
+	// Checkpoints, when set, is where the follower reads the latest
+	// signed checkpoint of each namespace a CheckpointTaker Target names,
+	// before each read of the log, and hands them to it after the read
+	// succeeded: how checkpoints travel "with the log". Nil: the Log, if
+	// it also is an origin.SnapshotParts (every origin store is).
+	Checkpoints origin.SnapshotParts
 
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time

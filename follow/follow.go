@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/sign"
@@ -187,6 +188,7 @@ func (f *Follower) catchUp(trigger string) {
 	if f.rewound.Swap(false) {
 		clear(f.window) // what was handed on may have been reloaded over
 	}
+	ckpts := f.readCheckpoints(ctx)
 	readAt := f.cfg.Now()
 	after := f.Cursor()
 	start := after
@@ -244,6 +246,61 @@ func (f *Follower) catchUp(trigger string) {
 		f.logger.Debug("change log read handed on changes", "trigger", trigger, "changes", handed)
 	}
 	f.declare(start, record.MakeVersion(readAt.Add(-f.cfg.Settle), 0))
+	f.handCheckpoints(ckpts)
+}
+
+// checkpointParts returns where checkpoints are read, or nil.
+func (f *Follower) checkpointParts() origin.SnapshotParts {
+	if f.cfg.Checkpoints != nil {
+		return f.cfg.Checkpoints
+	}
+	p, _ := f.log.(origin.SnapshotParts)
+	return p
+}
+
+// readCheckpoints reads the latest checkpoint of each namespace a
+// CheckpointTaker Target names (none found, or unreadable, is skipped:
+// a node that cannot read them proves nothing by them, and fails closed
+// where its policy says so).
+func (f *Follower) readCheckpoints(ctx context.Context) []*checkpoint.Checkpoint {
+	ct, ok := f.target.(CheckpointTaker)
+	if !ok {
+		return nil
+	}
+	parts := f.checkpointParts()
+	if parts == nil {
+		return nil
+	}
+	var out []*checkpoint.Checkpoint
+	for _, ns := range ct.CheckpointSpaces() {
+		c, err := checkpoint.GetLatest(ctx, parts, ns)
+		if err != nil {
+			if !errors.Is(err, origin.ErrNotFound) {
+				f.logger.Debug("latest checkpoint unreadable", "namespace", ns, "err", err)
+			}
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// handCheckpoints hands the checkpoints read before a successful log read
+// to the Target.
+func (f *Follower) handCheckpoints(cs []*checkpoint.Checkpoint) {
+	if len(cs) == 0 {
+		return
+	}
+	ct := f.target.(CheckpointTaker)
+	defer func() {
+		if r := recover(); r != nil {
+			f.m.panics.Inc()
+			f.logger.Error("follow target panicked in TakeCheckpoint", "panic", r)
+		}
+	}()
+	for _, c := range cs {
+		ct.TakeCheckpoint(c)
+	}
 }
 
 // applyPage hands one page of the log to the Target: each change it has not
@@ -264,6 +321,9 @@ func (f *Follower) applyPage(cs []record.Change) int {
 			continue
 		}
 		if err := f.verify(rec); err != nil {
+			// Remembered like a change handed on, so that rereads of the
+			// settle window do not refuse (count, log) it again.
+			f.window[wk] = struct{}{}
 			f.m.refused.WithLabelValues(sign.Reason(err)).Inc()
 			f.logger.Warn("change log entry refused: not signed by a trusted publisher key", "ns", ch.Namespace, "key", ch.Key, "version", ch.Version, "err", err)
 			continue
@@ -299,6 +359,10 @@ func (f *Follower) hand(rec record.Record) {
 	}()
 	if rec.Tombstone {
 		f.target.Apply(rec)
+		return
+	}
+	if ci, ok := f.target.(ChangeInvalidator); ok {
+		ci.InvalidateChange(rec.Change())
 		return
 	}
 	f.target.Invalidate(rec.Namespace, rec.Key, rec.Version)

@@ -3,6 +3,7 @@ package follow
 import (
 	"context"
 
+	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -58,6 +59,26 @@ type Recoverer interface {
 // Follower.
 type CaughtUpper interface {
 	CaughtUp(from, to record.Version)
+}
+
+// ChangeInvalidator is an optional interface of a Target, preferred to
+// Invalidate: InvalidateChange is Invalidate with the whole change read
+// from the log, its Seal included (a Target that keeps a state hash takes
+// the value's digest from it).
+type ChangeInvalidator interface {
+	InvalidateChange(c record.Change)
+}
+
+// CheckpointTaker is an optional interface of a Target that checks the
+// publisher's signed checkpoints (package checkpoint): before each read of
+// the log the follower reads the latest checkpoint of each of
+// CheckpointSpaces from Config.Checkpoints, and after the read succeeded
+// (and CaughtUp was called) hands each to TakeCheckpoint, so that the
+// checkpoint's version is usually covered by the read. Both must be quick
+// and must not call back into the Follower, except CatchUp.
+type CheckpointTaker interface {
+	CheckpointSpaces() []string
+	TakeCheckpoint(c *checkpoint.Checkpoint)
 }
 
 // Log reads the origin's change log. origin.Store satisfies it.

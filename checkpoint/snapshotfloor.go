@@ -1,0 +1,65 @@
+package checkpoint
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/sign"
+)
+
+// VerifyProof checks a snapshot's proof checkpoint for a node that loads
+// the snapshot as a base to read the change log from, not as proof of
+// freshness: signed by a trusted key, not from the future, and not older
+// than floor (the version of the newest state the node has already
+// proven; 0: none), with ErrRollback otherwise. Unlike Verify it does not
+// refuse an expired checkpoint: a snapshot written ten minutes ago was
+// the publisher's whole state at its version however old its proof is,
+// and freshness comes only from a live checkpoint's match. Refusals are
+// counted by Reason.
+func (v *Verifier) VerifyProof(c *Checkpoint, floor record.Version) error {
+	if c == nil {
+		return v.refuse(fmt.Errorf("snapshot: %w", errUnsignedSnapshot))
+	}
+	if err := c.validate(); err != nil {
+		return v.refuse(err)
+	}
+	if !c.Signed {
+		return v.refuse(fmt.Errorf("%s: %w", c, sign.ErrUnsigned))
+	}
+	if err := v.Keys.VerifyDetached(purpose, c.body(make([]byte, 0, MaxEncodedSize), true), c.KeyID, c.Sig[:]); err != nil {
+		return v.refuse(fmt.Errorf("%s: %w", c, err))
+	}
+	now := v.now()
+	if c.IssuedAt.After(now.Add(v.MaxSkew)) || c.Version.Time().After(now.Add(v.MaxSkew)) {
+		return v.refuse(fmt.Errorf("%s: %w: now is %s", c, ErrFuture, now.UTC().Format(time.RFC3339Nano)))
+	}
+	if c.Version < floor {
+		return v.refuse(fmt.Errorf("%s: %w: the node already proved its state at %s", c, ErrRollback, floor))
+	}
+	return nil
+}
+
+// VerifyBase is VerifySnapshot for a snapshot loaded as a base (see
+// VerifyProof): the proof's checkpoint by VerifyProof against floor, the
+// seal of every record above its version, and the match of the whole
+// snapshot.
+func (v *Verifier) VerifyBase(snap record.Snapshot, proof *SnapshotProof, floor record.Version) error {
+	if proof == nil || proof.Checkpoint == nil {
+		return v.refuse(fmt.Errorf("snapshot %s@%s: %w: no checkpoint", snap.Namespace, snap.Version, errUnsignedSnapshot))
+	}
+	if err := v.VerifyProof(proof.Checkpoint, floor); err != nil {
+		return err
+	}
+	for _, r := range snap.Records {
+		if r.Version > proof.Checkpoint.Version {
+			if err := v.Keys.VerifyRecord(r); err != nil {
+				return v.refuse(fmt.Errorf("snapshot %s@%s: %w", snap.Namespace, snap.Version, err))
+			}
+		}
+	}
+	if err := VerifySnapshot(snap, proof); err != nil {
+		return v.refuse(err)
+	}
+	return nil
+}

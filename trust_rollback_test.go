@@ -1,0 +1,160 @@
+package dataplane_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/checkpoint"
+	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/sign"
+	"github.com/dataplane/dataplane/statehash"
+)
+
+// signedCheckpoint is a checkpoint of keys at v over recs, signed by s.
+func signedCheckpoint(t *testing.T, s *sign.Signer, v record.Version, issued time.Time, recs ...record.Record) *checkpoint.Checkpoint {
+	t.Helper()
+	c := &checkpoint.Checkpoint{Namespace: "keys", Version: v, IssuedAt: issued, ExpiresAt: issued.Add(time.Minute)}
+	for _, r := range recs {
+		c.Hash.Add(statehash.ElementOf(r))
+		c.Count++
+	}
+	if err := c.Sign(s); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func marshal(t *testing.T, c *checkpoint.Checkpoint) []byte {
+	t.Helper()
+	b, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestCheckpointRollbackAndRefusals: offerCheckpoint (the gossip seam)
+// matches a verified checkpoint, refuses one older than the last verified
+// (rollback), and refuses unsigned, untrusted, tampered and corrupt ones,
+// each counted by reason.
+func TestCheckpointRollbackAndRefusals(t *testing.T) {
+	store := newStore(t) // no snapshot of keys: the node's state is empty
+	signer, stranger := newSigner(t), newSigner(t)
+	reg := prometheus.NewRegistry()
+	n, err := dataplane.Open(context.Background(), dataplane.Config{
+		Origin: store, Namespaces: []string{"keys"}, Verifier: verifierOf(t, signer), Logger: quiet(), Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	now := time.Now()
+	v1, v2 := record.MakeVersion(now.Add(-3*time.Second), 0), record.MakeVersion(now.Add(-2*time.Second), 0)
+	if err := dataplane.OfferCheckpoint(n, marshal(t, signedCheckpoint(t, signer, v2, now))); err != nil {
+		t.Fatalf("a checkpoint of the empty namespace: %v", err)
+	}
+	if c := counter(t, reg, "dataplane_node_checkpoint_matches_total", ""); c != 1 {
+		t.Fatalf("%v matches, want 1", c)
+	}
+	older := signedCheckpoint(t, signer, v1, now)
+	if err := dataplane.OfferCheckpoint(n, marshal(t, older)); !errors.Is(err, checkpoint.ErrRollback) {
+		t.Fatalf("an older checkpoint: %v, want rollback", err)
+	}
+	unsigned := &checkpoint.Checkpoint{Namespace: "keys", Version: v2, IssuedAt: now.Add(time.Millisecond), ExpiresAt: now.Add(time.Minute)}
+	if err := dataplane.OfferCheckpoint(n, marshal(t, unsigned)); !errors.Is(err, sign.ErrUnsigned) {
+		t.Fatalf("an unsigned checkpoint: %v", err)
+	}
+	if err := dataplane.OfferCheckpoint(n, marshal(t, signedCheckpoint(t, stranger, v2, now.Add(time.Millisecond)))); !errors.Is(err, sign.ErrUntrustedKey) {
+		t.Fatalf("a stranger's checkpoint: %v", err)
+	}
+	tampered := signedCheckpoint(t, signer, v2, now.Add(time.Millisecond))
+	tampered.Count++
+	if err := dataplane.OfferCheckpoint(n, marshal(t, tampered)); !errors.Is(err, sign.ErrBadSignature) {
+		t.Fatalf("a tampered checkpoint: %v", err)
+	}
+	if err := dataplane.OfferCheckpoint(n, []byte("DK\x01\x00garbage")); !errors.Is(err, checkpoint.ErrCorrupt) {
+		t.Fatalf("garbage: %v", err)
+	}
+	for _, reason := range []string{"rollback", "unsigned", "untrusted_key", "bad_signature", "corrupt"} {
+		if c := counterSum(t, reg, "dataplane_node_checkpoint_refusals_total", reason); c != 1 {
+			t.Errorf("refusals %s = %v, want 1", reason, c)
+		}
+	}
+	// A checkpoint the node's state does not match (a key it lacks) is
+	// verified, not refused, and proves nothing.
+	missing := signer.Sign(record.Record{Namespace: "keys", Key: "k", Value: []byte("v"), Version: v1})
+	if err := dataplane.OfferCheckpoint(n, marshal(t, signedCheckpoint(t, signer, v2, now.Add(2*time.Millisecond), missing))); err != nil {
+		t.Fatalf("a checkpoint the node does not match: %v", err)
+	}
+	if c := counter(t, reg, "dataplane_node_checkpoint_matches_total", ""); c != 1 {
+		t.Fatalf("%v matches after a mismatch, want still 1", c)
+	}
+}
+
+// TestLocalFileRollback: a node whose kept checkpoint is newer than its
+// local snapshot file (an older file put back) refuses the file at
+// warm-up; a file at or above it loads, and the log is resumed from the
+// kept checkpoint's version, not from the file's cursor.
+func TestLocalFileRollback(t *testing.T) {
+	signer := newSigner(t)
+	now := time.Now()
+	vFile, vCkpt, vCursor := record.MakeVersion(now.Add(-5*time.Second), 0), record.MakeVersion(now.Add(-4*time.Second), 0), record.MakeVersion(now.Add(-time.Second), 0)
+	r := signer.Sign(record.Record{Namespace: "keys", Key: "k", Value: []byte("v"), Version: vFile})
+	for _, tc := range []struct {
+		name      string
+		fileAt    record.Version
+		wantReady bool
+	}{
+		{"file older than the kept checkpoint", vFile, false},
+		{"file newer", vCursor, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dataDir := t.TempDir()
+			snap, err := record.MarshalSnapshot(record.Snapshot{Namespace: "keys", Version: tc.fileAt, Records: []record.Record{r}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dataDir, "keys.snapshot"), snap, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dataDir, "keys.checkpoint"), marshal(t, signedCheckpoint(t, signer, vCkpt, now, r)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			store := newStore(t)
+			store.down.Store(true)
+			reg := prometheus.NewRegistry()
+			n, err := dataplane.Open(context.Background(), dataplane.Config{
+				Origin: store, Namespaces: []string{"keys"}, Verifier: verifierOf(t, signer), DataDir: dataDir,
+				WarmTimeout: 200 * time.Millisecond, Logger: quiet(), Registerer: reg,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			if n.Ready() != tc.wantReady {
+				t.Fatalf("Ready = %v, want %v", n.Ready(), tc.wantReady)
+			}
+			if !tc.wantReady {
+				if c := counterSum(t, reg, "dataplane_node_checkpoint_refusals_total", "rollback"); c != 1 {
+					t.Fatalf("rollback refusals %v, want 1", c)
+				}
+				return
+			}
+			if got := n.LogCursor(); got != vCkpt {
+				t.Fatalf("log resumed from %s, want the kept checkpoint's %s (the file claims %s)", got, vCkpt, tc.fileAt)
+			}
+			// Enforced from the start (the kept checkpoint), and not
+			// matched yet: keys fails closed until a checkpoint matches.
+			if _, err := n.Get(context.Background(), "keys", "k"); !errors.Is(err, dataplane.ErrUnavailable) {
+				t.Fatalf("before any match: %v, want unavailable", err)
+			}
+		})
+	}
+}
