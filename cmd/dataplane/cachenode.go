@@ -83,6 +83,9 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	logTrust(log, verifier)
+	if nf.requireCkpt {
+		return usageError{errors.New("-require-checkpoints applies to sentinels: a cache node passes checkpoints and snapshot proofs through, it does not match them")}
+	}
 	if verifier != nil {
 		// Signatures pass through untouched; with -trusted-keys the
 		// node also refuses what it cannot verify.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,7 @@ type nodeFlags struct {
 	dataDir     string
 	namespaces  cli.StringList
 	trusted     string
+	requireCkpt bool
 
 	gossip    bool
 	name      string
@@ -109,6 +111,7 @@ func (f *nodeFlags) registerCache(fs *flag.FlagSet) {
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory for local snapshot files, used to start while the origin is down")
 	fs.Var(&f.namespaces, "namespaces", "namespaces loaded whole at start (default routes,keys)")
 	fs.StringVar(&f.trusted, "trusted-keys", "", "publisher public keys (base64 ed25519, from dataplane keygen) whose signatures this node accepts,\ncomma-separated, or file:PATH (one a line); list old and new while rotating. Empty: signing off, everything accepted;\na list or file holding no key (only comments) is an error")
+	fs.BoolVar(&f.requireCkpt, "require-checkpoints", false, "with -trusted-keys: from the start, only a match with the publisher's signed checkpoints proves a namespace\ncurrent, and snapshots load only with a proof that verifies (set it where publishers issue checkpoints, as\npublish serve and sync do by default: without it, a node that never verified a checkpoint, a new one,\nkeeps the older rules, so deleting the checkpoints from the bucket turns the check off for it)")
 }
 
 // verifier parses -trusted-keys; nil (signing off) when it is empty. A
@@ -227,6 +230,10 @@ func (f *nodeFlags) nodeConfig(store origin.Store, log *slog.Logger, reg prometh
 	}
 	logTrust(log, v)
 	cfg.Verifier = v
+	if f.requireCkpt && v == nil {
+		return cfg, usageError{errors.New("-require-checkpoints needs -trusted-keys: checkpoints are signed")}
+	}
+	cfg.RequireCheckpoints = f.requireCkpt
 	fc := f.followConfig()
 	cfg.Follow = &fc
 	if !f.gossip {

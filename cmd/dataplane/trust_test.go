@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -138,4 +139,43 @@ func nodeArgs(cmd string) []string {
 		args = append(args, "-write-token", "test-write-token")
 	}
 	return args
+}
+
+// TestRequireCheckpointsFlag: -require-checkpoints without -trusted-keys
+// (checkpoints are signed: nothing could match) stops a sentinel at start
+// with an error naming both flags, and a cache node refuses the flag (it
+// matches no checkpoints); with -trusted-keys it reaches the node's
+// configuration.
+func TestRequireCheckpointsFlag(t *testing.T) {
+	tmp := t.TempDir()
+	for _, tc := range []struct {
+		cmd  string
+		args []string
+		want string
+	}{
+		{"sentinel", []string{"-require-checkpoints"}, "-trusted-keys"},
+		{"cachenode", []string{"-require-checkpoints", "-trusted-keys", testPublicKey(t)}, "applies to sentinels"},
+	} {
+		args := append(nodeArgs(tc.cmd), "-origin", "dir://"+filepath.Join(tmp, "origin"))
+		args = append(args, tc.args...)
+		code, started, _, stderr := runBriefly(t, " on http://", args...)
+		if started || code != 2 || !strings.Contains(stderr, "-require-checkpoints") || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s %q: started %v, exit %d, stderr %q; want exit 2 naming -require-checkpoints and %q", tc.cmd, tc.args, started, code, stderr, tc.want)
+		}
+	}
+	nf := &nodeFlags{trusted: testPublicKey(t), requireCkpt: true}
+	cfg, err := nf.nodeConfig(nil, slog.New(slog.DiscardHandler), nil)
+	if err != nil || !cfg.RequireCheckpoints || cfg.Verifier == nil {
+		t.Fatalf("nodeConfig with -trusted-keys -require-checkpoints: RequireCheckpoints %v, Verifier %v, err %v", cfg.RequireCheckpoints, cfg.Verifier, err)
+	}
+}
+
+// testPublicKey returns a new publisher public key as -trusted-keys takes it.
+func testPublicKey(t *testing.T) string {
+	t.Helper()
+	pub, _, err := sign.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sign.EncodePublicKey(pub)
 }
