@@ -21,7 +21,6 @@ import (
 	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
-	"github.com/dataplane/dataplane/origin/httporigin"
 	"github.com/dataplane/dataplane/origin/s3"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/sentinel"
@@ -232,10 +231,8 @@ func TestColdSentinelWarmsFromPeer(t *testing.T) {
 	if err := e.s3.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	src, err := httporigin.New(httporigin.Config{Nodes: []string{"http://" + peer.AdminAddr()}, ReadToken: "adm", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// As the sentinel command's -peers builds it.
+	src := &dataplane.HTTPPeer{URL: "http://" + peer.AdminAddr(), Token: "adm"}
 	n, err := dataplane.Open(context.Background(), dataplane.Config{
 		Origin: e.store, WarmTimeout: time.Second, Peers: []dataplane.SnapshotSource{src},
 		Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),

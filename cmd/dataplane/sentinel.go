@@ -5,7 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
+	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/internal/cli"
-	"github.com/dataplane/dataplane/origin/httporigin"
 	"github.com/dataplane/dataplane/sentinel"
 )
 
@@ -90,7 +90,7 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if cfg.Staleness, err = dataplane.ParseStaleness(*failClosed); err != nil {
 		return usageError{fmt.Errorf("-fail-closed: %w", err)}
 	}
-	if cfg.Peers, err = peerSources(peers, *peerToken, *adminToken, nf, log); err != nil {
+	if cfg.Peers, err = peerSources(peers, *peerToken, *adminToken, nf); err != nil {
 		return err
 	}
 	node, err := dataplane.Open(ctx, cfg)
@@ -134,7 +134,7 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 // peerSources builds one snapshot source per -peers URL, tried in order.
-func peerSources(urls []string, token, adminToken string, nf nodeFlags, log *slog.Logger) ([]dataplane.SnapshotSource, error) {
+func peerSources(urls []string, token, adminToken string, nf nodeFlags) ([]dataplane.SnapshotSource, error) {
 	if len(urls) == 0 {
 		return nil, nil
 	}
@@ -148,13 +148,23 @@ func peerSources(urls []string, token, adminToken string, nf nodeFlags, log *slo
 	if err != nil {
 		return nil, err
 	}
+	// One client for every peer: TLS as for the origin, and a bound on a
+	// peer that accepts the connection and then stalls (the warm-up's own
+	// deadline bounds the whole read too).
+	client := &http.Client{Timeout: peerTimeout, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment}}
 	var out []dataplane.SnapshotSource
 	for i, u := range urls {
-		p, err := httporigin.New(httporigin.Config{Nodes: []string{u}, ReadToken: token, TLS: tlsCfg, Logger: log})
-		if err != nil {
-			return nil, usageError{fmt.Errorf("-peers #%d: %w", i+1, err)}
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return nil, usageError{fmt.Errorf("-peers #%d: %q is not an http:// or https:// URL of a sentinel's admin listener", i+1, u)}
 		}
-		out = append(out, p)
+		// HTTPPeer asks for the peer's proven snapshot (?proof=1) where the
+		// node checks checkpoints: a verifying node refuses an unproven
+		// peer answer once it enforces them.
+		out = append(out, &dataplane.HTTPPeer{URL: u, Token: token, Client: client})
 	}
 	return out, nil
 }
+
+// peerTimeout bounds one snapshot read from a peer.
+const peerTimeout = 2 * time.Minute
