@@ -559,3 +559,52 @@ func TestMemoBounded(t *testing.T) {
 		t.Fatal("a newer version was answered from the memo")
 	}
 }
+
+// TestKeyIDHeaderConfiguredInLowerCase: the gateway sets and deletes its
+// headers in the header map directly, under canonical names; a key id
+// header configured in another case must still replace a client's spoofed
+// one, not travel next to it. The deployment id header is set on every
+// request of a route, the memoized ones too.
+func TestKeyIDHeaderConfiguredInLowerCase(t *testing.T) {
+	up, seen := upstream(t, "ok")
+	src := &mapSource{}
+	src.put(t, RoutesNamespace, "k.example.com", Route{DeploymentID: "dep-1", Upstreams: []string{up.URL}, RequireKey: true, Keyspace: "ks"})
+	src.put(t, KeysNamespace, KeyRecordKey("ks", "sk_good"), APIKey{KeyID: "key_good", Enabled: true})
+	gw := newGateway(t, src, func(c *Config) { c.KeyIDHeader = "x-my-key-id" })
+	for i := range 3 { // the first request parses route and key, the others reuse them
+		req, _ := http.NewRequest("GET", gw.URL+"/", nil)
+		req.Host = "k.example.com"
+		req.Header.Set("Authorization", "Bearer sk_good")
+		req.Header.Set("X-My-Key-Id", "key_admin")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+		r := <-seen
+		if got := r.Header.Values("X-My-Key-Id"); len(got) != 1 || got[0] != "key_good" {
+			t.Fatalf("request %d: the upstream saw key id header %q, want only the verified key_good", i, got)
+		}
+		if got := r.Header.Values("X-Dataplane-Deployment-Id"); len(got) != 1 || got[0] != "dep-1" {
+			t.Fatalf("request %d: the upstream saw deployment id %q, want dep-1", i, got)
+		}
+		if r.Header.Get("Authorization") != "" {
+			t.Fatalf("request %d: raw key forwarded upstream", i)
+		}
+	}
+	src.put(t, RoutesNamespace, "open.example.com", Route{Upstreams: []string{up.URL}})
+	req, _ := http.NewRequest("GET", gw.URL+"/", nil)
+	req.Host = "open.example.com"
+	req.Header.Set("X-My-Key-Id", "key_admin")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if r := <-seen; r.Header.Get("X-My-Key-Id") != "" {
+		t.Fatalf("the upstream of an open route saw the client's key id %q", r.Header.Get("X-My-Key-Id"))
+	}
+}
