@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -183,6 +184,7 @@ func New(cfg Config) (*Gateway, error) {
 		Transport:    &failover{base: tr, metrics: g.metrics},
 		ErrorHandler: g.proxyError,
 		ErrorLog:     slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		BufferPool:   copyBuffers{},
 	}
 	return g, nil
 }
@@ -618,4 +620,26 @@ func keyRecordKey(keyspace, raw string) string {
 	b = append(b, '/')
 	b = hex.AppendEncode(b, sum[:])
 	return string(b)
+}
+
+// copyBufferSize is the size of the buffers the proxy copies bodies
+// through, the size httputil.ReverseProxy allocates per response without
+// a pool.
+const copyBufferSize = 32 << 10
+
+// copyBufferPool holds buffers of copyBufferSize bytes, as array pointers,
+// which an interface holds without an allocation of its own.
+var copyBufferPool = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
+
+// copyBuffers is the proxy's httputil.BufferPool: without one,
+// ReverseProxy allocates and zeroes 32 KiB for every response, 70% of the
+// bytes a request allocated (BenchmarkGatewayServe's B/op).
+type copyBuffers struct{}
+
+func (copyBuffers) Get() []byte { return copyBufferPool.Get().(*[copyBufferSize]byte)[:] }
+
+func (copyBuffers) Put(b []byte) {
+	if len(b) == copyBufferSize {
+		copyBufferPool.Put((*[copyBufferSize]byte)(b))
+	}
 }

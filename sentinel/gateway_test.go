@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -606,5 +607,50 @@ func TestKeyIDHeaderConfiguredInLowerCase(t *testing.T) {
 	resp.Body.Close()
 	if r := <-seen; r.Header.Get("X-My-Key-Id") != "" {
 		t.Fatalf("the upstream of an open route saw the client's key id %q", r.Header.Get("X-My-Key-Id"))
+	}
+}
+
+// TestLargeBodiesThroughPooledBuffers: bodies of several copy buffers pass
+// intact, request after request, through the proxy's pooled buffers (a
+// buffer handed out twice at once would mix two responses).
+func TestLargeBodiesThroughPooledBuffers(t *testing.T) {
+	body := func(seed byte) []byte {
+		b := make([]byte, 3*copyBufferSize+123)
+		for i := range b {
+			b[i] = seed + byte(i%251)
+		}
+		return b
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seed, _ := strconv.Atoi(r.URL.Query().Get("seed"))
+		w.Write(body(byte(seed)))
+	}))
+	t.Cleanup(up.Close)
+	src := &mapSource{}
+	src.put(t, RoutesNamespace, "big.example.com", Route{Upstreams: []string{up.URL}})
+	gw := newGateway(t, src, nil)
+	var wg sync.WaitGroup
+	for seed := range 8 {
+		wg.Go(func() {
+			for range 4 {
+				req, _ := http.NewRequest("GET", gw.URL+"/?seed="+strconv.Itoa(seed), nil)
+				req.Host = "big.example.com"
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || !bytes.Equal(got, body(byte(seed))) {
+					t.Errorf("seed %d: %d bytes, err %v, not the upstream's body", seed, len(got), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b := (copyBuffers{}).Get(); len(b) != copyBufferSize {
+		t.Fatalf("pool buffer of %d bytes", len(b))
 	}
 }
