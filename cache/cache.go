@@ -469,7 +469,8 @@ func (c *Cache) Invalidate(ns, k string, v record.Version) bool {
 			return cur, otter.CancelOp
 		}
 		n := cur.clone()
-		n.floor, n.failed = v, 0
+		n.floor = v
+		n.setFailed(0, n.behind())
 		marked = true
 		return n, otter.WriteOp
 	})

@@ -40,8 +40,8 @@ func (h Hit) Age() time.Duration { return time.Duration(h.now - h.e.checked) }
 // Err is what Get returns with this answer: nil, or for a deleted key and a
 // key the origin does not have an error wrapping origin.ErrNotFound.
 func (h Hit) Err() error {
-	if h.e.notFound != nil {
-		return h.e.notFound
+	if nf := h.e.notFound(); nf != nil {
+		return nf
 	}
 	return nil
 }

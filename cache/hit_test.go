@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -142,5 +143,15 @@ func TestHitMetricsExposed(t *testing.T) {
 	}
 	if got := e.metric("hits", "keys"); got != 3 {
 		t.Fatalf("hits = %v, want 3", got)
+	}
+}
+
+// TestEntryIsOnePairOfCacheLines pins the entry at 128 bytes, a size class
+// whose objects are 128-byte aligned, so that a hit reads one pair of cache
+// lines (see entry). A field added to entry belongs in entryCold unless
+// the hit path reads it.
+func TestEntryIsOnePairOfCacheLines(t *testing.T) {
+	if got := unsafe.Sizeof(entry{}); got != 2*64 {
+		t.Fatalf("entry is %d bytes, want 128", got)
 	}
 }

@@ -80,7 +80,7 @@ func (c *Cache) load(k key, sp *space) (*entry, error) {
 			// that has not caught up): the answer is served stale, and
 			// the key is retried in the background after behindRetry
 			// rather than by every read waiting on the origin again.
-			best.failed, best.behind = best.checked, true
+			best.setFailed(best.checked, true)
 		}
 		return c.install(k, best, true), nil
 	}
@@ -288,7 +288,7 @@ func (c *Cache) failed(k key, held *entry, err error) (*entry, error) {
 			return cur, otter.CancelOp // changed meanwhile: keep the news
 		}
 		n := cur.clone()
-		n.failed, n.behind = now, false
+		n.setFailed(now, false)
 		return n, otter.WriteOp
 	})
 	if !ok {

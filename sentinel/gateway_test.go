@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -547,5 +548,99 @@ func TestMemoBounded(t *testing.T) {
 	}
 	if _, ok := m.get(RoutesNamespace, "hot", 2); ok {
 		t.Fatal("a newer version was answered from the memo")
+	}
+}
+
+// TestKeyIDHeaderConfiguredInLowerCase: the gateway sets and deletes its
+// headers in the header map directly, under canonical names; a key id
+// header configured in another case must still replace a client's spoofed
+// one, not travel next to it. The deployment id header is set on every
+// request of a route, the memoized ones too.
+func TestKeyIDHeaderConfiguredInLowerCase(t *testing.T) {
+	up, seen := upstream(t, "ok")
+	src := &mapSource{}
+	src.put(t, RoutesNamespace, "k.example.com", Route{DeploymentID: "dep-1", Upstreams: []string{up.URL}, RequireKey: true, Keyspace: "ks"})
+	src.put(t, KeysNamespace, KeyRecordKey("ks", "sk_good"), APIKey{KeyID: "key_good", Enabled: true})
+	gw := newGateway(t, src, func(c *Config) { c.KeyIDHeader = "x-my-key-id" })
+	for i := range 3 { // the first request parses route and key, the others reuse them
+		req, _ := http.NewRequest("GET", gw.URL+"/", nil)
+		req.Host = "k.example.com"
+		req.Header.Set("Authorization", "Bearer sk_good")
+		req.Header.Set("X-My-Key-Id", "key_admin")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+		r := <-seen
+		if got := r.Header.Values("X-My-Key-Id"); len(got) != 1 || got[0] != "key_good" {
+			t.Fatalf("request %d: the upstream saw key id header %q, want only the verified key_good", i, got)
+		}
+		if got := r.Header.Values("X-Dataplane-Deployment-Id"); len(got) != 1 || got[0] != "dep-1" {
+			t.Fatalf("request %d: the upstream saw deployment id %q, want dep-1", i, got)
+		}
+		if r.Header.Get("Authorization") != "" {
+			t.Fatalf("request %d: raw key forwarded upstream", i)
+		}
+	}
+	src.put(t, RoutesNamespace, "open.example.com", Route{Upstreams: []string{up.URL}})
+	req, _ := http.NewRequest("GET", gw.URL+"/", nil)
+	req.Host = "open.example.com"
+	req.Header.Set("X-My-Key-Id", "key_admin")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if r := <-seen; r.Header.Get("X-My-Key-Id") != "" {
+		t.Fatalf("the upstream of an open route saw the client's key id %q", r.Header.Get("X-My-Key-Id"))
+	}
+}
+
+// TestLargeBodiesThroughPooledBuffers: bodies of several copy buffers pass
+// intact, request after request, through the proxy's pooled buffers (a
+// buffer handed out twice at once would mix two responses).
+func TestLargeBodiesThroughPooledBuffers(t *testing.T) {
+	body := func(seed byte) []byte {
+		b := make([]byte, 3*copyBufferSize+123)
+		for i := range b {
+			b[i] = seed + byte(i%251)
+		}
+		return b
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seed, _ := strconv.Atoi(r.URL.Query().Get("seed"))
+		w.Write(body(byte(seed)))
+	}))
+	t.Cleanup(up.Close)
+	src := &mapSource{}
+	src.put(t, RoutesNamespace, "big.example.com", Route{Upstreams: []string{up.URL}})
+	gw := newGateway(t, src, nil)
+	var wg sync.WaitGroup
+	for seed := range 8 {
+		wg.Go(func() {
+			for range 4 {
+				req, _ := http.NewRequest("GET", gw.URL+"/?seed="+strconv.Itoa(seed), nil)
+				req.Host = "big.example.com"
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || !bytes.Equal(got, body(byte(seed))) {
+					t.Errorf("seed %d: %d bytes, err %v, not the upstream's body", seed, len(got), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b := (copyBuffers{}).Get(); len(b) != copyBufferSize {
+		t.Fatalf("pool buffer of %d bytes", len(b))
 	}
 }
