@@ -652,10 +652,12 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		}
 		return down(step)
 	}
-	newPub := func(i int, skew time.Duration, h WriteHook, checkpoints bool) *publisher.Publisher {
+	newPub := func(i int, skew time.Duration, h WriteHook) *publisher.Publisher {
 		cfg := publisher.DefaultConfig()
 		cfg.Signer = signer
-		if checkpoints && signer != nil {
+		if signer != nil {
+			// Every publisher proves the snapshots it writes; the
+			// repairer alone issues checkpoints (RunCheckpoints).
 			cfg.Checkpoint = publisher.CheckpointConfig{Lifetime: 2 * opt.failClosed, Interval: checkpointInterval}
 		}
 		cfg.Clock = clocks[i]
@@ -668,7 +670,13 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		cfg.RepairInterval = 500 * time.Millisecond
 		wf := NewWriteFaults(store, h)
 		wf.Sent, wf.Landed = c.check.Sent, c.check.Wrote
-		p, err := publisher.New(wf, cfg)
+		var pstore origin.Store = wf
+		if signer != nil {
+			// Checkpoints and snapshot proofs are stored as snapshot
+			// objects, beside WriteFaults' faults.
+			pstore = partsWriteFaults{wf, store.(origin.SnapshotParts)}
+		}
+		p, err := publisher.New(pstore, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -680,12 +688,12 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	}
 	var pubs []*publisher.Publisher
 	for i, skew := range skews {
-		pubs = append(pubs, newPub(i, skew, hook, false))
+		pubs = append(pubs, newPub(i, skew, hook))
 	}
 	// The repairer: a publisher process that runs the repair pass, as
 	// every publisher's RunRepair does; without faults of its own.
 	// With signing, it is also the one that issues checkpoints.
-	repairer := newPub(0, 0, func(ctx context.Context, step Step, ch record.Change) error { return down(step) }, true)
+	repairer := newPub(0, 0, func(ctx context.Context, step Step, ch record.Change) error { return down(step) })
 	repairCtx, stopRepair := context.WithCancel(context.Background())
 	repairDone := make(chan struct{})
 	go func() {
@@ -811,7 +819,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 				case <-tick.C:
 					if err := write(context.Background(), p, r); errors.Is(err, ErrCrashed) {
 						c.count("publisher restarts", 1)
-						p = newPub(i, skews[i], hook, false)
+						p = newPub(i, skews[i], hook)
 					}
 				}
 			}

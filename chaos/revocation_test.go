@@ -122,6 +122,14 @@ func (p faultyParts) DeleteSnapshotPart(ctx context.Context, ns, name string) er
 	return p.parts.DeleteSnapshotPart(ctx, ns, name)
 }
 
+// partsWriteFaults is WriteFaults over a store that keeps snapshot
+// objects, with them: what a signing publisher stores its checkpoints and
+// snapshot proofs in.
+type partsWriteFaults struct {
+	*WriteFaults
+	origin.SnapshotParts
+}
+
 // revoke starts, for a run with revocations, the revoker (deleting the
 // revocable keys for good through pub, evenly over length) and the windows
 // in which node-0's own origin is down; the function it returns stops both
