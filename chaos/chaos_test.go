@@ -31,6 +31,7 @@ import (
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/schema"
+	"github.com/dataplane/dataplane/sign"
 )
 
 // Run parameters. Timers are those of a local cluster, shortened so that a
@@ -149,10 +150,20 @@ type cluster struct {
 	failClosed time.Duration
 	// pubDown fails every write of every publisher (an Outage fault).
 	pubDown atomic.Bool
+	// verifier, when set, is given to every node (Config.Verifier, with
+	// RequireCheckpoints): runOpts.signed.
+	verifier *sign.Verifier
+	// revocable is runOpts.revocations; deaf, when set, is what node-0
+	// reads the origin through (runOpts.revocations).
+	revocable int
+	deaf      *FaultyStore
 
 	opsMu sync.Mutex // guards ops
 	ops   map[string]int
 }
+
+// keySpace is how many keys the readers read (keyOf's range).
+func (c *cluster) keySpace() int { return numKeys + numAbsent + c.revocable }
 
 func (c *cluster) count(op string, n int) {
 	c.opsMu.Lock()
@@ -213,6 +224,9 @@ func (c *cluster) start(nd *chaosNode) error {
 	copts.MaxBytes = 64 << 20
 	copts.Now = nd.now
 	var store origin.Store = c.faulty
+	if c.deaf != nil && nd.idx == 0 {
+		store = c.deaf
+	}
 	if c.tier != nil {
 		var err error
 		if store, err = c.tier.client(c.log.With("node", nd.name)); err != nil {
@@ -239,6 +253,16 @@ func (c *cluster) start(nd *chaosNode) error {
 	}
 	if c.ttlOnly {
 		cfg.Gossip = nil // the change log is the only path of changes
+	}
+	if c.verifier != nil {
+		cfg.Verifier, cfg.RequireCheckpoints = c.verifier, true
+		fs := c.faulty
+		if c.deaf != nil && nd.idx == 0 {
+			fs = c.deaf
+		}
+		// Checkpoints and snapshot proofs are read through the node's
+		// faulty store too: an origin outage hides them as well.
+		cfg.Checkpoints = faultyParts{fs, c.raw.(origin.SnapshotParts)}
 	}
 	n, err := dataplane.Open(context.Background(), cfg)
 	if err != nil {
@@ -351,7 +375,12 @@ func (c *cluster) readPolicy(ctx context.Context, nd *chaosNode, r Read) (Read, 
 	return r, true
 }
 
+// keyOf names key i: numKeys written at random, numAbsent never written,
+// then the keys a revocations run deletes once for good.
 func keyOf(i int) (ns, key string) {
+	if i >= numKeys+numAbsent {
+		return "keys", fmt.Sprintf("ks/revoked-%02d", i-numKeys-numAbsent)
+	}
 	if i%2 == 0 {
 		return "routes", fmt.Sprintf("host-%02d.example.com", i)
 	}
@@ -502,6 +531,21 @@ type runOpts struct {
 	// every read of keys is refused from D + outageSlack into the outage
 	// until its end.
 	failClosed, outage time.Duration
+	// signed makes the publishers sign (one key) and issue checkpoints
+	// (the repairer: every checkpointInterval, lifetime 2 x failClosed),
+	// and the nodes verify (Config.Verifier, RequireCheckpoints).
+	signed bool
+	// revocations > 0 adds that many keys to keys, written before the
+	// nodes start and deleted for good one by one through the run, and
+	// drops every tombstone of keys from gossip (the publishers notify
+	// nobody of one: the nodes learn it from the log); node-0 reads the
+	// origin (its log and checkpoints included) through a store of its
+	// own that goes down for deafDown out of every deafDown + deafUp, so
+	// it cannot learn them from the log either while other changes reach
+	// it by gossip. The checker then asserts that no read serves a
+	// version of a key failClosed + revocationSlack after a newer
+	// tombstone of it was published (KindRevoked).
+	revocations int
 }
 
 // outageSlack is how long after an Outage starts a node may still hold a
@@ -537,6 +581,15 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	if opt.failClosed > 0 {
 		c.check.FailsClosed("keys")
 	}
+	var signer *sign.Signer
+	if opt.signed {
+		signer, c.verifier = newSigning(t)
+	}
+	if opt.revocations > 0 {
+		c.revocable = opt.revocations
+		c.deaf = NewFaultyStore(faulty)
+		c.check.RevocationBound("keys", opt.failClosed+revocationSlack())
+	}
 	c.net.SetDefault(base)
 	if opt.cacheNodes > 0 {
 		c.tier = startCacheTier(t, faulty, opt.cacheNodes, tm)
@@ -548,6 +601,10 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	notify := publisher.NotifierFunc(func(ctx context.Context, rec record.Record) error {
 		if opt.ttlOnly {
 			return nil // nobody to notify: the nodes follow the log
+		}
+		if opt.revocations > 0 && rec.Tombstone && rec.Namespace == "keys" {
+			c.count("tombstone pushes dropped", 1)
+			return nil // the push is lost: the nodes must learn it from the log
 		}
 		nd := c.nodes[rand.IntN(len(c.nodes))]
 		nd.mu.RLock()
@@ -597,6 +654,12 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	}
 	newPub := func(i int, skew time.Duration, h WriteHook) *publisher.Publisher {
 		cfg := publisher.DefaultConfig()
+		cfg.Signer = signer
+		if signer != nil {
+			// Every publisher proves the snapshots it writes; the
+			// repairer alone issues checkpoints (RunCheckpoints).
+			cfg.Checkpoint = publisher.CheckpointConfig{Lifetime: 2 * opt.failClosed, Interval: checkpointInterval}
+		}
 		cfg.Clock = clocks[i]
 		cfg.Notifier = notify
 		cfg.Logger = c.log.With("publisher", i)
@@ -607,7 +670,13 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		cfg.RepairInterval = 500 * time.Millisecond
 		wf := NewWriteFaults(store, h)
 		wf.Sent, wf.Landed = c.check.Sent, c.check.Wrote
-		p, err := publisher.New(wf, cfg)
+		var pstore origin.Store = wf
+		if signer != nil {
+			// Checkpoints and snapshot proofs are stored as snapshot
+			// objects, beside WriteFaults' faults.
+			pstore = partsWriteFaults{wf, store.(origin.SnapshotParts)}
+		}
+		p, err := publisher.New(pstore, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -623,6 +692,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	}
 	// The repairer: a publisher process that runs the repair pass, as
 	// every publisher's RunRepair does; without faults of its own.
+	// With signing, it is also the one that issues checkpoints.
 	repairer := newPub(0, 0, func(ctx context.Context, step Step, ch record.Change) error { return down(step) })
 	repairCtx, stopRepair := context.WithCancel(context.Background())
 	repairDone := make(chan struct{})
@@ -630,6 +700,15 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		defer close(repairDone)
 		repairer.RunRepair(repairCtx)
 	}()
+	if signer != nil {
+		ckptCtx, stopCkpt := context.WithCancel(context.Background())
+		ckptDone := make(chan struct{})
+		go func() {
+			defer close(ckptDone)
+			_ = repairer.RunCheckpoints(ckptCtx)
+		}()
+		t.Cleanup(func() { stopCkpt(); <-ckptDone })
+	}
 	t.Cleanup(func() { stopRepair(); <-repairDone })
 	value := func(r *rand.Rand, i int) []byte {
 		n := 16 + r.IntN(900) // about half travel inline (<= 512 bytes), half as invalidations
@@ -659,11 +738,17 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 			return err
 		}
 		c.check.Wrote(rec)
+		if rec.Tombstone {
+			c.check.Revoked(rec, time.Now()) // checked where RevocationBound is set
+		}
 		return nil
 	}
 	// Every key exists before the nodes start, and the namespaces have
 	// snapshots to warm from.
-	for i := range numKeys {
+	for i := range c.keySpace() {
+		if i >= numKeys && i < numKeys+numAbsent {
+			continue // never written
+		}
 		ns, key := keyOf(i)
 		rec, err := repairer.Put(context.Background(), ns, key, value(rng, i))
 		if err != nil {
@@ -754,7 +839,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 						return
 					default:
 					}
-					ns, key := keyOf(r.IntN(numKeys + numAbsent))
+					ns, key := keyOf(r.IntN(c.keySpace()))
 					if _, ok := c.read(nd, ns, key, Phase(c.phase.Load())); !ok {
 						time.Sleep(20 * time.Millisecond) // node down
 						continue
@@ -777,7 +862,9 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	for _, f := range faults {
 		t.Logf("fault %s", f)
 	}
+	stopRevoking := c.revoke(repairer, length)
 	c.run(faults)
+	stopRevoking()
 
 	// Last heal: the schedule lifted every fault; make sure, stop writing,
 	// and measure convergence.
@@ -813,7 +900,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	healed := time.Now()
 	c.phase.Store(int32(Converging))
 	latest := make(map[string]record.Version)
-	for i := range numKeys + numAbsent {
+	for i := range c.keySpace() {
 		ns, key := keyOf(i)
 		rec, err := store.Get(context.Background(), ns, key, 0)
 		if err != nil && !errors.Is(err, origin.ErrNotFound) {
@@ -870,6 +957,9 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	if opt.failClosed > 0 && opt.outage > opt.failClosed+outageSlack && (sum.MustRefuse == 0 || sum.Refused == 0) {
 		t.Fatalf("the run did not exercise failing closed: %d reads past D in the outage, %d refused", sum.MustRefuse, sum.Refused)
 	}
+	if opt.revocations > 0 && sum.PastRevocation == 0 {
+		t.Fatalf("the run did not exercise revocations: no read served past the bound of a tombstone")
+	}
 }
 
 // repairsDone reports whether every pending note left in store is of a write
@@ -918,7 +1008,7 @@ func (c *cluster) converge(healed time.Time, latest map[string]record.Version, t
 			firstOK := make(map[string]time.Time)
 			for time.Now().Before(deadline) {
 				clean := true
-				for i := range numKeys + numAbsent {
+				for i := range c.keySpace() {
 					ns, key := keyOf(i)
 					k := id(ns, key)
 					r, ok := c.read(nd, ns, key, Converging)

@@ -75,6 +75,7 @@ const (
 	KindConvergence = "convergence" // not converged within the bound after the last heal
 	KindSettled     = "settled"     // an outdated version served after convergence
 	KindFailClosed  = "fail-closed" // a fail-closed namespace served a value it could not prove current, or a serve-stale one refused
+	KindRevoked     = "revoked"     // a version served longer than the namespace's revocation bound after a newer tombstone of it was published
 )
 
 // Checker records every read the nodes served and every write the
@@ -89,6 +90,16 @@ type Checker struct {
 	// failClosed holds the namespaces whose policy fails closed, each
 	// with the windows in which every read must be refused.
 	failClosed map[string][]window
+	// revokeBound holds the namespaces under RevocationBound, each with
+	// its bound; revocations the tombstones published in them, by ns/key.
+	revokeBound map[string]time.Duration
+	revocations map[string][]revocation
+}
+
+// revocation is a tombstone known to be published (acknowledged) at at.
+type revocation struct {
+	version record.Version
+	at      time.Time
 }
 
 // window is a span of time [from, to).
@@ -177,6 +188,60 @@ func (c *Checker) mustRefuse(r *Read) bool {
 	return false
 }
 
+// RevocationBound declares that no read of ns may serve a version of a
+// key later than bound after a newer tombstone of that key was published
+// (Revoked): the longest a node may take to stop serving a revoked key
+// (for a namespace that fails closed after D, D plus the clock skews and
+// propagation delays of the run). Serving one is a KindRevoked violation;
+// refusing the read or serving the tombstone (or a newer version) is not.
+func (c *Checker) RevocationBound(ns string, bound time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.revokeBound == nil {
+		c.revokeBound = make(map[string]time.Duration)
+	}
+	c.revokeBound[ns] = bound
+}
+
+// Revoked records that the tombstone rec was published by at (its publish
+// acknowledged): from at plus the namespace's RevocationBound on, no read
+// may serve a version of its key older than rec.Version.
+func (c *Checker) Revoked(rec record.Record, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.revocations == nil {
+		c.revocations = make(map[string][]revocation)
+	}
+	k := id(rec.Namespace, rec.Key)
+	c.revocations[k] = append(c.revocations[k], revocation{rec.Version, at})
+}
+
+// checkRevoked checks a served read r of k against the revocations of k:
+// it counts in s.PastRevocation when one was published more than the
+// bound before r started, and is a violation when such a one is newer
+// than the value r served.
+func (c *Checker) checkRevoked(r *Read, k string, s *Summary) {
+	bound, ok := c.revokeBound[r.Namespace]
+	if !ok {
+		return
+	}
+	past := false
+	for _, rv := range c.revocations[k] {
+		if !r.Start.After(rv.at.Add(bound)) {
+			continue
+		}
+		past = true
+		if r.Outcome == Value && r.Version < rv.version {
+			c.violateLocked(KindRevoked, "%s (epoch %d) served %s@%s at %s, %s after a tombstone @%s of it was published (bound %s)",
+				r.Node, r.Epoch, k, r.Version, r.Start.Format("15:04:05.000"), r.Start.Sub(rv.at).Round(time.Millisecond), rv.version, bound)
+			break
+		}
+	}
+	if past {
+		s.PastRevocation++
+	}
+}
+
 // Sent records a write that may have reached the origin: a record sent to
 // a compare-and-swap, before the answer (WriteFaults.Sent). It is one
 // candidate for its version until Wrote says which landed.
@@ -253,11 +318,14 @@ type Summary struct {
 	Failed      int // reads not answered (of keys not held, unless a violation)
 	Refused     int // of which refused by a fail-closed policy
 	MustRefuse  int // reads in a window where they had to be refused
-	Keys        int // distinct keys written
-	Writes      int // writes recorded
-	Violations  int
-	ByKind      map[string]int
-	Listed      []string // the first violations, as text
+	// PastRevocation counts the reads served more than the namespace's
+	// RevocationBound after a tombstone of their key was published.
+	PastRevocation int
+	Keys           int // distinct keys written
+	Writes         int // writes recorded
+	Violations     int
+	ByKind         map[string]int
+	Listed         []string // the first violations, as text
 }
 
 // Check verifies the recorded history against the invariants: per node
@@ -310,6 +378,7 @@ func (c *Checker) Check(latest map[string]record.Version) Summary {
 		if r.Version != 0 {
 			c.checkWritten(r, k)
 		}
+		c.checkRevoked(r, k, &s)
 		if r.Phase == Settled {
 			if want, ok := latest[k]; ok && r.Version != want {
 				c.violateLocked(KindSettled, "%s served %s@%s after convergence; the origin holds %s", r.Node, k, r.Version, want)

@@ -118,3 +118,43 @@ func TestCheckerFailClosed(t *testing.T) {
 		t.Fatalf("a refusal in a serve-stale namespace: %v, want one %q violation", s.ByKind, KindFailClosed)
 	}
 }
+
+// TestCheckerRevoked: under a revocation bound, a value older than a
+// tombstone published more than the bound before the read is a KindRevoked
+// violation; the same read within the bound, a refusal, the tombstone
+// itself and a newer version are not.
+func TestCheckerRevoked(t *testing.T) {
+	c := NewChecker()
+	c.FailsClosed("keys")
+	const bound = 5 * time.Second
+	c.RevocationBound("keys", bound)
+	t0 := time.Now()
+	v1 := record.MakeVersion(t0, 0)
+	v2 := record.MakeVersion(t0.Add(time.Second), 0)
+	v3 := record.MakeVersion(t0.Add(2*time.Second), 0)
+	put := record.Record{Namespace: "keys", Key: "k", Value: []byte("secret"), Version: v1}
+	del := record.Record{Namespace: "keys", Key: "k", Version: v2, Tombstone: true}
+	again := record.Record{Namespace: "keys", Key: "k", Value: []byte("new"), Version: v3}
+	for _, r := range []record.Record{put, del, again} {
+		c.Wrote(r)
+	}
+	published := t0.Add(time.Second)
+	c.Revoked(del, published)
+	read := func(node string, at time.Duration, o Outcome, v record.Version, val []byte, refused bool) {
+		start := published.Add(at)
+		c.Record(Read{Node: node, Namespace: "keys", Key: "k", Start: start, End: start.Add(time.Millisecond),
+			Outcome: o, Version: v, Value: val, Refused: refused})
+	}
+	read("within", bound-time.Second, Value, v1, put.Value, false)  // still within the bound
+	read("refused", bound+time.Second, Failed, 0, nil, true)        // refused: the policy's answer
+	read("deleted", bound+time.Second, NotFound, v2, nil, false)    // the tombstone
+	read("newer", bound+time.Second, Value, v3, again.Value, false) // a newer version
+	s := c.Check(nil)
+	if s.Violations != 0 || s.PastRevocation != 2 {
+		t.Fatalf("got %d violations (%v), %d reads past the bound; want 0 and 2", s.Violations, s.Listed, s.PastRevocation)
+	}
+	read("revoked", bound+time.Second, Value, v1, put.Value, false)
+	if s := c.Check(nil); s.ByKind[KindRevoked] != 1 || s.Violations != 1 {
+		t.Fatalf("a revoked version served past the bound: %d revoked violations of %d (%v), want 1", s.ByKind[KindRevoked], s.Violations, s.Listed)
+	}
+}

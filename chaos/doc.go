@@ -16,14 +16,23 @@
 //     that every served version was written with the value served, that
 //     reads after convergence serve the origin's latest version, and, for
 //     a namespace that fails closed, that no value is served past the bound
-//     D of an outage that left no node a proof of being current.
+//     D of an outage that left no node a proof of being current, and, with
+//     a revocation bound (RevocationBound, Revoked), that no version of a
+//     key is served longer than the bound after a newer tombstone of it was
+//     published.
 //
 // The suite itself is TestChaos (over a directory origin), TestChaosS3
 // (over a real S3-compatible server), TestChaosDynamo (over dynalite) and
 // TestChaosCacheTier (nodes reading a directory origin through two real
-// cache nodes, with httporigin) and TestChaosFailClosed (the keys namespace
+// cache nodes, with httporigin), TestChaosFailClosed (the keys namespace
 // failing closed after 4 s, through a 9 s outage of the origin and the
-// publishers) in this package:
+// publishers) and TestChaosDroppedRevocations (keys failing closed after
+// 4 s under signed checkpoints, the nodes verifying: 24 keys deleted for
+// good through the run, no tombstone of keys ever pushed by gossip, and
+// node-0's origin, log and checkpoints included, down in long windows while
+// every other change reaches it; no node may serve a revoked key past D
+// plus the slack; DATAPLANE_CHAOS_UNSIGNED=1 runs it without signing, where
+// that check fires) in this package:
 //
 //	go test -race -count=1 -run TestChaos -v ./chaos/
 //

@@ -294,9 +294,12 @@ func Table(seed uint64, originName string, faults []Fault, ops map[string]int, s
 	fmt.Fprintf(&b, "| reads failed (keys not held) | %d |\n", s.Failed-s.Refused-s.ByKind[KindUnavailable])
 	fmt.Fprintf(&b, "| reads refused by a fail-closed policy | %d |\n", s.Refused)
 	fmt.Fprintf(&b, "| reads that had to be refused (past D in an outage) | %d |\n", s.MustRefuse)
+	if s.PastRevocation > 0 || s.ByKind[KindRevoked] > 0 {
+		fmt.Fprintf(&b, "| reads served past the revocation bound of a tombstone of their key | %d |\n", s.PastRevocation)
+	}
 	fmt.Fprintf(&b, "| writes (distinct keys) | %d (%d) |\n", s.Writes, s.Keys)
 	fmt.Fprintf(&b, "| convergence after last heal (bound) | %s (%s) |\n", convergence.Round(time.Millisecond), bound)
-	for _, k := range []string{KindMonotonic, KindResurrected, KindUnavailable, KindUnknown, KindConvergence, KindSettled, KindFailClosed} {
+	for _, k := range []string{KindMonotonic, KindResurrected, KindUnavailable, KindUnknown, KindConvergence, KindSettled, KindFailClosed, KindRevoked} {
 		fmt.Fprintf(&b, "| violations: %s | %d |\n", k, s.ByKind[k])
 	}
 	fmt.Fprintf(&b, "| **violations** | **%d** |\n", s.Violations)
