@@ -174,11 +174,15 @@ func (t *MemoryTransport) WriteToAddress(b []byte, a memberlist.Address) (time.T
 		if dst == nil {
 			return
 		}
+		// Counted before the send, so that a receiver that has the packet
+		// sees it counted too; taken back if the queue is full.
+		dst.c.PacketsIn.Add(1)
+		dst.c.BytesIn.Add(int64(len(buf)))
 		select {
 		case dst.packets <- &memberlist.Packet{Buf: buf, From: from, Timestamp: time.Now()}:
-			dst.c.PacketsIn.Add(1)
-			dst.c.BytesIn.Add(int64(len(buf)))
 		default:
+			dst.c.PacketsIn.Add(-1)
+			dst.c.BytesIn.Add(-int64(len(buf)))
 		}
 	})
 	return now, nil
