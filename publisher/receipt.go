@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/record"
 )
@@ -16,6 +17,32 @@ type Receipter interface {
 }
 
 var _ Receipter = (*gossip.Node)(nil)
+
+// CheckpointPusher is an optional interface of a Notifier that spreads
+// the checkpoints the publisher issues to the fleet (a *gossip.Node does:
+// by gossip push, as it spreads changes). It must not block.
+type CheckpointPusher interface {
+	PushCheckpoint(raw []byte) error
+}
+
+var _ CheckpointPusher = (*gossip.Node)(nil)
+
+// pushCheckpoint hands an issued checkpoint to the Notifier, if it is a
+// CheckpointPusher. A failure is logged: the checkpoint is stored already,
+// and the next one follows within a second while its namespace changes.
+func (p *Publisher) pushCheckpoint(c *checkpoint.Checkpoint) {
+	cp, ok := p.notify.(CheckpointPusher)
+	if !ok {
+		return
+	}
+	raw, err := c.Marshal()
+	if err == nil {
+		err = cp.PushCheckpoint(raw)
+	}
+	if err != nil {
+		p.log.Warn("checkpoint not pushed to the fleet", "checkpoint", c.String(), "err", err)
+	}
+}
 
 // ErrNoReceipts is returned by Receipt when the Publisher's Notifier cannot
 // give receipts (none, or not a gossip node).
