@@ -135,12 +135,8 @@ func (n *Node) Receipt(ctx context.Context, ns, key string, v record.Version, sh
 		r, wake := n.receipt(id, ns, key, v, share)
 		r.Waited = time.Since(start)
 		if first {
-			total := 0
-			for _, g := range r.Regions {
-				total += g.Total
-			}
-			if share*float64(total) < 1-1e-9 {
-				return r, fmt.Errorf("%w: share %v of %d members needs fewer than one member", ErrBadShare, share, total)
+			if err := n.CheckShare(share); err != nil {
+				return r, err
 			}
 		}
 		if r.Met {
@@ -179,6 +175,20 @@ func (n *Node) Receipt(ctx context.Context, ns, key string, v record.Version, sh
 			return r, errors.New("gossip: node closed")
 		}
 	}
+}
+
+// CheckShare returns an error wrapping ErrBadShare if Receipt would refuse
+// share: outside (0, 1], or needing fewer than one of the members a
+// receipt counts now. A publisher checks it before a write that will wait.
+func (n *Node) CheckShare(share float64) error {
+	if !(share > 0 && share <= 1) {
+		return fmt.Errorf("%w: got %v", ErrBadShare, share)
+	}
+	total := n.reports.counted()
+	if share*float64(total) < 1-1e-9 {
+		return fmt.Errorf("%w: share %v of %d members needs fewer than one member", ErrBadShare, share, total)
+	}
+	return nil
 }
 
 // refusedOut returns the regions where refusals leave too few members to

@@ -519,6 +519,23 @@ func (r *reporter) member(node *memberlist.Node, state string, now time.Time) {
 	r.notifyLocked()
 }
 
+// counted returns how many members a receipt counts now: this node unless
+// it is an observer, and every member not gone and not an observer.
+func (r *reporter) counted() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	if !r.observer {
+		n++
+	}
+	for name, m := range r.members {
+		if name != r.self && m.state != StateLeft && !m.report.Observer {
+			n++
+		}
+	}
+	return n
+}
+
 // forget drops members lost for longer than keep.
 func (r *reporter) forget(now time.Time, keep time.Duration) {
 	r.mu.Lock()

@@ -44,6 +44,31 @@ func (p *Publisher) pushCheckpoint(c *checkpoint.Checkpoint) {
 	}
 }
 
+// ShareChecker is an optional interface of a Receipter that can tell
+// before a write whether a share is one its receipts accept (a
+// *gossip.Node does: not one that needs fewer than one member).
+type ShareChecker interface {
+	CheckShare(share float64) error
+}
+
+var _ ShareChecker = (*gossip.Node)(nil)
+
+// CheckShare returns an error wrapping record.ErrInvalid if a receipt
+// could not be asked for share (outside (0, 1], or needing fewer than one
+// member), so that a write that will wait can be refused before it is
+// made.
+func (p *Publisher) CheckShare(share float64) error {
+	if !(share > 0 && share <= 1) {
+		return fmt.Errorf("%w: %w: got %v", record.ErrInvalid, gossip.ErrBadShare, share)
+	}
+	if sc, ok := p.notify.(ShareChecker); ok {
+		if err := sc.CheckShare(share); err != nil {
+			return fmt.Errorf("%w: %w", record.ErrInvalid, err)
+		}
+	}
+	return nil
+}
+
 // ErrNoReceipts is returned by Receipt when the Publisher's Notifier cannot
 // give receipts (none, or not a gossip node).
 var ErrNoReceipts = errors.New("publisher: no fleet receipts: the notifier is not a gossip member")
@@ -70,6 +95,8 @@ func (p *Publisher) Receipt(ctx context.Context, rec record.Record, share float6
 		return r, nil
 	case errors.Is(err, gossip.ErrBadShare):
 		return r, fmt.Errorf("%w: %w", record.ErrInvalid, err)
+	case errors.Is(err, gossip.ErrRefused):
+		return r, fmt.Errorf("%w (regions %v): %w", ErrNotApplied, r.PendingRegions(), err)
 	case err != nil && ctx.Err() != nil:
 		return r, fmt.Errorf("%w (regions %v): %w", ErrNotApplied, r.PendingRegions(), err)
 	case err != nil:

@@ -11,3 +11,14 @@ func (n *Node) PushCheckpoint(raw []byte) error {
 	}
 	return n.gossip.PushCheckpoint(raw)
 }
+
+// CheckShare returns an error wrapping gossip.ErrBadShare if Receipt would
+// refuse share (see gossip.Node.CheckShare), and ErrNoGossip without a
+// cluster: with Receipt, it lets a publisher refuse a write that asks to
+// wait for a share no receipt can accept before making the write.
+func (n *Node) CheckShare(share float64) error {
+	if n.gossip == nil {
+		return ErrNoGossip
+	}
+	return n.gossip.CheckShare(share)
+}
