@@ -30,7 +30,7 @@ type CheckpointCost struct {
 	// (each one stream), packets and their bytes (UDP: should be about
 	// zero, checkpoints travel by stream), stream bytes, and all bytes.
 	MsgsPerSec, PktsPerSec, PktBytesPerSec, StreamBytesPerSec, BytesPerSec float64
-	Virtual                                                               time.Duration
+	Virtual                                                                time.Duration
 }
 
 // CheckpointHeader is the Markdown table header matching Row.
