@@ -109,24 +109,50 @@ type cpMark struct {
 	issued time.Time
 }
 
-// cpState is a node's checkpoint relay state and send queue.
+// cpState is a node's checkpoint relay state and its sends in flight.
 type cpState struct {
-	mu   sync.Mutex        // guards last
-	last map[string]cpMark // by namespace
-
-	sends chan cpSend // to cpSendLoop's workers
+	mu     sync.Mutex        // guards last, flying and closed
+	last   map[string]cpMark // by namespace
+	flying int               // reliable sends under way
+	closed bool              // the node is closing: no new sends
 }
 
-// cpSend is one reliable send of a checkpoint message.
-type cpSend struct {
-	to  *memberlist.Node
-	msg []byte
+// maxCheckpointSends bounds the reliable sends of checkpoints a node runs
+// at once, each in its own goroutine: a stream to another region takes a
+// round trip to open and one more to deliver, and one to an unreachable
+// member blocks up to memberlist's TCPTimeout, so a few workers would fall
+// behind a publisher pushing every second to every region. Beyond it a
+// send is shed, counted (send_shed).
+const maxCheckpointSends = 256
+
+// goSend runs send in a goroutine unless maxCheckpointSends are under way
+// or the node is closing; it reports whether it did.
+func (s *cpState) goSend(send func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.flying >= maxCheckpointSends {
+		return false
+	}
+	s.flying++
+	go func() {
+		defer func() {
+			s.mu.Lock()
+			s.flying--
+			s.mu.Unlock()
+		}()
+		send()
+	}()
+	return true
 }
 
-// cpWorkers is how many reliable sends of checkpoints a node runs at once:
-// a stream to an unreachable member blocks its worker up to memberlist's
-// TCPTimeout.
-const cpWorkers = 8
+// close stops new sends. Those under way are not waited for: a stream to
+// an unreachable member may take memberlist's TCPTimeout to fail, and
+// they touch nothing but the closed memberlist, metrics and the logger.
+func (s *cpState) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+}
 
 // newer reports whether cp is newer than the last checkpoint forwarded for
 // its namespace, and if so records it as forwarded.
@@ -225,30 +251,18 @@ func (n *Node) offerCheckpoint(m cpMsg) (err error) {
 	return n.cfg.OnCheckpoint(m.raw, "gossip/"+m.path.String())
 }
 
-// sendCheckpoint queues a reliable send of msg to a member, dropping it
-// (counted) if the queue is full.
+// sendCheckpoint sends msg to a member by memberlist's reliable stream, in
+// the background, shedding it (counted) if too many sends are under way.
 func (n *Node) sendCheckpoint(to *memberlist.Node, msg []byte) {
-	select {
-	case n.cps.sends <- cpSend{to: to, msg: msg}:
-	default:
-		n.m.cps.WithLabelValues("send_shed").Inc()
-	}
-}
-
-// cpSendLoop is one of the workers that send checkpoints.
-func (n *Node) cpSendLoop() {
-	defer n.wg.Done()
-	for {
-		select {
-		case <-n.stop:
+	ok := n.cps.goSend(func() {
+		if err := n.ml.Load().SendReliable(to, msg); err != nil {
+			n.m.cps.WithLabelValues("send_failed").Inc()
+			n.logger.Debug("gossip checkpoint send failed", "to", to.Name, "err", err)
 			return
-		case s := <-n.cps.sends:
-			if err := n.ml.Load().SendReliable(s.to, s.msg); err != nil {
-				n.m.cps.WithLabelValues("send_failed").Inc()
-				n.logger.Debug("gossip checkpoint send failed", "to", s.to.Name, "err", err)
-				continue
-			}
-			n.m.cps.WithLabelValues("sent").Inc()
 		}
+		n.m.cps.WithLabelValues("sent").Inc()
+	})
+	if !ok {
+		n.m.cps.WithLabelValues("send_shed").Inc()
 	}
 }

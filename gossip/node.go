@@ -43,7 +43,7 @@ type Node struct {
 	acks    ackTable  // pushes awaiting acknowledgement
 	rtt     rttTable  // push round trips by region, for retry timeouts
 	garbage rateLimit // log lines about dropped garbage
-	cps     cpState   // checkpoints: relay state, send queue (checkpoint.go)
+	cps     cpState   // checkpoints: relay state, sends (checkpoint.go)
 
 	// membersMu guards alive and lost: this node's view of membership, built
 	// from copies taken in memberlist's event callbacks. (The *Node values
@@ -109,7 +109,6 @@ func New(cfg Config, a Applier, f LogFollower) (*Node, error) {
 		lost:    make(map[string]lostMember),
 		stop:    make(chan struct{}),
 	}
-	n.cps.sends = make(chan cpSend, 4096)
 	n.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return int(n.numAlive.Load()) },
 		RetransmitMult: cfg.Memberlist.RetransmitMult,
@@ -148,13 +147,10 @@ func New(cfg Config, a Applier, f LogFollower) (*Node, error) {
 	n.addr = ml.LocalNode().Address() // nothing rewrites our own address
 	n.logger.Info("gossip node started", "addr", n.addr, "region", cfg.Region, "encrypted", len(cfg.SecretKeys) > 0)
 
-	n.wg.Add(3 + cpWorkers)
+	n.wg.Add(3)
 	go n.sendLoop()
 	go n.reconnectLoop()
 	go n.reportLoop()
-	for range cpWorkers {
-		go n.cpSendLoop()
-	}
 
 	if len(cfg.Seeds) > 0 {
 		if k, err := ml.Join(cfg.Seeds); err != nil {
@@ -173,6 +169,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.stop)
 		err = n.ml.Load().Shutdown()
+		n.cps.close()
 		n.wg.Wait()
 		n.m.unregister()
 	})
