@@ -185,6 +185,9 @@ func (n *Node) CheckShare(share float64) error {
 		return fmt.Errorf("%w: got %v", ErrBadShare, share)
 	}
 	total := n.reports.counted()
+	if total == 0 {
+		return fmt.Errorf("%w: no member to count yet (observers are not counted)", ErrBadShare)
+	}
 	if share*float64(total) < 1-1e-9 {
 		return fmt.Errorf("%w: share %v of %d members needs fewer than one member", ErrBadShare, share, total)
 	}

@@ -18,8 +18,8 @@ import (
 // Refusal is a member that refused a version of a key, and why: "unsigned",
 // "untrusted_key", "bad_signature", "digest_mismatch" (an inline value
 // that does not match its signed digest), "future" (a version too far
-// ahead of the member's clock), "schema" (a value its schema refuses) or
-// "invalid".
+// ahead of the member's clock) or "invalid"; "schema" (a value its schema
+// refuses) has a wire code but no node checks schemas when it applies yet.
 type Refusal struct {
 	Node   string `json:"node"`
 	Reason string `json:"reason"`
@@ -101,13 +101,6 @@ func (n *Node) refuse(c change, reason, from string) {
 		r := refusal{ack: ack{ns: c.rec.Namespace, key: c.rec.Key, version: c.rec.Version, from: n.cfg.Name}, reason: reason}
 		n.enqueue(job{sendTo: from, payload: encodeRefusal(r)}, "refusal")
 	}
-}
-
-// RefuseChange records that the node refused version v of ns/key for
-// reason (e.g. "schema": a value its schema refuses, found after gossip
-// handed it on), so that receipts and the fleet view show it.
-func (n *Node) RefuseChange(ns, key string, v record.Version, reason string) {
-	n.refuse(change{rec: record.Record{Namespace: ns, Key: key, Version: v}}, refusalReasons[reasonCode(reason)], "")
 }
 
 // gotRefusal handles a refusal message: it ends the pusher's retries to
