@@ -305,7 +305,6 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
 th{background:#f3f3f3}.dead{color:#b00}.left{color:#888}.behind{background:#fff3cd}.self{font-weight:bold}
-tr.refusing td{background:#fde2e2}td.refused{color:#b00}
 code{font-size:.95em}.muted{color:#666}
 </style></head><body>
 <h1>Fleet as seen by <code id="self">{{.D.Self}}</code> (region {{.D.Region}})</h1>
@@ -316,9 +315,9 @@ code{font-size:.95em}.muted{color:#666}
 {{else}}<p id="rates">Rates appear on the next reload.</p>{{end}}
 <h2>Members by region</h2>
 {{range .Regions}}<h3 class="region" id="region-{{.Name}}">{{.Name}} — {{.Alive}} of {{.Total}} alive</h3>
-<table><tr><th>member</th><th>state</th><th>log cursor</th><th>report</th>{{range $.D.Namespaces}}<th>{{.}}: applied</th><th>lag</th>{{end}}<th>refused (last, newest first)</th></tr>
-{{range .Members}}<tr class="member {{.State}}{{if .Self}} self{{end}}{{if .Refused}} refusing{{end}}" data-name="{{.Name}}"><td>{{.Name}}{{if .Observer}} <span class="muted">(observer)</span>{{end}}</td><td class="{{.State}}">{{.State}}</td><td><code>{{.Cursor}}</code> <span class="muted">{{.CursorAge}}</span></td><td>{{.Reported}}</td>
-{{range .Cells}}<td{{if .Behind}} class="behind"{{end}}><code>{{.Version}}</code></td><td{{if .Behind}} class="behind"{{end}}>{{.Lag}}</td>{{end}}<td class="refused">{{range $i, $r := .Refused}}{{if $i}}<br>{{end}}<code>{{$r.Namespace}}/{{$r.Key}}</code> <code>{{$r.Version}}</code>: {{$r.Reason}}{{end}}</td></tr>
+<table><tr><th>member</th><th>state</th><th>log cursor</th><th>report</th>{{range $.D.Namespaces}}<th>{{.}}: applied</th><th>lag</th>{{end}}</tr>
+{{range .Members}}<tr class="member {{.State}}{{if .Self}} self{{end}}" data-name="{{.Name}}"><td>{{.Name}}{{if .Observer}} <span class="muted">(observer)</span>{{end}}</td><td class="{{.State}}">{{.State}}</td><td><code>{{.Cursor}}</code> <span class="muted">{{.CursorAge}}</span></td><td>{{.Reported}}</td>
+{{range .Cells}}<td{{if .Behind}} class="behind"{{end}}><code>{{.Version}}</code></td><td{{if .Behind}} class="behind"{{end}}>{{.Lag}}</td>{{end}}</tr>
 {{end}}</table>
 {{end}}
 <h2>Last changes</h2>
