@@ -333,6 +333,18 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		if g.Verifier == nil && cfg.Verifier != nil {
 			g.Verifier = cfg.Verifier
 		}
+		// Receipts ask each member whether it holds a version: its
+		// version index answers, whichever path brought the version.
+		if g.Held == nil {
+			g.Held = func(ns, key string) record.Version {
+				k, _ := n.cache.Known(ns, key)
+				return k.Version
+			}
+		}
+		// Checkpoints gossip carries go to the node, which decides trust.
+		if g.OnCheckpoint == nil {
+			g.OnCheckpoint = n.offerCheckpoint
+		}
 		// Gossip verifies every change before the Applier sees it; with
 		// the cache's own Verifier, a second check would only cost time.
 		n.gossipVerified = g.Verifier != nil && any(g.Verifier) == any(copts.Verifier)

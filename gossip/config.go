@@ -152,6 +152,29 @@ type Config struct {
 	// a large fleet that needs no fleet page may save that.
 	ReportInterval time.Duration
 
+	// Held, when set, returns the newest version of ns/key the node holds
+	// or knows as a version floor, whichever path brought it (gossip, the
+	// change log, a snapshot, an origin read): a node answers a receipt's
+	// query (receipt.go) with it. It must be quick and must not call back
+	// into the Node. Nil: only the versions gossip itself saw recently
+	// (RecentMax) count, so a change the node took from the log alone is
+	// not reported as held.
+	Held func(ns, key string) record.Version
+
+	// OnCheckpoint, when set, is handed every signed namespace checkpoint
+	// this node receives by gossip (raw: checkpoint.Marshal's bytes, a copy
+	// the callee may keep; source: "gossip/push" or "gossip/relay").
+	// Gossip does not decide trust: the node verifies it. Its answer
+	// decides only whether a relay forwards it: nil, or an error wrapping
+	// checkpoint.ErrMismatch (the checkpoint verified, but this node's
+	// state does not match it yet), forward it if it is newer than the
+	// last forwarded for its namespace; any other error (unsigned, bad
+	// signature, expired, rollback...) stops it here. Called concurrently,
+	// from memberlist's stream handlers: it must not block for long and
+	// must not call back into the Node. A panic in it is recovered,
+	// counted and logged. Nil: checkpoints are relayed, not used.
+	OnCheckpoint func(raw []byte, source string) error
+
 	// Observer marks a node that serves nothing (a publisher's member):
 	// fleet receipts and the fleet view do not count it.
 	Observer bool

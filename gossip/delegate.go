@@ -34,6 +34,12 @@ func (d delegate) NotifyMsg(b []byte) {
 	switch {
 	case msg.change != nil:
 		d.n.handle(*msg.change)
+	case msg.refusal != nil:
+		d.n.gotRefusal(*msg.refusal)
+	case msg.query != nil:
+		d.n.answerQuery(*msg.query)
+	case msg.checkpoint != nil:
+		d.n.gotCheckpoint(*msg.checkpoint)
 	case msg.ack != nil:
 		awaited, reportTo, found := d.n.acks.ack(*msg.ack, &d.n.rtt)
 		if awaited {
@@ -86,7 +92,11 @@ func (d delegate) MergeRemoteState(b []byte, join bool) {
 	repaired := 0
 	for _, c := range dg.changes {
 		n.m.received.WithLabelValues(pathDigest.String()).Inc()
-		if n.receive(c) == fresh {
+		v, why := n.receiveWhy(c)
+		if v == refused {
+			n.refuse(c, why, "")
+		}
+		if v == fresh {
 			repaired++
 			n.queueGossip(c) // others may lack it too
 		}

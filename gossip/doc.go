@@ -79,13 +79,26 @@
 // # Fleet receipts and reports
 //
 // Receipt waits until a share of every region's members has applied a
-// version of a key, proved by acknowledgements (sent after the apply;
-// relays pass their region's acks back to the node that pushed to them) or
-// by a member's reported log cursor; Fleet is this node's view of every
-// member's reported cursor and newest applied version per namespace. The
-// reports ride memberlist node metadata (format 2) and are sent only when
-// due (see report.go and Config.ReportInterval). Config.Observer keeps a
-// node that serves nothing (a publisher's) out of both.
+// version of a key, as each member says itself: by an acknowledgement
+// (sent after the apply; relays pass their region's acks back to the node
+// that pushed to them) or by its answer to a query (Config.Held), never
+// by a log cursor, which passes refused changes too. A member that refuses
+// a change reports it with its reason (refusal.go), and the receipt lists
+// it in RegionReceipt.Refused. Fleet is this node's view of every member's
+// reported cursor, newest applied version per namespace and last refused
+// changes. The reports ride memberlist node metadata (format 2) and are
+// sent only when due (see report.go and Config.ReportInterval).
+// Config.Observer keeps a node that serves nothing (a publisher's) out of
+// both.
+//
+// # Checkpoints
+//
+// PushCheckpoint spreads a publisher's signed namespace checkpoint like a
+// change (eager push to the region, relays splitting the other regions),
+// by reliable stream since it does not fit a packet; each node hands every
+// checkpoint it receives to Config.OnCheckpoint, which decides trust, and
+// a relay forwards only one newer than the last it forwarded for the
+// namespace (checkpoint.go).
 //
 // # Signed changes
 //
@@ -113,8 +126,8 @@
 // not newer), changes_applied_total{path}, apply_lag_seconds{path} (now
 // minus the version's physical time), members{state}, antientropy_repairs_total{source},
 // push_retries_total, push_acks_total, push_unacked_total,
-// applier_panics_total and
-// reconnects_total{result}.
+// applier_panics_total, reconnects_total{result},
+// checkpoints_total{event} and refusals_reported_total{reason}.
 //
 // The subpackage netsim wraps memberlist's transport to inject loss, delay,
 // jitter and partitions, for tests and the multi-region benchmark.

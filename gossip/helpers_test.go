@@ -280,6 +280,9 @@ func (c *cluster) start(i int, o clusterOpts, port int) {
 		c.fregs = append(c.fregs, nil)
 		c.cfgs = append(c.cfgs, Config{})
 	}
+	if cfg.Held == nil {
+		cfg.Held = a.version // as a node's cache would answer
+	}
 	var lr follow.Log = c.store
 	if o.log != nil {
 		lr = o.log(i, c.store)

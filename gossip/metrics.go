@@ -21,7 +21,9 @@ type metrics struct {
 	retries   prometheus.Counter
 	acks      prometheus.Counter
 	unacked   prometheus.Counter
-	members   *prometheus.GaugeVec // state
+	members   *prometheus.GaugeVec   // state
+	cps       *prometheus.CounterVec // event: checkpoint messages (checkpoint.go)
+	refusals  *prometheus.CounterVec // reason: changes this node refused and reported
 
 	reg        prometheus.Registerer
 	collectors []prometheus.Collector
@@ -87,9 +89,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricNS, Subsystem: metricSub, Name: "members",
 			Help: "Cluster members as this node sees them: alive (memberlist's live members, this node included; suspects count as alive, memberlist does not expose them) and dead (failed or left, not yet rejoined).",
 		}, []string{"state"}),
+		cps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "checkpoints_total",
+			Help: "Checkpoint messages, by event: sent (each target of a push or relay), received (each handed to the node), relayed (forwarded on to a share of this region), not_relayed (a relay message not newer than the last forwarded for its namespace, or refused by the node), send_failed (the stream to a target failed), send_shed (the send queue was full).",
+		}, []string{"event"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNS, Subsystem: metricSub, Name: "refusals_reported_total",
+			Help: "Changes this node refused and reported (to the pusher, in answers to receipt queries and in its fleet report), by reason.",
+		}, []string{"reason"}),
 		reg: reg,
 	}
-	m.collectors = []prometheus.Collector{m.sent, m.received, m.dropped, m.rejected, m.applied, m.lag, m.repairs, m.panics, m.reconnect, m.retries, m.acks, m.unacked, m.members}
+	m.collectors = []prometheus.Collector{m.sent, m.received, m.dropped, m.rejected, m.applied, m.lag, m.repairs, m.panics, m.reconnect, m.retries, m.acks, m.unacked, m.members, m.cps, m.refusals}
 	if err := metricset.Register(reg, "gossip", "give each node its own Registerer (or wrap it with a label)", m.collectors...); err != nil {
 		return nil, err
 	}

@@ -43,6 +43,7 @@ type Node struct {
 	acks    ackTable  // pushes awaiting acknowledgement
 	rtt     rttTable  // push round trips by region, for retry timeouts
 	garbage rateLimit // log lines about dropped garbage
+	cps     cpState   // checkpoints: relay state, sends (checkpoint.go)
 
 	// membersMu guards alive and lost: this node's view of membership, built
 	// from copies taken in memberlist's event callbacks. (The *Node values
@@ -168,6 +169,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.stop)
 		err = n.ml.Load().Shutdown()
+		n.cps.close()
 		n.wg.Wait()
 		n.m.unregister()
 	})
@@ -259,7 +261,10 @@ func (n *Node) Publish(ctx context.Context, rec record.Record) error {
 	// values up to InlineValueMax, and only those travel.
 	c := change{rec: rec, inline: true, path: pathLocal}
 	c.rec.Value = append([]byte(nil), rec.Value...) // the caller may reuse its slice
-	if n.receive(c) != fresh {
+	if v, why := n.receiveWhy(c); v != fresh {
+		if v == refused {
+			n.refuse(c, why, "")
+		}
 		return nil
 	}
 	if !rec.Tombstone && len(rec.Value) > n.cfg.InlineValueMax {
@@ -285,26 +290,33 @@ func (n *Node) send(ml *memberlist.Memberlist, to *memberlist.Node, msg []byte, 
 // the stripe locked across the check and the call so that the Applier sees
 // strictly increasing versions per key.
 func (n *Node) receive(c change) verdict {
+	v, _ := n.receiveWhy(c)
+	return v
+}
+
+// receiveWhy is receive, with the reason of a refusal (recorded for
+// receipts and the fleet report, see refusal.go).
+func (n *Node) receiveWhy(c change) (verdict, string) {
 	if ahead := c.rec.Version.Time().Sub(n.cfg.Now()); ahead > n.maxFutureSkew() {
 		n.m.dropped.WithLabelValues("future").Inc()
 		if n.garbage.allow(n.cfg.Now()) {
 			n.logger.Warn("gossip refused a version from the future", "ns", c.rec.Namespace, "key", c.rec.Key, "version", c.rec.Version, "ahead", ahead, "path", c.path.String())
 		}
-		return refused
+		return refused, "future"
 	}
 	id := recentID(c.rec.Namespace, c.rec.Key)
 	if n.cfg.Verifier != nil && n.seen.holds(id, c.rec.Version) {
 		// A duplicate or a replay: stale whatever its signature, so
 		// not worth verifying (each change arrives by several paths).
 		n.m.rejected.WithLabelValues(c.path.String()).Inc()
-		return stale
+		return stale, ""
 	}
 	if err := n.verify(c); err != nil {
 		n.m.dropped.WithLabelValues(sign.Reason(err)).Inc()
 		if n.garbage.allow(n.cfg.Now()) {
 			n.logger.Warn("gossip refused a change not signed by a trusted publisher key", "err", err, "path", c.path.String())
 		}
-		return refused
+		return refused, sign.Reason(err)
 	}
 	keep := c // what the node remembers (and puts in digests)
 	if len(keep.rec.Value) > n.cfg.InlineValueMax {
@@ -316,7 +328,7 @@ func (n *Node) receive(c change) verdict {
 	if v == stale {
 		s.mu.Unlock()
 		n.m.rejected.WithLabelValues(c.path.String()).Inc()
-		return v
+		return v, ""
 	}
 	n.apply(c, v)
 	s.mu.Unlock()
@@ -333,7 +345,7 @@ func (n *Node) receive(c change) verdict {
 		lag := n.cfg.Now().Sub(c.rec.Version.Time())
 		n.m.lag.WithLabelValues(c.path.String()).Observe(max(lag, 0).Seconds())
 	}
-	return v
+	return v, ""
 }
 
 // verify checks c's signature with Config.Verifier, if any: with its value
@@ -371,9 +383,12 @@ func (n *Node) handle(c change) {
 	n.m.received.WithLabelValues(c.path.String()).Inc()
 	from := c.from
 	c.from = ""
-	v := n.receive(c)
+	v, why := n.receiveWhy(c)
 	if v == refused {
-		return // neither acknowledged, spread nor relayed
+		// Neither acknowledged, spread nor relayed; the refusal and its
+		// reason go to the sender, and into this node's report.
+		n.refuse(c, why, from)
+		return
 	}
 	if from != "" {
 		// Acknowledge even a duplicate or an old version: the sender only

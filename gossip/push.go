@@ -538,6 +538,8 @@ type job struct {
 	reportTo string  // with relay: pass the region's acks on to this member
 	ackTo    string  // or acknowledge to this member
 	ack      ack
+	sendTo   string // or send payload (a refusal, a query) to this member
+	payload  []byte
 }
 
 // sendLoop forwards relays to this node's region and sends acks.
@@ -552,14 +554,20 @@ func (n *Node) sendLoop() {
 				n.relay(*j.relay, j.reportTo)
 				continue
 			}
+			name, msg := j.ackTo, j.payload
+			if name == "" {
+				name = j.sendTo
+			} else {
+				msg = encodeAck(j.ack)
+			}
 			n.membersMu.Lock()
-			to := n.alive[j.ackTo]
+			to := n.alive[name]
 			n.membersMu.Unlock()
 			if to == nil {
 				continue // unknown sender: it will retry, then gossip covers
 			}
-			if err := n.ml.Load().SendBestEffort(to, encodeAck(j.ack)); err != nil {
-				n.logger.Debug("gossip ack failed", "to", j.ackTo, "err", err)
+			if err := n.ml.Load().SendBestEffort(to, msg); err != nil {
+				n.logger.Debug("gossip ack failed", "to", name, "err", err)
 			}
 		}
 	}

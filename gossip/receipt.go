@@ -42,6 +42,9 @@ type RegionReceipt struct {
 	Pending []string `json:"pending,omitempty"`
 	// Down names the Pending members memberlist declared failed.
 	Down []string `json:"down,omitempty"`
+	// Refused names the members that refused the version, with their
+	// reason (not counted as applied, not Pending), sorted by node.
+	Refused []Refusal `json:"refused,omitempty"`
 }
 
 // PendingRegions returns the regions that did not reach the share.
@@ -71,51 +74,102 @@ func (r Receipt) String() string {
 		if len(g.Down) > 0 {
 			fmt.Fprintf(&b, " (down: %s)", strings.Join(g.Down, ", "))
 		}
+		if len(g.Refused) > 0 {
+			parts := make([]string, len(g.Refused))
+			for i, f := range g.Refused {
+				parts[i] = f.Node + " (" + f.Reason + ")"
+			}
+			fmt.Fprintf(&b, "; REFUSED by: %s", strings.Join(parts, ", "))
+		}
 		b.WriteByte('\n')
 	}
 	return b.String()
 }
 
-// ErrBadShare is returned for a share outside (0, 1].
-var ErrBadShare = errors.New("gossip: receipt share must be in (0, 1]")
+// ErrBadShare is returned for a share outside (0, 1], or one that needs
+// fewer than one member (share × members < 1).
+var ErrBadShare = errors.New("gossip: receipt share must be in (0, 1] and need at least one member")
 
-// Receipt waits until at least share (0 < share <= 1; 0 means 1) of the
-// members of every region have applied version v of ns/key, or ctx ends,
-// and returns what it knows then. A member counts as applied when it
-// acknowledged a push or relay of that version or a newer one (relays
-// forward their region's acknowledgements to the node that pushed to
-// them), or when its report shows a log cursor at or past v. Members
-// counted: those alive and those failed but not yet forgotten
+// ErrRefused is returned by Receipt when members refused the version (see
+// RegionReceipt.Refused) so that the share can no longer be reached.
+var ErrRefused = errors.New("gossip: version refused by members")
+
+// Receipt waits until at least share (0 < share <= 1) of the members of
+// every region have applied version v of ns/key, or ctx ends, and returns
+// what it knows then. A member counts as applied only when it said itself
+// that it holds v or a newer version of the key: it acknowledged a push or
+// relay of it (relays forward their region's acknowledgements to the node
+// that pushed to them), or answered a query (sent to the members without
+// an answer, first after a few push round trips and then at doubling
+// intervals up to the report interval) saying it holds it. A log cursor
+// past v proves nothing: a verifying member's cursor passes the changes it
+// refused too. A member that refused v (unsigned, untrusted key, bad
+// signature, ...) says so and is listed in its region's Refused with its
+// reason; when refusals leave too few members for share, Receipt returns
+// with an error wrapping ErrRefused once every live member answered, or
+// two query delays after the share became unreachable.
+//
+// Members counted: those alive and those failed but not yet forgotten
 // (ReconnectTimeout), except observers (Config.Observer) and members that
 // left gracefully; this node counts itself, unless it is an observer, as
-// applied once it holds v. A member is never counted as applied without
-// one of these proofs.
+// applied once it holds v. A share that needs fewer than one member
+// (share × members < 1), or outside (0, 1], is an error wrapping
+// ErrBadShare; every region with members needs at least one.
 //
-// Acknowledgements reach only the node that published the version (Publish
-// on this node, shortly before), so call Receipt on that node; on another
-// node only the slower cursor reports count. When ctx ends first, Receipt
-// returns the receipt (Met false) and ctx.Err().
+// Acknowledgements of the push reach only the node that published the
+// version (Publish on this node, shortly before), so call Receipt on that
+// node; on another node only the slower queries count. When ctx ends
+// first, Receipt returns the receipt (Met false) and ctx.Err().
 func (n *Node) Receipt(ctx context.Context, ns, key string, v record.Version, share float64) (Receipt, error) {
-	if share == 0 {
-		share = 1
-	}
 	if !(share > 0 && share <= 1) {
-		return Receipt{}, ErrBadShare
+		return Receipt{}, fmt.Errorf("%w: got %v", ErrBadShare, share)
 	}
 	start := time.Now()
 	id := recentID(ns, key)
 	n.reports.trackKey(id)
-	for {
+	every := n.firstQuery()
+	qt := time.NewTimer(every)
+	defer qt.Stop()
+	var unreachable time.Time // when refusals first made share unreachable
+	for first := true; ; first = false {
 		r, wake := n.receipt(id, ns, key, v, share)
 		r.Waited = time.Since(start)
+		if first {
+			if err := n.CheckShare(share); err != nil {
+				return r, err
+			}
+		}
 		if r.Met {
 			return r, nil
+		}
+		if out := refusedOut(r); len(out) > 0 {
+			// Wait a little for the other members' answers, so that the
+			// receipt shows every refusal, unless nobody alive is left
+			// to answer.
+			if unreachable.IsZero() {
+				unreachable = time.Now()
+			}
+			if !alivePending(r) || time.Since(unreachable) >= 2*n.firstQuery() {
+				return r, fmt.Errorf("%w: regions %v can no longer reach share %v", ErrRefused, out, share)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			r.Waited = time.Since(start) // the whole wait, not the last look
 			return r, ctx.Err()
 		case <-wake:
+		case <-qt.C:
+			var ask []string
+			for _, g := range r.Regions {
+				for _, name := range g.Pending {
+					if !slices.Contains(g.Down, name) && name != n.cfg.Name {
+						ask = append(ask, name)
+					}
+				}
+			}
+			n.query(ask, ns, key, v)
+			every = min(2*every, max(n.reportInterval(), n.firstQuery()))
+			qt.Reset(every)
 		case <-n.stop:
 			r.Waited = time.Since(start)
 			return r, errors.New("gossip: node closed")
@@ -123,9 +177,54 @@ func (n *Node) Receipt(ctx context.Context, ns, key string, v record.Version, sh
 	}
 }
 
+// CheckShare returns an error wrapping ErrBadShare if Receipt would refuse
+// share: outside (0, 1], or needing fewer than one of the members a
+// receipt counts now. A publisher checks it before a write that will wait.
+func (n *Node) CheckShare(share float64) error {
+	if !(share > 0 && share <= 1) {
+		return fmt.Errorf("%w: got %v", ErrBadShare, share)
+	}
+	total := n.reports.counted()
+	if total == 0 {
+		return fmt.Errorf("%w: no member to count yet (observers are not counted)", ErrBadShare)
+	}
+	if share*float64(total) < 1-1e-9 {
+		return fmt.Errorf("%w: share %v of %d members needs fewer than one member", ErrBadShare, share, total)
+	}
+	return nil
+}
+
+// refusedOut returns the regions where refusals leave too few members to
+// reach the receipt's share.
+func refusedOut(r Receipt) []string {
+	var out []string
+	for _, g := range r.Regions {
+		if len(g.Refused) > 0 && g.Total-len(g.Refused) < need(r.Share, g.Total) {
+			out = append(out, g.Region)
+		}
+	}
+	return out
+}
+
+// alivePending reports whether a member not known to be down has not
+// answered yet.
+func alivePending(r Receipt) bool {
+	for _, g := range r.Regions {
+		if len(g.Pending) > len(g.Down) {
+			return true
+		}
+	}
+	return false
+}
+
+// need is how many of total members share requires: at least one.
+func need(share float64, total int) int {
+	return max(1, int(math.Ceil(share*float64(total)-1e-9)))
+}
+
 // receipt evaluates a receipt now, and returns the channel closed on news.
 func (n *Node) receipt(id, ns, key string, v record.Version, share float64) (Receipt, <-chan struct{}) {
-	selfHas := n.seen.version(id) >= v || n.LogCursor() >= v
+	selfHas := n.held(ns, key) >= v
 	r := n.reports
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -142,9 +241,12 @@ func (n *Node) receipt(id, ns, key string, v record.Version, share float64) (Rec
 	if !r.observer {
 		g := region(r.region)
 		g.Total++
-		if selfHas {
+		switch why := r.refusedOwnLocked(ns, key, v); {
+		case selfHas:
 			g.Applied++
-		} else {
+		case why != "":
+			g.Refused = append(g.Refused, Refusal{Node: r.self, Reason: why})
+		default:
 			g.Pending = append(g.Pending, r.self)
 		}
 	}
@@ -154,13 +256,21 @@ func (n *Node) receipt(id, ns, key string, v record.Version, share float64) (Rec
 		}
 		g := region(m.report.Region)
 		g.Total++
-		has := m.valid && m.report.Cursor >= v
-		if t != nil && t.acked[name] >= v {
-			has = true
+		has := t != nil && t.acked[name] >= v
+		why := ""
+		if t != nil && t.refused[name].Version == v {
+			why = t.refused[name].Reason
+		}
+		for _, e := range m.report.Refused {
+			if why == "" && e.Namespace == ns && e.Key == key && e.Version == v {
+				why = e.Reason
+			}
 		}
 		switch {
 		case has:
 			g.Applied++
+		case why != "":
+			g.Refused = append(g.Refused, Refusal{Node: name, Reason: why})
 		case m.state == StateDead:
 			g.Pending = append(g.Pending, name)
 			g.Down = append(g.Down, name)
@@ -170,10 +280,10 @@ func (n *Node) receipt(id, ns, key string, v record.Version, share float64) (Rec
 	}
 	out := Receipt{Namespace: ns, Key: key, Version: v, Share: share, Met: true}
 	for _, g := range byRegion {
-		need := int(math.Ceil(share*float64(g.Total) - 1e-9))
-		g.Met = g.Applied >= need
+		g.Met = g.Applied >= need(share, g.Total)
 		out.Met = out.Met && g.Met
 		slices.Sort(g.Down)
+		slices.SortFunc(g.Refused, func(a, b Refusal) int { return strings.Compare(a.Node, b.Node) })
 		slices.SortFunc(g.Pending, func(a, b string) int { // alive first
 			da, db := slices.Contains(g.Down, a), slices.Contains(g.Down, b)
 			if da != db {
@@ -204,6 +314,9 @@ type MemberReport struct {
 	Cursor record.Version `json:"cursor"`
 	// Applied is the highest version the member applied per namespace.
 	Applied []NamespaceVersion `json:"applied"`
+	// Refused are the last changes the member refused, newest first, with
+	// the reason (see Refusal).
+	Refused []RefusedChange `json:"refused,omitempty"`
 	// ReportedAt is when this node last heard the member's report (zero if
 	// never, e.g. a member of a version without reports).
 	ReportedAt time.Time `json:"reported_at"`
@@ -250,7 +363,7 @@ func (n *Node) Fleet() FleetView {
 	v := FleetView{Self: r.self, Region: r.region, Now: n.cfg.Now(), ReportUpdates: r.updates}
 	v.Members = append(v.Members, MemberReport{
 		Name: r.self, Region: r.region, State: StateAlive, Observer: r.observer, Self: true,
-		Cursor: own.Cursor, Applied: sortedNS(own.Applied), ReportedAt: v.Now,
+		Cursor: own.Cursor, Applied: sortedNS(own.Applied), Refused: own.Refused, ReportedAt: v.Now,
 	})
 	for name, m := range r.members {
 		if name == r.self {
@@ -258,7 +371,7 @@ func (n *Node) Fleet() FleetView {
 		}
 		v.Members = append(v.Members, MemberReport{
 			Name: name, Region: m.report.Region, State: m.state, Observer: m.report.Observer,
-			Cursor: m.report.Cursor, Applied: sortedNS(m.report.Applied),
+			Cursor: m.report.Cursor, Applied: sortedNS(m.report.Applied), Refused: slices.Clone(m.report.Refused),
 			ReportedAt: m.reportedAt, StateSince: m.since,
 		})
 	}

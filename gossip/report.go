@@ -70,16 +70,24 @@ import (
 //	0x02 | flags (bit 0: observer) | uvarint len + region |
 //	log cursor (8 bytes, big endian) | uvarint count |
 //	count × (uvarint len + namespace, highest applied version (8 bytes),
-//	         uvarint milliseconds from that version's time to its apply)
+//	         uvarint milliseconds from that version's time to its apply) |
+//	[if flags bit 1: uvarint count | count × (uvarint len + namespace,
+//	         uvarint len + key, version (8 bytes), reason code (1 byte))]
 //
 // At most memberlist.MetaMaxSize (512) bytes: the namespaces with the
-// newest versions come first and those that do not fit are left out.
+// newest versions come first and those that do not fit are left out; the
+// refused changes (issue 23: the last maxReportRefusals this node refused,
+// newest first) are left out before any namespace. A node from before
+// issue 23 does not decode a report with refusals (flag bit 1): it sees the
+// member's region only until the refusals age out of its report.
 const (
-	metaV2           byte = 2
-	reportObserver   byte = 1 << 0
-	reportFlags           = reportObserver
-	maxReportEntries      = 64 // namespaces a report (and a node) tracks
-	maxAfterMS            = 1<<32 - 1
+	metaV2            byte = 2
+	reportObserver    byte = 1 << 0
+	reportRefusals    byte = 1 << 1
+	reportFlags            = reportObserver | reportRefusals
+	maxReportEntries       = 64 // namespaces a report (and a node) tracks
+	maxReportRefusals      = 3  // refused changes a report carries
+	maxAfterMS             = 1<<32 - 1
 )
 
 // NamespaceVersion is the highest version a member applied in a namespace,
@@ -97,6 +105,8 @@ type Report struct {
 	Observer bool           // not counted in receipts (a publisher's node)
 	Cursor   record.Version // every change at or below it is applied
 	Applied  []NamespaceVersion
+	// Refused are the last changes the member refused, newest first.
+	Refused []RefusedChange
 }
 
 // encodeReport encodes r in at most limit bytes, dropping the namespaces
@@ -120,21 +130,44 @@ func encodeReport(r Report, limit int) []byte {
 		return strings.Compare(a.Namespace, b.Namespace)
 	})
 	ns = ns[:min(len(ns), maxReportEntries)]
+	refused := r.Refused[:min(len(r.Refused), maxReportRefusals)]
 	for {
 		size := len(b) + binary.MaxVarintLen64
 		for _, e := range ns {
 			size += 1 + len(e.Namespace) + 8 + binary.MaxVarintLen32
 		}
-		if size <= limit || len(ns) == 0 {
+		if len(refused) > 0 {
+			size++
+		}
+		for _, e := range refused {
+			size += 1 + len(e.Namespace) + 2 + len(e.Key) + 8 + 1
+		}
+		if size <= limit || len(ns) == 0 && len(refused) == 0 {
 			break
 		}
-		ns = ns[:len(ns)-1]
+		if len(refused) > 0 {
+			refused = refused[:len(refused)-1]
+		} else {
+			ns = ns[:len(ns)-1]
+		}
+	}
+	if len(refused) > 0 {
+		b[1] |= reportRefusals
 	}
 	b = binary.AppendUvarint(b, uint64(len(ns)))
 	for _, e := range ns {
 		b = appendString(b, e.Namespace)
 		b = binary.BigEndian.AppendUint64(b, uint64(e.Version))
 		b = binary.AppendUvarint(b, uint64(min(max(e.After, 0)/time.Millisecond, maxAfterMS)))
+	}
+	if len(refused) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(refused)))
+		for _, e := range refused {
+			b = appendString(b, e.Namespace)
+			b = appendString(b, e.Key)
+			b = binary.BigEndian.AppendUint64(b, uint64(e.Version))
+			b = append(b, reasonCode(e.Reason))
+		}
 	}
 	if len(b) > limit {
 		return nil
@@ -189,6 +222,29 @@ func decodeReport(b []byte) (Report, error) {
 		rest = rest[k:]
 		r.Applied = append(r.Applied, e)
 	}
+	if b[1]&reportRefusals != 0 {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || n == 0 || n > maxReportRefusals {
+			return r, fmt.Errorf("%w: bad refusal count", record.ErrCorrupt)
+		}
+		rest = rest[k:]
+		for i := uint64(0); i < n; i++ {
+			var e RefusedChange
+			if e.Namespace, rest, err = readString(rest, record.MaxNamespaceLen, "namespace"); err != nil {
+				return r, err
+			}
+			if e.Key, rest, err = readString(rest, record.MaxKeyLen, "key"); err != nil {
+				return r, err
+			}
+			if len(rest) < 9 || rest[8] == 0 || int(rest[8]) >= len(refusalReasons) {
+				return r, fmt.Errorf("%w: short or bad refusal", record.ErrCorrupt)
+			}
+			e.Version = record.Version(binary.BigEndian.Uint64(rest))
+			e.Reason = refusalReasons[rest[8]]
+			rest = rest[9:]
+			r.Refused = append(r.Refused, e)
+		}
+	}
 	if len(rest) != 0 {
 		return r, fmt.Errorf("%w: %d trailing bytes", record.ErrCorrupt, len(rest))
 	}
@@ -234,10 +290,15 @@ type changeTiming struct {
 }
 
 // track is a key this node published (or was asked a receipt for): the
-// newest version each member acknowledged.
+// newest version each member acknowledged (or said it holds, answering a
+// query), and the version each member said it refused, and why.
 type track struct {
-	acked map[string]record.Version
+	acked   map[string]record.Version
+	refused map[string]RefusedChange
 }
+
+// maxOwnRefusals bounds the refusals a node remembers, to answer queries.
+const maxOwnRefusals = 64
 
 // reporter holds the reports: this node's own and those it heard.
 type reporter struct {
@@ -265,6 +326,10 @@ type reporter struct {
 	sent       Report                  // what meta says
 	sentAt     time.Time
 	updates    int // metadata updates sent
+	// refused are the last changes this node refused, newest first;
+	// refusedNew says one is not in the metadata yet.
+	refused    []RefusedChange
+	refusedNew bool
 }
 
 const (
@@ -337,7 +402,59 @@ func (r *reporter) ownReport(cursor record.Version) Report {
 	for _, e := range r.applied {
 		rep.Applied = append(rep.Applied, e)
 	}
+	rep.Refused = slices.Clone(r.refused[:min(len(r.refused), maxReportRefusals)])
 	return rep
+}
+
+// refusedHere records that this node refused a change (once per version).
+func (r *reporter) refusedHere(e RefusedChange) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, o := range r.refused {
+		if o.Namespace == e.Namespace && o.Key == e.Key && o.Version == e.Version {
+			return
+		}
+	}
+	if len(r.refused) == maxOwnRefusals {
+		r.refused = r.refused[:maxOwnRefusals-1]
+	}
+	r.refused = slices.Insert(r.refused, 0, e)
+	r.refusedNew = true
+	r.notifyLocked() // this node's own receipts count it
+}
+
+// refusedOwn returns why this node refused version v of ns/key, or "".
+func (r *reporter) refusedOwn(ns, key string, v record.Version) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refusedOwnLocked(ns, key, v)
+}
+
+func (r *reporter) refusedOwnLocked(ns, key string, v record.Version) string {
+	for _, o := range r.refused {
+		if o.Namespace == ns && o.Key == key && o.Version == v {
+			return o.Reason
+		}
+	}
+	return ""
+}
+
+// refusedBy records a member's refusal (direct, passed on by a relay, or
+// answering a query) of a tracked key.
+func (r *reporter) refusedBy(f refusal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.tracks[recentID(f.ns, f.key)]
+	if !ok || f.from == "" {
+		return
+	}
+	if t.refused == nil {
+		t.refused = make(map[string]RefusedChange)
+	}
+	if old, ok := t.refused[f.from]; !ok || f.version > old.Version {
+		t.refused[f.from] = RefusedChange{Namespace: f.ns, Key: f.key, Version: f.version, Reason: f.reason}
+		r.notifyLocked()
+	}
 }
 
 // update installs rep as this node's metadata if a report is due: the
@@ -355,7 +472,7 @@ func (r *reporter) update(rep Report, view bool, now time.Time) bool {
 		for _, e := range rep.Applied {
 			moved = moved || appliedIn(r.sent.Applied, e.Namespace) != e.Version
 		}
-		view = moved
+		view = moved || r.refusedNew
 	}
 	if !covers && !view {
 		return false
@@ -365,6 +482,7 @@ func (r *reporter) update(rep Report, view bool, now time.Time) bool {
 		return false
 	}
 	r.meta, r.sent, r.sentAt = b, rep, now
+	r.refusedNew = false
 	r.updates++
 	return true
 }
@@ -399,6 +517,23 @@ func (r *reporter) member(node *memberlist.Node, state string, now time.Time) {
 	}
 	r.timeLocked(now)
 	r.notifyLocked()
+}
+
+// counted returns how many members a receipt counts now: this node unless
+// it is an observer, and every member not gone and not an observer.
+func (r *reporter) counted() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	if !r.observer {
+		n++
+	}
+	for name, m := range r.members {
+		if name != r.self && m.state != StateLeft && !m.report.Observer {
+			n++
+		}
+	}
+	return n
 }
 
 // forget drops members lost for longer than keep.

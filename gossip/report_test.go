@@ -14,9 +14,17 @@ import (
 
 	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip/netsim"
+	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/record"
 )
+
+var refusedSample = []RefusedChange{
+	{Namespace: "keys", Key: "default/" + strings.Repeat("a", 64), Version: 5, Reason: "unsigned"},
+	{Namespace: "routes", Key: "example.com", Version: 4, Reason: "bad_signature"},
+	{Namespace: "routes", Key: "example.org", Version: 3, Reason: "untrusted_key"},
+	{Namespace: "routes", Key: "example.net", Version: 2, Reason: "schema"},
+}
 
 func TestReportEncoding(t *testing.T) {
 	t.Parallel()
@@ -34,6 +42,8 @@ func TestReportEncoding(t *testing.T) {
 		{"observer", Report{Region: "us-east_1", Observer: true, Cursor: 42}, memberlist.MetaMaxSize, 0},
 		{"namespaces", Report{Region: "eu", Cursor: 7, Applied: []NamespaceVersion{{Namespace: "routes", Version: 9, After: 150 * time.Millisecond}, {Namespace: "keys", Version: 11}}}, memberlist.MetaMaxSize, 2},
 		{"trimmed to the limit, newest kept", Report{Region: "eu", Cursor: 7, Applied: many}, memberlist.MetaMaxSize, 10},
+		{"refusals", Report{Region: "eu", Cursor: 7, Applied: many[:2], Refused: refusedSample}, memberlist.MetaMaxSize, 2},
+		{"refusals left out before namespaces", Report{Region: "eu", Cursor: 7, Applied: many, Refused: refusedSample}, memberlist.MetaMaxSize, 10},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -47,6 +57,13 @@ func TestReportEncoding(t *testing.T) {
 			}
 			if got.Region != tc.in.Region || got.Observer != tc.in.Observer || got.Cursor != tc.in.Cursor {
 				t.Errorf("got %+v, want %+v", got, tc.in)
+			}
+			if wantRefused := min(len(tc.in.Refused), maxReportRefusals); tc.wantNS == 10 {
+				if len(got.Refused) != 0 {
+					t.Errorf("kept refusals %v before namespaces", got.Refused)
+				}
+			} else if !slices.Equal(got.Refused, tc.in.Refused[:wantRefused]) {
+				t.Errorf("refused %v, want %v", got.Refused, tc.in.Refused[:wantRefused])
 			}
 			if len(got.Applied) != tc.wantNS {
 				t.Fatalf("kept %d namespaces, want %d", len(got.Applied), tc.wantNS)
@@ -100,6 +117,7 @@ func FuzzDecodeReport(f *testing.F) {
 	f.Add(encodeReport(Report{Region: "eu", Cursor: 5, Applied: []NamespaceVersion{{Namespace: "keys", Version: 3, After: 7 * time.Millisecond}, {Namespace: "routes", Version: 9}}}, 512))
 	f.Add(encodeReport(Report{Region: "us", Observer: true}, 512))
 	f.Add(encodeMeta("eu"))
+	f.Add(encodeReport(Report{Region: "eu", Cursor: 5, Refused: refusedSample}, 512))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeReport(b)
 		if err != nil {
@@ -118,7 +136,7 @@ func FuzzDecodeReport(f *testing.F) {
 		// that decode to the same report.
 		if again := encodeReport(r, 1<<20); again == nil {
 			t.Fatalf("%+v does not re-encode", r)
-		} else if r2, err := decodeReport(again); err != nil || r2.Region != r.Region || r2.Cursor != r.Cursor || r2.Observer != r.Observer || len(r2.Applied) != len(r.Applied) {
+		} else if r2, err := decodeReport(again); err != nil || r2.Region != r.Region || r2.Cursor != r.Cursor || r2.Observer != r.Observer || len(r2.Applied) != len(r.Applied) || !slices.Equal(r2.Refused, r.Refused) {
 			t.Fatalf("re-decoded %+v, %v; want %+v", r2, err, r)
 		} else {
 			for _, e := range r.Applied {
@@ -264,28 +282,45 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-// TestReceiptShare: with share 0.5, a region where 2 of 3 nodes applied is
-// enough; share 1 is not. Nodes that never got the push are simulated by
-// asking about a version the cluster never saw, for which only this node
-// holds it.
+// TestReceiptShareAndBadShare: a share outside (0, 1], or one that needs
+// fewer than one member (share 1e-10 of 3: issue 23 reproduction 5 was
+// met with 0 nodes), is an error; a log cursor past a version counts for
+// nothing (the member must say it holds the key's version); share 1/3
+// of 3 is met by the one member that says, queried, it holds the version.
 func TestReceiptShareAndBadShare(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, clusterOpts{n: 3})
-	if _, err := c.nodes[0].Receipt(context.Background(), "keys", "k", 1, 1.5); !errors.Is(err, ErrBadShare) {
-		t.Errorf("share 1.5: %v, want ErrBadShare", err)
-	}
-	// Version 1 is below every node's cursor (their start minus settle):
-	// each counts as applied by its report.
 	eventually(t, 30*time.Second, func() bool {
-		r, _ := c.nodes[0].receipt(recentID("keys", "old"), "keys", "old", 1, 1)
-		return r.Met && len(r.Regions) == 1 && r.Regions[0].Total == 3
-	}, "cursor reports to cover an old version")
-	// A version far ahead of every cursor, that nobody was pushed: only
-	// node 0 (holding nothing either) ... is pending too.
-	v := record.MakeVersion(time.Now().Add(time.Hour), 0)
-	r, _ := c.nodes[0].receipt(recentID("keys", "new"), "keys", "new", v, 0.3)
-	if r.Met || r.Regions[0].Applied != 0 || len(r.Regions[0].Pending) != 3 {
-		t.Errorf("unseen version: %s", r)
+		r, _ := c.nodes[0].receipt("x", "x", "x", 0, 1)
+		return len(r.Regions) == 1 && r.Regions[0].Total == 3
+	}, "node 0 to count 3 members")
+	for _, share := range []float64{1.5, 0, -1, 1e-10, 0.3} {
+		if _, err := c.nodes[0].Receipt(context.Background(), "keys", "k", 1, share); !errors.Is(err, ErrBadShare) {
+			t.Errorf("share %v: %v, want ErrBadShare", share, err)
+		}
+	}
+	// Version 1 is below every node's cursor (their start minus settle),
+	// but nobody holds keys/old: nobody counts.
+	ctx, cancel := context.WithTimeout(context.Background(), testscale.Duration(time.Second))
+	defer cancel()
+	r, err := c.nodes[0].Receipt(ctx, "keys", "old", 1, 1)
+	if !errors.Is(err, context.DeadlineExceeded) || r.Met || r.Regions[0].Applied != 0 || len(r.Regions[0].Pending) != 3 {
+		t.Errorf("a version below every cursor that nobody holds: %v\n%s", err, r)
+	}
+	for i, n := range c.nodes {
+		if n.LogCursor() < 1 {
+			t.Errorf("node %d cursor %s: the check above proves nothing", i, n.LogCursor())
+		}
+	}
+	// Node 2 holds a version the cluster never gossiped (only its applier
+	// has it): it says so when queried, and share 1/3 of 3 is met.
+	v := record.MakeVersion(time.Now(), 0)
+	c.appliers[2].Apply(record.Record{Namespace: "keys", Key: "new", Value: []byte("x"), Version: v})
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel2()
+	r, err = c.nodes[0].Receipt(ctx2, "keys", "new", v, 1.0/3)
+	if err != nil || !r.Met || r.Regions[0].Applied != 1 {
+		t.Errorf("share 1/3 with one member holding it: %v\n%s", err, r)
 	}
 }
 

@@ -72,10 +72,40 @@ import (
 // Decoding is length-checked everywhere, reuses record.Unmarshal's validation
 // and checksum, and returns errors wrapping record.ErrCorrupt (or
 // record.ErrInvalid) for any bad input; it never panics.
+//
+// A refusal ("kindRefusal", issue 23) tells the sender of a push or relay,
+// or a node that queried, that this node refused one version of a key,
+// and why (a reason code: refusalReasons); relays pass their share's
+// refusals on as they pass acks. Not signed, like an ack: a forged one can
+// only make a receipt show a refusal that did not happen.
+//
+//	0xD4 | version (8 bytes) | uvarint len + namespace | uvarint len + key |
+//	uvarint len + refusing node's name | reason code (1 byte)
+//
+// A query ("kindQuery", issue 23) asks a member whether it holds a version
+// of a key: it answers with an ack if it holds that version or a newer one,
+// with a refusal if it refused that version, and not at all otherwise. A
+// node waiting for a receipt queries the members it has no answer from.
+//
+//	0xD5 | version (8 bytes) | uvarint len + namespace | uvarint len + key |
+//	uvarint len + asking node's name
+//
+// A checkpoint message ("kindCheckpoint", issue 23) carries one signed
+// namespace checkpoint, as checkpoint.Marshal encodes it, pushed like a
+// change (checkpoint.go). At about 2.2 KB it does not fit one packet, so it
+// travels by memberlist's reliable stream (TCP), not by UDP.
+//
+//	0xD6 | flags (bits 1-2: path, 1 push or 2 relay; bit 4: a share
+//	follows, relay only) | [share index, share count] | checkpoint bytes
+//
+// (Nodes from before issue 23 drop these three kinds as malformed.)
 const (
-	kindChange byte = 0xD1
-	kindDigest byte = 0xD2
-	kindAck    byte = 0xD3
+	kindChange     byte = 0xD1
+	kindDigest     byte = 0xD2
+	kindAck        byte = 0xD3
+	kindRefusal    byte = 0xD4
+	kindQuery      byte = 0xD5
+	kindCheckpoint byte = 0xD6
 
 	flagInline   byte = 1 << 0
 	pathShift         = 1
@@ -272,9 +302,15 @@ type ack struct {
 	from    string
 }
 
-func encodeAck(a ack) []byte {
-	b := make([]byte, 0, 9+3+len(a.ns)+len(a.key)+len(a.from))
-	b = append(b, kindAck)
+func encodeAck(a ack) []byte { return appendAckLike(nil, kindAck, a) }
+
+// appendAckLike appends the encoding shared by acks, refusals (before
+// their reason code) and queries.
+func appendAckLike(b []byte, kind byte, a ack) []byte {
+	if b == nil {
+		b = make([]byte, 0, 10+3+len(a.ns)+len(a.key)+len(a.from))
+	}
+	b = append(b, kind)
 	b = binary.BigEndian.AppendUint64(b, uint64(a.version))
 	b = appendString(b, a.ns)
 	b = appendString(b, a.key)
@@ -284,31 +320,41 @@ func encodeAck(a ack) []byte {
 const maxAckSize = 9 + 3*binary.MaxVarintLen16 + record.MaxNamespaceLen + record.MaxKeyLen + MaxNameLen
 
 func decodeAck(b []byte) (ack, error) {
-	if len(b) > maxAckSize || len(b) < 9 || b[0] != kindAck {
-		return ack{}, fmt.Errorf("%w: bad ack of %d bytes", record.ErrCorrupt, len(b))
-	}
-	a := ack{version: record.Version(binary.BigEndian.Uint64(b[1:9]))}
-	rest := b[9:]
-	var err error
-	if a.ns, rest, err = readString(rest, record.MaxNamespaceLen, "ack namespace"); err != nil {
-		return ack{}, err
-	}
-	if a.key, rest, err = readString(rest, record.MaxKeyLen, "ack key"); err != nil {
-		return ack{}, err
-	}
-	if a.from, rest, err = readString(rest, MaxNameLen, "ack sender"); err != nil {
+	a, rest, err := decodeAckLike(b, kindAck, maxAckSize)
+	if err != nil {
 		return ack{}, err
 	}
 	if len(rest) != 0 {
 		return ack{}, fmt.Errorf("%w: %d trailing bytes in ack", record.ErrCorrupt, len(rest))
 	}
+	return a, nil
+}
+
+// decodeAckLike decodes the part shared by acks, refusals and queries, and
+// returns the bytes after it.
+func decodeAckLike(b []byte, kind byte, limit int) (ack, []byte, error) {
+	if len(b) > limit || len(b) < 9 || b[0] != kind {
+		return ack{}, nil, fmt.Errorf("%w: bad message of kind %#x, %d bytes", record.ErrCorrupt, kind, len(b))
+	}
+	a := ack{version: record.Version(binary.BigEndian.Uint64(b[1:9]))}
+	rest := b[9:]
+	var err error
+	if a.ns, rest, err = readString(rest, record.MaxNamespaceLen, "ack namespace"); err != nil {
+		return ack{}, nil, err
+	}
+	if a.key, rest, err = readString(rest, record.MaxKeyLen, "ack key"); err != nil {
+		return ack{}, nil, err
+	}
+	if a.from, rest, err = readString(rest, MaxNameLen, "ack sender"); err != nil {
+		return ack{}, nil, err
+	}
 	if err := record.ValidateKey(a.ns, a.key); err != nil {
-		return ack{}, fmt.Errorf("%w: ack: %w", record.ErrCorrupt, err)
+		return ack{}, nil, fmt.Errorf("%w: ack: %w", record.ErrCorrupt, err)
 	}
 	if a.version == 0 {
-		return ack{}, fmt.Errorf("%w: ack of version 0", record.ErrCorrupt)
+		return ack{}, nil, fmt.Errorf("%w: ack of version 0", record.ErrCorrupt)
 	}
-	return a, nil
+	return a, rest, nil
 }
 
 // digest is a node's push/pull summary.
@@ -417,11 +463,15 @@ func decodeDigest(b []byte) (digest, error) {
 // record with one-byte namespace and key and no value.
 const minChangeSize = 2 + 4 + 8 + 2 + 2 + 1 + 4
 
-// message is anything decode may return: a change, a digest or an ack.
+// message is anything decode may return: a change, a digest, an ack, a
+// refusal, a query or a checkpoint.
 type message struct {
-	change *change
-	digest *digest
-	ack    *ack
+	change     *change
+	digest     *digest
+	ack        *ack
+	refusal    *refusal
+	query      *ack // from: the asking node
+	checkpoint *cpMsg
 }
 
 // decode decodes any gossip payload by its kind byte. It is the single entry
@@ -449,6 +499,24 @@ func decode(b []byte) (message, error) {
 			return message{}, err
 		}
 		return message{ack: &a}, nil
+	case kindRefusal:
+		r, err := decodeRefusal(b)
+		if err != nil {
+			return message{}, err
+		}
+		return message{refusal: &r}, nil
+	case kindQuery:
+		q, err := decodeQuery(b)
+		if err != nil {
+			return message{}, err
+		}
+		return message{query: &q}, nil
+	case kindCheckpoint:
+		c, err := decodeCheckpointMsg(b)
+		if err != nil {
+			return message{}, err
+		}
+		return message{checkpoint: &c}, nil
 	default:
 		return message{}, fmt.Errorf("%w: %w %#x", record.ErrCorrupt, errKind, b[0])
 	}

@@ -9,7 +9,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -132,6 +134,25 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 		"ack zero version":  encodeAck(ack{ns: "ns", key: "k", version: 0, from: "n"}),
 		"ack bad namespace": encodeAck(ack{ns: "NS", key: "k", version: 1, from: "n"}),
 		"ack trailing":      append(encodeAck(ack{ns: "ns", key: "k", version: 1, from: "n"}), 0),
+		"refusal reason 0":  append(appendAckLike(nil, kindRefusal, ack{ns: "ns", key: "k", version: 1, from: "n"}), 0),
+		"refusal reason 99": append(appendAckLike(nil, kindRefusal, ack{ns: "ns", key: "k", version: 1, from: "n"}), 99),
+		"refusal no reason": appendAckLike(nil, kindRefusal, ack{ns: "ns", key: "k", version: 1, from: "n"}),
+		"query trailing":    append(encodeQuery(ack{ns: "ns", key: "k", version: 1, from: "n"}), 0),
+		"checkpoint on the gossip path": func() []byte {
+			b := encodeCheckpointMsg(cpMsg{raw: sampleCheckpoint(), path: pathPush})
+			b[1] = 0
+			return b
+		}(),
+		"checkpoint share on a push": func() []byte {
+			b := encodeCheckpointMsg(cpMsg{raw: sampleCheckpoint(), path: pathRelay, share: share{0, 2}})
+			b[1] = byte(pathPush)<<pathShift | flagShare
+			return b
+		}(),
+		"checkpoint truncated": func() []byte {
+			b := encodeCheckpointMsg(cpMsg{raw: sampleCheckpoint(), path: pathPush})
+			return b[:len(b)-1]
+		}(),
+		"checkpoint oversized": append(encodeCheckpointMsg(cpMsg{raw: sampleCheckpoint(), path: pathPush}), make([]byte, checkpoint.MaxEncodedSize)...),
 	}
 	for name, b := range cases {
 		_, err := decode(b)
@@ -202,6 +223,26 @@ func FuzzDecode(f *testing.F) {
 			if err != nil || again != *m.ack {
 				t.Fatalf("re-encode ack: %v", err)
 			}
+		case m.refusal != nil:
+			again, err := decodeRefusal(encodeRefusal(*m.refusal))
+			if err != nil || again != *m.refusal {
+				t.Fatalf("re-encode refusal: %v", err)
+			}
+		case m.query != nil:
+			again, err := decodeQuery(encodeQuery(*m.query))
+			if err != nil || again != *m.query {
+				t.Fatalf("re-encode query: %v", err)
+			}
+		case m.checkpoint != nil:
+			c := *m.checkpoint
+			raw, err := c.cp.Marshal()
+			if err != nil || !bytes.Equal(raw, c.raw) {
+				t.Fatalf("checkpoint re-marshals to other bytes: %v", err)
+			}
+			again, err := decodeCheckpointMsg(encodeCheckpointMsg(c))
+			if err != nil || !bytes.Equal(again.raw, c.raw) || again.path != c.path || again.share != c.share {
+				t.Fatalf("re-encode checkpoint message: %v", err)
+			}
 		default:
 			t.Fatal("decode returned nothing")
 		}
@@ -221,8 +262,23 @@ func seedCorpus() [][]byte {
 		encodeChange(change{rec: sampleChanges()[0].rec, inline: true, path: pathRelay, from: "node-07"}),
 		encodeAck(ack{ns: "routes", key: "example.com", version: 1 << 20, from: "node-01"}),
 		encodeChange(change{rec: sampleChanges()[0].rec, inline: true, path: pathRelay, from: "node-07", share: share{i: 1, k: 2}}),
+		encodeRefusal(refusal{ack: ack{ns: "keys", key: "default/abc", version: 1 << 40, from: "node-02"}, reason: "unsigned"}),
+		encodeQuery(ack{ns: "routes", key: "example.com", version: 1 << 40, from: "publisher"}),
+		encodeCheckpointMsg(cpMsg{raw: sampleCheckpoint(), path: pathPush}),
+		encodeCheckpointMsg(cpMsg{raw: sampleCheckpoint(), path: pathRelay, share: share{i: 1, k: 3}}),
 	)
 	return out
+}
+
+// sampleCheckpoint is an unsigned checkpoint's encoding (gossip checks no
+// signature, so the fuzzer needs no key).
+func sampleCheckpoint() []byte {
+	c := &checkpoint.Checkpoint{Namespace: "keys", Version: 1 << 40, Prev: 1 << 39, Count: 7, IssuedAt: time.UnixMilli(1_700_000_000_000), ExpiresAt: time.UnixMilli(1_700_000_300_000)}
+	b, err := c.Marshal()
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // TestWriteSeedCorpus (re)writes testdata/fuzz/FuzzDecode from seedCorpus

@@ -424,6 +424,7 @@ func (is *issuer) maybeIssue(ctx context.Context, ns string, n *nsIssue, now tim
 	if is.cfg.OnIssue != nil {
 		is.cfg.OnIssue(c)
 	}
+	is.p.pushCheckpoint(c)
 	return c, nil
 }
 

@@ -56,6 +56,10 @@ func (h *handler) waitParams(w http.ResponseWriter, r *http.Request) (time.Durat
 		writeParamError(w, "wait", "this publisher is not a gossip member, so it cannot wait for receipts (start it with gossip)")
 		return 0, 0, false
 	}
+	if err := h.p.CheckShare(share); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("share %v: %v", share, err))
+		return 0, 0, false
+	}
 	return wait, share, true
 }
 

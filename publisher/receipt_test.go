@@ -79,7 +79,7 @@ func TestHTTPWaitReceipt(t *testing.T) {
 	}
 
 	// Bad parameters are refused before writing.
-	for _, q := range []string{"wait=forever", "wait=10m", "wait=1s&share=0", "wait=1s&share=1.5", "share=0.5"} {
+	for _, q := range []string{"wait=forever", "wait=10m", "wait=1s&share=0", "wait=1s&share=1.5", "share=0.5", "wait=1s&share=1e-10", "wait=1s&share=0.4"} {
 		if status, _, body := api.do("PUT", "/v1/records/keys/bad?"+q, token, strings.NewReader("x")); status != http.StatusBadRequest {
 			t.Errorf("?%s: %d %s, want 400", q, status, body)
 		}

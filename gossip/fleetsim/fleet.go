@@ -202,6 +202,9 @@ func (f *Fleet) start(m *member, seeds []string) error {
 		return err
 	}
 	a := nodeApplier{f, m.idx}
+	if c.Held == nil {
+		c.Held = func(ns, key string) record.Version { return f.held(m.idx, ns, key) }
+	}
 	fc := follow.WANConfig()
 	fc.Resume, fc.Logger = m.resume, c.Logger
 	fl, err := follow.New(fc, logApplier{a}, follow.LogFunc(func(ctx context.Context, after record.Version, limit int) ([]record.Change, error) {

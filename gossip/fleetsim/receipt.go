@@ -68,3 +68,15 @@ func Quantiles(ds []time.Duration) (p50, p99, maxD time.Duration) {
 	q := func(p float64) time.Duration { return s[int(p*float64(len(s)-1)+0.5)] }
 	return q(0.5), q(0.99), s[len(s)-1]
 }
+
+// held is what member idx holds of ns/key, as its cache would answer a
+// receipt's query: the tracked version once it arrived there.
+func (f *Fleet) held(idx int, ns, key string) record.Version {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	tr := f.changes[ns+"/"+key]
+	if tr == nil || (tr.arrived[idx] == 0 && tr.publisher != idx) {
+		return 0
+	}
+	return tr.version
+}
