@@ -181,8 +181,8 @@ const (
 	journalReach = 10 * time.Minute
 )
 
-// errNotTracked is offerCheckpoint's answer for a namespace the node does
-// not check checkpoints of.
+// errNotTracked names, in offerCheckpoint's refusals, a namespace the
+// node does not check checkpoints of (held in part, or not verifying).
 var errNotTracked = errors.New("dataplane: namespace not held whole by a verifying node")
 
 // offerCheckpoint takes a checkpoint the node received (raw, as
@@ -212,7 +212,18 @@ func (n *Node) takeCheckpoint(c *checkpoint.Checkpoint, source string) error {
 	t := n.trust
 	s := t.space(c.Namespace)
 	if s == nil {
-		return fmt.Errorf("%w: checkpoint of %s from %s", errNotTracked, c.Namespace, source)
+		// Not one this node matches, but gossip asks whether to relay
+		// it on to members that may: a verifying node still checks that
+		// it is signed by a trusted key and unexpired (so a forged one
+		// is not spread, nor blocks real ones at this relay); a node
+		// without trusted keys cannot tell and lets it pass.
+		if t.v == nil {
+			return nil
+		}
+		if err := t.v.Verify(c, nil); err != nil {
+			return fmt.Errorf("dataplane: checkpoint of %s (%v) from %s: %w", c.Namespace, errNotTracked, source, err)
+		}
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

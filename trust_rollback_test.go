@@ -158,3 +158,38 @@ func TestLocalFileRollback(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckpointOfUntrackedNamespace: gossip relays a checkpoint on only if
+// offerCheckpoint accepts it, so a node that does not match a namespace
+// (held in part here) must still accept a valid checkpoint of it, for the
+// members that do, and refuse a forged one; a node without trusted keys
+// cannot tell and accepts it.
+func TestCheckpointOfUntrackedNamespace(t *testing.T) {
+	signer, stranger := newSigner(t), newSigner(t)
+	verifying, err := dataplane.Open(context.Background(), dataplane.Config{
+		Origin: newStore(t), Namespaces: []string{"routes"}, Verifier: verifierOf(t, signer), Logger: quiet(), Registerer: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer verifying.Close()
+	plain, err := dataplane.Open(context.Background(), dataplane.Config{Origin: newStore(t), Logger: quiet(), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	now := time.Now()
+	v := record.MakeVersion(now.Add(-time.Second), 0)
+	good, forged := marshal(t, signedCheckpoint(t, signer, v, now)), marshal(t, signedCheckpoint(t, stranger, v, now))
+	if err := dataplane.OfferCheckpoint(verifying, good); err != nil {
+		t.Errorf("verifying node, valid checkpoint of a namespace it holds in part: %v; want accepted (relayed on)", err)
+	}
+	if err := dataplane.OfferCheckpoint(verifying, forged); !errors.Is(err, sign.ErrUntrustedKey) {
+		t.Errorf("verifying node, forged checkpoint of a namespace it holds in part: %v; want ErrUntrustedKey", err)
+	}
+	for _, raw := range [][]byte{good, forged} {
+		if err := dataplane.OfferCheckpoint(plain, raw); err != nil {
+			t.Errorf("node without trusted keys: %v; want accepted (it cannot tell)", err)
+		}
+	}
+}
