@@ -3,6 +3,7 @@ package dataplane_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,7 +13,10 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/checkpoint"
+	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/schema"
 	"github.com/dataplane/dataplane/sign"
 	"github.com/dataplane/dataplane/statehash"
 )
@@ -191,5 +195,71 @@ func TestCheckpointOfUntrackedNamespace(t *testing.T) {
 		if err := dataplane.OfferCheckpoint(plain, raw); err != nil {
 			t.Errorf("node without trusted keys: %v; want accepted (it cannot tell)", err)
 		}
+	}
+}
+
+// TestRequireCheckpointsRefusesUnprovenOrigin: a bucket writer deletes the
+// publisher's checkpoint and snapshot proof and leaves a snapshot without
+// a key. A new node (no checkpoint verified yet) without RequireCheckpoints
+// takes the snapshot under the older rules and answers "not found" for the
+// key: the hole README's security section names. With RequireCheckpoints it
+// refuses the unproven snapshot (counted as no_proof) and never answers
+// from it.
+func TestRequireCheckpointsRefusesUnprovenOrigin(t *testing.T) {
+	store, raw := newPartsStore(t)
+	signer := newSigner(t)
+	// A signing publisher whose checkpoint loop is not running (it is
+	// down, or its checkpoints were deleted since): a running one would
+	// store a new latest checkpoint within its interval.
+	cfg := publisher.DefaultConfig()
+	cfg.Signer, cfg.Logger, cfg.Schemas = signer, quiet(), schema.NewRegistry()
+	pub, err := publisher.New(raw, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := pub.Put(ctx, "keys", "kept", []byte("allow")); err != nil {
+		t.Fatal(err)
+	}
+	// The writer's snapshot: signed records of the publisher, "kept" left
+	// out, and no proof or checkpoint beside it.
+	other, err := pub.Put(ctx, "keys", "other", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := record.Snapshot{Namespace: "keys", Version: other.Version, Records: []record.Record{other}}
+	if err := raw.PutSnapshot(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.TrimLog(ctx, other.Version); err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.DeleteSnapshotPart(ctx, "keys", "checkpoint")
+	_ = checkpoint.DeleteProof(ctx, raw, "keys", other.Version)
+	for _, require := range []bool{false, true} {
+		t.Run(fmt.Sprint("RequireCheckpoints=", require), func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			g := gossip.DefaultLocalConfig() // with gossip a namespace loaded whole answers misses itself
+			g.Insecure, g.Name = true, "n"
+			n, err := dataplane.Open(ctx, dataplane.Config{
+				Origin: store, Gossip: &g, Namespaces: []string{"keys"}, Verifier: verifierOf(t, signer), RequireCheckpoints: require,
+				WarmTimeout: time.Second, Logger: quiet(), Registerer: reg,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			_, err = n.Get(ctx, "keys", "kept")
+			refused := counter(t, reg, "dataplane_node_checkpoint_refusals_total", "no_proof")
+			if !require {
+				if !errors.Is(err, dataplane.ErrNotFound) {
+					t.Fatalf("without RequireCheckpoints: %v; the test expects the older rules to take the writer's snapshot", err)
+				}
+				return
+			}
+			if errors.Is(err, dataplane.ErrNotFound) || refused < 1 {
+				t.Fatalf("with RequireCheckpoints: Get(kept) = %v, no_proof refusals %v; want the unproven snapshot refused, never not-found", err, refused)
+			}
+		})
 	}
 }
