@@ -263,6 +263,12 @@ func TestAlertsFire(t *testing.T) {
 		DataDir:   t.TempDir(),
 		AnyPorts:  true,
 		Staleness: map[string]dataplane.Policy{sentinel.KeysNamespace: {FailClosedAfter: failClosed}},
+		// Checkpoints pushed by gossip would keep sentinel-2 proven
+		// current while cut from the origin (rightly: gossip still
+		// reaches it). Without the push, the dev sentinels, which read
+		// through the cache tier (it serves no checkpoints), verify none
+		// and keep the older proofs: log reads, which the cut stops.
+		CheckpointsFromOriginOnly: true,
 		WrapOrigin: func(name string, s origin.Store) origin.Store {
 			d := &downable{Store: s}
 			origins[name] = d

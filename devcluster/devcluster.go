@@ -83,6 +83,14 @@ type Config struct {
 	// ("sentinel-1".."sentinel-3") reads and returns the one it reads
 	// instead: a test's hook to fail one node's origin.
 	WrapOrigin func(name string, s origin.Store) origin.Store
+	// CheckpointsFromOriginOnly keeps the publisher from pushing its
+	// checkpoints by gossip: sentinels then get them only with their
+	// change-log reads, from an origin that serves snapshot parts. The
+	// dev sentinels read through the cache tier, which serves none, so
+	// they verify no checkpoint and keep the older proofs of freshness
+	// (log reads): a test's way to make a sentinel cut from the origin
+	// (WrapOrigin) fall behind while gossip still reaches it.
+	CheckpointsFromOriginOnly bool
 }
 
 // Cluster is a running dev cluster.
@@ -312,6 +320,11 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	// on one machine: the publisher's budget must fit inside that.
 	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = 500*time.Millisecond, 400*time.Millisecond, 50*time.Millisecond
 	pcfg.Checkpoint = publisher.CheckpointConfig{Lifetime: publisher.DefaultCheckpointLifetime}
+	if cfg.CheckpointsFromOriginOnly {
+		// Only the Notifier's Publish: the publisher finds no
+		// PushCheckpoint on it.
+		pcfg.Notifier = publisher.NotifierFunc(c.Nodes[0].Publish)
+	}
 	if c.Publisher, err = publisher.New(c.Store, pcfg); err != nil {
 		return err
 	}
