@@ -22,6 +22,7 @@ type metrics struct {
 	restamps         prometheus.Counter
 	repaired         prometheus.Counter
 	clockRefused     prometheus.Counter
+	receipts         *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -49,6 +50,10 @@ func newMetrics() *metrics {
 		repaired:    counter("repaired_total", "Crashed or late publishes the repair pass published again under a fresh version."),
 		clockRefused: counter("clock_refused_total",
 			"Writes refused because this host's clock was further from the origin's than MaxClockOffset."),
+		receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "publisher", Name: "receipts_total",
+			Help: "Receipts waited for (Receipt, ?wait=), by result: met, incomplete (the wait ended first), refused (members refused the change so the share cannot be met).",
+		}, []string{"result"}),
 		snapshotDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "dataplane", Subsystem: "publisher", Name: "snapshot_duration_seconds",
 			Help:    "Time to build and write one namespace snapshot.",
@@ -61,7 +66,7 @@ func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.writes, m.unchanged, m.rejected, m.stale, m.errors, m.notifyErrors,
 		m.snapshotErrors, m.snapshotDuration, m.snapshotRecords, m.trimSkipped,
-		m.late, m.restamps, m.repaired, m.clockRefused,
+		m.late, m.restamps, m.repaired, m.clockRefused, m.receipts,
 	}
 }
 

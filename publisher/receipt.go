@@ -92,15 +92,19 @@ func (p *Publisher) Receipt(ctx context.Context, rec record.Record, share float6
 	r, err := rc.Receipt(ctx, rec.Namespace, rec.Key, rec.Version, share)
 	switch {
 	case err == nil && r.Met:
+		p.m.receipts.WithLabelValues("met").Inc()
 		return r, nil
 	case errors.Is(err, gossip.ErrBadShare):
 		return r, fmt.Errorf("%w: %w", record.ErrInvalid, err)
 	case errors.Is(err, gossip.ErrRefused):
+		p.m.receipts.WithLabelValues("refused").Inc()
 		return r, fmt.Errorf("%w (regions %v): %w", ErrNotApplied, r.PendingRegions(), err)
 	case err != nil && ctx.Err() != nil:
+		p.m.receipts.WithLabelValues("incomplete").Inc()
 		return r, fmt.Errorf("%w (regions %v): %w", ErrNotApplied, r.PendingRegions(), err)
 	case err != nil:
 		return r, err
 	}
+	p.m.receipts.WithLabelValues("incomplete").Inc()
 	return r, fmt.Errorf("%w (regions %v)", ErrNotApplied, r.PendingRegions())
 }

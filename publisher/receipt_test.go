@@ -78,6 +78,10 @@ func TestHTTPWaitReceipt(t *testing.T) {
 		}
 	}
 
+	if got := e.metric(t, "dataplane_publisher_receipts_total"); got != 1 {
+		t.Errorf("dataplane_publisher_receipts_total = %v after one receipt met, want 1", got)
+	}
+
 	// Bad parameters are refused before writing.
 	for _, q := range []string{"wait=forever", "wait=10m", "wait=1s&share=0", "wait=1s&share=1.5", "share=0.5", "wait=1s&share=1e-10", "wait=1s&share=0.4"} {
 		if status, _, body := api.do("PUT", "/v1/records/keys/bad?"+q, token, strings.NewReader("x")); status != http.StatusBadRequest {
@@ -101,6 +105,11 @@ func TestHTTPWaitReceipt(t *testing.T) {
 	got := fmt.Sprint(a.Receipt.Regions)
 	if a.Receipt.Met || !strings.Contains(got, "us 0 1 [us-1]") || !strings.Contains(got, "eu 1 1") {
 		t.Errorf("receipt with us-1 down: %s", body)
+	}
+	// One met, one incomplete (DataplaneReceiptIncomplete alerts on the
+	// latter); the refused requests waited for nothing.
+	if got := e.metric(t, "dataplane_publisher_receipts_total"); got != 2 {
+		t.Errorf("dataplane_publisher_receipts_total = %v after a receipt met and one incomplete, want 2", got)
 	}
 }
 
