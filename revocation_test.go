@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/testscale"
@@ -31,6 +33,7 @@ var (
 	revocationRuns  = flag.Int("revocation.runs", 0, "TestRevocationTime: runs per scenario (0: one run on 3 nodes, as a test)")
 	revocationNodes = flag.Int("revocation.nodes", 5, "TestRevocationTime: verifying nodes, with -revocation.runs")
 	revocationD     = flag.Duration("revocation.d", 2*time.Second, "TestRevocationTime: D, keys' FailClosedAfter")
+	revocationEvery = flag.Duration("revocation.follow", 50*time.Millisecond, "TestRevocationTime: the log follower's interval, with -revocation.runs")
 )
 
 // revocationSkew is the clock skew the bound allows. The fleet and the
@@ -83,10 +86,12 @@ var revocationScenarios = []revocationScenario{
 
 // revocationRun is one measured revocation.
 type revocationRun struct {
-	last, first time.Duration // from the delete's acknowledgement to the last (first) node refusing
-	notFound    int           // nodes whose first refusal was "not found"
-	unavailable int           // ... "unavailable" (failing closed)
-	served      int           // Gets answered with the revoked key after the acknowledgement
+	last, first  time.Duration // from the delete's acknowledgement to the last (first) node refusing
+	notFound     int           // nodes whose first refusal was "not found"
+	unavailable  int           // ... "unavailable" (failing closed)
+	served       int           // Gets answered with the revoked key after the acknowledgement
+	matchAge     float64       // the oldest node's checkpoint match age at the acknowledgement, seconds
+	matchesAfter float64       // checkpoint matches of the last node between the acknowledgement and its refusal
 }
 
 // TestRevocationTime measures issue 23's revocation time: from a delete's
@@ -121,33 +126,43 @@ func TestRevocationTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	fc := oftenFollow()
+	if *revocationRuns > 0 {
+		fc.Interval = *revocationEvery
+	}
 	var nodes []*dataplane.Node
+	var regs []*prometheus.Registry
 	var seeds []string
 	for i := range nodesN {
 		g := gossip.DefaultLocalConfig()
 		g.Insecure = true
 		g.Name, g.Region, g.Seeds = fmt.Sprintf("n%d", i), "local", seeds
+		reg := prometheus.NewRegistry()
 		n, err := dataplane.Open(ctx, dataplane.Config{
 			Origin: store, Gossip: &g, Follow: fc, Verifier: verifierOf(t, signer),
 			Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
-			Logger:    quiet(),
+			Logger:    quiet(), Registerer: reg,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { n.Close() })
-		nodes = append(nodes, n)
+		nodes, regs = append(nodes, n), append(regs, reg)
 		seeds = []string{nodes[0].GossipAddr()}
 	}
 	push.node.Store(nodes[0])
-	eventually(t, testscale.Duration(10*time.Second), "every node seeing the whole fleet", func() bool {
+	seen := func() []int {
+		var c []int
 		for _, n := range nodes {
-			if len(n.Members()) != nodesN {
-				return false
-			}
+			c = append(c, len(n.Members()))
 		}
-		return true
-	})
+		return c
+	}
+	for joined := time.Now().Add(testscale.Duration(30 * time.Second)); slices.Min(seen()) != nodesN; {
+		if time.Now().After(joined) {
+			t.Fatalf("the fleet did not form: members seen per node %v, want %d", seen(), nodesN)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	latest, stop := notifiedFlow(t, pub)
 	defer stop()
 	_ = warm
@@ -156,10 +171,10 @@ func TestRevocationTime(t *testing.T) {
 	results := make(map[string][]revocationRun)
 	for i := range runs {
 		for _, sc := range revocationScenarios {
-			r := revokeOnce(t, ctx, pub, store, push, nodes, latest, sc, fmt.Sprintf("revoked-%d-%s", i, strings.ReplaceAll(sc.name, " ", "")), d)
+			r := revokeOnce(t, ctx, pub, store, push, nodes, regs, latest, sc, fmt.Sprintf("revoked-%d-%s", i, strings.ReplaceAll(sc.name, " ", "")), d)
 			results[sc.name] = append(results[sc.name], r)
-			t.Logf("run %d, %s: last node refused after %v (first %v); not found %d, unavailable %d; served %d times after the ack",
-				i, sc.name, r.last.Round(time.Millisecond), r.first.Round(time.Millisecond), r.notFound, r.unavailable, r.served)
+			t.Logf("run %d, %s: last node refused after %v (first %v); not found %d, unavailable %d; served %d times after the ack; match age at the ack %.3fs; matches after the ack %v",
+				i, sc.name, r.last.Round(time.Millisecond), r.first.Round(time.Millisecond), r.notFound, r.unavailable, r.served, r.matchAge, r.matchesAfter)
 		}
 	}
 	t.Logf("%d nodes, D %v, follower interval %v settle %v, checkpoints every %v while keys change (a change every 50 ms), %d runs; load average %s -> %s",
@@ -183,7 +198,7 @@ func TestRevocationTime(t *testing.T) {
 // revokeOnce publishes key, waits until every node serves it, deletes it
 // under sc and returns how long the fleet took to refuse it.
 func revokeOnce(t *testing.T, ctx context.Context, pub *publisher.Publisher, store *partsOutage, push *pushSwitch,
-	nodes []*dataplane.Node, latest func() record.Record, sc revocationScenario, key string, d time.Duration) revocationRun {
+	nodes []*dataplane.Node, regs []*prometheus.Registry, latest func() record.Record, sc revocationScenario, key string, d time.Duration) revocationRun {
 	t.Helper()
 	rec, err := pub.Put(ctx, "keys", key, []byte("allow"))
 	if err != nil {
@@ -205,14 +220,18 @@ func revokeOnce(t *testing.T, ctx context.Context, pub *publisher.Publisher, sto
 	}
 	defer func() { push.drop.Store(nil); store.down.Store(false) }()
 	cut := latest()
+	var out revocationRun
 	del, err := pub.Delete(ctx, "keys", key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ack := time.Now()
+	for _, reg := range regs {
+		out.matchAge = max(out.matchAge, gauge(t, reg, "dataplane_node_checkpoint_match_age_seconds"))
+	}
+	matches0 := counter(t, regs[len(regs)-1], "dataplane_node_checkpoint_matches_total", "")
 	bound := d + revocationSkew + revocationTick
 	refused := make([]time.Duration, len(nodes))
-	var out revocationRun
 	deadline := ack.Add(testscale.Duration(4*d + 10*time.Second))
 	for pending := len(nodes); pending > 0; {
 		if time.Now().After(deadline) {
@@ -244,6 +263,7 @@ func revokeOnce(t *testing.T, ctx context.Context, pub *publisher.Publisher, sto
 		time.Sleep(2 * time.Millisecond) // the poll period: a node's refusal is seen within it
 	}
 	out.first, out.last = slices.Min(refused), slices.Max(refused)
+	out.matchesAfter = counter(t, regs[len(regs)-1], "dataplane_node_checkpoint_matches_total", "") - matches0
 	if sc.cut {
 		if out.unavailable != len(nodes) {
 			t.Errorf("%s: %d of %d nodes refused by failing closed; the others cannot have heard of the delete", sc.name, out.unavailable, len(nodes))
@@ -315,6 +335,22 @@ func notifiedFlow(t *testing.T, pub *publisher.Publisher) (last func() record.Re
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
 	return func() record.Record { mu.Lock(); defer mu.Unlock(); return latest }, stop
+}
+
+// gauge returns the first value of gauge family name.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name && len(f.GetMetric()) > 0 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
 }
 
 func median(s []time.Duration) time.Duration { return s[(len(s)-1)/2] }
