@@ -86,12 +86,13 @@ var revocationScenarios = []revocationScenario{
 
 // revocationRun is one measured revocation.
 type revocationRun struct {
-	last, first  time.Duration // from the delete's acknowledgement to the last (first) node refusing
-	notFound     int           // nodes whose first refusal was "not found"
-	unavailable  int           // ... "unavailable" (failing closed)
-	served       int           // Gets answered with the revoked key after the acknowledgement
-	matchAge     float64       // the oldest node's checkpoint match age at the acknowledgement, seconds
-	matchesAfter float64       // checkpoint matches of the last node between the acknowledgement and its refusal
+	last, first  time.Duration   // from the delete's acknowledgement to the last (first) node refusing
+	notFound     int             // nodes whose first refusal was "not found"
+	unavailable  int             // ... "unavailable" (failing closed)
+	served       int             // Gets answered with the revoked key after the acknowledgement
+	matchAge     float64         // the oldest node's checkpoint match age at the acknowledgement, seconds
+	matchesAfter float64         // checkpoint matches of the last node between the acknowledgement and its refusal
+	perNode      []time.Duration // each node's refusal, from the acknowledgement
 }
 
 // TestRevocationTime measures issue 23's revocation time: from a delete's
@@ -173,8 +174,8 @@ func TestRevocationTime(t *testing.T) {
 		for _, sc := range revocationScenarios {
 			r := revokeOnce(t, ctx, pub, store, push, nodes, regs, latest, sc, fmt.Sprintf("revoked-%d-%s", i, strings.ReplaceAll(sc.name, " ", "")), d)
 			results[sc.name] = append(results[sc.name], r)
-			t.Logf("run %d, %s: last node refused after %v (first %v); not found %d, unavailable %d; served %d times after the ack; match age at the ack %.3fs; matches after the ack %v",
-				i, sc.name, r.last.Round(time.Millisecond), r.first.Round(time.Millisecond), r.notFound, r.unavailable, r.served, r.matchAge, r.matchesAfter)
+			t.Logf("run %d, %s: last node refused after %v (first %v); not found %d, unavailable %d; served %d times after the ack; match age at the ack %.3fs; matches after the ack %v; per node %v",
+				i, sc.name, r.last.Round(time.Millisecond), r.first.Round(time.Millisecond), r.notFound, r.unavailable, r.served, r.matchAge, r.matchesAfter, r.perNode)
 		}
 	}
 	t.Logf("%d nodes, D %v, follower interval %v settle %v, checkpoints every %v while keys change (a change every 50 ms), %d runs; load average %s -> %s",
@@ -263,6 +264,7 @@ func revokeOnce(t *testing.T, ctx context.Context, pub *publisher.Publisher, sto
 		time.Sleep(2 * time.Millisecond) // the poll period: a node's refusal is seen within it
 	}
 	out.first, out.last = slices.Min(refused), slices.Max(refused)
+	out.perNode = refused
 	out.matchesAfter = counter(t, regs[len(regs)-1], "dataplane_node_checkpoint_matches_total", "") - matches0
 	if sc.cut {
 		if out.unavailable != len(nodes) {
