@@ -43,7 +43,8 @@ var (
 const revocationSkew = 100 * time.Millisecond
 
 // revocationTick is the node's failing-flag tick (staleness.go
-// failingTick): a namespace fails closed at most this long after D.
+// failingTick): a namespace fails closed at most this long after D (on an
+// idle machine).
 const revocationTick = 50 * time.Millisecond
 
 // pushSwitch is the publisher's Notifier: it hands changes and
@@ -231,8 +232,11 @@ func revokeOnce(t *testing.T, ctx context.Context, pub *publisher.Publisher, sto
 		out.matchAge = max(out.matchAge, gauge(t, reg, "dataplane_node_checkpoint_match_age_seconds"))
 	}
 	matches0 := counter(t, regs[len(regs)-1], "dataplane_node_checkpoint_matches_total", "")
-	bound := d + revocationSkew + revocationTick
+	// The tick is stretched by the machine's load (testscale): on a busy
+	// machine the goroutine that sets the failing flag runs late.
+	bound := d + revocationSkew + testscale.Duration(revocationTick)
 	refused := make([]time.Duration, len(nodes))
+	late := make([]bool, len(nodes))
 	deadline := ack.Add(testscale.Duration(4*d + 10*time.Second))
 	for pending := len(nodes); pending > 0; {
 		if time.Now().After(deadline) {
@@ -247,7 +251,8 @@ func revokeOnce(t *testing.T, ctx context.Context, pub *publisher.Publisher, sto
 			switch {
 			case err == nil:
 				out.served++
-				if sc.cut && start.Sub(ack) > bound {
+				if sc.cut && start.Sub(ack) > bound && !late[i] {
+					late[i] = true // reported once per node
 					t.Errorf("%s: node %d served the revoked key %v after the delete's acknowledgement (bound D + skew + tick = %v)", sc.name, i, start.Sub(ack), bound)
 				}
 				continue
@@ -339,7 +344,7 @@ func notifiedFlow(t *testing.T, pub *publisher.Publisher) (last func() record.Re
 	return func() record.Record { mu.Lock(); defer mu.Unlock(); return latest }, stop
 }
 
-// gauge returns the first value of gauge family name.
+// gauge returns the first value of gauge family name, -1 if there is none.
 func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	fams, err := reg.Gather()
@@ -351,8 +356,7 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 			return f.GetMetric()[0].GetGauge().GetValue()
 		}
 	}
-	t.Fatalf("no gauge %s", name)
-	return 0
+	return -1
 }
 
 func median(s []time.Duration) time.Duration { return s[(len(s)-1)/2] }
