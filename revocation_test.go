@@ -368,3 +368,44 @@ func loadavg() string {
 	}
 	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
+
+// TestPublisherNodeTakesItsCheckpoints: the node a publisher pushes its
+// checkpoints through matches them itself (gossip does not send a push to
+// its sender). Before, it matched only the checkpoints its own log reads
+// brought, so with a slow follower and a delete's push lost it failed
+// closed at D instead of reading the log on the mismatch, the last of its
+// fleet to refuse the key (BENCHMARKS.md "Revocation time").
+func TestPublisherNodeTakesItsCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	store, raw := newPartsStore(t)
+	signer := newSigner(t)
+	push := &pushSwitch{}
+	pub := notifyingPublisher(t, raw, signer, push, 200*time.Millisecond)
+	if _, err := pub.Put(ctx, "keys", "warm", []byte("allow")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Snapshot(ctx, "keys"); err != nil {
+		t.Fatal(err)
+	}
+	g := gossip.DefaultLocalConfig()
+	g.Insecure = true
+	g.Name, g.Region = "publishers-node", "local"
+	fc := oftenFollow()
+	fc.Interval = time.Hour // the log is read at start only
+	reg := prometheus.NewRegistry()
+	n, err := dataplane.Open(ctx, dataplane.Config{
+		Origin: store, Gossip: &g, Follow: fc, Verifier: verifierOf(t, signer),
+		Logger: quiet(), Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	push.node.Store(n)
+	_, stop := notifiedFlow(t, pub)
+	defer stop()
+	start := counter(t, reg, "dataplane_node_checkpoint_matches_total", "")
+	eventually(t, testscale.Duration(10*time.Second), "the publisher's node matching 3 checkpoints pushed through it", func() bool {
+		return counter(t, reg, "dataplane_node_checkpoint_matches_total", "") >= start+3
+	})
+}
