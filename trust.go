@@ -297,8 +297,15 @@ func (n *Node) tryMatch(s *nsTrust, afterRead bool) {
 }
 
 // resyncEvery is the least time between two reloads of a namespace after
-// mismatches.
-const resyncEvery = 30 * time.Second
+// mismatches; resyncRetry, after a reload that failed (the origin down or
+// answering corrupt objects), so that a node whose state diverged during
+// an origin fault proves itself current again soon after the fault ends
+// (a chaos run saw keys fail closed 18 s past the last heal while it
+// waited out the full resyncEvery).
+const (
+	resyncEvery = 30 * time.Second
+	resyncRetry = 2 * time.Second
+)
 
 // resync reloads s's namespace from the origin's snapshot, verified whole
 // with its proof, in the background, and reads the log again from its
@@ -340,7 +347,10 @@ func (n *Node) resync(s *nsTrust) {
 			err = errNoProof
 		}
 		if err != nil {
-			n.log.Warn("reloading a mismatched namespace from its snapshot failed; it stays unproven until a checkpoint matches", "namespace", s.ns, "err", err)
+			n.log.Warn("reloading a mismatched namespace from its snapshot failed; it stays unproven until a checkpoint matches or a retry succeeds", "namespace", s.ns, "err", err, "retry_after", resyncRetry)
+			s.mu.Lock()
+			s.lastResync = time.Now().Add(resyncRetry - resyncEvery)
+			s.mu.Unlock()
 			return
 		}
 		for _, c := range n.cache.Reload(snap) {
