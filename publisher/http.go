@@ -63,10 +63,17 @@ func Handler(p *Publisher, token string) http.Handler {
 	for _, rt := range h.routes() {
 		api.HandleFunc(rt.pattern, rt.handle)
 	}
-	top := http.NewServeMux()
-	top.Handle("GET /openapi.json", openapi.Handler(openapi.Publisher))
-	top.Handle("/", h.authenticate(api))
-	return top
+	// Only the description is served without the token. Not through a
+	// second ServeMux: one would answer unclean paths ("/.") with a
+	// redirect before the token is checked (FuzzHandler found it).
+	doc, authed := openapi.Handler(openapi.Publisher), h.authenticate(api)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/openapi.json" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			doc.ServeHTTP(w, r)
+			return
+		}
+		authed.ServeHTTP(w, r)
+	})
 }
 
 // route is one pattern of Handler's mux.
