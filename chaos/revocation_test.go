@@ -86,7 +86,6 @@ func TestChaosDroppedRevocations(t *testing.T) {
 // default: 0 violations signed, 172 unsigned (RELIABILITY.md).
 const revocationSeed = "5439402868422007834"
 
-
 // newSigning returns a new publisher signing key and a verifier that
 // trusts it.
 func newSigning(t *testing.T) (*sign.Signer, *sign.Verifier) {
