@@ -14,6 +14,7 @@ import (
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/schema"
@@ -249,6 +250,11 @@ func TestRequireCheckpointsRefusesUnprovenOrigin(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer n.Close()
+			if !require {
+				// The namespace is marked complete just after the
+				// warm-up, not by Open: a Get before that reads the origin.
+				eventually(t, testscale.Duration(10*time.Second), "keys complete", func() bool { return n.Complete("keys") })
+			}
 			_, err = n.Get(ctx, "keys", "kept")
 			refused := counter(t, reg, "dataplane_node_checkpoint_refusals_total", "no_proof")
 			if !require {
