@@ -24,7 +24,6 @@ import (
 	"github.com/dataplane/dataplane/origin/s3"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
-	"github.com/dataplane/dataplane/schema"
 	"github.com/dataplane/dataplane/sign"
 )
 
@@ -66,25 +65,7 @@ func newPartsStore(t *testing.T) (*partsOutage, *dir.Store) {
 // the test ends.
 func signedPublisher(t *testing.T, store origin.Store, signer *sign.Signer) *publisher.Publisher {
 	t.Helper()
-	cfg := publisher.DefaultConfig()
-	cfg.Signer = signer
-	cfg.Logger = quiet()
-	cfg.Schemas = schema.NewRegistry()
-	cfg.LogRetention, cfg.TombstoneHorizon = 0, 0
-	cfg.PublishBudget, cfg.ClockSkew, cfg.LogSettle = time.Second, 100*time.Millisecond, 1200*time.Millisecond
-	cfg.Checkpoint = publisher.CheckpointConfig{Lifetime: 20 * time.Second, Interval: 200 * time.Millisecond}
-	p, err := publisher.New(store, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = p.RunCheckpoints(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return p
+	return notifyingPublisher(t, store, signer, nil, 200*time.Millisecond)
 }
 
 func verifierOf(t *testing.T, s *sign.Signer) *sign.Verifier {

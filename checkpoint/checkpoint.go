@@ -285,6 +285,27 @@ func (v *Verifier) Refused(reason string) uint64 {
 	return v.refused[i].Load()
 }
 
+// verifySigned checks what every use of a checkpoint needs: a valid
+// encoding, a signature by a trusted key, and neither its issue time nor
+// its version ahead of now (returned) by more than MaxSkew. Refusals are
+// counted by Reason.
+func (v *Verifier) verifySigned(c *Checkpoint) (time.Time, error) {
+	if err := c.validate(); err != nil {
+		return time.Time{}, v.refuse(err)
+	}
+	if !c.Signed {
+		return time.Time{}, v.refuse(fmt.Errorf("%s: %w", c, sign.ErrUnsigned))
+	}
+	if err := v.Keys.VerifyDetached(purpose, c.body(make([]byte, 0, MaxEncodedSize), true), c.KeyID, c.Sig[:]); err != nil {
+		return time.Time{}, v.refuse(fmt.Errorf("%s: %w", c, err))
+	}
+	now := v.now()
+	if c.IssuedAt.After(now.Add(v.MaxSkew)) || c.Version.Time().After(now.Add(v.MaxSkew)) {
+		return time.Time{}, v.refuse(fmt.Errorf("%s: %w: now is %s", c, ErrFuture, now.UTC().Format(time.RFC3339Nano)))
+	}
+	return now, nil
+}
+
 // Verify checks c. last is the last checkpoint of c.Namespace this node
 // verified (nil: none yet, for example on a node's first start): c must
 // not be older, that is have a lower Version, or the same Version issued
@@ -292,18 +313,9 @@ func (v *Verifier) Refused(reason string) uint64 {
 // sign.ErrUntrustedKey, sign.ErrBadSignature, ErrFuture, ErrExpired,
 // ErrRollback or record.ErrInvalid, counted by Reason.
 func (v *Verifier) Verify(c *Checkpoint, last *Checkpoint) error {
-	if err := c.validate(); err != nil {
-		return v.refuse(err)
-	}
-	if !c.Signed {
-		return v.refuse(fmt.Errorf("%s: %w", c, sign.ErrUnsigned))
-	}
-	if err := v.Keys.VerifyDetached(purpose, c.body(make([]byte, 0, MaxEncodedSize), true), c.KeyID, c.Sig[:]); err != nil {
-		return v.refuse(fmt.Errorf("%s: %w", c, err))
-	}
-	now := v.now()
-	if c.IssuedAt.After(now.Add(v.MaxSkew)) || c.Version.Time().After(now.Add(v.MaxSkew)) {
-		return v.refuse(fmt.Errorf("%s: %w: now is %s", c, ErrFuture, now.UTC().Format(time.RFC3339Nano)))
+	now, err := v.verifySigned(c)
+	if err != nil {
+		return err
 	}
 	if !now.Before(c.ExpiresAt.Add(v.MaxSkew)) {
 		return v.refuse(fmt.Errorf("%s: %w at %s", c, ErrExpired, c.ExpiresAt.UTC().Format(time.RFC3339Nano)))

@@ -2,10 +2,8 @@ package checkpoint
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/dataplane/dataplane/record"
-	"github.com/dataplane/dataplane/sign"
 )
 
 // VerifyProof checks a snapshot's proof checkpoint for a node that loads
@@ -21,18 +19,8 @@ func (v *Verifier) VerifyProof(c *Checkpoint, floor record.Version) error {
 	if c == nil {
 		return v.refuse(fmt.Errorf("snapshot: %w", errUnsignedSnapshot))
 	}
-	if err := c.validate(); err != nil {
-		return v.refuse(err)
-	}
-	if !c.Signed {
-		return v.refuse(fmt.Errorf("%s: %w", c, sign.ErrUnsigned))
-	}
-	if err := v.Keys.VerifyDetached(purpose, c.body(make([]byte, 0, MaxEncodedSize), true), c.KeyID, c.Sig[:]); err != nil {
-		return v.refuse(fmt.Errorf("%s: %w", c, err))
-	}
-	now := v.now()
-	if c.IssuedAt.After(now.Add(v.MaxSkew)) || c.Version.Time().After(now.Add(v.MaxSkew)) {
-		return v.refuse(fmt.Errorf("%s: %w: now is %s", c, ErrFuture, now.UTC().Format(time.RFC3339Nano)))
+	if _, err := v.verifySigned(c); err != nil {
+		return err
 	}
 	if c.Version < floor {
 		return v.refuse(fmt.Errorf("%s: %w: the node already proved its state at %s", c, ErrRollback, floor))
