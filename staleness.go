@@ -45,7 +45,10 @@ type Policy struct {
 	// Without it such a value is served stale (DESIGN.md invariant 4)
 	// until D passes. Off by default: records of the keys namespace are
 	// small enough to travel inline in gossip, so the announcement and
-	// the value usually arrive together.
+	// the value usually arrive together. Implied for a namespace whose
+	// checkpoints are enforced (see Config.RequireCheckpoints): there only
+	// a checkpoint match proves the node current, and a match proves it
+	// knows every version, not that it holds every value.
 	RefuseOutdated bool
 }
 
@@ -419,11 +422,14 @@ func (n *Node) failClosed(ns string, e cache.Entry, err error, count bool) error
 	if s == nil || !s.policy.FailsClosed() {
 		return nil
 	}
-	if s.policy.RefuseOutdated && e.Stale && err == nil {
+	if (s.policy.RefuseOutdated || n.trust.enforced(ns)) && e.Stale && err == nil {
 		// A value known to be outdated (a newer version announced by
 		// gossip or the log, whose read failed) may be the one a
 		// revocation replaced: never serve it from a failing-closed
-		// namespace, however recent the proof.
+		// namespace, however recent the proof. Implied once checkpoints
+		// are enforced: a match proves the node knows every version, not
+		// that it holds every value, and matches keep coming, so no D
+		// would ever end the serving of an old value.
 		if k, ok := n.cache.Known(ns, e.Record.Key); ok && k.Version > e.Record.Version {
 			if count {
 				s.refused.Inc()

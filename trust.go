@@ -101,9 +101,11 @@ type nsTrust struct {
 	// read), retried when the state is reloaded (setState).
 	gaveUp *checkpoint.Checkpoint
 	// lastResync is when the state was last reloaded after a mismatch
-	// (see resync); resyncing says one is under way.
+	// (see resync); resyncing says one is under way. resyncGap is the
+	// least time from lastResync to the next reload (0: resyncRetry).
 	lastResync time.Time
 	resyncing  bool
+	resyncGap  time.Duration
 }
 
 func newTrust(cfg Config, settle time.Duration) *trust {
@@ -296,12 +298,14 @@ func (n *Node) tryMatch(s *nsTrust, afterRead bool) {
 	}
 }
 
-// resyncEvery is the least time between two reloads of a namespace after
-// mismatches; resyncRetry, after a reload that failed (the origin down or
-// answering corrupt objects), so that a node whose state diverged during
-// an origin fault proves itself current again soon after the fault ends
-// (a chaos run saw keys fail closed 18 s past the last heal while it
-// waited out the full resyncEvery).
+// resyncRetry is the least time between two reloads of a namespace after
+// mismatches, doubling with each reload not followed by a match up to
+// resyncEvery, and back to resyncRetry after a match or a reload that
+// failed (the origin down or answering corrupt objects): a node whose
+// state diverged during a fault proves itself current again soon after
+// it ends (a chaos run saw keys fail closed 18 s past the last heal while
+// a node waited out a fixed 30 s), and one that keeps diverging reloads
+// its snapshot (O(keys)) at most every resyncEvery.
 const (
 	resyncEvery = 30 * time.Second
 	resyncRetry = 2 * time.Second
@@ -311,10 +315,11 @@ const (
 // with its proof, in the background, and reads the log again from its
 // version: for a state that diverged from the publisher's in a way the
 // log no longer names (a version known without its seal from a local
-// file, a change the log was trimmed past). At most one at a time, and
-// one per resyncEvery; s.mu held.
+// file, a change the log was trimmed past). At most one at a time, spaced
+// as resyncRetry says; s.mu held.
 func (n *Node) resync(s *nsTrust) {
-	if s.resyncing || time.Since(s.lastResync) < resyncEvery || n.follower == nil {
+	gap := max(s.resyncGap, resyncRetry)
+	if s.resyncing || time.Since(s.lastResync) < gap || n.follower == nil {
 		return
 	}
 	n.revalMu.Lock() // the fence Close passes before it waits for n.wg
@@ -324,7 +329,7 @@ func (n *Node) resync(s *nsTrust) {
 		return
 	default:
 	}
-	s.resyncing, s.lastResync = true, time.Now()
+	s.resyncing, s.lastResync, s.resyncGap = true, time.Now(), min(2*gap, resyncEvery)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -349,7 +354,7 @@ func (n *Node) resync(s *nsTrust) {
 		if err != nil {
 			n.log.Warn("reloading a mismatched namespace from its snapshot failed; it stays unproven until a checkpoint matches or a retry succeeds", "namespace", s.ns, "err", err, "retry_after", resyncRetry)
 			s.mu.Lock()
-			s.lastResync = time.Now().Add(resyncRetry - resyncEvery)
+			s.lastResync, s.resyncGap = time.Now(), resyncRetry
 			s.mu.Unlock()
 			return
 		}
@@ -367,6 +372,7 @@ func (n *Node) matched(s *nsTrust, c *checkpoint.Checkpoint) {
 	if s.pending == c {
 		s.pending, s.retried = nil, false
 	}
+	s.resyncGap = 0
 	if s.matched == nil || c.Version >= s.matched.Version {
 		s.matched = c
 		s.st.Forget(c.Version)

@@ -41,6 +41,12 @@ type journalEntry struct {
 	key      string
 	old, new entry
 	hadOld   bool
+	// late marks an element that arrived after a newer one of its key (a
+	// restamp pushed by gossip before the log brought the first attempt,
+	// a snapshot record above the snapshot's version): it never was the
+	// key's state here, but it was the key's state at the versions between
+	// it and the newer one, which At must answer for. new holds it.
+	late bool
 }
 
 // NewState returns the empty state of namespace ns.
@@ -60,17 +66,23 @@ func (s *State) element(key string, e entry) statehash.Element {
 func (s *State) hashed(e entry) bool { return !(e.tomb && e.version < s.floor) }
 
 // Apply makes e the state of its key if e is newer than what s holds, in
-// O(1), and reports whether it did. An element of another namespace is an
-// error.
+// O(1), and reports whether it did. An older e is not the key's state,
+// but it is remembered (journaled) as what the key was at the versions
+// from it up to the next one s holds, so that At answers for them as if
+// the changes had arrived in version order. An element of another
+// namespace is an error.
 func (s *State) Apply(e statehash.Element) (bool, error) {
 	if e.Namespace != s.ns {
 		return false, fmt.Errorf("%w: state of %s given an element of %s", record.ErrInvalid, s.ns, e.Namespace)
 	}
 	old, had := s.keys[e.Key]
+	ne := entry{version: e.Version, tomb: e.Tombstone, digest: e.Digest}
 	if had && e.Version <= old.version {
+		if e.Version < old.version && e.Version >= s.from {
+			s.journal = append(s.journal, journalEntry{key: e.Key, new: ne, late: true})
+		}
 		return false, nil
 	}
-	ne := entry{version: e.Version, tomb: e.Tombstone, digest: e.Digest}
 	s.keys[e.Key] = ne
 	s.swap(e.Key, old, had, ne, true)
 	s.journal = append(s.journal, journalEntry{key: e.Key, old: old, hadOld: had, new: ne})
@@ -150,18 +162,19 @@ func (s *State) Forget(v record.Version) {
 func (s *State) JournalLen() int { return len(s.journal) }
 
 // At returns the hash and count of the state as of version v: s's state
-// with every journaled change above v undone, O(changes above v). It
-// fails for a v below what the journal reaches (see Forget).
+// with every journaled change above v undone, and late elements at or
+// below v put back where they are newer than what the undoing left,
+// O(journal). It fails for a v below what the journal reaches (see
+// Forget).
 func (s *State) At(v record.Version) (statehash.Hash, uint64, error) {
-	if v < s.from {
-		return statehash.Hash{}, 0, fmt.Errorf("%w: state of %s: version %s is before the journal's start %s", record.ErrInvalid, s.ns, v, s.from)
+	at, err := s.statesAt(v, nil)
+	if err != nil {
+		return statehash.Hash{}, 0, err
 	}
 	h, n := s.hash, s.count
-	for i := len(s.journal) - 1; i >= 0; i-- {
-		j := &s.journal[i]
-		if j.new.version > v {
-			s.swapIn(&h, &n, j.key, j.new, true, j.old, j.hadOld)
-		}
+	for k, x := range at {
+		cur, had := s.keys[k]
+		s.swapIn(&h, &n, k, cur, had, x.e, x.present)
 	}
 	return h, n, nil
 }
@@ -170,26 +183,20 @@ func (s *State) At(v record.Version) (statehash.Hash, uint64, error) {
 // element, or nil for a key that had none (or only a tombstone below the
 // floor). Same reach as At.
 func (s *State) ElementsAt(v record.Version, keys []string) (map[string]*statehash.Element, error) {
-	if v < s.from {
-		return nil, fmt.Errorf("%w: state of %s: version %s is before the journal's start %s", record.ErrInvalid, s.ns, v, s.from)
-	}
-	type st struct {
-		e       entry
-		present bool
-	}
-	at := make(map[string]st, len(keys))
+	want := make(map[string]bool, len(keys))
 	for _, k := range keys {
-		e, ok := s.keys[k]
-		at[k] = st{e, ok}
+		want[k] = true
 	}
-	for i := len(s.journal) - 1; i >= 0; i-- {
-		j := &s.journal[i]
-		if _, ok := at[j.key]; ok && j.new.version > v {
-			at[j.key] = st{j.old, j.hadOld}
-		}
+	at, err := s.statesAt(v, want)
+	if err != nil {
+		return nil, err
 	}
 	out := make(map[string]*statehash.Element, len(keys))
-	for k, x := range at {
+	for _, k := range keys {
+		x, changed := at[k]
+		if !changed {
+			x.e, x.present = s.keys[k]
+		}
 		if x.present && s.hashed(x.e) {
 			e := s.element(k, x.e)
 			out[k] = &e
@@ -198,6 +205,42 @@ func (s *State) ElementsAt(v record.Version, keys []string) (map[string]*stateha
 		}
 	}
 	return out, nil
+}
+
+// keyAt is a key's state as of some version.
+type keyAt struct {
+	e       entry
+	present bool
+}
+
+// statesAt returns, for each key (of want; nil: all) whose state as of
+// version v differs from its state now, its state as of v.
+func (s *State) statesAt(v record.Version, want map[string]bool) (map[string]keyAt, error) {
+	if v < s.from {
+		return nil, fmt.Errorf("%w: state of %s: version %s is before the journal's start %s", record.ErrInvalid, s.ns, v, s.from)
+	}
+	at := make(map[string]keyAt)
+	// Undo, newest first, what was applied above v: each key ends at the
+	// state before its oldest change above v.
+	for i := len(s.journal) - 1; i >= 0; i-- {
+		j := &s.journal[i]
+		if j.late || j.new.version <= v || (want != nil && !want[j.key]) {
+			continue
+		}
+		at[j.key] = keyAt{j.old, j.hadOld}
+	}
+	// A late element at or below v that is newer than that state was
+	// the key's state at v.
+	for i := range s.journal {
+		j := &s.journal[i]
+		if !j.late || j.new.version > v {
+			continue
+		}
+		if x, ok := at[j.key]; ok && (!x.present || j.new.version > x.e.version) {
+			at[j.key] = keyAt{j.new, true}
+		}
+	}
+	return at, nil
 }
 
 // tomb is a hashed tombstone, for SetFloor.

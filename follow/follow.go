@@ -41,6 +41,12 @@ type Follower struct {
 	window map[windowKey]struct{}
 	// rewound asks the loop to forget window (set by Rewind).
 	rewound atomic.Bool
+	// rewindMu orders Rewind against the cursor moves of a read in
+	// flight; rewinds counts Rewinds (guarded by rewindMu). A read that
+	// began before a Rewind handed its changes to a state the Target has
+	// since replaced, so it must not move the cursor past the Rewind.
+	rewindMu sync.Mutex
+	rewinds  uint64
 
 	trigger   chan string // catch-up requests, coalesced
 	stop      chan struct{}
@@ -127,7 +133,13 @@ func (f *Follower) CatchUp(why string) {
 // Rewind moves the cursor back to v, if it is past it, and reads the log
 // from there at once: for a Target that (re)loaded its state as of v after
 // the follower started (a warm-up that succeeded late).
+//
+// A read in flight when Rewind is called ends without moving the cursor
+// (what it handed on may have gone to the state the Target replaced), and
+// the read Rewind asks for hands everything above v on again.
 func (f *Follower) Rewind(v record.Version) {
+	f.rewindMu.Lock()
+	f.rewinds++
 	for {
 		cur := f.cursor.Load()
 		if uint64(v) >= cur || f.cursor.CompareAndSwap(cur, uint64(v)) {
@@ -135,7 +147,27 @@ func (f *Follower) Rewind(v record.Version) {
 		}
 	}
 	f.rewound.Store(true)
+	f.rewindMu.Unlock()
 	f.CatchUp("rewind")
+}
+
+// generation returns the number of Rewinds so far, for advanceIn.
+func (f *Follower) generation() uint64 {
+	f.rewindMu.Lock()
+	defer f.rewindMu.Unlock()
+	return f.rewinds
+}
+
+// advanceIn moves the cursor to v, as advance, unless a Rewind came after
+// generation gen was read; it reports whether it did.
+func (f *Follower) advanceIn(gen uint64, v record.Version) bool {
+	f.rewindMu.Lock()
+	defer f.rewindMu.Unlock()
+	if f.rewinds != gen {
+		return false
+	}
+	f.advance(v)
+	return true
 }
 
 // loop reads the log every Interval and whenever CatchUp asks.
@@ -185,6 +217,7 @@ func (f *Follower) catchUp(trigger string) {
 		}
 	}()
 
+	gen := f.generation()
 	if f.rewound.Swap(false) {
 		clear(f.window) // what was handed on may have been reloaded over
 	}
@@ -203,7 +236,7 @@ func (f *Follower) catchUp(trigger string) {
 				// trimmed within Settle of now. Everything was just
 				// revalidated, so jump to now rather than loop.
 				f.logger.Warn("change log trimmed within LogSettle of now; trim less aggressively", "after", after, "settle", f.cfg.Settle)
-				f.advance(record.MakeVersion(readAt, 0))
+				f.advanceIn(gen, record.MakeVersion(readAt, 0))
 				return
 			}
 			if !recovered {
@@ -212,14 +245,20 @@ func (f *Follower) catchUp(trigger string) {
 					// (once: a log trimmed past the snapshots too is
 					// revalidated below).
 					recovered = true
-					f.advance(v)
+					if !f.advanceIn(gen, v) {
+						f.m.reads.WithLabelValues(trigger, "rewound").Inc()
+						return
+					}
+					// The Target's state was reloaded as of v: what was
+					// handed on above v went to the state it replaced.
+					clear(f.window)
 					start, after = v, v
 					continue
 				}
 			}
 			f.revalidateAll(after, err)
 			f.revalidatedAt = record.MakeVersion(readAt.Add(-f.cfg.Settle), 0)
-			f.advance(f.revalidatedAt)
+			f.advanceIn(gen, f.revalidatedAt)
 			return
 		}
 		if err != nil {
@@ -240,12 +279,17 @@ func (f *Follower) catchUp(trigger string) {
 		}
 		after = last
 	}
+	if !f.declare(gen, start, record.MakeVersion(readAt.Add(-f.cfg.Settle), 0)) {
+		// A Rewind came during the read: the read it asked for starts
+		// over from its version (and takes the checkpoints then).
+		f.m.reads.WithLabelValues(trigger, "rewound").Inc()
+		return
+	}
 	f.m.reads.WithLabelValues(trigger, "ok").Inc()
 	if handed > 0 {
 		f.m.changes.Add(float64(handed))
 		f.logger.Debug("change log read handed on changes", "trigger", trigger, "changes", handed)
 	}
-	f.declare(start, record.MakeVersion(readAt.Add(-f.cfg.Settle), 0))
 	f.handCheckpoints(ckpts)
 }
 
@@ -370,9 +414,12 @@ func (f *Follower) hand(rec record.Record) {
 
 // declare moves the cursor to to and tells the Target (CaughtUpper) that
 // every change in (from, to] has been handed to it: the one place where the
-// follower claims to be caught up.
-func (f *Follower) declare(from, to record.Version) {
-	f.advance(to)
+// follower claims to be caught up. It does neither, and returns false, if
+// a Rewind came after generation gen was read.
+func (f *Follower) declare(gen uint64, from, to record.Version) bool {
+	if !f.advanceIn(gen, to) {
+		return false
+	}
 	for wk := range f.window {
 		if wk.v <= f.Cursor() {
 			delete(f.window, wk)
@@ -387,6 +434,7 @@ func (f *Follower) declare(from, to record.Version) {
 		}()
 		c.CaughtUp(from, f.Cursor())
 	}
+	return true
 }
 
 // recover asks a Recoverer Target to reload from snapshots after the log

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -319,6 +320,50 @@ func TestFollowerRewind(t *testing.T) {
 	eventually(t, 10*time.Second, "a read after the rewind", func() bool { return tg.catchUps() > before })
 	if got := tg.versions("routes/a"); len(got) != 2 {
 		t.Errorf("a handed %v; want it again after the rewind", got)
+	}
+}
+
+// rewindingTarget is a target that reloads its state (and rewinds the
+// follower to before every change) while the first read hands it a
+// change: a reload that lands in the middle of a read, as a node's
+// resync after a checkpoint mismatch does.
+type rewindingTarget struct {
+	*target
+	f    atomic.Pointer[follow.Follower]
+	to   record.Version
+	once sync.Once
+}
+
+func (t *rewindingTarget) Invalidate(ns, key string, v record.Version) {
+	t.target.Invalidate(ns, key, v)
+	if f := t.f.Load(); f != nil {
+		t.once.Do(func() { f.Rewind(t.to) })
+	}
+}
+
+// TestFollowerRewindDuringRead: a read in flight when Rewind is called
+// does not move the cursor past the rewind (a chaos run lost changes from
+// a node's state that way: the read's declare undid the resync's rewind,
+// and the changes handed to the state it replaced were never handed
+// again), and the read after it hands every change on again.
+func TestFollowerRewindDuringRead(t *testing.T) {
+	s := mem.New()
+	early := record.MakeVersion(time.Now().Add(-time.Minute), 0)
+	// Settled long before the read: the read's cursor passes them.
+	a := publish(t, s, record.Record{Namespace: "routes", Key: "a", Value: []byte("v"), Version: record.MakeVersion(time.Now().Add(-10*time.Second), 0)})
+	b := publish(t, s, record.Record{Namespace: "routes", Key: "b", Value: []byte("v"), Version: record.MakeVersion(time.Now().Add(-10*time.Second), 1)})
+	tg := &rewindingTarget{target: newTarget(), to: early}
+	f, reg := start(t, s, tg, 0, nil)
+	tg.f.Store(f)
+	f.Rewind(early) // the first read starts here; its first change rewinds again
+	eventually(t, 10*time.Second, "a read that completes", func() bool { return tg.catchUps() >= 1 })
+	if got := reads(t, reg, "rewind", "rewound"); got != 1 {
+		t.Errorf("reads ended by a rewind: %v, want 1", got)
+	}
+	for _, rec := range []record.Record{a, b} {
+		if got := tg.versions("routes/" + rec.Key); len(got) < 2 {
+			t.Errorf("%s handed %v; want it again after the rewind in the middle of the read", rec.Key, got)
+		}
 	}
 }
 
