@@ -124,4 +124,3 @@ func TestNodeClockAheadStillFailsClosed(t *testing.T) {
 	})
 	t.Logf("refused %v after the delete (served %d times before)", time.Since(ack).Round(time.Millisecond), served)
 }
-

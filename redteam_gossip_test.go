@@ -98,7 +98,7 @@ func TestGossipKeyHolderFloodAndReplayOfCheckpoints(t *testing.T) {
 	source, _ := open("source", nil, true) // the publisher's gossip node
 	seeds := []string{source.GossipAddr()}
 	victim, vreg := open("victim", seeds, true)
-	forger, _ := open("forger", seeds, false)   // holds the gossip key, not the signing key
+	forger, _ := open("forger", seeds, false)     // holds the gossip key, not the signing key
 	replayer, _ := open("replayer", seeds, false) // the same, replaying what it saw
 	push.node.Store(source)
 	eventually(t, testscale.Duration(20*time.Second), "4 members", func() bool {
