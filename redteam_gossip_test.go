@@ -13,7 +13,9 @@ import (
 	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/testscale"
+	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/sign"
 )
 
 // capturePush is a publisher Notifier that hands changes and checkpoints
@@ -190,4 +192,53 @@ func TestGossipKeyHolderFloodAndReplayOfCheckpoints(t *testing.T) {
 		t.Fatalf("held key after the flood: %+v, %v", v, err)
 	}
 
+}
+
+// BenchmarkOfferForgedCheckpoint is what one forged checkpoint (a
+// stranger's key) costs the verifying node that receives it: decoding,
+// one ed25519 verification, the refusal counted and logged.
+//
+//	go test -run '^$' -bench OfferForgedCheckpoint -benchtime 2000x .
+func BenchmarkOfferForgedCheckpoint(b *testing.B) {
+	keys := make([]*sign.Signer, 2)
+	for i := range keys {
+		_, priv, err := sign.GenerateKey()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if keys[i], err = sign.NewSigner(priv); err != nil {
+			b.Fatal(err)
+		}
+	}
+	signer, stranger := keys[0], keys[1]
+	v, err := sign.NewVerifier(signer.Public())
+	if err != nil {
+		b.Fatal(err)
+	}
+	store, err := dir.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := dataplane.Open(context.Background(), dataplane.Config{
+		Origin: store, Namespaces: []string{"keys"}, Verifier: v, Logger: quiet(), Registerer: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	now := time.Now()
+	c := &checkpoint.Checkpoint{Namespace: "keys", Version: record.MakeVersion(now, 0), Count: 1, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := c.Sign(stranger); err != nil {
+		b.Fatal(err)
+	}
+	raw, err := c.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := dataplane.OfferCheckpoint(n, raw); err == nil {
+			b.Fatal("a forged checkpoint accepted")
+		}
+	}
 }
