@@ -291,3 +291,80 @@ func TestPeerRefusingToAnswerCostsNothing(t *testing.T) {
 		return err == nil && v.Version == key.Version
 	})
 }
+
+// TestBucketWriterRollsBackSnapshot: rollback at the snapshot level. A
+// bucket writer puts back an older snapshot of keys with its own valid
+// proof (both once written by the publisher, kept by the writer) and trims
+// the change log past a running node, so that the node must reload from
+// snapshots. The node has matched a newer checkpoint: it must refuse the
+// older snapshot (rollback, counted) and keep serving what it holds: a key
+// deleted after that snapshot stays deleted, a key created after it stays.
+func TestBucketWriterRollsBackSnapshot(t *testing.T) {
+	ctx := context.Background()
+	store, raw := newPartsStore(t)
+	signer := newSigner(t)
+	pub := signedPublisher(t, raw, signer)
+	revoked, err := pub.Put(ctx, "keys", "revoked", []byte("allow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s1 record.Snapshot
+	eventually(t, testscale.Duration(20*time.Second), "a snapshot covering the first write", func() bool {
+		s1, err = pub.Snapshot(ctx, "keys")
+		return err == nil && s1.Version >= revoked.Version
+	})
+	s1, err = raw.GetSnapshot(ctx, "keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, err := checkpoint.GetProof(ctx, raw, "keys", s1.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	n, err := dataplane.Open(ctx, dataplane.Config{
+		Origin: store, Gossip: soloGossip("a"), Follow: oftenFollow(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
+		Logger: quiet(), Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	later, err := pub.Put(ctx, "keys", "later", []byte("allow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	del, err := pub.Delete(ctx, "keys", revoked.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, testscale.Duration(30*time.Second), "a match newer than the delete", func() bool {
+		age := gauge(t, reg, "dataplane_node_checkpoint_match_age_seconds")
+		return age >= 0 && time.Duration(age*float64(time.Second)) < time.Since(del.Version.Time())
+	})
+
+	// The writer.
+	if err := raw.PutSnapshot(ctx, s1); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoint.PutProof(ctx, raw, p1); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := raw.GetSnapshot(ctx, "keys"); err != nil || back.Version != s1.Version {
+		t.Fatalf("the old snapshot reads back at %s (%v), want %s", back.Version, err, s1.Version)
+	}
+	truncated := counter(t, reg, "dataplane_follow_log_reads_total", "truncated")
+	if err := raw.TrimLog(ctx, record.MakeVersion(time.Now(), 0)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, testscale.Duration(20*time.Second), "the old snapshot refused as a rollback after the log was found trimmed", func() bool {
+		return counter(t, reg, "dataplane_follow_log_reads_total", "truncated") > truncated &&
+			counterSum(t, reg, "dataplane_node_checkpoint_refusals_total", "rollback") >= 1
+	})
+	if _, err := n.Get(ctx, "keys", revoked.Key); !errors.Is(err, dataplane.ErrNotFound) {
+		t.Fatalf("the key deleted after the old snapshot: %v, want not found", err)
+	}
+	if k, ok := n.Known("keys", later.Key); !ok || k.Version != later.Version {
+		t.Fatalf("the key created after the old snapshot: known %+v, %v", k, ok)
+	}
+}
