@@ -314,13 +314,9 @@ func TestDevClusterNoSecretsInLogs(t *testing.T) {
 	}
 	// The new route reaches the sentinels through gossip: keep asking until
 	// it does, so that the gossip and refresh paths have logged too.
-	deadline := time.Now().Add(10 * time.Second)
-	for req("GET", "http://"+c.Sentinels[1].Addr()+"/", "b.localhost", "Bearer "+devcluster.GoodKey, "") != 200 {
-		if time.Now().After(deadline) {
-			t.Fatal("the route written through the publisher API never reached sentinel-2")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, "the route written through the publisher API to reach sentinel-2", func() bool {
+		return req("GET", "http://"+c.Sentinels[1].Addr()+"/", "b.localhost", "Bearer "+devcluster.GoodKey, "") == 200
+	})
 	c.Close() // flush what shutting down logs, too
 	closed = true
 	out := logs.String()

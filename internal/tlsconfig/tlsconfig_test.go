@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/internal/tlsconfig"
 	"github.com/dataplane/dataplane/internal/tlsconfig/tlstest"
 )
@@ -219,13 +220,7 @@ func TestReload(t *testing.T) {
 	}
 	waitFor := func(want []byte, what string) {
 		t.Helper()
-		deadline := time.Now().Add(5 * tlsconfig.ReloadInterval)
-		for !bytes.Equal(served(), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("still not serving %s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		testkit.Eventually(t, 5*tlsconfig.ReloadInterval, "serving "+what, func() bool { return bytes.Equal(served(), want) })
 	}
 	if !bytes.Equal(served(), der(a.ServerCert)) {
 		t.Fatal("not serving the first certificate")
@@ -304,13 +299,7 @@ func TestClientCAReload(t *testing.T) {
 	}
 	waitFor := func(f tlstest.Files, want bool, what string) {
 		t.Helper()
-		deadline := time.Now().Add(5 * tlsconfig.ReloadInterval)
-		for gets(f) != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("still not: %s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		testkit.Eventually(t, 5*tlsconfig.ReloadInterval, what, func() bool { return gets(f) == want })
 	}
 	if !gets(a) || gets(b) {
 		t.Fatal("at start: want the client of CA a in and that of CA b refused")
