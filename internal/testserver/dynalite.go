@@ -22,14 +22,7 @@ const DynaliteInstall = "npm install dynalite@4.0.0"
 // survive Stop and Start: an outage, not a data loss. Any credentials are
 // accepted; use the ones given here.
 type DynamoServer struct {
-	// Endpoint is the server's base URL, e.g. "http://127.0.0.1:41234".
-	Endpoint string
-	// Region is the region clients should sign for.
-	Region string
-	// AccessKey and SecretKey are static credentials for clients.
-	AccessKey, SecretKey string
-	// Dir holds the server's LevelDB store; it survives Stop and Start.
-	Dir string
+	Server
 
 	// RestartOnCrash, when set, restarts the server (on its address, with
 	// its data) whenever it exits without Stop. dynalite 4.0.0 dies of an
@@ -38,9 +31,6 @@ type DynamoServer struct {
 	// provoke; real DynamoDB has no such failure, so those runs restart it
 	// and count the crashes (Crashes) as outages.
 	RestartOnCrash atomic.Bool
-
-	ownsDir bool
-	proc    process
 }
 
 // StartDynamo starts a DynamoDB server for the test, storing its tables in a
@@ -48,12 +38,7 @@ type DynamoServer struct {
 // never skips it, when the server cannot be found or started.
 func StartDynamo(t TB) *DynamoServer {
 	t.Helper()
-	s, err := dynLaunchBin(t.TempDir(), false, "")
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return startFor(t, func(dir string) (*DynamoServer, error) { return dynLaunchBin(dir, false, "") })
 }
 
 // LaunchDynamo starts a DynamoDB server in a new temporary directory, for a
@@ -78,18 +63,11 @@ func dynLaunchBin(dir string, ownsDir bool, bin string) (*DynamoServer, error) {
 			return nil, fmt.Errorf("DynamoDB test server: %v\ninstall it with:\n\t%s\nand set %s to node_modules/.bin/dynalite", err, DynaliteInstall, DynaliteEnv)
 		}
 	}
-	s := &DynamoServer{
-		Region:    "us-east-1",
-		AccessKey: "dataplane-test",
-		SecretKey: "dataplane-test-secret",
-		Dir:       dir,
-		ownsDir:   ownsDir,
-	}
-	s.proc = process{
+	s := &DynamoServer{Server: testServer(dir, ownsDir)}
+	if err := s.launch(procSpec{
 		name: "dynalite", bin: bin, timeout: 15 * time.Second,
 		args: s.args, probe: s.dynProbe, restartOnCrash: s.RestartOnCrash.Load,
-	}
-	if err := s.proc.listen(func(addr string) { s.Endpoint = "http://" + addr }); err != nil {
+	}); err != nil {
 		return nil, fmt.Errorf("DynamoDB test server (%s): %w\nreinstall it with:\n\t%s", bin, err, DynaliteInstall)
 	}
 	return s, nil
@@ -110,22 +88,6 @@ func (s *DynamoServer) dynProbe() error {
 	return dynamoReady(s.Endpoint, s.Region, s.AccessKey, s.SecretKey)()
 }
 
-// Start (re)starts the server on its address with its directory, after Stop,
-// and waits until it answers. Starting a running server does nothing.
-func (s *DynamoServer) Start() error { return s.proc.start() }
-
-// Stop kills the server (as a crash would), keeping its data, and waits until
-// it is gone: requests fail with "connection refused" until Start. Stopping a
-// stopped server does nothing.
-func (s *DynamoServer) Stop() error { return s.proc.stop() }
-
 // Crashes returns how many times the server exited without Stop, and the
 // output of the last one to do so.
 func (s *DynamoServer) Crashes() (int, string) { return s.proc.crashCount() }
-
-// Output returns the last few KB the running server printed.
-func (s *DynamoServer) Output() string { return s.proc.output() }
-
-// Close stops the server and, for LaunchDynamo's servers, removes its
-// directory.
-func (s *DynamoServer) Close() error { return s.proc.close(s.Dir, s.ownsDir) }

@@ -13,20 +13,10 @@ import (
 // process is one server program run on a loopback address: the part of
 // S3Server and DynamoServer that starts it, waits until it answers, kills
 // it as a crash would, restarts it and keeps the end of what it printed.
-// Each server says only its command line and its readiness probe.
+// Each server says only its procSpec.
 type process struct {
-	name    string        // the program, at the start of errors ("versitygw")
-	bin     string        // its executable
-	addr    string        // host:port it listens on; set by listen
-	timeout time.Duration // how long start waits for probe
-	// args returns the command line after bin, for addr.
-	args func() []string
-	// probe returns nil once the server answers.
-	probe func() error
-	// restartOnCrash, if set, says whether a process that exits without
-	// stop is started again (on its address, with its data); otherwise a
-	// crash leaves it stopped.
-	restartOnCrash func() bool
+	procSpec
+	addr string // host:port it listens on; set by listen
 
 	mu      sync.Mutex // guards the fields below
 	cmd     *exec.Cmd  // the running process; nil when stopped
@@ -35,6 +25,22 @@ type process struct {
 	crashes int    // exits without stop
 	lastOut string // output of the last crashed process
 	closed  bool   // close was called: no more (re)starts
+}
+
+// procSpec is what a server says of its process: the program, its command
+// line and how to tell that it answers.
+type procSpec struct {
+	name    string        // the program, at the start of errors ("versitygw")
+	bin     string        // its executable
+	timeout time.Duration // how long start waits for probe
+	// args returns the command line after bin, for the process's addr.
+	args func() []string
+	// probe returns nil once the server answers.
+	probe func() error
+	// restartOnCrash, if set, says whether a process that exits without
+	// stop is started again (on its address, with its data); otherwise a
+	// crash leaves it stopped.
+	restartOnCrash func() bool
 }
 
 // listen starts the process on a free loopback port, trying a few since a
@@ -171,4 +177,76 @@ func launchDir[S any](what, pattern string, launch func(dir string) (S, error)) 
 		return zero, err
 	}
 	return s, nil
+}
+
+// Server is what S3Server and DynamoServer share: where the server answers,
+// the credentials its clients sign with, its directory, and the process
+// behind it.
+type Server struct {
+	// Endpoint is the server's base URL, e.g. "http://127.0.0.1:41234".
+	Endpoint string
+	// Region is the region clients sign for.
+	Region string
+	// AccessKey and SecretKey are the credentials clients sign with.
+	AccessKey, SecretKey string
+	// Dir holds the server's data; it survives Stop and Start.
+	Dir string
+
+	ownsDir bool // Close removes Dir
+	proc    process
+}
+
+// testServer is a Server with the credentials of every test server, whose
+// data lives in dir (removed by Close if ownsDir).
+func testServer(dir string, ownsDir bool) Server {
+	return Server{
+		Region:    "us-east-1",
+		AccessKey: "dataplane-test",
+		SecretKey: "dataplane-test-secret",
+		Dir:       dir,
+		ownsDir:   ownsDir,
+	}
+}
+
+// launch starts the process of spec on a free port and sets Endpoint.
+func (s *Server) launch(spec procSpec) error {
+	s.proc.procSpec = spec
+	return s.proc.listen(func(addr string) { s.Endpoint = "http://" + addr })
+}
+
+// Start (re)starts the server on its address with its directory, after Stop,
+// and waits until it answers. Starting a running server does nothing.
+func (s *Server) Start() error { return s.proc.start() }
+
+// Stop kills the server (as a crash would), keeping its data, and waits until
+// it is gone: requests fail ("connection refused") until Start. Stopping a
+// stopped server does nothing.
+func (s *Server) Stop() error { return s.proc.stop() }
+
+// Restart stops and starts the server.
+func (s *Server) Restart() error {
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	return s.Start()
+}
+
+// Output returns the last few KB the running server printed.
+func (s *Server) Output() string { return s.proc.output() }
+
+// Close stops the server for good and, for the servers of the Launch
+// functions, removes its directory.
+func (s *Server) Close() error { return s.proc.close(s.Dir, s.ownsDir) }
+
+// startFor launches a server for the test in a t.TempDir() directory with
+// launch and closes it when the test ends. It fails the test, never skips
+// it, when the server cannot be found or started.
+func startFor[S interface{ Close() error }](t TB, launch func(dir string) (S, error)) S {
+	t.Helper()
+	s, err := launch(t.TempDir())
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
