@@ -67,11 +67,24 @@ func (s Subsystem) Gauge(name, help string) prometheus.Gauge {
 	return prometheus.NewGauge(prometheus.GaugeOpts(s.opts(name, help)))
 }
 
+// GaugeVec returns a gauge named dataplane_<s>_<name> with labels.
+func (s Subsystem) GaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts(s.opts(name, help)), labels)
+}
+
 // Histogram returns a histogram named dataplane_<s>_<name> with buckets.
 func (s Subsystem) Histogram(name, help string, buckets []float64) prometheus.Histogram {
 	return prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: Namespace, Subsystem: string(s), Name: name, Help: help, Buckets: buckets,
 	})
+}
+
+// HistogramVec returns a histogram named dataplane_<s>_<name> with buckets
+// and labels.
+func (s Subsystem) HistogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Subsystem: string(s), Name: name, Help: help, Buckets: buckets,
+	}, labels)
 }
 
 // opts names a metric of s.

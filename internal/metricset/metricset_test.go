@@ -61,6 +61,8 @@ func TestSubsystemNames(t *testing.T) {
 		{sub.CounterVec("b_total", "help b", "l1", "l2"), `fqName: "dataplane_s_b_total", help: "help b", unit: "", constLabels: {}, variableLabels: {l1,l2}`},
 		{sub.Gauge("g", "help g"), `fqName: "dataplane_s_g", help: "help g", unit: "", constLabels: {}, variableLabels: {}`},
 		{sub.Histogram("h_seconds", "help h", []float64{1, 2}), `fqName: "dataplane_s_h_seconds", help: "help h", unit: "", constLabels: {}, variableLabels: {}`},
+		{sub.GaugeVec("gv", "help g", "l"), `fqName: "dataplane_s_gv", help: "help g", unit: "", constLabels: {}, variableLabels: {l}`},
+		{sub.HistogramVec("hv_seconds", "help h", []float64{1}, "l"), `fqName: "dataplane_s_hv_seconds", help: "help h", unit: "", constLabels: {}, variableLabels: {l}`},
 	}
 	for _, c := range cases {
 		ch := make(chan *prometheus.Desc, 1)
