@@ -157,8 +157,8 @@ func TestTLSDeployment(t *testing.T) {
 		clientTLS...), adminMTLS...)...)
 	senAdmin := admAddr.FindStringSubmatch(sen.stdout.String())[1]
 
-	trusted := httpsClient(t, tlsconfig.Client{CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: certs.ClientKey})
-	noCert := httpsClient(t, tlsconfig.Client{CAFile: certs.CA})
+	trusted := tlstest.HTTPClient(t, tlsconfig.Client{CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: certs.ClientKey}, 10*time.Second)
+	noCert := tlstest.HTTPClient(t, tlsconfig.Client{CAFile: certs.CA}, 10*time.Second)
 	get := func(c *http.Client, url, host, authz string) (int, string, error) {
 		req, _ := http.NewRequest("GET", url, nil)
 		req.Host = host
@@ -235,17 +235,6 @@ func TestTLSDeployment(t *testing.T) {
 			t.Errorf("the output contains the secret %q:\n%s", s, logs)
 		}
 	}
-}
-
-func httpsClient(t *testing.T, c tlsconfig.Client) *http.Client {
-	t.Helper()
-	cc, err := c.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &http.Transport{TLSClientConfig: cc}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 // TestDevClusterNoSecretsInLogs runs the whole dev cluster (publisher API,

@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"io"
-	"log"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -87,21 +85,9 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, "hello "+r.TLS.PeerCertificates[0].Subject.CommonName)
-		}),
-		TLSConfig:         srvCfg,
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          log.New(io.Discard, "", 0), // refused handshakes are expected
-	}
-	go srv.ServeTLS(ln, "", "")
-	t.Cleanup(func() { srv.Close() })
-	url := "https://" + ln.Addr().String() + "/"
+	url := tlstest.Serve(t, srvCfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello "+r.TLS.PeerCertificates[0].Subject.CommonName)
+	})) + "/"
 
 	for _, tc := range []struct {
 		name string
@@ -184,17 +170,7 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          log.New(io.Discard, "", 0),
-	}
-	go srv.Serve(tls.NewListener(ln, srvCfg))
-	t.Cleanup(func() { srv.Close() })
+	addr := strings.TrimPrefix(tlstest.Serve(t, srvCfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})), "https://")
 	cc, err := tlsconfig.Client{CAFile: caFile}.Config()
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +178,7 @@ func TestReload(t *testing.T) {
 	// served returns the DER of the certificate a new connection gets.
 	served := func() []byte {
 		t.Helper()
-		conn, err := tls.Dial("tcp", ln.Addr().String(), cc)
+		conn, err := tls.Dial("tcp", addr, cc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -269,19 +245,7 @@ func TestClientCAReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
-		TLSConfig:         srvCfg,
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          log.New(io.Discard, "", 0),
-	}
-	go srv.ServeTLS(ln, "", "")
-	t.Cleanup(func() { srv.Close() })
-	url := "https://" + ln.Addr().String() + "/"
+	url := tlstest.Serve(t, srvCfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })) + "/"
 	// gets reports whether a client of CA f gets an answer on a new connection.
 	gets := func(f tlstest.Files) bool {
 		t.Helper()
