@@ -211,7 +211,7 @@ func (c *Cache) GetRevalidated(ctx context.Context, ns, k string) (Entry, error)
 	return c.get(ctx, ns, k, true)
 }
 
-func (c *Cache) get(ctx context.Context, ns, k string, revalidate bool) (Entry, error) {
+func (c *Cache) get(ctx context.Context, ns, k string, revalidate bool) (ent Entry, err error) {
 	kk := key{ns, k}
 	var now int64 // c.hitNow(), inlined by hand
 	if c.coarse != nil {
@@ -222,7 +222,13 @@ func (c *Cache) get(ctx context.Context, ns, k string, revalidate bool) (Entry, 
 	held, ok := c.store.GetIfPresent(kk)
 	if ok && held.fresh(now) {
 		held.space.hits.Inc()
-		return held.answer(now, fresh)
+		// held.answer(now, fresh), written into the results in place.
+		ent.Record = held.rec
+		ent.Age = time.Duration(now - held.checked)
+		if held.cold != nil && held.cold.notFound != nil {
+			err = held.cold.notFound
+		}
+		return ent, err
 	}
 	ent, err, held, done := c.fromMemory(kk, held, ok, now, revalidate)
 	if done {
