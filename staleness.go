@@ -156,6 +156,11 @@ type freshness struct {
 	now    func() time.Time
 	settle time.Duration // follow.Config.Settle
 	trust  *trust        // enforced namespaces prove freshness by matches only
+
+	// closing lists the spaces whose Policy fails closed, for the read
+	// path: a short slice scanned in order costs a hit less than a map
+	// lookup (few namespaces fail closed: keys alone, by default).
+	closing []*nsFreshness
 }
 
 // nsFreshness is one tracked namespace; the map holding them is fixed at
@@ -186,6 +191,11 @@ func newFreshness(cfg Config, settle time.Duration) *freshness {
 	for ns, p := range policies {
 		if f.spaces[ns] == nil {
 			f.spaces[ns] = &nsFreshness{ns: ns, policy: p}
+		}
+	}
+	for _, s := range f.spaces {
+		if s.policy.FailsClosed() {
+			f.closing = append(f.closing, s)
 		}
 	}
 	return f
@@ -381,6 +391,59 @@ func (f *freshness) register(reg prometheus.Registerer) error {
 		}
 	}
 	return nil
+}
+
+// Get returns the value of ns/key from memory, reading the origin only on a
+// miss or past the fresh window. A deleted or never-written key returns an
+// error wrapping ErrNotFound. When the origin is unreachable, the last known
+// value is returned with Stale set, unless ns's Policy fails closed and the
+// node has not been proven current for it recently: then the error wraps
+// ErrUnavailable (see Config.Staleness).
+func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
+	if h, ok := n.freshHit(ns, key); ok {
+		if err := h.Err(); err != nil {
+			return Value{}, err
+		}
+		return Value{Data: h.Value(), Version: h.Version(), Age: h.Age()}, nil
+	}
+	e, err := n.read(ctx, ns, key)
+	if err != nil {
+		return Value{}, err
+	}
+	return Value{Data: e.Record.Value, Version: e.Record.Version, Age: e.Age, Stale: e.Stale}, nil
+}
+
+// Record returns the record of ns/key as Get does, for callers (like the
+// sentinel gateway) that work in records.
+func (n *Node) Record(ctx context.Context, ns, key string) (record.Record, error) {
+	if h, ok := n.freshHit(ns, key); ok {
+		if err := h.Err(); err != nil {
+			return record.Record{}, err
+		}
+		return h.Record(), nil
+	}
+	e, err := n.read(ctx, ns, key)
+	if err != nil {
+		return record.Record{}, err
+	}
+	return e.Record, nil
+}
+
+// freshHit answers a read of ns/key held fresh, unless ns fails closed and
+// is failing now (the read must then go the whole way, Node.read, to apply
+// the policy); ok false means the read must go the whole way. A fresh
+// value is never refused otherwise (Policy.RefuseOutdated concerns stale
+// values), so the read needs of the node only this check, and is answered
+// by cache.GetFresh, which copies nothing; every other read goes the whole
+// way, with the same answers and counts: the lane only skips work whose
+// outcome it knows.
+func (n *Node) freshHit(ns, key string) (cache.Hit, bool) {
+	for _, s := range n.fresh.closing {
+		if s.ns == ns && s.failing.Load() {
+			return cache.Hit{}, false
+		}
+	}
+	return n.cache.GetFresh(ns, key)
 }
 
 // Cached answers ns/key from memory when the node can, as
