@@ -112,7 +112,8 @@ func counterCells() int {
 // several cells on lines of their own, chosen by the calling goroutine's
 // stack address as otter's read buffer chooses its stripe: a goroutine
 // keeps adding to one cell, goroutines running at one time mostly add to
-// different ones. Reading sums the cells.
+// different ones. Reading sums the cells. A copy shares the cells: a space
+// holds its counters by value, so that a hit follows one pointer less.
 type stripedCounter struct {
 	cells []counterCell
 	mask  uintptr

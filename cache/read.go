@@ -308,7 +308,7 @@ func (c *Cache) refreshAsync(k key, held *entry) {
 type space struct {
 	fresh, stale, negative int64 // nanoseconds
 
-	hits, staleHits           *stripedCounter
+	hits, staleHits           stripedCounter // share their cells with the family's child
 	misses                    prometheus.Counter
 	originReads, originErrors prometheus.Counter
 	revalidations             prometheus.Counter
@@ -375,8 +375,8 @@ func (s *spaces) newSpace(label string, w Window) *space {
 		fresh:         int64(w.Fresh),
 		stale:         int64(w.Stale),
 		negative:      int64(s.opts.NegativeTTL),
-		hits:          m.hits.with(label),
-		staleHits:     m.staleHits.with(label),
+		hits:          *m.hits.with(label),
+		staleHits:     *m.staleHits.with(label),
 		misses:        m.misses.WithLabelValues(label),
 		originReads:   m.originReads.WithLabelValues(label),
 		originErrors:  m.originErrors.WithLabelValues(label),
