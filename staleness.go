@@ -161,6 +161,10 @@ type freshness struct {
 	// path: a short slice scanned in order costs a hit less than a map
 	// lookup (few namespaces fail closed: keys alone, by default).
 	closing []*nsFreshness
+	// nFailing counts the failing flags set (see setFailing): while it is
+	// zero, as it is whenever the node is current, a read need not scan
+	// closing.
+	nFailing atomic.Int64
 }
 
 // nsFreshness is one tracked namespace; the map holding them is fixed at
@@ -224,13 +228,40 @@ const failingTick = 50 * time.Millisecond
 func (f *freshness) update(s *nsFreshness) {
 	if s != nil {
 		if s.policy.FailsClosed() {
-			s.failing.Store(f.now().Sub(f.heard(s)) > s.policy.FailClosedAfter)
+			f.setFailing(s, f.now().Sub(f.heard(s)) > s.policy.FailClosedAfter)
 		}
 		return
 	}
 	for _, s := range f.spaces {
 		f.update(s)
 	}
+}
+
+// setFailing sets the failing flag of s to v, keeping f.nFailing at least
+// the number of flags set at every instant (raised before a flag is set,
+// lowered after one is cleared): a read that finds it zero knows that no
+// namespace fails closed now, without looking for its own.
+func (f *freshness) setFailing(s *nsFreshness, v bool) {
+	if v {
+		f.nFailing.Add(1)
+		if s.failing.Swap(true) {
+			f.nFailing.Add(-1) // set already
+		}
+		return
+	}
+	if s.failing.Swap(false) {
+		f.nFailing.Add(-1)
+	}
+}
+
+// failingNow reports whether ns fails closed and is failing now.
+func (f *freshness) failingNow(ns string) bool {
+	for _, s := range f.closing {
+		if s.ns == ns && s.failing.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // heardLog records a successful change-log read that reached cursor to.
@@ -438,10 +469,8 @@ func (n *Node) Record(ctx context.Context, ns, key string) (record.Record, error
 // way, with the same answers and counts: the lane only skips work whose
 // outcome it knows.
 func (n *Node) freshHit(ns, key string) (cache.Hit, bool) {
-	for _, s := range n.fresh.closing {
-		if s.ns == ns && s.failing.Load() {
-			return cache.Hit{}, false
-		}
+	if n.fresh.nFailing.Load() != 0 && n.fresh.failingNow(ns) {
+		return cache.Hit{}, false
 	}
 	return n.cache.GetFresh(ns, key)
 }
