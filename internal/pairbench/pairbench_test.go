@@ -1,6 +1,7 @@
 package pairbench
 
 import (
+	"sync/atomic"
 	"testing"
 )
 
@@ -19,7 +20,7 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
-var sink uint64
+var sink atomic.Uint64 // keeps the work from being optimized away
 
 // spin does about work rounds of arithmetic n times.
 func spin(work int) Op {
@@ -28,7 +29,7 @@ func spin(work int) Op {
 		for range n * work {
 			x = x*6364136223846793005 + 1442695040888963407
 		}
-		sink += x
+		sink.Add(x)
 	}
 }
 
