@@ -430,12 +430,14 @@ func (f *freshness) register(reg prometheus.Registerer) error {
 // value is returned with Stale set, unless ns's Policy fails closed and the
 // node has not been proven current for it recently: then the error wraps
 // ErrUnavailable (see Config.Staleness).
-func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
+func (n *Node) Get(ctx context.Context, ns, key string) (v Value, err error) {
 	if h, ok := n.freshHit(ns, key); ok {
 		if err := h.Err(); err != nil {
 			return Value{}, err
 		}
-		return Value{Data: h.Value(), Version: h.Version(), Age: h.Age()}, nil
+		// Written into the result in place: a hit copies nothing twice.
+		v.Data, v.Version, v.Age = h.Value(), h.Version(), h.Age()
+		return v, nil
 	}
 	e, err := n.read(ctx, ns, key)
 	if err != nil {
