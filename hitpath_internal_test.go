@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,4 +78,39 @@ type logCut struct{ *downGets }
 
 func (logCut) ReadLog(context.Context, record.Version, int) ([]record.Change, error) {
 	return nil, fmt.Errorf("test: log cut: %w", origin.ErrUnavailable)
+}
+
+// TestNFailingCountsFlags: however concurrent updates interleave, once they
+// end the count the read path checks first equals the failing flags set;
+// were it ever below, a fresh hit would skip a namespace failing closed.
+func TestNFailingCountsFlags(t *testing.T) {
+	f := newFreshness(Config{Staleness: map[string]Policy{
+		"a": {FailClosedAfter: time.Minute}, "b": {FailClosedAfter: time.Minute},
+	}}, 0)
+	if len(f.closing) != 3 { // a, b and keys (the default policy)
+		t.Fatalf("closing lists %d spaces, want 3", len(f.closing))
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 2000 {
+				s := f.closing[(g+i)%len(f.closing)]
+				f.setFailing(s, (g*7+i*13)%3 == 0)
+			}
+		})
+	}
+	wg.Wait()
+	set := 0
+	for _, s := range f.closing {
+		if s.failing.Load() {
+			set++
+		}
+	}
+	if got := f.nFailing.Load(); got != int64(set) {
+		t.Fatalf("nFailing %d with %d flags set", got, set)
+	}
+	f.setFailing(f.closing[0], true)
+	if !f.failingNow(f.closing[0].ns) || f.nFailing.Load() == 0 {
+		t.Fatal("a flag set is not seen")
+	}
 }

@@ -179,10 +179,6 @@ type Node struct {
 	revalRunning bool
 	revalAgain   bool
 
-	// closing lists the namespaces failing closed, for the read path
-	// (see findClosing).
-	closing atomic.Pointer[[]closingSpace]
-
 	// completeMu guards warmed and needFrom: the namespaces loaded whole,
 	// and the log position the node must have read from before they are
 	// complete (see CaughtUp).
@@ -371,42 +367,6 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.wg.Add(1)
 	go n.freshLoop()
 	return n, nil
-}
-
-// Get returns the value of ns/key from memory, reading the origin only on a
-// miss or past the fresh window. A deleted or never-written key returns an
-// error wrapping ErrNotFound. When the origin is unreachable, the last known
-// value is returned with Stale set, unless ns's Policy fails closed and the
-// node has not been proven current for it recently: then the error wraps
-// ErrUnavailable (see Config.Staleness).
-func (n *Node) Get(ctx context.Context, ns, key string) (Value, error) {
-	if h, ok := n.freshHit(ns, key); ok {
-		if err := h.Err(); err != nil {
-			return Value{}, err
-		}
-		return Value{Data: h.Value(), Version: h.Version(), Age: h.Age()}, nil
-	}
-	e, err := n.read(ctx, ns, key)
-	if err != nil {
-		return Value{}, err
-	}
-	return Value{Data: e.Record.Value, Version: e.Record.Version, Age: e.Age, Stale: e.Stale}, nil
-}
-
-// Record returns the record of ns/key as Get does, for callers (like the
-// sentinel gateway) that work in records.
-func (n *Node) Record(ctx context.Context, ns, key string) (record.Record, error) {
-	if h, ok := n.freshHit(ns, key); ok {
-		if err := h.Err(); err != nil {
-			return record.Record{}, err
-		}
-		return h.Record(), nil
-	}
-	e, err := n.read(ctx, ns, key)
-	if err != nil {
-		return record.Record{}, err
-	}
-	return e.Record, nil
 }
 
 // Peek returns what the node holds for ns/key without any origin read.

@@ -159,6 +159,15 @@ type freshness struct {
 	now    func() time.Time
 	settle time.Duration // follow.Config.Settle
 	trust  *trust        // enforced namespaces prove freshness by matches only
+
+	// closing lists the spaces whose Policy fails closed, for the read
+	// path: a short slice scanned in order costs a hit less than a map
+	// lookup (few namespaces fail closed: keys alone, by default).
+	closing []*nsFreshness
+	// nFailing counts the failing flags set (see setFailing): while it is
+	// zero, as it is whenever the node is current, a read need not scan
+	// closing.
+	nFailing atomic.Int64
 }
 
 // nsFreshness is one tracked namespace; the map holding them is fixed at
@@ -191,6 +200,11 @@ func newFreshness(cfg Config, settle time.Duration) *freshness {
 			f.spaces[ns] = &nsFreshness{ns: ns, policy: p}
 		}
 	}
+	for _, s := range f.spaces {
+		if s.policy.FailsClosed() {
+			f.closing = append(f.closing, s)
+		}
+	}
 	return f
 }
 
@@ -217,13 +231,40 @@ const failingTick = 50 * time.Millisecond
 func (f *freshness) update(s *nsFreshness) {
 	if s != nil {
 		if s.policy.FailsClosed() {
-			s.failing.Store(f.now().Sub(f.heard(s)) > s.policy.FailClosedAfter)
+			f.setFailing(s, f.now().Sub(f.heard(s)) > s.policy.FailClosedAfter)
 		}
 		return
 	}
 	for _, s := range f.spaces {
 		f.update(s)
 	}
+}
+
+// setFailing sets the failing flag of s to v, keeping f.nFailing at least
+// the number of flags set at every instant (raised before a flag is set,
+// lowered after one is cleared): a read that finds it zero knows that no
+// namespace fails closed now, without looking for its own.
+func (f *freshness) setFailing(s *nsFreshness, v bool) {
+	if v {
+		f.nFailing.Add(1)
+		if s.failing.Swap(true) {
+			f.nFailing.Add(-1) // set already
+		}
+		return
+	}
+	if s.failing.Swap(false) {
+		f.nFailing.Add(-1)
+	}
+}
+
+// failingNow reports whether ns fails closed and is failing now.
+func (f *freshness) failingNow(ns string) bool {
+	for _, s := range f.closing {
+		if s.ns == ns && s.failing.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // heardLog records a successful change-log read that reached cursor to.
@@ -384,6 +425,59 @@ func (f *freshness) register(reg prometheus.Registerer) error {
 		}
 	}
 	return nil
+}
+
+// Get returns the value of ns/key from memory, reading the origin only on a
+// miss or past the fresh window. A deleted or never-written key returns an
+// error wrapping ErrNotFound. When the origin is unreachable, the last known
+// value is returned with Stale set, unless ns's Policy fails closed and the
+// node has not been proven current for it recently: then the error wraps
+// ErrUnavailable (see Config.Staleness).
+func (n *Node) Get(ctx context.Context, ns, key string) (v Value, err error) {
+	if h, ok := n.freshHit(ns, key); ok {
+		if err := h.Err(); err != nil {
+			return Value{}, err
+		}
+		// Written into the result in place: a hit copies nothing twice.
+		v.Data, v.Version, v.Age = h.Value(), h.Version(), h.Age()
+		return v, nil
+	}
+	e, err := n.read(ctx, ns, key)
+	if err != nil {
+		return Value{}, err
+	}
+	return Value{Data: e.Record.Value, Version: e.Record.Version, Age: e.Age, Stale: e.Stale}, nil
+}
+
+// Record returns the record of ns/key as Get does, for callers (like the
+// sentinel gateway) that work in records.
+func (n *Node) Record(ctx context.Context, ns, key string) (record.Record, error) {
+	if h, ok := n.freshHit(ns, key); ok {
+		if err := h.Err(); err != nil {
+			return record.Record{}, err
+		}
+		return h.Record(), nil
+	}
+	e, err := n.read(ctx, ns, key)
+	if err != nil {
+		return record.Record{}, err
+	}
+	return e.Record, nil
+}
+
+// freshHit answers a read of ns/key held fresh, unless ns fails closed and
+// is failing now (the read must then go the whole way, Node.read, to apply
+// the policy); ok false means the read must go the whole way. A fresh
+// value is never refused otherwise (Policy.RefuseOutdated concerns stale
+// values), so the read needs of the node only this check, and is answered
+// by cache.GetFresh, which copies nothing; every other read goes the whole
+// way, with the same answers and counts: the lane only skips work whose
+// outcome it knows.
+func (n *Node) freshHit(ns, key string) (cache.Hit, bool) {
+	if n.fresh.nFailing.Load() != 0 && n.fresh.failingNow(ns) {
+		return cache.Hit{}, false
+	}
+	return n.cache.GetFresh(ns, key)
 }
 
 // Cached answers ns/key from memory when the node can, as

@@ -240,3 +240,24 @@ func (f *floors) raise(k key, v record.Version, tomb bool) bool {
 	})
 	return changed
 }
+
+// known returns the newest version the index knows of k, and whether it is
+// a tombstone.
+func (c *Cache) known(k key, sp *space) (v record.Version, tomb, ok bool) {
+	if sp.idx != nil {
+		return sp.idx.get(k.key)
+	}
+	return c.floors.get(k)
+}
+
+// learn raises the index entry of k to version v and reports whether it
+// changed.
+func (c *Cache) learn(k key, sp *space, v record.Version, tomb bool) bool {
+	if v == 0 {
+		return false
+	}
+	if sp.idx != nil {
+		return sp.idx.raise(k.key, v, tomb)
+	}
+	return c.floors.raise(k, v, tomb)
+}
