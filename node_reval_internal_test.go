@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/record"
@@ -73,29 +74,19 @@ func TestRevalidationsCoalesce(t *testing.T) {
 		t.Fatal("no revalidation running")
 	}
 
-	deadline := time.Now().Add(10 * time.Second)
-	for store.failed.Load() < 2*keys { // a first pass, and the pass it starts over with
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d failed reads", store.failed.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
+	// A first pass, and the pass it starts over with.
+	if !testkit.Poll(10*time.Second, func() bool { return store.failed.Load() >= 2*keys }) {
+		t.Fatalf("only %d failed reads", store.failed.Load())
 	}
 	if got := store.failed.Load(); got > 10*keys {
 		t.Fatalf("%d reads failed; 50 requests must not make 50 passes", got)
 	}
 	store.down.Store(false)
-	for {
+	testkit.Eventually(t, 10*time.Second, "the revalidation to end once the origin returned", func() bool {
 		n.revalMu.Lock()
-		running = n.revalRunning
-		n.revalMu.Unlock()
-		if !running {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("revalidation still running 10 s after the origin returned")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer n.revalMu.Unlock()
+		return !n.revalRunning
+	})
 	for k, v := range newer {
 		if got, err := n.Get(context.Background(), "routes", k); err != nil || got.Version != v {
 			t.Errorf("%s: version %s, %v; want %s", k, got.Version, err, v)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin"
 	"github.com/dataplane/dataplane/record"
@@ -186,15 +187,10 @@ func TestPeerSnapshotIsNoProofOfFreshness(t *testing.T) {
 		t.Fatalf("serve-stale namespace warmed from a peer: %q, %v", v.Data, err)
 	}
 	// The read path checks a flag recomputed every 50 ms: poll.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := n.Get(context.Background(), "keys", "ks/held")
-		if errors.Is(err, dataplane.ErrUnavailable) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("fail-closed namespace proven current only by a peer: %v, want ErrUnavailable", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testkit.Poll(10*time.Second, func() bool {
+		_, err = n.Get(context.Background(), "keys", "ks/held")
+		return errors.Is(err, dataplane.ErrUnavailable)
+	}) {
+		t.Fatalf("fail-closed namespace proven current only by a peer: %v, want ErrUnavailable", err)
 	}
 }

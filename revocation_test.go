@@ -17,6 +17,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/publisher"
@@ -159,11 +160,8 @@ func TestRevocationTime(t *testing.T) {
 		}
 		return c
 	}
-	for joined := time.Now().Add(testscale.Duration(30 * time.Second)); slices.Min(seen()) != nodesN; {
-		if time.Now().After(joined) {
-			t.Fatalf("the fleet did not form: members seen per node %v, want %d", seen(), nodesN)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testkit.Poll(30*time.Second, func() bool { return slices.Min(seen()) == nodesN }) {
+		t.Fatalf("the fleet did not form: members seen per node %v, want %d", seen(), nodesN)
 	}
 	latest, stop := notifiedFlow(t, pub)
 	defer stop()

@@ -109,55 +109,57 @@ func (b *Backends) factory(ctx context.Context, opt Option, name string) (storeF
 		if ep.URL == "" {
 			return nil, fmt.Errorf("S3 server unavailable: %s", b.Missing[S3])
 		}
-		f := func(ctx context.Context, client *http.Client) (origin.Store, error) {
-			cfg := s3.Config{
+		return createdFactory(ctx, "create bucket "+name, func(ctx context.Context, client *http.Client) (*s3.Store, error) {
+			return s3.New(ctx, s3.Config{
 				Bucket: name, Endpoint: ep.URL, UsePathStyle: true, Region: ep.Region,
 				AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, MaxRetries: 2, Logger: discard,
-			}
-			if client != nil {
-				cfg.HTTPClient = client
-			}
-			st, err := s3.New(ctx, cfg)
-			if err != nil {
-				return nil, err
-			}
-			return st, nil
-		}
-		st, err := f(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		if err := st.(*s3.Store).CreateBucket(ctx); err != nil {
-			return nil, fmt.Errorf("create bucket %s: %w", name, err)
-		}
-		return f, nil
+				HTTPClient: doer(client),
+			})
+		}, (*s3.Store).CreateBucket)
 	case DynamoDB:
 		ep := b.Dynamo
 		if ep.URL == "" {
 			return nil, fmt.Errorf("DynamoDB server unavailable: %s", b.Missing[DynamoDB])
 		}
-		f := func(ctx context.Context, client *http.Client) (origin.Store, error) {
-			cfg := dynamodb.Config{
+		return createdFactory(ctx, "create table "+name, func(ctx context.Context, client *http.Client) (*dynamodb.Store, error) {
+			return dynamodb.New(ctx, dynamodb.Config{
 				Table: name, Endpoint: ep.URL, Region: ep.Region,
 				AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, MaxRetries: 2, Logger: discard,
-			}
-			if client != nil {
-				cfg.HTTPClient = client
-			}
-			st, err := dynamodb.New(ctx, cfg)
-			if err != nil {
-				return nil, err
-			}
-			return st, nil
-		}
-		st, err := f(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		if err := st.(*dynamodb.Store).CreateTable(ctx); err != nil {
-			return nil, fmt.Errorf("create table %s: %w", name, err)
-		}
-		return f, nil
+				HTTPClient: doer(client),
+			})
+		}, (*dynamodb.Store).CreateTable)
 	}
 	return nil, fmt.Errorf("unknown origin %q", opt.Origin)
+}
+
+// createdFactory opens a first store with open, makes its bucket or table
+// with create (what names it in the error), and returns the factory of
+// stores open makes.
+func createdFactory[S origin.Store](ctx context.Context, what string, open func(context.Context, *http.Client) (S, error), create func(S, context.Context) error) (storeFactory, error) {
+	st, err := open(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := create(st, ctx); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return func(ctx context.Context, client *http.Client) (origin.Store, error) {
+		st, err := open(ctx, client)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return st, nil
+	}, nil
+}
+
+// doer is the HTTPClient of a store's Config: client, or no client at all
+// (the SDK's own) when client is nil, never an interface holding a nil
+// *http.Client.
+func doer(client *http.Client) interface {
+	Do(*http.Request) (*http.Response, error)
+} {
+	if client == nil {
+		return nil
+	}
+	return client
 }

@@ -43,34 +43,28 @@ func (d *deployment) checkConvergence(ctx context.Context, keys int) (Convergenc
 	}
 	var fresh []staleRead
 	var mu sync.Mutex // guards conv, again and fresh
-	var wg sync.WaitGroup
-	for i, s := range d.slots {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.mu.RLock()
-			defer s.mu.RUnlock()
-			for k := range keys {
-				e, held := s.node.Peek(ns, keyName(k))
-				if !held || e.Record.Version == 0 {
-					continue
-				}
-				v, stale, err := read(s, k)
-				mu.Lock()
-				conv.Checked++
-				switch {
-				case err == nil && v >= truth[k]:
-				case err != nil || stale:
-					again = append(again, pair{i, k})
-				default:
-					conv.Stale++
-					fresh = append(fresh, staleRead{pair{i, k}, v})
-				}
-				mu.Unlock()
+	d.eachSlot(func(i int, s *slot) {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		for k := range keys {
+			e, held := s.node.Peek(ns, keyName(k))
+			if !held || e.Record.Version == 0 {
+				continue
 			}
-		}()
-	}
-	wg.Wait()
+			v, stale, err := read(s, k)
+			mu.Lock()
+			conv.Checked++
+			switch {
+			case err == nil && v >= truth[k]:
+			case err != nil || stale:
+				again = append(again, pair{i, k})
+			default:
+				conv.Stale++
+				fresh = append(fresh, staleRead{pair{i, k}, v})
+			}
+			mu.Unlock()
+		}
+	})
 	for _, f := range fresh {
 		conv.note(d, f.slot, f.key, f.got, truth[f.key], "served as fresh")
 	}

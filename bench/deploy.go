@@ -451,21 +451,25 @@ func (d *deployment) waitMembers(ctx context.Context, timeout time.Duration) err
 	}
 }
 
-// close stops everything deploy started.
-func (d *deployment) close() {
+// eachSlot runs f on every slot at once, each in a goroutine of its own,
+// and returns when every f has returned. f takes the slot's lock itself.
+func (d *deployment) eachSlot(f func(i int, s *slot)) {
 	var wg sync.WaitGroup
-	for _, s := range d.slots {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if s.node != nil {
-				_ = s.node.Close()
-			}
-		}()
+	for i, s := range d.slots {
+		wg.Go(func() { f(i, s) })
 	}
 	wg.Wait()
+}
+
+// close stops everything deploy started.
+func (d *deployment) close() {
+	d.eachSlot(func(_ int, s *slot) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.node != nil {
+			_ = s.node.Close()
+		}
+	})
 	if d.stopReplicas != nil {
 		d.stopReplicas()
 		d.replicasDone.Wait()

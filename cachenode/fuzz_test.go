@@ -8,41 +8,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/dataplane/dataplane/cachenode"
-	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/origin/mem"
+	"github.com/dataplane/dataplane/origin/origintest"
 	"github.com/dataplane/dataplane/record"
 )
-
-// writeCounter counts the mutating calls that reach the origin.
-type writeCounter struct {
-	origin.Store
-	writes atomic.Int64
-}
-
-func (w *writeCounter) CompareAndSwap(ctx context.Context, rec record.Record, prev record.Version) error {
-	w.writes.Add(1)
-	return w.Store.CompareAndSwap(ctx, rec, prev)
-}
-
-func (w *writeCounter) AppendLog(ctx context.Context, c record.Change) error {
-	w.writes.Add(1)
-	return w.Store.AppendLog(ctx, c)
-}
-
-func (w *writeCounter) TrimLog(ctx context.Context, before record.Version) error {
-	w.writes.Add(1)
-	return w.Store.TrimLog(ctx, before)
-}
-
-func (w *writeCounter) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
-	w.writes.Add(1)
-	return w.Store.PutSnapshot(ctx, snap)
-}
 
 // refusedBeforeOrigin are the statuses a node answers without asking the
 // origin: a request answered with one of them must not have written.
@@ -81,7 +54,7 @@ func FuzzHandler(f *testing.F) {
 	f.Add("DELETE", path, true, []byte(nil))
 	f.Add("GET", "/v1/records/%2e%2e/%2e%2e", false, []byte(nil))
 
-	store := &writeCounter{Store: mem.New()}
+	store := &origintest.WriteCounter{Store: mem.New()}
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin, cfg.WriteToken, cfg.Logger = store, token, slog.New(slog.DiscardHandler)
 	node, err := cachenode.New(cfg)
@@ -97,10 +70,10 @@ func FuzzHandler(f *testing.F) {
 		if withToken {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
-		before := store.writes.Load()
+		before := store.Writes.Load()
 		rw := httptest.NewRecorder()
 		node.ServeHTTP(rw, req)
-		writes := store.writes.Load() - before
+		writes := store.Writes.Load() - before
 		isWrite := method == "PUT" || method == "POST"
 		switch {
 		case rw.Code >= 500 && !strings.Contains(rw.Body.String(), `"code":`):

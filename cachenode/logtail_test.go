@@ -21,6 +21,7 @@ import (
 	"github.com/dataplane/dataplane/cachenode"
 	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/httporigin"
@@ -101,7 +102,7 @@ func TestLogReadsShared(t *testing.T) {
 		go func() { defer wg.Done(); got[i] = len(logPage(t, srv, base-1)) }()
 	}
 	// Let the requests reach the node (they wait on the held read).
-	if !poll(30*time.Second, func() bool { return store.reads.Load() >= 1 }) {
+	if !testkit.Poll(30*time.Second, func() bool { return store.reads.Load() >= 1 }) {
 		t.Fatal("no origin read started")
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -301,24 +302,13 @@ func TestSentinelsShareLogReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, n := range nodes {
-		if !poll(30*time.Second, func() bool {
+		if !testkit.Poll(30*time.Second, func() bool {
 			v, err := n.Get(ctx, "cfg", "k")
 			return err == nil && v.Version == rec.Version
 		}) {
 			t.Fatalf("sentinel s%d never served %s", i, rec.Version)
 		}
 	}
-}
-
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
 }
 
 // TestLogReadsFailOver: httporigin reads the log from the region's log node,

@@ -82,18 +82,14 @@ func TestDevCluster(t *testing.T) {
 	}
 	published := time.Now()
 	for i, s := range c.Sentinels {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			_, body := get(t, "http://"+s.Addr(), devcluster.APIHost, devcluster.GoodKey)
-			if strings.Contains(body, "upstream B") {
-				t.Logf("sentinel-%d serves the new route %v after publish", i+1, time.Since(published).Round(time.Millisecond))
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("sentinel-%d still serves %q 5s after the route change", i+1, body)
-			}
-			time.Sleep(5 * time.Millisecond)
+		var body string
+		if !testkit.Poll(5*time.Second, func() bool {
+			_, body = get(t, "http://"+s.Addr(), devcluster.APIHost, devcluster.GoodKey)
+			return strings.Contains(body, "upstream B")
+		}) {
+			t.Fatalf("sentinel-%d still serves %q after the route change", i+1, body)
 		}
+		t.Logf("sentinel-%d serves the new route %v after publish", i+1, time.Since(published).Round(time.Millisecond))
 	}
 	admin := c.Sentinels[0].AdminAddr()
 	req, _ = http.NewRequest("GET", fmt.Sprintf("http://%s/debug/records/routes/%s", admin, devcluster.APIHost), nil)

@@ -20,6 +20,7 @@ import (
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/devcluster"
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/sentinel"
 )
@@ -108,8 +109,8 @@ func TestFleetPageInBrowser(t *testing.T) {
 	// The JSON form, for scripts: wait until every member's report shows
 	// the route's version.
 	members := []string{"sentinel-1", "sentinel-2", "sentinel-3", "cachenode-1"}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var last any // the last fleet.json, for the failure
+	if !testkit.Poll(60*time.Second, func() bool {
 		req, _ := http.NewRequest("GET", admin+"/debug/fleet.json", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
@@ -132,6 +133,7 @@ func TestFleetPageInBrowser(t *testing.T) {
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("fleet.json: %d %v", resp.StatusCode, err)
 		}
+		last = d
 		// Every member holds the route's version, and the newest version
 		// of every namespace (so that the page's top may say none is
 		// behind).
@@ -152,13 +154,9 @@ func TestFleetPageInBrowser(t *testing.T) {
 			}
 			ok = ok && got && held == len(newest) && m.State == "alive" && m.Region == "dev"
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("fleet.json never showed %s and the newest of every namespace applied by all of %v: %+v", put.Version, members, d)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return ok
+	}) {
+		t.Fatalf("fleet.json never showed %s and the newest of every namespace applied by all of %v: %+v", put.Version, members, last)
 	}
 
 	// Without the token: refused.

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane/follow"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/record"
@@ -88,13 +89,7 @@ func (t *target) counts() (revalidates, recovers int) {
 // eventually polls cond until it holds, failing after timeout.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, timeout, what, cond)
 }
 
 func publish(t *testing.T, s origin.Store, rec record.Record) record.Record {

@@ -20,29 +20,18 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	const ns, sub = "dataplane", "follow"
+	sub := metricset.Subsystem("follow")
 	m := &metrics{
-		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "log_reads_total",
-			Help: "Reads of the origin change log, by trigger (start, interval, rejoin, digest, rewind, recover) and result (ok, error, truncated).",
-		}, []string{"trigger", "result"}),
-		changes: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "changes_total",
-			Help: "Changes read from the log and handed to the node (which ignores those it already holds).",
-		}),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "changes_refused_total",
-			Help: "Log entries not handed on, by reason: malformed, or not signed by a trusted publisher key (unsigned, untrusted_key, bad_signature, digest_mismatch).",
-		}, []string{"reason"}),
-		revalid: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "full_revalidations_total",
-			Help: "Times the log was trimmed past the cursor and snapshots could not cover the gap: everything held was revalidated.",
-		}),
-		panics: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "target_panics_total",
-			Help: "Panics recovered from the node while it applied log changes.",
-		}),
-		reg: reg,
+		reads: sub.CounterVec("log_reads_total",
+			"Reads of the origin change log, by trigger (start, interval, rejoin, digest, rewind, recover) and result (ok, error, truncated).",
+			"trigger", "result"),
+		changes: sub.Counter("changes_total", "Changes read from the log and handed to the node (which ignores those it already holds)."),
+		refused: sub.CounterVec("changes_refused_total",
+			"Log entries not handed on, by reason: malformed, or not signed by a trusted publisher key (unsigned, untrusted_key, bad_signature, digest_mismatch).",
+			"reason"),
+		revalid: sub.Counter("full_revalidations_total", "Times the log was trimmed past the cursor and snapshots could not cover the gap: everything held was revalidated."),
+		panics:  sub.Counter("target_panics_total", "Panics recovered from the node while it applied log changes."),
+		reg:     reg,
 	}
 	m.collectors = []prometheus.Collector{m.reads, m.changes, m.refused, m.revalid, m.panics}
 	if err := metricset.Register(reg, "follow", "give each follower its own Registerer", m.collectors...); err != nil {

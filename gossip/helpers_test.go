@@ -17,6 +17,7 @@ import (
 
 	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip/netsim"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/mem"
@@ -28,15 +29,8 @@ import (
 // load (testscale), so a busy machine waits longer, never fails sooner.
 func eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
-	timeout = testscale.Duration(timeout)
-	deadline := time.Now().Add(timeout)
-	wait := time.Millisecond
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s: "+format, append([]any{timeout}, args...)...)
-		}
-		time.Sleep(wait)
-		wait = min(2*wait, 50*time.Millisecond)
+	if !testkit.Poll(timeout, cond) {
+		t.Fatalf("timed out after %s: "+format, append([]any{testscale.Duration(timeout)}, args...)...)
 	}
 }
 

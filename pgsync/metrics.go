@@ -1,9 +1,9 @@
 package pgsync
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane/internal/metricset"
 )
 
 // metrics are the syncer's Prometheus collectors.
@@ -19,51 +19,22 @@ type metrics struct {
 }
 
 func newMetrics() *metrics {
-	counter := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "dataplane", Subsystem: "pgsync", Name: name, Help: help,
-		})
-	}
+	sub := metricset.Subsystem("pgsync")
 	return &metrics{
-		published:   counter("published_total", "Outbox rows published and marked done."),
-		republished: counter("republished_total", "Rows found already in the origin after a crash or takeover and only marked (their log entry and notification repeated)."),
-		reassigned:  counter("reassigned_total", "Reserved versions that never took effect (crash before the write, or a newer version stored) and were replaced by fresh ones."),
-		rejected:    counter("rejected_total", "Outbox rows that break the dataplane's limits, marked done with an error and not published."),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "dataplane", Subsystem: "pgsync", Name: "errors_total",
-			Help: "Failures that made the syncer back off and retry, by where they happened (db, origin).",
-		}, []string{"stage"}),
-		wakeups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "dataplane", Subsystem: "pgsync", Name: "wakeups_total",
-			Help: "Times the idle syncer looked for rows, by cause (notify, poll).",
-		}, []string{"cause"}),
-		active: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "dataplane", Subsystem: "pgsync", Name: "active",
-			Help: "1 while this syncer holds the outbox lock and publishes, 0 while it stands by or reconnects.",
-		}),
-		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "dataplane", Subsystem: "pgsync", Name: "lag_seconds",
-			Help:    "Time from an outbox row's insert (created_at) to its publication.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
-		}),
+		published:   sub.Counter("published_total", "Outbox rows published and marked done."),
+		republished: sub.Counter("republished_total", "Rows found already in the origin after a crash or takeover and only marked (their log entry and notification repeated)."),
+		reassigned:  sub.Counter("reassigned_total", "Reserved versions that never took effect (crash before the write, or a newer version stored) and were replaced by fresh ones."),
+		rejected:    sub.Counter("rejected_total", "Outbox rows that break the dataplane's limits, marked done with an error and not published."),
+		errors:      sub.CounterVec("errors_total", "Failures that made the syncer back off and retry, by where they happened (db, origin).", "stage"),
+		wakeups:     sub.CounterVec("wakeups_total", "Times the idle syncer looked for rows, by cause (notify, poll).", "cause"),
+		active:      sub.Gauge("active", "1 while this syncer holds the outbox lock and publishes, 0 while it stands by or reconnects."),
+		lag: sub.Histogram("lag_seconds", "Time from an outbox row's insert (created_at) to its publication.",
+			prometheus.ExponentialBuckets(0.001, 4, 10)),
 	}
 }
 
-func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.published, m.republished, m.reassigned, m.rejected, m.errors, m.wakeups, m.active, m.lag}
-}
-
-// register registers every collector on r, undoing the work on failure.
+// register registers every collector on r, or none.
 func (m *metrics) register(r prometheus.Registerer) error {
-	var done []prometheus.Collector
-	for _, c := range m.collectors() {
-		if err := r.Register(c); err != nil {
-			for _, d := range done {
-				r.Unregister(d)
-			}
-			return fmt.Errorf("pgsync: register metrics: %w", err)
-		}
-		done = append(done, c)
-	}
-	return nil
+	return metricset.Register(r, "pgsync", "give each syncer its own Registerer",
+		m.published, m.republished, m.reassigned, m.rejected, m.errors, m.wakeups, m.active, m.lag)
 }

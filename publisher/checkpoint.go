@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane/checkpoint"
+	"github.com/dataplane/dataplane/internal/metricset"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/sign"
@@ -114,9 +115,7 @@ func newIssuer(p *Publisher, cfg CheckpointConfig) (*issuer, error) {
 	if err != nil {
 		return nil, err
 	}
-	counter := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dataplane", Subsystem: "publisher", Name: name, Help: help})
-	}
+	counter := metricset.Subsystem("publisher").Counter
 	is := &issuer{p: p, cfg: cfg, own: own, ns: make(map[string]*nsIssue), m: issuerMetrics{
 		issued:  counter("checkpoints_issued_total", "Signed namespace checkpoints issued."),
 		proofs:  counter("snapshot_proofs_total", "Snapshot proofs (the checkpoint at a snapshot's version) written."),
@@ -124,12 +123,9 @@ func newIssuer(p *Publisher, cfg CheckpointConfig) (*issuer, error) {
 		skipped: counter("snapshot_proofs_skipped_total", "Snapshots written without a proof, because the issuer's state could not reach the snapshot's version yet."),
 	}}
 	is.parts, _ = p.store.(origin.SnapshotParts)
-	if r := p.cfg.Registerer; r != nil {
-		for _, c := range []prometheus.Collector{is.m.issued, is.m.proofs, is.m.errors, is.m.skipped} {
-			if err := r.Register(c); err != nil {
-				return nil, fmt.Errorf("publisher: register checkpoint metrics: %w", err)
-			}
-		}
+	if err := metricset.Register(p.cfg.Registerer, "publisher checkpoint", "give each publisher its own Registerer",
+		is.m.issued, is.m.proofs, is.m.errors, is.m.skipped); err != nil {
+		return nil, err
 	}
 	return is, nil
 }

@@ -8,40 +8,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 
-	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/mem"
+	"github.com/dataplane/dataplane/origin/origintest"
 	"github.com/dataplane/dataplane/publisher"
-	"github.com/dataplane/dataplane/record"
 )
-
-// writeCounter counts the mutating calls that reach a store.
-type writeCounter struct {
-	origin.Store
-	writes atomic.Int64
-}
-
-func (w *writeCounter) CompareAndSwap(ctx context.Context, rec record.Record, prev record.Version) error {
-	w.writes.Add(1)
-	return w.Store.CompareAndSwap(ctx, rec, prev)
-}
-
-func (w *writeCounter) AppendLog(ctx context.Context, c record.Change) error {
-	w.writes.Add(1)
-	return w.Store.AppendLog(ctx, c)
-}
-
-func (w *writeCounter) TrimLog(ctx context.Context, before record.Version) error {
-	w.writes.Add(1)
-	return w.Store.TrimLog(ctx, before)
-}
-
-func (w *writeCounter) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
-	w.writes.Add(1)
-	return w.Store.PutSnapshot(ctx, snap)
-}
 
 // fuzzRequest builds a request from fuzzer input, or reports false for input
 // net/http would never hand a handler (a method or target that does not
@@ -82,7 +54,7 @@ func FuzzHandler(f *testing.F) {
 		if !ok {
 			return
 		}
-		store := &writeCounter{Store: mem.New()}
+		store := &origintest.WriteCounter{Store: mem.New()}
 		cfg := publisher.DefaultConfig()
 		cfg.Logger = slog.New(slog.DiscardHandler)
 		p, err := publisher.New(store, cfg)
@@ -96,7 +68,7 @@ func FuzzHandler(f *testing.F) {
 		}
 		rw := httptest.NewRecorder()
 		publisher.Handler(p, token).ServeHTTP(rw, req)
-		writes := store.writes.Load()
+		writes := store.Writes.Load()
 		switch {
 		case rw.Code >= 500:
 			t.Fatalf("%s %q: status %d: %s", method, target, rw.Code, rw.Body)
@@ -129,7 +101,7 @@ func FuzzImport(f *testing.F) {
 	f.Add([]byte("[1,2,3]\nnull\n\"s\"\n{\n"))
 	f.Add([]byte("\xff\xfe{\"namespace\":\"routes\"}"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		store := &writeCounter{Store: mem.New()}
+		store := &origintest.WriteCounter{Store: mem.New()}
 		cfg := publisher.DefaultConfig()
 		cfg.Logger = slog.New(slog.DiscardHandler)
 		p, err := publisher.New(store, cfg)
@@ -144,7 +116,7 @@ func FuzzImport(f *testing.F) {
 			t.Fatalf("stats %+v count more outcomes than lines", st)
 		}
 		// Each written record is one CompareAndSwap and one log append.
-		if w := store.writes.Load(); w > 2*int64(st.Written) {
+		if w := store.Writes.Load(); w > 2*int64(st.Written) {
 			t.Fatalf("%d writes for %d written lines", w, st.Written)
 		}
 		cs, err := store.ReadLog(context.Background(), 0, 1<<20)

@@ -1,9 +1,9 @@
 package publisher
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane/internal/metricset"
 )
 
 // metrics are the publisher's Prometheus collectors.
@@ -26,16 +26,10 @@ type metrics struct {
 }
 
 func newMetrics() *metrics {
-	counter := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "dataplane", Subsystem: "publisher", Name: name, Help: help,
-		})
-	}
+	sub := metricset.Subsystem("publisher")
+	counter := sub.Counter
 	return &metrics{
-		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "dataplane", Subsystem: "publisher", Name: "writes_total",
-			Help: "Records written to the origin with a new version, by operation (put, delete).",
-		}, []string{"op"}),
+		writes:         sub.CounterVec("writes_total", "Records written to the origin with a new version, by operation (put, delete).", "op"),
 		unchanged:      counter("unchanged_total", "Writes skipped because the same value or version was already stored."),
 		rejected:       counter("rejected_total", "Writes and import lines rejected as invalid."),
 		stale:          counter("stale_total", "PutVersion calls refused because the origin holds a newer version."),
@@ -50,37 +44,19 @@ func newMetrics() *metrics {
 		repaired:    counter("repaired_total", "Crashed or late publishes the repair pass published again under a fresh version."),
 		clockRefused: counter("clock_refused_total",
 			"Writes refused because this host's clock was further from the origin's than MaxClockOffset."),
-		receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "dataplane", Subsystem: "publisher", Name: "receipts_total",
-			Help: "Receipts waited for (Receipt, ?wait=), by result: met, incomplete (the wait ended first), refused (members refused the change so the share cannot be met).",
-		}, []string{"result"}),
-		snapshotDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "dataplane", Subsystem: "publisher", Name: "snapshot_duration_seconds",
-			Help:    "Time to build and write one namespace snapshot.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
-		}),
+		receipts: sub.CounterVec("receipts_total",
+			"Receipts waited for (Receipt, ?wait=), by result: met, incomplete (the wait ended first), refused (members refused the change so the share cannot be met).",
+			"result"),
+		snapshotDuration: sub.Histogram("snapshot_duration_seconds", "Time to build and write one namespace snapshot.",
+			prometheus.ExponentialBuckets(0.001, 4, 10)),
 	}
 }
 
-func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{
+// register registers every collector on r, or none.
+func (m *metrics) register(r prometheus.Registerer) error {
+	return metricset.Register(r, "publisher", "give each publisher its own Registerer",
 		m.writes, m.unchanged, m.rejected, m.stale, m.errors, m.notifyErrors,
 		m.snapshotErrors, m.snapshotDuration, m.snapshotRecords, m.trimSkipped,
 		m.late, m.restamps, m.repaired, m.clockRefused, m.receipts,
-	}
-}
-
-// register registers every collector on r, undoing the work on failure.
-func (m *metrics) register(r prometheus.Registerer) error {
-	var done []prometheus.Collector
-	for _, c := range m.collectors() {
-		if err := r.Register(c); err != nil {
-			for _, d := range done {
-				r.Unregister(d)
-			}
-			return fmt.Errorf("publisher: register metrics: %w", err)
-		}
-		done = append(done, c)
-	}
-	return nil
+	)
 }

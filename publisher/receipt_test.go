@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/publisher"
 )
@@ -37,13 +38,9 @@ func TestHTTPWaitReceipt(t *testing.T) {
 	pubNode := gossipNode(t, "publisher", "eu", true, nil)
 	eu := gossipNode(t, "eu-1", "eu", false, []string{pubNode.Addr()})
 	us := gossipNode(t, "us-1", "us", false, []string{pubNode.Addr()})
-	deadline := time.Now().Add(30 * time.Second)
-	for len(pubNode.Members()) != 3 || len(eu.Members()) != 3 || len(us.Members()) != 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("the 3 nodes did not meet")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 30*time.Second, "the 3 nodes to meet", func() bool {
+		return len(pubNode.Members()) == 3 && len(eu.Members()) == 3 && len(us.Members()) == 3
+	})
 	e := newEnv(t, mem.New(), func(c *publisher.Config) { c.Notifier = pubNode })
 	api := newAPI(t, e, token)
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/publisher"
@@ -218,16 +219,13 @@ func TestRunSnapshotsUntilCancelled(t *testing.T) {
 	if _, err := e.pub.Put(testCtx(t), "routes", "a", []byte(`1`)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		snap, err := store.GetSnapshot(testCtx(t), "routes")
-		if err == nil && len(snap.Records) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no snapshot with the write after 10 s: %+v, %v", snap, err)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var snap record.Snapshot
+	var err error
+	if !testkit.Poll(10*time.Second, func() bool {
+		snap, err = store.GetSnapshot(testCtx(t), "routes")
+		return err == nil && len(snap.Records) == 1
+	}) {
+		t.Fatalf("no snapshot with the write: %+v, %v", snap, err)
 	}
 	cancel()
 	select {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dataplane/dataplane/internal/metricset"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 )
@@ -579,24 +580,14 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
+	sub := metricset.Subsystem("sentinel")
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "dataplane", Subsystem: "sentinel", Name: "requests_total",
-			Help: "Requests answered by the gateway, by HTTP status code.",
-		}, []string{"code"}),
-		upstreamSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "dataplane", Subsystem: "sentinel", Name: "upstream_seconds",
-			Help:    "Time to an upstream's response headers, including failover.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}),
-		failovers: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "dataplane", Subsystem: "sentinel", Name: "upstream_failovers_total",
-			Help: "Requests moved to another upstream because connecting failed.",
-		}),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "dataplane", Subsystem: "sentinel", Name: "lookups_refused_total",
-			Help: "Lookups of hosts or keys not in memory refused, by reason: rate (the client's budget, 429) or concurrency (503).",
-		}, []string{"reason"}),
+		requests: sub.CounterVec("requests_total", "Requests answered by the gateway, by HTTP status code.", "code"),
+		upstreamSeconds: sub.Histogram("upstream_seconds", "Time to an upstream's response headers, including failover.",
+			prometheus.ExponentialBuckets(0.0005, 2, 16)),
+		failovers: sub.Counter("upstream_failovers_total", "Requests moved to another upstream because connecting failed."),
+		refused: sub.CounterVec("lookups_refused_total",
+			"Lookups of hosts or keys not in memory refused, by reason: rate (the client's budget, 429) or concurrency (503).", "reason"),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.upstreamSeconds, m.failovers, m.refused)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/publisher"
@@ -84,16 +85,13 @@ func TestMalformedRouteRefusedAtTheDoor(t *testing.T) {
 	}
 	waitServe := func(host string, code int, body string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			c, b := serve(host)
-			if c == code && b == body {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s answered %d %q, want %d %q", host, c, b, code, body)
-			}
-			time.Sleep(5 * time.Millisecond)
+		var c int
+		var b string
+		if !testkit.Poll(10*time.Second, func() bool {
+			c, b = serve(host)
+			return c == code && b == body
+		}) {
+			t.Fatalf("%s answered %d %q, want %d %q", host, c, b, code, body)
 		}
 	}
 

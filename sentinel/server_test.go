@@ -107,17 +107,6 @@ func do(t *testing.T, c *http.Client, method, url, host, authz string, body io.R
 	return resp.StatusCode, string(b), nil
 }
 
-func tlsClient(t *testing.T, c tlsconfig.Client) *http.Client {
-	t.Helper()
-	cc, err := c.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &http.Transport{TLSClientConfig: cc}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 5 * time.Second}
-}
-
 // TestServerTLS serves the gateway over TLS and the admin listener over
 // mutual TLS, on loopback with certificates made for the test.
 func TestServerTLS(t *testing.T) {
@@ -132,8 +121,8 @@ func TestServerTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	ds := startDirServer(t, func(c *sentinel.ServerConfig) { c.TLS, c.AdminTLS = gwTLS, admTLS })
-	trusted := tlsClient(t, tlsconfig.Client{CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: certs.ClientKey})
-	noCert := tlsClient(t, tlsconfig.Client{CAFile: certs.CA})
+	trusted := tlstest.HTTPClient(t, tlsconfig.Client{CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: certs.ClientKey}, 5*time.Second)
+	noCert := tlstest.HTTPClient(t, tlsconfig.Client{CAFile: certs.CA}, 5*time.Second)
 	gw, adm := "https://"+ds.srv.Addr()+"/", "https://"+ds.srv.AdminAddr()
 
 	for _, tc := range []struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/publisher"
@@ -106,25 +107,17 @@ func TestAPIKeyCheckFailsClosed(t *testing.T) {
 		}
 		return code
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for status("app.example.com", "Bearer sk_good") != 200 || status("open.example.com", "") != 200 {
-		if time.Now().After(deadline) {
-			t.Fatal("the key never verified")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, 60*time.Second, "the key to verify", func() bool {
+		return status("app.example.com", "Bearer sk_good") == 200 && status("open.example.com", "") == 200
+	})
 
 	store.down.Store(true)
-	deadline = time.Now().Add(60 * time.Second)
-	for {
-		code := status("app.example.com", "Bearer sk_good")
-		if code == http.StatusServiceUnavailable {
-			break
-		}
-		if code != 200 || time.Now().After(deadline) {
-			t.Fatalf("key check with the origin down: %d, want 200 then 503", code)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var code int
+	if !testkit.Poll(60*time.Second, func() bool {
+		code = status("app.example.com", "Bearer sk_good")
+		return code != 200
+	}) || code != http.StatusServiceUnavailable {
+		t.Fatalf("key check with the origin down: %d, want 200 then 503", code)
 	}
 	if code := status("open.example.com", ""); code != 200 {
 		t.Fatalf("keyless route with the origin down: %d, want 200 (routes serve stale)", code)

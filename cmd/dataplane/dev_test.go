@@ -97,17 +97,19 @@ func TestDevPortsAuto(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"dev", "-ports", "auto", "-data-dir", t.TempDir()}, &stdout, &stderr)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stdout.String(), "Ctrl-C") {
+	exited := -1
+	if !testkit.Poll(30*time.Second, func() bool {
 		select {
-		case code := <-done:
-			t.Fatalf("dev exited %d: %s", code, stderr.String())
+		case exited = <-done:
+			return true
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no guide after 30s: %s %s", stdout.String(), stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+		return strings.Contains(stdout.String(), "Ctrl-C")
+	}) {
+		t.Fatalf("no guide after 30s: %s %s", stdout.String(), stderr.String())
+	}
+	if exited != -1 {
+		t.Fatalf("dev exited %d: %s", exited, stderr.String())
 	}
 	out := stdout.String()
 	m := regexp.MustCompile(`export DP_SENTINEL=(http://\S+) DP_SENTINEL_PORTS='(\d+ \d+ \d+)'`).FindStringSubmatch(out)

@@ -24,6 +24,7 @@ import (
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/devcluster"
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/openapi"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/publisher"
@@ -241,13 +242,9 @@ func withType(h http.Header, ctype string) http.Header {
 func TestOpenAPIPublisher(t *testing.T) {
 	pubNode := testGossipNode(t, "publisher", "eu", true, nil)
 	member := testGossipNode(t, "eu-1", "eu", false, []string{pubNode.Addr()})
-	deadline := time.Now().Add(30 * time.Second)
-	for len(pubNode.Members()) != 2 || len(member.Members()) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the gossip nodes did not meet")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 30*time.Second, "the gossip nodes to meet", func() bool {
+		return len(pubNode.Members()) == 2 && len(member.Members()) == 2
+	})
 	store, err := dir.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -358,8 +355,8 @@ func TestOpenAPINode(t *testing.T) {
 	if err == nil {
 		resp.Body.Close()
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var status string
+	if !testkit.Poll(30*time.Second, func() bool {
 		req, _ := http.NewRequest("GET", c.base+"/debug/records/routes/"+devcluster.APIHost, nil)
 		req.Header = auth
 		resp, err := http.DefaultClient.Do(req)
@@ -367,13 +364,10 @@ func TestOpenAPINode(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/debug/records/routes/%s: %s", devcluster.APIHost, resp.Status)
-		}
-		time.Sleep(50 * time.Millisecond)
+		status = resp.Status
+		return resp.StatusCode == 200
+	}) {
+		t.Fatalf("/debug/records/routes/%s: %s", devcluster.APIHost, status)
 	}
 	for _, k := range []call{
 		{name: "description", method: "GET", path: "/openapi.json", status: 200},

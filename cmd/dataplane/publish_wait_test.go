@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane/devcluster"
+	"github.com/dataplane/dataplane/internal/testkit"
 )
 
 // TestPublishWait runs `publish put -wait` against the dev cluster twice:
@@ -37,12 +38,8 @@ func TestPublishWait(t *testing.T) {
 
 	// The short-lived member learns the members its seed knows: wait
 	// until sentinel-2 knows them all (the cluster has just started).
-	deadline := time.Now().Add(30 * time.Second)
-	for len(c.Nodes[1].Members()) < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("sentinel-2 sees %v", c.Nodes[1].Members())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testkit.Poll(30*time.Second, func() bool { return len(c.Nodes[1].Members()) >= 4 }) {
+		t.Fatalf("sentinel-2 sees %v", c.Nodes[1].Members())
 	}
 	out.Reset()
 	errb.Reset()

@@ -157,8 +157,8 @@ func TestTLSDeployment(t *testing.T) {
 		clientTLS...), adminMTLS...)...)
 	senAdmin := admAddr.FindStringSubmatch(sen.stdout.String())[1]
 
-	trusted := httpsClient(t, tlsconfig.Client{CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: certs.ClientKey})
-	noCert := httpsClient(t, tlsconfig.Client{CAFile: certs.CA})
+	trusted := tlstest.HTTPClient(t, tlsconfig.Client{CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: certs.ClientKey}, 10*time.Second)
+	noCert := tlstest.HTTPClient(t, tlsconfig.Client{CAFile: certs.CA}, 10*time.Second)
 	get := func(c *http.Client, url, host, authz string) (int, string, error) {
 		req, _ := http.NewRequest("GET", url, nil)
 		req.Host = host
@@ -237,17 +237,6 @@ func TestTLSDeployment(t *testing.T) {
 	}
 }
 
-func httpsClient(t *testing.T, c tlsconfig.Client) *http.Client {
-	t.Helper()
-	cc, err := c.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &http.Transport{TLSClientConfig: cc}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
-}
-
 // TestDevClusterNoSecretsInLogs runs the whole dev cluster (publisher API,
 // cache node, three sentinels joined by gossip) with every component
 // logging at debug level into one buffer, drives writes with the token and
@@ -314,13 +303,9 @@ func TestDevClusterNoSecretsInLogs(t *testing.T) {
 	}
 	// The new route reaches the sentinels through gossip: keep asking until
 	// it does, so that the gossip and refresh paths have logged too.
-	deadline := time.Now().Add(10 * time.Second)
-	for req("GET", "http://"+c.Sentinels[1].Addr()+"/", "b.localhost", "Bearer "+devcluster.GoodKey, "") != 200 {
-		if time.Now().After(deadline) {
-			t.Fatal("the route written through the publisher API never reached sentinel-2")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, "the route written through the publisher API to reach sentinel-2", func() bool {
+		return req("GET", "http://"+c.Sentinels[1].Addr()+"/", "b.localhost", "Bearer "+devcluster.GoodKey, "") == 200
+	})
 	c.Close() // flush what shutting down logs, too
 	closed = true
 	out := logs.String()

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/internal/testkit"
 )
 
 // TestSeedsDNS checks that -seeds given a DNS name joins every address the
@@ -60,20 +61,16 @@ func TestSeedsDNS(t *testing.T) {
 				want = append(want, net.JoinHostPort(ip, port))
 			}
 			slices.Sort(want)
-			deadline := time.Now().Add(20 * time.Second)
-			for {
-				var got []string
+			var got []string
+			if !testkit.Poll(20*time.Second, func() bool {
+				got = got[:0]
 				for _, m := range joiner.Members() {
 					got = append(got, m.Addr)
 				}
 				slices.Sort(got)
-				if slices.Equal(got, want) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("joiner sees members %v, want %v (DNS asked %d times)", got, want, dns.queries())
-				}
-				time.Sleep(50 * time.Millisecond)
+				return slices.Equal(got, want)
+			}) {
+				t.Fatalf("joiner sees members %v, want %v (DNS asked %d times)", got, want, dns.queries())
 			}
 		})
 	}

@@ -1,7 +1,9 @@
-// Package metricset registers a component's Prometheus collectors as one
-// set: all of them or none, and removable together so the component can be
-// restarted on the same Registerer. Both gossip and the log follower need
-// exactly this; client_golang has no all-or-nothing registration.
+// Package metricset makes and registers a component's Prometheus
+// collectors as one set. Subsystem names each collector
+// dataplane_<subsystem>_<name>, so a component states only its metric names
+// and help; Register registers a set all or none, and Unregister removes it,
+// so the component can be restarted on the same Registerer. client_golang
+// has no all-or-nothing registration.
 package metricset
 
 import (
@@ -25,9 +27,9 @@ func Register(reg prometheus.Registerer, what, advice string, cs ...prometheus.C
 			Unregister(reg, cs[:i]...)
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
-				return fmt.Errorf("%s metrics already registered: %s", what, advice)
+				return fmt.Errorf("%s metrics already registered: %s: %w", what, advice, err)
 			}
-			return err
+			return fmt.Errorf("%s: register metrics: %w", what, err)
 		}
 	}
 	return nil
@@ -41,4 +43,51 @@ func Unregister(reg prometheus.Registerer, cs ...prometheus.Collector) {
 	for _, c := range cs {
 		reg.Unregister(c)
 	}
+}
+
+// Namespace starts the name of every metric of the dataplane.
+const Namespace = "dataplane"
+
+// Subsystem makes the collectors of one component, each named
+// dataplane_<subsystem>_<name>.
+type Subsystem string
+
+// Counter returns a counter named dataplane_<s>_<name>.
+func (s Subsystem) Counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts(s.opts(name, help)))
+}
+
+// CounterVec returns a counter named dataplane_<s>_<name> with labels.
+func (s Subsystem) CounterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts(s.opts(name, help)), labels)
+}
+
+// Gauge returns a gauge named dataplane_<s>_<name>.
+func (s Subsystem) Gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts(s.opts(name, help)))
+}
+
+// GaugeVec returns a gauge named dataplane_<s>_<name> with labels.
+func (s Subsystem) GaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts(s.opts(name, help)), labels)
+}
+
+// Histogram returns a histogram named dataplane_<s>_<name> with buckets.
+func (s Subsystem) Histogram(name, help string, buckets []float64) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: Namespace, Subsystem: string(s), Name: name, Help: help, Buckets: buckets,
+	})
+}
+
+// HistogramVec returns a histogram named dataplane_<s>_<name> with buckets
+// and labels.
+func (s Subsystem) HistogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Subsystem: string(s), Name: name, Help: help, Buckets: buckets,
+	}, labels)
+}
+
+// opts names a metric of s.
+func (s Subsystem) opts(name, help string) prometheus.Opts {
+	return prometheus.Opts{Namespace: Namespace, Subsystem: string(s), Name: name, Help: help}
 }

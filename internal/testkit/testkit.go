@@ -1,6 +1,7 @@
 // Package testkit holds the small helpers that tests of several packages
-// share: a buffer safe for concurrent writers (a logger's or a process's
-// output) and a one-call HTTP GET. Only tests import it.
+// share: waiting on a condition with a deadline that scales with the
+// machine's load, a buffer safe for concurrent writers (a logger's or a
+// process's output) and a one-call HTTP GET. Only tests import it.
 package testkit
 
 import (
@@ -9,7 +10,46 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/dataplane/dataplane/internal/testscale"
 )
+
+// maxPoll is the longest pause between two checks of a condition.
+const maxPoll = 50 * time.Millisecond
+
+// Poll checks cond until it holds (true) or timeout, stretched by
+// testscale.Duration for a busy machine, has passed (false). It checks at
+// once, then after pauses that double from a millisecond up to 50 ms, so a
+// condition that comes quickly is seen quickly.
+func Poll(timeout time.Duration, cond func() bool) bool {
+	return pollFor(testscale.Duration(timeout), cond)
+}
+
+// pollFor is Poll with timeout already stretched.
+func pollFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	pause := time.Millisecond
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, maxPoll)
+	}
+	return true
+}
+
+// Eventually waits as Poll does for cond, and fails t naming what it waited
+// for when cond does not hold within timeout (stretched by
+// testscale.Duration). timeout is what the wait needs on an idle machine.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	timeout = testscale.Duration(timeout)
+	if !pollFor(timeout, cond) {
+		t.Fatalf("timed out after %s waiting for %s", timeout.Round(time.Millisecond), what)
+	}
+}
 
 // SyncBuffer is a bytes.Buffer safe for concurrent writers, such as a
 // logger's or a background command's output. The zero value is ready.

@@ -1,46 +1,34 @@
 package testkit
 
 import (
-	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/dataplane/dataplane/internal/testscale"
 )
 
-// TestSyncBuffer writes from many goroutines (run with -race) and checks
-// that every write is kept whole.
-func TestSyncBuffer(t *testing.T) {
-	var b SyncBuffer
-	var wg sync.WaitGroup
-	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 100 {
-				fmt.Fprintf(&b, "w%d\n", i)
-			}
-		}()
+// TestPollSeesTheCondition: Poll returns true as soon as the condition
+// holds, having checked it again and again until then.
+func TestPollSeesTheCondition(t *testing.T) {
+	var calls atomic.Int32
+	if !Poll(10*time.Second, func() bool { return calls.Add(1) >= 5 }) {
+		t.Fatal("Poll gave up on a condition that came")
 	}
-	wg.Wait()
-	if n := strings.Count(b.String(), "\n"); n != 800 {
-		t.Fatalf("%d lines, want 800", n)
+	if n := calls.Load(); n != 5 {
+		t.Fatalf("condition checked %d times, want 5 (stop at the first true)", n)
 	}
 }
 
-// TestGet checks that Get sends the Host and Authorization it is given,
-// and none when they are empty.
-func TestGet(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusTeapot)
-		fmt.Fprintf(w, "%s|%s", r.Host, r.Header.Get("Authorization"))
-	}))
-	defer srv.Close()
-	if code, body := Get(t, srv.URL, "app.example.com", Bearer("k")); code != http.StatusTeapot || body != "app.example.com|Bearer k" {
-		t.Errorf("Get = %d %q", code, body)
+// TestPollGivesUp: a condition that never holds makes Poll return false
+// once the (scaled) timeout has passed, and not before.
+func TestPollGivesUp(t *testing.T) {
+	t.Setenv(testscale.Env, "2")
+	start := time.Now()
+	if Poll(20*time.Millisecond, func() bool { return false }) {
+		t.Fatal("Poll reported a condition that never held")
 	}
-	if code, body := Get(t, srv.URL, "", Bearer("")); code != http.StatusTeapot || body != strings.TrimPrefix(srv.URL, "http://")+"|" {
-		t.Errorf("Get without host and token = %d %q", code, body)
+	if took := time.Since(start); took < 40*time.Millisecond {
+		t.Fatalf("gave up after %s, before the timeout stretched by %s=2 (40ms)", took, testscale.Env)
 	}
 }

@@ -34,12 +34,10 @@ func s3Ready(endpoint, region, access, secret string) func() error {
 		HTTPClient:       probeHTTP(),
 		RetryMaxAttempts: 1,
 	})
-	return func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
-		defer cancel()
+	return probeWith(func(ctx context.Context) error {
 		_, err := client.ListBuckets(ctx, &s3.ListBucketsInput{})
 		return err
-	}
+	})
 }
 
 // dynamoReady is ready once a signed ListTables succeeds.
@@ -51,10 +49,18 @@ func dynamoReady(endpoint, region, access, secret string) func() error {
 		HTTPClient:       probeHTTP(),
 		RetryMaxAttempts: 1,
 	})
+	return probeWith(func(ctx context.Context) error {
+		_, err := client.ListTables(ctx, &ddb.ListTablesInput{Limit: aws.Int32(1)})
+		return err
+	})
+}
+
+// probeWith is the readiness probe that makes request, bounded by
+// probeTimeout.
+func probeWith(request func(context.Context) error) func() error {
 	return func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 		defer cancel()
-		_, err := client.ListTables(ctx, &ddb.ListTablesInput{Limit: aws.Int32(1)})
-		return err
+		return request(ctx)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dataplane/dataplane/internal/testkit"
 )
 
 // TestProbesNeedARealAnswer: a server that listens but answers 503 (MinIO's
@@ -80,9 +82,9 @@ func TestDynamoRestartOnCrash(t *testing.T) {
 	srv := StartDynamo(t)
 	srv.RestartOnCrash.Store(true)
 	kill := func() {
-		srv.mu.Lock()
-		cmd := srv.cmd
-		srv.mu.Unlock()
+		srv.proc.mu.Lock()
+		cmd := srv.proc.cmd
+		srv.proc.mu.Unlock()
 		if cmd == nil {
 			t.Fatal("server not running")
 		}
@@ -90,26 +92,16 @@ func TestDynamoRestartOnCrash(t *testing.T) {
 	}
 	kill()
 	probe := dynamoReady(srv.Endpoint, srv.Region, srv.AccessKey, srv.SecretKey)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testkit.Eventually(t, 20*time.Second, "a restart after the crash", func() bool {
 		n, _ := srv.Crashes()
-		if n == 1 && probe() == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not restarted after a crash: %d crashes, probe %v", n, probe())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return n == 1 && probe() == nil
+	})
 	srv.RestartOnCrash.Store(false)
 	kill()
-	deadline = time.Now().Add(10 * time.Second)
-	for n, _ := srv.Crashes(); n != 2; n, _ = srv.Crashes() {
-		if time.Now().After(deadline) {
-			t.Fatal("second crash not seen")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 10*time.Second, "the second crash", func() bool {
+		n, _ := srv.Crashes()
+		return n == 2
+	})
 	if err := probe(); err == nil {
 		t.Fatal("server answered after a crash without RestartOnCrash")
 	}

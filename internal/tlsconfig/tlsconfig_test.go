@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"io"
-	"log"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/internal/tlsconfig"
 	"github.com/dataplane/dataplane/internal/tlsconfig/tlstest"
 )
@@ -86,21 +85,9 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, "hello "+r.TLS.PeerCertificates[0].Subject.CommonName)
-		}),
-		TLSConfig:         srvCfg,
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          log.New(io.Discard, "", 0), // refused handshakes are expected
-	}
-	go srv.ServeTLS(ln, "", "")
-	t.Cleanup(func() { srv.Close() })
-	url := "https://" + ln.Addr().String() + "/"
+	url := tlstest.Serve(t, srvCfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello "+r.TLS.PeerCertificates[0].Subject.CommonName)
+	})) + "/"
 
 	for _, tc := range []struct {
 		name string
@@ -183,17 +170,7 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          log.New(io.Discard, "", 0),
-	}
-	go srv.Serve(tls.NewListener(ln, srvCfg))
-	t.Cleanup(func() { srv.Close() })
+	addr := strings.TrimPrefix(tlstest.Serve(t, srvCfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})), "https://")
 	cc, err := tlsconfig.Client{CAFile: caFile}.Config()
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +178,7 @@ func TestReload(t *testing.T) {
 	// served returns the DER of the certificate a new connection gets.
 	served := func() []byte {
 		t.Helper()
-		conn, err := tls.Dial("tcp", ln.Addr().String(), cc)
+		conn, err := tls.Dial("tcp", addr, cc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,13 +196,7 @@ func TestReload(t *testing.T) {
 	}
 	waitFor := func(want []byte, what string) {
 		t.Helper()
-		deadline := time.Now().Add(5 * tlsconfig.ReloadInterval)
-		for !bytes.Equal(served(), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("still not serving %s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		testkit.Eventually(t, 5*tlsconfig.ReloadInterval, "serving "+what, func() bool { return bytes.Equal(served(), want) })
 	}
 	if !bytes.Equal(served(), der(a.ServerCert)) {
 		t.Fatal("not serving the first certificate")
@@ -274,19 +245,7 @@ func TestClientCAReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
-		TLSConfig:         srvCfg,
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          log.New(io.Discard, "", 0),
-	}
-	go srv.ServeTLS(ln, "", "")
-	t.Cleanup(func() { srv.Close() })
-	url := "https://" + ln.Addr().String() + "/"
+	url := tlstest.Serve(t, srvCfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })) + "/"
 	// gets reports whether a client of CA f gets an answer on a new connection.
 	gets := func(f tlstest.Files) bool {
 		t.Helper()
@@ -304,13 +263,7 @@ func TestClientCAReload(t *testing.T) {
 	}
 	waitFor := func(f tlstest.Files, want bool, what string) {
 		t.Helper()
-		deadline := time.Now().Add(5 * tlsconfig.ReloadInterval)
-		for gets(f) != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("still not: %s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		testkit.Eventually(t, 5*tlsconfig.ReloadInterval, what, func() bool { return gets(f) == want })
 	}
 	if !gets(a) || gets(b) {
 		t.Fatal("at start: want the client of CA a in and that of CA b refused")

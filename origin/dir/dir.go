@@ -223,24 +223,38 @@ func (s *Store) ReadLog(ctx context.Context, after record.Version, limit int) ([
 		if err != nil || record.Version(v) <= after {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(s.root, "log", name))
-		if errors.Is(err, fs.ErrNotExist) {
+		c, ok, err := readChange(filepath.Join(s.root, "log", name))
+		if err != nil {
+			return nil, fmt.Errorf("read log: %w", err)
+		}
+		if !ok {
 			continue // trimmed under us
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read log %s: %w", name, err)
-		}
-		r, err := record.Unmarshal(b)
-		if err != nil {
-			return nil, fmt.Errorf("read log entry %s: %w", name, err)
-		}
-		out = append(out, r.Change())
+		out = append(out, c)
 	}
 	origin.SortChanges(out)
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
 	}
 	return out, nil
+}
+
+// readChange reads the change in the file at path, a change log entry or a
+// pending note (a record without a value); ok is false when the file is
+// gone, trimmed or cleared since it was listed.
+func readChange(path string) (c record.Change, ok bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return record.Change{}, false, nil
+	}
+	if err != nil {
+		return record.Change{}, false, err
+	}
+	r, err := record.Unmarshal(b)
+	if err != nil {
+		return record.Change{}, false, fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	return r.Change(), true, nil
 }
 
 func (s *Store) horizon() (record.Version, error) {

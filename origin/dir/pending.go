@@ -40,21 +40,7 @@ func (s *Store) PutPending(ctx context.Context, c record.Change) error {
 	// Temporary file and rename, without fsync: a note must survive the
 	// publisher's crash, which the page cache ensures; fsyncing it would
 	// double the cost of every publish for the rarer machine crash.
-	path := s.pendingPath(c)
-	f, err := os.CreateTemp(filepath.Dir(path), atomicfile.TempPrefix+"*")
-	if err != nil {
-		return fmt.Errorf("put pending: %w: %w", origin.ErrUnavailable, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteNoSync(s.pendingPath(c), b); err != nil {
 		return fmt.Errorf("put pending: %w: %w", origin.ErrUnavailable, err)
 	}
 	return nil
@@ -92,18 +78,14 @@ func (s *Store) ListPending(ctx context.Context, limit int) ([]record.Change, er
 		if strings.HasPrefix(name, atomicfile.TempPrefix) {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(s.root, "pending", name))
-		if errors.Is(err, fs.ErrNotExist) {
+		c, ok, err := readChange(filepath.Join(s.root, "pending", name))
+		if err != nil {
+			return nil, fmt.Errorf("list pending: %w", err)
+		}
+		if !ok {
 			continue // cleared under us
 		}
-		if err != nil {
-			return nil, fmt.Errorf("list pending %s: %w", name, err)
-		}
-		r, err := record.Unmarshal(b)
-		if err != nil {
-			return nil, fmt.Errorf("pending note %s: %w", name, err)
-		}
-		out = append(out, r.Change())
+		out = append(out, c)
 		if limit > 0 && len(out) >= limit {
 			break
 		}

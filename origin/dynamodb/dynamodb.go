@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/internal/awsapi"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -247,4 +248,15 @@ func (s *Store) CompareAndSwap(ctx context.Context, rec record.Record, prev reco
 		return s.fail(ctx, "put", what, err)
 	}
 	return nil
+}
+
+// ServerTime returns the time in the Date header of a DescribeTable answer;
+// a refused one (no dynamodb:DescribeTable permission) carries it too. It
+// implements origin.Clock.
+func (s *Store) ServerTime(ctx context.Context) (time.Time, error) {
+	out, err := s.client.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(s.table)})
+	if out == nil {
+		out = new(ddb.DescribeTableOutput) // refused: the Date is in err
+	}
+	return awsapi.ServerTime(fmt.Sprintf("dynamodb: table %q", s.table), out.ResultMetadata, err)
 }

@@ -1,14 +1,9 @@
 package httporigin_test
 
 import (
-	"crypto/tls"
 	"errors"
-	"io"
-	"log"
-	"net"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/dataplane/dataplane/cachenode"
 	"github.com/dataplane/dataplane/internal/tlsconfig"
@@ -41,18 +36,7 @@ func TestTLS(t *testing.T) {
 	}
 	// A real server, as the cachenode command runs it (httptest would add
 	// its own certificate, which takes precedence over GetCertificate).
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler:           node,
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          log.New(io.Discard, "", 0), // refused handshakes are the point
-	}
-	go srv.Serve(tls.NewListener(ln, srvTLS))
-	t.Cleanup(func() { srv.Close() })
-	nodeURL := "https://" + ln.Addr().String()
+	nodeURL := tlstest.Serve(t, srvTLS, node)
 
 	rec := record.Record{Namespace: "routes", Key: "tls.example.com", Value: []byte(`{"tls":true}`), Version: 0x10000}
 	if _, err := origin.Publish(ctx(t), d, rec); err != nil {

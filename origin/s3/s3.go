@@ -349,3 +349,14 @@ func (s *Store) headVersion(ctx context.Context, ns, key, name string) (record.V
 	}
 	return r.Version, aws.ToString(out.ETag), nil
 }
+
+// ServerTime returns the time in the Date header of a HEAD of the bucket;
+// a refused HEAD (403 without s3:ListBucket) carries it too. It implements
+// origin.Clock.
+func (s *Store) ServerTime(ctx context.Context) (time.Time, error) {
+	out, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)})
+	if out == nil {
+		out = new(s3.HeadBucketOutput) // refused: the Date is in err
+	}
+	return awsapi.ServerTime(fmt.Sprintf("s3: bucket %q", s.bucket), out.ResultMetadata, err)
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/openapi"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/publisher"
@@ -156,13 +157,9 @@ func TestClientWait(t *testing.T) {
 	pubNode := gossipNode(t, "publisher", "eu", true, nil)
 	eu := gossipNode(t, "eu-1", "eu", false, []string{pubNode.Addr()})
 	us := gossipNode(t, "us-1", "us", false, []string{pubNode.Addr()})
-	deadline := time.Now().Add(30 * time.Second)
-	for len(pubNode.Members()) != 3 || len(eu.Members()) != 3 || len(us.Members()) != 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("the 3 nodes did not meet")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, 30*time.Second, "the 3 nodes to meet", func() bool {
+		return len(pubNode.Members()) == 3 && len(eu.Members()) == 3 && len(us.Members()) == 3
+	})
 	srv := publisherServer(t, pubNode)
 	c := newClient(t, srv.URL, client.DefaultConfig().WithToken(token))
 	w, err := c.Put(ctx, "blobs", "k", []byte("v1"), client.Wait(20*time.Second, 1))

@@ -1,22 +1,28 @@
 // Package tlstest generates a throwaway certificate authority with a server
 // certificate for 127.0.0.1 and a client certificate, written as PEM files,
-// for tests that run real TLS on loopback. Nothing is committed: every test
-// makes its own.
+// for tests that run real TLS on loopback, and serves and dials over them.
+// Nothing is committed: every test makes its own.
 package tlstest
 
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
+	"log"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/dataplane/dataplane/internal/tlsconfig"
 )
 
 // Files are the PEM files of one generated CA and its leaf certificates.
@@ -99,4 +105,37 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Serve serves h over TLS with cfg on a loopback port until the test ends,
+// and returns its base URL ("https://127.0.0.1:port"). It is a real
+// http.Server, as the commands run one (httptest would add a certificate of
+// its own); refused handshakes, which tests make on purpose, are not logged.
+func Serve(t testing.TB, cfg *tls.Config, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	go srv.Serve(tls.NewListener(ln, cfg))
+	t.Cleanup(func() { srv.Close() })
+	return "https://" + ln.Addr().String()
+}
+
+// HTTPClient returns a client that speaks TLS as c says, with timeout, and
+// closes its idle connections when the test ends.
+func HTTPClient(t testing.TB, c tlsconfig.Client, timeout time.Duration) *http.Client {
+	t.Helper()
+	cc, err := c.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: cc}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: timeout}
 }

@@ -19,9 +19,19 @@ var ErrNoDate = errors.New("origin answered without a Date header")
 // carries the server's Date. It returns the Date of the answer a call got: from its result's
 // metadata when it succeeded (md), or from the HTTP response inside err when
 // the origin refused it. It fails wrapping ErrNoDate when neither carries a
-// Date, and returns callErr itself when the call got no answer at all (a
-// network error).
-func ServerTime(md middleware.Metadata, callErr error) (time.Time, error) {
+// Date, and wrapping callErr itself when the call got no answer at all (a
+// network error); its errors start with what (the store and its bucket or
+// table).
+func ServerTime(what string, md middleware.Metadata, callErr error) (time.Time, error) {
+	t, err := serverTime(md, callErr)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: reading the server's time: %w", what, err)
+	}
+	return t, nil
+}
+
+// serverTime is ServerTime without the error's prefix.
+func serverTime(md middleware.Metadata, callErr error) (time.Time, error) {
 	if callErr == nil {
 		if t, ok := awsmiddleware.GetServerTime(md); ok && !t.IsZero() {
 			return t, nil
