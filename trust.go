@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/internal/atomicfile"
 	"github.com/dataplane/dataplane/record"
@@ -112,8 +113,17 @@ func newTrust(cfg Config, settle time.Duration) *trust {
 	if cfg.Verifier == nil {
 		return &trust{}
 	}
+	// A checkpoint may be as far ahead of this node's clock as a change
+	// it takes (cache.Options.MaxFutureSkew): both come from the
+	// publisher's clock, and a node that took the changes but refused
+	// every checkpoint "from the future" would fail closed for as long as
+	// the skew lasts (TestCheckpointSkewCoversRecordSkew).
+	skew := cfg.Cache.MaxFutureSkew
+	if skew <= 0 {
+		skew = cache.DefaultMaxFutureSkew
+	}
 	t := &trust{
-		v:       &checkpoint.Verifier{Keys: cfg.Verifier, MaxSkew: settle + time.Second},
+		v:       &checkpoint.Verifier{Keys: cfg.Verifier, MaxSkew: max(settle+time.Second, skew)},
 		require: cfg.RequireCheckpoints,
 		log:     cfg.Logger,
 		dir:     cfg.DataDir,
@@ -380,7 +390,9 @@ func (n *Node) matched(s *nsTrust, c *checkpoint.Checkpoint) {
 	n.trust.m.matches.WithLabelValues(c.Namespace).Inc()
 	for {
 		cur := s.matchedAt.Load()
-		v := c.Version.Time().UnixNano()
+		// Never a proof for later than now: a checkpoint from a publisher
+		// whose clock runs ahead must not stretch D.
+		v := min(c.Version.Time().UnixNano(), n.fresh.now().UnixNano())
 		if v <= cur || s.matchedAt.CompareAndSwap(cur, v) {
 			break
 		}

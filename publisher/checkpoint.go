@@ -341,6 +341,12 @@ func (is *issuer) advance(ctx context.Context, target record.Version, only *nsIs
 		if n == nil || (only != nil && n != only) || c.Version <= n.cursor {
 			continue
 		}
+		if is.p.distrusts(c) != nil {
+			// Verifying nodes refuse it: a state counting it would
+			// match none of theirs (one forged entry would fail keys
+			// closed fleetwide).
+			continue
+		}
 		e := statehash.Element{Namespace: c.Namespace, Key: c.Key, Version: c.Version, Tombstone: c.Tombstone}
 		if c.Seal != nil {
 			e.Digest = c.Seal.Digest

@@ -67,6 +67,14 @@ type Config struct {
 	// (dataplane.Config.Verifier) refuse anything else. Nil: records are
 	// written unsigned. The key is never logged.
 	Signer *sign.Signer
+	// Trusted, when set, is what a signing publisher believes of what it
+	// reads back from the origin: the keys its nodes trust (the same as
+	// their dataplane.Config.Verifier, every key of a rotation). A record
+	// or change-log entry not signed by one of them (a bucket writer's
+	// forgery) is left out of the snapshots it writes and of the state its
+	// checkpoints sign, as the nodes leave it out. Nil with a Signer: the
+	// Signer's own key alone.
+	Trusted *sign.Verifier
 	// Logger receives failures (never values or tokens); nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -235,6 +243,42 @@ type Publisher struct {
 	clockCheck clockCheck
 
 	ckpt *issuer // nil: no checkpoints (Config.Checkpoint)
+
+	// trusted checks what the publisher reads back (Config.Trusted, or
+	// the Signer's key); nil: it trusts the origin.
+	trusted *sign.Verifier
+}
+
+// distrusts checks a change-log entry read back from the origin against
+// the trusted keys, as a verifying node's log follower does (a tombstone
+// as a record, any other change by its seal): nil when it passes or the
+// publisher checks nothing, else why it fails, logged.
+func (p *Publisher) distrusts(c record.Change) error {
+	if p.trusted == nil {
+		return nil
+	}
+	var err error
+	if c.Tombstone {
+		err = p.trusted.VerifyRecord(record.Record{Namespace: c.Namespace, Key: c.Key, Version: c.Version, Tombstone: true, Seal: c.Seal})
+	} else {
+		err = p.trusted.VerifyChange(c)
+	}
+	if err != nil {
+		p.log.Warn("origin holds a change not signed by a trusted key; left out", "namespace", c.Namespace, "key", c.Key, "version", c.Version.String(), "reason", sign.Reason(err))
+	}
+	return err
+}
+
+// distrustsRecord is distrusts for a record read back from the origin.
+func (p *Publisher) distrustsRecord(r record.Record) error {
+	if p.trusted == nil {
+		return nil
+	}
+	err := p.trusted.VerifyRecord(r)
+	if err != nil {
+		p.log.Warn("origin holds a record not signed by a trusted key; left out of the snapshot", "namespace", r.Namespace, "key", r.Key, "version", r.Version.String(), "reason", sign.Reason(err))
+	}
+	return err
 }
 
 // New returns a Publisher writing into store.
@@ -266,6 +310,12 @@ func New(store origin.Store, cfg Config) (*Publisher, error) {
 	}
 	for _, ns := range cfg.Namespaces {
 		p.seen[ns] = true
+	}
+	if p.trusted = cfg.Trusted; p.trusted == nil && cfg.Signer != nil {
+		var err error
+		if p.trusted, err = sign.NewVerifier(cfg.Signer.Public()); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Registerer != nil {
 		if err := p.m.register(cfg.Registerer); err != nil {

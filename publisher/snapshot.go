@@ -266,6 +266,10 @@ func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version)
 	for key, v := range changed {
 		cur, err := p.store.Get(ctx, ns, key, 0)
 		switch {
+		case err == nil && p.distrustsRecord(cur) != nil:
+			// A bucket writer's forgery: nodes refuse it, and the
+			// snapshot, which they verify by its proof's hash rather
+			// than record by record, must not carry it to them.
 		case err == nil:
 			delta.Records = append(delta.Records, cur)
 		case errors.Is(err, origin.ErrNotFound):
