@@ -3,6 +3,7 @@ package cachenode_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -10,8 +11,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dataplane/dataplane/cachenode"
+	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/origin/mem"
@@ -37,6 +40,22 @@ func (w *writeCounter) AppendLog(ctx context.Context, c record.Change) error {
 func (w *writeCounter) TrimLog(ctx context.Context, before record.Version) error {
 	w.writes.Add(1)
 	return w.Store.TrimLog(ctx, before)
+}
+
+// GetSnapshotPart reads the store's snapshot parts (checkpoints), so the
+// node serves them.
+func (w *writeCounter) GetSnapshotPart(ctx context.Context, ns, name string) (io.ReadCloser, error) {
+	return w.Store.(origin.SnapshotParts).GetSnapshotPart(ctx, ns, name)
+}
+
+func (w *writeCounter) PutSnapshotPart(ctx context.Context, ns, name string, b []byte) error {
+	w.writes.Add(1)
+	return w.Store.(origin.SnapshotParts).PutSnapshotPart(ctx, ns, name, b)
+}
+
+func (w *writeCounter) DeleteSnapshotPart(ctx context.Context, ns, name string) error {
+	w.writes.Add(1)
+	return w.Store.(origin.SnapshotParts).DeleteSnapshotPart(ctx, ns, name)
 }
 
 func (w *writeCounter) PutSnapshot(ctx context.Context, snap record.Snapshot) error {
@@ -78,10 +97,23 @@ func FuzzHandler(f *testing.F) {
 	f.Add("PUT", wire.SnapshotPath("routes"), true, sb)
 	f.Add("PUT", wire.SnapshotPath("keys"), true, sb)
 	f.Add("GET", wire.SnapshotPath("routes"), false, []byte(nil))
+	f.Add("GET", wire.SnapshotPartPath("routes", "checkpoint"), false, []byte(nil))
+	f.Add("GET", wire.SnapshotPartPath("routes", "ckpt-0000000000010000"), false, []byte(nil))
 	f.Add("DELETE", path, true, []byte(nil))
 	f.Add("GET", "/v1/records/%2e%2e/%2e%2e", false, []byte(nil))
 
-	store := &writeCounter{Store: mem.New()}
+	// The origin holds a checkpoint of routes and its proof, so the
+	// checkpoint routes answer too.
+	at := time.Unix(1_700_000_000, 0)
+	ck := &checkpoint.Checkpoint{Namespace: "routes", Version: 0x10000, IssuedAt: at, ExpiresAt: at.Add(time.Minute), Count: 1}
+	m := mem.New()
+	if err := checkpoint.PutLatest(context.Background(), m, ck); err != nil {
+		f.Fatal(err)
+	}
+	if err := checkpoint.PutProof(context.Background(), m, &checkpoint.SnapshotProof{Checkpoint: ck}); err != nil {
+		f.Fatal(err)
+	}
+	store := &writeCounter{Store: m}
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin, cfg.WriteToken, cfg.Logger = store, token, slog.New(slog.DiscardHandler)
 	node, err := cachenode.New(cfg)
@@ -109,6 +141,13 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("%s %q without the token: status %d, %d writes", method, target, rw.Code, writes)
 		case refusedBeforeOrigin[rw.Code] && writes != 0:
 			t.Fatalf("%s %q refused with %d, yet %d writes reached the origin", method, target, rw.Code, writes)
+		case rw.Code == http.StatusOK && rw.Header().Get("Content-Type") == wire.ContentTypeSnapshotPart:
+			// Only what the origin holds: the checkpoint and its proof.
+			if _, err := checkpoint.Unmarshal(rw.Body.Bytes()); err != nil {
+				if _, perr := checkpoint.UnmarshalProof(rw.Body.Bytes()); perr != nil {
+					t.Fatalf("%s %q: served a part that is neither a checkpoint (%v) nor a proof (%v)", method, target, err, perr)
+				}
+			}
 		case rw.Code == http.StatusNoContent && method == "PUT" && strings.HasPrefix(req.URL.Path, wire.RecordsPrefix):
 			sent, err := record.Unmarshal(body)
 			if err != nil {
