@@ -185,8 +185,8 @@ func TestRequireCheckpointsBehindTier(t *testing.T) {
 // TestLyingTierRefused: a cache node that lies is refused by the sentinel
 // behind it, which verifies what the node serves as it verifies the
 // origin. Each lie: a snapshot that leaves a key out (with the real proof),
-// the checkpoint and proof of another namespace, and an older checkpoint
-// after a newer one was verified (rollback).
+// the checkpoint and proof of another namespace, a record it made up, and
+// an older checkpoint after a newer one was verified (rollback).
 func TestLyingTierRefused(t *testing.T) {
 	_, raw := newPartsStore(t)
 	signer := newSigner(t)
@@ -257,6 +257,23 @@ func TestLyingTierRefused(t *testing.T) {
 		}
 		if st := keysStatus(n); !st.Heard.IsZero() {
 			t.Fatalf("keys proven current (heard %v) by another namespace's checkpoint", st.Heard)
+		}
+	})
+
+	t.Run("forged record", func(t *testing.T) {
+		// A key of a namespace held in part is read through the tier.
+		l, hs := tier(t, raw, signer)
+		forged, err := record.Marshal(record.Record{Namespace: "cfg", Key: "x", Value: []byte("forged"), Version: record.MakeVersion(time.Now(), 0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.set(wire.RecordPath("cfg", "x"), forged)
+		n, reg := openBehind(t, hs, signer, "forged")
+		if got, err := n.Get(ctx, "cfg", "x"); err == nil {
+			t.Fatalf("served %q from an unsigned record the tier made up", got.Data)
+		}
+		if c := counterSum(t, reg, "dataplane_cache_signature_refused_total", "unsigned"); c < 1 {
+			t.Fatalf("unsigned refusals %v, want the forged record refused", c)
 		}
 	})
 

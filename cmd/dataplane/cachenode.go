@@ -55,6 +55,7 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	readToken := fs.String("read-token", "", "token required on reads (empty: reads open)")
 	adminToken := fs.String("admin-token", "", "bearer token for the admin debug endpoints")
 	logTailTTL := fs.Duration("log-tail-ttl", cachenode.DefaultLogTailTTL, "how long one origin change-log read answers the region's log readers (0: every read goes to the origin); readers' log settle window must cover it on top of the publish budget and clock skew")
+	ckptTTL := fs.Duration("checkpoint-ttl", cachenode.DefaultCheckpointTTL, "how long one origin read of a namespace's latest signed checkpoint answers the region's sentinels (0: every read goes to the origin); the node never answers a checkpoint older than one it has read")
 	var apiTLS, admTLS serverTLSFlags
 	apiTLS.register(fs, "", "cache node API")
 	admTLS.register(fs, "admin-", "admin listener")
@@ -108,6 +109,7 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	cfg.Logger, cfg.Registerer = log, reg
 	cfg.LogTailTTL = *logTailTTL
+	cfg.CheckpointTTL = *ckptTTL
 	srv, err := cachenode.New(cfg)
 	if err != nil {
 		return usageError{err}
