@@ -139,9 +139,23 @@ func keysStatus(n *dataplane.Node) dataplane.NamespaceStatus {
 // read through the node too: a key published after it started is served
 // and its version is covered by a match. Before the tier served
 // checkpoint parts, the node had none to read: it refused the unproven
-// snapshot (no_proof) and never matched.
+// snapshot (no_proof) and never matched. It runs over a directory origin
+// and over a real S3 server (versitygw, with DATAPLANE_VERSITYGW).
 func TestRequireCheckpointsBehindTier(t *testing.T) {
-	_, raw := newPartsStore(t)
+	t.Run("dir", func(t *testing.T) {
+		_, raw := newPartsStore(t)
+		requireBehindTier(t, raw)
+	})
+	t.Run("s3", func(t *testing.T) { requireBehindTier(t, newS3(t)) })
+}
+
+// partsStore is an origin store that keeps snapshot parts (every real one).
+type partsStore interface {
+	origin.Store
+	origin.SnapshotParts
+}
+
+func requireBehindTier(t *testing.T, raw partsStore) {
 	signer := newSigner(t)
 	pub := signedPublisher(t, raw, signer)
 	ctx := context.Background()
