@@ -3,6 +3,7 @@ package cachenode_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -193,6 +194,33 @@ func TestCheckpointNeverOlder(t *testing.T) {
 	expect("the same version issued later", reissued)
 	put(cur)
 	expect("the same version issued earlier again", reissued)
+}
+
+// TestProofNeverOlder: a snapshot proof re-signed at the same version (a
+// later checkpoint issued there, or a new key) replaces the held one; an
+// earlier one written back does not, even with every request reading the
+// origin (ProofTTL 0).
+func TestProofNeverOlder(t *testing.T) {
+	ctx := context.Background()
+	o := newPartsOrigin(t)
+	s := newSigner(t)
+	now := time.Now()
+	_, parts := tierOver(t, o, func(c *cachenode.Config) { c.ProofTTL = 0 })
+	v := record.MakeVersion(now.Add(-3*time.Second), 0)
+	first := &checkpoint.SnapshotProof{Checkpoint: ckpt(t, s, "keys", v, now.Add(-time.Second))}
+	later := &checkpoint.SnapshotProof{Checkpoint: ckpt(t, s, "keys", v, now)}
+	for i, tc := range []struct {
+		put, want *checkpoint.SnapshotProof
+	}{{first, first}, {later, later}, {first, later}} {
+		if err := checkpoint.PutProof(ctx, o, tc.put); err != nil {
+			t.Fatal(err)
+		}
+		got, err := checkpoint.GetProof(ctx, parts, "keys", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameCheckpoint(t, fmt.Sprint("step ", i), got.Checkpoint, tc.want.Checkpoint)
+	}
 }
 
 // TestCheckpointReadsShared: the region's readers of a namespace's latest
