@@ -29,7 +29,7 @@ const cacheNodeSynopsis = `Usage: dataplane cachenode -origin URL -write-token T
 Serves GET /v1/records/{namespace}/{key} from its own cache (ETag, If-None-Match
 → 304) in front of the origin, forwards writes, the change log and snapshots,
 serves the publisher's signed checkpoints and snapshot proofs (never one older
-than it served), and joins gossip for invalidations. Sentinels use a region's
+than one it has read), and joins gossip for invalidations. Sentinels use a region's
 cache nodes with -origin http://node-1:8081,http://node-2:8081 (rendezvous-hashed
 per key) and verify everything the nodes serve, so -trusted-keys and
 -require-checkpoints work behind the tier as against the origin. Given
