@@ -202,6 +202,32 @@ func (c *partCache) check(k partKey, b []byte, proof bool) (*checkpoint.Checkpoi
 	return ck, nil
 }
 
+// offer takes a checkpoint received by gossip (see Server.OfferCheckpoint).
+func (c *partCache) offer(raw []byte) error {
+	ck, err := checkpoint.Unmarshal(raw)
+	if err != nil {
+		return err
+	}
+	if c.v == nil {
+		return nil
+	}
+	if err := c.v.Verify(ck, nil); err != nil {
+		return err
+	}
+	k := partKey{ck.Namespace, wire.LatestPartName}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[k]
+	if e == nil {
+		e = &partEntry{}
+		c.entries[k] = e
+	}
+	if e.ckpt == nil || newer(ck, e.ckpt) {
+		e.held, e.ckpt = append([]byte(nil), raw...), ck
+	}
+	return nil
+}
+
 // newer reports whether a is newer than b: a higher version, or the same
 // version issued later.
 func newer(a, b *checkpoint.Checkpoint) bool {

@@ -345,3 +345,72 @@ func TestSnapshotPartRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckpointFromGossip: a checkpoint pushed by gossip that the node's
+// trusted keys sign and that is newer than the one it holds is served at
+// once, before the origin has it; a forged, expired or older one is not
+// (and a refusal is returned, so gossip does not relay a forgery). A node
+// without trusted keys takes nothing from gossip.
+func TestCheckpointFromGossip(t *testing.T) {
+	ctx := context.Background()
+	s, stranger := newSigner(t), newSigner(t)
+	keys, err := sign.NewVerifier(s.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	inOrigin := ckpt(t, s, "keys", record.MakeVersion(now.Add(-4*time.Second), 0), now.Add(-2*time.Second))
+	pushed := ckpt(t, s, "keys", record.MakeVersion(now.Add(-2*time.Second), 0), now)
+	raw := func(c *checkpoint.Checkpoint) []byte {
+		b, err := c.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	latest := func(parts origin.SnapshotParts) *checkpoint.Checkpoint {
+		t.Helper()
+		c, err := checkpoint.GetLatest(ctx, parts, "keys")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	o := newPartsOrigin(t)
+	if err := checkpoint.PutLatest(ctx, o, inOrigin); err != nil {
+		t.Fatal(err)
+	}
+	node, parts := tierOver(t, o, func(c *cachenode.Config) {
+		c.CheckpointTTL = 0
+		c.CheckpointVerifier = &checkpoint.Verifier{Keys: keys, MaxSkew: 2 * time.Second}
+	})
+	sameCheckpoint(t, "before the push", latest(parts), inOrigin)
+	if err := node.OfferCheckpoint(raw(pushed), "gossip/push"); err != nil {
+		t.Fatal(err)
+	}
+	sameCheckpoint(t, "after the push", latest(parts), pushed)
+	expired := ckpt(t, s, "keys", pushed.Version+1, now.Add(-3*time.Minute))
+	for what, c := range map[string]*checkpoint.Checkpoint{
+		"forged":  ckpt(t, stranger, "keys", pushed.Version+1, now),
+		"expired": expired,
+	} {
+		if err := node.OfferCheckpoint(raw(c), "gossip/push"); err == nil {
+			t.Errorf("%s checkpoint taken from gossip", what)
+		}
+	}
+	if err := node.OfferCheckpoint(raw(inOrigin), "gossip/push"); err != nil {
+		t.Fatalf("an older valid checkpoint: %v (not held, but not refused: gossip decides relaying)", err)
+	}
+	sameCheckpoint(t, "after forged, expired and older pushes", latest(parts), pushed)
+
+	o2 := newPartsOrigin(t)
+	if err := checkpoint.PutLatest(ctx, o2, inOrigin); err != nil {
+		t.Fatal(err)
+	}
+	plain, parts2 := tierOver(t, o2, func(c *cachenode.Config) { c.CheckpointTTL = 0 })
+	if err := plain.OfferCheckpoint(raw(pushed), "gossip/push"); err != nil {
+		t.Fatal(err)
+	}
+	sameCheckpoint(t, "a node without trusted keys after a push", latest(parts2), inOrigin)
+}

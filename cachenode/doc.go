@@ -137,7 +137,10 @@
 // withhold. A forged checkpoint in the origin could hold back the real
 // ones on a node without Config.CheckpointVerifier for about
 // MaxFutureSkew plus the publisher's LogSettle (a node refuses versions
-// further ahead of its clock); with it, never.
+// further ahead of its clock); with it, never. With a verifier the node
+// also takes the checkpoints the publisher pushes by gossip
+// (Server.OfferCheckpoint as gossip.Config.OnCheckpoint): a newer one that
+// verifies is served at once, before the origin read finds it.
 //
 // # Transport security
 //

@@ -131,6 +131,23 @@ func (s *Server) LogReads() (fromOrigin, shared int64) {
 	return s.tail.origin.Load(), s.tail.shared.Load()
 }
 
+// OfferCheckpoint takes a signed namespace checkpoint received by gossip
+// (checkpoint.Checkpoint.Marshal's bytes; for gossip.Config.OnCheckpoint).
+// With Config.CheckpointVerifier, one that verifies (a trusted key, not
+// expired, not from the future) and is newer than the checkpoint the node
+// holds for its namespace is served from then on, before the node's next
+// origin read would find it; one that does not is refused, and the
+// refusal returned, so that gossip does not relay it. Without a verifier
+// the node cannot tell a forgery: it takes nothing and returns nil
+// (gossip relays by its own rules, and the sentinels verify). It never
+// blocks on the origin.
+func (s *Server) OfferCheckpoint(raw []byte, source string) error {
+	if err := s.parts.offer(raw); err != nil {
+		return fmt.Errorf("cachenode: checkpoint from %s: %w", source, err)
+	}
+	return nil
+}
+
 // CheckpointReads reports how many checkpoint and snapshot proof reads the
 // node made of its origin and how many requests it answered from another
 // request's read (Config.CheckpointTTL, ProofTTL).

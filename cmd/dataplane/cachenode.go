@@ -124,6 +124,9 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		g.Logger, g.Registerer = log, reg
 		if verifier != nil {
 			g.Verifier = verifier
+			// Checkpoints pushed by the publisher reach the node's
+			// readers before its next origin read finds them.
+			g.OnCheckpoint = srv.OfferCheckpoint
 		}
 		// The cache node follows the change log when it gossips, as
 		// before: gossip's repair and its log tail's freshness need it.

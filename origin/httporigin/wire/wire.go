@@ -81,7 +81,8 @@ func SnapshotPartPath(ns, name string) string { return SnapshotsPath + ns + "/" 
 // the package that signs them: "checkpoint", and "ckpt-" followed by a
 // version in 16 hex digits.
 const (
-	latestPartName  = "checkpoint"
+	// LatestPartName is the part of a namespace's latest checkpoint.
+	LatestPartName  = "checkpoint"
 	proofPartPrefix = "ckpt-"
 )
 
@@ -89,7 +90,7 @@ const (
 // latest checkpoint (proof false) or the snapshot proof at version v
 // (proof true).
 func CheckpointPart(name string) (v record.Version, proof bool, ok bool) {
-	if name == latestPartName {
+	if name == LatestPartName {
 		return 0, false, true
 	}
 	h, found := strings.CutPrefix(name, proofPartPrefix)
