@@ -127,8 +127,9 @@ type Config struct {
 	// saw one.
 	RequireCheckpoints bool
 	// Checkpoints is where checkpoints and snapshot proofs are read
-	// (checkpoint.GetLatest, GetProof); nil: Origin, if it is an
-	// origin.SnapshotParts (every origin store is).
+	// (checkpoint.GetLatest, GetProof); nil: origin.CheckpointPartsOf(Origin)
+	// (every origin store, and a cache tier through its nodes:
+	// httporigin.Store.CheckpointParts).
 	Checkpoints origin.SnapshotParts
 	// Staleness is the policy of each namespace when the node cannot
 	// confirm it is current (see Policy), merged over DefaultStaleness:
@@ -263,7 +264,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("dataplane: metrics: %w", err)
 	}
 	if cfg.Checkpoints == nil {
-		cfg.Checkpoints, _ = cfg.Origin.(origin.SnapshotParts)
+		cfg.Checkpoints = origin.CheckpointPartsOf(cfg.Origin)
 	}
 	fresh := newFreshness(cfg, fc.Settle)
 	tr := newTrust(cfg, fc.Settle)

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin/wire"
 )
@@ -25,6 +26,20 @@ const (
 	// 500 ms to spare.
 	DefaultLogTailTTL  = 250 * time.Millisecond
 	DefaultLogTailSpan = 10 * time.Second
+)
+
+// Defaults of the checkpoint parts' shared reads (Config.CheckpointTTL,
+// ProofTTL).
+const (
+	// DefaultCheckpointTTL matches DefaultLogTailTTL: readers take the
+	// latest checkpoint with each log read, and a checkpoint up to 250 ms
+	// older than the origin's costs them nothing (a match proves freshness
+	// as of the checkpoint's version, which trails the clock by the
+	// publisher's LogSettle anyway).
+	DefaultCheckpointTTL = 250 * time.Millisecond
+	// DefaultProofTTL: a snapshot's proof changes only when the publisher
+	// re-signs it (a new key, or a new checkpoint at the same version).
+	DefaultProofTTL = 30 * time.Second
 )
 
 // Config configures a Server. Start from DefaultConfig and set Origin and
@@ -67,6 +82,25 @@ type Config struct {
 	// whose cursors are a little behind are answered from it too; zero
 	// means DefaultLogTailSpan.
 	LogTailSpan time.Duration
+	// CheckpointTTL is how long one origin read of a namespace's latest
+	// checkpoint answers the node's readers (GET
+	// /v1/snapshots/{ns}/checkpoint); concurrent requests share one read.
+	// Zero or negative: every request reads the origin (DefaultConfig sets
+	// DefaultCheckpointTTL). Whatever it is, the node never answers a
+	// checkpoint older than one it has read (see the package doc).
+	CheckpointTTL time.Duration
+	// ProofTTL is CheckpointTTL for snapshot proofs (GET
+	// /v1/snapshots/{ns}/ckpt-<version>); DefaultConfig sets
+	// DefaultProofTTL.
+	ProofTTL time.Duration
+	// CheckpointVerifier, when set, makes the node serve only checkpoints
+	// and snapshot proofs signed by a trusted publisher key (not from the
+	// future; expiry is its readers' to judge): one that is not is never
+	// held nor passed on, so a bucket writer's forgery cannot hold back
+	// the real ones. Nil: the node checks that each decodes as what it is
+	// named and is not from the future (Cache.MaxFutureSkew), and passes
+	// the signature on to its readers, who verify it either way.
+	CheckpointVerifier *checkpoint.Verifier
 	// Registerer receives the node's and its cache's metrics; nil registers
 	// none.
 	Registerer prometheus.Registerer
@@ -77,7 +111,8 @@ type Config struct {
 
 // DefaultConfig returns a Config with the cache's default windows (10 s fresh,
 // a day stale), the default limits, change-log reads shared for
-// DefaultLogTailTTL, and no origin or tokens yet.
+// DefaultLogTailTTL, checkpoint reads for DefaultCheckpointTTL and
+// DefaultProofTTL, and no origin or tokens yet.
 func DefaultConfig() Config {
 	return Config{
 		Cache:           cache.DefaultOptions(),
@@ -85,6 +120,8 @@ func DefaultConfig() Config {
 		OriginTimeout:   DefaultOriginTimeout,
 		LogTailTTL:      DefaultLogTailTTL,
 		LogTailSpan:     DefaultLogTailSpan,
+		CheckpointTTL:   DefaultCheckpointTTL,
+		ProofTTL:        DefaultProofTTL,
 	}
 }
 

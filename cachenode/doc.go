@@ -84,6 +84,19 @@
 //	    Body: the snapshot encoding, at most Config.MaxSnapshotSize bytes,
 //	    of the namespace in the path. 204 stored, 400 invalid, 413.
 //
+//	GET /v1/snapshots/{ns}/checkpoint
+//	GET /v1/snapshots/{ns}/ckpt-<version>      (16 hex digits)
+//	    The namespace's latest signed checkpoint, and the proof of its
+//	    snapshot at <version> (package checkpoint: LatestName, ProofName),
+//	    as the origin stores them: 200, body byte for byte,
+//	    Content-Type application/vnd.dataplane.snapshot-part,
+//	    Cache-Control: no-cache. 404 not_found: the origin has none (or
+//	    keeps no snapshot parts). 400 invalid: any other part name (the
+//	    snapshot's own objects are served merged, above). 502 corrupt: what
+//	    the origin holds does not decode as what it is named, names another
+//	    namespace or version, is from the future, or, with
+//	    Config.CheckpointVerifier, is not signed by a trusted key.
+//
 // Record reads come from the cache. Change-log reads share origin reads:
 // every sentinel of a region polls the log every few seconds, each from its
 // own cursor, so concurrent requests wait for one origin read and a request
@@ -101,6 +114,34 @@
 // Other log calls and snapshot calls go to the origin every time (they are
 // rare: catch-up and cold start).
 //
+// # Checkpoints
+//
+// Sentinels that verify signatures check each namespace they hold whole
+// against the publisher's signed checkpoints (package checkpoint, DESIGN
+// decision 11): they read the latest checkpoint with every change-log read
+// and, with every snapshot, its proof. Behind the tier they read both
+// through the node (httporigin.Store.CheckpointParts), so a sentinel with
+// RequireCheckpoints warms up, serves and proves itself current through
+// the tier as against the origin. The node shares those reads like the
+// log's: one origin read of a namespace's latest checkpoint answers every
+// request for it up to Config.CheckpointTTL (250 ms) after it started,
+// one of a proof up to Config.ProofTTL (30 s), and concurrent requests
+// wait for one read. It never answers a checkpoint older than one it has
+// read (lower version, or the same version issued earlier): an origin that
+// goes back (a replica behind, a restored bucket, a writer's rollback),
+// loses it or fails leaves the newer one served. It holds no signing key
+// and need not be trusted: sentinels verify every checkpoint and proof
+// they get (signature, namespace, version, expiry, rollback against their
+// own last verified one) and every snapshot against its proof, so a node
+// that lies is refused like a bucket writer; like a down node, it can
+// withhold. A forged checkpoint in the origin could hold back the real
+// ones on a node without Config.CheckpointVerifier for about
+// MaxFutureSkew plus the publisher's LogSettle (a node refuses versions
+// further ahead of its clock); with it, never. With a verifier the node
+// also takes the checkpoints the publisher pushes by gossip
+// (Server.OfferCheckpoint as gossip.Config.OnCheckpoint): a newer one that
+// verifies is served at once, before the origin read finds it.
+//
 // # Transport security
 //
 // The Server is an http.Handler: whoever runs it owns the listener. The
@@ -115,6 +156,7 @@
 //
 // With Config.Registerer set: dataplane_cachenode_requests_total{route,code}
 // (304s are code="304"), dataplane_cachenode_stale_responses_total,
-// dataplane_cachenode_log_reads_shared_total, and the
+// dataplane_cachenode_log_reads_shared_total,
+// dataplane_cachenode_checkpoint_reads_shared_total, and the
 // cache's own dataplane_cache_* (origin reads, hits, revalidations).
 package cachenode

@@ -3,19 +3,44 @@ package cachenode_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dataplane/dataplane/cachenode"
+	"github.com/dataplane/dataplane/checkpoint"
+	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin/wire"
 	"github.com/dataplane/dataplane/origin/mem"
 	"github.com/dataplane/dataplane/origin/origintest"
 	"github.com/dataplane/dataplane/record"
 )
+
+// partsCounter is origintest.WriteCounter over a store with snapshot
+// parts (checkpoints), which the node serves: reads pass, writes count.
+type partsCounter struct {
+	*origintest.WriteCounter
+	parts origin.SnapshotParts
+}
+
+func (w partsCounter) GetSnapshotPart(ctx context.Context, ns, name string) (io.ReadCloser, error) {
+	return w.parts.GetSnapshotPart(ctx, ns, name)
+}
+
+func (w partsCounter) PutSnapshotPart(ctx context.Context, ns, name string, b []byte) error {
+	w.Writes.Add(1)
+	return w.parts.PutSnapshotPart(ctx, ns, name, b)
+}
+
+func (w partsCounter) DeleteSnapshotPart(ctx context.Context, ns, name string) error {
+	w.Writes.Add(1)
+	return w.parts.DeleteSnapshotPart(ctx, ns, name)
+}
 
 // refusedBeforeOrigin are the statuses a node answers without asking the
 // origin: a request answered with one of them must not have written.
@@ -51,10 +76,24 @@ func FuzzHandler(f *testing.F) {
 	f.Add("PUT", wire.SnapshotPath("routes"), true, sb)
 	f.Add("PUT", wire.SnapshotPath("keys"), true, sb)
 	f.Add("GET", wire.SnapshotPath("routes"), false, []byte(nil))
+	f.Add("GET", wire.SnapshotPartPath("routes", "checkpoint"), false, []byte(nil))
+	f.Add("GET", wire.SnapshotPartPath("routes", "ckpt-0000000000010000"), false, []byte(nil))
 	f.Add("DELETE", path, true, []byte(nil))
 	f.Add("GET", "/v1/records/%2e%2e/%2e%2e", false, []byte(nil))
 
-	store := &origintest.WriteCounter{Store: mem.New()}
+	// The origin holds a checkpoint of routes and its proof, so the
+	// checkpoint routes answer too.
+	at := time.Unix(1_700_000_000, 0)
+	ck := &checkpoint.Checkpoint{Namespace: "routes", Version: 0x10000, IssuedAt: at, ExpiresAt: at.Add(time.Minute), Count: 1}
+	m := mem.New()
+	if err := checkpoint.PutLatest(context.Background(), m, ck); err != nil {
+		f.Fatal(err)
+	}
+	if err := checkpoint.PutProof(context.Background(), m, &checkpoint.SnapshotProof{Checkpoint: ck}); err != nil {
+		f.Fatal(err)
+	}
+	counter := &origintest.WriteCounter{Store: m}
+	store := partsCounter{counter, m}
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin, cfg.WriteToken, cfg.Logger = store, token, slog.New(slog.DiscardHandler)
 	node, err := cachenode.New(cfg)
@@ -82,6 +121,13 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("%s %q without the token: status %d, %d writes", method, target, rw.Code, writes)
 		case refusedBeforeOrigin[rw.Code] && writes != 0:
 			t.Fatalf("%s %q refused with %d, yet %d writes reached the origin", method, target, rw.Code, writes)
+		case rw.Code == http.StatusOK && rw.Header().Get("Content-Type") == wire.ContentTypeSnapshotPart:
+			// Only what the origin holds: the checkpoint and its proof.
+			if _, err := checkpoint.Unmarshal(rw.Body.Bytes()); err != nil {
+				if _, perr := checkpoint.UnmarshalProof(rw.Body.Bytes()); perr != nil {
+					t.Fatalf("%s %q: served a part that is neither a checkpoint (%v) nor a proof (%v)", method, target, err, perr)
+				}
+			}
 		case rw.Code == http.StatusNoContent && method == "PUT" && strings.HasPrefix(req.URL.Path, wire.RecordsPrefix):
 			sent, err := record.Unmarshal(body)
 			if err != nil {

@@ -243,6 +243,35 @@ func (s *Server) getSnapshot(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
+// getSnapshotPart answers GET /v1/snapshots/{ns}/{part} for the parts
+// signed checkpoints need (wire.CheckpointPart), from partCache.
+func (s *Server) getSnapshotPart(w http.ResponseWriter, r *http.Request) {
+	ns, name := r.PathValue("ns"), r.PathValue("part")
+	if err := origin.CheckPartName(ns, name); err != nil {
+		writeError(w, http.StatusBadRequest, wire.CodeInvalid, err.Error())
+		return
+	}
+	_, proof, ok := wire.CheckpointPart(name)
+	if !ok {
+		writeError(w, http.StatusBadRequest, wire.CodeInvalid, fmt.Sprintf("snapshot part %q: a cache node serves only %q and ckpt-<version> (16 hex digits)", name, "checkpoint"))
+		return
+	}
+	b, shared, err := s.parts.get(r.Context(), ns, name, proof)
+	if shared {
+		s.metrics.partsShared.Inc()
+	}
+	if err != nil {
+		s.fail(w, r, "get "+name+" of "+ns, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", wire.ContentTypeSnapshotPart)
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
 // putSnapshot forwards PUT /v1/snapshots/{ns}.
 func (s *Server) putSnapshot(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("ns")

@@ -14,6 +14,9 @@ type metrics struct {
 	stale    prometheus.Counter
 	// logShared counts log reads answered by another request's origin read.
 	logShared prometheus.Counter
+	// partsShared counts checkpoint and proof reads answered by another
+	// request's origin read.
+	partsShared prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -30,11 +33,15 @@ func newMetrics() *metrics {
 			Namespace: "dataplane", Subsystem: "cachenode", Name: "log_reads_shared_total",
 			Help: "GET /v1/log requests answered from another request's origin log read (Config.LogTailTTL).",
 		}),
+		partsShared: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dataplane", Subsystem: "cachenode", Name: "checkpoint_reads_shared_total",
+			Help: "Checkpoint and snapshot proof reads answered from another request's origin read (Config.CheckpointTTL, ProofTTL).",
+		}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.stale, m.logShared}
+	return []prometheus.Collector{m.requests, m.stale, m.logShared, m.partsShared}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {

@@ -26,6 +26,7 @@ type Server struct {
 	metrics *metrics
 	mux     *http.ServeMux
 	tail    *logTail
+	parts   *partCache
 	closed  atomic.Bool
 }
 
@@ -52,6 +53,15 @@ func New(cfg Config) (*Server, error) {
 	s.tail = &logTail{
 		ttl: cfg.LogTailTTL, span: cfg.LogTailSpan, page: wire.MaxLogPage, wait: cfg.OriginTimeout,
 		now: time.Now, read: cfg.Origin.ReadLog,
+	}
+	skew := cfg.Cache.MaxFutureSkew
+	if skew <= 0 {
+		skew = cache.DefaultMaxFutureSkew
+	}
+	s.parts = &partCache{
+		parts: origin.CheckpointPartsOf(cfg.Origin), v: cfg.CheckpointVerifier, skew: skew,
+		ttl: cfg.CheckpointTTL, proofTTL: cfg.ProofTTL, wait: cfg.OriginTimeout,
+		now: time.Now, entries: make(map[partKey]*partEntry),
 	}
 	s.metrics = newMetrics()
 	if cfg.Registerer != nil {
@@ -84,11 +94,13 @@ func (s *Server) routes() *http.ServeMux {
 	handle("POST "+wire.TrimPath, "trim_log", write(s.trimLog))
 	handle("GET "+wire.SnapshotsPath+"{ns}", "get_snapshot", read(s.getSnapshot))
 	handle("PUT "+wire.SnapshotsPath+"{ns}", "put_snapshot", write(s.putSnapshot))
+	handle("GET "+wire.SnapshotsPath+"{ns}/{part}", "get_snapshot_part", read(s.getSnapshotPart))
 	// JSON answers for the wrong method or path, instead of the mux's text.
 	handle(wire.RecordsPrefix+"{ns}/{key...}", "other", methodNotAllowed("GET, PUT"))
 	handle(wire.LogPath, "other", methodNotAllowed("GET, POST"))
 	handle(wire.TrimPath, "other", methodNotAllowed("POST"))
 	handle(wire.SnapshotsPath+"{ns}", "other", methodNotAllowed("GET, PUT"))
+	handle(wire.SnapshotsPath+"{ns}/{part}", "other", methodNotAllowed("GET"))
 	handle("/", "other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, wire.CodeNoRoute, "no endpoint "+r.URL.Path+" (see package cachenode for the protocol)")
 	}))
@@ -117,6 +129,30 @@ func (s *Server) Invalidate(ns, key string, v record.Version) { s.cache.Invalida
 // origin read (Config.LogTailTTL).
 func (s *Server) LogReads() (fromOrigin, shared int64) {
 	return s.tail.origin.Load(), s.tail.shared.Load()
+}
+
+// OfferCheckpoint takes a signed namespace checkpoint received by gossip
+// (checkpoint.Checkpoint.Marshal's bytes; for gossip.Config.OnCheckpoint).
+// With Config.CheckpointVerifier, one that verifies (a trusted key, not
+// expired, not from the future) and is newer than the checkpoint the node
+// holds for its namespace is served from then on, before the node's next
+// origin read would find it; one that does not is refused, and the
+// refusal returned, so that gossip does not relay it. Without a verifier
+// the node cannot tell a forgery: it takes nothing and returns nil
+// (gossip relays by its own rules, and the sentinels verify). It never
+// blocks on the origin.
+func (s *Server) OfferCheckpoint(raw []byte, source string) error {
+	if err := s.parts.offer(raw); err != nil {
+		return fmt.Errorf("cachenode: checkpoint from %s: %w", source, err)
+	}
+	return nil
+}
+
+// CheckpointReads reports how many checkpoint and snapshot proof reads the
+// node made of its origin and how many requests it answered from another
+// request's read (Config.CheckpointTTL, ProofTTL).
+func (s *Server) CheckpointReads() (fromOrigin, shared int64) {
+	return s.parts.origin.Load(), s.parts.shared.Load()
 }
 
 // Ready reports whether the node should receive traffic: until Close. A

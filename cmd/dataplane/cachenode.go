@@ -12,7 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/dataplane/dataplane/admin"
+	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/cachenode"
+	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/cli"
@@ -26,8 +28,14 @@ const cacheNodeSynopsis = `Usage: dataplane cachenode -origin URL -write-token T
 
 Serves GET /v1/records/{namespace}/{key} from its own cache (ETag, If-None-Match
 → 304) in front of the origin, forwards writes, the change log and snapshots,
-and joins gossip for invalidations. Sentinels use a region's cache nodes with
--origin http://node-1:8081,http://node-2:8081 (rendezvous-hashed per key).
+serves the publisher's signed checkpoints and snapshot proofs (never one older
+than one it has read), and joins gossip for invalidations. Sentinels use a region's
+cache nodes with -origin http://node-1:8081,http://node-2:8081 (rendezvous-hashed
+per key) and verify everything the nodes serve, so -trusted-keys and
+-require-checkpoints work behind the tier as against the origin. Given
+-trusted-keys, the node serves only checkpoints those keys sign;
+-require-checkpoints needs -trusted-keys here too and changes nothing else (the
+node matches no checkpoints itself: the sentinels do).
 
 Every write needs Authorization: Bearer <-write-token>; reads need
 -read-token when one is set. TLS: -tls-cert/-tls-key serve the API over
@@ -47,6 +55,7 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	readToken := fs.String("read-token", "", "token required on reads (empty: reads open)")
 	adminToken := fs.String("admin-token", "", "bearer token for the admin debug endpoints")
 	logTailTTL := fs.Duration("log-tail-ttl", cachenode.DefaultLogTailTTL, "how long one origin change-log read answers the region's log readers (0: every read goes to the origin); readers' log settle window must cover it on top of the publish budget and clock skew")
+	ckptTTL := fs.Duration("checkpoint-ttl", cachenode.DefaultCheckpointTTL, "how long one origin read of a namespace's latest signed checkpoint answers the region's sentinels (0: every read goes to the origin); the node never answers a checkpoint older than one it has read")
 	var apiTLS, admTLS serverTLSFlags
 	apiTLS.register(fs, "", "cache node API")
 	admTLS.register(fs, "admin-", "admin listener")
@@ -83,16 +92,24 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	logTrust(log, verifier)
-	if nf.requireCkpt {
-		return usageError{errors.New("-require-checkpoints applies to sentinels: a cache node passes checkpoints and snapshot proofs through, it does not match them")}
+	if nf.requireCkpt && verifier == nil {
+		return usageError{errors.New("-require-checkpoints needs -trusted-keys: checkpoints are signed")}
 	}
 	if verifier != nil {
 		// Signatures pass through untouched; with -trusted-keys the
-		// node also refuses what it cannot verify.
+		// node also refuses what it cannot verify: records, and the
+		// checkpoints and snapshot proofs it serves to the sentinels
+		// behind it (which verify them again, and match them).
 		cfg.Cache.Verifier = verifier
+		skew := cfg.Cache.MaxFutureSkew
+		if skew <= 0 {
+			skew = cache.DefaultMaxFutureSkew
+		}
+		cfg.CheckpointVerifier = &checkpoint.Verifier{Keys: verifier, MaxSkew: skew}
 	}
 	cfg.Logger, cfg.Registerer = log, reg
 	cfg.LogTailTTL = *logTailTTL
+	cfg.CheckpointTTL = *ckptTTL
 	srv, err := cachenode.New(cfg)
 	if err != nil {
 		return usageError{err}
@@ -107,6 +124,9 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		g.Logger, g.Registerer = log, reg
 		if verifier != nil {
 			g.Verifier = verifier
+			// Checkpoints pushed by the publisher reach the node's
+			// readers before its next origin read finds them.
+			g.OnCheckpoint = srv.OfferCheckpoint
 		}
 		// The cache node follows the change log when it gossips, as
 		// before: gossip's repair and its log tail's freshness need it.

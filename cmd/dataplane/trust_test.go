@@ -142,10 +142,10 @@ func nodeArgs(cmd string) []string {
 }
 
 // TestRequireCheckpointsFlag: -require-checkpoints without -trusted-keys
-// (checkpoints are signed: nothing could match) stops a sentinel at start
-// with an error naming both flags, and a cache node refuses the flag (it
-// matches no checkpoints); with -trusted-keys it reaches the node's
-// configuration.
+// (checkpoints are signed: nothing could match) stops a sentinel or a
+// cache node at start with an error naming both flags; with -trusted-keys
+// it reaches the node's configuration, and a cache node starts with it
+// (its sentinels verify checkpoints through it: TestSentinelBehindTierRequiresCheckpoints).
 func TestRequireCheckpointsFlag(t *testing.T) {
 	tmp := t.TempDir()
 	for _, tc := range []struct {
@@ -154,7 +154,7 @@ func TestRequireCheckpointsFlag(t *testing.T) {
 		want string
 	}{
 		{"sentinel", []string{"-require-checkpoints"}, "-trusted-keys"},
-		{"cachenode", []string{"-require-checkpoints", "-trusted-keys", testPublicKey(t)}, "applies to sentinels"},
+		{"cachenode", []string{"-require-checkpoints"}, "-trusted-keys"},
 	} {
 		args := append(nodeArgs(tc.cmd), "-origin", "dir://"+filepath.Join(tmp, "origin"))
 		args = append(args, tc.args...)
@@ -162,6 +162,10 @@ func TestRequireCheckpointsFlag(t *testing.T) {
 		if started || code != 2 || !strings.Contains(stderr, "-require-checkpoints") || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%s %q: started %v, exit %d, stderr %q; want exit 2 naming -require-checkpoints and %q", tc.cmd, tc.args, started, code, stderr, tc.want)
 		}
+	}
+	args := append(nodeArgs("cachenode"), "-origin", "dir://"+filepath.Join(tmp, "origin"), "-require-checkpoints", "-trusted-keys", testPublicKey(t))
+	if code, started, _, stderr := runBriefly(t, " on http://", args...); !started {
+		t.Errorf("cachenode -require-checkpoints -trusted-keys: did not start (exit %d, stderr %q)", code, stderr)
 	}
 	nf := &nodeFlags{trusted: testPublicKey(t), requireCkpt: true}
 	cfg, err := nf.nodeConfig(nil, slog.New(slog.DiscardHandler), nil)

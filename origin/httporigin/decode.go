@@ -71,6 +71,19 @@ func decodeSnapshot(ns string, status int, body []byte) (record.Snapshot, error)
 	return snap, nil
 }
 
+// decodePart decodes the answer to GET /v1/snapshots/{ns}/{name}: the
+// part's bytes, at most limit of them, undecoded (package checkpoint
+// decodes and verifies them).
+func decodePart(ns, name string, limit int64, status int, body []byte) ([]byte, error) {
+	if status != http.StatusOK {
+		return nil, decodeError(status, body)
+	}
+	if int64(len(body)) > limit {
+		return nil, fmt.Errorf("%s of %s: %w: answer larger than %d bytes (Config.MaxSnapshotSize)", name, ns, record.ErrCorrupt, limit)
+	}
+	return body, nil
+}
+
 // decodeLog decodes the answer to GET /v1/log?after=&limit=.
 func decodeLog(after record.Version, limit int, status int, body []byte) ([]record.Change, error) {
 	if status != http.StatusOK {

@@ -86,6 +86,14 @@ func FuzzDecodeResponse(f *testing.F) {
 			checkSentinel(t, "decodeLog", err)
 		}
 
+		if b, err := decodePart(ns, "checkpoint", 1<<10, status, body); err == nil {
+			if status != 200 || len(b) > 1<<10 {
+				t.Fatalf("decodePart accepted status %d with %d bytes (limit 1024)", status, len(b))
+			}
+		} else {
+			checkSentinel(t, "decodePart", err)
+		}
+
 		if err := decodeDone(status, body); err != nil {
 			checkSentinel(t, "decodeDone", err)
 		} else if status < 200 || status > 299 {

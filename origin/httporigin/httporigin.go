@@ -16,6 +16,8 @@
 // node, which shares its origin log reads among them
 // (cachenode.Config.LogTailTTL): a region's log polls cost about one origin
 // read per LogTailTTL. Readers count that TTL in origin.Timing.ReplicaLag.
+// A namespace's signed checkpoints and snapshot proofs (CheckpointParts)
+// go to the node of its snapshot, which shares their origin reads too.
 //
 // When a node cannot be reached, times out, or answers outside the protocol
 // (a 5xx without a cachenode error code, a redirect), it is marked down for

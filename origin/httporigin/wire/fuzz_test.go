@@ -15,7 +15,7 @@ import (
 // EscapeKey of any string unescapes to it and keeps no character a router
 // may act on.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{`"0000000000010000"`, `W/"ff"`, `"`, `""`, `"-1"`, `"+1"`, `"0x10"`, `"10000000000000000"`, "ffffffffffffffff", "0", " 1", "../x", "a//b", "ünï/日本", "%2e%2e", "\x00"} {
+	for _, s := range []string{`"0000000000010000"`, `W/"ff"`, `"`, `""`, `"-1"`, `"+1"`, `"0x10"`, `"10000000000000000"`, "ffffffffffffffff", "0", " 1", "../x", "a//b", "ünï/日本", "%2e%2e", "\x00", "checkpoint", "ckpt-0000000000010000", "ckpt-000000000001000G"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -32,6 +32,15 @@ func FuzzParse(f *testing.F) {
 			}
 		} else if back, err := ParseVersion(v.String()); err != nil || back != v {
 			t.Fatalf("ParseVersion(%q) = %s, which does not round-trip: %s, %v", s, v, back, err)
+		}
+		if v, proof, ok := CheckpointPart(s); ok {
+			want := "checkpoint"
+			if proof {
+				want = "ckpt-" + v.String()
+			}
+			if s != want {
+				t.Fatalf("CheckpointPart(%q) accepted it as %q", s, want)
+			}
 		}
 		e := EscapeKey(s)
 		if strings.ContainsAny(e, "/.?#~ ") {

@@ -22,6 +22,10 @@ const (
 	// ContentTypeSnapshot is a snapshot in its record.MarshalSnapshot
 	// encoding.
 	ContentTypeSnapshot = "application/vnd.dataplane.snapshot"
+	// ContentTypeSnapshotPart is a namespace's checkpoint or snapshot
+	// proof as the origin stores it (checkpoint.Checkpoint.Marshal,
+	// checkpoint.SnapshotProof.Marshal), passed on byte for byte.
+	ContentTypeSnapshotPart = "application/vnd.dataplane.snapshot-part"
 	// ContentTypeJSON is every other body, errors included.
 	ContentTypeJSON = "application/json"
 )
@@ -65,6 +69,40 @@ func RecordPath(ns, key string) string {
 
 // SnapshotPath is the path of ns's snapshot.
 func SnapshotPath(ns string) string { return SnapshotsPath + ns }
+
+// SnapshotPartPath is the path of snapshot part name of ns (a name
+// origin.CheckPartName accepts: a-z, 0-9 and '-', nothing to escape). Cache
+// nodes serve only the parts signed checkpoints need: the latest
+// checkpoint and the snapshot proofs (CheckpointPart).
+func SnapshotPartPath(ns, name string) string { return SnapshotsPath + ns + "/" + name }
+
+// Part names of the checkpoint package (checkpoint.LatestName and
+// checkpoint.ProofName), restated here so the protocol does not depend on
+// the package that signs them: "checkpoint", and "ckpt-" followed by a
+// version in 16 hex digits.
+const (
+	// LatestPartName is the part of a namespace's latest checkpoint.
+	LatestPartName  = "checkpoint"
+	proofPartPrefix = "ckpt-"
+)
+
+// CheckpointPart reports whether name is a part a cache node serves: the
+// latest checkpoint (proof false) or the snapshot proof at version v
+// (proof true).
+func CheckpointPart(name string) (v record.Version, proof bool, ok bool) {
+	if name == LatestPartName {
+		return 0, false, true
+	}
+	h, found := strings.CutPrefix(name, proofPartPrefix)
+	if !found || len(h) != 16 || strings.ToLower(h) != h {
+		return 0, false, false
+	}
+	v, err := ParseVersion(h)
+	if err != nil {
+		return 0, false, false
+	}
+	return v, true, true
+}
 
 // EscapeKey escapes every byte of key outside [A-Za-z0-9_-] as %XX.
 func EscapeKey(key string) string {
