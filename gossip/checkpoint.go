@@ -215,7 +215,14 @@ func (n *Node) gotCheckpoint(m cpMsg) {
 	if m.path != pathRelay {
 		return
 	}
-	if err != nil && !errors.Is(err, checkpoint.ErrMismatch) || !n.cps.newer(m.cp) {
+	// Never remembered (nor forwarded) when from further ahead than a
+	// change may be: a relay that cannot verify (no trusted keys) would
+	// otherwise keep a forged far-future checkpoint as the newest and
+	// forward no real one of its namespace again
+	// (TestForgedFutureCheckpointDoesNotBlockRelay).
+	limit := n.cfg.Now().Add(n.maxFutureSkew())
+	future := m.cp.Version.Time().After(limit) || m.cp.IssuedAt.After(limit)
+	if err != nil && !errors.Is(err, checkpoint.ErrMismatch) || future || !n.cps.newer(m.cp) {
 		n.m.cps.WithLabelValues("not_relayed").Inc()
 		return
 	}
