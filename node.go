@@ -62,14 +62,20 @@ type Config struct {
 	// seconds; nil means TTL-only freshness (RFC options 1, 3, 4), where
 	// the change log (Follow) is the only path of changes.
 	Gossip *gossip.Config
-	// Follow configures the node's follower of the origin's change log,
-	// which runs with or without gossip: it bounds staleness whatever
-	// gossip loses, repairs a node that was away, and proves the node
-	// current (see Policy). Nil means follow.DefaultConfig(); use
-	// follow.WANConfig() across regions and follow.LocalConfig() on one
-	// machine. Its Resume, when 0, is taken from the warm-up; its Verifier,
-	// Logger and Registerer, when unset, from this Config.
-	Follow *follow.Config
+	// Timing holds the timing constants the node shares with the
+	// publishers of its origin (give both the same value): how often it
+	// reads the change log (LogInterval, with or without gossip) and how
+	// far behind a complete read its cursor moves (LogSettle), and the
+	// constants they must agree with (PublishBudget, ClockSkew,
+	// ReplicaLag, LogTailTTL, CheckpointLifetime) and MaxFutureSkew, how
+	// far ahead of Now a version may be before it is refused from every
+	// path. Open refuses a set that breaks a rule (origin.Timing.Validate,
+	// and, for each namespace that fails closed, the rules of
+	// Config.Validate) with one error naming the constants, their values
+	// and the rule. The zero value means origin.DefaultTiming(); use
+	// origin.WANTiming() across regions and origin.LocalTiming() on one
+	// machine.
+	Timing origin.Timing
 	// Namespaces are held whole ("complete", DESIGN.md decision 7): loaded
 	// at Open from their snapshots (one origin read each), and, with
 	// Gossip set, kept complete from gossip and the change log, so that the
@@ -140,6 +146,9 @@ type Config struct {
 	// Registerer receives the node's metrics (cache and gossip included);
 	// nil registers none.
 	Registerer prometheus.Registerer
+	// Now is the clock of the cache, the gossip member and the log
+	// follower (tests inject a fake one); nil means the wall clock.
+	Now func() time.Time
 }
 
 // Value is what Get returns.
@@ -213,36 +222,11 @@ type Node struct {
 // It returns once the node is serving; Ready reports whether the warm-up
 // succeeded (a node that could not warm keeps trying in the background).
 func Open(ctx context.Context, cfg Config) (*Node, error) {
-	if cfg.Origin == nil {
-		return nil, errors.New("dataplane: Config.Origin is required")
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Namespaces == nil {
-		cfg.Namespaces = []string{"routes", "keys"}
-	}
-	for _, ns := range cfg.Namespaces {
-		if err := record.ValidateNamespace(ns); err != nil {
-			return nil, fmt.Errorf("dataplane: Config.Namespaces: %w", err)
-		}
-	}
-	if cfg.LocalSnapshotInterval < 0 || cfg.WarmTimeout < 0 {
-		return nil, errors.New("dataplane: LocalSnapshotInterval and WarmTimeout must not be negative")
-	}
-	if cfg.LocalSnapshotInterval == 0 {
-		cfg.LocalSnapshotInterval = 30 * time.Second
-	}
-	if cfg.WarmTimeout == 0 {
-		cfg.WarmTimeout = 10 * time.Second
-	}
-	fc := follow.DefaultConfig()
-	if cfg.Follow != nil {
-		fc = *cfg.Follow
-	}
-	if err := fc.Validate(); err != nil {
-		return nil, fmt.Errorf("dataplane: Config.Follow: %w", err)
-	}
+	fc := follow.Config{Interval: cfg.Timing.LogInterval, Settle: cfg.Timing.LogSettle, Batch: followBatch, Now: cfg.Now}
 	copts := cfg.Cache
 	if copts.MaxBytes == 0 && copts.RefreshTimeout == 0 && copts.Default == (cache.Window{}) {
 		def := cache.DefaultOptions()
@@ -255,6 +239,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if copts.Logger == nil {
 		copts.Logger = cfg.Logger
+	}
+	if copts.Now == nil {
+		copts.Now = cfg.Now
+	}
+	if copts.MaxFutureSkew == 0 {
+		copts.MaxFutureSkew = cfg.Timing.MaxFutureSkew
 	}
 	if copts.Complete == nil {
 		copts.Complete = cfg.Namespaces
@@ -282,7 +272,6 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := fresh.register(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("dataplane: metrics: %w", err)
 	}
-	fresh.warnFollow(fc.Interval, cfg.Logger)
 	c, err := cache.New(fresh.loader(cfg.Origin, cfg.Gossip == nil), copts)
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
@@ -307,15 +296,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if fc.Resume == 0 {
 		fc.Resume = resume
 	}
-	if fc.Verifier == nil && cfg.Verifier != nil {
+	if cfg.Verifier != nil {
 		fc.Verifier = cfg.Verifier
 	}
-	if fc.Logger == nil {
-		fc.Logger = cfg.Logger
-	}
-	if fc.Registerer == nil {
-		fc.Registerer = cfg.Registerer
-	}
+	fc.Logger, fc.Registerer = cfg.Logger, cfg.Registerer
 	f, err := follow.New(fc, (*logTarget)(n), cfg.Origin)
 	if err != nil {
 		c.Close()
@@ -332,6 +316,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		if g.Verifier == nil && cfg.Verifier != nil {
 			g.Verifier = cfg.Verifier
+		}
+		if g.Now == nil {
+			g.Now = cfg.Now
+		}
+		if g.MaxFutureSkew == 0 {
+			g.MaxFutureSkew = cfg.Timing.MaxFutureSkew
 		}
 		// Receipts ask each member whether it holds a version: its
 		// version index answers, whichever path brought the version.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/record"
 )
@@ -81,7 +80,7 @@ func TestRevalidationRetriesFailedReads(t *testing.T) {
 	copts := cache.DefaultOptions()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour} // no TTL to hide the miss
 	reg := prometheus.NewRegistry()
-	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: &g, Follow: &follow.Config{Interval: 50 * time.Millisecond, Settle: 20 * time.Millisecond, Batch: 1000}, Cache: copts, Logger: quiet(), Registerer: reg})
+	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: &g, Timing: followTiming(50*time.Millisecond, 20*time.Millisecond), Cache: copts, Logger: quiet(), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/gossip/netsim"
 	"github.com/dataplane/dataplane/origin"
@@ -95,7 +94,7 @@ func TestRevokedKeyFailsClosedWhenCutOff(t *testing.T) {
 		g.Name, g.Region, g.Transport, g.Seeds = name, "local", tr, seeds
 		n, err := dataplane.Open(context.Background(), dataplane.Config{
 			Origin: st, Gossip: &g, Logger: quiet(),
-			Follow:    &follow.Config{Interval: 500 * time.Millisecond, Settle: 200 * time.Millisecond, Batch: 1000},
+			Timing:    followTiming(500*time.Millisecond, 200*time.Millisecond),
 			Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
 		})
 		if err != nil {

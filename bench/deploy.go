@@ -83,11 +83,27 @@ type tierNode struct {
 	follower *follow.Follower
 }
 
-// followConfig is how every node of the deployment follows the change
-// log: every option's nodes do, gossip or not.
+// timing is the timing of every publisher and node of the deployment: a
+// write in the log within 750 ms, clocks within 100 ms, the cache nodes'
+// shared log read (benchTailTTL) and with replicas the replication lag, the
+// replicator's pass and a few retries of lost copies, all inside the
+// nodes' settle window (Config.logSettle); the log kept whole.
+func (d *deployment) timing() origin.Timing {
+	t := origin.DefaultTiming()
+	t.PublishBudget, t.ClockSkew, t.MaxClockOffset = 750*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
+	t.LogInterval, t.LogSettle, t.LogTailTTL, t.LogRetention = d.cfg.LogInterval, d.cfg.logSettle(), benchTailTTL, 0
+	if d.cfg.replicas() {
+		t.ReplicaLag = d.cfg.ReplicaLag + 4*replicaInterval
+	}
+	return t
+}
+
+// followConfig is how every cache node of the deployment follows the
+// change log: every option's nodes do, gossip or not.
 func (d *deployment) followConfig() follow.Config {
 	fc := follow.DefaultConfig()
-	fc.Interval, fc.Settle = d.cfg.LogInterval, d.cfg.logSettle()
+	tm := d.timing()
+	fc.Interval, fc.Settle = tm.LogInterval, tm.LogSettle
 	fc.Logger = discard
 	if d.verifier != nil {
 		fc.Verifier = d.verifier
@@ -262,9 +278,8 @@ func deploy(ctx context.Context, cfg *Config, opt Option, nw *network, b *Backen
 	pcfg.Logger = discard
 	// The nodes settle 1 s behind the log (newNode), and the replication
 	// lag more with replicas: the budget fits in it.
-	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = cfg.logSettle(), 750*time.Millisecond, 100*time.Millisecond
+	pcfg.Timing = d.timing()
 	pcfg.Signer = d.signer
-	pcfg.LogRetention = 0
 	if opt.Gossip {
 		pcfg.Notifier = d.slots[0].node
 	}
@@ -286,8 +301,7 @@ func (d *deployment) preload(ctx context.Context, clock *record.Clock, latest []
 	pcfg.Clock = clock
 	pcfg.Logger = discard
 	pcfg.Signer = d.signer
-	// The nodes settle 1 s behind the log (newNode): the budget fits in it.
-	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = time.Second, 750*time.Millisecond, 100*time.Millisecond
+	pcfg.Timing = d.timing()
 	p, err := publisher.New(d.direct, pcfg)
 	if err != nil {
 		return err
@@ -391,8 +405,7 @@ func (d *deployment) openNode(ctx context.Context, s *slot) (*dataplane.Node, er
 		WarmTimeout:           10 * time.Second,
 		Logger:                discard,
 	}
-	fc := d.followConfig()
-	ncfg.Follow = &fc
+	ncfg.Timing = d.timing()
 	if d.opt.Gossip {
 		g, err := d.gossipConfig(fmt.Sprintf("sentinel-%s-%d-g%d", d.regions[s.region], s.index, s.gen), s.region)
 		if err != nil {

@@ -19,7 +19,6 @@ import (
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/cachenode"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
@@ -251,9 +250,13 @@ func TestSentinelsShareLogReads(t *testing.T) {
 		copts.Default = cache.Window{Fresh: time.Minute, Stale: time.Hour}
 		n, err := dataplane.Open(ctx, dataplane.Config{
 			Origin: tier, Gossip: &g, Namespaces: []string{}, Cache: copts,
-			// Settle covers a publish budget of 1 s plus the tail's TTL
-			// (the replica lag the tier adds): origin.Timing.
-			Follow: &follow.Config{Interval: 100 * time.Millisecond, Settle: 1500 * time.Millisecond, Batch: 1000},
+			// Settle covers the default publish budget and skew plus the
+			// tail's TTL: origin.Timing.
+			Timing: func() origin.Timing {
+				t := origin.DefaultTiming()
+				t.LogInterval, t.LogSettle = 100*time.Millisecond, 1500*time.Millisecond
+				return t
+			}(),
 			Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
 		})
 		if err != nil {

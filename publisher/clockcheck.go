@@ -11,7 +11,7 @@ import (
 )
 
 // ErrClockOffset means this host's clock is further from the origin's than
-// Config.MaxClockOffset allows: the write was refused before it took a
+// Config.Timing.MaxClockOffset allows: the write was refused before it took a
 // version, and nothing was written.
 var ErrClockOffset = errors.New("publisher: this host's clock is too far from the origin's")
 
@@ -36,7 +36,7 @@ type clockCheck struct {
 // write that follows finds out whether the origin is there at all.
 func (p *Publisher) checkClock(ctx context.Context) error {
 	oc, ok := p.store.(origin.Clock)
-	if !ok || p.cfg.MaxClockOffset == 0 {
+	if !ok || p.cfg.Timing.MaxClockOffset == 0 {
 		return nil
 	}
 	cc := &p.clockCheck
@@ -55,7 +55,7 @@ func (p *Publisher) checkClock(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := offsetError(sent, received, server, p.cfg.MaxClockOffset); err != nil {
+	if err := offsetError(sent, received, server, p.cfg.Timing.MaxClockOffset); err != nil {
 		p.m.clockRefused.Inc()
 		return err
 	}

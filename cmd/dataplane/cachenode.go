@@ -46,7 +46,6 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	writeToken := fs.String("write-token", "", "token required on writes forwarded to the origin (required)")
 	readToken := fs.String("read-token", "", "token required on reads (empty: reads open)")
 	adminToken := fs.String("admin-token", "", "bearer token for the admin debug endpoints")
-	logTailTTL := fs.Duration("log-tail-ttl", cachenode.DefaultLogTailTTL, "how long one origin change-log read answers the region's log readers (0: every read goes to the origin); readers' log settle window must cover it on top of the publish budget and clock skew")
 	var apiTLS, admTLS serverTLSFlags
 	apiTLS.register(fs, "", "cache node API")
 	admTLS.register(fs, "admin-", "admin listener")
@@ -92,7 +91,11 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		cfg.Cache.Verifier = verifier
 	}
 	cfg.Logger, cfg.Registerer = log, reg
-	cfg.LogTailTTL = *logTailTTL
+	tm := nf.timing.timing()
+	if err := tm.Validate(); err != nil {
+		return usageError{err}
+	}
+	cfg.LogTailTTL = tm.LogTailTTL
 	srv, err := cachenode.New(cfg)
 	if err != nil {
 		return usageError{err}

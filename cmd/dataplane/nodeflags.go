@@ -57,8 +57,7 @@ type nodeFlags struct {
 	insecure  bool
 	logLevel  string
 
-	logInterval time.Duration // 0: the preset's (-wan or not)
-	logSettle   time.Duration // 0: the preset's
+	timing timingFlags
 }
 
 // register defines every node flag on fs.
@@ -66,28 +65,22 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	f.registerOrigin(fs)
 	f.registerCache(fs)
 	f.registerGossip(fs)
-	f.registerFollow(fs)
+	f.registerTiming(fs)
 }
 
-// registerFollow defines -log-interval and -log-settle: how the node follows
-// the origin's change log, with or without gossip.
-func (f *nodeFlags) registerFollow(fs *flag.FlagSet) {
-	fs.DurationVar(&f.logInterval, "log-interval", 0, "how often the node reads the origin's change log, with or without gossip (default 5s)")
-	fs.DurationVar(&f.logSettle, "log-settle", 0, "how far behind a complete read of the change log the node's cursor moves: at least the publishers'\npublish budget plus clock skew (default 2s, 3s with -wan)")
+// registerTiming defines the timing flags (timingFlags), whose preset
+// follows -wan.
+func (f *nodeFlags) registerTiming(fs *flag.FlagSet) {
+	f.timing.wan = &f.wan
+	f.timing.register(fs)
 }
 
-// followConfig builds the log follower's configuration from the flags.
+// followConfig builds a log follower's configuration from the timing flags,
+// for a process that follows the log outside a dataplane.Node (cachenode).
 func (f *nodeFlags) followConfig() follow.Config {
+	tm := f.timing.timing()
 	fc := follow.DefaultConfig()
-	if f.wan {
-		fc = follow.WANConfig()
-	}
-	if f.logInterval != 0 {
-		fc.Interval = f.logInterval
-	}
-	if f.logSettle != 0 {
-		fc.Settle = f.logSettle
-	}
+	fc.Interval, fc.Settle = tm.LogInterval, tm.LogSettle
 	return fc
 }
 
@@ -234,8 +227,7 @@ func (f *nodeFlags) nodeConfig(store origin.Store, log *slog.Logger, reg prometh
 		return cfg, usageError{errors.New("-require-checkpoints needs -trusted-keys: checkpoints are signed")}
 	}
 	cfg.RequireCheckpoints = f.requireCkpt
-	fc := f.followConfig()
-	cfg.Follow = &fc
+	cfg.Timing = f.timing.timing()
 	if !f.gossip {
 		return cfg, nil
 	}
