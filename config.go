@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 )
@@ -38,6 +39,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Timing == (origin.Timing{}) {
 		c.Timing = origin.DefaultTiming()
+	}
+	if c.Cache.IsZero() {
+		c.Cache = cache.DefaultConfig()
 	}
 	return c
 }

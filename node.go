@@ -54,10 +54,12 @@ type Config struct {
 	// Origin is where records live durably: a dir, s3, dynamodb or
 	// httporigin (cache tier) store. Required.
 	Origin origin.Store
-	// Cache configures the memory cache; the zero value means
-	// cache.DefaultOptions(). Registerer and Logger are taken from this
-	// Config when unset there.
-	Cache cache.Options
+	// Cache configures the memory cache (windows, negative TTL, size and
+	// origin read bounds); the zero value means cache.DefaultConfig(). Its
+	// clock, verifier, metrics, logs, future skew and complete namespaces
+	// are this Config's Now, Verifier, Registerer, Logger,
+	// Timing.MaxFutureSkew and Namespaces.
+	Cache cache.Config
 	// Gossip, when set, joins a gossip cluster for invalidations carried in
 	// seconds; nil means TTL-only freshness (RFC options 1, 3, 4), where
 	// the change log (Follow) is the only path of changes.
@@ -227,29 +229,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	fc := follow.Config{Interval: cfg.Timing.LogInterval, Settle: cfg.Timing.LogSettle, Batch: followBatch, Now: cfg.Now}
-	copts := cfg.Cache
-	if copts.MaxBytes == 0 && copts.RefreshTimeout == 0 && copts.Default == (cache.Window{}) {
-		def := cache.DefaultOptions()
-		def.Namespaces, def.Now = copts.Namespaces, copts.Now
-		def.Registerer, def.Logger = copts.Registerer, copts.Logger
-		copts = def
+	copts := cache.Options{
+		Config: cfg.Cache, Complete: cfg.Namespaces, MaxFutureSkew: cfg.Timing.MaxFutureSkew,
+		Now: cfg.Now, Registerer: cfg.Registerer, Logger: cfg.Logger,
 	}
-	if copts.Registerer == nil {
-		copts.Registerer = cfg.Registerer
-	}
-	if copts.Logger == nil {
-		copts.Logger = cfg.Logger
-	}
-	if copts.Now == nil {
-		copts.Now = cfg.Now
-	}
-	if copts.MaxFutureSkew == 0 {
-		copts.MaxFutureSkew = cfg.Timing.MaxFutureSkew
-	}
-	if copts.Complete == nil {
-		copts.Complete = cfg.Namespaces
-	}
-	if copts.Verifier == nil && cfg.Verifier != nil {
+	if cfg.Verifier != nil {
 		copts.Verifier = cfg.Verifier
 	}
 	m, err := newNodeMetrics(cfg.Registerer)

@@ -139,7 +139,7 @@ func TestRestartFromLocalFileResumesTheLog(t *testing.T) {
 	if err := s.TrimLog(ctx, record.MakeVersion(time.Now().Add(-30*time.Minute), 0)); err != nil {
 		t.Fatal(err)
 	}
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Millisecond, Stale: 24 * time.Hour} // every entry stale at once
 	dataDir := t.TempDir()
 	cfg := dataplane.Config{Origin: s, Gossip: soloGossip("a"), Timing: oftenTiming(), DataDir: dataDir, Cache: copts, Logger: quiet()}
@@ -196,7 +196,7 @@ func TestAbsencePastLogRetentionReloadsSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour} // no TTL to hide a miss
 	n, err := dataplane.Open(ctx, dataplane.Config{Origin: o, Gossip: soloGossip("solo"), Timing: oftenTiming(), Cache: copts, Logger: quiet(), Registerer: reg})
 	if err != nil {

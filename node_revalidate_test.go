@@ -77,7 +77,7 @@ func TestRevalidationRetriesFailedReads(t *testing.T) {
 	g := gossip.DefaultLocalConfig()
 	g.Insecure = true
 	g.Name, g.Region = "solo", "local"
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour} // no TTL to hide the miss
 	reg := prometheus.NewRegistry()
 	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: &g, Timing: followTiming(50*time.Millisecond, 20*time.Millisecond), Cache: copts, Logger: quiet(), Registerer: reg})

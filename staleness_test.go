@@ -189,7 +189,7 @@ func TestFailClosedTTLOnly(t *testing.T) {
 	keyKey := sentinel.KeyRecordKey("ks", "k")
 	put(t, store.Store, clock, "keys", keyKey, `{"key_id":"k1","enabled":true}`)
 	put(t, store.Store, clock, "routes", "h.example.com", "r1")
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default.Fresh = d / 2
 	n, err := dataplane.Open(context.Background(), dataplane.Config{
 		Origin: store, Logger: quiet(), Cache: copts,
@@ -295,7 +295,7 @@ func BenchmarkGetPolicy(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			copts := cache.DefaultOptions()
+			copts := cache.DefaultConfig()
 			copts.Default.Fresh = time.Hour
 			node, err := dataplane.Open(context.Background(), dataplane.Config{
 				Origin: s, Cache: copts, Logger: quiet(),
@@ -335,7 +335,7 @@ func TestStalenessMetrics(t *testing.T) {
 	keyKey := sentinel.KeyRecordKey("ks", "k")
 	put(t, store.Store, clock, "keys", keyKey, `{"key_id":"k1","enabled":true}`)
 	reg := prometheus.NewRegistry()
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default.Fresh = 100 * time.Millisecond
 	n, err := dataplane.Open(context.Background(), dataplane.Config{
 		Origin: store, Logger: quiet(), Registerer: reg, Cache: copts,

@@ -131,15 +131,11 @@ func (d *deployment) originStore(ctx context.Context, r int, role string) (origi
 	return countingStore{Store: st, c: d.counters[role]}, nil
 }
 
-func (d *deployment) cacheOptions(fresh time.Duration) cache.Options {
-	o := cache.DefaultOptions()
+func (d *deployment) cacheOptions(fresh time.Duration) cache.Config {
+	o := cache.DefaultConfig()
 	o.Default = cache.Window{Fresh: fresh, Stale: 24 * time.Hour}
 	o.NegativeTTL = fresh
 	o.RefreshTimeout = d.cfg.ReadTimeout + time.Second
-	o.Logger = discard
-	if d.verifier != nil {
-		o.Verifier = d.verifier
-	}
 	return o
 }
 
@@ -353,6 +349,9 @@ func (d *deployment) startTier(ctx context.Context, r, i int) (*tierNode, error)
 	ccfg := cachenode.DefaultConfig()
 	ccfg.Origin = st
 	ccfg.Cache = d.cacheOptions(d.fresh())
+	if d.verifier != nil {
+		ccfg.Verifier = d.verifier
+	}
 	// The TTL cache nodes (options 3 and 4B) serve stale while they
 	// revalidate, like the sentinels: a sentinel's read asks with
 	// "Cache-Control: max-age=0" (httporigin), so a node whose copy is past
@@ -406,6 +405,9 @@ func (d *deployment) openNode(ctx context.Context, s *slot) (*dataplane.Node, er
 		Logger:                discard,
 	}
 	ncfg.Timing = d.timing()
+	if d.verifier != nil {
+		ncfg.Verifier = d.verifier
+	}
 	if d.opt.Gossip {
 		g, err := d.gossipConfig(fmt.Sprintf("sentinel-%s-%d-g%d", d.regions[s.region], s.index, s.gen), s.region)
 		if err != nil {

@@ -33,10 +33,17 @@ type Config struct {
 	// Origin is the store behind the node, read through the cache and
 	// written through directly. Required.
 	Origin origin.Store
-	// Cache configures the node's cache. A zero value (no windows, no size
-	// bound) means cache.DefaultOptions(). A nil Registerer or Logger in it
-	// is taken from this Config.
-	Cache cache.Options
+	// Cache configures the node's cache; the zero value means
+	// cache.DefaultConfig(). Its clock, verifier, metrics and logs are this
+	// Config's Now, Verifier, Registerer and Logger.
+	Cache cache.Config
+	// Verifier, when set, makes the node refuse records (writes, origin
+	// reads, gossip values) whose publisher signature does not verify;
+	// signatures pass through untouched either way. Use a *sign.Verifier.
+	Verifier cache.Verifier
+	// Now is the cache's clock (tests inject a fake one); nil means the
+	// wall clock.
+	Now func() time.Time
 	// WriteToken guards every write: PUT records and snapshots, POST log
 	// and trim ("Authorization: Bearer <token>"). Empty refuses every write
 	// (403): a node is never writable by accident.
@@ -80,7 +87,7 @@ type Config struct {
 // DefaultLogTailTTL, and no origin or tokens yet.
 func DefaultConfig() Config {
 	return Config{
-		Cache:           cache.DefaultOptions(),
+		Cache:           cache.DefaultConfig(),
 		MaxSnapshotSize: wire.DefaultMaxSnapshotSize,
 		OriginTimeout:   DefaultOriginTimeout,
 		LogTailTTL:      DefaultLogTailTTL,
@@ -114,17 +121,8 @@ func (c *Config) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	o := &c.Cache
-	if o.Default.Fresh == 0 && o.MaxBytes == 0 && o.RefreshTimeout == 0 && o.NegativeTTL == 0 && o.Namespaces == nil {
-		d := cache.DefaultOptions()
-		d.Now, d.Registerer, d.Logger = o.Now, o.Registerer, o.Logger
-		*o = d
-	}
-	if o.Registerer == nil {
-		o.Registerer = c.Registerer
-	}
-	if o.Logger == nil {
-		o.Logger = c.Logger
+	if c.Cache.IsZero() {
+		c.Cache = cache.DefaultConfig()
 	}
 	return nil
 }

@@ -246,7 +246,7 @@ func TestSentinelsShareLogReads(t *testing.T) {
 		ml := *g.Memberlist
 		ml.LogOutput = io.Discard
 		g.Memberlist = &ml
-		copts := cache.DefaultOptions()
+		copts := cache.DefaultConfig()
 		copts.Default = cache.Window{Fresh: time.Minute, Stale: time.Hour}
 		n, err := dataplane.Open(ctx, dataplane.Config{
 			Origin: tier, Gossip: &g, Namespaces: []string{}, Cache: copts,

@@ -42,8 +42,14 @@ func New(cfg Config) (*Server, error) {
 		origin: cfg.Origin,
 		log:    cfg.Logger.With("component", "cachenode"),
 	}
-	copts := cfg.Cache
-	copts.ApplyAll = true // a cache node keeps what it is written and told, for its region
+	copts := cache.Options{
+		Config:     cfg.Cache,
+		ApplyAll:   true, // a cache node keeps what it is written and told, for its region
+		Verifier:   cfg.Verifier,
+		Now:        cfg.Now,
+		Registerer: cfg.Registerer,
+		Logger:     cfg.Logger,
+	}
 	c, err := cache.New(cfg.Origin, copts)
 	if err != nil {
 		return nil, fmt.Errorf("cachenode: %w", err)

@@ -109,7 +109,7 @@ func startCacheTier(t *testing.T, o origin.Store, n int, tm timing) *cacheTier {
 func (ct *cacheTier) serve(tn *tierNode, ln net.Listener) error {
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin, cfg.WriteToken, cfg.Logger = ct.origin, tierToken, ct.log
-	cfg.Cache = cache.DefaultOptions()
+	cfg.Cache = cache.DefaultConfig()
 	cfg.Cache.Default = cache.Window{Fresh: tierFresh, Stale: time.Hour}
 	cfg.Cache.NegativeTTL = tierFresh
 	cfg.LogTailTTL = tierTailTTL

@@ -231,11 +231,10 @@ func (c *cluster) start(nd *chaosNode) error {
 	ml.SuspicionMult = 3
 	ml.TCPTimeout = 500 * time.Millisecond
 	g.Memberlist = &ml
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: freshWindow, Stale: time.Hour}
 	copts.NegativeTTL = time.Second
 	copts.MaxBytes = 64 << 20
-	copts.Now = nd.now
 	var store origin.Store = c.faulty
 	if c.deaf != nil && nd.idx == 0 {
 		store = c.deaf

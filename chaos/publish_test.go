@@ -270,7 +270,7 @@ func pfNode(t *testing.T, store origin.Store, name string, seeds []string) *data
 	ml := *g.Memberlist
 	ml.LogOutput = io.Discard
 	g.Memberlist = &ml
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: 30 * time.Second, Stale: time.Hour}
 	n, err := dataplane.Open(context.Background(), dataplane.Config{
 		Origin: store, Cache: copts, Gossip: &g, Namespaces: []string{},

@@ -57,7 +57,7 @@ func TestLaggingReplica(t *testing.T) {
 		ml := *g.Memberlist
 		ml.LogOutput = io.Discard
 		g.Memberlist = &ml
-		copts := cache.DefaultOptions()
+		copts := cache.DefaultConfig()
 		copts.Default = cache.Window{Fresh: 30 * time.Second, Stale: time.Hour}
 		n, err := dataplane.Open(ctx, dataplane.Config{
 			Origin: local, Cache: copts, Gossip: &g, Namespaces: []string{},

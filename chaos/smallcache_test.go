@@ -92,7 +92,7 @@ func TestSmallCacheLaggingReplica(t *testing.T) {
 		ml := *g.Memberlist
 		ml.LogOutput = io.Discard
 		g.Memberlist = &ml
-		copts := cache.DefaultOptions()
+		copts := cache.DefaultConfig()
 		copts.Default = cache.Window{Fresh: 30 * time.Second, Stale: time.Hour}
 		copts.MaxBytes = 40 * 400 // about 40 of the 300 values
 		regs[i] = prometheus.NewRegistry()

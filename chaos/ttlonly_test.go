@@ -49,7 +49,7 @@ func TestTTLOnlyFailsClosed(t *testing.T) {
 	}
 
 	faulty := NewFaultyStore(raw)
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour} // the TTL proves nothing within a run
 	n, err := dataplane.Open(ctx, dataplane.Config{
 		Origin: faulty, Cache: copts, Logger: discard(), Registerer: prometheus.NewRegistry(),

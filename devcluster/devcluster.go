@@ -246,7 +246,9 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	// sentinel-3 reads the log through the node: the shared read's age adds
 	// to the publish budget and skew inside its settle (origin.Timing).
 	cnCfg.LogTailTTL = tm.LogTailTTL
-	cnCfg.Cache.Verifier = verifier
+	if verifier != nil {
+		cnCfg.Verifier = verifier
+	}
 	if c.CacheNode, err = cachenode.New(cnCfg); err != nil {
 		return err
 	}

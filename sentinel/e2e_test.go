@@ -72,7 +72,7 @@ func (e *env) put(t *testing.T, ns, key string, v any) {
 // start opens a node with a short fresh window (so the outage tests are past
 // it) and a sentinel server over it.
 func (e *env) start(t *testing.T) (*dataplane.Node, *sentinel.Server) {
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: 50 * time.Millisecond, Stale: time.Hour}
 	copts.RefreshTimeout = 500 * time.Millisecond
 	reg := prometheus.NewRegistry()

@@ -69,7 +69,7 @@ func limitsEnv(t *testing.T, gw sentinel.Config) (*countingStore, *dataplane.Nod
 		t.Fatal(err)
 	}
 	cs := &countingStore{Store: d}
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour} // no revalidation reads during the test
 	copts.MaxBytes = 1 << 20
 	n, err := dataplane.Open(ctx, dataplane.Config{Origin: cs, Cache: copts, Namespaces: []string{sentinel.RoutesNamespace}, Logger: slog.New(slog.DiscardHandler)})

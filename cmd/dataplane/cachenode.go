@@ -88,7 +88,7 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if verifier != nil {
 		// Signatures pass through untouched; with -trusted-keys the
 		// node also refuses what it cannot verify.
-		cfg.Cache.Verifier = verifier
+		cfg.Verifier = verifier
 	}
 	cfg.Logger, cfg.Registerer = log, reg
 	tm := nf.timing.timing()

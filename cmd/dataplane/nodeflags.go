@@ -198,8 +198,8 @@ func (f *nodeFlags) openOrigin(ctx context.Context, log *slog.Logger) (origin.St
 }
 
 // cacheOptions builds the memory cache's options from the cache flags.
-func (f *nodeFlags) cacheOptions() cache.Options {
-	o := cache.DefaultOptions()
+func (f *nodeFlags) cacheOptions() cache.Config {
+	o := cache.DefaultConfig()
 	o.Default = cache.Window{Fresh: f.freshTTL, Stale: f.staleTTL}
 	o.NegativeTTL = f.negativeTTL
 	o.MaxBytes = f.cacheBytes
