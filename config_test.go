@@ -27,7 +27,7 @@ func TestOpenRefusesInconsistentTiming(t *testing.T) {
 	verifier := verifierOf(t, newSigner(t))
 	// Open validates before it starts anything: this gossip config is
 	// never started.
-	gossiping := &gossip.Config{}
+	gossiping := &gossip.Cluster{}
 	cases := []struct {
 		name      string
 		edit      func(*dataplane.Config)

@@ -12,6 +12,7 @@
 // Open a node with an origin and, optionally, a gossip cluster, then read:
 //
 //	store, _ := dir.Open("/var/lib/dataplane")
+//	gcfg := gossip.DefaultLANConfig().Cluster
 //	node, err := dataplane.Open(ctx, dataplane.Config{Origin: store, Gossip: &gcfg})
 //	if err != nil { ... }
 //	defer node.Close()
@@ -61,9 +62,12 @@ type Config struct {
 	// Timing.MaxFutureSkew and Namespaces.
 	Cache cache.Config
 	// Gossip, when set, joins a gossip cluster for invalidations carried in
-	// seconds; nil means TTL-only freshness (RFC options 1, 3, 4), where
-	// the change log (Follow) is the only path of changes.
-	Gossip *gossip.Config
+	// seconds (start from gossip.DefaultLANConfig().Cluster, or the WAN or
+	// Local preset); nil means TTL-only freshness (RFC options 1, 3, 4),
+	// where the change log is the only path of changes. Its verifier,
+	// clock, future skew, metrics and logs are this Config's Verifier, Now,
+	// Timing.MaxFutureSkew, Registerer and Logger.
+	Gossip *gossip.Cluster
 	// Timing holds the timing constants the node shares with the
 	// publishers of its origin (give both the same value): how often it
 	// reads the change log (LogInterval, with or without gossip) and how
@@ -291,37 +295,25 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.follower = f
 	if cfg.Gossip != nil {
-		g := *cfg.Gossip
-		if g.Registerer == nil {
-			g.Registerer = cfg.Registerer
-		}
-		if g.Logger == nil {
-			g.Logger = cfg.Logger
-		}
-		if g.Verifier == nil && cfg.Verifier != nil {
-			g.Verifier = cfg.Verifier
-		}
-		if g.Now == nil {
-			g.Now = cfg.Now
-		}
-		if g.MaxFutureSkew == 0 {
-			g.MaxFutureSkew = cfg.Timing.MaxFutureSkew
-		}
-		// Receipts ask each member whether it holds a version: its
-		// version index answers, whichever path brought the version.
-		if g.Held == nil {
-			g.Held = func(ns, key string) record.Version {
+		g := gossip.Config{
+			Cluster: *cfg.Gossip, MaxFutureSkew: cfg.Timing.MaxFutureSkew,
+			Now: cfg.Now, Registerer: cfg.Registerer, Logger: cfg.Logger,
+			// Receipts ask each member whether it holds a version: its
+			// version index answers, whichever path brought the version.
+			Held: func(ns, key string) record.Version {
 				k, _ := n.cache.Known(ns, key)
 				return k.Version
-			}
+			},
+			// Checkpoints gossip carries go to the node, which decides
+			// trust.
+			OnCheckpoint: n.offerCheckpoint,
 		}
-		// Checkpoints gossip carries go to the node, which decides trust.
-		if g.OnCheckpoint == nil {
-			g.OnCheckpoint = n.offerCheckpoint
+		if cfg.Verifier != nil {
+			g.Verifier = cfg.Verifier
 		}
-		// Gossip verifies every change before the Applier sees it; with
-		// the cache's own Verifier, a second check would only cost time.
-		n.gossipVerified = g.Verifier != nil && any(g.Verifier) == any(copts.Verifier)
+		// Gossip verifies every change with the cache's Verifier before
+		// the Applier sees it: a second check would only cost time.
+		n.gossipVerified = cfg.Verifier != nil
 		gn, err := gossip.New(g, (*applier)(n), f)
 		if err != nil {
 			_ = f.Close()

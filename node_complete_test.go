@@ -35,8 +35,8 @@ func (o *logOutage) ReadLog(ctx context.Context, after record.Version, limit int
 }
 
 // soloGossip is a one-node gossip config.
-func soloGossip(name string) *gossip.Config {
-	g := gossip.DefaultLocalConfig()
+func soloGossip(name string) *gossip.Cluster {
+	g := gossip.DefaultLocalConfig().Cluster
 	g.Insecure = true // plaintext on loopback, on purpose
 	g.Name, g.Region = name, "local"
 	return &g

@@ -80,7 +80,7 @@ func TestRevalidationRetriesFailedReads(t *testing.T) {
 	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour} // no TTL to hide the miss
 	reg := prometheus.NewRegistry()
-	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: &g, Timing: followTiming(50*time.Millisecond, 20*time.Millisecond), Cache: copts, Logger: quiet(), Registerer: reg})
+	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: &g.Cluster, Timing: followTiming(50*time.Millisecond, 20*time.Millisecond), Cache: copts, Logger: quiet(), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

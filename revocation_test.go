@@ -155,7 +155,7 @@ func TestRevocationTime(t *testing.T) {
 		g.Name, g.Region, g.Seeds = fmt.Sprintf("n%d", i), "local", seeds
 		reg := prometheus.NewRegistry()
 		n, err := dataplane.Open(ctx, dataplane.Config{
-			Origin: store, Gossip: &g, Timing: tm, Verifier: verifierOf(t, signer),
+			Origin: store, Gossip: &g.Cluster, Timing: tm, Verifier: verifierOf(t, signer),
 			Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
 			Logger:    quiet(), Registerer: reg,
 		})
@@ -409,7 +409,7 @@ func TestPublisherNodeTakesItsCheckpoints(t *testing.T) {
 	tm.LogInterval = time.Hour // the log is read at start only
 	reg := prometheus.NewRegistry()
 	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: &g, Timing: tm, Verifier: verifierOf(t, signer),
+		Origin: store, Gossip: &g.Cluster, Timing: tm, Verifier: verifierOf(t, signer),
 		// Serve-stale: reading the log hourly, a namespace failing closed
 		// would be refused (Config.Validate); this test counts matches.
 		Staleness: map[string]dataplane.Policy{"keys": {}},

@@ -93,7 +93,7 @@ func TestRevokedKeyFailsClosedWhenCutOff(t *testing.T) {
 		g.Insecure = true
 		g.Name, g.Region, g.Transport, g.Seeds = name, "local", tr, seeds
 		n, err := dataplane.Open(context.Background(), dataplane.Config{
-			Origin: st, Gossip: &g, Logger: quiet(),
+			Origin: st, Gossip: &g.Cluster, Logger: quiet(),
 			Timing:    followTiming(500*time.Millisecond, 200*time.Millisecond),
 			Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
 		})

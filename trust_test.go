@@ -144,7 +144,7 @@ func TestRevokedKeyFailsClosedWhileOtherChangesFlow(t *testing.T) {
 		g.Name, g.Region, g.Seeds = fmt.Sprintf("n%d", i), "local", seeds
 		reg := prometheus.NewRegistry()
 		n, err := dataplane.Open(ctx, dataplane.Config{
-			Origin: store, Gossip: &g, Timing: oftenTiming(), Verifier: verifierOf(t, signer),
+			Origin: store, Gossip: &g.Cluster, Timing: oftenTiming(), Verifier: verifierOf(t, signer),
 			Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
 			Logger:    quiet(), Registerer: reg,
 		})

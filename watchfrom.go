@@ -179,9 +179,6 @@ func (n *Node) WatchFrom(ctx context.Context, ns string, after record.Version, o
 // future skew its cache or gossip accept a version with.
 func (n *Node) cursorLimit() record.Version {
 	skew := max(cache.DefaultMaxFutureSkew, n.cfg.Timing.MaxFutureSkew)
-	if n.cfg.Gossip != nil {
-		skew = max(skew, n.cfg.Gossip.MaxFutureSkew)
-	}
 	now := time.Now
 	if n.cfg.Now != nil {
 		now = n.cfg.Now

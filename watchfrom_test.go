@@ -38,7 +38,7 @@ func newWatchCluster(t *testing.T) *watchCluster {
 		g := gossip.DefaultLocalConfig()
 		g.Insecure = true
 		g.Name, g.Region, g.Seeds = name, "local", seeds
-		n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: c.store, Gossip: &g, Timing: followTiming(500*time.Millisecond, 200*time.Millisecond), Logger: quiet()})
+		n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: c.store, Gossip: &g.Cluster, Timing: followTiming(500*time.Millisecond, 200*time.Millisecond), Logger: quiet()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -413,7 +413,7 @@ func (d *deployment) openNode(ctx context.Context, s *slot) (*dataplane.Node, er
 		if err != nil {
 			return nil, err
 		}
-		ncfg.Gossip = g
+		ncfg.Gossip = &g.Cluster
 	}
 	return dataplane.Open(ctx, ncfg)
 }

@@ -249,7 +249,7 @@ func TestSentinelsShareLogReads(t *testing.T) {
 		copts := cache.DefaultConfig()
 		copts.Default = cache.Window{Fresh: time.Minute, Stale: time.Hour}
 		n, err := dataplane.Open(ctx, dataplane.Config{
-			Origin: tier, Gossip: &g, Namespaces: []string{}, Cache: copts,
+			Origin: tier, Gossip: &g.Cluster, Namespaces: []string{}, Cache: copts,
 			// Settle covers the default publish budget and skew plus the
 			// tail's TTL: origin.Timing.
 			Timing: func() origin.Timing {

@@ -221,7 +221,6 @@ func (c *cluster) start(nd *chaosNode) error {
 	g.Name, g.Region, g.Transport = nd.name, nd.zone, tr
 	g.Seeds = c.seeds(nd.idx)
 	g.ReconnectInterval = 500 * time.Millisecond
-	g.Now = nd.now
 	ml := *g.Memberlist
 	ml.ProbeInterval = 300 * time.Millisecond
 	ml.ProbeTimeout = 150 * time.Millisecond
@@ -258,7 +257,7 @@ func (c *cluster) start(nd *chaosNode) error {
 		Staleness:             staleness,
 		Origin:                store,
 		Cache:                 copts,
-		Gossip:                &g,
+		Gossip:                &g.Cluster,
 		Timing:                c.tm.shared(tail),
 		Now:                   nd.now,
 		Namespaces:            []string{"routes", "keys"},

@@ -273,7 +273,7 @@ func pfNode(t *testing.T, store origin.Store, name string, seeds []string) *data
 	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: 30 * time.Second, Stale: time.Hour}
 	n, err := dataplane.Open(context.Background(), dataplane.Config{
-		Origin: store, Cache: copts, Gossip: &g, Namespaces: []string{},
+		Origin: store, Cache: copts, Gossip: &g.Cluster, Namespaces: []string{},
 		Timing: pfTiming(),
 		Logger: discard(), Registerer: prometheus.NewRegistry(),
 	})

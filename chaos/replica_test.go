@@ -60,7 +60,7 @@ func TestLaggingReplica(t *testing.T) {
 		copts := cache.DefaultConfig()
 		copts.Default = cache.Window{Fresh: 30 * time.Second, Stale: time.Hour}
 		n, err := dataplane.Open(ctx, dataplane.Config{
-			Origin: local, Cache: copts, Gossip: &g, Namespaces: []string{},
+			Origin: local, Cache: copts, Gossip: &g.Cluster, Namespaces: []string{},
 			Timing: replicaTiming(settle, lag),
 			Logger: discard(), Registerer: prometheus.NewRegistry(),
 		})

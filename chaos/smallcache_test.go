@@ -97,7 +97,7 @@ func TestSmallCacheLaggingReplica(t *testing.T) {
 		copts.MaxBytes = 40 * 400 // about 40 of the 300 values
 		regs[i] = prometheus.NewRegistry()
 		n, err := dataplane.Open(ctx, dataplane.Config{
-			Origin: local, Cache: copts, Gossip: &g, Namespaces: []string{"routes"},
+			Origin: local, Cache: copts, Gossip: &g.Cluster, Namespaces: []string{"routes"},
 			Timing: replicaTiming(settle, lag),
 			Logger: discard(), Registerer: regs[i],
 		})

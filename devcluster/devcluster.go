@@ -276,7 +276,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 		reg := prometheus.NewRegistry()
 		node, err := dataplane.Open(ctx, dataplane.Config{
 			Origin:     store,
-			Gossip:     &g,
+			Gossip:     &g.Cluster,
 			Timing:     tm,
 			Verifier:   verifier,
 			Staleness:  cfg.Staleness,

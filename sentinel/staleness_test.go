@@ -90,7 +90,7 @@ func TestAPIKeyCheckFailsClosed(t *testing.T) {
 		LogInterval: 300 * time.Millisecond, LogSettle: 100 * time.Millisecond, SnapshotLag: origin.DefaultSnapshotLag,
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: store, Gossip: &g, Timing: tm, Logger: log, Staleness: policies})
+	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: store, Gossip: &g.Cluster, Timing: tm, Logger: log, Staleness: policies})
 	if err != nil {
 		t.Fatal(err)
 	}

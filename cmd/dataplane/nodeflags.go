@@ -235,8 +235,7 @@ func (f *nodeFlags) nodeConfig(store origin.Store, log *slog.Logger, reg prometh
 	if err != nil {
 		return cfg, err
 	}
-	g.Registerer, g.Logger = reg, log
-	cfg.Gossip = &g
+	cfg.Gossip = &g.Cluster
 	return cfg, nil
 }
 
