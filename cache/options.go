@@ -46,11 +46,11 @@ func (w Window) validate(field string) error {
 // from its own configuration, where each is stated once. Start from
 // DefaultConfig.
 type Config struct {
-	// Default is the window of every namespace not listed in Namespaces.
+	// Default is the window of every namespace not listed in Windows.
 	// Flags: -fresh-ttl, -stale-ttl.
 	Default Window
-	// Namespaces overrides the window per namespace.
-	Namespaces map[string]Window
+	// Windows overrides the window per namespace.
+	Windows map[string]Window
 	// NegativeTTL is how long a "not found" from the origin is served
 	// without asking again. A deleted key (tombstone) uses its namespace's
 	// window instead, like any other version. Zero asks the origin on every
@@ -69,7 +69,7 @@ type Config struct {
 // IsZero reports whether c is the zero Config (which roles take as
 // DefaultConfig).
 func (c Config) IsZero() bool {
-	return c.Default == (Window{}) && c.Namespaces == nil && c.NegativeTTL == 0 && c.MaxBytes == 0 && c.RefreshTimeout == 0
+	return c.Default == (Window{}) && c.Windows == nil && c.NegativeTTL == 0 && c.MaxBytes == 0 && c.RefreshTimeout == 0
 }
 
 // Options configure a Cache: a Config and the settings a role derives
@@ -172,11 +172,11 @@ func (o *Options) validate() error {
 	if err := o.Default.validate("Default"); err != nil {
 		return err
 	}
-	for ns, w := range o.Namespaces {
+	for ns, w := range o.Windows {
 		if err := record.ValidateNamespace(ns); err != nil {
-			return fmt.Errorf("cache: Namespaces[%q]: %w", ns, err)
+			return fmt.Errorf("cache: Windows[%q]: %w", ns, err)
 		}
-		if err := w.validate(fmt.Sprintf("Namespaces[%q]", ns)); err != nil {
+		if err := w.validate(fmt.Sprintf("Windows[%q]", ns)); err != nil {
 			return err
 		}
 	}

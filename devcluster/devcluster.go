@@ -296,7 +296,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 			AdminToken:    cfg.Token,
 			Gatherer:      reg,
 			Logger:        log.With("component", g.Name),
-			Gateway:       sentinel.Config{Registerer: reg},
+			Registerer:    reg,
 		})
 		if err != nil {
 			return err

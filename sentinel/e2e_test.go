@@ -87,7 +87,7 @@ func (e *env) start(t *testing.T) (*dataplane.Node, *sentinel.Server) {
 	srv, err := sentinel.Start(sentinel.ServerConfig{
 		Node: n, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AdminToken: "adm", Gatherer: reg,
 		ReadHeaderTimeout: 500 * time.Millisecond,
-		Gateway:           sentinel.Config{Registerer: reg},
+		Registerer:        reg,
 	})
 	if err != nil {
 		t.Fatal(err)
