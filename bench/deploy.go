@@ -358,7 +358,7 @@ func (d *deployment) startTier(ctx context.Context, r, i int) (*tierNode, error)
 	// its fresh window reads the origin before answering it
 	// (cache.GetRevalidated), and staleness stays bounded by the two TTLs.
 	ccfg.WriteToken = tierToken
-	ccfg.LogTailTTL = benchTailTTL
+	ccfg.Timing = d.timing() // its LogTailTTL is benchTailTTL
 	ccfg.Logger = discard
 	srv, err := cachenode.New(ccfg)
 	if err != nil {

@@ -9,8 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin/wire"
+	"github.com/dataplane/dataplane/sign"
 )
 
 // DefaultOriginTimeout bounds each forwarded write, log or snapshot call when
@@ -18,14 +20,8 @@ import (
 // RefreshTimeout instead.
 const DefaultOriginTimeout = 10 * time.Second
 
-// Defaults of the shared change-log reads (Config.LogTailTTL, LogTailSpan).
-const (
-	// DefaultLogTailTTL fits follow.DefaultConfig's 2 s LogSettle with
-	// publisher.DefaultConfig's 1 s budget and 250 ms clock skew, with
-	// 500 ms to spare.
-	DefaultLogTailTTL  = 250 * time.Millisecond
-	DefaultLogTailSpan = 10 * time.Second
-)
+// DefaultLogTailSpan is Config.LogTailSpan when left zero.
+const DefaultLogTailSpan = 10 * time.Second
 
 // Config configures a Server. Start from DefaultConfig and set Origin and
 // WriteToken.
@@ -39,8 +35,9 @@ type Config struct {
 	Cache cache.Config
 	// Verifier, when set, makes the node refuse records (writes, origin
 	// reads, gossip values) whose publisher signature does not verify;
-	// signatures pass through untouched either way. Use a *sign.Verifier.
-	Verifier cache.Verifier
+	// signatures pass through untouched either way; with Gossip, gossip
+	// and the change log are checked too.
+	Verifier *sign.Verifier
 	// Now is the cache's clock (tests inject a fake one); nil means the
 	// wall clock.
 	Now func() time.Time
@@ -57,18 +54,26 @@ type Config struct {
 	// OriginTimeout bounds each forwarded write, log or snapshot call; zero
 	// means DefaultOriginTimeout.
 	OriginTimeout time.Duration
-	// LogTailTTL is how long one origin change-log read answers the
-	// node's log readers: concurrent GET /v1/log requests share one origin
-	// read, and a request up to LogTailTTL after a read started is answered
-	// from it when its cursor is at or above that read's. The N sentinels
-	// of a region polling the log then cost about one origin read per
-	// LogTailTTL instead of N per poll interval. An answer may miss
-	// changes appended up to LogTailTTL before the request, as a replica's
-	// log would: readers of the node count it in origin.Timing.ReplicaLag
-	// (their LogSettle must cover PublishBudget + ClockSkew + LogTailTTL).
-	// Zero or negative: every request reads the origin (DefaultConfig sets
-	// DefaultLogTailTTL).
-	LogTailTTL time.Duration
+	// Timing holds the timing constants the node shares with the
+	// publishers and readers of its origin (origin.Timing; the zero value
+	// means origin.DefaultTiming()): LogTailTTL is how long one origin
+	// change-log read answers the node's log readers (concurrent GET
+	// /v1/log requests share one origin read, and a request up to
+	// LogTailTTL after a read started is answered from it when its cursor
+	// is at or above that read's, so the N sentinels of a region polling
+	// the log cost about one origin read per LogTailTTL instead of N per
+	// poll interval; an answer may miss changes appended up to LogTailTTL
+	// before the request, so readers' LogSettle must cover it, which
+	// Validate checks; zero: every request reads the origin), and, with
+	// Gossip, LogInterval and LogSettle are how the node follows the log
+	// and MaxFutureSkew how far ahead a version may be. New refuses a set
+	// that breaks a rule of origin.Timing.Validate.
+	Timing origin.Timing
+	// Gossip, when set, joins a gossip cluster: the node takes changes by
+	// gossip and follows the change log (Timing), so its cache is told of
+	// every change, and nodes reading through it get them within a second.
+	// Nil: its cache learns of changes from its windows only.
+	Gossip *gossip.Cluster
 	// LogTailSpan is how far below the wall clock a shared read starts
 	// when the request that starts it asks for less, so that readers
 	// whose cursors are a little behind are answered from it too; zero
@@ -83,14 +88,14 @@ type Config struct {
 }
 
 // DefaultConfig returns a Config with the cache's default windows (10 s fresh,
-// a day stale), the default limits, change-log reads shared for
-// DefaultLogTailTTL, and no origin or tokens yet.
+// a day stale), the default limits, origin.DefaultTiming (change-log reads
+// shared for 250 ms), no gossip, and no origin or tokens yet.
 func DefaultConfig() Config {
 	return Config{
 		Cache:           cache.DefaultConfig(),
 		MaxSnapshotSize: wire.DefaultMaxSnapshotSize,
 		OriginTimeout:   DefaultOriginTimeout,
-		LogTailTTL:      DefaultLogTailTTL,
+		Timing:          origin.DefaultTiming(),
 		LogTailSpan:     DefaultLogTailSpan,
 	}
 }
@@ -108,6 +113,12 @@ func (c *Config) validate() error {
 	}
 	if c.LogTailSpan < 0 {
 		return fmt.Errorf("cachenode: Config.LogTailSpan must not be negative, got %v", c.LogTailSpan)
+	}
+	if c.Timing == (origin.Timing{}) {
+		c.Timing = origin.DefaultTiming()
+	}
+	if err := c.Timing.Validate(); err != nil {
+		return fmt.Errorf("cachenode: Config.Timing: %w", err)
 	}
 	if c.LogTailSpan == 0 {
 		c.LogTailSpan = DefaultLogTailSpan

@@ -76,7 +76,7 @@ func TestLogReadsShared(t *testing.T) {
 	cfg.Origin, cfg.WriteToken, cfg.Logger = store, token, slog.New(slog.DiscardHandler)
 	// Long enough that every request below arrives within it on a loaded
 	// machine: the test is about sharing, not the window's length.
-	cfg.LogTailTTL = 30 * time.Second
+	cfg.Timing = tailTiming(30 * time.Second)
 	node, err := cachenode.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +169,7 @@ func TestLogTailExpires(t *testing.T) {
 	store := &logCounting{Store: d}
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin, cfg.WriteToken, cfg.Logger = store, token, slog.New(slog.DiscardHandler)
-	cfg.LogTailTTL = 100 * time.Millisecond
+	cfg.Timing = tailTiming(100 * time.Millisecond)
 	node, err := cachenode.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func TestSentinelsShareLogReads(t *testing.T) {
 	for range 2 {
 		cfg := cachenode.DefaultConfig()
 		cfg.Origin, cfg.WriteToken, cfg.Logger = store, token, slog.New(slog.DiscardHandler)
-		cfg.LogTailTTL = ttl
+		cfg.Timing = tailTiming(ttl)
 		// Not gossip members here: a short window lets them read v2.
 		cfg.Cache.Default = cache.Window{Fresh: 500 * time.Millisecond, Stale: time.Hour}
 		node, err := cachenode.New(cfg)
@@ -390,4 +390,13 @@ func TestLogReadsFailOver(t *testing.T) {
 	if fallback.reads.Load() != 1 {
 		t.Fatalf("the fallback answered %d log reads, want 1", fallback.reads.Load())
 	}
+}
+
+// tailTiming is origin.DefaultTiming with cache nodes sharing a log read for
+// ttl, and the readers' settle stretched to cover it.
+func tailTiming(ttl time.Duration) origin.Timing {
+	t := origin.DefaultTiming()
+	t.LogTailTTL = ttl
+	t.LogSettle = max(t.LogSettle, t.PublishBudget+t.ClockSkew+ttl)
+	return t
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/follow"
+	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/bearer"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin/wire"
@@ -27,6 +29,11 @@ type Server struct {
 	mux     *http.ServeMux
 	tail    *logTail
 	closed  atomic.Bool
+
+	// With Config.Gossip: the node's log follower and gossip member
+	// (joinCluster); nil without.
+	follower *follow.Follower
+	gossip   *gossip.Node
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -45,10 +52,12 @@ func New(cfg Config) (*Server, error) {
 	copts := cache.Options{
 		Config:     cfg.Cache,
 		ApplyAll:   true, // a cache node keeps what it is written and told, for its region
-		Verifier:   cfg.Verifier,
 		Now:        cfg.Now,
 		Registerer: cfg.Registerer,
 		Logger:     cfg.Logger,
+	}
+	if cfg.Verifier != nil {
+		copts.Verifier = cfg.Verifier
 	}
 	c, err := cache.New(cfg.Origin, copts)
 	if err != nil {
@@ -56,7 +65,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.cache = c
 	s.tail = &logTail{
-		ttl: cfg.LogTailTTL, span: cfg.LogTailSpan, page: wire.MaxLogPage, wait: cfg.OriginTimeout,
+		ttl: cfg.Timing.LogTailTTL, span: cfg.LogTailSpan, page: wire.MaxLogPage, wait: cfg.OriginTimeout,
 		now: time.Now, read: cfg.Origin.ReadLog,
 	}
 	s.metrics = newMetrics()
@@ -67,6 +76,10 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.mux = s.routes()
+	if err := s.joinCluster(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -120,7 +133,7 @@ func (s *Server) Invalidate(ns, key string, v record.Version) { s.cache.Invalida
 
 // LogReads reports how many change-log reads the node made of its origin
 // and how many GET /v1/log requests it answered from another request's
-// origin read (Config.LogTailTTL).
+// origin read (Config.Timing.LogTailTTL).
 func (s *Server) LogReads() (fromOrigin, shared int64) {
 	return s.tail.origin.Load(), s.tail.shared.Load()
 }
@@ -155,6 +168,7 @@ func (s *Server) Close() {
 	if s.closed.Swap(true) {
 		return
 	}
+	s.leaveCluster()
 	s.cache.Close()
 	if s.cfg.Registerer != nil {
 		s.metrics.unregister(s.cfg.Registerer)

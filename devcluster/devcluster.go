@@ -245,7 +245,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	cnCfg.Registerer = prometheus.NewRegistry()
 	// sentinel-3 reads the log through the node: the shared read's age adds
 	// to the publish budget and skew inside its settle (origin.Timing).
-	cnCfg.LogTailTTL = tm.LogTailTTL
+	cnCfg.Timing = tm
 	if verifier != nil {
 		cnCfg.Verifier = verifier
 	}

@@ -13,8 +13,6 @@ import (
 
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/cachenode"
-	"github.com/dataplane/dataplane/follow"
-	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/cli"
 )
 
@@ -91,44 +89,24 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		cfg.Verifier = verifier
 	}
 	cfg.Logger, cfg.Registerer = log, reg
-	tm := nf.timing.timing()
-	if err := tm.Validate(); err != nil {
-		return usageError{err}
+	cfg.Timing = nf.timing.timing()
+	var members func() any
+	if nf.gossip {
+		// The cache node follows the change log when it gossips:
+		// gossip's repair and its log tail's freshness need it.
+		g, err := nf.gossipConfig()
+		if err != nil {
+			return err
+		}
+		cfg.Gossip = &g.Cluster
 	}
-	cfg.LogTailTTL = tm.LogTailTTL
 	srv, err := cachenode.New(cfg)
 	if err != nil {
 		return usageError{err}
 	}
 	defer srv.Close()
-	var members func() any
 	if nf.gossip {
-		g, err := nf.gossipConfig()
-		if err != nil {
-			return err
-		}
-		g.Logger, g.Registerer = log, reg
-		if verifier != nil {
-			g.Verifier = verifier
-		}
-		// The cache node follows the change log when it gossips, as
-		// before: gossip's repair and its log tail's freshness need it.
-		fc := nf.followConfig()
-		fc.Logger, fc.Registerer = log, reg
-		if verifier != nil {
-			fc.Verifier = verifier
-		}
-		fl, err := follow.New(fc, srv, store)
-		if err != nil {
-			return usageError{err}
-		}
-		defer func() { _ = fl.Close() }()
-		gn, err := gossip.New(g, srv, fl)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = gn.Leave(2 * time.Second); _ = gn.Close() }()
-		members = func() any { return gn.Members() }
+		members = func() any { return srv.Members() }
 	}
 	errc := make(chan error, 2)
 	// The largest body either way is a snapshot (PUT by a publisher, GET by

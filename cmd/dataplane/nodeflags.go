@@ -18,7 +18,6 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/cli"
 	"github.com/dataplane/dataplane/origin"
@@ -73,15 +72,6 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 func (f *nodeFlags) registerTiming(fs *flag.FlagSet) {
 	f.timing.wan = &f.wan
 	f.timing.register(fs)
-}
-
-// followConfig builds a log follower's configuration from the timing flags,
-// for a process that follows the log outside a dataplane.Node (cachenode).
-func (f *nodeFlags) followConfig() follow.Config {
-	tm := f.timing.timing()
-	fc := follow.DefaultConfig()
-	fc.Interval, fc.Settle = tm.LogInterval, tm.LogSettle
-	return fc
 }
 
 // registerOrigin defines -config, -origin, -fallback-origin and -log-level.
