@@ -58,7 +58,7 @@ type deployment struct {
 }
 
 // benchTailTTL is how long a cache node's origin log read answers the log
-// polls of its region (cachenode.Config.LogTailTTL); it fits in the
+// polls of its region (cachenode.Config.Timing.LogTailTTL); it fits in the
 // gossip options' 1 s settle window with the publisher's 750 ms budget and
 // 100 ms skew.
 const benchTailTTL = 100 * time.Millisecond

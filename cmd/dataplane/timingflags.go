@@ -12,7 +12,9 @@ import (
 // command that publishes (publish, sync) or runs a node (sentinel,
 // cachenode): give every process of a deployment the same values. A flag
 // left unset takes the preset's value (origin.DefaultTiming, or
-// origin.WANTiming with -wan).
+// origin.WANTiming with -wan). Every process checks the set whole at start
+// (origin.Timing.Validate) and refuses an inconsistent one, naming the flags'
+// fields, their values and the rule.
 type timingFlags struct {
 	fs     *flag.FlagSet
 	fields map[string]*time.Duration // flag name → its value
@@ -38,7 +40,7 @@ var timingFields = []timingField{
 	{"log-interval", func(t *origin.Timing) *time.Duration { return &t.LogInterval },
 		"how often nodes read the origin's change log, with or without gossip"},
 	{"log-settle", func(t *origin.Timing) *time.Duration { return &t.LogSettle },
-		"how far behind a complete read of the change log a node's cursor moves: at least -publish-budget + -clock-skew +\n-replica-lag + -log-tail-ttl (default 2s, 3s with -wan)"},
+		"how far behind a complete read of the change log a node's cursor moves: at least -publish-budget + -clock-skew +\n-replica-lag + -log-tail-ttl (3s with -wan)"},
 	{"log-retention", func(t *origin.Timing) *time.Duration { return &t.LogRetention },
 		"how much change log, in version time, publishers keep below the oldest snapshot (0: never trim)"},
 	{"replica-lag", func(t *origin.Timing) *time.Duration { return &t.ReplicaLag },
