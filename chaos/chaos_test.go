@@ -56,8 +56,8 @@ const (
 // timing is the write and read timing of one run.
 type timing struct {
 	every  time.Duration // how often each publisher writes
-	budget time.Duration // publisher.Config.PublishBudget
-	settle time.Duration // the nodes' gossip.Config.LogSettle
+	budget time.Duration // origin.Timing.PublishBudget
+	settle time.Duration // origin.Timing.LogSettle
 	slack  time.Duration // added to the convergence bound for a slow origin
 }
 

@@ -128,7 +128,7 @@ func newIssuer(p *Publisher, cfg CheckpointConfig) (*issuer, error) {
 }
 
 // ErrNoCheckpoints means RunCheckpoints was called on a publisher that
-// issues none (no Config.Checkpoint.Lifetime).
+// issues none (Config.Checkpoint.Issue false).
 var ErrNoCheckpoints = errors.New("publisher: checkpoints not configured")
 
 // RunCheckpoints issues checkpoints until ctx is done, when it returns nil:
