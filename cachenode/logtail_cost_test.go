@@ -96,7 +96,7 @@ func TestLogTailCost(t *testing.T) {
 			hist := t.TempDir()
 			versions := writeHistory(t, hist, sc, now)
 			shared := runTailScenario(t, sc, hist, versions, now, time.Hour)
-			direct := runTailScenario(t, sc, hist, versions, now, -1)
+			direct := runTailScenario(t, sc, hist, versions, now, 0)
 			polls := sc.readers * sc.rounds
 			t.Logf("%s: %d readers, %d rounds: %d polls; origin log reads: %d with logtail, %d without (ratio %.2f); %.2f per poll with logtail",
 				sc.name, sc.readers, sc.rounds, shared.polls, shared.reads, direct.reads,
