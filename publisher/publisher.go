@@ -121,7 +121,8 @@ type Config struct {
 	// the origin can tell it, S3 and DynamoDB; when its own clock is
 	// provably further off, every write fails with an error wrapping
 	// ErrClockOffset and nothing is written; the origin's time has
-	// one-second resolution, counted in the clock's favour), LogSettle (the
+	// one-second resolution and may be cached for a second more, counted in
+	// the clock's favour), LogSettle (the
 	// smallest of any reader), SnapshotLag (how far behind the clock a
 	// snapshot's version is kept), LogRetention (how much change log, in
 	// version time, Run keeps below the oldest snapshot it maintains, so

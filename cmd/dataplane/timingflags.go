@@ -67,6 +67,9 @@ func (f *timingFlags) timing() origin.Timing {
 	if f.wan != nil && *f.wan {
 		t = origin.WANTiming()
 	}
+	if f.fs == nil { // not registered: the preset
+		return t
+	}
 	f.fs.Visit(func(fl *flag.Flag) {
 		for _, tf := range timingFields {
 			if tf.name == fl.Name {
