@@ -27,7 +27,7 @@ func Example() {
 	g := gossip.DefaultLocalConfig() // DefaultLANConfig / DefaultWANConfig in production
 	g.Name, g.Logger = "example-1", quiet()
 	g.Insecure = true // loopback example; give g.SecretKeys in production
-	node, err := dataplane.Open(ctx, dataplane.Config{Origin: store, Gossip: &g, Logger: quiet()})
+	node, err := dataplane.Open(ctx, dataplane.Config{Origin: store, Gossip: &g.Cluster, Logger: quiet()})
 	if err != nil {
 		log.Fatal(err)
 	}

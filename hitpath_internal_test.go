@@ -30,11 +30,11 @@ func TestFreshHitFailsClosed(t *testing.T) {
 	now.Store(start.UnixNano())
 	store := &downGets{Store: mem.New()}
 	cut := logCut{store} // no log read proves anything either
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour}
-	copts.Now = func() time.Time { return time.Unix(0, now.Load()) }
 	n, err := Open(context.Background(), Config{
 		Origin: cut, Cache: copts, Namespaces: []string{"routes", "keys"},
+		Now:       func() time.Time { return time.Unix(0, now.Load()) },
 		Staleness: map[string]Policy{"keys": {FailClosedAfter: time.Minute}},
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

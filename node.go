@@ -12,6 +12,7 @@
 // Open a node with an origin and, optionally, a gossip cluster, then read:
 //
 //	store, _ := dir.Open("/var/lib/dataplane")
+//	gcfg := gossip.DefaultLANConfig().Cluster
 //	node, err := dataplane.Open(ctx, dataplane.Config{Origin: store, Gossip: &gcfg})
 //	if err != nil { ... }
 //	defer node.Close()
@@ -54,22 +55,33 @@ type Config struct {
 	// Origin is where records live durably: a dir, s3, dynamodb or
 	// httporigin (cache tier) store. Required.
 	Origin origin.Store
-	// Cache configures the memory cache; the zero value means
-	// cache.DefaultOptions(). Registerer and Logger are taken from this
-	// Config when unset there.
-	Cache cache.Options
+	// Cache configures the memory cache (windows, negative TTL, size and
+	// origin read bounds); the zero value means cache.DefaultConfig(). Its
+	// clock, verifier, metrics, logs, future skew and complete namespaces
+	// are this Config's Now, Verifier, Registerer, Logger,
+	// Timing.MaxFutureSkew and Namespaces.
+	Cache cache.Config
 	// Gossip, when set, joins a gossip cluster for invalidations carried in
-	// seconds; nil means TTL-only freshness (RFC options 1, 3, 4), where
-	// the change log (Follow) is the only path of changes.
-	Gossip *gossip.Config
-	// Follow configures the node's follower of the origin's change log,
-	// which runs with or without gossip: it bounds staleness whatever
-	// gossip loses, repairs a node that was away, and proves the node
-	// current (see Policy). Nil means follow.DefaultConfig(); use
-	// follow.WANConfig() across regions and follow.LocalConfig() on one
-	// machine. Its Resume, when 0, is taken from the warm-up; its Verifier,
-	// Logger and Registerer, when unset, from this Config.
-	Follow *follow.Config
+	// seconds (start from gossip.DefaultLANConfig().Cluster, or the WAN or
+	// Local preset); nil means TTL-only freshness (RFC options 1, 3, 4),
+	// where the change log is the only path of changes. Its verifier,
+	// clock, future skew, metrics and logs are this Config's Verifier, Now,
+	// Timing.MaxFutureSkew, Registerer and Logger.
+	Gossip *gossip.Cluster
+	// Timing holds the timing constants the node shares with the
+	// publishers of its origin (give both the same value): how often it
+	// reads the change log (LogInterval, with or without gossip) and how
+	// far behind a complete read its cursor moves (LogSettle), and the
+	// constants they must agree with (PublishBudget, ClockSkew,
+	// ReplicaLag, LogTailTTL, CheckpointLifetime) and MaxFutureSkew, how
+	// far ahead of Now a version may be before it is refused from every
+	// path. Open refuses a set that breaks a rule (origin.Timing.Validate,
+	// and, for each namespace that fails closed, the rules of
+	// Config.Validate) with one error naming the constants, their values
+	// and the rule. The zero value means origin.DefaultTiming(); use
+	// origin.WANTiming() across regions and origin.LocalTiming() on one
+	// machine.
+	Timing origin.Timing
 	// Namespaces are held whole ("complete", DESIGN.md decision 7): loaded
 	// at Open from their snapshots (one origin read each), and, with
 	// Gossip set, kept complete from gossip and the change log, so that the
@@ -141,6 +153,9 @@ type Config struct {
 	// Registerer receives the node's metrics (cache and gossip included);
 	// nil registers none.
 	Registerer prometheus.Registerer
+	// Now is the clock of the cache, the gossip member and the log
+	// follower (tests inject a fake one); nil means the wall clock.
+	Now func() time.Time
 }
 
 // Value is what Get returns.
@@ -210,53 +225,16 @@ type Node struct {
 // It returns once the node is serving; Ready reports whether the warm-up
 // succeeded (a node that could not warm keeps trying in the background).
 func Open(ctx context.Context, cfg Config) (*Node, error) {
-	if cfg.Origin == nil {
-		return nil, errors.New("dataplane: Config.Origin is required")
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	fc := follow.Config{Interval: cfg.Timing.LogInterval, Settle: cfg.Timing.LogSettle, Batch: followBatch, Now: cfg.Now}
+	copts := cache.Options{
+		Config: cfg.Cache, Complete: cfg.Namespaces, MaxFutureSkew: cfg.Timing.MaxFutureSkew,
+		Now: cfg.Now, Registerer: cfg.Registerer, Logger: cfg.Logger,
 	}
-	if cfg.Namespaces == nil {
-		cfg.Namespaces = []string{"routes", "keys"}
-	}
-	for _, ns := range cfg.Namespaces {
-		if err := record.ValidateNamespace(ns); err != nil {
-			return nil, fmt.Errorf("dataplane: Config.Namespaces: %w", err)
-		}
-	}
-	if cfg.LocalSnapshotInterval < 0 || cfg.WarmTimeout < 0 {
-		return nil, errors.New("dataplane: LocalSnapshotInterval and WarmTimeout must not be negative")
-	}
-	if cfg.LocalSnapshotInterval == 0 {
-		cfg.LocalSnapshotInterval = 30 * time.Second
-	}
-	if cfg.WarmTimeout == 0 {
-		cfg.WarmTimeout = 10 * time.Second
-	}
-	fc := follow.DefaultConfig()
-	if cfg.Follow != nil {
-		fc = *cfg.Follow
-	}
-	if err := fc.Validate(); err != nil {
-		return nil, fmt.Errorf("dataplane: Config.Follow: %w", err)
-	}
-	copts := cfg.Cache
-	if copts.MaxBytes == 0 && copts.RefreshTimeout == 0 && copts.Default == (cache.Window{}) {
-		def := cache.DefaultOptions()
-		def.Namespaces, def.Now = copts.Namespaces, copts.Now
-		def.Registerer, def.Logger = copts.Registerer, copts.Logger
-		copts = def
-	}
-	if copts.Registerer == nil {
-		copts.Registerer = cfg.Registerer
-	}
-	if copts.Logger == nil {
-		copts.Logger = cfg.Logger
-	}
-	if copts.Complete == nil {
-		copts.Complete = cfg.Namespaces
-	}
-	if copts.Verifier == nil && cfg.Verifier != nil {
+	if cfg.Verifier != nil {
 		copts.Verifier = cfg.Verifier
 	}
 	m, err := newNodeMetrics(cfg.Registerer)
@@ -279,7 +257,6 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := fresh.register(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("dataplane: metrics: %w", err)
 	}
-	fresh.warnFollow(fc.Interval, cfg.Logger)
 	c, err := cache.New(fresh.loader(cfg.Origin, cfg.Gossip == nil), copts)
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
@@ -304,15 +281,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if fc.Resume == 0 {
 		fc.Resume = resume
 	}
-	if fc.Verifier == nil && cfg.Verifier != nil {
+	if cfg.Verifier != nil {
 		fc.Verifier = cfg.Verifier
 	}
-	if fc.Logger == nil {
-		fc.Logger = cfg.Logger
-	}
-	if fc.Registerer == nil {
-		fc.Registerer = cfg.Registerer
-	}
+	fc.Logger, fc.Registerer = cfg.Logger, cfg.Registerer
 	f, err := follow.New(fc, (*logTarget)(n), cfg.Origin)
 	if err != nil {
 		c.Close()
@@ -320,31 +292,25 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.follower = f
 	if cfg.Gossip != nil {
-		g := *cfg.Gossip
-		if g.Registerer == nil {
-			g.Registerer = cfg.Registerer
-		}
-		if g.Logger == nil {
-			g.Logger = cfg.Logger
-		}
-		if g.Verifier == nil && cfg.Verifier != nil {
-			g.Verifier = cfg.Verifier
-		}
-		// Receipts ask each member whether it holds a version: its
-		// version index answers, whichever path brought the version.
-		if g.Held == nil {
-			g.Held = func(ns, key string) record.Version {
+		g := gossip.Config{
+			Cluster: *cfg.Gossip, MaxFutureSkew: cfg.Timing.MaxFutureSkew,
+			Now: cfg.Now, Registerer: cfg.Registerer, Logger: cfg.Logger,
+			// Receipts ask each member whether it holds a version: its
+			// version index answers, whichever path brought the version.
+			Held: func(ns, key string) record.Version {
 				k, _ := n.cache.Known(ns, key)
 				return k.Version
-			}
+			},
+			// Checkpoints gossip carries go to the node, which decides
+			// trust.
+			OnCheckpoint: n.offerCheckpoint,
 		}
-		// Checkpoints gossip carries go to the node, which decides trust.
-		if g.OnCheckpoint == nil {
-			g.OnCheckpoint = n.offerCheckpoint
+		if cfg.Verifier != nil {
+			g.Verifier = cfg.Verifier
 		}
-		// Gossip verifies every change before the Applier sees it; with
-		// the cache's own Verifier, a second check would only cost time.
-		n.gossipVerified = g.Verifier != nil && any(g.Verifier) == any(copts.Verifier)
+		// Gossip verifies every change with the cache's Verifier before
+		// the Applier sees it: a second check would only cost time.
+		n.gossipVerified = cfg.Verifier != nil
 		gn, err := gossip.New(g, (*applier)(n), f)
 		if err != nil {
 			_ = f.Close()

@@ -15,7 +15,6 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/origin"
@@ -36,22 +35,36 @@ func (o *logOutage) ReadLog(ctx context.Context, after record.Version, limit int
 }
 
 // soloGossip is a one-node gossip config.
-func soloGossip(name string) *gossip.Config {
-	g := gossip.DefaultLocalConfig()
+func soloGossip(name string) *gossip.Cluster {
+	g := gossip.DefaultLocalConfig().Cluster
 	g.Insecure = true // plaintext on loopback, on purpose
 	g.Name, g.Region = name, "local"
 	return &g
 }
 
-// oftenFollow reads the log often.
-// oftenFollow reads the log every 50 ms. Its Settle must cover these
+// oftenTiming reads the log every 50 ms. Its LogSettle must cover these
 // tests' own publishes (version taken, then record and log entry written):
 // under -race on a loaded machine that took more than 20 ms, the cursor
 // passed the entry before it was appended, and the change was never read
 // (TestStrangersCostNoOriginReads failed so). A longer Settle only rereads
-// more of the log; it does not delay delivery.
-func oftenFollow() *follow.Config {
-	return &follow.Config{Interval: 50 * time.Millisecond, Settle: testscale.Duration(time.Second), Batch: 1000}
+// more of the log; it does not delay delivery. The other constants are
+// origin.LocalTiming's, whose publish budget it covers.
+func oftenTiming() origin.Timing {
+	return followTiming(50*time.Millisecond, testscale.Duration(time.Second))
+}
+
+// followTiming is origin.LocalTiming with the node reading the log every
+// interval and settling settle behind it; settle must cover the
+// publishers' budget and skew, so they are shrunk to fit a short one. It
+// states no CheckpointLifetime: the tests whose publishers issue
+// checkpoints write while they check (see revocationTiming).
+func followTiming(interval, settle time.Duration) origin.Timing {
+	t := origin.LocalTiming()
+	t.LogInterval, t.LogSettle, t.CheckpointLifetime = interval, settle, 0
+	if need := t.PublishBudget + t.ClockSkew + t.LogTailTTL; settle < need {
+		t.PublishBudget, t.ClockSkew, t.MaxClockOffset, t.LogTailTTL = settle, 0, 0, 0
+	}
+	return t
 }
 
 func publishAt(t *testing.T, s origin.Store, ns, key, val string, v record.Version) record.Record {
@@ -74,7 +87,7 @@ func TestStrangersCostNoOriginReads(t *testing.T) {
 	if err := s.PutSnapshot(context.Background(), record.Snapshot{Namespace: "routes", Version: known.Version, Records: []record.Record{known}}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: soloGossip("solo"), Follow: oftenFollow(), Logger: quiet()})
+	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: soloGossip("solo"), Timing: oftenTiming(), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,10 +139,10 @@ func TestRestartFromLocalFileResumesTheLog(t *testing.T) {
 	if err := s.TrimLog(ctx, record.MakeVersion(time.Now().Add(-30*time.Minute), 0)); err != nil {
 		t.Fatal(err)
 	}
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Millisecond, Stale: 24 * time.Hour} // every entry stale at once
 	dataDir := t.TempDir()
-	cfg := dataplane.Config{Origin: s, Gossip: soloGossip("a"), Follow: oftenFollow(), DataDir: dataDir, Cache: copts, Logger: quiet()}
+	cfg := dataplane.Config{Origin: s, Gossip: soloGossip("a"), Timing: oftenTiming(), DataDir: dataDir, Cache: copts, Logger: quiet()}
 	n, err := dataplane.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -183,9 +196,9 @@ func TestAbsencePastLogRetentionReloadsSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour} // no TTL to hide a miss
-	n, err := dataplane.Open(ctx, dataplane.Config{Origin: o, Gossip: soloGossip("solo"), Follow: oftenFollow(), Cache: copts, Logger: quiet(), Registerer: reg})
+	n, err := dataplane.Open(ctx, dataplane.Config{Origin: o, Gossip: soloGossip("solo"), Timing: oftenTiming(), Cache: copts, Logger: quiet(), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func TestRestartServesNoOlderThanBefore(t *testing.T) {
 	if err := s.PutSnapshot(context.Background(), record.Snapshot{Namespace: "routes", Version: v1.Version, Records: []record.Record{v1}}); err != nil {
 		t.Fatal(err)
 	}
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour}
 	cfg := dataplane.Config{Origin: s, DataDir: t.TempDir(), Cache: copts, Logger: quiet()}
 	n, err := dataplane.Open(context.Background(), cfg)

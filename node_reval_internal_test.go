@@ -38,7 +38,7 @@ func (d *downGets) Get(ctx context.Context, ns, key string, ifNewer record.Versi
 // origin returns, it completes and installs what changed.
 func TestRevalidationsCoalesce(t *testing.T) {
 	store := &downGets{Store: mem.New()}
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour}
 	n, err := Open(context.Background(), Config{Origin: store, Cache: copts, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/record"
 )
@@ -78,10 +77,10 @@ func TestRevalidationRetriesFailedReads(t *testing.T) {
 	g := gossip.DefaultLocalConfig()
 	g.Insecure = true
 	g.Name, g.Region = "solo", "local"
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour} // no TTL to hide the miss
 	reg := prometheus.NewRegistry()
-	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: &g, Follow: &follow.Config{Interval: 50 * time.Millisecond, Settle: 20 * time.Millisecond, Batch: 1000}, Cache: copts, Logger: quiet(), Registerer: reg})
+	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: &g.Cluster, Timing: followTiming(50*time.Millisecond, 20*time.Millisecond), Cache: copts, Logger: quiet(), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -209,7 +209,7 @@ func TestSignedGossipCluster(t *testing.T) {
 		g.Region = "local"
 		g.Seeds = seeds
 		reg := prometheus.NewRegistry()
-		n, err := dataplane.Open(ctx, dataplane.Config{Origin: s, Gossip: &g, Logger: quiet(), Verifier: v, Registerer: reg})
+		n, err := dataplane.Open(ctx, dataplane.Config{Origin: s, Gossip: &g.Cluster, Logger: quiet(), Verifier: v, Registerer: reg})
 		if err != nil {
 			t.Fatal(err)
 		}

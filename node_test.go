@@ -178,7 +178,7 @@ func TestGossipClusterPublishAndWatch(t *testing.T) {
 		g.Name = fmt.Sprintf("node-%d", i)
 		g.Region = "local"
 		g.Seeds = seeds
-		n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: &g, Logger: quiet()})
+		n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Gossip: &g.Cluster, Logger: quiet()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -172,7 +172,7 @@ func TestPeerSnapshotIsNoProofOfFreshness(t *testing.T) {
 	g := gossip.DefaultLocalConfig()
 	g.Insecure, g.Name = true, "warmed-from-peer"
 	n, err := dataplane.Open(context.Background(), dataplane.Config{
-		Origin: s, Gossip: &g, Logger: quiet(), WarmTimeout: 500 * time.Millisecond,
+		Origin: s, Gossip: &g.Cluster, Logger: quiet(), WarmTimeout: 500 * time.Millisecond,
 		Peers:     []dataplane.SnapshotSource{claimingPeer{}},
 		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: time.Hour}},
 	})

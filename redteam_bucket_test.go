@@ -28,9 +28,9 @@ func stoppablePublisher(t *testing.T, store origin.Store, signer *sign.Signer) (
 	t.Helper()
 	cfg := publisher.DefaultConfig()
 	cfg.Signer, cfg.Logger, cfg.Schemas = signer, quiet(), schema.NewRegistry()
-	cfg.LogRetention, cfg.TombstoneHorizon = 0, 0
-	cfg.PublishBudget, cfg.ClockSkew, cfg.LogSettle = time.Second, revocationSkew, 1200*time.Millisecond
-	cfg.Checkpoint = publisher.CheckpointConfig{Lifetime: 20 * time.Second, Interval: 200 * time.Millisecond}
+	cfg.TombstoneHorizon = 0
+	cfg.Timing = revocationTiming()
+	cfg.Timing.CheckpointLifetime, cfg.Checkpoint = 20*time.Second, publisher.CheckpointConfig{Issue: true, Interval: 200 * time.Millisecond}
 	p, err := publisher.New(store, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func TestBucketWriterOldCheckpointIsNoProof(t *testing.T) {
 	d := testscale.Duration(3 * time.Second)
 	reg := prometheus.NewRegistry()
 	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Follow: oftenFollow(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
+		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
 		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
 		Logger:    quiet(), Registerer: reg,
 	})
@@ -160,7 +160,7 @@ func TestBucketWriterReplaysOldSignedRecord(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Follow: oftenFollow(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
+		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
 		Logger: quiet(), Registerer: reg,
 	})
 	if err != nil {
@@ -247,7 +247,7 @@ func TestPeerRefusingToAnswerCostsNothing(t *testing.T) {
 	}
 	dataDir := t.TempDir()
 	cfg := dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Follow: oftenFollow(), Verifier: verifierOf(t, signer), DataDir: dataDir,
+		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), DataDir: dataDir,
 		Peers: []dataplane.SnapshotSource{refusingPeer{}}, WarmTimeout: 200 * time.Millisecond, Logger: quiet(), Registerer: prometheus.NewRegistry(),
 	}
 	first, err := dataplane.Open(ctx, cfg)
@@ -323,7 +323,7 @@ func TestBucketWriterRollsBackSnapshot(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Follow: oftenFollow(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
+		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
 		Logger: quiet(), Registerer: reg,
 	})
 	if err != nil {

@@ -85,12 +85,12 @@ func TestNodeClockAheadStillFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := testscale.Duration(3 * time.Second)
-	fc := oftenFollow()
-	ahead := fc.Settle + 10*time.Second // the cursor runs 10 s ahead of the publisher's versions
-	fc.Now = func() time.Time { return time.Now().Add(ahead) }
+	tm := oftenTiming()
+	ahead := tm.LogSettle + 10*time.Second // the cursor runs 10 s ahead of the publisher's versions
 	reg := prometheus.NewRegistry()
 	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("ahead"), Follow: fc, Verifier: verifierOf(t, signer),
+		Origin: store, Gossip: soloGossip("ahead"), Timing: tm, Verifier: verifierOf(t, signer),
+		Now:       func() time.Time { return time.Now().Add(ahead) },
 		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
 		Logger:    quiet(), Registerer: reg,
 	})

@@ -34,7 +34,7 @@ func TestBucketWriterForgedLogEntryIsNoDenialOfService(t *testing.T) {
 	d := testscale.Duration(3 * time.Second)
 	reg := prometheus.NewRegistry()
 	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Follow: oftenFollow(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
+		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
 		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
 		Logger:    quiet(), Registerer: reg,
 	})
@@ -95,7 +95,7 @@ func TestBucketWriterCannotInjectThroughSnapshot(t *testing.T) {
 	})
 	reg := prometheus.NewRegistry()
 	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: raw, Gossip: soloGossip("fresh"), Follow: oftenFollow(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
+		Origin: raw, Gossip: soloGossip("fresh"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
 		Logger: quiet(), Registerer: reg,
 	})
 	if err != nil {

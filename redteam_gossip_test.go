@@ -83,7 +83,7 @@ func TestGossipKeyHolderFloodAndReplayOfCheckpoints(t *testing.T) {
 		g.Name, g.Region, g.Seeds = name, "local", seeds
 		reg := prometheus.NewRegistry()
 		cfg := dataplane.Config{
-			Origin: store, Gossip: &g, Follow: oftenFollow(),
+			Origin: store, Gossip: &g.Cluster, Timing: oftenTiming(),
 			Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
 			Logger:    quiet(), Registerer: reg,
 		}

@@ -52,7 +52,7 @@ func TestPeerCannotInject(t *testing.T) {
 		return err == nil && snap.Version >= recs[2].Version
 	})
 	peer, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("peer"), Follow: oftenFollow(), Verifier: verifierOf(t, signer),
+		Origin: store, Gossip: soloGossip("peer"), Timing: oftenTiming(), Verifier: verifierOf(t, signer),
 		Namespaces: []string{"keys"}, Logger: quiet(), Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {

@@ -43,6 +43,21 @@ var (
 // of the failing-flag ticker on a loaded machine.
 const revocationSkew = 100 * time.Millisecond
 
+// revocationTiming is the timing of these tests' publishers and nodes: a
+// write in the log within 1 s, clocks within revocationSkew, the log read
+// every 50 ms and settled 1.2 s behind, nothing trimmed. It states no
+// CheckpointLifetime: the publishers' (20 s, against a D of 2 s) is only
+// sound because these tests write all the time, so checkpoints are renewed
+// every checkpoint interval; a namespace that stopped changing would be
+// proven only at half the lifetime, which Config.Validate refuses.
+func revocationTiming() origin.Timing {
+	return origin.Timing{
+		PublishBudget: time.Second, ClockSkew: revocationSkew, MaxClockOffset: revocationSkew,
+		MaxFutureSkew: 5 * time.Second, LogInterval: 50 * time.Millisecond, LogSettle: 1200 * time.Millisecond,
+		SnapshotLag: origin.DefaultSnapshotLag,
+	}
+}
+
 // revocationTick is the node's failing-flag tick (staleness.go
 // failingTick): a namespace fails closed at most this long after D (on an
 // idle machine).
@@ -128,9 +143,9 @@ func TestRevocationTime(t *testing.T) {
 	if _, err := pub.Snapshot(ctx, "keys"); err != nil {
 		t.Fatal(err)
 	}
-	fc := oftenFollow()
+	tm := revocationTiming()
 	if *revocationRuns > 0 {
-		fc.Interval = *revocationEvery
+		tm.LogInterval = *revocationEvery
 	}
 	var nodes []*dataplane.Node
 	var regs []*prometheus.Registry
@@ -141,7 +156,7 @@ func TestRevocationTime(t *testing.T) {
 		g.Name, g.Region, g.Seeds = fmt.Sprintf("n%d", i), "local", seeds
 		reg := prometheus.NewRegistry()
 		n, err := dataplane.Open(ctx, dataplane.Config{
-			Origin: store, Gossip: &g, Follow: fc, Verifier: verifierOf(t, signer),
+			Origin: store, Gossip: &g.Cluster, Timing: tm, Verifier: verifierOf(t, signer),
 			Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
 			Logger:    quiet(), Registerer: reg,
 		})
@@ -178,7 +193,7 @@ func TestRevocationTime(t *testing.T) {
 		}
 	}
 	t.Logf("%d nodes, D %v, follower interval %v settle %v, checkpoints every %v while keys change (a change every 50 ms), %d runs; load average %s -> %s",
-		nodesN, d, fc.Interval, fc.Settle, ckInterval, runs, load0, loadavg())
+		nodesN, d, tm.LogInterval, tm.LogSettle, ckInterval, runs, load0, loadavg())
 	t.Logf("| scenario | last node refusing, p50 | max | first node, p50 | refusals (not found / unavailable) |")
 	for _, sc := range revocationScenarios {
 		rs := results[sc.name]
@@ -297,9 +312,9 @@ func notifyingPublisher(t *testing.T, store origin.Store, signer *sign.Signer, n
 	cfg.Notifier = notify
 	cfg.Logger = quiet()
 	cfg.Schemas = schema.NewRegistry()
-	cfg.LogRetention, cfg.TombstoneHorizon = 0, 0
-	cfg.PublishBudget, cfg.ClockSkew, cfg.LogSettle = time.Second, revocationSkew, 1200*time.Millisecond
-	cfg.Checkpoint = publisher.CheckpointConfig{Lifetime: 20 * time.Second, Interval: interval}
+	cfg.TombstoneHorizon = 0
+	cfg.Timing = revocationTiming()
+	cfg.Timing.CheckpointLifetime, cfg.Checkpoint = 20*time.Second, publisher.CheckpointConfig{Issue: true, Interval: interval}
 	p, err := publisher.New(store, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -388,12 +403,15 @@ func TestPublisherNodeTakesItsCheckpoints(t *testing.T) {
 	g := gossip.DefaultLocalConfig()
 	g.Insecure = true
 	g.Name, g.Region = "publishers-node", "local"
-	fc := oftenFollow()
-	fc.Interval = time.Hour // the log is read at start only
+	tm := revocationTiming()
+	tm.LogInterval = time.Hour // the log is read at start only
 	reg := prometheus.NewRegistry()
 	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: &g, Follow: fc, Verifier: verifierOf(t, signer),
-		Logger: quiet(), Registerer: reg,
+		Origin: store, Gossip: &g.Cluster, Timing: tm, Verifier: verifierOf(t, signer),
+		// Serve-stale: reading the log hourly, a namespace failing closed
+		// would be refused (Config.Validate); this test counts matches.
+		Staleness: map[string]dataplane.Policy{"keys": {}},
+		Logger:    quiet(), Registerer: reg,
 	})
 	if err != nil {
 		t.Fatal(err)

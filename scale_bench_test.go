@@ -71,7 +71,7 @@ func BenchmarkScale(b *testing.B) {
 			for _, r := range snap.Records {
 				keyValueBytes += len(r.Key) + len(r.Value)
 			}
-			copts := cache.DefaultOptions()
+			copts := cache.DefaultConfig()
 			copts.MaxBytes = 4 << 30 // hold everything: this measures the cost of a record
 			dataDir := b.TempDir()
 			cfg := dataplane.Config{Origin: s, Namespaces: []string{"routes"}, Cache: copts, DataDir: dataDir, Logger: quiet(), LocalSnapshotInterval: time.Hour}
@@ -135,7 +135,7 @@ func BenchmarkNodeGetHit(b *testing.B) {
 	var next atomic.Uint64
 	b.Run("node", func(b *testing.B) {
 		s, _ := scaleStore(b, n)
-		copts := cache.DefaultOptions()
+		copts := cache.DefaultConfig()
 		copts.Default.Fresh = time.Hour
 		node, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Namespaces: []string{"routes"}, Cache: copts, Logger: quiet()})
 		if err != nil {
@@ -194,7 +194,7 @@ func BenchmarkNodeGetHitPaired(b *testing.B) {
 		keys[i] = fmt.Sprintf("host-%08d.example.com", i)
 	}
 	s, _ := scaleStore(b, n)
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default.Fresh = time.Hour
 	node, err := dataplane.Open(context.Background(), dataplane.Config{Origin: s, Namespaces: []string{"routes"}, Cache: copts, Logger: quiet()})
 	if err != nil {

@@ -361,19 +361,6 @@ func (f *freshness) loader(o origin.Store, ttlOnly bool) cache.Loader {
 	})
 }
 
-// warnFollow logs each failing-closed namespace whose D is not longer than
-// the log follower's interval plus settle: when no change flows, a read of
-// the log is the only proof, and it is that old just before the next read,
-// so such a namespace fails closed between reads even with the origin up.
-func (f *freshness) warnFollow(interval time.Duration, log interface{ Warn(string, ...any) }) {
-	for ns, s := range f.spaces {
-		if s.policy.FailsClosed() && s.policy.FailClosedAfter <= interval+f.settle {
-			log.Warn("namespace fails closed after no more than the change log's read interval plus settle: reads will fail between log reads with the origin up; lengthen D or read the log more often",
-				"namespace", ns, "fail_closed_after", s.policy.FailClosedAfter, "log_interval", interval, "log_settle", f.settle)
-		}
-	}
-}
-
 // freshLoop recomputes the failing flags every failingTick.
 func (n *Node) freshLoop() {
 	defer n.wg.Done()

@@ -11,7 +11,6 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/gossip/netsim"
 	"github.com/dataplane/dataplane/origin"
@@ -94,8 +93,8 @@ func TestRevokedKeyFailsClosedWhenCutOff(t *testing.T) {
 		g.Insecure = true
 		g.Name, g.Region, g.Transport, g.Seeds = name, "local", tr, seeds
 		n, err := dataplane.Open(context.Background(), dataplane.Config{
-			Origin: st, Gossip: &g, Logger: quiet(),
-			Follow:    &follow.Config{Interval: 500 * time.Millisecond, Settle: 200 * time.Millisecond, Batch: 1000},
+			Origin: st, Gossip: &g.Cluster, Logger: quiet(),
+			Timing:    followTiming(500*time.Millisecond, 200*time.Millisecond),
 			Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
 		})
 		if err != nil {
@@ -190,7 +189,7 @@ func TestFailClosedTTLOnly(t *testing.T) {
 	keyKey := sentinel.KeyRecordKey("ks", "k")
 	put(t, store.Store, clock, "keys", keyKey, `{"key_id":"k1","enabled":true}`)
 	put(t, store.Store, clock, "routes", "h.example.com", "r1")
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default.Fresh = d / 2
 	n, err := dataplane.Open(context.Background(), dataplane.Config{
 		Origin: store, Logger: quiet(), Cache: copts,
@@ -296,7 +295,7 @@ func BenchmarkGetPolicy(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			copts := cache.DefaultOptions()
+			copts := cache.DefaultConfig()
 			copts.Default.Fresh = time.Hour
 			node, err := dataplane.Open(context.Background(), dataplane.Config{
 				Origin: s, Cache: copts, Logger: quiet(),
@@ -336,7 +335,7 @@ func TestStalenessMetrics(t *testing.T) {
 	keyKey := sentinel.KeyRecordKey("ks", "k")
 	put(t, store.Store, clock, "keys", keyKey, `{"key_id":"k1","enabled":true}`)
 	reg := prometheus.NewRegistry()
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default.Fresh = 100 * time.Millisecond
 	n, err := dataplane.Open(context.Background(), dataplane.Config{
 		Origin: store, Logger: quiet(), Registerer: reg, Cache: copts,

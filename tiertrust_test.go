@@ -122,7 +122,7 @@ func openBehind(t *testing.T, hs *httporigin.Store, signer *sign.Signer, name st
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	n, err := dataplane.Open(context.Background(), dataplane.Config{
-		Origin: hs, Gossip: soloGossip(name), Follow: oftenFollow(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
+		Origin: hs, Gossip: soloGossip(name), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
 		Namespaces: []string{"keys"}, WarmTimeout: testscale.Duration(5 * time.Second), Logger: quiet(), Registerer: reg,
 	})
 	if err != nil {

@@ -118,7 +118,7 @@ func newTrust(cfg Config, settle time.Duration) *trust {
 	// publisher's clock, and a node that took the changes but refused
 	// every checkpoint "from the future" would fail closed for as long as
 	// the skew lasts (TestCheckpointSkewCoversRecordSkew).
-	skew := cfg.Cache.MaxFutureSkew
+	skew := cfg.Timing.MaxFutureSkew
 	if skew <= 0 {
 		skew = cache.DefaultMaxFutureSkew
 	}

@@ -62,7 +62,7 @@ func TestEnforcedNamespaceRefusesOutdatedValue(t *testing.T) {
 	g.Insecure, g.Name, g.Region = true, "n0", "local"
 	reg := prometheus.NewRegistry()
 	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: &g, Follow: oftenFollow(), Verifier: verifierOf(t, signer),
+		Origin: store, Gossip: &g.Cluster, Timing: oftenTiming(), Verifier: verifierOf(t, signer),
 		RequireCheckpoints: true,
 		Staleness:          map[string]dataplane.Policy{"keys": {FailClosedAfter: time.Hour}},
 		Logger:             quiet(), Registerer: reg,

@@ -243,7 +243,7 @@ func TestRequireCheckpointsRefusesUnprovenOrigin(t *testing.T) {
 			g := gossip.DefaultLocalConfig() // with gossip a namespace loaded whole answers misses itself
 			g.Insecure, g.Name = true, "n"
 			n, err := dataplane.Open(ctx, dataplane.Config{
-				Origin: store, Gossip: &g, Namespaces: []string{"keys"}, Verifier: verifierOf(t, signer), RequireCheckpoints: require,
+				Origin: store, Gossip: &g.Cluster, Namespaces: []string{"keys"}, Verifier: verifierOf(t, signer), RequireCheckpoints: require,
 				WarmTimeout: time.Second, Logger: quiet(), Registerer: reg,
 			})
 			if err != nil {

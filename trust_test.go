@@ -144,7 +144,7 @@ func TestRevokedKeyFailsClosedWhileOtherChangesFlow(t *testing.T) {
 		g.Name, g.Region, g.Seeds = fmt.Sprintf("n%d", i), "local", seeds
 		reg := prometheus.NewRegistry()
 		n, err := dataplane.Open(ctx, dataplane.Config{
-			Origin: store, Gossip: &g, Follow: oftenFollow(), Verifier: verifierOf(t, signer),
+			Origin: store, Gossip: &g.Cluster, Timing: oftenTiming(), Verifier: verifierOf(t, signer),
 			Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
 			Logger:    quiet(), Registerer: reg,
 		})
@@ -239,7 +239,7 @@ func TestBucketWriterCannotDeleteSignedKey(t *testing.T) {
 	})
 	reg := prometheus.NewRegistry()
 	cfg := dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Follow: oftenFollow(), Verifier: verifierOf(t, signer),
+		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer),
 		DataDir: t.TempDir(), Logger: quiet(), Registerer: reg,
 	}
 	n, err := dataplane.Open(ctx, cfg)
@@ -363,7 +363,7 @@ func TestPeerReplayIsNotTrusted(t *testing.T) {
 			store.down.Store(true)
 			reg := prometheus.NewRegistry()
 			n, err := dataplane.Open(ctx, dataplane.Config{
-				Origin: store, Gossip: soloGossip("a"), Follow: oftenFollow(), Verifier: verifierOf(t, signer),
+				Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer),
 				RequireCheckpoints: require, Peers: []dataplane.SnapshotSource{replayPeer{old}},
 				WarmTimeout: 200 * time.Millisecond, Logger: quiet(), Registerer: reg,
 			})
@@ -439,7 +439,7 @@ func TestPeerProvenSnapshot(t *testing.T) {
 	})
 	peerReg := prometheus.NewRegistry()
 	peer, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("peer"), Follow: oftenFollow(), Verifier: verifierOf(t, signer),
+		Origin: store, Gossip: soloGossip("peer"), Timing: oftenTiming(), Verifier: verifierOf(t, signer),
 		Namespaces: []string{"keys"}, Logger: quiet(), Registerer: peerReg,
 	})
 	if err != nil {
@@ -565,7 +565,7 @@ func TestMismatchReloadsProvenSnapshot(t *testing.T) {
 	store.down.Store(true)
 	reg := prometheus.NewRegistry()
 	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Follow: oftenFollow(), Verifier: verifierOf(t, signer),
+		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer),
 		Namespaces: []string{"keys"}, DataDir: dataDir, WarmTimeout: 200 * time.Millisecond, Logger: quiet(), Registerer: reg,
 	})
 	if err != nil {

@@ -178,13 +178,10 @@ func (n *Node) WatchFrom(ctx context.Context, ns string, after record.Version, o
 // with it) could ever have applied by now: its clock plus the largest
 // future skew its cache or gossip accept a version with.
 func (n *Node) cursorLimit() record.Version {
-	skew := max(cache.DefaultMaxFutureSkew, n.cfg.Cache.MaxFutureSkew)
-	if n.cfg.Gossip != nil {
-		skew = max(skew, n.cfg.Gossip.MaxFutureSkew)
-	}
+	skew := max(cache.DefaultMaxFutureSkew, n.cfg.Timing.MaxFutureSkew)
 	now := time.Now
-	if n.cfg.Cache.Now != nil {
-		now = n.cfg.Cache.Now
+	if n.cfg.Now != nil {
+		now = n.cfg.Now
 	}
 	return record.MakeVersion(now().Add(skew), 1<<16-1)
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
@@ -39,8 +38,7 @@ func newWatchCluster(t *testing.T) *watchCluster {
 		g := gossip.DefaultLocalConfig()
 		g.Insecure = true
 		g.Name, g.Region, g.Seeds = name, "local", seeds
-		fc := follow.Config{Interval: 500 * time.Millisecond, Settle: 200 * time.Millisecond, Batch: 1000}
-		n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: c.store, Gossip: &g, Follow: &fc, Logger: quiet()})
+		n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: c.store, Gossip: &g.Cluster, Timing: followTiming(500*time.Millisecond, 200*time.Millisecond), Logger: quiet()})
 		if err != nil {
 			t.Fatal(err)
 		}

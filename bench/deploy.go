@@ -58,7 +58,7 @@ type deployment struct {
 }
 
 // benchTailTTL is how long a cache node's origin log read answers the log
-// polls of its region (cachenode.Config.LogTailTTL); it fits in the
+// polls of its region (cachenode.Config.Timing.LogTailTTL); it fits in the
 // gossip options' 1 s settle window with the publisher's 750 ms budget and
 // 100 ms skew.
 const benchTailTTL = 100 * time.Millisecond
@@ -83,11 +83,27 @@ type tierNode struct {
 	follower *follow.Follower
 }
 
-// followConfig is how every node of the deployment follows the change
-// log: every option's nodes do, gossip or not.
+// timing is the timing of every publisher and node of the deployment: a
+// write in the log within 750 ms, clocks within 100 ms, the cache nodes'
+// shared log read (benchTailTTL) and with replicas the replication lag, the
+// replicator's pass and a few retries of lost copies, all inside the
+// nodes' settle window (Config.logSettle); the log kept whole.
+func (d *deployment) timing() origin.Timing {
+	t := origin.DefaultTiming()
+	t.PublishBudget, t.ClockSkew, t.MaxClockOffset = 750*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
+	t.LogInterval, t.LogSettle, t.LogTailTTL, t.LogRetention = d.cfg.LogInterval, d.cfg.logSettle(), benchTailTTL, 0
+	if d.cfg.replicas() {
+		t.ReplicaLag = d.cfg.ReplicaLag + 4*replicaInterval
+	}
+	return t
+}
+
+// followConfig is how every cache node of the deployment follows the
+// change log: every option's nodes do, gossip or not.
 func (d *deployment) followConfig() follow.Config {
 	fc := follow.DefaultConfig()
-	fc.Interval, fc.Settle = d.cfg.LogInterval, d.cfg.logSettle()
+	tm := d.timing()
+	fc.Interval, fc.Settle = tm.LogInterval, tm.LogSettle
 	fc.Logger = discard
 	if d.verifier != nil {
 		fc.Verifier = d.verifier
@@ -115,15 +131,11 @@ func (d *deployment) originStore(ctx context.Context, r int, role string) (origi
 	return countingStore{Store: st, c: d.counters[role]}, nil
 }
 
-func (d *deployment) cacheOptions(fresh time.Duration) cache.Options {
-	o := cache.DefaultOptions()
+func (d *deployment) cacheOptions(fresh time.Duration) cache.Config {
+	o := cache.DefaultConfig()
 	o.Default = cache.Window{Fresh: fresh, Stale: 24 * time.Hour}
 	o.NegativeTTL = fresh
 	o.RefreshTimeout = d.cfg.ReadTimeout + time.Second
-	o.Logger = discard
-	if d.verifier != nil {
-		o.Verifier = d.verifier
-	}
 	return o
 }
 
@@ -262,9 +274,8 @@ func deploy(ctx context.Context, cfg *Config, opt Option, nw *network, b *Backen
 	pcfg.Logger = discard
 	// The nodes settle 1 s behind the log (newNode), and the replication
 	// lag more with replicas: the budget fits in it.
-	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = cfg.logSettle(), 750*time.Millisecond, 100*time.Millisecond
+	pcfg.Timing = d.timing()
 	pcfg.Signer = d.signer
-	pcfg.LogRetention = 0
 	if opt.Gossip {
 		pcfg.Notifier = d.slots[0].node
 	}
@@ -286,8 +297,7 @@ func (d *deployment) preload(ctx context.Context, clock *record.Clock, latest []
 	pcfg.Clock = clock
 	pcfg.Logger = discard
 	pcfg.Signer = d.signer
-	// The nodes settle 1 s behind the log (newNode): the budget fits in it.
-	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = time.Second, 750*time.Millisecond, 100*time.Millisecond
+	pcfg.Timing = d.timing()
 	p, err := publisher.New(d.direct, pcfg)
 	if err != nil {
 		return err
@@ -339,13 +349,16 @@ func (d *deployment) startTier(ctx context.Context, r, i int) (*tierNode, error)
 	ccfg := cachenode.DefaultConfig()
 	ccfg.Origin = st
 	ccfg.Cache = d.cacheOptions(d.fresh())
+	if d.verifier != nil {
+		ccfg.Verifier = d.verifier
+	}
 	// The TTL cache nodes (options 3 and 4B) serve stale while they
 	// revalidate, like the sentinels: a sentinel's read asks with
 	// "Cache-Control: max-age=0" (httporigin), so a node whose copy is past
 	// its fresh window reads the origin before answering it
 	// (cache.GetRevalidated), and staleness stays bounded by the two TTLs.
 	ccfg.WriteToken = tierToken
-	ccfg.LogTailTTL = benchTailTTL
+	ccfg.Timing = d.timing() // its LogTailTTL is benchTailTTL
 	ccfg.Logger = discard
 	srv, err := cachenode.New(ccfg)
 	if err != nil {
@@ -391,14 +404,16 @@ func (d *deployment) openNode(ctx context.Context, s *slot) (*dataplane.Node, er
 		WarmTimeout:           10 * time.Second,
 		Logger:                discard,
 	}
-	fc := d.followConfig()
-	ncfg.Follow = &fc
+	ncfg.Timing = d.timing()
+	if d.verifier != nil {
+		ncfg.Verifier = d.verifier
+	}
 	if d.opt.Gossip {
 		g, err := d.gossipConfig(fmt.Sprintf("sentinel-%s-%d-g%d", d.regions[s.region], s.index, s.gen), s.region)
 		if err != nil {
 			return nil, err
 		}
-		ncfg.Gossip = g
+		ncfg.Gossip = &g.Cluster
 	}
 	return dataplane.Open(ctx, ncfg)
 }

@@ -113,7 +113,7 @@ func New(l Loader, o Options) (*Cache, error) {
 		o.Logger = slog.Default()
 	}
 	o = o.withDefaults()
-	o.Namespaces = maps.Clone(o.Namespaces) // the caller may reuse its map
+	o.Windows = maps.Clone(o.Windows) // the caller may reuse its map
 	c := &Cache{
 		loader:  l,
 		opts:    o,

@@ -496,8 +496,8 @@ func TestOptionsValidation(t *testing.T) {
 	}{
 		{"Default.Fresh", func(o *Options) { o.Default.Fresh = 0 }},
 		{"Default.Stale", func(o *Options) { o.Default.Stale = -1 }},
-		{`Namespaces["Bad"]`, func(o *Options) { o.Namespaces = map[string]Window{"Bad": {Fresh: 1}} }},
-		{`Namespaces["keys"].Fresh`, func(o *Options) { o.Namespaces = map[string]Window{"keys": {}} }},
+		{`Windows["Bad"]`, func(o *Options) { o.Windows = map[string]Window{"Bad": {Fresh: 1}} }},
+		{`Windows["keys"].Fresh`, func(o *Options) { o.Windows = map[string]Window{"keys": {}} }},
 		{"NegativeTTL", func(o *Options) { o.NegativeTTL = -1 }},
 		{"MaxBytes", func(o *Options) { o.MaxBytes = 0 }},
 		{"RefreshTimeout", func(o *Options) { o.RefreshTimeout = 0 }},
@@ -522,7 +522,7 @@ func TestNamespaceWindows(t *testing.T) {
 	store := mem.New()
 	l := &counting{next: store}
 	e := newEnv(t, store, l, func(o *Options) {
-		o.Namespaces = map[string]Window{"keys": {Fresh: time.Hour}}
+		o.Windows = map[string]Window{"keys": {Fresh: time.Hour}}
 	})
 	v := e.clock.version(1)
 	e.publish("keys", "k", "x", v)

@@ -39,25 +39,44 @@ func (w Window) validate(field string) error {
 	return nil
 }
 
-// Options configure a Cache. Start from DefaultOptions and change fields;
-// New rejects a zero value with an error naming the first bad field.
-type Options struct {
-	// Default is the window of every namespace not listed in Namespaces.
+// Config is what the user of a role (dataplane.Config.Cache,
+// cachenode.Config.Cache) sets of its cache: the windows, the negative
+// TTL, the size bound and the origin read bound. The role fills in the
+// rest of Options (clock, verifier, metrics, logs, complete namespaces)
+// from its own configuration, where each is stated once. Start from
+// DefaultConfig.
+type Config struct {
+	// Default is the window of every namespace not listed in Windows.
+	// Flags: -fresh-ttl, -stale-ttl.
 	Default Window
-	// Namespaces overrides the window per namespace.
-	Namespaces map[string]Window
+	// Windows overrides the window per namespace.
+	Windows map[string]Window
 	// NegativeTTL is how long a "not found" from the origin is served
 	// without asking again. A deleted key (tombstone) uses its namespace's
 	// window instead, like any other version. Zero asks the origin on every
 	// read of an absent key (the answer is still shared by concurrent reads).
+	// Flag: -negative-ttl.
 	NegativeTTL time.Duration
 	// MaxBytes bounds the memory the cache holds, estimated as the sizes of
 	// namespace, key and value plus a fixed overhead per entry. When it is
 	// exceeded, the least useful entries (otter's W-TinyLFU policy) are
-	// evicted. Must be positive.
+	// evicted. Must be positive. Flag: -cache-bytes.
 	MaxBytes int64
 	// RefreshTimeout bounds each origin read. Must be positive.
 	RefreshTimeout time.Duration
+}
+
+// IsZero reports whether c is the zero Config (which roles take as
+// DefaultConfig).
+func (c Config) IsZero() bool {
+	return c.Default == (Window{}) && c.Windows == nil && c.NegativeTTL == 0 && c.MaxBytes == 0 && c.RefreshTimeout == 0
+}
+
+// Options configure a Cache: a Config and the settings a role derives
+// from its own configuration. Start from DefaultOptions and change fields;
+// New rejects a zero value with an error naming the first bad field.
+type Options struct {
+	Config
 	// MaxRefreshes bounds the background refreshes (stale-while-revalidate
 	// reads of the origin) running at once, so that a slow origin with many
 	// keys past their fresh window cannot pile up goroutines without limit.
@@ -131,12 +150,12 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// DefaultOptions returns the options a sentinel starts from: values fresh for
+// DefaultConfig returns the cache a sentinel starts from: values fresh for
 // 10 s (the RFC's TTL) and served stale for a day, so a node rides out a long
 // origin outage; not-founds cached for 5 s; 256 MiB of entries; origin reads
 // bounded to 5 s.
-func DefaultOptions() Options {
-	return Options{
+func DefaultConfig() Config {
+	return Config{
 		Default:        Window{Fresh: 10 * time.Second, Stale: 24 * time.Hour},
 		NegativeTTL:    5 * time.Second,
 		MaxBytes:       256 << 20,
@@ -144,16 +163,20 @@ func DefaultOptions() Options {
 	}
 }
 
+// DefaultOptions returns Options over DefaultConfig, every other field
+// zero (its documented default).
+func DefaultOptions() Options { return Options{Config: DefaultConfig()} }
+
 // validate reports the first bad field of o.
 func (o *Options) validate() error {
 	if err := o.Default.validate("Default"); err != nil {
 		return err
 	}
-	for ns, w := range o.Namespaces {
+	for ns, w := range o.Windows {
 		if err := record.ValidateNamespace(ns); err != nil {
-			return fmt.Errorf("cache: Namespaces[%q]: %w", ns, err)
+			return fmt.Errorf("cache: Windows[%q]: %w", ns, err)
 		}
-		if err := w.validate(fmt.Sprintf("Namespaces[%q]", ns)); err != nil {
+		if err := w.validate(fmt.Sprintf("Windows[%q]", ns)); err != nil {
 			return err
 		}
 	}

@@ -353,7 +353,7 @@ func (s *spaces) get(ns string) *space {
 		return sp
 	}
 	label := ns
-	w, configured := s.opts.Namespaces[ns]
+	w, configured := s.opts.Windows[ns]
 	if !configured {
 		w = s.opts.Default
 		if len(s.byName) >= maxSpaces {

@@ -75,7 +75,7 @@ func newFixture(t *testing.T, edit func(*cachenode.Config)) *fixture {
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin = f.origin
 	cfg.WriteToken = token
-	cfg.Cache.Now = f.clock.Now
+	cfg.Now = f.clock.Now
 	if edit != nil {
 		edit(&cfg)
 	}

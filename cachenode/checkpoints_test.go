@@ -276,7 +276,7 @@ func TestCheckpointVerifierOnNode(t *testing.T) {
 	o := newPartsOrigin(t)
 	_, parts := tierOver(t, o, func(c *cachenode.Config) {
 		c.CheckpointTTL = 0
-		c.CheckpointVerifier = &checkpoint.Verifier{Keys: keys, MaxSkew: 2 * time.Second}
+		c.Verifier = keys
 	})
 	for _, bad := range []*checkpoint.Checkpoint{ckpt(t, nil, "keys", v, now), ckpt(t, stranger, "keys", v, now)} {
 		if err := checkpoint.PutLatest(ctx, o, bad); err != nil {
@@ -383,7 +383,7 @@ func TestCheckpointFromGossip(t *testing.T) {
 	}
 	node, parts := tierOver(t, o, func(c *cachenode.Config) {
 		c.CheckpointTTL = 0
-		c.CheckpointVerifier = &checkpoint.Verifier{Keys: keys, MaxSkew: 2 * time.Second}
+		c.Verifier = keys
 	})
 	sameCheckpoint(t, "before the push", latest(parts), inOrigin)
 	if err := node.OfferCheckpoint(raw(pushed), "gossip/push"); err != nil {

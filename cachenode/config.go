@@ -9,9 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/checkpoint"
+	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin/wire"
+	"github.com/dataplane/dataplane/sign"
 )
 
 // DefaultOriginTimeout bounds each forwarded write, log or snapshot call when
@@ -19,19 +20,13 @@ import (
 // RefreshTimeout instead.
 const DefaultOriginTimeout = 10 * time.Second
 
-// Defaults of the shared change-log reads (Config.LogTailTTL, LogTailSpan).
-const (
-	// DefaultLogTailTTL fits follow.DefaultConfig's 2 s LogSettle with
-	// publisher.DefaultConfig's 1 s budget and 250 ms clock skew, with
-	// 500 ms to spare.
-	DefaultLogTailTTL  = 250 * time.Millisecond
-	DefaultLogTailSpan = 10 * time.Second
-)
+// DefaultLogTailSpan is Config.LogTailSpan when left zero.
+const DefaultLogTailSpan = 10 * time.Second
 
 // Defaults of the checkpoint parts' shared reads (Config.CheckpointTTL,
 // ProofTTL).
 const (
-	// DefaultCheckpointTTL matches DefaultLogTailTTL: readers take the
+	// DefaultCheckpointTTL matches origin.DefaultTiming's LogTailTTL: readers take the
 	// latest checkpoint with each log read, and a checkpoint up to 250 ms
 	// older than the origin's costs them nothing (a match proves freshness
 	// as of the checkpoint's version, which trails the clock by the
@@ -48,10 +43,24 @@ type Config struct {
 	// Origin is the store behind the node, read through the cache and
 	// written through directly. Required.
 	Origin origin.Store
-	// Cache configures the node's cache. A zero value (no windows, no size
-	// bound) means cache.DefaultOptions(). A nil Registerer or Logger in it
-	// is taken from this Config.
-	Cache cache.Options
+	// Cache configures the node's cache; the zero value means
+	// cache.DefaultConfig(). Its clock, verifier, metrics and logs are this
+	// Config's Now, Verifier, Registerer and Logger.
+	Cache cache.Config
+	// Verifier, when set, makes the node refuse records (writes, origin
+	// reads, gossip values) whose publisher signature does not verify;
+	// signatures pass through untouched either way; with Gossip, gossip
+	// and the change log are checked too. It also makes the node serve
+	// only checkpoints and snapshot proofs signed by a trusted key (not
+	// from the future; expiry is its readers' to judge), so a bucket
+	// writer's forgery cannot hold back the real ones. Nil: the node
+	// checks that each decodes as what it is named and is not from the
+	// future (Timing.MaxFutureSkew), and passes the signature on to its
+	// readers, who verify it either way.
+	Verifier *sign.Verifier
+	// Now is the cache's clock (tests inject a fake one); nil means the
+	// wall clock.
+	Now func() time.Time
 	// WriteToken guards every write: PUT records and snapshots, POST log
 	// and trim ("Authorization: Bearer <token>"). Empty refuses every write
 	// (403): a node is never writable by accident.
@@ -65,18 +74,26 @@ type Config struct {
 	// OriginTimeout bounds each forwarded write, log or snapshot call; zero
 	// means DefaultOriginTimeout.
 	OriginTimeout time.Duration
-	// LogTailTTL is how long one origin change-log read answers the
-	// node's log readers: concurrent GET /v1/log requests share one origin
-	// read, and a request up to LogTailTTL after a read started is answered
-	// from it when its cursor is at or above that read's. The N sentinels
-	// of a region polling the log then cost about one origin read per
-	// LogTailTTL instead of N per poll interval. An answer may miss
-	// changes appended up to LogTailTTL before the request, as a replica's
-	// log would: readers of the node count it in origin.Timing.ReplicaLag
-	// (their LogSettle must cover PublishBudget + ClockSkew + LogTailTTL).
-	// Zero or negative: every request reads the origin (DefaultConfig sets
-	// DefaultLogTailTTL).
-	LogTailTTL time.Duration
+	// Timing holds the timing constants the node shares with the
+	// publishers and readers of its origin (origin.Timing; the zero value
+	// means origin.DefaultTiming()): LogTailTTL is how long one origin
+	// change-log read answers the node's log readers (concurrent GET
+	// /v1/log requests share one origin read, and a request up to
+	// LogTailTTL after a read started is answered from it when its cursor
+	// is at or above that read's, so the N sentinels of a region polling
+	// the log cost about one origin read per LogTailTTL instead of N per
+	// poll interval; an answer may miss changes appended up to LogTailTTL
+	// before the request, so readers' LogSettle must cover it, which
+	// Validate checks; zero: every request reads the origin), and, with
+	// Gossip, LogInterval and LogSettle are how the node follows the log
+	// and MaxFutureSkew how far ahead a version may be. New refuses a set
+	// that breaks a rule of origin.Timing.Validate.
+	Timing origin.Timing
+	// Gossip, when set, joins a gossip cluster: the node takes changes by
+	// gossip and follows the change log (Timing), so its cache is told of
+	// every change, and nodes reading through it get them within a second.
+	// Nil: its cache learns of changes from its windows only.
+	Gossip *gossip.Cluster
 	// LogTailSpan is how far below the wall clock a shared read starts
 	// when the request that starts it asks for less, so that readers
 	// whose cursors are a little behind are answered from it too; zero
@@ -93,14 +110,6 @@ type Config struct {
 	// /v1/snapshots/{ns}/ckpt-<version>); DefaultConfig sets
 	// DefaultProofTTL.
 	ProofTTL time.Duration
-	// CheckpointVerifier, when set, makes the node serve only checkpoints
-	// and snapshot proofs signed by a trusted publisher key (not from the
-	// future; expiry is its readers' to judge): one that is not is never
-	// held nor passed on, so a bucket writer's forgery cannot hold back
-	// the real ones. Nil: the node checks that each decodes as what it is
-	// named and is not from the future (Cache.MaxFutureSkew), and passes
-	// the signature on to its readers, who verify it either way.
-	CheckpointVerifier *checkpoint.Verifier
 	// Registerer receives the node's and its cache's metrics; nil registers
 	// none.
 	Registerer prometheus.Registerer
@@ -110,15 +119,15 @@ type Config struct {
 }
 
 // DefaultConfig returns a Config with the cache's default windows (10 s fresh,
-// a day stale), the default limits, change-log reads shared for
-// DefaultLogTailTTL, checkpoint reads for DefaultCheckpointTTL and
-// DefaultProofTTL, and no origin or tokens yet.
+// a day stale), the default limits, origin.DefaultTiming (change-log reads
+// shared for 250 ms), checkpoint reads shared for DefaultCheckpointTTL and
+// DefaultProofTTL, no gossip, and no origin or tokens yet.
 func DefaultConfig() Config {
 	return Config{
-		Cache:           cache.DefaultOptions(),
+		Cache:           cache.DefaultConfig(),
 		MaxSnapshotSize: wire.DefaultMaxSnapshotSize,
 		OriginTimeout:   DefaultOriginTimeout,
-		LogTailTTL:      DefaultLogTailTTL,
+		Timing:          origin.DefaultTiming(),
 		LogTailSpan:     DefaultLogTailSpan,
 		CheckpointTTL:   DefaultCheckpointTTL,
 		ProofTTL:        DefaultProofTTL,
@@ -139,6 +148,12 @@ func (c *Config) validate() error {
 	if c.LogTailSpan < 0 {
 		return fmt.Errorf("cachenode: Config.LogTailSpan must not be negative, got %v", c.LogTailSpan)
 	}
+	if c.Timing == (origin.Timing{}) {
+		c.Timing = origin.DefaultTiming()
+	}
+	if err := c.Timing.Validate(); err != nil {
+		return fmt.Errorf("cachenode: Config.Timing: %w", err)
+	}
 	if c.LogTailSpan == 0 {
 		c.LogTailSpan = DefaultLogTailSpan
 	}
@@ -151,17 +166,8 @@ func (c *Config) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	o := &c.Cache
-	if o.Default.Fresh == 0 && o.MaxBytes == 0 && o.RefreshTimeout == 0 && o.NegativeTTL == 0 && o.Namespaces == nil {
-		d := cache.DefaultOptions()
-		d.Now, d.Registerer, d.Logger = o.Now, o.Registerer, o.Logger
-		*o = d
-	}
-	if o.Registerer == nil {
-		o.Registerer = c.Registerer
-	}
-	if o.Logger == nil {
-		o.Logger = c.Logger
+	if c.Cache.IsZero() {
+		c.Cache = cache.DefaultConfig()
 	}
 	return nil
 }

@@ -70,7 +70,7 @@
 //	    200 {"changes":[{"namespace","key","version","tombstone"},...]}, in
 //	    version order, at most min(limit, 1000) (no limit: 1000); clients
 //	    page. 410 truncated: changes after `after` were trimmed.
-//	    Answered from a shared origin read up to Config.LogTailTTL old
+//	    Answered from a shared origin read up to Config.Timing.LogTailTTL old
 //	    (see below).
 //
 //	POST /v1/log/trim?before=<version>                (write token)
@@ -100,7 +100,7 @@
 // Record reads come from the cache. Change-log reads share origin reads:
 // every sentinel of a region polls the log every few seconds, each from its
 // own cursor, so concurrent requests wait for one origin read and a request
-// up to Config.LogTailTTL (250 ms by default) after a read started, with a
+// up to Config.Timing.LogTailTTL (250 ms by default) after a read started, with a
 // cursor at or above that read's, is answered from it; a shared read starts
 // Config.LogTailSpan below the clock so that cursors a little behind are
 // covered, unless a page of changes lies there below the cursor (after a

@@ -96,7 +96,7 @@ func TestLogTailCost(t *testing.T) {
 			hist := t.TempDir()
 			versions := writeHistory(t, hist, sc, now)
 			shared := runTailScenario(t, sc, hist, versions, now, time.Hour)
-			direct := runTailScenario(t, sc, hist, versions, now, -1)
+			direct := runTailScenario(t, sc, hist, versions, now, 0)
 			polls := sc.readers * sc.rounds
 			t.Logf("%s: %d readers, %d rounds: %d polls; origin log reads: %d with logtail, %d without (ratio %.2f); %.2f per poll with logtail",
 				sc.name, sc.readers, sc.rounds, shared.polls, shared.reads, direct.reads,
@@ -205,7 +205,7 @@ func runTailScenario(t *testing.T, sc tailScenario, hist string, history []recor
 	store := &logCounting{Store: d}
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin, cfg.WriteToken, cfg.Logger = store, token, slog.New(slog.DiscardHandler)
-	cfg.LogTailTTL, cfg.LogTailSpan = ttl, 24*time.Hour
+	cfg.Timing, cfg.LogTailSpan = tailTiming(ttl), 24*time.Hour
 	node, err := cachenode.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,6 @@ import (
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/cachenode"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/origin"
@@ -78,7 +77,7 @@ func TestLogReadsShared(t *testing.T) {
 	cfg.Origin, cfg.WriteToken, cfg.Logger = store, token, slog.New(slog.DiscardHandler)
 	// Long enough that every request below arrives within it on a loaded
 	// machine: the test is about sharing, not the window's length.
-	cfg.LogTailTTL = 30 * time.Second
+	cfg.Timing = tailTiming(30 * time.Second)
 	node, err := cachenode.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +170,7 @@ func TestLogTailExpires(t *testing.T) {
 	store := &logCounting{Store: d}
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin, cfg.WriteToken, cfg.Logger = store, token, slog.New(slog.DiscardHandler)
-	cfg.LogTailTTL = 100 * time.Millisecond
+	cfg.Timing = tailTiming(100 * time.Millisecond)
 	node, err := cachenode.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -216,7 +215,7 @@ func TestSentinelsShareLogReads(t *testing.T) {
 	for range 2 {
 		cfg := cachenode.DefaultConfig()
 		cfg.Origin, cfg.WriteToken, cfg.Logger = store, token, slog.New(slog.DiscardHandler)
-		cfg.LogTailTTL = ttl
+		cfg.Timing = tailTiming(ttl)
 		// Not gossip members here: a short window lets them read v2.
 		cfg.Cache.Default = cache.Window{Fresh: 500 * time.Millisecond, Stale: time.Hour}
 		node, err := cachenode.New(cfg)
@@ -248,13 +247,17 @@ func TestSentinelsShareLogReads(t *testing.T) {
 		ml := *g.Memberlist
 		ml.LogOutput = io.Discard
 		g.Memberlist = &ml
-		copts := cache.DefaultOptions()
+		copts := cache.DefaultConfig()
 		copts.Default = cache.Window{Fresh: time.Minute, Stale: time.Hour}
 		n, err := dataplane.Open(ctx, dataplane.Config{
-			Origin: tier, Gossip: &g, Namespaces: []string{}, Cache: copts,
-			// Settle covers a publish budget of 1 s plus the tail's TTL
-			// (the replica lag the tier adds): origin.Timing.
-			Follow: &follow.Config{Interval: 100 * time.Millisecond, Settle: 1500 * time.Millisecond, Batch: 1000},
+			Origin: tier, Gossip: &g.Cluster, Namespaces: []string{}, Cache: copts,
+			// Settle covers the default publish budget and skew plus the
+			// tail's TTL: origin.Timing.
+			Timing: func() origin.Timing {
+				t := origin.DefaultTiming()
+				t.LogInterval, t.LogSettle = 100*time.Millisecond, 1500*time.Millisecond
+				return t
+			}(),
 			Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
 		})
 		if err != nil {
@@ -377,4 +380,13 @@ func TestLogReadsFailOver(t *testing.T) {
 	if fallback.reads.Load() != 1 {
 		t.Fatalf("the fallback answered %d log reads, want 1", fallback.reads.Load())
 	}
+}
+
+// tailTiming is origin.DefaultTiming with cache nodes sharing a log read for
+// ttl, and the readers' settle stretched to cover it.
+func tailTiming(ttl time.Duration) origin.Timing {
+	t := origin.DefaultTiming()
+	t.LogTailTTL = ttl
+	t.LogSettle = max(t.LogSettle, t.PublishBudget+t.ClockSkew+ttl)
+	return t
 }

@@ -31,7 +31,7 @@ func newMetrics() *metrics {
 		}),
 		logShared: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "dataplane", Subsystem: "cachenode", Name: "log_reads_shared_total",
-			Help: "GET /v1/log requests answered from another request's origin log read (Config.LogTailTTL).",
+			Help: "GET /v1/log requests answered from another request's origin log read (Config.Timing.LogTailTTL).",
 		}),
 		partsShared: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "dataplane", Subsystem: "cachenode", Name: "checkpoint_reads_shared_total",

@@ -9,6 +9,9 @@ import (
 
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/checkpoint"
+	"github.com/dataplane/dataplane/follow"
+	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/bearer"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin/wire"
@@ -28,6 +31,11 @@ type Server struct {
 	tail    *logTail
 	parts   *partCache
 	closed  atomic.Bool
+
+	// With Config.Gossip: the node's log follower and gossip member
+	// (joinCluster); nil without.
+	follower *follow.Follower
+	gossip   *gossip.Node
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -43,23 +51,35 @@ func New(cfg Config) (*Server, error) {
 		origin: cfg.Origin,
 		log:    cfg.Logger.With("component", "cachenode"),
 	}
-	copts := cfg.Cache
-	copts.ApplyAll = true // a cache node keeps what it is written and told, for its region
+	copts := cache.Options{
+		Config:     cfg.Cache,
+		ApplyAll:   true, // a cache node keeps what it is written and told, for its region
+		Now:        cfg.Now,
+		Registerer: cfg.Registerer,
+		Logger:     cfg.Logger,
+	}
+	if cfg.Verifier != nil {
+		copts.Verifier = cfg.Verifier
+	}
 	c, err := cache.New(cfg.Origin, copts)
 	if err != nil {
 		return nil, fmt.Errorf("cachenode: %w", err)
 	}
 	s.cache = c
 	s.tail = &logTail{
-		ttl: cfg.LogTailTTL, span: cfg.LogTailSpan, page: wire.MaxLogPage, wait: cfg.OriginTimeout,
+		ttl: cfg.Timing.LogTailTTL, span: cfg.LogTailSpan, page: wire.MaxLogPage, wait: cfg.OriginTimeout,
 		now: time.Now, read: cfg.Origin.ReadLog,
 	}
-	skew := cfg.Cache.MaxFutureSkew
+	skew := cfg.Timing.MaxFutureSkew
 	if skew <= 0 {
 		skew = cache.DefaultMaxFutureSkew
 	}
+	var cv *checkpoint.Verifier
+	if cfg.Verifier != nil {
+		cv = &checkpoint.Verifier{Keys: cfg.Verifier, MaxSkew: skew}
+	}
 	s.parts = &partCache{
-		parts: origin.CheckpointPartsOf(cfg.Origin), v: cfg.CheckpointVerifier, skew: skew,
+		parts: origin.CheckpointPartsOf(cfg.Origin), v: cv, skew: skew,
 		ttl: cfg.CheckpointTTL, proofTTL: cfg.ProofTTL, wait: cfg.OriginTimeout,
 		now: time.Now, entries: make(map[partKey]*partEntry),
 	}
@@ -71,6 +91,10 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.mux = s.routes()
+	if err := s.joinCluster(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -126,7 +150,7 @@ func (s *Server) Invalidate(ns, key string, v record.Version) { s.cache.Invalida
 
 // LogReads reports how many change-log reads the node made of its origin
 // and how many GET /v1/log requests it answered from another request's
-// origin read (Config.LogTailTTL).
+// origin read (Config.Timing.LogTailTTL).
 func (s *Server) LogReads() (fromOrigin, shared int64) {
 	return s.tail.origin.Load(), s.tail.shared.Load()
 }
@@ -185,6 +209,7 @@ func (s *Server) Close() {
 	if s.closed.Swap(true) {
 		return
 	}
+	s.leaveCluster()
 	s.cache.Close()
 	if s.cfg.Registerer != nil {
 		s.metrics.unregister(s.cfg.Registerer)

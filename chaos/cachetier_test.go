@@ -66,6 +66,7 @@ type cacheTier struct {
 	origin origin.Store
 	log    *slog.Logger
 	nodes  []*tierNode
+	timing origin.Timing // the cache nodes' (their LogTailTTL: tierTailTTL)
 }
 
 // tierNode is one cache node on a fixed loopback address.
@@ -82,7 +83,7 @@ type tierNode struct {
 // startCacheTier starts n cache nodes in front of o until the test ends.
 func startCacheTier(t *testing.T, o origin.Store, n int, tm timing) *cacheTier {
 	t.Helper()
-	ct := &cacheTier{t: t, origin: o, log: slog.New(slog.DiscardHandler)}
+	ct := &cacheTier{t: t, origin: o, log: slog.New(slog.DiscardHandler), timing: tm.shared(tierTailTTL)}
 	if err := (origin.Timing{PublishBudget: tm.budget, ClockSkew: pubSkew, LogSettle: tm.settle, SnapshotLag: time.Minute, ReplicaLag: tierTailTTL}).Validate(); err != nil {
 		t.Fatalf("cache tier timing: %v", err)
 	}
@@ -109,10 +110,10 @@ func startCacheTier(t *testing.T, o origin.Store, n int, tm timing) *cacheTier {
 func (ct *cacheTier) serve(tn *tierNode, ln net.Listener) error {
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin, cfg.WriteToken, cfg.Logger = ct.origin, tierToken, ct.log
-	cfg.Cache = cache.DefaultOptions()
+	cfg.Cache = cache.DefaultConfig()
 	cfg.Cache.Default = cache.Window{Fresh: tierFresh, Stale: time.Hour}
 	cfg.Cache.NegativeTTL = tierFresh
-	cfg.LogTailTTL = tierTailTTL
+	cfg.Timing = ct.timing
 	cn, err := cachenode.New(cfg)
 	if err != nil {
 		_ = ln.Close()

@@ -20,7 +20,6 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/gossip/netsim"
 	"github.com/dataplane/dataplane/internal/testserver"
@@ -57,9 +56,23 @@ const (
 // timing is the write and read timing of one run.
 type timing struct {
 	every  time.Duration // how often each publisher writes
-	budget time.Duration // publisher.Config.PublishBudget
-	settle time.Duration // the nodes' gossip.Config.LogSettle
+	budget time.Duration // origin.Timing.PublishBudget
+	settle time.Duration // origin.Timing.LogSettle
 	slack  time.Duration // added to the convergence bound for a slow origin
+}
+
+// shared is the nodes' origin.Timing for tm: tail is the cache tier's
+// shared log read (0 without a tier). It states no CheckpointLifetime:
+// the publishers' (2 x D) is only sound because the runs write all the
+// time, so checkpoints are renewed every checkpointInterval; a namespace
+// that stopped changing would be proven only at half the lifetime, which
+// dataplane.Config.Validate refuses.
+func (tm timing) shared(tail time.Duration) origin.Timing {
+	return origin.Timing{
+		PublishBudget: tm.budget, ClockSkew: pubSkew, MaxClockOffset: pubSkew, MaxFutureSkew: 5 * time.Second,
+		LogInterval: logInterval, LogSettle: tm.settle, SnapshotLag: origin.DefaultSnapshotLag, LogRetention: 5 * time.Second,
+		LogTailTTL: tail,
+	}
 }
 
 // localTiming suits the dir and S3 origins on this machine.
@@ -208,7 +221,6 @@ func (c *cluster) start(nd *chaosNode) error {
 	g.Name, g.Region, g.Transport = nd.name, nd.zone, tr
 	g.Seeds = c.seeds(nd.idx)
 	g.ReconnectInterval = 500 * time.Millisecond
-	g.Now = nd.now
 	ml := *g.Memberlist
 	ml.ProbeInterval = 300 * time.Millisecond
 	ml.ProbeTimeout = 150 * time.Millisecond
@@ -218,11 +230,10 @@ func (c *cluster) start(nd *chaosNode) error {
 	ml.SuspicionMult = 3
 	ml.TCPTimeout = 500 * time.Millisecond
 	g.Memberlist = &ml
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: freshWindow, Stale: time.Hour}
 	copts.NegativeTTL = time.Second
 	copts.MaxBytes = 64 << 20
-	copts.Now = nd.now
 	var store origin.Store = c.faulty
 	if c.deaf != nil && nd.idx == 0 {
 		store = c.deaf
@@ -234,6 +245,10 @@ func (c *cluster) start(nd *chaosNode) error {
 			return err
 		}
 	}
+	var tail time.Duration
+	if c.tier != nil {
+		tail = tierTailTTL
+	}
 	var staleness map[string]dataplane.Policy
 	if c.failClosed > 0 {
 		staleness = map[string]dataplane.Policy{"keys": {FailClosedAfter: c.failClosed}}
@@ -242,8 +257,9 @@ func (c *cluster) start(nd *chaosNode) error {
 		Staleness:             staleness,
 		Origin:                store,
 		Cache:                 copts,
-		Gossip:                &g,
-		Follow:                &follow.Config{Interval: logInterval, Settle: c.tm.settle, Batch: 1000, Now: nd.now},
+		Gossip:                &g.Cluster,
+		Timing:                c.tm.shared(tail),
+		Now:                   nd.now,
 		Namespaces:            []string{"routes", "keys"},
 		DataDir:               nd.dataDir,
 		LocalSnapshotInterval: time.Second,
@@ -658,15 +674,16 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		if signer != nil {
 			// Every publisher proves the snapshots it writes; the
 			// repairer alone issues checkpoints (RunCheckpoints).
-			cfg.Checkpoint = publisher.CheckpointConfig{Lifetime: 2 * opt.failClosed, Interval: checkpointInterval}
+			cfg.Timing.CheckpointLifetime, cfg.Checkpoint = 2*opt.failClosed, publisher.CheckpointConfig{Issue: true, Interval: checkpointInterval}
 		}
 		cfg.Clock = clocks[i]
 		cfg.Notifier = notify
 		cfg.Logger = c.log.With("publisher", i)
 		cfg.Namespaces = []string{"routes", "keys"}
 		cfg.Schemas = schema.NewRegistry() // values are version markers, not routes
-		cfg.LogRetention = 5 * time.Second
-		cfg.PublishBudget, cfg.ClockSkew, cfg.LogSettle = tm.budget, pubSkew, tm.settle
+		cfg.Timing.LogRetention = 5 * time.Second
+		cfg.Timing.PublishBudget, cfg.Timing.ClockSkew, cfg.Timing.LogSettle = tm.budget, pubSkew, tm.settle
+		cfg.Timing.MaxClockOffset, cfg.Timing.LogTailTTL = cfg.Timing.ClockSkew, 0
 		cfg.RepairInterval = 500 * time.Millisecond
 		wf := NewWriteFaults(store, h)
 		wf.Sent, wf.Landed = c.check.Sent, c.check.Wrote

@@ -17,7 +17,6 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
@@ -36,8 +35,19 @@ const (
 	pfInterval = 250 * time.Millisecond
 	pfBudget   = 400 * time.Millisecond
 	pfSkew     = 100 * time.Millisecond
-	pfNodes    = 3
-	pfNS       = "app"
+)
+
+// pfTiming is the timing of these tests' publishers and node.
+func pfTiming() origin.Timing {
+	t := origin.LocalTiming()
+	t.PublishBudget, t.ClockSkew, t.MaxClockOffset = pfBudget, pfSkew, pfSkew
+	t.LogInterval, t.LogSettle, t.LogTailTTL = pfInterval, pfSettle, 0
+	return t
+}
+
+const (
+	pfNodes = 3
+	pfNS    = "app"
 	// pfConverge bounds how long every node may take to serve an
 	// acknowledged write through the log: far below the nodes' 30 s fresh
 	// window, so nothing but the log can have told them.
@@ -129,7 +139,7 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 
 func pfConfig(tweak func(*publisher.Config)) publisher.Config {
 	cfg := publisher.DefaultConfig()
-	cfg.PublishBudget, cfg.ClockSkew, cfg.LogSettle = pfBudget, pfSkew, pfSettle
+	cfg.Timing = pfTiming()
 	cfg.Logger = discard()
 	if tweak != nil {
 		tweak(&cfg)
@@ -260,11 +270,11 @@ func pfNode(t *testing.T, store origin.Store, name string, seeds []string) *data
 	ml := *g.Memberlist
 	ml.LogOutput = io.Discard
 	g.Memberlist = &ml
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: 30 * time.Second, Stale: time.Hour}
 	n, err := dataplane.Open(context.Background(), dataplane.Config{
-		Origin: store, Cache: copts, Gossip: &g, Namespaces: []string{},
-		Follow: &follow.Config{Interval: pfInterval, Settle: pfSettle, Batch: 1000},
+		Origin: store, Cache: copts, Gossip: &g.Cluster, Namespaces: []string{},
+		Timing: pfTiming(),
 		Logger: discard(), Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/replica"
 	"github.com/dataplane/dataplane/publisher"
@@ -25,6 +25,15 @@ import (
 // heard of a version the replica does not hold yet never serves the older
 // replica answer as fresh (only marked stale), and serves the new version,
 // fresh, once the replica has it.
+// replicaTiming is the timing of nodes reading a replica lag behind the
+// primary, settled settle behind the log read every 250 ms: the other
+// constants are the publishers' (origin.DefaultTiming).
+func replicaTiming(settle, lag time.Duration) origin.Timing {
+	t := origin.DefaultTiming()
+	t.LogInterval, t.LogSettle, t.ReplicaLag = 250*time.Millisecond, settle, lag
+	return t
+}
+
 func TestLaggingReplica(t *testing.T) {
 	const (
 		lag    = time.Second
@@ -48,11 +57,11 @@ func TestLaggingReplica(t *testing.T) {
 		ml := *g.Memberlist
 		ml.LogOutput = io.Discard
 		g.Memberlist = &ml
-		copts := cache.DefaultOptions()
+		copts := cache.DefaultConfig()
 		copts.Default = cache.Window{Fresh: 30 * time.Second, Stale: time.Hour}
 		n, err := dataplane.Open(ctx, dataplane.Config{
-			Origin: local, Cache: copts, Gossip: &g, Namespaces: []string{},
-			Follow: &follow.Config{Interval: 250 * time.Millisecond, Settle: settle, Batch: 1000},
+			Origin: local, Cache: copts, Gossip: &g.Cluster, Namespaces: []string{},
+			Timing: replicaTiming(settle, lag),
 			Logger: discard(), Registerer: prometheus.NewRegistry(),
 		})
 		if err != nil {
@@ -62,7 +71,7 @@ func TestLaggingReplica(t *testing.T) {
 		ns = append(ns, n)
 	}
 	pcfg := publisher.DefaultConfig()
-	pcfg.LogSettle = settle
+	pcfg.Timing.LogSettle = settle
 	pcfg.Logger = discard()
 	pcfg.Notifier = publisher.NotifierFunc(func(ctx context.Context, rec record.Record) error {
 		return ns[0].Publish(ctx, rec)
@@ -71,7 +80,7 @@ func TestLaggingReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm := pcfg.Timing()
+	tm := pcfg.Timing
 	tm.ReplicaLag = lag
 	if err := tm.Validate(); err != nil {
 		t.Fatal(err)

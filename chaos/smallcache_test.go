@@ -15,7 +15,6 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/publisher"
@@ -44,7 +43,7 @@ func TestSmallCacheLaggingReplica(t *testing.T) {
 	primary, local, _ := startReplica(t, ctx, lag, 11)
 
 	pcfg := publisher.DefaultConfig()
-	pcfg.LogSettle = settle
+	pcfg.Timing.LogSettle = settle
 	pcfg.Logger = discard()
 	pcfg.Schemas = nil
 	var ns []*dataplane.Node
@@ -93,13 +92,13 @@ func TestSmallCacheLaggingReplica(t *testing.T) {
 		ml := *g.Memberlist
 		ml.LogOutput = io.Discard
 		g.Memberlist = &ml
-		copts := cache.DefaultOptions()
+		copts := cache.DefaultConfig()
 		copts.Default = cache.Window{Fresh: 30 * time.Second, Stale: time.Hour}
 		copts.MaxBytes = 40 * 400 // about 40 of the 300 values
 		regs[i] = prometheus.NewRegistry()
 		n, err := dataplane.Open(ctx, dataplane.Config{
-			Origin: local, Cache: copts, Gossip: &g, Namespaces: []string{"routes"},
-			Follow: &follow.Config{Interval: 250 * time.Millisecond, Settle: settle, Batch: 1000},
+			Origin: local, Cache: copts, Gossip: &g.Cluster, Namespaces: []string{"routes"},
+			Timing: replicaTiming(settle, lag),
 			Logger: discard(), Registerer: regs[i],
 		})
 		if err != nil {

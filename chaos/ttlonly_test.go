@@ -10,7 +10,7 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/follow"
+	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/schema"
@@ -49,11 +49,17 @@ func TestTTLOnlyFailsClosed(t *testing.T) {
 	}
 
 	faulty := NewFaultyStore(raw)
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour} // the TTL proves nothing within a run
 	n, err := dataplane.Open(ctx, dataplane.Config{
 		Origin: faulty, Cache: copts, Logger: discard(), Registerer: prometheus.NewRegistry(),
-		Follow:    &follow.Config{Interval: 200 * time.Millisecond, Settle: 300 * time.Millisecond, Batch: 1000},
+		// The log read every 200 ms, settled 300 ms behind: the publisher
+		// above writes only before the node starts, so no publish budget
+		// longer than that settle is ever in flight.
+		Timing: origin.Timing{
+			PublishBudget: 250 * time.Millisecond, ClockSkew: 50 * time.Millisecond, MaxFutureSkew: 5 * time.Second,
+			LogInterval: 200 * time.Millisecond, LogSettle: 300 * time.Millisecond, SnapshotLag: origin.DefaultSnapshotLag,
+		},
 		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
 	})
 	if err != nil {

@@ -263,6 +263,12 @@ func TestAlertsFire(t *testing.T) {
 		DataDir:   t.TempDir(),
 		AnyPorts:  true,
 		Staleness: map[string]dataplane.Policy{sentinel.KeysNamespace: {FailClosedAfter: failClosed}},
+		// Checkpoints renewed within D: a quiet namespace stays proven.
+		Timing: func() origin.Timing {
+			tm := origin.LocalTiming()
+			tm.CheckpointLifetime = failClosed
+			return tm
+		}(),
 		// Checkpoints pushed by gossip would keep sentinel-2 proven
 		// current while cut from the origin (rightly: gossip still
 		// reaches it). Without the push, the dev sentinels, which read

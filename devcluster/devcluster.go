@@ -79,6 +79,11 @@ type Config struct {
 	// Staleness, when set, is every sentinel's dataplane.Config.Staleness
 	// (e.g. keys failing closed after seconds, not minutes, in a test).
 	Staleness map[string]dataplane.Policy
+	// Timing is the timing of the publisher, the cache node and the
+	// sentinels (origin.Timing); the zero value means origin.LocalTiming().
+	// A short fail-closed D in Staleness needs a CheckpointLifetime short
+	// enough to renew the proof within it (dataplane.Config.Validate).
+	Timing origin.Timing
 	// WrapOrigin, when set, is given the origin store each sentinel
 	// ("sentinel-1".."sentinel-3") reads and returns the one it reads
 	// instead: a test's hook to fail one node's origin.
@@ -228,6 +233,10 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 		c.serve(upLn[i], exampleUpstream(name))
 	}
 
+	tm := cfg.Timing
+	if tm == (origin.Timing{}) {
+		tm = origin.LocalTiming()
+	}
 	// The cache node: the regional tier, in front of the directory origin.
 	cnCfg := cachenode.DefaultConfig()
 	cnCfg.Origin = c.Store
@@ -235,9 +244,11 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	cnCfg.Logger = log.With("component", "cachenode")
 	cnCfg.Registerer = prometheus.NewRegistry()
 	// sentinel-3 reads the log through the node: the shared read's age adds
-	// to the 400 ms publish budget and 50 ms skew inside its 500 ms settle.
-	cnCfg.LogTailTTL = 50 * time.Millisecond
-	cnCfg.Cache.Verifier = verifier
+	// to the publish budget and skew inside its settle (origin.Timing).
+	cnCfg.Timing = tm
+	if verifier != nil {
+		cnCfg.Verifier = verifier
+	}
 	if c.CacheNode, err = cachenode.New(cnCfg); err != nil {
 		return err
 	}
@@ -263,11 +274,10 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 		g.Region = "dev"
 		g.Seeds = seeds
 		reg := prometheus.NewRegistry()
-		fc := follow.LocalConfig()
 		node, err := dataplane.Open(ctx, dataplane.Config{
 			Origin:     store,
-			Gossip:     &g,
-			Follow:     &fc,
+			Gossip:     &g.Cluster,
+			Timing:     tm,
 			Verifier:   verifier,
 			Staleness:  cfg.Staleness,
 			DataDir:    filepath.Join(cfg.DataDir, g.Name),
@@ -286,7 +296,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 			AdminToken:    cfg.Token,
 			Gatherer:      reg,
 			Logger:        log.With("component", g.Name),
-			Gateway:       sentinel.Config{Registerer: reg},
+			Registerer:    reg,
 		})
 		if err != nil {
 			return err
@@ -299,6 +309,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	g.Logger = log.With("component", "cachenode-gossip")
 	g.Verifier = verifier
 	fc := follow.LocalConfig()
+	fc.Interval, fc.Settle = tm.LogInterval, tm.LogSettle
 	fc.Logger = log.With("component", "cachenode-follow")
 	if verifier != nil {
 		fc.Verifier = verifier
@@ -316,10 +327,8 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	pcfg.Logger = log.With("component", "publisher")
 	pcfg.Signer = signer
 	pcfg.Namespaces = []string{sentinel.RoutesNamespace, sentinel.KeysNamespace}
-	// The sentinels settle 500 ms behind the log (follow.LocalConfig),
-	// on one machine: the publisher's budget must fit inside that.
-	pcfg.LogSettle, pcfg.PublishBudget, pcfg.ClockSkew = 500*time.Millisecond, 400*time.Millisecond, 50*time.Millisecond
-	pcfg.Checkpoint = publisher.CheckpointConfig{Lifetime: publisher.DefaultCheckpointLifetime}
+	pcfg.Timing = tm
+	pcfg.Checkpoint = publisher.CheckpointConfig{Issue: true}
 	if cfg.CheckpointsFromOriginOnly {
 		// Only the Notifier's Publish: the publisher finds no
 		// PushCheckpoint on it.

@@ -21,9 +21,14 @@ type Verifier interface {
 	VerifyChange(c record.Change) error
 }
 
-// Config configures a Node. Start from DefaultLANConfig, DefaultWANConfig or
-// DefaultLocalConfig and change what you need; New validates it.
-type Config struct {
+// Cluster is what the user of a node sets of its gossip membership and
+// protocol: who it is, where it listens, whom it joins, its keys and its
+// timers. dataplane.Config.Gossip takes it, and the node derives the rest of
+// Config (verifier, clock, future skew, metrics, logs, its hooks) from its
+// own configuration, where each is stated once. Start from a preset:
+// DefaultLANConfig().Cluster, DefaultWANConfig().Cluster or
+// DefaultLocalConfig().Cluster.
+type Cluster struct {
 	// Name identifies the node in the cluster and must be unique in it. A
 	// node restarted under the same name must come back on the same
 	// address (memberlist refuses to move a name to another address unless
@@ -73,26 +78,6 @@ type Config struct {
 	// travel as an invalidation only. 0 to MaxInlineValue, and small enough
 	// that a change message fits one packet (Memberlist.UDPBufferSize).
 	InlineValueMax int
-
-	// MaxFutureSkew refuses changes whose version's time is more than this
-	// ahead of the node's clock (Now), from every path (push, relay,
-	// gossip, digests, the log), counted as dropped with reason "future":
-	// one forged or mis-stamped version near the top of the range would
-	// otherwise make every later write of its key look old on every node.
-	// Zero means 5 s.
-	MaxFutureSkew time.Duration
-
-	// Verifier, when set, checks the publisher's signature (record.Seal)
-	// of every change from every path (push, relay, gossip, digests, the
-	// log, and Publish on this node) before anything is remembered,
-	// applied or spread: a change that is unsigned, signed by an untrusted
-	// key, or whose signature (or inline value's digest) does not match is
-	// dropped and counted in messages_dropped_total with reason
-	// "unsigned", "untrusted_key", "bad_signature" or "digest_mismatch".
-	// Gossip encryption keeps strangers out; signatures keep insiders (a
-	// leaked gossip key, a compromised node) from forging. Nil: no
-	// checks, as before issue 12. Use a *sign.Verifier.
-	Verifier Verifier
 
 	// RelaysPerRegion is how many members of each other region receive a
 	// change directly and forward it to their own region, each to its
@@ -152,6 +137,48 @@ type Config struct {
 	// a large fleet that needs no fleet page may save that.
 	ReportInterval time.Duration
 
+	// Observer marks a node that serves nothing (a publisher's member):
+	// fleet receipts and the fleet view do not count it.
+	Observer bool
+
+	// Transport replaces memberlist's UDP/TCP transport, e.g. with a
+	// netsim.Transport that injects loss, delay and partitions. Nil: a
+	// memberlist.NetTransport on BindAddr:BindPort.
+	Transport memberlist.Transport
+
+	// Memberlist is the base memberlist configuration (timers, buffer
+	// sizes); the presets copy memberlist's own. Name, addresses,
+	// Transport, keys, Delegate, Events and Logger are set from the fields
+	// above and overwritten. Nil: memberlist.DefaultLANConfig().
+	Memberlist *memberlist.Config
+}
+
+// Config configures a Node: a Cluster and the settings a node derives from
+// its own configuration. Start from DefaultLANConfig, DefaultWANConfig or
+// DefaultLocalConfig and change what you need; New validates it.
+type Config struct {
+	Cluster
+
+	// MaxFutureSkew refuses changes whose version's time is more than this
+	// ahead of the node's clock (Now), from every path (push, relay,
+	// gossip, digests, the log), counted as dropped with reason "future":
+	// one forged or mis-stamped version near the top of the range would
+	// otherwise make every later write of its key look old on every node.
+	// Zero means 5 s.
+	MaxFutureSkew time.Duration
+
+	// Verifier, when set, checks the publisher's signature (record.Seal)
+	// of every change from every path (push, relay, gossip, digests, the
+	// log, and Publish on this node) before anything is remembered,
+	// applied or spread: a change that is unsigned, signed by an untrusted
+	// key, or whose signature (or inline value's digest) does not match is
+	// dropped and counted in messages_dropped_total with reason
+	// "unsigned", "untrusted_key", "bad_signature" or "digest_mismatch".
+	// Gossip encryption keeps strangers out; signatures keep insiders (a
+	// leaked gossip key, a compromised node) from forging. Nil: no
+	// checks, as before issue 12. Use a *sign.Verifier.
+	Verifier Verifier
+
 	// Held, when set, returns the newest version of ns/key the node holds
 	// or knows as a version floor, whichever path brought it (gossip, the
 	// change log, a snapshot, an origin read): a node answers a receipt's
@@ -175,21 +202,6 @@ type Config struct {
 	// counted and logged. Nil: checkpoints are relayed, not used.
 	OnCheckpoint func(raw []byte, source string) error
 
-	// Observer marks a node that serves nothing (a publisher's member):
-	// fleet receipts and the fleet view do not count it.
-	Observer bool
-
-	// Transport replaces memberlist's UDP/TCP transport, e.g. with a
-	// netsim.Transport that injects loss, delay and partitions. Nil: a
-	// memberlist.NetTransport on BindAddr:BindPort.
-	Transport memberlist.Transport
-
-	// Memberlist is the base memberlist configuration (timers, buffer
-	// sizes); the presets copy memberlist's own. Name, addresses,
-	// Transport, keys, Delegate, Events and Logger are set from the fields
-	// above and overwritten. Nil: memberlist.DefaultLANConfig().
-	Memberlist *memberlist.Config
-
 	// Registerer receives the node's metrics. Nil: none. Several nodes in
 	// one process need distinct registries (or prometheus.WrapRegistererWith
 	// a label each).
@@ -207,7 +219,7 @@ type Config struct {
 // over memberlist.DefaultLANConfig.
 func DefaultLANConfig() Config {
 	host, _ := os.Hostname()
-	return Config{
+	return Config{Cluster: Cluster{
 		Name:              host,
 		Region:            "default",
 		BindAddr:          "0.0.0.0",
@@ -222,7 +234,7 @@ func DefaultLANConfig() Config {
 		RecentMax:         16384,
 		QueueMax:          4096,
 		Memberlist:        memberlist.DefaultLANConfig(),
-	}
+	}}
 }
 
 // DefaultWANConfig returns a configuration for a cluster spanning regions,

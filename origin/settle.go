@@ -7,16 +7,22 @@ import (
 )
 
 // Timing gathers the timing constants of the write and read paths that must
-// agree, so that one function (Validate) checks them together. The rule they
-// encode, which readers of the change log rely on:
+// agree, so that one function (Validate) checks them together. Publishers
+// (publisher.Config.Timing) and nodes (dataplane.Config.Timing) take the
+// same struct: give both sides the same value (a preset, DefaultTiming,
+// WANTiming or LocalTiming, changed where needed), and each refuses to
+// start with a set that breaks a rule. The rule readers of the change log
+// rely on:
 //
 //	A change whose version was taken at wall time t is in the change log by
 //	t + PublishBudget, or its publish is never acknowledged (it is retried
 //	under a fresh version, or fails). A node that read the whole log at
 //	time T therefore knows every change with a version at or below
-//	T - PublishBudget - ClockSkew, and may move its log cursor there
-//	(gossip.Config.LogSettle), and a snapshot that claims every change up
-//	to its version must keep that version as far behind the clock.
+//	T - PublishBudget - ClockSkew (later still when it reads a replica or
+//	a cache tier's shared read, ReplicaLag and LogTailTTL), and may move
+//	its log cursor there (LogSettle), and a snapshot that claims every
+//	change up to its version must keep that version as far behind the
+//	clock.
 //
 // A crash between a publish's record write and its log append breaks the
 // first half of the rule for one change; the publisher's repair pass finds
@@ -25,60 +31,169 @@ import (
 type Timing struct {
 	// PublishBudget is the longest a publisher lets a write run from taking
 	// its version to the change-log append before giving that version up.
+	// Flag: -publish-budget.
 	PublishBudget time.Duration
 	// ClockSkew is the most any publisher's clock may differ from any
-	// reader's.
+	// reader's. Flag: -clock-skew.
 	ClockSkew time.Duration
+	// MaxClockOffset bounds how far a publisher's clock may be from the
+	// origin's (S3 and DynamoDB tell their time) before its writes are
+	// refused (publisher.ErrClockOffset); zero turns that check off. Not
+	// above ClockSkew: readers assume clocks within ClockSkew. Flag:
+	// -max-clock-offset.
+	MaxClockOffset time.Duration
+	// MaxFutureSkew is how far ahead of a node's clock a version may be
+	// before the node refuses it, from every path (DESIGN.md decision 8).
+	// At least ClockSkew, or honest writes are refused. Flag:
+	// -max-future-skew.
+	MaxFutureSkew time.Duration
+	// LogInterval is how often nodes read the change log (with or without
+	// gossip). Flag: -log-interval.
+	LogInterval time.Duration
 	// LogSettle is how far behind the time of a complete log read a reader
-	// moves its cursor (gossip.Config.LogSettle).
+	// moves its cursor. Flag: -log-settle.
 	LogSettle time.Duration
-	// SnapshotLag is how far behind the wall clock a snapshot's version is
-	// kept (the publisher's snapshotLag).
+	// SnapshotLag is how far behind the wall clock a publisher keeps a
+	// snapshot's version.
 	SnapshotLag time.Duration
-	// LogRetention is how much change log is kept below the oldest snapshot
-	// (publisher.Config.LogRetention); 0 never trims.
+	// LogRetention is how much change log, in version time, a publisher
+	// keeps below the oldest snapshot; 0 never trims. Flag: -log-retention.
 	LogRetention time.Duration
 	// ReplicaLag is the longest a regional replica's change log trails the
 	// primary's (origin/replica, Global Tables, bucket replication); 0
 	// when readers read the primary. Readers of a replica see an entry that
-	// much later, so their LogSettle must cover it too.
+	// much later, so their LogSettle must cover it too. Flag: -replica-lag.
 	ReplicaLag time.Duration
+	// LogTailTTL is how long one cache node's change-log read answers its
+	// region's readers (cachenode); an answer may miss changes appended up
+	// to that long before, so readers' LogSettle must cover it too. Zero:
+	// every read reaches the origin. Flag: -log-tail-ttl.
+	LogTailTTL time.Duration
+	// CheckpointLifetime is how long a publisher's signed checkpoint proves
+	// anything; it is renewed before half of it has passed. Zero: no
+	// checkpoints are issued. Nodes check it against each fail-closed
+	// namespace's D. Flag: -checkpoint-lifetime.
+	CheckpointLifetime time.Duration
 }
 
-// Validate checks that the constants agree:
-//   - PublishBudget is positive and ClockSkew not negative;
-//   - LogSettle >= PublishBudget + ClockSkew + ReplicaLag, or readers
-//     advance past changes still allowed to arrive;
+// DefaultSnapshotLag is the SnapshotLag of the presets.
+const DefaultSnapshotLag = 5 * time.Second
+
+// DefaultTiming returns the timing of one data center: writes in the log
+// within 1 s of taking their version, clocks within 250 ms (and a
+// publisher's within 250 ms of the origin's), versions up to 5 s ahead
+// accepted, the log read every 5 s and settled 2 s behind, a day of log kept
+// behind the snapshots, cache nodes sharing a log read for 250 ms,
+// checkpoints living 5 minutes (the default D of a namespace that fails
+// closed).
+func DefaultTiming() Timing {
+	return Timing{
+		PublishBudget:      time.Second,
+		ClockSkew:          250 * time.Millisecond,
+		MaxClockOffset:     250 * time.Millisecond,
+		MaxFutureSkew:      5 * time.Second,
+		LogInterval:        5 * time.Second,
+		LogSettle:          2 * time.Second,
+		SnapshotLag:        DefaultSnapshotLag,
+		LogRetention:       24 * time.Hour,
+		LogTailTTL:         250 * time.Millisecond,
+		CheckpointLifetime: 5 * time.Minute,
+	}
+}
+
+// WANTiming returns DefaultTiming with a settle of 3 s, for publishers and
+// readers spread over regions.
+func WANTiming() Timing {
+	t := DefaultTiming()
+	t.LogSettle = 3 * time.Second
+	return t
+}
+
+// LocalTiming returns the timing of everything on one machine (tests, the
+// dev mode): writes in the log within 400 ms, clocks within 50 ms, the log
+// read every second and settled 500 ms behind, cache nodes sharing a log
+// read for 50 ms.
+func LocalTiming() Timing {
+	t := DefaultTiming()
+	t.PublishBudget = 400 * time.Millisecond
+	t.ClockSkew = 50 * time.Millisecond
+	t.MaxClockOffset = 50 * time.Millisecond
+	t.LogInterval = time.Second
+	t.LogSettle = 500 * time.Millisecond
+	t.LogTailTTL = 50 * time.Millisecond
+	return t
+}
+
+// ErrTiming is wrapped by every error Validate returns.
+var ErrTiming = errors.New("inconsistent timing")
+
+// Validate checks that the constants agree, and reports every rule broken
+// in one error (wrapping ErrTiming) that names the constants, their values
+// and the rule:
+//   - PublishBudget is positive; no constant is negative;
+//   - LogSettle >= PublishBudget + ClockSkew + ReplicaLag + LogTailTTL, or
+//     readers move past changes still allowed to arrive;
 //   - SnapshotLag >= PublishBudget + ClockSkew, or a snapshot claims changes
 //     still allowed to arrive;
 //   - LogRetention is 0 (never trim) or SnapshotLag + LogRetention is at
 //     least 2 * LogSettle: the log is trimmed at most to the oldest
 //     snapshot's version minus LogRetention, and that point must stay two
 //     settle windows behind the clock, or a node whose cursor is one settle
-//     window behind finds its log trimmed and reloads everything.
+//     window behind finds its log trimmed and reloads everything;
+//   - MaxClockOffset <= ClockSkew: the publisher's clock check must not
+//     let through a clock further off than readers assume;
+//   - MaxFutureSkew is 0 (not stated: a publisher's side) or >= ClockSkew,
+//     or nodes refuse honest writes from a publisher whose clock is ahead;
+//   - CheckpointLifetime is 0 (no checkpoints) or more than
+//     2 * (PublishBudget + ClockSkew): a checkpoint is renewed before half
+//     of its lifetime, and its version trails its issue by that much.
+//
+// LogInterval is 0 on a publisher's side; a node (dataplane.Open) needs it
+// positive and checks it, with its fail-closed bounds, on top of these.
 func (t Timing) Validate() error {
 	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if t.PublishBudget <= 0 {
-		errs = append(errs, fmt.Errorf("publish budget %s must be positive", t.PublishBudget))
+		bad("PublishBudget=%s must be positive", t.PublishBudget)
 	}
-	if t.ClockSkew < 0 {
-		errs = append(errs, fmt.Errorf("clock skew %s must not be negative", t.ClockSkew))
-	}
-	if t.ReplicaLag < 0 {
-		errs = append(errs, fmt.Errorf("replica lag %s must not be negative", t.ReplicaLag))
+	for _, c := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"ClockSkew", t.ClockSkew}, {"MaxClockOffset", t.MaxClockOffset}, {"MaxFutureSkew", t.MaxFutureSkew},
+		{"LogInterval", t.LogInterval}, {"LogSettle", t.LogSettle}, {"SnapshotLag", t.SnapshotLag},
+		{"LogRetention", t.LogRetention}, {"ReplicaLag", t.ReplicaLag}, {"LogTailTTL", t.LogTailTTL},
+		{"CheckpointLifetime", t.CheckpointLifetime},
+	} {
+		if c.d < 0 {
+			bad("%s=%s must not be negative", c.name, c.d)
+		}
 	}
 	need := t.PublishBudget + t.ClockSkew
-	if t.LogSettle < need+t.ReplicaLag {
-		errs = append(errs, fmt.Errorf("log settle %s is below publish budget %s + clock skew %s + replica lag %s: readers would move past changes still arriving", t.LogSettle, t.PublishBudget, t.ClockSkew, t.ReplicaLag))
+	if t.LogSettle < need+t.ReplicaLag+t.LogTailTTL {
+		bad("LogSettle=%s < PublishBudget=%s + ClockSkew=%s + ReplicaLag=%s + LogTailTTL=%s: readers would move their cursor past changes still arriving",
+			t.LogSettle, t.PublishBudget, t.ClockSkew, t.ReplicaLag, t.LogTailTTL)
 	}
 	if t.SnapshotLag < need {
-		errs = append(errs, fmt.Errorf("snapshot lag %s is below publish budget %s + clock skew %s: snapshots would claim changes still arriving", t.SnapshotLag, t.PublishBudget, t.ClockSkew))
+		bad("SnapshotLag=%s < PublishBudget=%s + ClockSkew=%s: snapshots would claim changes still arriving", t.SnapshotLag, t.PublishBudget, t.ClockSkew)
 	}
-	if t.LogRetention < 0 || (t.LogRetention > 0 && t.SnapshotLag+t.LogRetention < 2*t.LogSettle) {
-		errs = append(errs, fmt.Errorf("log retention %s must be 0 (never trim) or, with snapshot lag %s, reach 2 * log settle %s", t.LogRetention, t.SnapshotLag, t.LogSettle))
+	if t.LogRetention > 0 && t.SnapshotLag+t.LogRetention < 2*t.LogSettle {
+		bad("SnapshotLag=%s + LogRetention=%s < 2 * LogSettle=%s: a reader one settle window behind would find its log trimmed (LogRetention=0 never trims)",
+			t.SnapshotLag, t.LogRetention, t.LogSettle)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("timing: %w", err)
+	if t.MaxClockOffset > t.ClockSkew {
+		bad("MaxClockOffset=%s > ClockSkew=%s: a publisher's clock check would let through a clock further off than readers assume (MaxClockOffset=0 turns the check off)",
+			t.MaxClockOffset, t.ClockSkew)
+	}
+	if t.MaxFutureSkew > 0 && t.MaxFutureSkew < t.ClockSkew {
+		bad("MaxFutureSkew=%s < ClockSkew=%s: nodes would refuse honest versions from a publisher whose clock is ahead", t.MaxFutureSkew, t.ClockSkew)
+	}
+	if t.CheckpointLifetime > 0 && t.CheckpointLifetime <= 2*need {
+		bad("CheckpointLifetime=%s <= 2 * (PublishBudget=%s + ClockSkew=%s): a checkpoint would expire before its renewal's version is settled",
+			t.CheckpointLifetime, t.PublishBudget, t.ClockSkew)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrTiming, errors.Join(errs...))
 	}
 	return nil
 }

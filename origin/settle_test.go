@@ -1,6 +1,7 @@
 package origin_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -9,28 +10,34 @@ import (
 )
 
 func TestTimingValidate(t *testing.T) {
-	good := origin.Timing{
-		PublishBudget: time.Second, ClockSkew: 250 * time.Millisecond,
-		LogSettle: 2 * time.Second, SnapshotLag: 5 * time.Second, LogRetention: 24 * time.Hour,
-	}
+	good := origin.DefaultTiming()
 	cases := []struct {
 		name string
 		edit func(*origin.Timing)
 		want string // "" means valid
 	}{
 		{"defaults", func(*origin.Timing) {}, ""},
+		{"wan", func(t *origin.Timing) { *t = origin.WANTiming() }, ""},
+		{"local", func(t *origin.Timing) { *t = origin.LocalTiming() }, ""},
 		{"never trim", func(t *origin.Timing) { t.LogRetention = 0 }, ""},
-		{"settle exactly budget plus skew", func(t *origin.Timing) { t.LogSettle = 1250 * time.Millisecond }, ""},
-		{"no budget", func(t *origin.Timing) { t.PublishBudget = 0 }, "publish budget"},
-		{"negative skew", func(t *origin.Timing) { t.ClockSkew = -1 }, "clock skew"},
-		{"settle below budget plus skew", func(t *origin.Timing) { t.LogSettle = time.Second }, "log settle"},
-		{"snapshot lag below budget plus skew", func(t *origin.Timing) { t.SnapshotLag = time.Second }, "snapshot lag"},
+		{"settle exactly budget plus skew plus tail", func(t *origin.Timing) { t.LogSettle = 1500 * time.Millisecond }, ""},
+		{"no budget", func(t *origin.Timing) { t.PublishBudget = 0 }, "PublishBudget=0s must be positive"},
+		{"negative skew", func(t *origin.Timing) { t.ClockSkew = -1 }, "ClockSkew=-1ns must not be negative"},
+		{"settle below budget plus skew", func(t *origin.Timing) { t.LogSettle = time.Second },
+			"LogSettle=1s < PublishBudget=1s + ClockSkew=250ms + ReplicaLag=0s + LogTailTTL=250ms"},
+		{"snapshot lag below budget plus skew", func(t *origin.Timing) { t.SnapshotLag = time.Second }, "SnapshotLag=1s < PublishBudget=1s + ClockSkew=250ms"},
 		{"retention trims inside two settle windows", func(t *origin.Timing) {
 			t.SnapshotLag, t.LogSettle, t.LogRetention = 2*time.Second, 2*time.Second, time.Second
-		}, "log retention"},
-		{"negative retention", func(t *origin.Timing) { t.LogRetention = -1 }, "log retention"},
-		{"replica lag covered", func(t *origin.Timing) { t.ReplicaLag = 750 * time.Millisecond }, ""},
-		{"replica lag past settle", func(t *origin.Timing) { t.ReplicaLag = time.Second }, "replica lag"},
+		}, "SnapshotLag=2s + LogRetention=1s < 2 * LogSettle=2s"},
+		{"negative retention", func(t *origin.Timing) { t.LogRetention = -1 }, "LogRetention=-1ns"},
+		{"replica lag covered", func(t *origin.Timing) { t.ReplicaLag = 500 * time.Millisecond }, ""},
+		{"replica lag past settle", func(t *origin.Timing) { t.ReplicaLag = time.Second }, "ReplicaLag=1s"},
+		{"log tail past settle", func(t *origin.Timing) { t.LogTailTTL = time.Second }, "LogTailTTL=1s: readers would move"},
+		{"clock offset past skew", func(t *origin.Timing) { t.MaxClockOffset = 2 * time.Second },
+			"MaxClockOffset=2s > ClockSkew=250ms"},
+		{"clock check off", func(t *origin.Timing) { t.MaxClockOffset = 0 }, ""},
+		{"future skew below skew", func(t *origin.Timing) { t.MaxFutureSkew = 100 * time.Millisecond }, "MaxFutureSkew=100ms < ClockSkew=250ms"},
+		{"short checkpoint lifetime", func(t *origin.Timing) { t.CheckpointLifetime = 2 * time.Second }, "CheckpointLifetime=2s <= 2 * (PublishBudget=1s + ClockSkew=250ms)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -40,7 +47,7 @@ func TestTimingValidate(t *testing.T) {
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("Validate(%+v) = %v, want nil", tm, err)
-			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			case c.want != "" && (!errors.Is(err, origin.ErrTiming) || !strings.Contains(err.Error(), c.want)):
 				t.Fatalf("Validate(%+v) = %v, want an error naming %q", tm, err, c.want)
 			}
 		})

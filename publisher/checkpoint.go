@@ -19,21 +19,14 @@ import (
 	"github.com/dataplane/dataplane/statehash"
 )
 
-// DefaultCheckpointLifetime is the default CheckpointConfig.Lifetime: the
-// default D of a namespace that fails closed (dataplane's
-// DefaultFailClosedAfter), so checkpoints, renewed before half of it has
-// passed, keep every following node's proof younger than D/2 plus the
-// propagation delay.
-const DefaultCheckpointLifetime = 5 * time.Minute
-
 // CheckpointConfig configures the signed per-namespace checkpoints a
 // publisher with a Signer issues (package checkpoint, DESIGN decision 11).
 type CheckpointConfig struct {
-	// Lifetime is how long a checkpoint proves anything (its ExpiresAt is
-	// its IssuedAt plus Lifetime); a checkpoint is renewed before half of
-	// it has passed even if its namespace does not change. Zero issues no
-	// checkpoints; otherwise Config.Signer must be set.
-	Lifetime time.Duration
+	// Issue turns checkpoints on; Config.Signer must be set. Each is valid
+	// for Config.Timing.CheckpointLifetime (its ExpiresAt is its IssuedAt
+	// plus that) and is renewed before half of it has passed even if its
+	// namespace does not change. False issues none.
+	Issue bool
 	// Interval is the least time between two checkpoints of a namespace
 	// while it changes, and how often the issuer reads the change log.
 	// Zero means one second.
@@ -44,19 +37,19 @@ type CheckpointConfig struct {
 	OnIssue func(*checkpoint.Checkpoint)
 }
 
-func (c *CheckpointConfig) validate(signer *sign.Signer) error {
-	switch {
-	case c.Lifetime < 0:
-		return fmt.Errorf("publisher: Checkpoint.Lifetime must not be negative, got %v", c.Lifetime)
-	case c.Lifetime > 0 && signer == nil:
-		return errors.New("publisher: Checkpoint.Lifetime needs a Signer: checkpoints are signed")
-	case c.Interval < 0:
-		return fmt.Errorf("publisher: Checkpoint.Interval must not be negative, got %v", c.Interval)
-	case c.Lifetime > 0 && c.Interval >= c.Lifetime/2:
-		return fmt.Errorf("publisher: Checkpoint.Interval %v must be below half of Lifetime %v", c.Interval, c.Lifetime)
-	}
+func (c *CheckpointConfig) validate(signer *sign.Signer, lifetime time.Duration) error {
 	if c.Interval == 0 {
 		c.Interval = time.Second
+	}
+	switch {
+	case c.Issue && signer == nil:
+		return errors.New("publisher: Checkpoint.Issue needs a Signer: checkpoints are signed")
+	case c.Issue && lifetime <= 0:
+		return fmt.Errorf("publisher: Checkpoint.Issue needs a positive Timing.CheckpointLifetime, got %v", lifetime)
+	case c.Interval < 0:
+		return fmt.Errorf("publisher: Checkpoint.Interval must not be negative, got %v", c.Interval)
+	case c.Issue && c.Interval >= lifetime/2:
+		return fmt.Errorf("publisher: Checkpoint.Interval=%v must be below half of Timing.CheckpointLifetime=%v", c.Interval, lifetime)
 	}
 	return nil
 }
@@ -131,7 +124,7 @@ func newIssuer(p *Publisher, cfg CheckpointConfig) (*issuer, error) {
 }
 
 // ErrNoCheckpoints means RunCheckpoints was called on a publisher that
-// issues none (no Config.Checkpoint.Lifetime).
+// issues none (Config.Checkpoint.Issue false).
 var ErrNoCheckpoints = errors.New("publisher: checkpoints not configured")
 
 // RunCheckpoints issues checkpoints until ctx is done, when it returns nil:
@@ -183,7 +176,7 @@ func (p *Publisher) IssueCheckpoints(ctx context.Context, now time.Time) ([]*che
 // settled is the newest version the change log can be trusted to hold
 // whole when read after now.
 func (is *issuer) settled(now time.Time) record.Version {
-	return record.MakeVersion(now.Add(-is.p.cfg.LogSettle), 0)
+	return record.MakeVersion(now.Add(-is.p.cfg.Timing.LogSettle), 0)
 }
 
 func (is *issuer) tick(ctx context.Context, now time.Time) ([]*checkpoint.Checkpoint, error) {
@@ -405,11 +398,11 @@ func (is *issuer) maybeIssue(ctx context.Context, ns string, n *nsIssue, now tim
 		}
 		age := now.Sub(l.IssuedAt)
 		changed := !l.Hash.Equal(&h) || l.Count != n.st.Count()
-		if !(changed && age >= is.cfg.Interval) && age < is.cfg.Lifetime/2 {
+		if !(changed && age >= is.cfg.Interval) && age < is.p.cfg.Timing.CheckpointLifetime/2 {
 			return nil, nil
 		}
 	}
-	c := &checkpoint.Checkpoint{Namespace: ns, Version: n.cursor, TombstoneFloor: n.st.Floor(), Count: n.st.Count(), Hash: h, IssuedAt: now, ExpiresAt: now.Add(is.cfg.Lifetime)}
+	c := &checkpoint.Checkpoint{Namespace: ns, Version: n.cursor, TombstoneFloor: n.st.Floor(), Count: n.st.Count(), Hash: h, IssuedAt: now, ExpiresAt: now.Add(is.p.cfg.Timing.CheckpointLifetime)}
 	if n.last != nil {
 		c.Prev = n.last.Version
 	}
@@ -432,7 +425,7 @@ func (is *issuer) maybeIssue(ctx context.Context, ns string, n *nsIssue, now tim
 
 // journalKeep is how far behind the settled version an issuer that writes
 // no snapshots keeps its journal.
-const journalKeep = 2 * snapshotLag
+const journalKeep = 2 * origin.DefaultSnapshotLag
 
 // forget trims n's journal to what the next snapshot proof can need: the
 // state at the latest snapshot's version (the journal then holds the
@@ -441,7 +434,7 @@ const journalKeep = 2 * snapshotLag
 func (is *issuer) forget(n *nsIssue, now time.Time) {
 	keep := n.snapVersion
 	if !n.proving {
-		keep = max(keep, record.MakeVersion(now.Add(-is.p.cfg.LogSettle-journalKeep), 0))
+		keep = max(keep, record.MakeVersion(now.Add(-is.p.cfg.Timing.LogSettle-journalKeep), 0))
 	}
 	n.st.Forget(min(keep, n.cursor))
 }
@@ -528,7 +521,7 @@ func (is *issuer) prove(ctx context.Context, ns string, v record.Version, recs [
 	}
 	proof := &checkpoint.SnapshotProof{Checkpoint: &checkpoint.Checkpoint{
 		Namespace: ns, Version: v, Prev: min(n.lastProof, v), TombstoneFloor: n.st.Floor(), Count: cnt, Hash: h,
-		IssuedAt: now, ExpiresAt: now.Add(is.cfg.Lifetime),
+		IssuedAt: now, ExpiresAt: now.Add(is.p.cfg.Timing.CheckpointLifetime),
 	}}
 	for _, k := range keys {
 		proof.Above = append(proof.Above, checkpoint.AtVersion{Key: k, Element: els[k]})

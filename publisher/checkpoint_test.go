@@ -73,10 +73,10 @@ func checkpointConfig(s *sign.Signer, lag time.Duration) func(*publisher.Config)
 	return func(c *publisher.Config) {
 		c.Signer = s
 		c.Clock = record.NewClock(func() time.Time { return time.Now().Add(-lag) })
-		c.MaxClockOffset = 0 // the clock lags on purpose
-		c.LogRetention, c.TombstoneHorizon = 0, 0
-		c.PublishBudget, c.ClockSkew, c.LogSettle = time.Second, 100*time.Millisecond, 1200*time.Millisecond
-		c.Checkpoint = publisher.CheckpointConfig{Lifetime: time.Minute, Interval: time.Second}
+		c.Timing.MaxClockOffset = 0 // the clock lags on purpose
+		c.Timing.LogRetention, c.Timing.LogTailTTL, c.TombstoneHorizon = 0, 0, 0
+		c.Timing.PublishBudget, c.Timing.ClockSkew, c.Timing.LogSettle = time.Second, 100*time.Millisecond, 1200*time.Millisecond
+		c.Timing.CheckpointLifetime, c.Checkpoint = time.Minute, publisher.CheckpointConfig{Issue: true, Interval: time.Second}
 	}
 }
 
@@ -356,13 +356,17 @@ func TestCheckpointCadence(t *testing.T) {
 // in half the lifetime.
 func TestCheckpointConfig(t *testing.T) {
 	store, _ := dir.Open(t.TempDir())
-	for name, c := range map[string]publisher.CheckpointConfig{
-		"no signer":     {Lifetime: time.Minute},
-		"long interval": {Lifetime: time.Minute, Interval: 40 * time.Second},
-		"negative":      {Lifetime: -time.Second},
+	for name, c := range map[string]struct {
+		ck       publisher.CheckpointConfig
+		lifetime time.Duration
+	}{
+		"no signer":     {publisher.CheckpointConfig{Issue: true}, time.Minute},
+		"long interval": {publisher.CheckpointConfig{Issue: true, Interval: 40 * time.Second}, time.Minute},
+		"no lifetime":   {publisher.CheckpointConfig{Issue: true}, 0},
+		"negative":      {publisher.CheckpointConfig{Issue: true}, -time.Second},
 	} {
 		cfg := publisher.DefaultConfig()
-		cfg.Checkpoint = c
+		cfg.Checkpoint, cfg.Timing.CheckpointLifetime = c.ck, c.lifetime
 		if name != "no signer" {
 			s, _ := signingKeys(t)
 			cfg.Signer = s
@@ -392,7 +396,7 @@ func TestCheckpointUnsignedChanges(t *testing.T) {
 	var mu sync.Mutex
 	writeAt := now.Add(-10 * time.Second)
 	clock := record.NewClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return writeAt })
-	unsigned := newEnv(t, store, func(c *publisher.Config) { c.Clock, c.MaxClockOffset = clock, 0 })
+	unsigned := newEnv(t, store, func(c *publisher.Config) { c.Clock, c.Timing.MaxClockOffset = clock, 0 })
 	issuer := newEnv(t, store, func(c *publisher.Config) {
 		checkpointConfig(signer, 0)(c)
 		c.Clock = clock

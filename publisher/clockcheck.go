@@ -11,7 +11,7 @@ import (
 )
 
 // ErrClockOffset means this host's clock is further from the origin's than
-// Config.MaxClockOffset allows: the write was refused before it took a
+// Config.Timing.MaxClockOffset allows: the write was refused before it took a
 // version, and nothing was written.
 var ErrClockOffset = errors.New("publisher: this host's clock is too far from the origin's")
 
@@ -19,8 +19,12 @@ var ErrClockOffset = errors.New("publisher: this host's clock is too far from th
 // origin's time is read again.
 const clockRecheck = 30 * time.Second
 
-// dateResolution is the resolution of the origin's time (an HTTP Date).
-const dateResolution = time.Second
+// dateResolution is how far behind the origin's clock its time (an HTTP
+// Date) may read: one second of resolution, and one more for servers that
+// cache their Date header for up to a second (versitygw, over fasthttp:
+// on one host, its Date read 0.9 s behind the second this host's clock was
+// in). The check counts it in the clock's favour.
+const dateResolution = 2 * time.Second
 
 // clockCheck remembers the last good reading, so that only one write every
 // clockRecheck pays for a read of the origin's time.
@@ -36,7 +40,7 @@ type clockCheck struct {
 // write that follows finds out whether the origin is there at all.
 func (p *Publisher) checkClock(ctx context.Context) error {
 	oc, ok := p.store.(origin.Clock)
-	if !ok || p.cfg.MaxClockOffset == 0 {
+	if !ok || p.cfg.Timing.MaxClockOffset == 0 {
 		return nil
 	}
 	cc := &p.clockCheck
@@ -55,7 +59,7 @@ func (p *Publisher) checkClock(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := offsetError(sent, received, server, p.cfg.MaxClockOffset); err != nil {
+	if err := offsetError(sent, received, server, p.cfg.Timing.MaxClockOffset); err != nil {
 		p.m.clockRefused.Inc()
 		return err
 	}
@@ -64,7 +68,7 @@ func (p *Publisher) checkClock(ctx context.Context) error {
 }
 
 // offsetError compares the local times a request was sent and answered with
-// the origin's time in the answer (truncated to dateResolution): the
+// the origin's time in the answer (at most dateResolution behind): the
 // origin's true time when it answered lies in [server, server+resolution),
 // and the local time then in [sent, received]. It reports an offset only
 // when every combination is beyond max.

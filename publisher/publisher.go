@@ -6,7 +6,7 @@
 // Notifier (a gossip node) so the fleet hears of it at once. The change log is
 // the backstop: a failed notification is logged and counted but never fails a
 // write that is already durable. A write is acknowledged only once it is in
-// the change log within Config.PublishBudget of taking its version (the rule
+// the change log within Config.Timing.PublishBudget of taking its version (the rule
 // of origin.Timing that log readers rely on): an attempt that overruns it is
 // published again under a fresh version, and Repair (RunRepair) finishes
 // writes a crash left between the compare-and-swap and the log.
@@ -86,21 +86,15 @@ type Config struct {
 	// every namespace this Publisher writes and every namespace it finds in
 	// the change log while snapshotting.
 	Namespaces []string
-	// LogRetention is how much change log, measured in version time, Run
-	// keeps below the oldest snapshot it maintains, so that a node whose
-	// log cursor is a little behind a new snapshot can still follow the log
-	// instead of reloading. Zero never trims the log. Trimming forgets the
-	// changes of namespaces nobody snapshots: list every namespace written
-	// by other publishers in Namespaces.
-	LogRetention time.Duration
 	// TombstoneHorizon is how long a delete stays in the snapshots: a
 	// tombstone whose version is older than this is left out of the next
 	// snapshot that rewrites its namespace's base, so deleted keys do not
-	// accumulate forever. It must cover LogRetention (a node that can still
+	// accumulate forever. It must cover Timing.LogRetention (a node that can still
 	// follow the log reads the delete there) and the longest a node may be
 	// absent and still resume from state it kept (a node absent longer
 	// reloads the snapshot, where a key that is absent counts as deleted).
-	// Zero keeps tombstones forever. Must be zero or at least LogRetention.
+	// Zero keeps tombstones forever. Must be zero or at least
+	// Timing.LogRetention.
 	TombstoneHorizon time.Duration
 	// SnapshotLayout says how a snapshot is cut into objects in a store
 	// that supports origin.SnapshotParts (each pass then writes only the
@@ -113,24 +107,9 @@ type Config struct {
 	// nothing is written. Nil means schema.Builtin(): routes and keys are
 	// checked. schema.NewRegistry() checks nothing.
 	Schemas *schema.Registry
-	// PublishBudget is the longest a write may take from taking its
-	// version to having its change-log entry appended (see origin.Timing
-	// for the rule readers rely on). A write that overruns it is retried
-	// under a fresh version; one that overruns it PublishAttempts times is
-	// not acknowledged. Must be positive.
-	PublishBudget time.Duration
 	// PublishAttempts is how many versions a write may try before it
-	// fails for overrunning PublishBudget. Must be at least 1.
+	// fails for overrunning Timing.PublishBudget. Must be at least 1.
 	PublishAttempts int
-	// ClockSkew is the most the clocks of publishers and readers may
-	// differ. Not negative.
-	ClockSkew time.Duration
-	// LogSettle is the readers' gossip.Config.LogSettle: how far behind a
-	// complete log read they move their cursor. New checks it against
-	// PublishBudget, ClockSkew, the snapshot lag and LogRetention
-	// (origin.Timing.Validate). Set it to the smallest LogSettle of any
-	// node reading this origin.
-	LogSettle time.Duration
 	// RepairInterval is how often RunRepair looks for publishes that
 	// crashed between their record write and their log append. Must be
 	// positive.
@@ -139,51 +118,46 @@ type Config struct {
 	// publisher issues (RunCheckpoints; Run runs it) and the proofs of the
 	// snapshots it writes. The zero value issues none.
 	Checkpoint CheckpointConfig
-	// MaxClockOffset bounds how far this host's clock (Clock's wall time)
-	// may be from the origin's when the origin can tell its time
-	// (origin.Clock: S3 and DynamoDB). Before it takes versions, and then
-	// at most every 30 s, a publisher reads the origin's time; when its own
-	// clock is provably further ahead or behind than this, every write
-	// fails with an error wrapping ErrClockOffset and nothing is written:
-	// versions far ahead would be refused by every node (and, once stored,
-	// would hold the key above every honest write), versions far behind
-	// would land below the log cursors of every reader. The origin's time
-	// has one-second resolution; the check counts that in the clock's
-	// favour, so it never refuses a clock within the bound. Zero turns the
-	// check off; not negative.
-	MaxClockOffset time.Duration
+	// Timing holds the timing constants this publisher shares with the
+	// nodes that read its origin (give them the same value): its
+	// PublishBudget (the longest a write may take from taking its version
+	// to having its change-log entry appended; a write that overruns it is
+	// retried under a fresh version, one that overruns it PublishAttempts
+	// times is not acknowledged), ClockSkew, MaxClockOffset (the bound of
+	// this host's clock against the origin's: before it takes versions,
+	// and then at most every 30 s, a publisher reads the origin's time when
+	// the origin can tell it, S3 and DynamoDB; when its own clock is
+	// provably further off, every write fails with an error wrapping
+	// ErrClockOffset and nothing is written; the origin's time has
+	// one-second resolution and may be cached for a second more, counted in
+	// the clock's favour), LogSettle (the
+	// smallest of any reader), SnapshotLag (how far behind the clock a
+	// snapshot's version is kept), LogRetention (how much change log, in
+	// version time, Run keeps below the oldest snapshot it maintains, so
+	// that a node whose log cursor is a little behind a new snapshot can
+	// still follow the log; zero never trims; trimming forgets the changes
+	// of namespaces nobody snapshots: list every namespace written by
+	// other publishers in Namespaces), ReplicaLag and CheckpointLifetime
+	// (how long an issued checkpoint is valid). New refuses a set that
+	// breaks a rule of origin.Timing.Validate. The zero value means
+	// origin.DefaultTiming().
+	Timing origin.Timing
 }
 
 // DefaultConfig returns the configuration a control plane starts from:
-// notifications bounded to 2 s, snapshots every minute, a day of change log
-// kept behind the snapshots, deletes kept in the snapshots for a week, a
-// write in the log within 1 s of taking its version (5 versions tried) for
-// readers that settle 2 s behind (gossip.DefaultLANConfig) with clocks
-// within 250 ms, and a crash repair pass every 10 s.
+// notifications bounded to 2 s, snapshots every minute, deletes kept in the
+// snapshots for a week, 5 versions tried per write, a crash repair pass
+// every 10 s, and origin.DefaultTiming (a write in the log within 1 s of
+// taking its version for readers that settle 2 s behind with clocks within
+// 250 ms, a day of change log kept behind the snapshots).
 func DefaultConfig() Config {
 	return Config{
 		NotifyTimeout:    2 * time.Second,
 		SnapshotInterval: time.Minute,
-		LogRetention:     24 * time.Hour,
 		TombstoneHorizon: 7 * 24 * time.Hour,
-		PublishBudget:    time.Second,
 		PublishAttempts:  5,
-		ClockSkew:        250 * time.Millisecond,
-		LogSettle:        2 * time.Second,
 		RepairInterval:   10 * time.Second,
-		MaxClockOffset:   2 * time.Second,
-	}
-}
-
-// Timing returns the timing constants this configuration commits the
-// publisher and the readers of its origin to.
-func (c *Config) Timing() origin.Timing {
-	return origin.Timing{
-		PublishBudget: c.PublishBudget,
-		ClockSkew:     c.ClockSkew,
-		LogSettle:     c.LogSettle,
-		SnapshotLag:   snapshotLag,
-		LogRetention:  c.LogRetention,
+		Timing:           origin.DefaultTiming(),
 	}
 }
 
@@ -194,26 +168,23 @@ func (c *Config) validate() error {
 	if c.SnapshotInterval <= 0 {
 		return fmt.Errorf("publisher: SnapshotInterval must be positive, got %v", c.SnapshotInterval)
 	}
-	if c.LogRetention < 0 {
-		return fmt.Errorf("publisher: LogRetention must not be negative, got %v", c.LogRetention)
+	if c.Timing == (origin.Timing{}) {
+		c.Timing = origin.DefaultTiming()
 	}
-	if c.TombstoneHorizon < 0 || c.TombstoneHorizon > 0 && c.TombstoneHorizon < c.LogRetention {
-		return fmt.Errorf("publisher: TombstoneHorizon must be zero or at least LogRetention (%v), got %v", c.LogRetention, c.TombstoneHorizon)
+	if err := c.Timing.Validate(); err != nil {
+		return fmt.Errorf("publisher: Config.Timing: %w", err)
+	}
+	if c.TombstoneHorizon < 0 || c.TombstoneHorizon > 0 && c.TombstoneHorizon < c.Timing.LogRetention {
+		return fmt.Errorf("publisher: TombstoneHorizon must be zero or at least Timing.LogRetention (%v), got %v", c.Timing.LogRetention, c.TombstoneHorizon)
 	}
 	if c.PublishAttempts < 1 {
 		return fmt.Errorf("publisher: PublishAttempts must be at least 1, got %d", c.PublishAttempts)
 	}
-	if c.MaxClockOffset < 0 {
-		return fmt.Errorf("publisher: MaxClockOffset must not be negative, got %v", c.MaxClockOffset)
-	}
 	if c.RepairInterval <= 0 {
 		return fmt.Errorf("publisher: RepairInterval must be positive, got %v", c.RepairInterval)
 	}
-	if err := c.Checkpoint.validate(c.Signer); err != nil {
+	if err := c.Checkpoint.validate(c.Signer, c.Timing.CheckpointLifetime); err != nil {
 		return err
-	}
-	if err := c.Timing().Validate(); err != nil {
-		return fmt.Errorf("publisher: %w", err)
 	}
 	for _, ns := range c.Namespaces {
 		if err := record.ValidateNamespace(ns); err != nil {
@@ -322,7 +293,7 @@ func New(store origin.Store, cfg Config) (*Publisher, error) {
 			return nil, err
 		}
 	}
-	if cfg.Checkpoint.Lifetime > 0 {
+	if cfg.Checkpoint.Issue {
 		var err error
 		if p.ckpt, err = newIssuer(p, cfg.Checkpoint); err != nil {
 			return nil, err
@@ -399,7 +370,7 @@ func (p *Publisher) writeFresh(ctx context.Context, rec record.Record, op string
 // value Config.Schemas refuses, with one wrapping schema.ErrInvalid, and
 // nothing is written.
 //
-// A version whose time is more than Config.PublishBudget ago (a republish
+// A version whose time is more than Config.Timing.PublishBudget ago (a republish
 // after a crash, an import of old versions) can no longer be appended to
 // the log where readers look: the value is then published again under a
 // fresh version above it (see commit), so the origin holds a version newer
@@ -440,7 +411,7 @@ func (p *Publisher) PutVersion(ctx context.Context, rec record.Record) (written 
 }
 
 // ErrBudget means a write could not reach the change log within
-// Config.PublishBudget under any of Config.PublishAttempts versions, so it is
+// Config.Timing.PublishBudget under any of Config.PublishAttempts versions, so it is
 // not acknowledged. The origin may hold it (or hold it later): the repair
 // pass (Repair) then publishes it again under a fresh version.
 var ErrBudget = errors.New("publish overran its settle budget")
@@ -496,7 +467,7 @@ func (p *Publisher) commit(ctx context.Context, rec record.Record, over record.V
 		if attempt == 1 && over == 0 && !fresh {
 			taken = earliest(taken, rec.Version.Time())
 		}
-		deadline := taken.Add(p.cfg.PublishBudget)
+		deadline := taken.Add(p.cfg.Timing.PublishBudget)
 		actx, cancel := context.WithDeadline(ctx, deadline)
 		var (
 			w   bool
@@ -538,7 +509,7 @@ func (p *Publisher) commit(ctx context.Context, rec record.Record, over record.V
 		p.m.late.Inc()
 		p.log.Warn("publish overran its settle budget; publishing again under a fresh version",
 			"namespace", rec.Namespace, "key", rec.Key, "version", rec.Version.String(),
-			"budget", p.cfg.PublishBudget, "attempt", attempt, "err", err)
+			"budget", p.cfg.Timing.PublishBudget, "attempt", attempt, "err", err)
 		last = err
 	}
 	if last == nil {
@@ -597,7 +568,7 @@ func (p *Publisher) clearNotes(ctx context.Context, pend origin.Pending, notes [
 	if pend == nil {
 		return
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.PublishBudget)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Timing.PublishBudget)
 	defer cancel()
 	for _, c := range notes {
 		if err := pend.DeletePending(cctx, c); err != nil {
@@ -649,7 +620,7 @@ func (p *Publisher) Repair(ctx context.Context) (int, error) {
 	var errs []error
 	for _, n := range notes {
 		age := now.Sub(n.Version.Time())
-		if age <= p.cfg.PublishBudget+p.cfg.ClockSkew {
+		if age <= p.cfg.Timing.PublishBudget+p.cfg.Timing.ClockSkew {
 			continue
 		}
 		cur, err := p.store.Get(ctx, n.Namespace, n.Key, 0)

@@ -11,14 +11,13 @@ import (
 	"github.com/dataplane/dataplane/record"
 )
 
-// snapshotLag keeps a snapshot's Version this far behind the wall clock. A
-// version is assigned before its write reaches the origin and the change log,
+// Config.Timing.SnapshotLag keeps a snapshot's Version this far behind the
+// wall clock. A version is assigned before its write reaches the origin and the change log,
 // so the newest log entries may still have older siblings in flight; a
 // snapshot that claimed to cover them would let a cold node, which follows
 // the log only after the snapshot's Version, miss those. Records changed more
 // recently are still included: a snapshot may hold records newer than its
 // Version, and readers apply the log after it by version, idempotently.
-const snapshotLag = 5 * time.Second
 
 // logPage is how many changes one ReadLog call asks for.
 const logPage = 1000
@@ -110,7 +109,7 @@ func (p *Publisher) appendDelta(ctx context.Context, ps origin.SnapshotParts, ns
 
 // SnapshotAll snapshots every namespace the publisher knows (Config.Namespaces,
 // those it wrote, those found in the change log) and then, when
-// Config.LogRetention is set and every one succeeded, trims the change log
+// Config.Timing.LogRetention is set and every one succeeded, trims the change log
 // below the oldest snapshot's version minus the retention. It returns the
 // joined errors of the namespaces that failed; the others are still written.
 func (p *Publisher) SnapshotAll(ctx context.Context) error {
@@ -128,14 +127,14 @@ func (p *Publisher) SnapshotAll(ctx context.Context) error {
 			oldest = snap.Version
 		}
 	}
-	if len(errs) > 0 && p.cfg.LogRetention > 0 {
+	if len(errs) > 0 && p.cfg.Timing.LogRetention > 0 {
 		// Never silently: a namespace that keeps failing stops the log
 		// from being trimmed, and the log grows until someone looks.
 		p.m.trimSkipped.Inc()
 		p.log.Error("change log not trimmed: some namespaces have no up-to-date snapshot",
 			"failed", len(errs), "namespaces", len(known))
 	}
-	if len(errs) > 0 || len(known) == 0 || p.cfg.LogRetention <= 0 {
+	if len(errs) > 0 || len(known) == 0 || p.cfg.Timing.LogRetention <= 0 {
 		return errors.Join(errs...)
 	}
 	if len(p.namespaces()) != len(known) {
@@ -143,7 +142,7 @@ func (p *Publisher) SnapshotAll(ctx context.Context) error {
 		// changes until the next pass has snapshotted them.
 		return nil
 	}
-	keep := record.Version(uint64(p.cfg.LogRetention.Milliseconds()) << 16)
+	keep := record.Version(uint64(p.cfg.Timing.LogRetention.Milliseconds()) << 16)
 	if oldest <= keep {
 		return nil
 	}
@@ -259,7 +258,7 @@ func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version)
 			changed[c.Key] = c.Version
 		}
 	}
-	if cutoff := record.MakeVersion(time.Now().Add(-snapshotLag), 0); top > cutoff {
+	if cutoff := record.MakeVersion(time.Now().Add(-p.cfg.Timing.SnapshotLag), 0); top > cutoff {
 		top = cutoff
 	}
 	delta := record.Snapshot{Namespace: ns, Records: make([]record.Record, 0, len(changed))}

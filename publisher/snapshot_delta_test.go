@@ -156,7 +156,7 @@ func TestSnapshotDropsOldTombstones(t *testing.T) {
 			})
 			e := newEnv(t, store, func(c *publisher.Config) {
 				c.Clock = pastClock()
-				c.LogRetention = 0
+				c.Timing.LogRetention = 0
 				c.TombstoneHorizon = 24 * time.Hour
 				c.SnapshotLayout = tc.layout
 			})
@@ -215,7 +215,7 @@ func TestTombstoneHorizonValidated(t *testing.T) {
 		{0, -time.Hour, false},
 	} {
 		cfg := publisher.DefaultConfig()
-		cfg.LogRetention, cfg.TombstoneHorizon = tc.retention, tc.horizon
+		cfg.Timing.LogRetention, cfg.TombstoneHorizon = tc.retention, tc.horizon
 		_, err := publisher.New(mem.New(), cfg)
 		if (err == nil) != tc.ok {
 			t.Errorf("LogRetention %v, TombstoneHorizon %v: New err %v, want ok=%v", tc.retention, tc.horizon, err, tc.ok)
@@ -233,7 +233,7 @@ func TestTrimSkippedIsVisible(t *testing.T) {
 	store.failNS = "keys"
 	e := newEnv(t, store, func(c *publisher.Config) {
 		c.Clock = pastClock()
-		c.LogRetention = time.Millisecond
+		c.Timing.LogRetention = time.Millisecond
 		c.TombstoneHorizon = 0
 	})
 	ctx := testCtx(t)

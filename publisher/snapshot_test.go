@@ -133,7 +133,7 @@ func TestSnapshotAllTrims(t *testing.T) {
 		e := newEnv(t, store, func(c *publisher.Config) {
 			c.Clock = pastClock()
 			c.Namespaces = []string{"routes"}
-			c.LogRetention = time.Millisecond
+			c.Timing.LogRetention = time.Millisecond
 		})
 		other := newEnv(t, store, func(c *publisher.Config) { c.Clock = pastClock() }) // another control plane
 		ctx := testCtx(t)

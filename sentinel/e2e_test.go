@@ -72,7 +72,7 @@ func (e *env) put(t *testing.T, ns, key string, v any) {
 // start opens a node with a short fresh window (so the outage tests are past
 // it) and a sentinel server over it.
 func (e *env) start(t *testing.T) (*dataplane.Node, *sentinel.Server) {
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: 50 * time.Millisecond, Stale: time.Hour}
 	copts.RefreshTimeout = 500 * time.Millisecond
 	reg := prometheus.NewRegistry()
@@ -87,7 +87,7 @@ func (e *env) start(t *testing.T) (*dataplane.Node, *sentinel.Server) {
 	srv, err := sentinel.Start(sentinel.ServerConfig{
 		Node: n, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AdminToken: "adm", Gatherer: reg,
 		ReadHeaderTimeout: 500 * time.Millisecond,
-		Gateway:           sentinel.Config{Registerer: reg},
+		Registerer:        reg,
 	})
 	if err != nil {
 		t.Fatal(err)

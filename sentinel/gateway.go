@@ -48,10 +48,25 @@ func (f SourceFunc) Get(ctx context.Context, ns, key string) (record.Record, err
 	return f(ctx, ns, key)
 }
 
-// Config configures a Gateway.
+// Config configures a Gateway: a Proxy and what its host provides.
 type Config struct {
+	Proxy
 	// Source provides routes and keys. Required.
 	Source Source
+	// Now is the clock for key expiry. Default time.Now.
+	Now func() time.Time
+	// Logger receives one line per failed request; never a raw key.
+	Logger *slog.Logger
+	// Registerer receives the gateway's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Transport overrides the upstream transport (tests, benchmarks).
+	Transport *http.Transport
+}
+
+// Proxy is what the user of a sentinel sets of its gateway
+// (ServerConfig.Gateway): upstream timeouts, the key id header and the
+// bounds on lookups of strangers' hosts and keys.
+type Proxy struct {
 	// DialTimeout bounds connecting to one upstream; a failed connect moves
 	// on to the next upstream of the route. Default 2s.
 	DialTimeout time.Duration
@@ -61,14 +76,6 @@ type Config struct {
 	// KeyIDHeader carries the verified key's id to the upstream. Default
 	// "X-Dataplane-Key-Id". The raw key is never forwarded.
 	KeyIDHeader string
-	// Now is the clock for key expiry. Default time.Now.
-	Now func() time.Time
-	// Logger receives one line per failed request; never a raw key.
-	Logger *slog.Logger
-	// Registerer receives the gateway's metrics; nil registers nothing.
-	Registerer prometheus.Registerer
-	// Transport overrides the upstream transport (tests, benchmarks).
-	Transport *http.Transport
 
 	// The bounds below apply to lookups of hosts and keys the Source does
 	// not hold (see Holder): each may cost an origin read, and a stranger

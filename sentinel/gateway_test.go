@@ -363,7 +363,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "Source") {
 		t.Fatalf("missing source: %v", err)
 	}
-	if _, err := New(Config{Source: &mapSource{}, DialTimeout: -1}); err == nil || !strings.Contains(err.Error(), "DialTimeout") {
+	if _, err := New(Config{Source: &mapSource{}, Proxy: Proxy{DialTimeout: -1}}); err == nil || !strings.Contains(err.Error(), "DialTimeout") {
 		t.Fatalf("negative timeout: %v", err)
 	}
 }

@@ -46,7 +46,7 @@ func (s *countingStore) Get(ctx context.Context, ns, key string, ifNewer record.
 
 // limitsEnv is a node over a counting directory origin holding two known
 // routes, and a sentinel over it.
-func limitsEnv(t *testing.T, gw sentinel.Config) (*countingStore, *dataplane.Node, *sentinel.Server) {
+func limitsEnv(t *testing.T, gw sentinel.Proxy, now func() time.Time) (*countingStore, *dataplane.Node, *sentinel.Server) {
 	t.Helper()
 	ctx := context.Background()
 	d, err := dir.Open(t.TempDir())
@@ -69,14 +69,14 @@ func limitsEnv(t *testing.T, gw sentinel.Config) (*countingStore, *dataplane.Nod
 		t.Fatal(err)
 	}
 	cs := &countingStore{Store: d}
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: time.Hour, Stale: time.Hour} // no revalidation reads during the test
 	copts.MaxBytes = 1 << 20
 	n, err := dataplane.Open(ctx, dataplane.Config{Origin: cs, Cache: copts, Namespaces: []string{sentinel.RoutesNamespace}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := sentinel.Start(sentinel.ServerConfig{Node: n, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), Gateway: gw})
+	srv, err := sentinel.Start(sentinel.ServerConfig{Node: n, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), Gateway: gw, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,10 +112,10 @@ func TestRandomHostsBounded(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			const limit = 4
 			frozen := time.Now()
-			cs, n, srv := limitsEnv(t, sentinel.Config{
+			cs, n, srv := limitsEnv(t, sentinel.Proxy{
 				MaxConcurrentMisses: limit, MissWait: 5 * time.Millisecond,
-				MissRate: tc.rate, MissBurst: 50, Now: func() time.Time { return frozen },
-			})
+				MissRate: tc.rate, MissBurst: 50,
+			}, func() time.Time { return frozen })
 			g := srv.Gateway()
 			readsBefore := cs.reads.Load()
 			var codes sync.Map

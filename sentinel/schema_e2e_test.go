@@ -66,7 +66,7 @@ func TestMalformedRouteRefusedAtTheDoor(t *testing.T) {
 		return fmt.Sprintf(`{"deployment_id":"d%d","upstreams":[%q]}`, up, ups[up].URL)
 	}
 
-	copts := cache.DefaultOptions()
+	copts := cache.DefaultConfig()
 	copts.Default = cache.Window{Fresh: 20 * time.Millisecond, Stale: time.Hour} // rereads the origin often
 	n, err := dataplane.Open(ctx, dataplane.Config{Origin: store, Cache: copts, Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()})
 	if err != nil {

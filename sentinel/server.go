@@ -64,8 +64,14 @@ type ServerConfig struct {
 	// bytes/s; a negative BodyMinRate turns this off.
 	BodyTimeout time.Duration
 	BodyMinRate int64
-	// Gateway tunes the gateway; its Source is set to Node.
-	Gateway Config
+	// Gateway tunes the gateway; its Source is Node, its logs go to Logger
+	// and its metrics to Registerer.
+	Gateway Proxy
+	// Registerer receives the gateway's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Now is the gateway's clock (key expiry, miss rate); nil means
+	// time.Now.
+	Now func() time.Time
 	// Gatherer is what /metrics exposes; nil means the default gatherer.
 	Gatherer prometheus.Gatherer
 	// ReadHeaderTimeout bounds reading a request's headers (slow clients).
@@ -114,11 +120,7 @@ func Start(cfg ServerConfig) (*Server, error) {
 	if cfg.BodyMinRate == 0 {
 		cfg.BodyMinRate = 512
 	}
-	gcfg := cfg.Gateway
-	gcfg.Source = nodeSource{cfg.Node}
-	if gcfg.Logger == nil {
-		gcfg.Logger = cfg.Logger
-	}
+	gcfg := Config{Proxy: cfg.Gateway, Source: nodeSource{cfg.Node}, Logger: cfg.Logger, Registerer: cfg.Registerer, Now: cfg.Now}
 	g, err := New(gcfg)
 	if err != nil {
 		return nil, err

@@ -72,7 +72,7 @@ func startDirServer(t *testing.T, edit func(*sentinel.ServerConfig)) *dirServer 
 	}
 	cfg := sentinel.ServerConfig{
 		Node: n, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AdminToken: "adm_token_SECRET",
-		Gatherer: reg, Logger: log, Gateway: sentinel.Config{Registerer: reg},
+		Gatherer: reg, Logger: log, Registerer: reg,
 	}
 	if edit != nil {
 		edit(&cfg)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/origin"
@@ -85,9 +84,14 @@ func TestAPIKeyCheckFailsClosed(t *testing.T) {
 	}
 	g := gossip.DefaultLocalConfig()
 	g.Insecure, g.Name, g.Region = true, "s1", "local"
-	fc := follow.Config{Interval: 300 * time.Millisecond, Settle: 100 * time.Millisecond, Batch: 1000}
+	// The log read every 300 ms, settled 100 ms behind: this test's
+	// writes go straight to the origin, within that budget.
+	tm := origin.Timing{
+		PublishBudget: 100 * time.Millisecond, MaxFutureSkew: 5 * time.Second,
+		LogInterval: 300 * time.Millisecond, LogSettle: 100 * time.Millisecond, SnapshotLag: origin.DefaultSnapshotLag,
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: store, Gossip: &g, Follow: &fc, Logger: log, Staleness: policies})
+	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: store, Gossip: &g.Cluster, Timing: tm, Logger: log, Staleness: policies})
 	if err != nil {
 		t.Fatal(err)
 	}

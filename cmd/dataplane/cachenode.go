@@ -12,11 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/dataplane/dataplane/admin"
-	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/cachenode"
-	"github.com/dataplane/dataplane/checkpoint"
-	"github.com/dataplane/dataplane/follow"
-	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/cli"
 )
 
@@ -54,7 +50,6 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	writeToken := fs.String("write-token", "", "token required on writes forwarded to the origin (required)")
 	readToken := fs.String("read-token", "", "token required on reads (empty: reads open)")
 	adminToken := fs.String("admin-token", "", "bearer token for the admin debug endpoints")
-	logTailTTL := fs.Duration("log-tail-ttl", cachenode.DefaultLogTailTTL, "how long one origin change-log read answers the region's log readers (0: every read goes to the origin); readers' log settle window must cover it on top of the publish budget and clock skew")
 	ckptTTL := fs.Duration("checkpoint-ttl", cachenode.DefaultCheckpointTTL, "how long one origin read of a namespace's latest signed checkpoint answers the region's sentinels (0: every read goes to the origin); the node never answers a checkpoint older than one it has read")
 	var apiTLS, admTLS serverTLSFlags
 	apiTLS.register(fs, "", "cache node API")
@@ -100,52 +95,28 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		// node also refuses what it cannot verify: records, and the
 		// checkpoints and snapshot proofs it serves to the sentinels
 		// behind it (which verify them again, and match them).
-		cfg.Cache.Verifier = verifier
-		skew := cfg.Cache.MaxFutureSkew
-		if skew <= 0 {
-			skew = cache.DefaultMaxFutureSkew
-		}
-		cfg.CheckpointVerifier = &checkpoint.Verifier{Keys: verifier, MaxSkew: skew}
+		cfg.Verifier = verifier
 	}
 	cfg.Logger, cfg.Registerer = log, reg
-	cfg.LogTailTTL = *logTailTTL
+	cfg.Timing = nf.timing.timing()
 	cfg.CheckpointTTL = *ckptTTL
+	var members func() any
+	if nf.gossip {
+		// The cache node follows the change log when it gossips:
+		// gossip's repair and its log tail's freshness need it.
+		g, err := nf.gossipConfig()
+		if err != nil {
+			return err
+		}
+		cfg.Gossip = &g.Cluster
+	}
 	srv, err := cachenode.New(cfg)
 	if err != nil {
 		return usageError{err}
 	}
 	defer srv.Close()
-	var members func() any
 	if nf.gossip {
-		g, err := nf.gossipConfig()
-		if err != nil {
-			return err
-		}
-		g.Logger, g.Registerer = log, reg
-		if verifier != nil {
-			g.Verifier = verifier
-			// Checkpoints pushed by the publisher reach the node's
-			// readers before its next origin read finds them.
-			g.OnCheckpoint = srv.OfferCheckpoint
-		}
-		// The cache node follows the change log when it gossips, as
-		// before: gossip's repair and its log tail's freshness need it.
-		fc := nf.followConfig()
-		fc.Logger, fc.Registerer = log, reg
-		if verifier != nil {
-			fc.Verifier = verifier
-		}
-		fl, err := follow.New(fc, srv, store)
-		if err != nil {
-			return usageError{err}
-		}
-		defer func() { _ = fl.Close() }()
-		gn, err := gossip.New(g, srv, fl)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = gn.Leave(2 * time.Second); _ = gn.Close() }()
-		members = func() any { return gn.Members() }
+		members = func() any { return srv.Members() }
 	}
 	errc := make(chan error, 2)
 	// The largest body either way is a snapshot (PUT by a publisher, GET by

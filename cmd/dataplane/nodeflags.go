@@ -18,7 +18,6 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/cache"
-	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/cli"
 	"github.com/dataplane/dataplane/origin"
@@ -57,8 +56,7 @@ type nodeFlags struct {
 	insecure  bool
 	logLevel  string
 
-	logInterval time.Duration // 0: the preset's (-wan or not)
-	logSettle   time.Duration // 0: the preset's
+	timing timingFlags
 }
 
 // register defines every node flag on fs.
@@ -66,29 +64,14 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	f.registerOrigin(fs)
 	f.registerCache(fs)
 	f.registerGossip(fs)
-	f.registerFollow(fs)
+	f.registerTiming(fs)
 }
 
-// registerFollow defines -log-interval and -log-settle: how the node follows
-// the origin's change log, with or without gossip.
-func (f *nodeFlags) registerFollow(fs *flag.FlagSet) {
-	fs.DurationVar(&f.logInterval, "log-interval", 0, "how often the node reads the origin's change log, with or without gossip (default 5s)")
-	fs.DurationVar(&f.logSettle, "log-settle", 0, "how far behind a complete read of the change log the node's cursor moves: at least the publishers'\npublish budget plus clock skew (default 2s, 3s with -wan)")
-}
-
-// followConfig builds the log follower's configuration from the flags.
-func (f *nodeFlags) followConfig() follow.Config {
-	fc := follow.DefaultConfig()
-	if f.wan {
-		fc = follow.WANConfig()
-	}
-	if f.logInterval != 0 {
-		fc.Interval = f.logInterval
-	}
-	if f.logSettle != 0 {
-		fc.Settle = f.logSettle
-	}
-	return fc
+// registerTiming defines the timing flags (timingFlags), whose preset
+// follows -wan.
+func (f *nodeFlags) registerTiming(fs *flag.FlagSet) {
+	f.timing.wan = &f.wan
+	f.timing.register(fs)
 }
 
 // registerOrigin defines -config, -origin, -fallback-origin and -log-level.
@@ -205,8 +188,8 @@ func (f *nodeFlags) openOrigin(ctx context.Context, log *slog.Logger) (origin.St
 }
 
 // cacheOptions builds the memory cache's options from the cache flags.
-func (f *nodeFlags) cacheOptions() cache.Options {
-	o := cache.DefaultOptions()
+func (f *nodeFlags) cacheOptions() cache.Config {
+	o := cache.DefaultConfig()
 	o.Default = cache.Window{Fresh: f.freshTTL, Stale: f.staleTTL}
 	o.NegativeTTL = f.negativeTTL
 	o.MaxBytes = f.cacheBytes
@@ -234,8 +217,7 @@ func (f *nodeFlags) nodeConfig(store origin.Store, log *slog.Logger, reg prometh
 		return cfg, usageError{errors.New("-require-checkpoints needs -trusted-keys: checkpoints are signed")}
 	}
 	cfg.RequireCheckpoints = f.requireCkpt
-	fc := f.followConfig()
-	cfg.Follow = &fc
+	cfg.Timing = f.timing.timing()
 	if !f.gossip {
 		return cfg, nil
 	}
@@ -243,8 +225,7 @@ func (f *nodeFlags) nodeConfig(store origin.Store, log *slog.Logger, reg prometh
 	if err != nil {
 		return cfg, err
 	}
-	g.Registerer, g.Logger = reg, log
-	cfg.Gossip = &g
+	cfg.Gossip = &g.Cluster
 	return cfg, nil
 }
 

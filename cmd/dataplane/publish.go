@@ -68,11 +68,11 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	token := fs.String("token", "", "publisher API token (with -api, and for serve)")
 	listen := fs.String("listen", ":8070", "serve: API listen address")
 	snapEvery := fs.Duration("snapshot-interval", time.Minute, "serve: how often namespace snapshots are written")
-	maxOffset := fs.Duration("max-clock-offset", publisher.DefaultConfig().MaxClockOffset, "refuse to write when this host's clock is further than this from the origin's (S3 and DynamoDB tell their time); 0 turns the check off")
+	tf := timingFlags{wan: &nf.wan}
+	tf.register(fs)
 	wait := fs.Duration("wait", 0, "put, delete: wait up to this long until -share of the nodes of every region have applied the write, and print the receipt (needs -seeds, or -api of a publisher in gossip); exit status 1 if not met")
 	share := fs.Float64("share", 1, "with -wait: the fraction (0, 1] of each region's nodes that must apply the write")
 	signingKey := signingKeyFlag(fs)
-	ckptLifetime := checkpointLifetimeFlag(fs)
 	var apiTLS serverTLSFlags
 	apiTLS.register(fs, "", "publisher API (serve)")
 	var apiCli tlsconfig.Client
@@ -129,12 +129,12 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cfg := publisher.DefaultConfig()
 	cfg.Logger, cfg.Registerer = log, reg
 	cfg.SnapshotInterval = *snapEvery
-	cfg.MaxClockOffset = *maxOffset
+	cfg.Timing = tf.timing()
 	if cfg.Signer, err = loadSigner(*signingKey); err != nil {
 		return err
 	}
 	if action == "serve" {
-		applyCheckpoints(&cfg, *ckptLifetime) // Run issues them
+		applyCheckpoints(&cfg) // Run issues them
 	}
 	var gn *gossip.Node
 	if len(nf.seeds) > 0 || action == "serve" && nf.gossip {

@@ -109,12 +109,12 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		BodyTimeout:    *bodyTimeout,
 		BodyMinRate:    *bodyMinRate,
 		Gatherer:       reg,
+		Registerer:     reg,
 		Logger:         log,
-		Gateway: sentinel.Config{
+		Gateway: sentinel.Proxy{
 			DialTimeout:     *dialTimeout,
 			UpstreamTimeout: *upstreamTimeout,
 			KeyIDHeader:     *keyIDHeader,
-			Registerer:      reg,
 			MissRate:        *missRate,
 			MissBurst:       *missBurst,
 

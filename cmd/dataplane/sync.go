@@ -42,9 +42,9 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	poll := fs.Duration("poll-interval", 5*time.Second, "fallback polling interval when no notification arrives")
 	batch := fs.Int("batch-size", 100, "outbox rows read per batch")
 	adminListen := fs.String("admin-listen", "", "admin listen address for /healthz, /metrics (empty: none)")
-	maxOffset := fs.Duration("max-clock-offset", publisher.DefaultConfig().MaxClockOffset, "refuse to write when this host's clock is further than this from the origin's (S3 and DynamoDB tell their time); 0 turns the check off")
+	tf := timingFlags{wan: &nf.wan}
+	tf.register(fs)
 	signingKey := signingKeyFlag(fs)
-	ckptLifetime := checkpointLifetimeFlag(fs)
 	var admTLS serverTLSFlags
 	admTLS.register(fs, "admin-", "admin listener")
 	fs.Usage = cli.Usage(fs, stderr, syncSynopsis, envPrefix)
@@ -70,11 +70,11 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	reg.MustRegister(collectors.NewGoCollector())
 	pcfg := publisher.DefaultConfig()
 	pcfg.Logger, pcfg.Registerer = log, reg
-	pcfg.MaxClockOffset = *maxOffset
+	pcfg.Timing = tf.timing()
 	if pcfg.Signer, err = loadSigner(*signingKey); err != nil {
 		return err
 	}
-	applyCheckpoints(&pcfg, *ckptLifetime)
+	applyCheckpoints(&pcfg)
 	if len(nf.seeds) > 0 {
 		g, err := nf.gossipConfig()
 		if err != nil {
@@ -118,7 +118,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		defer srv.Close()
 	}
-	if pcfg.Checkpoint.Lifetime > 0 {
+	if pcfg.Checkpoint.Issue {
 		// The process holding the key issues the checkpoints.
 		cctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})

@@ -42,7 +42,7 @@ func TestSentinelBehindTierRequiresCheckpoints(t *testing.T) {
 	}
 	cfg := publisher.DefaultConfig()
 	cfg.Signer, cfg.Schemas = signer, schema.NewRegistry()
-	cfg.Checkpoint = publisher.CheckpointConfig{Lifetime: time.Minute, Interval: 200 * time.Millisecond}
+	cfg.Timing.CheckpointLifetime, cfg.Checkpoint = time.Minute, publisher.CheckpointConfig{Issue: true, Interval: 200 * time.Millisecond}
 	pub, err := publisher.New(store, cfg)
 	if err != nil {
 		t.Fatal(err)

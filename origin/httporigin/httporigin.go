@@ -14,7 +14,7 @@
 // the region at once. Change log calls and snapshots go to the highest-scoring
 // node of a fixed key, so every sentinel of the region polls the log on one
 // node, which shares its origin log reads among them
-// (cachenode.Config.LogTailTTL): a region's log polls cost about one origin
+// (cachenode.Config.Timing.LogTailTTL): a region's log polls cost about one origin
 // read per LogTailTTL. Readers count that TTL in origin.Timing.ReplicaLag.
 // A namespace's signed checkpoints and snapshot proofs (CheckpointParts)
 // go to the node of its snapshot, which shares their origin reads too.
