@@ -178,6 +178,20 @@ func (n *Node) overlayLocal(ns string) {
 		}
 		return
 	}
+	// Only records newer than the version the node knows can change
+	// anything (Apply keeps the newer): the others are left out before
+	// load, which would otherwise check each one's signature (one
+	// ed25519 verification per record of the file, with Config.Verifier,
+	// for records the origin's snapshot just installed).
+	kept := snap.Records[:0]
+	for _, r := range snap.Records {
+		if k, ok := n.cache.Known(ns, r.Key); ok && k.Version >= r.Version {
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(snap.Records[len(kept):])
+	snap.Records = kept
 	if newer := n.load(snap); newer > 0 {
 		n.log.Info("local snapshot file newer than the origin's for some records", "namespace", ns, "records", newer)
 	}

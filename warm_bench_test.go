@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -140,9 +141,10 @@ func buildNodeWarmOrigin(b *testing.B, n int) *nodeWarmOrigin {
 }
 
 // open opens a node on o (signed: verifying, with o's trusted key and
-// checkpoints required) and checks that it warmed from the origin with
-// every record.
-func (o *nodeWarmOrigin) open(b *testing.B, signed bool) {
+// checkpoints required; dataDir: its local snapshot files, "" none) and
+// checks that it warmed from the origin with every record. The caller
+// closes it.
+func (o *nodeWarmOrigin) open(b *testing.B, signed bool, dataDir string) *dataplane.Node {
 	b.Helper()
 	cfg := dataplane.Config{
 		Origin:     o.store,
@@ -155,7 +157,9 @@ func (o *nodeWarmOrigin) open(b *testing.B, signed bool) {
 			MaxBytes:       8 << 30, // hold everything
 			RefreshTimeout: 5 * time.Second,
 		},
-		WarmTimeout: time.Minute,
+		WarmTimeout:           time.Minute,
+		DataDir:               dataDir,
+		LocalSnapshotInterval: time.Hour, // the file is written at Close
 	}
 	if signed {
 		cfg.Verifier = o.verifier
@@ -165,7 +169,6 @@ func (o *nodeWarmOrigin) open(b *testing.B, signed bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer n.Close()
 	if !n.Ready() {
 		b.Fatalf("signed=%v: node not warmed", signed)
 	}
@@ -175,6 +178,7 @@ func (o *nodeWarmOrigin) open(b *testing.B, signed bool) {
 			b.Fatalf("signed=%v: %s not loaded at %s (held: %v %s)", signed, r.Key, r.Version, ok, e.Record.Version)
 		}
 	}
+	return n
 }
 
 func processCPU() time.Duration {
@@ -188,8 +192,8 @@ func processCPU() time.Duration {
 // BenchmarkNodeWarm is issue 23's signed warm-up end to end: dataplane.Open
 // of a node on a directory origin holding one namespace of 100k and 1M
 // signed records (see nodeWarmOrigin), until Open returns with the
-// namespace loaded (then Close), two ways alternating within each
-// iteration, the order swapped every iteration:
+// namespace loaded, two ways alternating within each iteration, the
+// order swapped every iteration:
 //
 //   - unsigned: a node without a verifier (streams the snapshot into the
 //     cache);
@@ -197,6 +201,12 @@ func processCPU() time.Duration {
 //     RequireCheckpoints: it reads the snapshot's proof, verifies the
 //     checkpoint's signature and the seals above its version, and matches
 //     the whole snapshot's state hash before it serves.
+//
+// start=cold is a node without a data directory; start=restart one whose
+// data directory holds the local snapshot file (and checkpoint) its
+// previous run wrote at Close (each way its own directory, written once
+// before the timed iterations): the file is overlaid on the origin's
+// snapshot. Close is not timed.
 //
 // Reported per iteration: wall and CPU seconds (every thread) of each
 // way, and signed/unsigned of both. Run a few counts for the spread:
@@ -215,38 +225,48 @@ func BenchmarkNodeWarm(b *testing.B) {
 		if err != nil || n < nodeWarmAbove {
 			b.Fatalf("-nodewarm.records: %q", f)
 		}
-		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
-			o := origins[n]
-			if o == nil {
-				o = buildNodeWarmOrigin(b, n)
-				origins[n] = o
-			}
-			var wall, cpu [2]time.Duration
-			i := 0
-			b.ResetTimer()
-			for b.Loop() {
-				for k := range 2 {
-					signed := (i+k)%2 == 1
-					runtime.GC()
-					start, c0 := time.Now(), processCPU()
-					o.open(b, signed)
-					w := 0
-					if signed {
-						w = 1
-					}
-					wall[w] += time.Since(start)
-					cpu[w] += processCPU() - c0
+		for _, start := range []string{"cold", "restart"} {
+			b.Run(fmt.Sprintf("records=%d/start=%s", n, start), func(b *testing.B) {
+				o := origins[n]
+				if o == nil {
+					o = buildNodeWarmOrigin(b, n)
+					origins[n] = o
 				}
-				i++
-			}
-			per := func(d time.Duration) float64 { return d.Seconds() / float64(i) }
-			b.ReportMetric(per(wall[0]), "unsigned-s")
-			b.ReportMetric(per(wall[1]), "signed-s")
-			b.ReportMetric(float64(wall[1])/float64(wall[0]), "signed/unsigned")
-			b.ReportMetric(per(cpu[0]), "unsigned-cpu-s")
-			b.ReportMetric(per(cpu[1]), "signed-cpu-s")
-			b.ReportMetric(float64(cpu[1])/float64(cpu[0]), "signed/unsigned-cpu")
-			b.ReportMetric(0, "ns/op")
-		})
+				var dirs [2]string
+				if start == "restart" {
+					for w := range dirs {
+						dirs[w] = filepath.Join(o.root, fmt.Sprintf("data-%d", w))
+						if _, err := os.Stat(dirs[w]); err != nil {
+							o.open(b, w == 1, dirs[w]).Close() // writes the file
+						}
+					}
+				}
+				var wall, cpu [2]time.Duration
+				i := 0
+				b.ResetTimer()
+				for b.Loop() {
+					for k := range 2 {
+						w := (i + k) % 2 // 1: signed
+						runtime.GC()
+						start, c0 := time.Now(), processCPU()
+						node := o.open(b, w == 1, dirs[w])
+						wall[w] += time.Since(start)
+						cpu[w] += processCPU() - c0
+						b.StopTimer()
+						node.Close()
+						b.StartTimer()
+					}
+					i++
+				}
+				per := func(d time.Duration) float64 { return d.Seconds() / float64(i) }
+				b.ReportMetric(per(wall[0]), "unsigned-s")
+				b.ReportMetric(per(wall[1]), "signed-s")
+				b.ReportMetric(float64(wall[1])/float64(wall[0]), "signed/unsigned")
+				b.ReportMetric(per(cpu[0]), "unsigned-cpu-s")
+				b.ReportMetric(per(cpu[1]), "signed-cpu-s")
+				b.ReportMetric(float64(cpu[1])/float64(cpu[0]), "signed/unsigned-cpu")
+				b.ReportMetric(0, "ns/op")
+			})
+		}
 	}
 }
