@@ -216,6 +216,10 @@ type Node struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
+
+	// newCache makes a cache like the one Open made (warmAtOpen's
+	// fallback).
+	newCache func() (*cache.Cache, error)
 }
 
 // Open starts a node: it builds the cache, loads cfg.Namespaces from their
@@ -276,7 +280,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	for _, ns := range cfg.Namespaces {
 		n.progress[ns] = new(atomic.Int64)
 	}
-	resume, warmed := n.warm(ctx)
+	n.newCache = func() (*cache.Cache, error) { return cache.New(fresh.loader(cfg.Origin, cfg.Gossip == nil), copts) }
+	resume, warmed, err := n.warmAtOpen(ctx)
+	if err != nil {
+		return nil, err
+	}
 	n.needFrom = resume
 	if fc.Resume == 0 {
 		fc.Resume = resume
@@ -287,7 +295,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	fc.Logger, fc.Registerer = cfg.Logger, cfg.Registerer
 	f, err := follow.New(fc, (*logTarget)(n), cfg.Origin)
 	if err != nil {
-		c.Close()
+		n.cache.Close()
 		return nil, fmt.Errorf("dataplane: %w", err)
 	}
 	n.follower = f
@@ -314,7 +322,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		gn, err := gossip.New(g, (*applier)(n), f)
 		if err != nil {
 			_ = f.Close()
-			c.Close()
+			n.cache.Close()
 			return nil, fmt.Errorf("dataplane: %w", err)
 		}
 		n.gossip = gn

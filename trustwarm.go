@@ -14,14 +14,19 @@ import (
 // Snapshots on a verifying node, for a namespace it holds whole (see
 // trust). What each source proves:
 //
-//   - The origin's snapshot is read whole with its proof (checkpoint.
-//     GetProof at the snapshot's version) and verified whole
-//     (checkpoint.Verifier.VerifyBase): one signature for the namespace,
-//     a seal per record above the proof's version, hashing for the rest
-//     (no per-record signature at or below it). A snapshot with a proof
-//     that does not verify is refused whole, whatever the namespace's
-//     enforcement; one without a proof is refused once the namespace is
-//     enforced. A refused snapshot at warm-up falls back to the local
+//   - The origin's snapshot is read with its proof (checkpoint.GetProof
+//     at the snapshot's version) and verified whole (checkpoint.Verifier.
+//     StartBase, or VerifyBase): one signature for the namespace, a seal
+//     per record above the proof's version, hashing for the rest (no
+//     per-record signature at or below it). At warm-up, an origin that
+//     streams snapshots has each batch hashed on every core as it is
+//     decoded (provenOriginStream): at Open its records are applied as
+//     they are hashed, and a refusal drops the whole cache, made anew
+//     (warmAtOpen); on a later warm-up nothing is applied before the
+//     whole snapshot matched. Other reads take the snapshot whole first.
+//     A snapshot with a proof that does not verify is refused whole,
+//     whatever the namespace's enforcement; one without a proof is
+//     refused once the namespace is enforced. A refused snapshot at warm-up falls back to the local
 //     file and peers; at recovery the node keeps what it serves. A
 //     verified proof is the namespace's state at its version, so the
 //     node's state hash is built exactly there; an unexpired one is also

@@ -22,17 +22,77 @@ import (
 // snapshot's version; 0 when nothing was loaded) and whether every
 // namespace could be accounted for.
 func (n *Node) warm(ctx context.Context) (record.Version, bool) {
+	resume, ok, _ := n.warmWith(ctx, false)
+	return resume, ok
+}
+
+// warmAtOpen is Open's warm-up. Until Open returns nothing reads the
+// cache, so a verifying node may apply a streamed origin snapshot's
+// records as they are decoded while they are hashed on the other cores
+// (provenOriginStream with applyEach), the match coming at the end:
+// hashing then runs beside decoding and loading instead of before
+// loading. If a snapshot applied that way is refused (its hash does not
+// match, a seal does not verify, the stream fails), what it left is
+// dropped with the whole cache, which is made anew, and the warm-up is
+// done again verifying each snapshot before applying anything (warm): a
+// snapshot that does not match its proof is refused whole either way.
+func (n *Node) warmAtOpen(ctx context.Context) (record.Version, bool, error) {
+	resume, ok, err := n.warmWith(ctx, true)
+	if err == nil {
+		return resume, ok, nil
+	}
+	n.log.Error("origin snapshot refused after its records were applied while it was hashed; dropping the cache and warming up again", "err", err)
+	n.cache.Close()
+	c, cerr := n.newCache()
+	if cerr != nil {
+		return 0, false, fmt.Errorf("dataplane: cache made anew after a refused snapshot: %w", cerr)
+	}
+	n.cache = c
+	resume, ok = n.warm(ctx)
+	return resume, ok, nil
+}
+
+// errAppliedUnproven: a snapshot whose records were applied while they
+// were hashed was refused (warmAtOpen).
+var errAppliedUnproven = errors.New("snapshot records applied before a match that failed")
+
+// warmWith is warm; with applyEach (at Open only: see warmAtOpen) a
+// verifying node applies a streamed proven snapshot's records while they
+// are hashed, and the warm-up stops with an error wrapping
+// errAppliedUnproven when such a snapshot is refused. Metrics count the
+// warm-up only when it returns no error.
+func (n *Node) warmWith(ctx context.Context, applyEach bool) (record.Version, bool, error) {
 	resume := record.Version(math.MaxUint64)
 	ok := true
+	var sources []string
+	defer func() {
+		for _, s := range sources {
+			n.m.warmSource.WithLabelValues(s).Inc()
+		}
+	}()
 	for _, ns := range n.cfg.Namespaces {
 		ts := n.trust.space(ns)
 		var snap warmSnapshot
 		var proof *checkpoint.SnapshotProof
 		var err error
+		var pw *provenWarm
 		if ts != nil {
-			// A verifying node reads the snapshot whole, to verify it
-			// whole before it applies anything (see trustedOriginSnapshot).
-			snap.Snapshot, proof, err = n.trustedOriginSnapshot(ctx, ns, ts, 0)
+			// A verifying node verifies the snapshot whole before it
+			// applies anything: streamed and hashed as it is decoded
+			// when the origin streams and the snapshot has a proof
+			// (provenOriginStream), else read whole
+			// (trustedOriginSnapshot).
+			var streamed bool
+			pw, streamed, err = n.provenOriginStream(ctx, ns, ts, applyEach)
+			if errors.Is(err, errAppliedUnproven) {
+				sources = nil
+				return 0, false, err
+			}
+			if pw != nil {
+				snap.Snapshot, proof = pw.snap, pw.proof
+			} else if !streamed {
+				snap.Snapshot, proof, err = n.trustedOriginSnapshot(ctx, ns, ts, 0)
+			}
 		} else {
 			snap, err = n.originSnapshot(ctx, ns)
 		}
@@ -43,7 +103,7 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 			// Never snapshotted: nothing to load. The change log, read
 			// from its start, makes the namespace complete (if it was
 			// trimmed, the node recovers from snapshots once they exist).
-			n.m.warmSource.WithLabelValues("none").Inc()
+			sources = append(sources, "none")
 			if ts != nil {
 				n.installState(ts, record.Snapshot{Namespace: ns}, nil)
 			}
@@ -59,12 +119,14 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 			cancel()
 			if ferr != nil {
 				n.log.Error("namespace not warmed", "namespace", ns, "origin_err", err, "fallback_err", ferr)
-				n.m.warmSource.WithLabelValues("failed").Inc()
+				sources = append(sources, "failed")
 				ok = false
 				continue
 			}
 		}
 		switch {
+		case pw != nil:
+			n.loadProvenStream(ts, pw)
 		case proof != nil:
 			n.loadProven(snap.Snapshot)
 		case !snap.streamed:
@@ -72,14 +134,16 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 		}
 		snapResume := snap.Version
 		if ts != nil {
-			n.installState(ts, snap.Snapshot, proof)
+			if pw == nil {
+				n.installState(ts, snap.Snapshot, proof)
+			}
 			snapResume = n.trustedResume(ts, snap.Snapshot, source, proof != nil)
 		}
 		if source == "origin" {
 			n.overlayLocal(ns)
 		}
 		n.setWarmed(ns)
-		n.m.warmSource.WithLabelValues(source).Inc()
+		sources = append(sources, source)
 		if source != "peer" && proof == nil {
 			// A peer's Version is its own unsigned claim: it may have
 			// left a revocation out, so it proves nothing for a
@@ -93,7 +157,7 @@ func (n *Node) warm(ctx context.Context) (record.Version, bool) {
 	if resume == math.MaxUint64 {
 		resume = 0
 	}
-	return resume, ok
+	return resume, ok, nil
 }
 
 // overlayLocal applies the records of ns's local snapshot file, if any,
@@ -114,6 +178,20 @@ func (n *Node) overlayLocal(ns string) {
 		}
 		return
 	}
+	// Only records newer than the version the node knows can change
+	// anything (Apply keeps the newer): the others are left out before
+	// load, which would otherwise check each one's signature (one
+	// ed25519 verification per record of the file, with Config.Verifier,
+	// for records the origin's snapshot just installed).
+	kept := snap.Records[:0]
+	for _, r := range snap.Records {
+		if k, ok := n.cache.Known(ns, r.Key); ok && k.Version >= r.Version {
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(snap.Records[len(kept):])
+	snap.Records = kept
 	if newer := n.load(snap); newer > 0 {
 		n.log.Info("local snapshot file newer than the origin's for some records", "namespace", ns, "records", newer)
 	}
@@ -308,29 +386,8 @@ func (n *Node) originSnapshot(ctx context.Context, ns string) (warmSnapshot, err
 		progress.Store(int64(len(snap.Records)))
 		return warmSnapshot{Snapshot: snap}, err
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	done := make(chan struct{})
-	defer close(done)
-	go func() { // the watchdog: progress, not total time
-		t := time.NewTicker(n.cfg.WarmTimeout)
-		defer t.Stop()
-		var last int64
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			cur := progress.Load()
-			if cur == last {
-				cancel(fmt.Errorf("warm-up of %s: no record for %v (Config.WarmTimeout, -warm-timeout)", ns, n.cfg.WarmTimeout))
-				return
-			}
-			last = cur
-		}
-	}()
-
+	ctx, stop := n.watchProgress(ctx, ns)
+	defer stop()
 	st, err := opener.OpenSnapshot(ctx, ns)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, origin.ErrNotFound) {
@@ -373,4 +430,35 @@ func (n *Node) originSnapshot(ctx context.Context, ns string) (warmSnapshot, err
 	snap := warmSnapshot{Snapshot: record.Snapshot{Namespace: ns, Version: st.Version(), Known: st.Known()}, streamed: true}
 	n.load(snap.Snapshot) // the Known versions
 	return snap, nil
+}
+
+// watchProgress returns ctx cancelled when no record of ns has arrived
+// (n.progress[ns]) for WarmTimeout: a streamed warm-up's watchdog, which
+// bounds progress, not total time. stop ends it.
+func (n *Node) watchProgress(ctx context.Context, ns string) (_ context.Context, stop func()) {
+	progress := n.progress[ns]
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(n.cfg.WarmTimeout)
+		defer t.Stop()
+		var last int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			cur := progress.Load()
+			if cur == last {
+				cancel(fmt.Errorf("warm-up of %s: no record for %v (Config.WarmTimeout, -warm-timeout)", ns, n.cfg.WarmTimeout))
+				return
+			}
+			last = cur
+		}
+	}()
+	return ctx, func() {
+		close(done)
+		cancel(nil)
+	}
 }

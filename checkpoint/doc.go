@@ -59,10 +59,12 @@
 // where one ed25519 verification per record takes about a minute of CPU
 // (BENCHMARKS.md, "Signed warm-up"). A node that streams the snapshot
 // (record.SnapshotReader) can hash it while it decodes it:
-// Verifier.StartSnapshot checks the checkpoint, SnapshotCheck.Add takes
-// each batch of decoded records and hashes it on every core, and
+// Verifier.StartSnapshot (or StartBase, for a snapshot loaded as a base)
+// checks the checkpoint, SnapshotCheck.Add (or Take, without a copy)
+// takes each batch of decoded records and hashes it on every core, and
 // SnapshotCheck.Finish matches; nothing is proven before Finish returns
-// nil.
+// nil. SnapshotCheck.State then gives the node its State of the namespace
+// from the digests the hashing computed, without hashing anything twice.
 //
 // Rollback and freeze. A node persists the last checkpoint it verified per
 // namespace (beside its local snapshot file) and passes it as last to

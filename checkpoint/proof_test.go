@@ -108,6 +108,10 @@ func TestVerifySnapshot(t *testing.T) {
 			r[4].Value = []byte("forged")
 			return r
 		}, nil, checkpoint.ErrMismatch)
+		// ...names a key twice (a record duplicated).
+		tamper("record duplicated", func(r []record.Record) []record.Record {
+			return append(r, r[3])
+		}, nil, checkpoint.ErrMismatch)
 		// ...adds a key.
 		tamper("key added", func(r []record.Record) []record.Record {
 			return append(r, rec(s, "extra", ver(7), "x"))
@@ -138,8 +142,8 @@ func TestVerifySnapshot(t *testing.T) {
 		badC.Count--
 		tamper("checkpoint changed", func(r []record.Record) []record.Record { return r }, &checkpoint.SnapshotProof{Checkpoint: &badC, Above: proof.Above}, sign.ErrBadSignature)
 		for name, v := range map[string]*checkpoint.Verifier{"whole": v, "streamed": vs} {
-			if got := v.Refused("mismatch"); got != 7 {
-				t.Errorf("n=%d %s: %d mismatches counted, want 7", n, name, got)
+			if got := v.Refused("mismatch"); got != 8 {
+				t.Errorf("n=%d %s: %d mismatches counted, want 8", n, name, got)
 			}
 			if got := v.Refused("digest_mismatch"); got != 1 {
 				t.Errorf("n=%d %s: %d digest mismatches counted, want 1", n, name, got)
@@ -252,5 +256,112 @@ func TestSnapshotCheckFailsEarly(t *testing.T) {
 	}
 	if err := sc.Finish(); err == nil {
 		t.Fatal("Finish twice succeeded")
+	}
+}
+
+// TestSnapshotCheckState: the State a matched check builds from the
+// digests its hashing computed (SnapshotCheck.State, records given with
+// Take, no copy) is the state built by applying every element again: the
+// same hash, count and keys now, at the snapshot's version, and after the
+// tombstone floor rises past its tombstone. It is refused before a match,
+// after a mismatch, and a second time.
+func TestSnapshotCheckState(t *testing.T) {
+	for _, n := range []int{10, 5000} {
+		_, keysV, snap, proof, now := snapshotCase(t, n)
+		v := &checkpoint.Verifier{Keys: keysV, MaxSkew: time.Second, Now: func() time.Time { return now.Add(time.Hour) }} // expired: a base
+		V := proof.Checkpoint.Version
+		// The reference: the state at V element by element, the journal
+		// forgotten there, the records above V applied as changes.
+		want := checkpoint.NewState("keys")
+		above := map[string]*statehash.Element{}
+		for _, a := range proof.Above {
+			above[a.Key] = a.Element
+		}
+		for _, r := range snap.Records {
+			e := statehash.ElementOf(r)
+			if r.Version > V {
+				if above[r.Key] == nil {
+					continue
+				}
+				e = *above[r.Key]
+			}
+			if _, err := want.Apply(e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want.Forget(V)
+		for _, r := range snap.Records {
+			if r.Version > V {
+				if _, err := want.Apply(statehash.ElementOf(r)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+
+		if _, err := v.StartBase("keys", V, proof, V+1); !errors.Is(err, checkpoint.ErrRollback) {
+			t.Fatalf("n=%d: a proof older than the floor: err = %v, want ErrRollback", n, err)
+		}
+		sc, err := v.StartBase("keys", V, proof, V)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs := append([]record.Record(nil), snap.Records...)
+		for rest := recs; len(rest) > 0; rest = rest[min(7, len(rest)):] {
+			sc.Take(rest[:min(7, len(rest))])
+		}
+		if _, err := sc.State(); !errors.Is(err, record.ErrInvalid) {
+			t.Fatalf("n=%d: State before Finish: err = %v", n, err)
+		}
+		if err := sc.Finish(); err != nil {
+			t.Fatalf("n=%d: the honest snapshot is refused: %v", n, err)
+		}
+		got, err := sc.State()
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := func(what string) {
+			t.Helper()
+			gh, wh := got.Hash(), want.Hash()
+			if !gh.Equal(&wh) || got.Count() != want.Count() || got.Len() != want.Len() {
+				t.Fatalf("n=%d %s: state %d elements, %d keys; want %d, %d, or the hash differs", n, what, got.Count(), got.Len(), want.Count(), want.Len())
+			}
+			ga, gn, err := got.At(V)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wa, wn, _ := want.At(V)
+			if !ga.Equal(&wa) || gn != wn {
+				t.Fatalf("n=%d %s: the state at V differs", n, what)
+			}
+			ge, _ := got.ElementsAt(V, []string{"k00001", "late", "gone", "k00002"})
+			we, _ := want.ElementsAt(V, []string{"k00001", "late", "gone", "k00002"})
+			for k, w := range we {
+				if g := ge[k]; (g == nil) != (w == nil) || g != nil && *g != *w {
+					t.Fatalf("n=%d %s: %s at V = %v, want %v", n, what, k, g, w)
+				}
+			}
+		}
+		same("built")
+		if h, cnt, _ := got.At(V); !proof.Checkpoint.Hash.Equal(&h) || proof.Checkpoint.Count != cnt {
+			t.Fatalf("n=%d: the state at V is not the checkpoint's", n)
+		}
+		got.SetFloor(ver(600)) // past the tombstone "gone" (ver(500))
+		want.SetFloor(ver(600))
+		same("floor raised")
+		if _, err := sc.State(); err == nil {
+			t.Fatalf("n=%d: a second State succeeded (the check let go of its records)", n)
+		}
+
+		sc, err = v.StartBase("keys", V, proof, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc.Take(recs[1:])
+		if err := sc.Finish(); !errors.Is(err, checkpoint.ErrMismatch) {
+			t.Fatalf("n=%d: a record left out: err = %v, want ErrMismatch", n, err)
+		}
+		if _, err := sc.State(); err == nil {
+			t.Fatalf("n=%d: State after a mismatch", n)
+		}
 	}
 }
