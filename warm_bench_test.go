@@ -151,7 +151,7 @@ func (o *nodeWarmOrigin) open(b *testing.B, signed bool, dataDir string) *datapl
 		Namespaces: []string{"keys"},
 		Logger:     slog.New(slog.DiscardHandler),
 		Registerer: prometheus.NewRegistry(),
-		Cache: cache.Options{
+		Cache: cache.Config{
 			Default:        cache.Window{Fresh: time.Hour, Stale: 24 * time.Hour},
 			NegativeTTL:    5 * time.Second,
 			MaxBytes:       8 << 30, // hold everything
