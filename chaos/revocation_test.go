@@ -66,13 +66,10 @@ func TestChaosDroppedRevocations(t *testing.T) {
 		name = "dir, keys failing closed after 4s, UNSIGNED (no checkpoints), tombstone pushes dropped, node-0's log down in windows"
 	}
 	// The suite replays one schedule unless DATAPLANE_CHAOS_SEED names
-	// another: seed 9074572283412427316 (origin slow, then corrupt, then
-	// down, node-1 stopped) fails, an open defect (RELIABILITY.md): nodes
-	// stop matching checkpoints during the corrupt-origin window (same
-	// count, other hash), one stayed unproven 18 s past the last heal
-	// while it waited to reload, and one served a revoked key 0.4 s past
-	// the bound. Until that is found, random schedules run by hand:
+	// another; random schedules run by hand:
 	//   DATAPLANE_CHAOS_SEED=random go test -run TestChaosDroppedRevocations -v ./chaos/
+	// Seed 9074572283412427316 (origin slow, corrupt, down; node-1
+	// stopped) failed before stop 28's fixes (RELIABILITY.md).
 	if os.Getenv("DATAPLANE_CHAOS_SEED") == "" {
 		t.Setenv("DATAPLANE_CHAOS_SEED", revocationSeed)
 	} else if os.Getenv("DATAPLANE_CHAOS_SEED") == "random" {
