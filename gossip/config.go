@@ -90,7 +90,8 @@ type Cluster struct {
 	// measured the round trip to that member's region (by a push, or by a
 	// memberlist probe); from then on it waits that round trip plus the
 	// larger of 4 mean deviations and an eighth of it, plus 5 ms. The
-	// first two retries keep the wait; later ones double it. About twice
+	// first two retries keep the wait; later ones double it, up to 1 s
+	// (a longer first wait is kept). About twice
 	// the round trip to the farthest member.
 	PushAckTimeout time.Duration
 
@@ -227,7 +228,7 @@ func DefaultLANConfig() Config {
 		InlineValueMax:    512,
 		RelaysPerRegion:   2,
 		PushAckTimeout:    25 * time.Millisecond,
-		PushRetries:       5,
+		PushRetries:       8,
 		ReconnectInterval: 10 * time.Second,
 		ReconnectTimeout:  time.Hour,
 		DigestMaxBytes:    32 << 10,

@@ -15,7 +15,8 @@
 //     hops, no gossip round.
 //     Every receiver acknowledges; a sender resends to members that did not,
 //     just after the round trip measured to their region (PushAckTimeout
-//     until measured), up to PushRetries times, stopping once a newer
+//     until measured; after two retries the wait doubles, up to 1 s), up
+//     to PushRetries times (8 in the presets), stopping once a newer
 //     version supersedes the change.
 //  2. Gossip repair: a change whose push some target never acknowledged
 //     (or that went out with no acknowledgement awaited) is queued in a

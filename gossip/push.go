@@ -16,7 +16,7 @@ import (
 // timeout just above the round trip measured to the target's region
 // (until one is measured: PushAckTimeout, or localAckTimeout inside the
 // node's own region), twice at that pace and then
-// doubling the wait each time, up to PushRetries times. It
+// doubling the wait each time up to maxRetryWait, up to PushRetries times. It
 // stops early once every target has acknowledged, or once a newer version
 // of the key has superseded the change. Loss on the direct path then costs
 // a retry (tens of milliseconds), not a wait for gossip's random rounds or
@@ -414,6 +414,15 @@ type waiter struct {
 // waiting longer for it only lengthens the tail.
 const steadyRetries = 2
 
+// maxRetryWait caps the doubling of the wait between retries (a first wait
+// longer than it is kept): the later retries are what save a member whose
+// pushes were lost several times in a row (at 30% loss, one member in
+// 1,400 loses six in a row), and waiting seconds between them only sends
+// it to the log; the cap also bounds how long a push to an unreachable
+// member stays pending (PushRetries × maxRetryWait at most beyond the
+// steady retries).
+const maxRetryWait = time.Second
+
 // add registers a push awaiting acknowledgement from targets, each with a
 // first timeout from timeout(region, def), unless limit pushes already
 // await one: then it returns nil and the push goes out without retries.
@@ -514,7 +523,7 @@ func (p *pending) due(now time.Time, retries int) (resend []retryOf, gaveUp []ta
 		}
 		w.tries++
 		if w.tries > steadyRetries {
-			w.wait *= 2
+			w.wait = max(w.wait, min(2*w.wait, maxRetryWait))
 		}
 		w.next = now.Add(w.wait)
 		resend = append(resend, retryOf{w.target, w.tries})

@@ -537,6 +537,26 @@ func (f *Fleet) Delivery(since time.Time) Delivery {
 // published at or after since.
 func (f *Fleet) AllDelivered(since time.Time) bool { return f.Delivery(since).Missing == 0 }
 
+// joinedAt returns when the member at index obs last logged member name
+// (re)joining.
+func (f *Fleet) joinedAt(obs int, name string) (time.Time, bool) {
+	o := f.obs
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	t, ok := o.joins[name][obs]
+	return t, ok
+}
+
+// Wall returns the real time (not the bubble's virtual clock), for the
+// wall time a scenario took on this machine.
+func Wall() time.Time {
+	var tv syscall.Timeval
+	if err := syscall.Gettimeofday(&tv); err != nil {
+		return time.Time{}
+	}
+	return time.Unix(tv.Sec, tv.Usec*1000)
+}
+
 // CPU returns the process's user+system CPU time.
 func CPU() time.Duration {
 	var ru syscall.Rusage
@@ -552,16 +572,74 @@ type observer struct {
 	f  *Fleet
 	mu sync.Mutex // guards the fields below
 	up map[string]bool
-	// suspicions and failures of members that were up at the time.
+	// suspicions and failures of members that were up at the time and
+	// reachable from the node that declared them (not across a cut).
 	falseSuspicions, falseFailures int
 	suspicions, failures           int
-	// rejoins: by member name, when each observer last saw it (re)join.
-	joins map[string]map[int]time.Time
-	names map[string]int
+	// rejoins: by member name, when each observer last saw it (re)join;
+	// losses: when each observer last declared it failed or left.
+	joins, losses map[string]map[int]time.Time
+	names         map[string]int
+	// healed: when each region pair's last cut healed (Fleet.Heal).
+	healed map[[2]string]time.Time
 }
 
+// suspectGrace is how long after a cut heals a suspicion across it still
+// counts as one of a member unreachable when its probe went out: a probe
+// interval plus a probe timeout of memberlist's WAN preset, rounded up.
+const suspectGrace = 10 * time.Second
+
 func newObserver(f *Fleet) *observer {
-	return &observer{f: f, up: map[string]bool{}, joins: map[string]map[int]time.Time{}, names: map[string]int{}}
+	return &observer{f: f, up: map[string]bool{}, joins: map[string]map[int]time.Time{}, losses: map[string]map[int]time.Time{}, names: map[string]int{}, healed: map[[2]string]time.Time{}}
+}
+
+// reachable reports whether member name is up and not cut from the
+// member at index idx: a suspicion of it by idx is false. The caller
+// holds o.mu.
+func (o *observer) reachable(idx int, name string) bool {
+	j, ok := o.f.byName[name]
+	if !ok || !o.up[name] {
+		return false
+	}
+	a, b := o.f.members[idx].region, o.f.members[j].region
+	return !o.f.Net.IsCut(a, b) && time.Since(o.healed[regionPair(a, b)]) >= suspectGrace
+}
+
+func regionPair(a, b string) [2]string {
+	if a > b {
+		a, b = b, a
+	}
+	return [2]string{a, b}
+}
+
+// Heal ends the cut between regions a and b, and remembers when, so that a
+// suspicion of a member across it logged shortly after (its probe went out
+// during the cut) is not counted as false.
+func (f *Fleet) Heal(a, b string) {
+	f.Net.Heal(a, b)
+	f.obs.mu.Lock()
+	f.obs.healed[regionPair(a, b)] = time.Now()
+	f.obs.mu.Unlock()
+}
+
+// aliveIn reports whether the member at index obs counted member name
+// alive at t (since the fleet started), by its last join and loss log
+// lines: known is false if it logged neither before t.
+func (f *Fleet) aliveIn(obs int, name string, t time.Time) (alive, known bool) {
+	o := f.obs
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	j, jok := o.joins[name][obs]
+	l, lok := o.losses[name][obs]
+	jok = jok && !j.After(t)
+	lok = lok && !l.After(t)
+	switch {
+	case jok && lok:
+		return j.After(l), true
+	case lok:
+		return false, true
+	}
+	return jok, jok
 }
 
 func (o *observer) setUp(i int, up bool) {
@@ -571,9 +649,11 @@ func (o *observer) setUp(i int, up bool) {
 	o.mu.Unlock()
 }
 
-// Membership is what the observer counted.
+// Membership is what the observer counted. A suspicion or failure is
+// false when the member was up and reachable from the node that declared
+// it: suspecting a member across a partition is right, not false.
 type Membership struct {
-	Suspicions, FalseSuspicions int // "suspect" declarations (of members up at the time)
+	Suspicions, FalseSuspicions int // "suspect" declarations
 	Failures, FalseFailures     int // members declared failed
 }
 
@@ -635,16 +715,20 @@ func (h *obsHandler) Handle(_ context.Context, r slog.Record) error {
 		name := strings.Fields(msg)[1]
 		o.mu.Lock()
 		o.suspicions++
-		if o.up[name] {
+		if o.reachable(h.idx, name) {
 			o.falseSuspicions++
 		}
 		o.mu.Unlock()
 	case msg == "gossip member failed or left":
 		o.mu.Lock()
 		o.failures++
-		if o.up[member] {
+		if o.reachable(h.idx, member) {
 			o.falseFailures++
 		}
+		if o.losses[member] == nil {
+			o.losses[member] = map[int]time.Time{}
+		}
+		o.losses[member][h.idx] = time.Now()
 		o.mu.Unlock()
 	case msg == "gossip member joined" || msg == "gossip member rejoined":
 		o.mu.Lock()

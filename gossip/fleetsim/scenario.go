@@ -39,8 +39,9 @@ type Report struct {
 	Suspicions, FalseSuspicions, FalseFailures int
 	FalseSuspicionsPerHour                     float64 // per node
 	// Virtual is the scenario's virtual duration; CPU the process CPU
-	// time it took.
-	Virtual, CPU time.Duration
+	// time it took; Wall the real time it took on this machine (which
+	// depends on its load, unlike every other figure).
+	Virtual, CPU, Wall time.Duration
 	// LateByPath counts the deliveries that took LateAfter or longer by
 	// the path that finally delivered them (push, relay, retry, gossip
 	// repair, log); Late explains the slowest of them, one line each:
@@ -105,8 +106,8 @@ func (r Report) CPUPerSecond() float64 {
 }
 
 // Header is the Markdown table header matching Row.
-const Header = "| scenario | nodes | changes | p50 ms | p99 ms | max ms | missing | msgs/node/change | pkts/node/change | bytes/node/change | heal/see s | suspicions (false) | false susp./node/h | CPU s/virtual s |\n" +
-	"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+const Header = "| scenario | nodes | changes | p50 ms | p99 ms | max ms | missing | msgs/node/change | pkts/node/change | bytes/node/change | heal/see s | suspicions (false) | false susp./node/h | CPU s/virtual s | wall s |\n" +
+	"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 
 // Row renders r as a Markdown table row.
 func (r Report) Row() string {
@@ -118,12 +119,12 @@ func (r Report) Row() string {
 		}
 	}
 	if r.Scenario == "idle" {
-		return fmt.Sprintf("| idle | %d | - | - | - | - | - | %.2f pkts/s | %.0f B/s | - | - | %d (%d) | %.2f | %.2f |",
-			r.Nodes, r.IdlePktsPerSec, r.IdleBytesPerSec, r.Suspicions, r.FalseSuspicions, r.FalseSuspicionsPerHour, r.CPUPerSecond())
+		return fmt.Sprintf("| idle | %d | - | - | - | - | - | %.2f pkts/s | %.0f B/s | - | - | %d (%d) | %.2f | %.2f | %.0f |",
+			r.Nodes, r.IdlePktsPerSec, r.IdleBytesPerSec, r.Suspicions, r.FalseSuspicions, r.FalseSuspicionsPerHour, r.CPUPerSecond(), r.Wall.Seconds())
 	}
-	return fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d | %.1f | %.1f | %.0f | %s | %d (%d) | %.2f | %.2f |",
+	return fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d | %.1f | %.1f | %.0f | %s | %d (%d) | %.2f | %.2f | %.0f |",
 		r.Scenario, r.Nodes, r.Changes, r.P50.Milliseconds(), r.P99.Milliseconds(), r.Max.Milliseconds(), r.Missing,
-		r.MsgsPerChange, r.PktsPerChange, r.BytesPerChange, heal, r.Suspicions, r.FalseSuspicions, r.FalseSuspicionsPerHour, r.CPUPerSecond())
+		r.MsgsPerChange, r.PktsPerChange, r.BytesPerChange, heal, r.Suspicions, r.FalseSuspicions, r.FalseSuspicionsPerHour, r.CPUPerSecond(), r.Wall.Seconds())
 }
 
 // Runner runs scenarios one after another on one fleet, so that they share
@@ -158,6 +159,7 @@ func DefaultRunner(f *Fleet) *Runner {
 
 type mark struct {
 	at   time.Time
+	wall time.Time
 	cpu  time.Duration
 	tr   netsim.Traffic
 	g    GossipCounts
@@ -165,7 +167,7 @@ type mark struct {
 }
 
 func (r *Runner) mark() mark {
-	return mark{at: time.Now(), cpu: CPU(), tr: r.F.Traffic(), g: r.F.Gossip(), memb: r.F.Membership()}
+	return mark{at: time.Now(), wall: Wall(), cpu: CPU(), tr: r.F.Traffic(), g: r.F.Gossip(), memb: r.F.Membership()}
 }
 
 func (r *Runner) up() int {
@@ -180,7 +182,7 @@ func (r *Runner) up() int {
 
 func (r *Runner) finish(name string, m0 mark, changes int) Report {
 	m1 := r.mark()
-	rep := Report{Scenario: name, Nodes: r.F.Size(), Changes: changes, Virtual: m1.at.Sub(m0.at), CPU: m1.cpu - m0.cpu}
+	rep := Report{Scenario: name, Nodes: r.F.Size(), Changes: changes, Virtual: m1.at.Sub(m0.at), CPU: m1.cpu - m0.cpu, Wall: m1.wall.Sub(m0.wall)}
 	nodes := float64(r.up())
 	if changes > 0 {
 		d := r.F.Delivery(m0.at)
@@ -279,7 +281,7 @@ func (r *Runner) Partition(region string, d, limit time.Duration) (Report, error
 	}
 	time.Sleep(d - time.Since(m0.at))
 	for _, o := range r.F.regions {
-		r.F.Net.Heal(region, o)
+		r.F.Heal(region, o)
 	}
 	healed := time.Now()
 	done, _ := r.waitDelivered(m0.at, limit)

@@ -134,15 +134,30 @@ func (f *Fleet) explain(key string, tr *tracked, i int) string {
 	if len(sends) == 0 {
 		b.WriteString(" No push, relay or retry was sent to it")
 		// Who relayed in its region, and when they got the change.
+		// A relay that counted the member failed or left (not yet seen
+		// rejoining) does not push to it: say so, with when it saw it
+		// rejoin.
 		var relays []string
+		blind := 0
 		for _, e := range tr.events {
 			if e.kind == gossip.TraceReceived && e.path == "relay" && f.members[e.node].region == m.region {
-				relays = append(relays, fmt.Sprintf("%s got a relay @%dms", f.members[e.node].name, e.at.Milliseconds()))
+				l := fmt.Sprintf("%s got a relay @%dms", f.members[e.node].name, e.at.Milliseconds())
+				if alive, known := f.aliveIn(e.node, m.name, tr.at.Add(e.at)); known && !alive {
+					blind++
+					l += " but counted it failed"
+					if j, ok := f.joinedAt(e.node, m.name); ok && j.After(tr.at) {
+						l += fmt.Sprintf(" (saw it rejoin @%dms)", j.Sub(tr.at).Milliseconds())
+					}
+				}
+				relays = append(relays, l)
 			}
 		}
-		if len(relays) == 0 && m.region != f.members[tr.publisher].region {
+		switch {
+		case len(relays) == 0 && m.region != f.members[tr.publisher].region:
 			b.WriteString(" (no relay of its region ever got the change)")
-		} else if len(relays) > 0 {
+		case len(relays) > 0 && blind == len(relays):
+			fmt.Fprintf(&b, " (relays: %s: none counted it alive)", strings.Join(relays, ", "))
+		case len(relays) > 0:
 			fmt.Fprintf(&b, " (relays: %s: not in any share they covered)", strings.Join(relays, ", "))
 		}
 		// The relay messages sent into its region from outside it, per
