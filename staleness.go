@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane/cache"
+	"github.com/dataplane/dataplane/internal/tick"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 )
@@ -364,16 +365,7 @@ func (f *freshness) loader(o origin.Store, ttlOnly bool) cache.Loader {
 // freshLoop recomputes the failing flags every failingTick.
 func (n *Node) freshLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(failingTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-			n.fresh.update(nil)
-		}
-	}
+	tick.Every(n.stop, failingTick, func() { n.fresh.update(nil) })
 }
 
 // register exposes dataplane_node_heard_age_seconds and

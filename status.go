@@ -2,6 +2,8 @@ package dataplane
 
 import (
 	"time"
+
+	"github.com/dataplane/dataplane/internal/tick"
 )
 
 // NamespaceStatus is what Status reports of one namespace the node holds
@@ -75,21 +77,14 @@ func (n *Node) Status() Status {
 // reads the origin far more than its operator expects.
 func (n *Node) pressureLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
 	var warned time.Time
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-		}
+	tick.Every(n.stop, 10*time.Second, func() {
 		if st := n.Status(); st.NearBound && time.Since(warned) > pressureWarnEvery {
 			warned = time.Now()
 			n.log.Warn("cache near its size bound: values are evicted and read from the origin again when used (their versions stay known); raise the cache bound (Config.Cache.MaxBytes, -cache-bytes)",
 				"bytes", st.CacheBytes, "max_bytes", st.CacheMaxBytes)
 		}
-	}
+	})
 }
 
 // pressureWarnEvery spaces the warnings of pressureLoop.

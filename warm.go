@@ -12,6 +12,7 @@ import (
 
 	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/internal/atomicfile"
+	"github.com/dataplane/dataplane/internal/tick"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 )
@@ -200,15 +201,9 @@ func (n *Node) overlayLocal(ns string) {
 // rewarm retries the warm-up until it succeeds, then marks the node ready.
 func (n *Node) rewarm() {
 	defer n.wg.Done()
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-		}
-		if resume, ok := n.warm(context.Background()); ok {
+	tick.Until(n.stop, 2*time.Second, func() bool {
+		resume, ok := n.warm(context.Background())
+		if ok {
 			// The log cursor was set at start; the state just loaded is
 			// as of resume: read the log again from there.
 			n.completeMu.Lock()
@@ -217,9 +212,9 @@ func (n *Node) rewarm() {
 			n.follower.Rewind(resume)
 			n.ready.Store(true)
 			n.log.Info("node warmed after retry")
-			return
 		}
-	}
+		return ok
+	})
 }
 
 func (n *Node) localPath(ns string) string {
@@ -282,16 +277,7 @@ func (n *Node) loadLocal(ns string) (record.Snapshot, error) {
 
 func (n *Node) snapshotLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.LocalSnapshotInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-			n.writeLocalSnapshots()
-		}
-	}
+	tick.Every(n.stop, n.cfg.LocalSnapshotInterval, n.writeLocalSnapshots)
 }
 
 // writeLocalSnapshots writes one file per configured namespace with what

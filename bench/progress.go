@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dataplane/dataplane/internal/tick"
 )
 
 // Bar is a Progress that draws a one-line progress bar on a terminal (or
@@ -57,16 +59,7 @@ func (b *Bar) Phase(option string, i, n int, phase string, d time.Duration) {
 }
 
 func (b *Bar) loop() {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case <-t.C:
-			b.draw()
-		}
-	}
+	tick.Every(b.stop, 250*time.Millisecond, b.draw)
 }
 
 func (b *Bar) draw() {

@@ -2,7 +2,8 @@ package gossip
 
 import (
 	"math/rand/v2"
-	"time"
+
+	"github.com/dataplane/dataplane/internal/tick"
 )
 
 // reconnectLoop retries the seeds while the node is alone, and a random lost
@@ -10,16 +11,7 @@ import (
 // after memberlist stopped gossiping to the dead.
 func (n *Node) reconnectLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.ReconnectInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-			n.reconnect()
-		}
-	}
+	tick.Every(n.stop, n.cfg.ReconnectInterval, n.reconnect)
 }
 
 func (n *Node) reconnect() {
