@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,6 +73,92 @@ type issuer struct {
 	// namespaces' states. Held across origin I/O; nothing else waits on it.
 	mu sync.Mutex
 	ns map[string]*nsIssue
+
+	// ticking is set while RunCheckpoints runs: only then does the issuer
+	// keep acked, the changes this publisher acknowledged whose versions
+	// its cursor has not passed yet (guarded by ackMu), to check that the
+	// change log holds each before it signs past it.
+	ticking atomic.Bool
+	ackMu   sync.Mutex
+	acked   []record.Record
+}
+
+// republish writes r, acknowledged but missing from the change log, again
+// under a fresh version, as Repair does a publish that crashed before its
+// log append: over the stored version if it is r's or older (a bucket
+// writer may have put an older record back), never over a newer write
+// (origin.ErrStale: superseded, nothing to do).
+func (is *issuer) republish(ctx context.Context, r record.Record) error {
+	rec := r
+	rec.Version = is.p.clock.Now()
+	stored, written, err := is.p.commit(ctx, rec, r.Version, true)
+	if errors.Is(err, origin.ErrStale) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	is.ack(stored)
+	if written {
+		is.p.notifyFleet(ctx, stored)
+	}
+	return nil
+}
+
+// maxAcked bounds acked: past it the oldest are forgotten (and not
+// checked), so a stalled issuer costs bounded memory.
+const maxAcked = 1 << 16
+
+// ack notes rec, just acknowledged by this publisher, for the log check
+// (see missingAcked); a no-op unless RunCheckpoints runs.
+func (is *issuer) ack(rec record.Record) {
+	if !is.ticking.Load() {
+		return
+	}
+	is.ackMu.Lock()
+	defer is.ackMu.Unlock()
+	if len(is.acked) >= maxAcked {
+		is.acked = is.acked[len(is.acked)-maxAcked/2:]
+	}
+	is.acked = append(is.acked, rec)
+}
+
+// missingAcked returns (and forgets) the acknowledged changes with
+// versions in (from, target] that changes, the log read for that span,
+// does not hold: a bucket writer removed their entries (to hide a
+// delete, say) before the issuer read them. With pass true it also
+// forgets those at or below target that the log holds.
+func (is *issuer) missingAcked(changes []record.Change, from, target record.Version, pass bool) []record.Record {
+	is.ackMu.Lock()
+	defer is.ackMu.Unlock()
+	if len(is.acked) == 0 {
+		return nil
+	}
+	type id struct {
+		ns, key string
+		v       record.Version
+	}
+	held := make(map[id]bool, len(changes))
+	for _, c := range changes {
+		held[id{c.Namespace, c.Key, c.Version}] = true
+	}
+	var missing []record.Record
+	keep := is.acked[:0]
+	for _, r := range is.acked {
+		switch {
+		case r.Version > target || r.Version <= from && !pass:
+			keep = append(keep, r)
+		case r.Version <= from:
+			// Below the span read: the log held it when a earlier pass
+			// read past it.
+		case !held[id{r.Namespace, r.Key, r.Version}]:
+			missing = append(missing, r)
+		case !pass:
+			keep = append(keep, r)
+		}
+	}
+	is.acked = keep
+	return missing
 }
 
 // nsIssue is one namespace's issuing state.
@@ -149,6 +236,8 @@ func (p *Publisher) RunCheckpoints(ctx context.Context) error {
 		return errors.New("publisher: RunCheckpoints already running")
 	}
 	defer is.running.Unlock()
+	is.ticking.Store(true)
+	defer is.ticking.Store(false)
 	t := time.NewTicker(is.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -322,6 +411,23 @@ func (is *issuer) advance(ctx context.Context, target record.Version, only *nsIs
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: read change log after %s: %w", from, err)
 	}
+	if only == nil {
+		if missing := is.missingAcked(changes, from, target, false); len(missing) > 0 {
+			// Signing past them would sign a state without them (a
+			// hidden delete keeps verifying on every node that matches):
+			// publish them again under fresh versions, which the log then
+			// holds, and move no cursor this pass.
+			for _, r := range missing {
+				is.p.log.Error("an acknowledged change is missing from the change log; publishing it again under a fresh version",
+					"namespace", r.Namespace, "key", r.Key, "version", r.Version.String(), "tombstone", r.Tombstone)
+				if err := is.republish(ctx, r); err != nil {
+					is.p.log.Error("publishing a missing change again failed; retried on the next pass", "namespace", r.Namespace, "key", r.Key, "err", err)
+					is.ack(r)
+				}
+			}
+			return nil, fmt.Errorf("checkpoint: %d acknowledged changes missing from the change log (first %s/%s@%s): published again", len(missing), missing[0].Namespace, missing[0].Key, missing[0].Version)
+		}
+	}
 	var found []string
 	for _, c := range changes {
 		n := is.ns[c.Namespace]
@@ -366,6 +472,9 @@ func (is *issuer) advance(ctx context.Context, target record.Version, only *nsIs
 		if (only == nil || n == only) && n.cursor < target {
 			n.cursor = target
 		}
+	}
+	if only == nil {
+		is.missingAcked(changes, from, target, true) // forget what the log holds
 	}
 	return found, nil
 }

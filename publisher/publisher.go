@@ -692,6 +692,9 @@ func (p *Publisher) wrote(ctx context.Context, rec record.Record, op string) {
 	p.mu.Lock()
 	p.seen[rec.Namespace] = true
 	p.mu.Unlock()
+	if p.ckpt != nil {
+		p.ckpt.ack(rec)
+	}
 	p.notifyFleet(ctx, rec)
 }
 
