@@ -95,7 +95,7 @@
 //	    snapshot's own objects are served merged, above). 502 corrupt: what
 //	    the origin holds does not decode as what it is named, names another
 //	    namespace or version, is from the future, or, with
-//	    Config.CheckpointVerifier, is not signed by a trusted key.
+//	    Config.Verifier, is not signed by a trusted key.
 //
 // Record reads come from the cache. Change-log reads share origin reads:
 // every sentinel of a region polls the log every few seconds, each from its
@@ -135,7 +135,7 @@
 // own last verified one) and every snapshot against its proof, so a node
 // that lies is refused like a bucket writer; like a down node, it can
 // withhold. A forged checkpoint in the origin could hold back the real
-// ones on a node without Config.CheckpointVerifier for about
+// ones on a node without Config.Verifier for about
 // MaxFutureSkew plus the publisher's LogSettle (a node refuses versions
 // further ahead of its clock); with it, never. With a verifier the node
 // also takes the checkpoints the publisher pushes by gossip

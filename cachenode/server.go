@@ -157,7 +157,7 @@ func (s *Server) LogReads() (fromOrigin, shared int64) {
 
 // OfferCheckpoint takes a signed namespace checkpoint received by gossip
 // (checkpoint.Checkpoint.Marshal's bytes; for gossip.Config.OnCheckpoint).
-// With Config.CheckpointVerifier, one that verifies (a trusted key, not
+// With Config.Verifier, one that verifies (a trusted key, not
 // expired, not from the future) and is newer than the checkpoint the node
 // holds for its namespace is served from then on, before the node's next
 // origin read would find it; one that does not is refused, and the
