@@ -105,9 +105,12 @@ func (is *issuer) republish(ctx context.Context, r record.Record) error {
 	return nil
 }
 
-// maxAcked bounds acked: past it the oldest are forgotten (and not
-// checked), so a stalled issuer costs bounded memory.
-const maxAcked = 1 << 16
+// maxAcked bounds acked (records, values included): past it the oldest
+// are forgotten (and not checked), so a stalled issuer costs bounded
+// memory. A pass forgets what its span covered, so acked holds about
+// LogSettle plus one Interval of this publisher's writes: 8,192 covers
+// 2,000 writes a second at the default timing.
+const maxAcked = 1 << 13
 
 // ack notes rec, just acknowledged by this publisher, for the log check
 // (see missingAcked); a no-op unless RunCheckpoints runs.
