@@ -129,9 +129,8 @@ func (is *issuer) ack(rec record.Record) {
 // missingAcked returns (and forgets) the acknowledged changes with
 // versions in (from, target] that changes, the log read for that span,
 // does not hold: a bucket writer removed their entries (to hide a
-// delete, say) before the issuer read them. With pass true it also
-// forgets those at or below target that the log holds.
-func (is *issuer) missingAcked(changes []record.Change, from, target record.Version, pass bool) []record.Record {
+// delete, say) before the issuer read them.
+func (is *issuer) missingAcked(changes []record.Change, from, target record.Version) []record.Record {
 	is.ackMu.Lock()
 	defer is.ackMu.Unlock()
 	if len(is.acked) == 0 {
@@ -148,20 +147,22 @@ func (is *issuer) missingAcked(changes []record.Change, from, target record.Vers
 	var missing []record.Record
 	keep := is.acked[:0]
 	for _, r := range is.acked {
-		switch {
-		case r.Version > target || r.Version <= from && !pass:
-			keep = append(keep, r)
-		case r.Version <= from:
-			// Below the span read: the log held it when a earlier pass
-			// read past it.
-		case !held[id{r.Namespace, r.Key, r.Version}]:
+		if r.Version > from && r.Version <= target && !held[id{r.Namespace, r.Key, r.Version}] {
 			missing = append(missing, r)
-		case !pass:
+		} else {
 			keep = append(keep, r)
 		}
 	}
 	is.acked = keep
 	return missing
+}
+
+// forgetAcked forgets the acknowledged changes at or below v: a pass
+// that found none of them missing signed past them.
+func (is *issuer) forgetAcked(v record.Version) {
+	is.ackMu.Lock()
+	defer is.ackMu.Unlock()
+	is.acked = slices.DeleteFunc(is.acked, func(r record.Record) bool { return r.Version <= v })
 }
 
 // nsIssue is one namespace's issuing state.
@@ -172,9 +173,6 @@ type nsIssue struct {
 	// ready: st.At answers at or above it (a snapshot loaded without its
 	// proof may hold records above its version, which nothing can undo).
 	ready record.Version
-	// blocked: a change without a seal was superseded before its digest
-	// could be read; the state is unknown below this version.
-	blocked record.Version
 	// snapVersion is the version of the latest snapshot, above maps the
 	// keys whose record in it is newer than snapVersion to that version.
 	snapVersion record.Version
@@ -415,7 +413,7 @@ func (is *issuer) advance(ctx context.Context, target record.Version, only *nsIs
 		return nil, fmt.Errorf("checkpoint: read change log after %s: %w", from, err)
 	}
 	if only == nil {
-		if missing := is.missingAcked(changes, from, target, false); len(missing) > 0 {
+		if missing := is.missingAcked(changes, from, target); len(missing) > 0 {
 			// Signing past them would sign a state without them (a
 			// hidden delete keeps verifying on every node that matches):
 			// publish them again under fresh versions, which the log then
@@ -449,24 +447,8 @@ func (is *issuer) advance(ctx context.Context, target record.Version, only *nsIs
 			// closed fleetwide).
 			continue
 		}
-		e := statehash.Element{Namespace: c.Namespace, Key: c.Key, Version: c.Version, Tombstone: c.Tombstone}
-		if c.Seal != nil {
-			e.Digest = c.Seal.Digest
-		} else {
-			// Unsigned (another publisher without a key): digest the
-			// stored value if it is still this version's.
-			cur, err := is.p.store.Get(ctx, c.Namespace, c.Key, 0)
-			switch {
-			case err == nil && cur.Version == c.Version:
-				e.Digest = statehash.ElementOf(cur).Digest
-			case err == nil && cur.Version > c.Version:
-				n.blocked = max(n.blocked, cur.Version)
-			case err == nil || errors.Is(err, origin.ErrNotFound):
-				return nil, fmt.Errorf("checkpoint: %s/%s@%s is in the log but not in the store", c.Namespace, c.Key, c.Version)
-			default:
-				return nil, fmt.Errorf("checkpoint: read unsigned %s/%s: %w", c.Namespace, c.Key, err)
-			}
-		}
+		// Trusted, so sealed (distrusts refuses a change without a seal).
+		e := statehash.Element{Namespace: c.Namespace, Key: c.Key, Version: c.Version, Tombstone: c.Tombstone, Digest: c.Seal.Digest}
 		if _, err := n.st.Apply(e); err != nil {
 			return nil, err
 		}
@@ -477,7 +459,7 @@ func (is *issuer) advance(ctx context.Context, target record.Version, only *nsIs
 		}
 	}
 	if only == nil {
-		is.missingAcked(changes, from, target, true) // forget what the log holds
+		is.forgetAcked(target)
 	}
 	return found, nil
 }
@@ -493,7 +475,7 @@ func (is *issuer) floor(now time.Time) record.Version {
 
 // usable reports whether n's state at v is known.
 func (n *nsIssue) usable(v record.Version) bool {
-	return v >= n.ready && v >= n.blocked && v <= n.cursor
+	return v >= n.ready && v <= n.cursor
 }
 
 // maybeIssue issues a checkpoint of ns at its cursor when one is due.
