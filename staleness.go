@@ -495,7 +495,7 @@ func (n *Node) failClosed(ns string, e cache.Entry, err error, count bool) error
 	if s == nil || !s.policy.FailsClosed() {
 		return nil
 	}
-	if (s.policy.RefuseOutdated || n.trust.enforced(ns)) && e.Stale && err == nil {
+	if e.Stale && err == nil && (s.policy.RefuseOutdated || n.trust.enforced(ns)) {
 		// A value known to be outdated (a newer version announced by
 		// gossip or the log, whose read failed) may be the one a
 		// revocation replaced: never serve it from a failing-closed

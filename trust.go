@@ -114,10 +114,10 @@ func newTrust(cfg Config, settle time.Duration) *trust {
 		return &trust{}
 	}
 	// A checkpoint may be as far ahead of this node's clock as a change
-	// it takes (cache.Options.MaxFutureSkew): both come from the
-	// publisher's clock, and a node that took the changes but refused
-	// every checkpoint "from the future" would fail closed for as long as
-	// the skew lasts (TestCheckpointSkewCoversRecordSkew).
+	// it takes (Timing.MaxFutureSkew, the cache's default when 0): both
+	// come from the publisher's clock, and a node that took the changes
+	// but refused every checkpoint "from the future" would fail closed
+	// for as long as the skew lasts (TestCheckpointSkewCoversRecordSkew).
 	skew := cfg.Timing.MaxFutureSkew
 	if skew <= 0 {
 		skew = cache.DefaultMaxFutureSkew
