@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/internal/tick"
 )
 
@@ -18,19 +19,16 @@ func TestEvery(t *testing.T) {
 		defer close(done)
 		tick.Every(stop, time.Millisecond, func() { calls.Add(1) })
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for calls.Load() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("f called %d times in 30 s, want at least 3", calls.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, 30*time.Second, "f called 3 times", func() bool { return calls.Load() >= 3 })
 	close(stop)
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Every did not return after stop was closed")
-	}
+	testkit.Eventually(t, 30*time.Second, "Every returning after stop was closed", func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	})
 }
 
 // TestUntil: Until returns once f reports done, without stop.
