@@ -482,14 +482,14 @@ func TestOpenAPIAdmin(t *testing.T) {
 	})
 }
 
-// TestPublisherServerRoutesDocumented: every path publisherMux mounts
-// besides /v1/ is in the publisher's description.
+// TestPublisherServerRoutesDocumented: every admin path publisherMux
+// mounts beside the API is in the publisher's description.
 func TestPublisherServerRoutesDocumented(t *testing.T) {
 	doc, err := openapi3.NewLoader().LoadFromData(openapi.Document(openapi.Publisher))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range append(slices.Clone(publisherAdminPaths), openapi.Path) {
+	for _, p := range append(slices.Clone(admin.PublisherPaths), openapi.Path) {
 		if doc.Paths.Value(p) == nil || doc.Paths.Value(p).Get == nil {
 			t.Errorf("publish serve mounts GET %s, which its description lacks", p)
 		}
