@@ -1,7 +1,9 @@
 package deploy
 
 import (
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -98,6 +100,7 @@ func checkRendered(t *testing.T, objs []object, served map[string]bool) {
 				t.Errorf("Pod %s is not a helm test hook", p.Name)
 			}
 			pods = append(pods, p.Spec)
+			checkTestURLs(t, p, services, served)
 		}
 	}
 	for _, ps := range pods {
@@ -210,4 +213,36 @@ func secretKeyList(rendered map[string][]string, name string) []string {
 		return k
 	}
 	return secrets[name]
+}
+
+// testURL is a URL a helm test pod requests: http://<service>:<port><path>.
+var testURL = regexp.MustCompile(`http://([a-z0-9.-]+):(\d+)(/[^\s"']*)?`)
+
+// checkTestURLs checks each URL in the helm test pod's commands: the host
+// is a rendered Service, the port one of its ports, and a path other than
+// "/" (the gateway's, answered from the route table) one the binary
+// serves. A test pod that names nothing fails too.
+func checkTestURLs(t *testing.T, p *corev1.Pod, services []*corev1.Service, served map[string]bool) {
+	t.Helper()
+	n := 0
+	for _, c := range p.Spec.Containers {
+		for _, m := range testURL.FindAllStringSubmatch(strings.Join(append(slices.Clone(c.Command), c.Args...), " "), -1) {
+			n++
+			host, port, path := m[1], m[2], m[3]
+			i := slices.IndexFunc(services, func(s *corev1.Service) bool { return s.Name == host })
+			if i < 0 {
+				t.Errorf("helm test Pod %s requests %s: no Service %s is rendered", p.Name, m[0], host)
+				continue
+			}
+			if !slices.ContainsFunc(services[i].Spec.Ports, func(sp corev1.ServicePort) bool { return strconv.Itoa(int(sp.Port)) == port }) {
+				t.Errorf("helm test Pod %s requests %s: Service %s has no port %s", p.Name, m[0], host, port)
+			}
+			if path != "" && path != "/" && !served[path] {
+				t.Errorf("helm test Pod %s requests %s: the binary serves no %s", p.Name, m[0], path)
+			}
+		}
+	}
+	if n == 0 {
+		t.Errorf("helm test Pod %s requests no Service", p.Name)
+	}
 }
