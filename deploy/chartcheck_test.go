@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"encoding/json"
 	"regexp"
 	"slices"
 	"strconv"
@@ -103,6 +104,7 @@ func checkRendered(t *testing.T, objs []object, served map[string]bool) {
 			checkTestURLs(t, p, services, served)
 		}
 	}
+	checkTierURLs(t, objs)
 	for _, ps := range pods {
 		for _, v := range ps.Volumes {
 			if name := configMapName(v); name != "" && !configMaps[name] {
@@ -244,5 +246,65 @@ func checkTestURLs(t *testing.T, p *corev1.Pod, services []*corev1.Service, serv
 	}
 	if n == 0 {
 		t.Errorf("helm test Pod %s requests no Service", p.Name)
+	}
+}
+
+// tierURL is a cache node's URL in a -origin list: the stable DNS name of
+// a StatefulSet's pod, http://<set>-<i>.<service>.<namespace>.svc.cluster.local:<port>.
+var tierURL = regexp.MustCompile(`^http://([a-z0-9-]+)-(\d+)\.([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)$`)
+
+// checkTierURLs checks every http:// origin in a rendered -config file (a
+// sentinel's cache tier): it names a pod of a rendered StatefulSet (index
+// below its replicas) through the set's governing Service, which is
+// rendered and headless (else the pod has no DNS name), on the port the
+// set's container serves the cache node's API on (named api).
+func checkTierURLs(t *testing.T, objs []object) {
+	t.Helper()
+	sets := map[string]*appsv1.StatefulSet{}
+	headless := map[string]bool{}
+	var configs []*corev1.ConfigMap
+	for _, o := range objs {
+		switch v := o.obj.(type) {
+		case *appsv1.StatefulSet:
+			sets[v.Name] = v
+		case *corev1.Service:
+			headless[v.Name] = v.Spec.ClusterIP == corev1.ClusterIPNone
+		case *corev1.ConfigMap:
+			configs = append(configs, v)
+		}
+	}
+	for _, cm := range configs {
+		var cfg struct {
+			Origin string `json:"origin"`
+		}
+		if err := json.Unmarshal([]byte(cm.Data["config.json"]), &cfg); err != nil {
+			t.Errorf("ConfigMap %s: config.json: %v", cm.Name, err)
+			continue
+		}
+		for _, u := range strings.Split(cfg.Origin, ",") {
+			if !strings.HasPrefix(u, "http") {
+				continue
+			}
+			m := tierURL.FindStringSubmatch(u)
+			if m == nil {
+				t.Errorf("ConfigMap %s: origin %s is not a StatefulSet pod's DNS name", cm.Name, u)
+				continue
+			}
+			set, i, svc, ns, port := sets[m[1]], m[2], m[3], m[4], m[5]
+			switch n, _ := strconv.Atoi(i); {
+			case set == nil:
+				t.Errorf("ConfigMap %s: origin %s: no StatefulSet %s is rendered", cm.Name, u, m[1])
+			case set.Spec.ServiceName != svc || !headless[svc]:
+				t.Errorf("ConfigMap %s: origin %s: StatefulSet %s is governed by %q, which must be the rendered headless Service %s", cm.Name, u, set.Name, set.Spec.ServiceName, svc)
+			case ns != namespace:
+				t.Errorf("ConfigMap %s: origin %s: namespace %s, want %s", cm.Name, u, ns, namespace)
+			case set.Spec.Replicas == nil || n >= int(*set.Spec.Replicas):
+				t.Errorf("ConfigMap %s: origin %s: StatefulSet %s has no pod %d", cm.Name, u, set.Name, n)
+			case !slices.ContainsFunc(set.Spec.Template.Spec.Containers[0].Ports, func(p corev1.ContainerPort) bool {
+				return p.Name == "api" && strconv.Itoa(int(p.ContainerPort)) == port
+			}):
+				t.Errorf("ConfigMap %s: origin %s: port %s is not StatefulSet %s's api port", cm.Name, u, port, set.Name)
+			}
+		}
 	}
 }
