@@ -30,3 +30,17 @@ func TestRoutesDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestPublisherPathsDocumented: every admin path PublisherHandler mounts
+// is a GET in the publisher's description.
+func TestPublisherPathsDocumented(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromData(openapi.Document(openapi.Publisher))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range PublisherPaths {
+		if item := doc.Paths.Value(p); item == nil || item.Get == nil {
+			t.Errorf("PublisherHandler mounts GET %s, which the publisher's description lacks", p)
+		}
+	}
+}

@@ -1,7 +1,10 @@
 package deploy
 
 import (
+	"encoding/json"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -98,8 +101,10 @@ func checkRendered(t *testing.T, objs []object, served map[string]bool) {
 				t.Errorf("Pod %s is not a helm test hook", p.Name)
 			}
 			pods = append(pods, p.Spec)
+			checkTestURLs(t, p, services, served)
 		}
 	}
+	checkTierURLs(t, objs)
 	for _, ps := range pods {
 		for _, v := range ps.Volumes {
 			if name := configMapName(v); name != "" && !configMaps[name] {
@@ -210,4 +215,96 @@ func secretKeyList(rendered map[string][]string, name string) []string {
 		return k
 	}
 	return secrets[name]
+}
+
+// testURL is a URL a helm test pod requests: http://<service>:<port><path>.
+var testURL = regexp.MustCompile(`http://([a-z0-9.-]+):(\d+)(/[^\s"']*)?`)
+
+// checkTestURLs checks each URL in the helm test pod's commands: the host
+// is a rendered Service, the port one of its ports, and a path other than
+// "/" (the gateway's, answered from the route table) one the binary
+// serves. A test pod that names nothing fails too.
+func checkTestURLs(t *testing.T, p *corev1.Pod, services []*corev1.Service, served map[string]bool) {
+	t.Helper()
+	n := 0
+	for _, c := range p.Spec.Containers {
+		for _, m := range testURL.FindAllStringSubmatch(strings.Join(append(slices.Clone(c.Command), c.Args...), " "), -1) {
+			n++
+			host, port, path := m[1], m[2], m[3]
+			i := slices.IndexFunc(services, func(s *corev1.Service) bool { return s.Name == host })
+			if i < 0 {
+				t.Errorf("helm test Pod %s requests %s: no Service %s is rendered", p.Name, m[0], host)
+				continue
+			}
+			if !slices.ContainsFunc(services[i].Spec.Ports, func(sp corev1.ServicePort) bool { return strconv.Itoa(int(sp.Port)) == port }) {
+				t.Errorf("helm test Pod %s requests %s: Service %s has no port %s", p.Name, m[0], host, port)
+			}
+			if path != "" && path != "/" && !served[path] {
+				t.Errorf("helm test Pod %s requests %s: the binary serves no %s", p.Name, m[0], path)
+			}
+		}
+	}
+	if n == 0 {
+		t.Errorf("helm test Pod %s requests no Service", p.Name)
+	}
+}
+
+// tierURL is a cache node's URL in a -origin list: the stable DNS name of
+// a StatefulSet's pod, http://<set>-<i>.<service>.<namespace>.svc.cluster.local:<port>.
+var tierURL = regexp.MustCompile(`^http://([a-z0-9-]+)-(\d+)\.([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)$`)
+
+// checkTierURLs checks every http:// origin in a rendered -config file (a
+// sentinel's cache tier): it names a pod of a rendered StatefulSet (index
+// below its replicas) through the set's governing Service, which is
+// rendered and headless (else the pod has no DNS name), on the port the
+// set's container serves the cache node's API on (named api).
+func checkTierURLs(t *testing.T, objs []object) {
+	t.Helper()
+	sets := map[string]*appsv1.StatefulSet{}
+	headless := map[string]bool{}
+	var configs []*corev1.ConfigMap
+	for _, o := range objs {
+		switch v := o.obj.(type) {
+		case *appsv1.StatefulSet:
+			sets[v.Name] = v
+		case *corev1.Service:
+			headless[v.Name] = v.Spec.ClusterIP == corev1.ClusterIPNone
+		case *corev1.ConfigMap:
+			configs = append(configs, v)
+		}
+	}
+	for _, cm := range configs {
+		var cfg struct {
+			Origin string `json:"origin"`
+		}
+		if err := json.Unmarshal([]byte(cm.Data["config.json"]), &cfg); err != nil {
+			t.Errorf("ConfigMap %s: config.json: %v", cm.Name, err)
+			continue
+		}
+		for _, u := range strings.Split(cfg.Origin, ",") {
+			if !strings.HasPrefix(u, "http") {
+				continue
+			}
+			m := tierURL.FindStringSubmatch(u)
+			if m == nil {
+				t.Errorf("ConfigMap %s: origin %s is not a StatefulSet pod's DNS name", cm.Name, u)
+				continue
+			}
+			set, i, svc, ns, port := sets[m[1]], m[2], m[3], m[4], m[5]
+			switch n, _ := strconv.Atoi(i); {
+			case set == nil:
+				t.Errorf("ConfigMap %s: origin %s: no StatefulSet %s is rendered", cm.Name, u, m[1])
+			case set.Spec.ServiceName != svc || !headless[svc]:
+				t.Errorf("ConfigMap %s: origin %s: StatefulSet %s is governed by %q, which must be the rendered headless Service %s", cm.Name, u, set.Name, set.Spec.ServiceName, svc)
+			case ns != namespace:
+				t.Errorf("ConfigMap %s: origin %s: namespace %s, want %s", cm.Name, u, ns, namespace)
+			case set.Spec.Replicas == nil || n >= int(*set.Spec.Replicas):
+				t.Errorf("ConfigMap %s: origin %s: StatefulSet %s has no pod %d", cm.Name, u, set.Name, n)
+			case !slices.ContainsFunc(set.Spec.Template.Spec.Containers[0].Ports, func(p corev1.ContainerPort) bool {
+				return p.Name == "api" && strconv.Itoa(int(p.ContainerPort)) == port
+			}):
+				t.Errorf("ConfigMap %s: origin %s: port %s is not StatefulSet %s's api port", cm.Name, u, port, set.Name)
+			}
+		}
+	}
 }

@@ -453,3 +453,44 @@ func TestREADMECreatesSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEDeployOrder checks the README's Deploy section the way a
+// platform team reads it: its first command block creates the Secrets and
+// runs helm install (and helm test), and the plain manifests and systemd
+// follow, in that order.
+func TestREADMEDeployOrder(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Deploy\n")
+	if !ok {
+		t.Fatal("README has no Deploy section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	_, first, ok := strings.Cut(section, "\n```")
+	if !ok {
+		t.Fatal("README's Deploy section has no command block")
+	}
+	first, _, _ = strings.Cut(first, "\n```")
+	for _, want := range []string{"create secret generic", "helm install dataplane deploy/helm/dataplane", "helm test dataplane"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("the Deploy section's first command block lacks %q:\n%s", want, first)
+		}
+	}
+	if strings.Index(first, "create secret generic") > strings.Index(first, "helm install") {
+		t.Error("the Deploy section installs the chart before it creates the Secrets")
+	}
+	last := -1
+	for _, step := range []string{"helm install", "kubectl apply -f deploy/kubernetes/", "systemctl enable --now dataplane@"} {
+		i := strings.Index(section, step)
+		if i < 0 {
+			t.Errorf("the Deploy section lacks %q", step)
+			continue
+		}
+		if i < last {
+			t.Errorf("the Deploy section has %q before the step it should follow", step)
+		}
+		last = i
+	}
+}

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +21,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	dataplane "github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/devcluster"
+	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/publisher"
@@ -102,18 +110,14 @@ type promServer struct {
 }
 
 // startPrometheus runs Prometheus on a free loopback port with config and
-// rules in a temporary directory, scraping targets every second and
-// evaluating the rules every second.
-func startPrometheus(t *testing.T, targets []string, rules string) *promServer {
+// rules in a temporary directory, scraping each job's targets every second
+// and evaluating the rules every second.
+func startPrometheus(t *testing.T, jobs map[string][]string, rules string) *promServer {
 	t.Helper()
 	bin := prometheusBin(t)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(rules), 0o644); err != nil {
 		t.Fatal(err)
-	}
-	quoted := make([]string, len(targets))
-	for i, a := range targets {
-		quoted[i] = fmt.Sprintf("%q", a)
 	}
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
@@ -121,10 +125,14 @@ func startPrometheus(t *testing.T, targets []string, rules string) *promServer {
   evaluation_interval: 1s
 rule_files: [%q]
 scrape_configs:
-  - job_name: sentinel
-    static_configs:
-      - targets: [%s]
-`, filepath.Join(dir, "rules.yaml"), strings.Join(quoted, ", "))
+`, filepath.Join(dir, "rules.yaml"))
+	for _, job := range slices.Sorted(maps.Keys(jobs)) {
+		quoted := make([]string, len(jobs[job]))
+		for i, a := range jobs[job] {
+			quoted[i] = fmt.Sprintf("%q", a)
+		}
+		cfg += fmt.Sprintf("  - job_name: %s\n    static_configs:\n      - targets: [%s]\n", job, strings.Join(quoted, ", "))
+	}
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -247,13 +255,19 @@ func (p *promServer) lastEvaluation(t *testing.T) time.Time {
 }
 
 // TestAlertsFire runs a real Prometheus with deploy/prometheus/rules.yaml
-// (for: made 1s) scraping the dev cluster's three sentinels: while the
-// cluster is healthy no alert is pending or firing; then sentinel-2's
-// origin goes down (it falls behind the log, and keys, failing closed after
-// a few seconds, answer 503) and an unsigned change is written to the
-// origin's log (the sentinels refuse it), and DataplaneBehindLog,
-// DataplaneNamespaceFailingClosed and DataplaneChangesRefused fire for the
-// nodes concerned. A renamed metric leaves its alert silent and fails here.
+// (for: made 1s) scraping the dev cluster's three sentinels and its
+// publisher's server, and a second publisher's metrics: while the cluster
+// is healthy no alert is pending or firing; then sentinel-2's origin goes
+// down (it falls behind the log, and keys, failing closed after a few
+// seconds, answer 503), an unsigned change is written to the origin's log
+// (the sentinels refuse it), a write waits for a receipt that a member which
+// died without leaving cannot give, and the second publisher, whose origin
+// tells a time an hour ahead, refuses a write; DataplaneBehindLog,
+// DataplaneNamespaceFailingClosed, DataplaneChangesRefused,
+// DataplaneReceiptIncomplete and DataplanePublisherClockRefused fire for
+// the instances concerned. A renamed metric leaves its alert silent and
+// fails here. (DataplaneCacheNearBound is tested by promtool only: a dev
+// cluster does not fill its cache.)
 func TestAlertsFire(t *testing.T) {
 	start := time.Now()
 	failClosed := testscale.Duration(5 * time.Second)
@@ -289,7 +303,23 @@ func TestAlertsFire(t *testing.T) {
 	for i, s := range c.Sentinels {
 		instances[i] = s.AdminAddr()
 	}
-	p := startPrometheus(t, instances, testRules(t, behind))
+	// The dev publisher's server serves its metrics like publish serve's.
+	pubAddr := strings.TrimPrefix(c.PublishURL, "http://")
+	// A second publisher whose origin tells a time an hour ahead: it
+	// refuses every write (publisher.ErrClockOffset), counted in its own
+	// registry, which Prometheus scrapes too.
+	skewReg := prometheus.NewRegistry()
+	skewCfg := publisher.DefaultConfig()
+	skewCfg.Registerer = skewReg
+	skewed, err := publisher.New(aheadClock{c.Store}, skewCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skewSrv := httptest.NewServer(promhttp.HandlerFor(skewReg, promhttp.HandlerOpts{}))
+	defer skewSrv.Close()
+	skewAddr := strings.TrimPrefix(skewSrv.URL, "http://")
+	jobs := map[string][]string{"sentinel": instances, "publisher": {pubAddr}, "skewed-publisher": {skewAddr}}
+	p := startPrometheus(t, jobs, testRules(t, behind))
 
 	// Healthy: every target up, then several evaluations with no alert.
 	deadline := time.Now().Add(testscale.Duration(30 * time.Second))
@@ -307,7 +337,7 @@ func TestAlertsFire(t *testing.T) {
 				up++
 			}
 		}
-		if up == len(instances) {
+		if up == len(instances)+2 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -344,6 +374,27 @@ func TestAlertsFire(t *testing.T) {
 	if _, err := forger.Put(context.Background(), sentinel.RoutesNamespace, "forged.localhost", route); err != nil {
 		t.Fatal(err)
 	}
+	// A write whose receipt cannot be met: a member joins the cluster and
+	// dies without leaving, so it stays counted and never applies.
+	gone := joinMember(t, c)
+	if err := gone.Close(); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("PUT", c.PublishURL+"/v1/records/"+sentinel.RoutesNamespace+"/receipt.localhost?wait=1s", strings.NewReader(string(route)))
+	req.Header.Set("Authorization", "Bearer dev-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("PUT ?wait=1s with a member gone: %d %s, want 202 (receipt incomplete)", resp.StatusCode, body)
+	}
+	// A write refused for the publisher's clock.
+	if _, err := skewed.Put(context.Background(), sentinel.RoutesNamespace, "skewed.localhost", route); !errors.Is(err, publisher.ErrClockOffset) {
+		t.Fatalf("skewed publisher's Put: %v, want ErrClockOffset", err)
+	}
 
 	want := map[string]func(alert) bool{
 		"DataplaneBehindLog": func(a alert) bool {
@@ -352,10 +403,14 @@ func TestAlertsFire(t *testing.T) {
 		"DataplaneNamespaceFailingClosed": func(a alert) bool {
 			return a.Labels["instance"] == instances[1] && a.Labels["namespace"] == sentinel.KeysNamespace
 		},
-		"DataplaneChangesRefused": func(a alert) bool { return a.Labels["instance"] == instances[0] },
+		"DataplaneChangesRefused":        func(a alert) bool { return a.Labels["instance"] == instances[0] },
+		"DataplaneReceiptIncomplete":     func(a alert) bool { return a.Labels["instance"] == pubAddr },
+		"DataplanePublisherClockRefused": func(a alert) bool { return a.Labels["instance"] == skewAddr },
 	}
+	t.Logf("provoked after %v", time.Since(start).Round(time.Millisecond))
 	deadline = time.Now().Add(testscale.Duration(60 * time.Second))
 	var got []alert
+	firing := map[string]bool{}
 	for {
 		// Reads of keys on sentinel-2: refused (503) once it fails closed.
 		code, _ := get(t, "http://"+c.Sentinels[1].Addr(), devcluster.APIHost, devcluster.GoodKey)
@@ -366,6 +421,12 @@ func TestAlertsFire(t *testing.T) {
 				return a.Labels["alertname"] == name && a.State == "firing" && match(a)
 			}) {
 				missing = append(missing, name)
+			}
+		}
+		for name := range want {
+			if !firing[name] && !slices.Contains(missing, name) {
+				firing[name] = true
+				t.Logf("%s firing after %v", name, time.Since(start).Round(time.Millisecond))
 			}
 		}
 		if len(missing) == 0 {
@@ -382,4 +443,30 @@ func TestAlertsFire(t *testing.T) {
 			t.Errorf("alert %s has no severity", a.Labels["alertname"])
 		}
 	}
+}
+
+// aheadClock is an origin whose time (origin.Clock) is an hour ahead of
+// this host's, so a publisher writing to it refuses every write.
+type aheadClock struct{ origin.Store }
+
+func (aheadClock) ServerTime(context.Context) (time.Time, error) {
+	return time.Now().Add(time.Hour).Truncate(time.Second), nil
+}
+
+// joinMember joins a bare gossip member (no cache: it applies nothing) to
+// the dev cluster, in its region, and waits until sentinel-1, which the
+// publisher publishes through, counts it.
+func joinMember(t *testing.T, c *devcluster.Cluster) *gossip.Node {
+	t.Helper()
+	g := gossip.DefaultLocalConfig()
+	g.Insecure, g.Name, g.Region, g.Seeds = true, "member-gone", "dev", []string{c.Nodes[0].GossipAddr()}
+	n, err := gossip.New(g, gossip.Funcs{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	testkit.Eventually(t, 30*time.Second, "sentinel-1 to count the new member", func() bool {
+		return slices.ContainsFunc(c.Nodes[0].Members(), func(m gossip.Member) bool { return m.Name == g.Name })
+	})
+	return n
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/cachenode"
 	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
@@ -100,19 +101,22 @@ type Config struct {
 
 // Cluster is a running dev cluster.
 type Cluster struct {
-	cfg        Config
-	Store      *dir.Store
-	Publisher  *publisher.Publisher
-	Nodes      []*dataplane.Node
-	Sentinels  []*sentinel.Server
-	CacheNode  *cachenode.Server
-	cacheGN    *gossip.Node
-	cacheLog   *follow.Follower // the cache node's log follower
-	servers    []*http.Server
-	listeners  []net.Listener
-	Upstreams  [2]string // base URLs of upstreams A and B
-	PublishURL string    // base URL of the publisher API
-	CacheURL   string    // base URL of the cache node
+	cfg       Config
+	Store     *dir.Store
+	Publisher *publisher.Publisher
+	Nodes     []*dataplane.Node
+	Sentinels []*sentinel.Server
+	CacheNode *cachenode.Server
+	cacheGN   *gossip.Node
+	cacheLog  *follow.Follower // the cache node's log follower
+	servers   []*http.Server
+	listeners []net.Listener
+	Upstreams [2]string // base URLs of upstreams A and B
+	// PublishURL is the base URL of the publisher's server: the API, and
+	// beside it the admin endpoints `publish serve` has (/metrics,
+	// /readyz, the fleet page; admin.PublisherHandler).
+	PublishURL string
+	CacheURL   string // base URL of the cache node
 	// SigningKeyFile holds the publisher's ed25519 private key, generated
 	// on the first start in DataDir and reused after: the publisher signs
 	// every record with it and every sentinel and the cache node trust only
@@ -329,10 +333,11 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	pcfg.Namespaces = []string{sentinel.RoutesNamespace, sentinel.KeysNamespace}
 	pcfg.Timing = tm
 	pcfg.Checkpoint = publisher.CheckpointConfig{Issue: true}
+	pubReg := prometheus.NewRegistry()
+	pcfg.Registerer = pubReg
 	if cfg.CheckpointsFromOriginOnly {
-		// Only the Notifier's Publish: the publisher finds no
-		// PushCheckpoint on it.
-		pcfg.Notifier = publisher.NotifierFunc(c.Nodes[0].Publish)
+		// The node without its PushCheckpoint: the publisher finds none.
+		pcfg.Notifier = noCheckpointPush{c.Nodes[0]}
 	}
 	if c.Publisher, err = publisher.New(c.Store, pcfg); err != nil {
 		return err
@@ -345,13 +350,37 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 		_ = c.Publisher.RunCheckpoints(ckptCtx) // logged inside
 	}()
 	c.PublishURL = "http://" + pubLn.Addr().String()
-	c.serve(pubLn, publisher.Handler(c.Publisher, cfg.Token))
+	c.serve(pubLn, admin.PublisherHandler(publisher.Handler(c.Publisher, cfg.Token), admin.Config{
+		Gatherer: pubReg,
+		Token:    cfg.Token,
+		Fleet:    sentinel.FleetFunc(c.Nodes[0]), // the node it publishes through
+	}))
 
 	if err := c.seed(ctx); err != nil {
 		return fmt.Errorf("example data: %w", err)
 	}
 	return nil
 }
+
+// noCheckpointPush is a node as a publisher's Notifier that pushes no
+// checkpoints (Config.CheckpointsFromOriginOnly) but still waits for
+// receipts.
+type noCheckpointPush struct{ n *dataplane.Node }
+
+var (
+	_ publisher.Receipter    = noCheckpointPush{}
+	_ publisher.ShareChecker = noCheckpointPush{}
+)
+
+func (x noCheckpointPush) Publish(ctx context.Context, rec record.Record) error {
+	return x.n.Publish(ctx, rec)
+}
+
+func (x noCheckpointPush) Receipt(ctx context.Context, ns, key string, v record.Version, share float64) (gossip.Receipt, error) {
+	return x.n.Receipt(ctx, ns, key, v, share)
+}
+
+func (x noCheckpointPush) CheckShare(share float64) error { return x.n.CheckShare(share) }
 
 func hostPort(host string, port int) string { return net.JoinHostPort(host, fmt.Sprint(port)) }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	dataplane "github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/devcluster"
 	"github.com/dataplane/dataplane/gossip"
@@ -60,6 +61,7 @@ var registerDecoders = sync.OnceFunc(func() {
 	})
 	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
 	openapi3filter.RegisterBodyDecoder("application/vnd.dataplane.snapshot", openapi3filter.FileBodyDecoder)
+	openapi3filter.RegisterBodyDecoder(dataplane.ContentTypeProvenSnapshot, openapi3filter.FileBodyDecoder)
 	openapi3filter.RegisterBodyDecoder("application/openmetrics-text", openapi3filter.PlainBodyDecoder)
 })
 
@@ -102,6 +104,9 @@ type call struct {
 	invalid bool
 	// stream reads only the first lines of an endless NDJSON answer.
 	stream int
+	// ctype, if set, is the Content-Type the answer must have (where the
+	// description allows several).
+	ctype string
 }
 
 var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -156,6 +161,9 @@ func (c *conformance) check(k call) []byte {
 	}
 	if resp.StatusCode != k.status {
 		t.Errorf("%s: %s %s answered %d, want %d: %.300s", k.name, k.method, k.path, resp.StatusCode, k.status, body)
+	}
+	if got := resp.Header.Get("Content-Type"); k.ctype != "" && got != k.ctype {
+		t.Errorf("%s: %s %s answered Content-Type %q, want %q", k.name, k.method, k.path, got, k.ctype)
 	}
 	c.covered[route.Operation.OperationID+" "+fmt.Sprint(resp.StatusCode)] = true
 	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
@@ -355,6 +363,14 @@ func TestOpenAPINode(t *testing.T) {
 	if err == nil {
 		resp.Body.Close()
 	}
+	// The proven snapshot needs a checkpoint of routes matched: the dev
+	// publisher issues them and pushes them by gossip.
+	if !testkit.Poll(30*time.Second, func() bool {
+		_, _, err := cl.Nodes[0].ProvenSnapshot(sentinel.RoutesNamespace)
+		return err == nil
+	}) {
+		t.Fatalf("sentinel-1 matched no checkpoint of routes: %v", func() error { _, _, err := cl.Nodes[0].ProvenSnapshot(sentinel.RoutesNamespace); return err }())
+	}
 	var status string
 	if !testkit.Poll(30*time.Second, func() bool {
 		req, _ := http.NewRequest("GET", c.base+"/debug/records/routes/"+devcluster.APIHost, nil)
@@ -391,26 +407,32 @@ func TestOpenAPINode(t *testing.T) {
 		{name: "watch, cursor not hex", method: "GET", path: "/v1/watch/routes?after=zz", header: auth, status: 400, invalid: true},
 		{name: "watch, namespace not held", method: "GET", path: "/v1/watch/blobs", header: auth, status: 404},
 		{name: "watch without a token", method: "GET", path: "/v1/watch/routes", status: 401},
-		{name: "snapshot", method: "GET", path: "/v1/snapshots/routes", header: auth, status: 200},
+		{name: "snapshot", method: "GET", path: "/v1/snapshots/routes", header: auth, status: 200, ctype: "application/vnd.dataplane.snapshot"},
+		{name: "snapshot, proven", method: "GET", path: "/v1/snapshots/routes?proof=1", header: auth, status: 200, ctype: dataplane.ContentTypeProvenSnapshot},
+		{name: "snapshot, head", method: "HEAD", path: "/v1/snapshots/routes", header: auth, status: 200},
+		{name: "snapshot, head, namespace not held", method: "HEAD", path: "/v1/snapshots/blobs", header: auth, status: 404},
+		{name: "snapshot, head without a token", method: "HEAD", path: "/v1/snapshots/routes", status: 401},
 		{name: "snapshot, namespace not held", method: "GET", path: "/v1/snapshots/blobs", header: auth, status: 404},
 		{name: "snapshot without a token", method: "GET", path: "/v1/snapshots/routes", status: 401},
 	} {
 		c.check(k)
 	}
 	c.coverage(map[string]string{
-		"readyz 503":        "the node is warm once the cluster started (TestOpenAPIAdmin covers it)",
-		"inspectRecord 403": "the dev cluster has an admin token (TestOpenAPIAdmin covers it)",
-		"members 403":       "as inspectRecord",
-		"members 404":       "the node is in gossip (TestOpenAPIAdmin covers it)",
-		"fleetPage 403":     "as inspectRecord",
-		"fleetPage 404":     "as members",
-		"fleetData 403":     "as inspectRecord",
-		"fleetData 404":     "as members",
-		"watch 403":         "as inspectRecord",
-		"watch 501":         "needs a TTL-only node",
-		"watch 503":         "needs a namespace not complete yet: a moment during warm-up",
-		"peerSnapshot 403":  "as inspectRecord",
-		"peerSnapshot 500":  "a snapshot that cannot be encoded",
+		"readyz 503":           "the node is warm once the cluster started (TestOpenAPIAdmin covers it)",
+		"inspectRecord 403":    "the dev cluster has an admin token (TestOpenAPIAdmin covers it)",
+		"members 403":          "as inspectRecord",
+		"members 404":          "the node is in gossip (TestOpenAPIAdmin covers it)",
+		"fleetPage 403":        "as inspectRecord",
+		"fleetPage 404":        "as members",
+		"fleetData 403":        "as inspectRecord",
+		"fleetData 404":        "as members",
+		"watch 403":            "as inspectRecord",
+		"watch 501":            "needs a TTL-only node",
+		"watch 503":            "needs a namespace not complete yet: a moment during warm-up",
+		"peerSnapshot 403":     "as inspectRecord",
+		"peerSnapshot 500":     "a snapshot that cannot be encoded",
+		"peerSnapshotHead 403": "as inspectRecord",
+		"peerSnapshotHead 500": "as peerSnapshot 500",
 	})
 }
 
@@ -460,14 +482,14 @@ func TestOpenAPIAdmin(t *testing.T) {
 	})
 }
 
-// TestPublisherServerRoutesDocumented: every path publisherMux mounts
-// besides /v1/ is in the publisher's description.
+// TestPublisherServerRoutesDocumented: every admin path publisherMux
+// mounts beside the API is in the publisher's description.
 func TestPublisherServerRoutesDocumented(t *testing.T) {
 	doc, err := openapi3.NewLoader().LoadFromData(openapi.Document(openapi.Publisher))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range append(slices.Clone(publisherAdminPaths), openapi.Path) {
+	for _, p := range append(slices.Clone(admin.PublisherPaths), openapi.Path) {
 		if doc.Paths.Value(p) == nil || doc.Paths.Value(p).Get == nil {
 			t.Errorf("publish serve mounts GET %s, which its description lacks", p)
 		}

@@ -21,7 +21,6 @@ import (
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/cli"
 	"github.com/dataplane/dataplane/internal/tlsconfig"
-	"github.com/dataplane/dataplane/openapi"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/publisher/client"
 	"github.com/dataplane/dataplane/record"
@@ -325,22 +324,11 @@ func servePublisher(ctx context.Context, p *publisher.Publisher, listen, token s
 
 // publisherMux is the publisher server's handler: the publisher API, its
 // OpenAPI description (openapi.Publisher, which also documents the admin
-// paths mounted here) and the admin endpoints.
-func publisherMux(p *publisher.Publisher, token string, reg *prometheus.Registry, fleet func() gossip.FleetView) *http.ServeMux {
-	mux := http.NewServeMux()
-	api := publisher.Handler(p, token)
-	mux.Handle("/v1/", api)
-	mux.Handle(openapi.Path, api)
-	adm := admin.Handler(admin.Config{Gatherer: reg, Token: token, Fleet: fleet, OpenAPI: openapi.Publisher})
-	for _, path := range publisherAdminPaths {
-		mux.Handle(path, adm)
-	}
-	return mux
+// paths mounted here) and the admin endpoints (admin.PublisherHandler, which
+// dataplane dev serves too).
+func publisherMux(p *publisher.Publisher, token string, reg *prometheus.Registry, fleet func() gossip.FleetView) http.Handler {
+	return admin.PublisherHandler(publisher.Handler(p, token), admin.Config{Gatherer: reg, Token: token, Fleet: fleet})
 }
-
-// publisherAdminPaths are the admin endpoints the publisher's server
-// mounts beside its API.
-var publisherAdminPaths = []string{"/healthz", "/readyz", "/metrics", "/debug/fleet", "/debug/fleet.json"}
 
 // apiActions performs the actions against a running publisher API, with
 // the typed client.
