@@ -328,7 +328,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	pcfg.Signer = signer
 	pcfg.Namespaces = []string{sentinel.RoutesNamespace, sentinel.KeysNamespace}
 	pcfg.Timing = tm
-	pcfg.Checkpoint = publisher.CheckpointConfig{Issue: true}
+	pcfg.IssueCheckpoints = true
 	if cfg.CheckpointsFromOriginOnly {
 		// Only the Notifier's Publish: the publisher finds no
 		// PushCheckpoint on it.
