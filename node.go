@@ -75,9 +75,9 @@ type Config struct {
 	// constants they must agree with (PublishBudget, ClockSkew,
 	// ReplicaLag, LogTailTTL, CheckpointLifetime); ClockSkew also sets how
 	// far ahead of Now a version may be before it is refused from every
-	// path (Timing.MaxFutureSkew()). Open refuses a set that breaks a rule (origin.Timing.Validate,
-	// and, for each namespace that fails closed, the rules of
-	// Config.Validate) with one error naming the constants, their values
+	// path (Timing.MaxFutureSkew()). Open refuses a set that breaks a rule
+	// (origin.Timing.Validate, and, for each namespace that fails closed,
+	// the rules of Config.Validate) with one error naming the constants, their values
 	// and the rule. The zero value means origin.DefaultTiming(); use
 	// origin.WANTiming() across regions and origin.LocalTiming() on one
 	// machine.

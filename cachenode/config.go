@@ -35,8 +35,8 @@ type Config struct {
 	// written through directly. Required.
 	Origin origin.Store
 	// Cache configures the node's cache; the zero value means
-	// cache.DefaultConfig(). Its clock, verifier, metrics and logs are this
-	// Config's Now, Verifier, Registerer and Logger.
+	// cache.DefaultConfig(). Its verifier, metrics and logs are this
+	// Config's Verifier, Registerer and Logger.
 	Cache cache.Config
 	// Verifier, when set, makes the node refuse records (writes, origin
 	// reads, gossip values) whose publisher signature does not verify;
@@ -46,7 +46,7 @@ type Config struct {
 	// from the future; expiry is its readers' to judge), so a bucket
 	// writer's forgery cannot hold back the real ones. Nil: the node
 	// checks that each decodes as what it is named and is not from the
-	// future (Timing.MaxFutureSkew), and passes the signature on to its
+	// future (Timing.MaxFutureSkew()), and passes the signature on to its
 	// readers, who verify it either way.
 	Verifier *sign.Verifier
 	// WriteToken guards every write: PUT records and snapshots, POST log

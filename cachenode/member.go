@@ -11,8 +11,8 @@ import (
 // joinCluster starts, when cfg.Gossip is set, the node's follower of the
 // origin's change log and its gossip member, both feeding the cache (the
 // Server is their Target and Applier), from the settings stated once on
-// Config: Timing (LogInterval, LogSettle, MaxFutureSkew()), Verifier, Now,
-// Registerer and Logger.
+// Config: Timing (LogInterval, LogSettle, MaxFutureSkew()), Verifier,
+// Registerer and Logger (and the clock tests set).
 func (s *Server) joinCluster() error {
 	cfg := s.cfg
 	if cfg.Gossip == nil {
