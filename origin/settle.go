@@ -41,7 +41,9 @@ type Timing struct {
 	// a version may be (MaxFutureSkew). Flag: -clock-skew.
 	ClockSkew time.Duration
 	// LogInterval is how often nodes read the change log (with or without
-	// gossip). Flag: -log-interval.
+	// gossip), and a publisher's checkpoint issuer too (at most every
+	// second; its repair pass runs every 2 LogInterval). Flag:
+	// -log-interval.
 	LogInterval time.Duration
 	// LogSettle is how far behind the time of a complete log read a reader
 	// moves its cursor. Flag: -log-settle.
@@ -153,8 +155,10 @@ var ErrTiming = errors.New("inconsistent timing")
 //     2 * (PublishBudget + ClockSkew): a checkpoint is renewed before half
 //     of its lifetime, and its version trails its issue by that much.
 //
-// LogInterval is 0 on a publisher's side; a node (dataplane.Open) needs it
-// positive and checks it, with its fail-closed bounds, on top of these.
+// LogInterval may be 0 on a publisher's side (its checkpoint issuer then
+// reads the log every second, its repair pass runs every 10 s); a node
+// (dataplane.Open) needs it positive and checks it, with its fail-closed
+// bounds, on top of these.
 func (t Timing) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
