@@ -59,25 +59,25 @@ type Config struct {
 	// origin read bounds); the zero value means cache.DefaultConfig(). Its
 	// clock, verifier, metrics, logs, future skew and complete namespaces
 	// are this Config's Now, Verifier, Registerer, Logger,
-	// Timing.MaxFutureSkew and Namespaces.
+	// Timing.MaxFutureSkew() and Namespaces.
 	Cache cache.Config
 	// Gossip, when set, joins a gossip cluster for invalidations carried in
 	// seconds (start from gossip.DefaultLANConfig().Cluster, or the WAN or
 	// Local preset); nil means TTL-only freshness (RFC options 1, 3, 4),
 	// where the change log is the only path of changes. Its verifier,
 	// clock, future skew, metrics and logs are this Config's Verifier, Now,
-	// Timing.MaxFutureSkew, Registerer and Logger.
+	// Timing.MaxFutureSkew(), Registerer and Logger.
 	Gossip *gossip.Cluster
 	// Timing holds the timing constants the node shares with the
 	// publishers of its origin (give both the same value): how often it
 	// reads the change log (LogInterval, with or without gossip) and how
 	// far behind a complete read its cursor moves (LogSettle), and the
 	// constants they must agree with (PublishBudget, ClockSkew,
-	// ReplicaLag, LogTailTTL, CheckpointLifetime) and MaxFutureSkew, how
+	// ReplicaLag, LogTailTTL, CheckpointLifetime); ClockSkew also sets how
 	// far ahead of Now a version may be before it is refused from every
-	// path. Open refuses a set that breaks a rule (origin.Timing.Validate,
-	// and, for each namespace that fails closed, the rules of
-	// Config.Validate) with one error naming the constants, their values
+	// path (Timing.MaxFutureSkew()). Open refuses a set that breaks a rule
+	// (origin.Timing.Validate, and, for each namespace that fails closed,
+	// the rules of Config.Validate) with one error naming the constants, their values
 	// and the rule. The zero value means origin.DefaultTiming(); use
 	// origin.WANTiming() across regions and origin.LocalTiming() on one
 	// machine.
@@ -235,7 +235,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	fc := follow.Config{Interval: cfg.Timing.LogInterval, Settle: cfg.Timing.LogSettle, Batch: followBatch, Now: cfg.Now}
 	copts := cache.Options{
-		Config: cfg.Cache, Complete: cfg.Namespaces, MaxFutureSkew: cfg.Timing.MaxFutureSkew,
+		Config: cfg.Cache, Complete: cfg.Namespaces, MaxFutureSkew: cfg.Timing.MaxFutureSkew(),
 		Now: cfg.Now, Registerer: cfg.Registerer, Logger: cfg.Logger,
 	}
 	if cfg.Verifier != nil {
@@ -301,7 +301,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.follower = f
 	if cfg.Gossip != nil {
 		g := gossip.Config{
-			Cluster: *cfg.Gossip, MaxFutureSkew: cfg.Timing.MaxFutureSkew,
+			Cluster: *cfg.Gossip, MaxFutureSkew: cfg.Timing.MaxFutureSkew(),
 			Now: cfg.Now, Registerer: cfg.Registerer, Logger: cfg.Logger,
 			// Receipts ask each member whether it holds a version: its
 			// version index answers, whichever path brought the version.

@@ -62,7 +62,7 @@ func followTiming(interval, settle time.Duration) origin.Timing {
 	t := origin.LocalTiming()
 	t.LogInterval, t.LogSettle, t.CheckpointLifetime = interval, settle, 0
 	if need := t.PublishBudget + t.ClockSkew + t.LogTailTTL; settle < need {
-		t.PublishBudget, t.ClockSkew, t.MaxClockOffset, t.LogTailTTL = settle, 0, 0, 0
+		t.PublishBudget, t.ClockSkew, t.LogTailTTL = settle, 0, 0
 	}
 	return t
 }

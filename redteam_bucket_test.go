@@ -30,7 +30,8 @@ func stoppablePublisher(t *testing.T, store origin.Store, signer *sign.Signer) (
 	cfg.Signer, cfg.Logger, cfg.Schemas = signer, quiet(), schema.NewRegistry()
 	cfg.TombstoneHorizon = 0
 	cfg.Timing = revocationTiming()
-	cfg.Timing.CheckpointLifetime, cfg.Checkpoint = 20*time.Second, publisher.CheckpointConfig{Issue: true, Interval: 200 * time.Millisecond}
+	cfg.Timing.CheckpointLifetime, cfg.IssueCheckpoints = 20*time.Second, true
+	cfg.Timing.LogInterval = 200 * time.Millisecond // its issuer reads the log, and checkpoints, that often
 	p, err := publisher.New(store, cfg)
 	if err != nil {
 		t.Fatal(err)

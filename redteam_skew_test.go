@@ -13,9 +13,9 @@ import (
 )
 
 // TestCheckpointSkewCoversRecordSkew: a node accepts a signed change whose
-// version is up to MaxFutureSkew (5 s) ahead of its clock (README,
+// version is up to Timing.MaxFutureSkew() (5 s) ahead of its clock (README,
 // "Versions bounded by time"), so a publisher 4 s ahead of a node (each
-// within 2 s of the origin, as publisher.Config.MaxClockOffset allows)
+// within 2 s of the origin, as the publisher's clock check allows)
 // writes changes the node takes. Its checkpoints, issued on the same
 // clock, must be taken too: a node that takes the changes but refuses
 // every checkpoint as "from the future" never matches, and keys fails

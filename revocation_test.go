@@ -52,8 +52,8 @@ const revocationSkew = 100 * time.Millisecond
 // proven only at half the lifetime, which Config.Validate refuses.
 func revocationTiming() origin.Timing {
 	return origin.Timing{
-		PublishBudget: time.Second, ClockSkew: revocationSkew, MaxClockOffset: revocationSkew,
-		MaxFutureSkew: 5 * time.Second, LogInterval: 50 * time.Millisecond, LogSettle: 1200 * time.Millisecond,
+		PublishBudget: time.Second, ClockSkew: revocationSkew,
+		LogInterval: 50 * time.Millisecond, LogSettle: 1200 * time.Millisecond,
 		SnapshotLag: origin.DefaultSnapshotLag,
 	}
 }
@@ -314,7 +314,8 @@ func notifyingPublisher(t *testing.T, store origin.Store, signer *sign.Signer, n
 	cfg.Schemas = schema.NewRegistry()
 	cfg.TombstoneHorizon = 0
 	cfg.Timing = revocationTiming()
-	cfg.Timing.CheckpointLifetime, cfg.Checkpoint = 20*time.Second, publisher.CheckpointConfig{Issue: true, Interval: interval}
+	cfg.Timing.CheckpointLifetime, cfg.IssueCheckpoints = 20*time.Second, true
+	cfg.Timing.LogInterval = interval // its issuer reads the log, and checkpoints, that often
 	p, err := publisher.New(store, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/internal/atomicfile"
 	"github.com/dataplane/dataplane/record"
@@ -114,14 +113,11 @@ func newTrust(cfg Config, settle time.Duration) *trust {
 		return &trust{}
 	}
 	// A checkpoint may be as far ahead of this node's clock as a change
-	// it takes (Timing.MaxFutureSkew, the cache's default when 0): both
-	// come from the publisher's clock, and a node that took the changes
-	// but refused every checkpoint "from the future" would fail closed
-	// for as long as the skew lasts (TestCheckpointSkewCoversRecordSkew).
-	skew := cfg.Timing.MaxFutureSkew
-	if skew <= 0 {
-		skew = cache.DefaultMaxFutureSkew
-	}
+	// it takes (Timing.MaxFutureSkew()): both come from the publisher's
+	// clock, and a node that took the changes but refused every
+	// checkpoint "from the future" would fail closed for as long as the
+	// skew lasts (TestCheckpointSkewCoversRecordSkew).
+	skew := cfg.Timing.MaxFutureSkew()
 	t := &trust{
 		v:       &checkpoint.Verifier{Keys: cfg.Verifier, MaxSkew: max(settle+time.Second, skew)},
 		require: cfg.RequireCheckpoints,

@@ -178,7 +178,7 @@ func (n *Node) WatchFrom(ctx context.Context, ns string, after record.Version, o
 // with it) could ever have applied by now: its clock plus the largest
 // future skew its cache or gossip accept a version with.
 func (n *Node) cursorLimit() record.Version {
-	skew := max(cache.DefaultMaxFutureSkew, n.cfg.Timing.MaxFutureSkew)
+	skew := max(cache.DefaultMaxFutureSkew, n.cfg.Timing.MaxFutureSkew())
 	now := time.Now
 	if n.cfg.Now != nil {
 		now = n.cfg.Now

@@ -90,7 +90,7 @@ type tierNode struct {
 // nodes' settle window (Config.logSettle); the log kept whole.
 func (d *deployment) timing() origin.Timing {
 	t := origin.DefaultTiming()
-	t.PublishBudget, t.ClockSkew, t.MaxClockOffset = 750*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
+	t.PublishBudget, t.ClockSkew = 750*time.Millisecond, 100*time.Millisecond
 	t.LogInterval, t.LogSettle, t.LogTailTTL, t.LogRetention = d.cfg.LogInterval, d.cfg.logSettle(), benchTailTTL, 0
 	if d.cfg.replicas() {
 		t.ReplicaLag = d.cfg.ReplicaLag + 4*replicaInterval

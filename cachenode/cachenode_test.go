@@ -75,7 +75,7 @@ func newFixture(t *testing.T, edit func(*cachenode.Config)) *fixture {
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin = f.origin
 	cfg.WriteToken = token
-	cfg.Now = f.clock.Now
+	cachenode.SetNow(&cfg, f.clock.Now)
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -357,9 +357,9 @@ func TestLogAndSnapshots(t *testing.T) {
 	if resp.StatusCode != 200 || err != nil || got.Version != 9 || len(got.Records) != 1 {
 		t.Fatalf("GET snapshot: %d %+v %v", resp.StatusCode, got, err)
 	}
-	small := newFixture(t, func(c *cachenode.Config) { c.MaxSnapshotSize = 16 })
+	small := newFixture(t, func(c *cachenode.Config) { cachenode.SetMaxSnapshotSize(c, 16) })
 	if resp, _ := small.do("PUT", "/v1/snapshots/routes", auth, sb); resp.StatusCode != 413 {
-		t.Fatalf("snapshot over MaxSnapshotSize: %d, want 413", resp.StatusCode)
+		t.Fatalf("snapshot over the size bound: %d, want 413", resp.StatusCode)
 	}
 }
 
@@ -444,8 +444,6 @@ func TestNewErrors(t *testing.T) {
 		says string
 	}{
 		{"no origin", func(c *cachenode.Config) { c.Origin = nil }, "Origin"},
-		{"negative snapshot size", func(c *cachenode.Config) { c.MaxSnapshotSize = -1 }, "MaxSnapshotSize"},
-		{"negative timeout", func(c *cachenode.Config) { c.OriginTimeout = -1 }, "OriginTimeout"},
 		{"bad cache window", func(c *cachenode.Config) { c.Cache.Default.Fresh = -1 }, "Fresh"},
 	} {
 		cfg := cachenode.DefaultConfig()

@@ -160,7 +160,7 @@ func TestCheckpointNeverOlder(t *testing.T) {
 	o := newPartsOrigin(t)
 	s := newSigner(t)
 	now := time.Now()
-	_, parts := tierOver(t, o, func(c *cachenode.Config) { c.CheckpointTTL = 0 })
+	_, parts := tierOver(t, o, func(c *cachenode.Config) { cachenode.SetCheckpointTTL(c, 0) })
 	old := ckpt(t, s, "keys", record.MakeVersion(now.Add(-4*time.Second), 0), now.Add(-2*time.Second))
 	cur := ckpt(t, s, "keys", record.MakeVersion(now.Add(-2*time.Second), 0), now)
 	reissued := ckpt(t, s, "keys", cur.Version, now.Add(time.Second))
@@ -205,7 +205,7 @@ func TestProofNeverOlder(t *testing.T) {
 	o := newPartsOrigin(t)
 	s := newSigner(t)
 	now := time.Now()
-	_, parts := tierOver(t, o, func(c *cachenode.Config) { c.ProofTTL = 0 })
+	_, parts := tierOver(t, o, func(c *cachenode.Config) { cachenode.SetProofTTL(c, 0) })
 	v := record.MakeVersion(now.Add(-3*time.Second), 0)
 	first := &checkpoint.SnapshotProof{Checkpoint: ckpt(t, s, "keys", v, now.Add(-time.Second))}
 	later := &checkpoint.SnapshotProof{Checkpoint: ckpt(t, s, "keys", v, now)}
@@ -230,7 +230,7 @@ func TestCheckpointReadsShared(t *testing.T) {
 	ctx := context.Background()
 	o := newPartsOrigin(t)
 	now := time.Now()
-	node, parts := tierOver(t, o, func(c *cachenode.Config) { c.CheckpointTTL = time.Hour })
+	node, parts := tierOver(t, o, func(c *cachenode.Config) { cachenode.SetCheckpointTTL(c, time.Hour) })
 	c := ckpt(t, newSigner(t), "keys", record.MakeVersion(now.Add(-2*time.Second), 0), now)
 	if err := checkpoint.PutLatest(ctx, o, c); err != nil {
 		t.Fatal(err)
@@ -275,7 +275,7 @@ func TestCheckpointVerifierOnNode(t *testing.T) {
 
 	o := newPartsOrigin(t)
 	_, parts := tierOver(t, o, func(c *cachenode.Config) {
-		c.CheckpointTTL = 0
+		cachenode.SetCheckpointTTL(c, 0)
 		c.Verifier = keys
 	})
 	for _, bad := range []*checkpoint.Checkpoint{ckpt(t, nil, "keys", v, now), ckpt(t, stranger, "keys", v, now)} {
@@ -382,7 +382,7 @@ func TestCheckpointFromGossip(t *testing.T) {
 		t.Fatal(err)
 	}
 	node, parts := tierOver(t, o, func(c *cachenode.Config) {
-		c.CheckpointTTL = 0
+		cachenode.SetCheckpointTTL(c, 0)
 		c.Verifier = keys
 	})
 	sameCheckpoint(t, "before the push", latest(parts), inOrigin)
@@ -408,9 +408,34 @@ func TestCheckpointFromGossip(t *testing.T) {
 	if err := checkpoint.PutLatest(ctx, o2, inOrigin); err != nil {
 		t.Fatal(err)
 	}
-	plain, parts2 := tierOver(t, o2, func(c *cachenode.Config) { c.CheckpointTTL = 0 })
+	plain, parts2 := tierOver(t, o2, func(c *cachenode.Config) { cachenode.SetCheckpointTTL(c, 0) })
 	if err := plain.OfferCheckpoint(raw(pushed), "gossip/push"); err != nil {
 		t.Fatal(err)
 	}
 	sameCheckpoint(t, "a node without trusted keys after a push", latest(parts2), inOrigin)
+}
+
+// TestPartTTLsFollowTiming: a latest checkpoint is shared as long as a log
+// read (Timing.LogTailTTL), a snapshot proof for a tenth of a checkpoint's
+// lifetime (30 s without checkpoints).
+func TestPartTTLsFollowTiming(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		timing      origin.Timing
+		ckpt, proof time.Duration
+	}{
+		{"default", origin.DefaultTiming(), 250 * time.Millisecond, 30 * time.Second},
+		{"local", origin.LocalTiming(), 50 * time.Millisecond, 30 * time.Second},
+		{"short lifetime", func() origin.Timing { t := origin.DefaultTiming(); t.CheckpointLifetime = time.Minute; return t }(), 250 * time.Millisecond, 6 * time.Second},
+		{"no checkpoints", func() origin.Timing { t := origin.DefaultTiming(); t.CheckpointLifetime = 0; return t }(), 250 * time.Millisecond, 30 * time.Second},
+	} {
+		cfg := cachenode.DefaultConfig()
+		cfg.Timing = c.timing
+		if got := cachenode.CheckpointTTL(cfg); got != c.ckpt {
+			t.Errorf("%s: checkpoint TTL %v, want %v", c.name, got, c.ckpt)
+		}
+		if got := cachenode.ProofTTL(cfg); got != c.proof {
+			t.Errorf("%s: proof TTL %v, want %v", c.name, got, c.proof)
+		}
+	}
 }

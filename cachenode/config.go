@@ -15,27 +15,18 @@ import (
 	"github.com/dataplane/dataplane/sign"
 )
 
-// DefaultOriginTimeout bounds each forwarded write, log or snapshot call when
-// Config.OriginTimeout is zero. Record reads are bounded by the cache's
-// RefreshTimeout instead.
-const DefaultOriginTimeout = 10 * time.Second
+// originTimeout bounds each forwarded write, log or snapshot call. Record
+// reads are bounded by the cache's RefreshTimeout instead.
+const originTimeout = 10 * time.Second
 
-// DefaultLogTailSpan is Config.LogTailSpan when left zero.
-const DefaultLogTailSpan = 10 * time.Second
+// logTailSpan is how far below the wall clock a shared change-log read
+// starts when the request that starts it asks for less, so that readers
+// whose cursors are a little behind are answered from it too.
+const logTailSpan = 10 * time.Second
 
-// Defaults of the checkpoint parts' shared reads (Config.CheckpointTTL,
-// ProofTTL).
-const (
-	// DefaultCheckpointTTL matches origin.DefaultTiming's LogTailTTL: readers take the
-	// latest checkpoint with each log read, and a checkpoint up to 250 ms
-	// older than the origin's costs them nothing (a match proves freshness
-	// as of the checkpoint's version, which trails the clock by the
-	// publisher's LogSettle anyway).
-	DefaultCheckpointTTL = 250 * time.Millisecond
-	// DefaultProofTTL: a snapshot's proof changes only when the publisher
-	// re-signs it (a new key, or a new checkpoint at the same version).
-	DefaultProofTTL = 30 * time.Second
-)
+// defaultProofTTL is the proofTTL of a Timing without checkpoints
+// (CheckpointLifetime 0).
+const defaultProofTTL = 30 * time.Second
 
 // Config configures a Server. Start from DefaultConfig and set Origin and
 // WriteToken.
@@ -44,8 +35,8 @@ type Config struct {
 	// written through directly. Required.
 	Origin origin.Store
 	// Cache configures the node's cache; the zero value means
-	// cache.DefaultConfig(). Its clock, verifier, metrics and logs are this
-	// Config's Now, Verifier, Registerer and Logger.
+	// cache.DefaultConfig(). Its verifier, metrics and logs are this
+	// Config's Verifier, Registerer and Logger.
 	Cache cache.Config
 	// Verifier, when set, makes the node refuse records (writes, origin
 	// reads, gossip values) whose publisher signature does not verify;
@@ -55,12 +46,9 @@ type Config struct {
 	// from the future; expiry is its readers' to judge), so a bucket
 	// writer's forgery cannot hold back the real ones. Nil: the node
 	// checks that each decodes as what it is named and is not from the
-	// future (Timing.MaxFutureSkew), and passes the signature on to its
+	// future (Timing.MaxFutureSkew()), and passes the signature on to its
 	// readers, who verify it either way.
 	Verifier *sign.Verifier
-	// Now is the cache's clock (tests inject a fake one); nil means the
-	// wall clock.
-	Now func() time.Time
 	// WriteToken guards every write: PUT records and snapshots, POST log
 	// and trim ("Authorization: Bearer <token>"). Empty refuses every write
 	// (403): a node is never writable by accident.
@@ -68,12 +56,6 @@ type Config struct {
 	// ReadToken, when set, guards reads too. Empty leaves reads open: they
 	// are the regional data path, inside the region's network.
 	ReadToken string
-	// MaxSnapshotSize bounds a PUT snapshot body, in bytes; zero means
-	// wire.DefaultMaxSnapshotSize.
-	MaxSnapshotSize int64
-	// OriginTimeout bounds each forwarded write, log or snapshot call; zero
-	// means DefaultOriginTimeout.
-	OriginTimeout time.Duration
 	// Timing holds the timing constants the node shares with the
 	// publishers and readers of its origin (origin.Timing; the zero value
 	// means origin.DefaultTiming()): LogTailTTL is how long one origin
@@ -84,9 +66,18 @@ type Config struct {
 	// the log cost about one origin read per LogTailTTL instead of N per
 	// poll interval; an answer may miss changes appended up to LogTailTTL
 	// before the request, so readers' LogSettle must cover it, which
-	// Validate checks; zero: every request reads the origin), and, with
-	// Gossip, LogInterval and LogSettle are how the node follows the log
-	// and MaxFutureSkew how far ahead a version may be. New refuses a set
+	// Validate checks; zero: every request reads the origin), and also how
+	// long one origin read of a namespace's latest checkpoint answers the
+	// node's readers (GET /v1/snapshots/{ns}/checkpoint; readers take it
+	// with each log read, and a match proves freshness only as of the
+	// checkpoint's version, which trails the clock by the publisher's
+	// LogSettle anyway; whatever the TTL, the node never answers a
+	// checkpoint older than one it has read, see the package doc); one
+	// read of a snapshot proof (GET /v1/snapshots/{ns}/ckpt-<version>)
+	// answers them for a tenth of CheckpointLifetime (30 s by default; a
+	// proof changes only when the publisher re-signs it). With Gossip,
+	// LogInterval and LogSettle are how the node follows the log and
+	// MaxFutureSkew() how far ahead a version may be. New refuses a set
 	// that breaks a rule of origin.Timing.Validate.
 	Timing origin.Timing
 	// Gossip, when set, joins a gossip cluster: the node takes changes by
@@ -94,43 +85,52 @@ type Config struct {
 	// every change, and nodes reading through it get them within a second.
 	// Nil: its cache learns of changes from its windows only.
 	Gossip *gossip.Cluster
-	// LogTailSpan is how far below the wall clock a shared read starts
-	// when the request that starts it asks for less, so that readers
-	// whose cursors are a little behind are answered from it too; zero
-	// means DefaultLogTailSpan.
-	LogTailSpan time.Duration
-	// CheckpointTTL is how long one origin read of a namespace's latest
-	// checkpoint answers the node's readers (GET
-	// /v1/snapshots/{ns}/checkpoint); concurrent requests share one read.
-	// Zero or negative: every request reads the origin (DefaultConfig sets
-	// DefaultCheckpointTTL). Whatever it is, the node never answers a
-	// checkpoint older than one it has read (see the package doc).
-	CheckpointTTL time.Duration
-	// ProofTTL is CheckpointTTL for snapshot proofs (GET
-	// /v1/snapshots/{ns}/ckpt-<version>); DefaultConfig sets
-	// DefaultProofTTL.
-	ProofTTL time.Duration
 	// Registerer receives the node's and its cache's metrics; nil registers
 	// none.
 	Registerer prometheus.Registerer
 	// Logger receives origin failures and corrupt objects; nil means
 	// slog.Default().
 	Logger *slog.Logger
+
+	// Set by tests only (export_test.go).
+	now         func() time.Time // the cache's, gossip's and follower's clock; nil: the wall clock
+	maxSnapshot int64            // PUT snapshot body bound; 0: wire.DefaultMaxSnapshotSize
+	tailSpan    time.Duration    // 0: logTailSpan
+	ckptTTL     time.Duration    // 0: from Timing; negative: every request reads
+	proofTTL    time.Duration    // 0: from Timing; negative: every request reads
+}
+
+// checkpointTTL is how long one origin read of a latest checkpoint answers
+// the node's readers: Timing.LogTailTTL, as a log read's.
+func (c *Config) checkpointTTL() time.Duration {
+	if c.ckptTTL != 0 {
+		return c.ckptTTL
+	}
+	return c.Timing.LogTailTTL
+}
+
+// snapshotProofTTL is how long one origin read of a snapshot proof answers
+// the node's readers: a tenth of Timing.CheckpointLifetime, or
+// defaultProofTTL without checkpoints.
+func (c *Config) snapshotProofTTL() time.Duration {
+	switch {
+	case c.proofTTL != 0:
+		return c.proofTTL
+	case c.Timing.CheckpointLifetime > 0:
+		return c.Timing.CheckpointLifetime / 10
+	}
+	return defaultProofTTL
 }
 
 // DefaultConfig returns a Config with the cache's default windows (10 s fresh,
-// a day stale), the default limits, origin.DefaultTiming (change-log reads
-// shared for 250 ms), checkpoint reads shared for DefaultCheckpointTTL and
-// DefaultProofTTL, no gossip, and no origin or tokens yet.
+// a day stale), origin.DefaultTiming (change-log and checkpoint reads
+// shared for 250 ms, snapshot proofs for 30 s), no gossip, and no origin or
+// tokens yet. Forwarded writes, log and snapshot calls are bounded to 10 s,
+// and a PUT snapshot body to wire.DefaultMaxSnapshotSize.
 func DefaultConfig() Config {
 	return Config{
-		Cache:           cache.DefaultConfig(),
-		MaxSnapshotSize: wire.DefaultMaxSnapshotSize,
-		OriginTimeout:   DefaultOriginTimeout,
-		Timing:          origin.DefaultTiming(),
-		LogTailSpan:     DefaultLogTailSpan,
-		CheckpointTTL:   DefaultCheckpointTTL,
-		ProofTTL:        DefaultProofTTL,
+		Cache:  cache.DefaultConfig(),
+		Timing: origin.DefaultTiming(),
 	}
 }
 
@@ -139,29 +139,17 @@ func (c *Config) validate() error {
 	if c.Origin == nil {
 		return errors.New("cachenode: Config.Origin is required")
 	}
-	if c.MaxSnapshotSize < 0 {
-		return fmt.Errorf("cachenode: Config.MaxSnapshotSize must not be negative, got %d", c.MaxSnapshotSize)
-	}
-	if c.OriginTimeout < 0 {
-		return fmt.Errorf("cachenode: Config.OriginTimeout must not be negative, got %v", c.OriginTimeout)
-	}
-	if c.LogTailSpan < 0 {
-		return fmt.Errorf("cachenode: Config.LogTailSpan must not be negative, got %v", c.LogTailSpan)
-	}
 	if c.Timing == (origin.Timing{}) {
 		c.Timing = origin.DefaultTiming()
 	}
 	if err := c.Timing.Validate(); err != nil {
 		return fmt.Errorf("cachenode: Config.Timing: %w", err)
 	}
-	if c.LogTailSpan == 0 {
-		c.LogTailSpan = DefaultLogTailSpan
+	if c.tailSpan == 0 {
+		c.tailSpan = logTailSpan
 	}
-	if c.MaxSnapshotSize == 0 {
-		c.MaxSnapshotSize = wire.DefaultMaxSnapshotSize
-	}
-	if c.OriginTimeout == 0 {
-		c.OriginTimeout = DefaultOriginTimeout
+	if c.maxSnapshot == 0 {
+		c.maxSnapshot = wire.DefaultMaxSnapshotSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -81,7 +81,7 @@
 //	    application/vnd.dataplane.snapshot. 404 not_found.
 //
 //	PUT /v1/snapshots/{ns}                             (write token)
-//	    Body: the snapshot encoding, at most Config.MaxSnapshotSize bytes,
+//	    Body: the snapshot encoding, at most wire.DefaultMaxSnapshotSize bytes,
 //	    of the namespace in the path. 204 stored, 400 invalid, 413.
 //
 //	GET /v1/snapshots/{ns}/checkpoint
@@ -102,7 +102,7 @@
 // own cursor, so concurrent requests wait for one origin read and a request
 // up to Config.Timing.LogTailTTL (250 ms by default) after a read started, with a
 // cursor at or above that read's, is answered from it; a shared read starts
-// Config.LogTailSpan below the clock so that cursors a little behind are
+// 10 s below the clock so that cursors a little behind are
 // covered, unless a page of changes lies there below the cursor (after a
 // burst): a request a shared page falls short for reads from its own cursor,
 // and later requests at or above it share that read. A region's sentinels
@@ -124,8 +124,9 @@
 // RequireCheckpoints warms up, serves and proves itself current through
 // the tier as against the origin. The node shares those reads like the
 // log's: one origin read of a namespace's latest checkpoint answers every
-// request for it up to Config.CheckpointTTL (250 ms) after it started,
-// one of a proof up to Config.ProofTTL (30 s), and concurrent requests
+// request for it up to Config.Timing.LogTailTTL (250 ms) after it started,
+// one of a proof up to a tenth of Timing.CheckpointLifetime (30 s), and
+// concurrent requests
 // wait for one read. It never answers a checkpoint older than one it has
 // read (lower version, or the same version issued earlier): an origin that
 // goes back (a replica behind, a restored bucket, a writer's rollback),

@@ -182,7 +182,7 @@ func (s *Server) readLog(w http.ResponseWriter, r *http.Request) {
 			limit = n
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.OriginTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), originTimeout)
 	defer cancel()
 	cs, shared, err := s.tail.get(ctx, after, limit)
 	if err != nil {
@@ -225,7 +225,7 @@ func (s *Server) getSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, wire.CodeInvalid, err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.OriginTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), originTimeout)
 	defer cancel()
 	snap, err := s.origin.GetSnapshot(ctx, ns)
 	if err != nil {
@@ -279,7 +279,7 @@ func (s *Server) putSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, wire.CodeInvalid, err.Error())
 		return
 	}
-	body, ok := readBody(w, r, s.cfg.MaxSnapshotSize)
+	body, ok := readBody(w, r, s.cfg.maxSnapshot)
 	if !ok {
 		return
 	}
@@ -301,10 +301,10 @@ func (s *Server) putSnapshot(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// originContext bounds a forwarded write by OriginTimeout but not by the
+// originContext bounds a forwarded write by originTimeout but not by the
 // client's connection: a write the origin started is seen through.
 func (s *Server) originContext(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.OriginTimeout)
+	return context.WithTimeout(context.WithoutCancel(r.Context()), originTimeout)
 }
 
 // fail answers an error of the origin (or the cache in front of it) with the

@@ -42,7 +42,7 @@ type logTail struct {
 	ttl  time.Duration // <= 0: every request reads the origin itself
 	span time.Duration // how far below now a shared read starts
 	page int           // changes asked of the origin per shared read
-	wait time.Duration // bounds each shared read (Config.OriginTimeout)
+	wait time.Duration // bounds each shared read (originTimeout)
 	now  func() time.Time
 	read func(ctx context.Context, after record.Version, limit int) ([]record.Change, error)
 

@@ -205,7 +205,8 @@ func runTailScenario(t *testing.T, sc tailScenario, hist string, history []recor
 	store := &logCounting{Store: d}
 	cfg := cachenode.DefaultConfig()
 	cfg.Origin, cfg.WriteToken, cfg.Logger = store, token, slog.New(slog.DiscardHandler)
-	cfg.Timing, cfg.LogTailSpan = tailTiming(ttl), 24*time.Hour
+	cfg.Timing = tailTiming(ttl)
+	cachenode.SetLogTailSpan(&cfg, 24*time.Hour)
 	node, err := cachenode.New(cfg)
 	if err != nil {
 		t.Fatal(err)

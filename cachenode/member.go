@@ -11,8 +11,8 @@ import (
 // joinCluster starts, when cfg.Gossip is set, the node's follower of the
 // origin's change log and its gossip member, both feeding the cache (the
 // Server is their Target and Applier), from the settings stated once on
-// Config: Timing (LogInterval, LogSettle, MaxFutureSkew), Verifier, Now,
-// Registerer and Logger.
+// Config: Timing (LogInterval, LogSettle, MaxFutureSkew()), Verifier,
+// Registerer and Logger (and the clock tests set).
 func (s *Server) joinCluster() error {
 	cfg := s.cfg
 	if cfg.Gossip == nil {
@@ -20,11 +20,11 @@ func (s *Server) joinCluster() error {
 	}
 	fc := follow.Config{
 		Interval: cfg.Timing.LogInterval, Settle: cfg.Timing.LogSettle, Batch: followBatch,
-		Now: cfg.Now, Logger: cfg.Logger, Registerer: cfg.Registerer,
+		Now: cfg.now, Logger: cfg.Logger, Registerer: cfg.Registerer,
 	}
 	g := gossip.Config{
-		Cluster: *cfg.Gossip, MaxFutureSkew: cfg.Timing.MaxFutureSkew,
-		Now: cfg.Now, Logger: cfg.Logger, Registerer: cfg.Registerer,
+		Cluster: *cfg.Gossip, MaxFutureSkew: cfg.Timing.MaxFutureSkew(),
+		Now: cfg.now, Logger: cfg.Logger, Registerer: cfg.Registerer,
 	}
 	if cfg.Verifier != nil {
 		fc.Verifier, g.Verifier = cfg.Verifier, cfg.Verifier

@@ -35,7 +35,7 @@ func newMetrics() *metrics {
 		}),
 		partsShared: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "dataplane", Subsystem: "cachenode", Name: "checkpoint_reads_shared_total",
-			Help: "Checkpoint and snapshot proof reads answered from another request's origin read (Config.CheckpointTTL, ProofTTL).",
+			Help: "Checkpoint and snapshot proof reads answered from another request's origin read (Config.Timing: LogTailTTL, CheckpointLifetime/10).",
 		}),
 	}
 }

@@ -54,7 +54,7 @@ func New(cfg Config) (*Server, error) {
 	copts := cache.Options{
 		Config:     cfg.Cache,
 		ApplyAll:   true, // a cache node keeps what it is written and told, for its region
-		Now:        cfg.Now,
+		Now:        cfg.now,
 		Registerer: cfg.Registerer,
 		Logger:     cfg.Logger,
 	}
@@ -67,20 +67,17 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.cache = c
 	s.tail = &logTail{
-		ttl: cfg.Timing.LogTailTTL, span: cfg.LogTailSpan, page: wire.MaxLogPage, wait: cfg.OriginTimeout,
+		ttl: cfg.Timing.LogTailTTL, span: cfg.tailSpan, page: wire.MaxLogPage, wait: originTimeout,
 		now: time.Now, read: cfg.Origin.ReadLog,
 	}
-	skew := cfg.Timing.MaxFutureSkew
-	if skew <= 0 {
-		skew = cache.DefaultMaxFutureSkew
-	}
+	skew := cfg.Timing.MaxFutureSkew()
 	var cv *checkpoint.Verifier
 	if cfg.Verifier != nil {
 		cv = &checkpoint.Verifier{Keys: cfg.Verifier, MaxSkew: skew}
 	}
 	s.parts = &partCache{
 		parts: origin.CheckpointPartsOf(cfg.Origin), v: cv, skew: skew,
-		ttl: cfg.CheckpointTTL, proofTTL: cfg.ProofTTL, wait: cfg.OriginTimeout,
+		ttl: cfg.checkpointTTL(), proofTTL: cfg.snapshotProofTTL(), wait: originTimeout,
 		now: time.Now, entries: make(map[partKey]*partEntry),
 	}
 	s.metrics = newMetrics()
@@ -174,7 +171,7 @@ func (s *Server) OfferCheckpoint(raw []byte, source string) error {
 
 // CheckpointReads reports how many checkpoint and snapshot proof reads the
 // node made of its origin and how many requests it answered from another
-// request's read (Config.CheckpointTTL, ProofTTL).
+// request's read (Config.Timing: LogTailTTL, CheckpointLifetime/10).
 func (s *Server) CheckpointReads() (fromOrigin, shared int64) {
 	return s.parts.origin.Load(), s.parts.shared.Load()
 }

@@ -69,7 +69,7 @@ type timing struct {
 // dataplane.Config.Validate refuses.
 func (tm timing) shared(tail time.Duration) origin.Timing {
 	return origin.Timing{
-		PublishBudget: tm.budget, ClockSkew: pubSkew, MaxClockOffset: pubSkew, MaxFutureSkew: 5 * time.Second,
+		PublishBudget: tm.budget, ClockSkew: pubSkew,
 		LogInterval: logInterval, LogSettle: tm.settle, SnapshotLag: origin.DefaultSnapshotLag, LogRetention: 5 * time.Second,
 		LogTailTTL: tail,
 	}
@@ -674,7 +674,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		if signer != nil {
 			// Every publisher proves the snapshots it writes; the
 			// repairer alone issues checkpoints (RunCheckpoints).
-			cfg.Timing.CheckpointLifetime, cfg.Checkpoint = 2*opt.failClosed, publisher.CheckpointConfig{Issue: true, Interval: checkpointInterval}
+			cfg.Timing.CheckpointLifetime, cfg.IssueCheckpoints = 2*opt.failClosed, true
 		}
 		cfg.Clock = clocks[i]
 		cfg.Notifier = notify
@@ -683,8 +683,10 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		cfg.Schemas = schema.NewRegistry() // values are version markers, not routes
 		cfg.Timing.LogRetention = 5 * time.Second
 		cfg.Timing.PublishBudget, cfg.Timing.ClockSkew, cfg.Timing.LogSettle = tm.budget, pubSkew, tm.settle
-		cfg.Timing.MaxClockOffset, cfg.Timing.LogTailTTL = cfg.Timing.ClockSkew, 0
-		cfg.RepairInterval = 500 * time.Millisecond
+		cfg.Timing.LogTailTTL = 0
+		// The checkpoint issuer reads the log every LogInterval
+		// (checkpointInterval), the repair pass runs every 2 LogInterval.
+		cfg.Timing.LogInterval = checkpointInterval
 		wf := NewWriteFaults(store, h)
 		wf.Sent, wf.Landed = c.check.Sent, c.check.Wrote
 		var pstore origin.Store = wf

@@ -40,7 +40,7 @@ const (
 // pfTiming is the timing of these tests' publishers and node.
 func pfTiming() origin.Timing {
 	t := origin.LocalTiming()
-	t.PublishBudget, t.ClockSkew, t.MaxClockOffset = pfBudget, pfSkew, pfSkew
+	t.PublishBudget, t.ClockSkew = pfBudget, pfSkew
 	t.LogInterval, t.LogSettle, t.LogTailTTL = pfInterval, pfSettle, 0
 	return t
 }

@@ -57,7 +57,7 @@ func TestTTLOnlyFailsClosed(t *testing.T) {
 		// above writes only before the node starts, so no publish budget
 		// longer than that settle is ever in flight.
 		Timing: origin.Timing{
-			PublishBudget: 250 * time.Millisecond, ClockSkew: 50 * time.Millisecond, MaxFutureSkew: 5 * time.Second,
+			PublishBudget: 250 * time.Millisecond, ClockSkew: 50 * time.Millisecond,
 			LogInterval: 200 * time.Millisecond, LogSettle: 300 * time.Millisecond, SnapshotLag: origin.DefaultSnapshotLag,
 		},
 		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},

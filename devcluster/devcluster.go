@@ -332,7 +332,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	pcfg.Signer = signer
 	pcfg.Namespaces = []string{sentinel.RoutesNamespace, sentinel.KeysNamespace}
 	pcfg.Timing = tm
-	pcfg.Checkpoint = publisher.CheckpointConfig{Issue: true}
+	pcfg.IssueCheckpoints = true
 	pubReg := prometheus.NewRegistry()
 	pcfg.Registerer = pubReg
 	if cfg.CheckpointsFromOriginOnly {

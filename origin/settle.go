@@ -34,21 +34,16 @@ type Timing struct {
 	// Flag: -publish-budget.
 	PublishBudget time.Duration
 	// ClockSkew is the most any publisher's clock may differ from any
-	// reader's. Flag: -clock-skew.
+	// reader's. It also bounds a publisher's clock against the origin's
+	// (S3 and DynamoDB tell their time): a publisher provably further off
+	// refuses to write (publisher.ErrClockOffset), since readers assume
+	// clocks within ClockSkew; and it sets how far ahead of a node's clock
+	// a version may be (MaxFutureSkew). Flag: -clock-skew.
 	ClockSkew time.Duration
-	// MaxClockOffset bounds how far a publisher's clock may be from the
-	// origin's (S3 and DynamoDB tell their time) before its writes are
-	// refused (publisher.ErrClockOffset); zero turns that check off. Not
-	// above ClockSkew: readers assume clocks within ClockSkew. Flag:
-	// -max-clock-offset.
-	MaxClockOffset time.Duration
-	// MaxFutureSkew is how far ahead of a node's clock a version may be
-	// before the node refuses it, from every path (DESIGN.md decision 8).
-	// At least ClockSkew, or honest writes are refused. Flag:
-	// -max-future-skew.
-	MaxFutureSkew time.Duration
 	// LogInterval is how often nodes read the change log (with or without
-	// gossip). Flag: -log-interval.
+	// gossip), and a publisher's checkpoint issuer too (at most every
+	// second; its repair pass runs every 2 LogInterval). Flag:
+	// -log-interval.
 	LogInterval time.Duration
 	// LogSettle is how far behind the time of a complete log read a reader
 	// moves its cursor. Flag: -log-settle.
@@ -79,10 +74,29 @@ type Timing struct {
 // DefaultSnapshotLag is the SnapshotLag of the presets.
 const DefaultSnapshotLag = 5 * time.Second
 
+// MinFutureSkew is the least MaxFutureSkew allows a version ahead of a
+// node's clock, whatever ClockSkew.
+const MinFutureSkew = 5 * time.Second
+
+// ClockDateUncertainty is how far behind the origin's clock the time it
+// tells (an HTTP Date) may read: one second of resolution, and one more for
+// servers that cache their Date header for up to a second (versitygw, over
+// fasthttp: on one host, its Date read 0.9 s behind the second this host's
+// clock was in). A publisher's clock check counts it in the clock's favour.
+const ClockDateUncertainty = 2 * time.Second
+
+// MaxFutureSkew is how far ahead of a node's clock a version may be before
+// the node refuses it, from every path (DESIGN.md decision 8): ClockSkew +
+// ClockDateUncertainty (a publisher passes its clock check up to that far
+// ahead of the origin), and at least MinFutureSkew (5 s, the presets').
+func (t Timing) MaxFutureSkew() time.Duration {
+	return max(MinFutureSkew, t.ClockSkew+ClockDateUncertainty)
+}
+
 // DefaultTiming returns the timing of one data center: writes in the log
 // within 1 s of taking their version, clocks within 250 ms (and a
-// publisher's within 250 ms of the origin's), versions up to 5 s ahead
-// accepted, the log read every 5 s and settled 2 s behind, a day of log kept
+// publisher's within 250 ms of the origin's, so versions up to 5 s ahead
+// accepted), the log read every 5 s and settled 2 s behind, a day of log kept
 // behind the snapshots, cache nodes sharing a log read for 250 ms,
 // checkpoints living 5 minutes (the default D of a namespace that fails
 // closed).
@@ -90,8 +104,6 @@ func DefaultTiming() Timing {
 	return Timing{
 		PublishBudget:      time.Second,
 		ClockSkew:          250 * time.Millisecond,
-		MaxClockOffset:     250 * time.Millisecond,
-		MaxFutureSkew:      5 * time.Second,
 		LogInterval:        5 * time.Second,
 		LogSettle:          2 * time.Second,
 		SnapshotLag:        DefaultSnapshotLag,
@@ -117,7 +129,6 @@ func LocalTiming() Timing {
 	t := DefaultTiming()
 	t.PublishBudget = 400 * time.Millisecond
 	t.ClockSkew = 50 * time.Millisecond
-	t.MaxClockOffset = 50 * time.Millisecond
 	t.LogInterval = time.Second
 	t.LogSettle = 500 * time.Millisecond
 	t.LogTailTTL = 50 * time.Millisecond
@@ -140,16 +151,14 @@ var ErrTiming = errors.New("inconsistent timing")
 //     snapshot's version minus LogRetention, and that point must stay two
 //     settle windows behind the clock, or a node whose cursor is one settle
 //     window behind finds its log trimmed and reloads everything;
-//   - MaxClockOffset <= ClockSkew: the publisher's clock check must not
-//     let through a clock further off than readers assume;
-//   - MaxFutureSkew is 0 (not stated: a publisher's side) or >= ClockSkew,
-//     or nodes refuse honest writes from a publisher whose clock is ahead;
 //   - CheckpointLifetime is 0 (no checkpoints) or more than
 //     2 * (PublishBudget + ClockSkew): a checkpoint is renewed before half
 //     of its lifetime, and its version trails its issue by that much.
 //
-// LogInterval is 0 on a publisher's side; a node (dataplane.Open) needs it
-// positive and checks it, with its fail-closed bounds, on top of these.
+// LogInterval may be 0 on a publisher's side (its checkpoint issuer then
+// reads the log every second, its repair pass runs every 10 s); a node
+// (dataplane.Open) needs it positive and checks it, with its fail-closed
+// bounds, on top of these.
 func (t Timing) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
@@ -160,7 +169,7 @@ func (t Timing) Validate() error {
 		name string
 		d    time.Duration
 	}{
-		{"ClockSkew", t.ClockSkew}, {"MaxClockOffset", t.MaxClockOffset}, {"MaxFutureSkew", t.MaxFutureSkew},
+		{"ClockSkew", t.ClockSkew},
 		{"LogInterval", t.LogInterval}, {"LogSettle", t.LogSettle}, {"SnapshotLag", t.SnapshotLag},
 		{"LogRetention", t.LogRetention}, {"ReplicaLag", t.ReplicaLag}, {"LogTailTTL", t.LogTailTTL},
 		{"CheckpointLifetime", t.CheckpointLifetime},
@@ -180,13 +189,6 @@ func (t Timing) Validate() error {
 	if t.LogRetention > 0 && t.SnapshotLag+t.LogRetention < 2*t.LogSettle {
 		bad("SnapshotLag=%s + LogRetention=%s < 2 * LogSettle=%s: a reader one settle window behind would find its log trimmed (LogRetention=0 never trims)",
 			t.SnapshotLag, t.LogRetention, t.LogSettle)
-	}
-	if t.MaxClockOffset > t.ClockSkew {
-		bad("MaxClockOffset=%s > ClockSkew=%s: a publisher's clock check would let through a clock further off than readers assume (MaxClockOffset=0 turns the check off)",
-			t.MaxClockOffset, t.ClockSkew)
-	}
-	if t.MaxFutureSkew > 0 && t.MaxFutureSkew < t.ClockSkew {
-		bad("MaxFutureSkew=%s < ClockSkew=%s: nodes would refuse honest versions from a publisher whose clock is ahead", t.MaxFutureSkew, t.ClockSkew)
 	}
 	if t.CheckpointLifetime > 0 && t.CheckpointLifetime <= 2*need {
 		bad("CheckpointLifetime=%s <= 2 * (PublishBudget=%s + ClockSkew=%s): a checkpoint would expire before its renewal's version is settled",

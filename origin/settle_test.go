@@ -33,10 +33,6 @@ func TestTimingValidate(t *testing.T) {
 		{"replica lag covered", func(t *origin.Timing) { t.ReplicaLag = 500 * time.Millisecond }, ""},
 		{"replica lag past settle", func(t *origin.Timing) { t.ReplicaLag = time.Second }, "ReplicaLag=1s"},
 		{"log tail past settle", func(t *origin.Timing) { t.LogTailTTL = time.Second }, "LogTailTTL=1s: readers would move"},
-		{"clock offset past skew", func(t *origin.Timing) { t.MaxClockOffset = 2 * time.Second },
-			"MaxClockOffset=2s > ClockSkew=250ms"},
-		{"clock check off", func(t *origin.Timing) { t.MaxClockOffset = 0 }, ""},
-		{"future skew below skew", func(t *origin.Timing) { t.MaxFutureSkew = 100 * time.Millisecond }, "MaxFutureSkew=100ms < ClockSkew=250ms"},
 		{"short checkpoint lifetime", func(t *origin.Timing) { t.CheckpointLifetime = 2 * time.Second }, "CheckpointLifetime=2s <= 2 * (PublishBudget=1s + ClockSkew=250ms)"},
 	}
 	for _, c := range cases {
@@ -51,5 +47,23 @@ func TestTimingValidate(t *testing.T) {
 				t.Fatalf("Validate(%+v) = %v, want an error naming %q", tm, err, c.want)
 			}
 		})
+	}
+}
+
+// TestMaxFutureSkew: nodes accept versions ClockSkew plus the origin Date's
+// uncertainty ahead of their clock (a publisher passes its clock check that
+// far ahead of the origin), and at least 5 s.
+func TestMaxFutureSkew(t *testing.T) {
+	for _, c := range []struct {
+		skew, want time.Duration
+	}{
+		{origin.DefaultTiming().ClockSkew, 5 * time.Second},
+		{origin.LocalTiming().ClockSkew, 5 * time.Second},
+		{0, 5 * time.Second},
+		{4 * time.Second, 6 * time.Second},
+	} {
+		if got := (origin.Timing{ClockSkew: c.skew}).MaxFutureSkew(); got != c.want {
+			t.Errorf("ClockSkew=%v: MaxFutureSkew() = %v, want %v", c.skew, got, c.want)
+		}
 	}
 }

@@ -20,37 +20,33 @@ import (
 	"github.com/dataplane/dataplane/statehash"
 )
 
-// CheckpointConfig configures the signed per-namespace checkpoints a
-// publisher with a Signer issues (package checkpoint, DESIGN decision 11).
-type CheckpointConfig struct {
-	// Issue turns checkpoints on; Config.Signer must be set. Each is valid
-	// for Config.Timing.CheckpointLifetime (its ExpiresAt is its IssuedAt
-	// plus that) and is renewed before half of it has passed even if its
-	// namespace does not change. False issues none.
-	Issue bool
-	// Interval is the least time between two checkpoints of a namespace
-	// while it changes, and how often the issuer reads the change log.
-	// Zero means one second.
-	Interval time.Duration
-	// OnIssue, when set, receives every checkpoint issued (after it is
-	// stored), for example to spread it by gossip. It must not block or
-	// modify the checkpoint.
-	OnIssue func(*checkpoint.Checkpoint)
+// maxCheckpointInterval is the longest checkpointInterval: a namespace
+// that changes gets a checkpoint about every second.
+const maxCheckpointInterval = time.Second
+
+// checkpointInterval is how often the issuer reads the change log, and the
+// least time between two checkpoints of a namespace while it changes:
+// every Timing.LogInterval (as often as the nodes read the log), at most
+// every second, and at least four times in a checkpoint's lifetime (a quiet
+// namespace's is renewed before half of it has passed).
+func checkpointInterval(t origin.Timing) time.Duration {
+	d := maxCheckpointInterval
+	if t.LogInterval > 0 {
+		d = min(d, t.LogInterval)
+	}
+	if t.CheckpointLifetime > 0 {
+		d = min(d, t.CheckpointLifetime/4)
+	}
+	return d
 }
 
-func (c *CheckpointConfig) validate(signer *sign.Signer, lifetime time.Duration) error {
-	if c.Interval == 0 {
-		c.Interval = time.Second
-	}
+// validateCheckpoints checks Config.IssueCheckpoints against the rest.
+func (c *Config) validateCheckpoints() error {
 	switch {
-	case c.Issue && signer == nil:
-		return errors.New("publisher: Checkpoint.Issue needs a Signer: checkpoints are signed")
-	case c.Issue && lifetime <= 0:
-		return fmt.Errorf("publisher: Checkpoint.Issue needs a positive Timing.CheckpointLifetime, got %v", lifetime)
-	case c.Interval < 0:
-		return fmt.Errorf("publisher: Checkpoint.Interval must not be negative, got %v", c.Interval)
-	case c.Issue && c.Interval >= lifetime/2:
-		return fmt.Errorf("publisher: Checkpoint.Interval=%v must be below half of Timing.CheckpointLifetime=%v", c.Interval, lifetime)
+	case c.IssueCheckpoints && c.Signer == nil:
+		return errors.New("publisher: IssueCheckpoints needs a Signer: checkpoints are signed")
+	case c.IssueCheckpoints && c.Timing.CheckpointLifetime <= 0:
+		return fmt.Errorf("publisher: IssueCheckpoints needs a positive Timing.CheckpointLifetime, got %v", c.Timing.CheckpointLifetime)
 	}
 	return nil
 }
@@ -61,7 +57,7 @@ func (c *CheckpointConfig) validate(signer *sign.Signer, lifetime time.Duration)
 // writes.
 type issuer struct {
 	p     *Publisher
-	cfg   CheckpointConfig
+	every time.Duration        // checkpointInterval of the publisher's Timing
 	parts origin.SnapshotParts // nil: the store keeps no checkpoints
 	own   *sign.Verifier       // the signer's own key, to read back its proofs
 	m     issuerMetrics
@@ -191,13 +187,13 @@ type issuerMetrics struct {
 	issued, proofs, errors, skipped prometheus.Counter
 }
 
-func newIssuer(p *Publisher, cfg CheckpointConfig) (*issuer, error) {
+func newIssuer(p *Publisher) (*issuer, error) {
 	own, err := sign.NewVerifier(p.cfg.Signer.Public())
 	if err != nil {
 		return nil, err
 	}
 	counter := metricset.Subsystem("publisher").Counter
-	is := &issuer{p: p, cfg: cfg, own: own, ns: make(map[string]*nsIssue), m: issuerMetrics{
+	is := &issuer{p: p, every: checkpointInterval(p.cfg.Timing), own: own, ns: make(map[string]*nsIssue), m: issuerMetrics{
 		issued:  counter("checkpoints_issued_total", "Signed namespace checkpoints issued."),
 		proofs:  counter("snapshot_proofs_total", "Snapshot proofs (the checkpoint at a snapshot's version) written."),
 		errors:  counter("checkpoint_errors_total", "Checkpoint passes or snapshot proofs that failed (origin errors); retried."),
@@ -212,15 +208,16 @@ func newIssuer(p *Publisher, cfg CheckpointConfig) (*issuer, error) {
 }
 
 // ErrNoCheckpoints means RunCheckpoints was called on a publisher that
-// issues none (Config.Checkpoint.Issue false).
+// issues none (Config.IssueCheckpoints false).
 var ErrNoCheckpoints = errors.New("publisher: checkpoints not configured")
 
 // RunCheckpoints issues checkpoints until ctx is done, when it returns nil:
-// every Config.Checkpoint.Interval it reads the change log, brings each
-// namespace's state up to now minus Config.LogSettle (what the log can be
+// every Timing.LogInterval, at most every second (and at least four times
+// per Timing.CheckpointLifetime), it reads the change log, brings each
+// namespace's state up to now minus Timing.LogSettle (what the log can be
 // trusted to hold), and issues a checkpoint of a namespace whose state
-// changed (at most one per Interval) or whose last checkpoint is half its
-// Lifetime old. The namespaces are those the publisher snapshots
+// changed (at most one per that interval) or whose last checkpoint is half
+// its lifetime old. The namespaces are those the publisher snapshots
 // (Config.Namespaces, those it wrote) and those the change log names; the
 // state of each starts from its snapshot (exactly at the snapshot's
 // version when the snapshot has a proof, else from the newest record in
@@ -239,7 +236,7 @@ func (p *Publisher) RunCheckpoints(ctx context.Context) error {
 	defer is.running.Unlock()
 	is.ticking.Store(true)
 	defer is.ticking.Store(false)
-	t := time.NewTicker(is.cfg.Interval)
+	t := time.NewTicker(is.every)
 	defer t.Stop()
 	for {
 		if _, err := is.tick(ctx, time.Now()); err != nil && ctx.Err() == nil {
@@ -492,7 +489,7 @@ func (is *issuer) maybeIssue(ctx context.Context, ns string, n *nsIssue, now tim
 		}
 		age := now.Sub(l.IssuedAt)
 		changed := !l.Hash.Equal(&h) || l.Count != n.st.Count()
-		if !(changed && age >= is.cfg.Interval) && age < is.p.cfg.Timing.CheckpointLifetime/2 {
+		if !(changed && age >= is.every) && age < is.p.cfg.Timing.CheckpointLifetime/2 {
 			return nil, nil
 		}
 	}
@@ -510,9 +507,6 @@ func (is *issuer) maybeIssue(ctx context.Context, ns string, n *nsIssue, now tim
 	}
 	n.last = c
 	is.m.issued.Inc()
-	if is.cfg.OnIssue != nil {
-		is.cfg.OnIssue(c)
-	}
 	is.p.pushCheckpoint(c)
 	return c, nil
 }

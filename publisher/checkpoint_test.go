@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,10 +74,10 @@ func checkpointConfig(s *sign.Signer, lag time.Duration) func(*publisher.Config)
 	return func(c *publisher.Config) {
 		c.Signer = s
 		c.Clock = record.NewClock(func() time.Time { return time.Now().Add(-lag) })
-		c.Timing.MaxClockOffset = 0 // the clock lags on purpose
+		publisher.SkipClockCheck(c) // the clock lags on purpose
 		c.Timing.LogRetention, c.Timing.LogTailTTL, c.TombstoneHorizon = 0, 0, 0
 		c.Timing.PublishBudget, c.Timing.ClockSkew, c.Timing.LogSettle = time.Second, 100*time.Millisecond, 1200*time.Millisecond
-		c.Timing.CheckpointLifetime, c.Checkpoint = time.Minute, publisher.CheckpointConfig{Issue: true, Interval: time.Second}
+		c.Timing.CheckpointLifetime, c.IssueCheckpoints = time.Minute, true // every second while changing
 	}
 }
 
@@ -352,32 +353,52 @@ func TestCheckpointCadence(t *testing.T) {
 	}
 }
 
-// TestCheckpointConfig: checkpoints need a signer, and Interval must fit
-// in half the lifetime.
+// TestCheckpointConfig: checkpoints need a signer and a lifetime.
 func TestCheckpointConfig(t *testing.T) {
 	store, _ := dir.Open(t.TempDir())
 	for name, c := range map[string]struct {
-		ck       publisher.CheckpointConfig
+		signed   bool
 		lifetime time.Duration
+		want     string
 	}{
-		"no signer":     {publisher.CheckpointConfig{Issue: true}, time.Minute},
-		"long interval": {publisher.CheckpointConfig{Issue: true, Interval: 40 * time.Second}, time.Minute},
-		"no lifetime":   {publisher.CheckpointConfig{Issue: true}, 0},
-		"negative":      {publisher.CheckpointConfig{Issue: true}, -time.Second},
+		"no signer":   {false, time.Minute, "IssueCheckpoints needs a Signer"},
+		"no lifetime": {true, 0, "IssueCheckpoints needs a positive Timing.CheckpointLifetime, got 0s"},
+		"negative":    {true, -time.Second, "CheckpointLifetime=-1s must not be negative"},
 	} {
 		cfg := publisher.DefaultConfig()
-		cfg.Checkpoint, cfg.Timing.CheckpointLifetime = c.ck, c.lifetime
-		if name != "no signer" {
+		cfg.IssueCheckpoints, cfg.Timing.CheckpointLifetime = true, c.lifetime
+		if c.signed {
 			s, _ := signingKeys(t)
 			cfg.Signer = s
 		}
-		if _, err := publisher.New(store, cfg); err == nil {
-			t.Errorf("%s: accepted", name)
+		if _, err := publisher.New(store, cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: New error %v, want one naming %q", name, err, c.want)
 		}
 	}
 	p, _ := publisher.New(store, publisher.DefaultConfig())
 	if err := p.RunCheckpoints(context.Background()); !errors.Is(err, publisher.ErrNoCheckpoints) {
 		t.Errorf("RunCheckpoints without checkpoints: err = %v", err)
+	}
+}
+
+// TestCheckpointInterval: a changing namespace is checkpointed every
+// LogInterval, at most every second, and at least four times a lifetime.
+func TestCheckpointInterval(t *testing.T) {
+	for _, c := range []struct {
+		name                     string
+		interval, lifetime, want time.Duration
+	}{
+		{"default", 5 * time.Second, 5 * time.Minute, time.Second},
+		{"local", time.Second, 5 * time.Minute, time.Second},
+		{"log read often", 200 * time.Millisecond, time.Minute, 200 * time.Millisecond},
+		{"short lifetime", 5 * time.Second, 2 * time.Second, 500 * time.Millisecond},
+		{"no log interval (a publisher's own timing)", 0, time.Minute, time.Second},
+	} {
+		tm := origin.DefaultTiming()
+		tm.LogInterval, tm.CheckpointLifetime = c.interval, c.lifetime
+		if got := publisher.CheckpointInterval(tm); got != c.want {
+			t.Errorf("%s: checkpoint interval %v, want %v", c.name, got, c.want)
+		}
 	}
 }
 
@@ -396,7 +417,7 @@ func TestCheckpointUnsignedChanges(t *testing.T) {
 	var mu sync.Mutex
 	writeAt := now.Add(-10 * time.Second)
 	clock := record.NewClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return writeAt })
-	unsigned := newEnv(t, store, func(c *publisher.Config) { c.Clock, c.Timing.MaxClockOffset = clock, 0 })
+	unsigned := newEnv(t, store, func(c *publisher.Config) { c.Clock = clock; publisher.SkipClockCheck(c) })
 	issuer := newEnv(t, store, func(c *publisher.Config) {
 		checkpointConfig(signer, 0)(c)
 		c.Clock = clock
@@ -440,7 +461,7 @@ func TestRunIssuesWhileWriting(t *testing.T) {
 	e := newEnv(t, store, func(c *publisher.Config) {
 		checkpointConfig(signer, 0)(c)
 		c.SnapshotInterval = 20 * time.Millisecond
-		c.Checkpoint.Interval = 50 * time.Millisecond
+		c.Timing.LogInterval = 50 * time.Millisecond // the issuer's interval
 		c.Namespaces = []string{"keys"}
 	})
 	runCtx, stop := context.WithCancel(ctx)

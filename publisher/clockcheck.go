@@ -11,7 +11,7 @@ import (
 )
 
 // ErrClockOffset means this host's clock is further from the origin's than
-// Config.Timing.MaxClockOffset allows: the write was refused before it took a
+// Config.Timing.ClockSkew allows: the write was refused before it took a
 // version, and nothing was written.
 var ErrClockOffset = errors.New("publisher: this host's clock is too far from the origin's")
 
@@ -19,12 +19,9 @@ var ErrClockOffset = errors.New("publisher: this host's clock is too far from th
 // origin's time is read again.
 const clockRecheck = 30 * time.Second
 
-// dateResolution is how far behind the origin's clock its time (an HTTP
-// Date) may read: one second of resolution, and one more for servers that
-// cache their Date header for up to a second (versitygw, over fasthttp:
-// on one host, its Date read 0.9 s behind the second this host's clock was
-// in). The check counts it in the clock's favour.
-const dateResolution = 2 * time.Second
+// dateResolution is how far behind the origin's clock its time may read
+// (origin.ClockDateUncertainty); the check counts it in the clock's favour.
+const dateResolution = origin.ClockDateUncertainty
 
 // clockCheck remembers the last good reading, so that only one write every
 // clockRecheck pays for a read of the origin's time.
@@ -35,12 +32,12 @@ type clockCheck struct {
 }
 
 // checkClock returns an error wrapping ErrClockOffset when the origin tells
-// its time and this host's clock is provably more than MaxClockOffset away
-// from it. An origin that cannot tell its time, or fails to, passes: the
+// its time and this host's clock is provably more than Timing.ClockSkew
+// away from it (readers assume clocks within ClockSkew). An origin that cannot tell its time, or fails to, passes: the
 // write that follows finds out whether the origin is there at all.
 func (p *Publisher) checkClock(ctx context.Context) error {
 	oc, ok := p.store.(origin.Clock)
-	if !ok || p.cfg.Timing.MaxClockOffset == 0 {
+	if !ok || p.cfg.noClockCheck {
 		return nil
 	}
 	cc := &p.clockCheck
@@ -59,7 +56,7 @@ func (p *Publisher) checkClock(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := offsetError(sent, received, server, p.cfg.Timing.MaxClockOffset); err != nil {
+	if err := offsetError(sent, received, server, p.cfg.Timing.ClockSkew); err != nil {
 		p.m.clockRefused.Inc()
 		return err
 	}
@@ -73,7 +70,7 @@ func (p *Publisher) checkClock(ctx context.Context) error {
 // and the local time then in [sent, received]. It reports an offset only
 // when every combination is beyond max.
 func offsetError(sent, received, server time.Time, max time.Duration) error {
-	const fix = "fix this host's clock (NTP); MaxClockOffset (publish and sync: -max-clock-offset) sets the bound"
+	const fix = "fix this host's clock (NTP); Timing.ClockSkew (publish and sync: -clock-skew) sets the bound"
 	if ahead := sent.Sub(server.Add(dateResolution)); ahead > max {
 		return fmt.Errorf("%w: at least %v ahead (local %s, origin %s; bound %v): every node would refuse its versions, so nothing was written; %s",
 			ErrClockOffset, ahead.Round(time.Millisecond), sent.UTC().Format(time.RFC3339), server.UTC().Format(time.RFC3339), max, fix)

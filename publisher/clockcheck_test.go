@@ -77,7 +77,7 @@ func TestClockOffsetRefused(t *testing.T) {
 				key := "clock-" + tc.name + ".example.com"
 				_, err = p.Put(ctx, "routes", key, value)
 				if !errors.Is(err, publisher.ErrClockOffset) || !strings.Contains(err.Error(), tc.want) ||
-					!strings.Contains(err.Error(), "nothing was written") || !strings.Contains(err.Error(), "-max-clock-offset") {
+					!strings.Contains(err.Error(), "nothing was written") || !strings.Contains(err.Error(), "-clock-skew") {
 					t.Fatalf("%s: Put = %v; want ErrClockOffset saying %q, that nothing was written and which flag sets the bound", tc.name, err, tc.want)
 				}
 				if _, err := p.Delete(ctx, "routes", key); !errors.Is(err, publisher.ErrClockOffset) {

@@ -43,7 +43,7 @@ func newMetrics() *metrics {
 		restamps:    counter("restamps_total", "Publish attempts made under a fresh version after an attempt overran the settle budget."),
 		repaired:    counter("repaired_total", "Crashed or late publishes the repair pass published again under a fresh version."),
 		clockRefused: counter("clock_refused_total",
-			"Writes refused because this host's clock was further from the origin's than MaxClockOffset."),
+			"Writes refused because this host's clock was further from the origin's than Timing.ClockSkew."),
 		receipts: sub.CounterVec("receipts_total",
 			"Receipts waited for (Receipt, ?wait=), by result: met, incomplete (the wait ended first), refused (members refused the change so the share cannot be met).",
 			"result"),

@@ -55,10 +55,10 @@ type Config struct {
 	Clock *record.Clock
 	// Notifier receives every write after it is durable; nil means TTL-only
 	// mode: sentinels learn of changes from their cache windows and the
-	// change log alone.
+	// change log alone. Each call is bounded by twice
+	// Timing.PublishBudget (2 s by default): the change log carries a
+	// change whose notification is cut short.
 	Notifier Notifier
-	// NotifyTimeout bounds each Notifier call. Must be positive.
-	NotifyTimeout time.Duration
 	// Signer, when set, signs every record this Publisher writes (Put,
 	// Delete, PutVersion, Import, Repair), after its version is fixed
 	// and again under every fresh version, so the record in the origin,
@@ -96,41 +96,38 @@ type Config struct {
 	// Zero keeps tombstones forever. Must be zero or at least
 	// Timing.LogRetention.
 	TombstoneHorizon time.Duration
-	// SnapshotLayout says how a snapshot is cut into objects in a store
-	// that supports origin.SnapshotParts (each pass then writes only the
-	// records changed since the previous one); the zero value means
-	// origin.DefaultLayout().
-	SnapshotLayout origin.Layout
 	// Schemas validates every value before it is written (Put, PutVersion,
 	// Import): a value its namespace's Validator refuses fails with an
 	// error wrapping schema.ErrInvalid (and so record.ErrInvalid) and
 	// nothing is written. Nil means schema.Builtin(): routes and keys are
 	// checked. schema.NewRegistry() checks nothing.
 	Schemas *schema.Registry
-	// PublishAttempts is how many versions a write may try before it
-	// fails for overrunning Timing.PublishBudget. Must be at least 1.
-	PublishAttempts int
-	// RepairInterval is how often RunRepair looks for publishes that
-	// crashed between their record write and their log append. Must be
-	// positive.
-	RepairInterval time.Duration
-	// Checkpoint configures the signed namespace checkpoints this
-	// publisher issues (RunCheckpoints; Run runs it) and the proofs of the
-	// snapshots it writes. The zero value issues none.
-	Checkpoint CheckpointConfig
+	// IssueCheckpoints turns on the signed namespace checkpoints this
+	// publisher issues (package checkpoint, DESIGN decision 11;
+	// RunCheckpoints, which Run runs) and the proofs of the snapshots it
+	// writes; Signer must be set. Each checkpoint is valid for
+	// Timing.CheckpointLifetime (its ExpiresAt is its IssuedAt plus that):
+	// a namespace gets one every Timing.LogInterval while it changes (at
+	// most every second, at least four times a lifetime), and a new one
+	// before half of the lifetime has passed when it does not. False
+	// issues none.
+	IssueCheckpoints bool
 	// Timing holds the timing constants this publisher shares with the
 	// nodes that read its origin (give them the same value): its
 	// PublishBudget (the longest a write may take from taking its version
 	// to having its change-log entry appended; a write that overruns it is
-	// retried under a fresh version, one that overruns it PublishAttempts
-	// times is not acknowledged), ClockSkew, MaxClockOffset (the bound of
+	// retried under a fresh version, one that overruns it 5 times
+	// (publishAttempts) is not acknowledged), ClockSkew (also the bound of
 	// this host's clock against the origin's: before it takes versions,
 	// and then at most every 30 s, a publisher reads the origin's time when
 	// the origin can tell it, S3 and DynamoDB; when its own clock is
 	// provably further off, every write fails with an error wrapping
 	// ErrClockOffset and nothing is written; the origin's time has
 	// one-second resolution and may be cached for a second more, counted in
-	// the clock's favour), LogSettle (the
+	// the clock's favour), LogInterval (how often the checkpoint issuer
+	// reads the change log, at most every second; RunRepair looks for
+	// publishes that crashed between their record write and their log
+	// append every 2 LogInterval, 10 s by default), LogSettle (the
 	// smallest of any reader), SnapshotLag (how far behind the clock a
 	// snapshot's version is kept), LogRetention (how much change log, in
 	// version time, Run keeps below the oldest snapshot it maintains, so
@@ -142,29 +139,49 @@ type Config struct {
 	// breaks a rule of origin.Timing.Validate. The zero value means
 	// origin.DefaultTiming().
 	Timing origin.Timing
+
+	// layout is how a snapshot is cut into objects in a store that
+	// supports origin.SnapshotParts (each pass then writes only the records
+	// changed since the previous one); the zero value means
+	// origin.DefaultLayout(). Tests set it (export_test.go).
+	layout origin.Layout
+	// noClockCheck turns the check of this host's clock against the
+	// origin's off, for tests whose clock is off on purpose.
+	noClockCheck bool
+}
+
+// publishAttempts is how many versions a write may try before it fails
+// for overrunning Timing.PublishBudget.
+const publishAttempts = 5
+
+// notifyTimeout bounds each Notifier call: twice the time a write may take
+// to reach the change log.
+func (c *Config) notifyTimeout() time.Duration { return 2 * c.Timing.PublishBudget }
+
+// repairInterval is how often RunRepair runs the repair pass: every two
+// change-log reads of the nodes.
+func (c *Config) repairInterval() time.Duration {
+	if c.Timing.LogInterval <= 0 {
+		return 2 * origin.DefaultTiming().LogInterval
+	}
+	return 2 * c.Timing.LogInterval
 }
 
 // DefaultConfig returns the configuration a control plane starts from:
-// notifications bounded to 2 s, snapshots every minute, deletes kept in the
-// snapshots for a week, 5 versions tried per write, a crash repair pass
-// every 10 s, and origin.DefaultTiming (a write in the log within 1 s of
-// taking its version for readers that settle 2 s behind with clocks within
-// 250 ms, a day of change log kept behind the snapshots).
+// snapshots every minute, deletes kept in the snapshots for a week, and
+// origin.DefaultTiming (a write in the log within 1 s of taking its
+// version for readers that settle 2 s behind with clocks within 250 ms, a
+// day of change log kept behind the snapshots; so notifications bounded to
+// 2 s and a crash repair pass every 10 s).
 func DefaultConfig() Config {
 	return Config{
-		NotifyTimeout:    2 * time.Second,
 		SnapshotInterval: time.Minute,
 		TombstoneHorizon: 7 * 24 * time.Hour,
-		PublishAttempts:  5,
-		RepairInterval:   10 * time.Second,
 		Timing:           origin.DefaultTiming(),
 	}
 }
 
 func (c *Config) validate() error {
-	if c.NotifyTimeout <= 0 {
-		return fmt.Errorf("publisher: NotifyTimeout must be positive, got %v", c.NotifyTimeout)
-	}
 	if c.SnapshotInterval <= 0 {
 		return fmt.Errorf("publisher: SnapshotInterval must be positive, got %v", c.SnapshotInterval)
 	}
@@ -177,13 +194,7 @@ func (c *Config) validate() error {
 	if c.TombstoneHorizon < 0 || c.TombstoneHorizon > 0 && c.TombstoneHorizon < c.Timing.LogRetention {
 		return fmt.Errorf("publisher: TombstoneHorizon must be zero or at least Timing.LogRetention (%v), got %v", c.Timing.LogRetention, c.TombstoneHorizon)
 	}
-	if c.PublishAttempts < 1 {
-		return fmt.Errorf("publisher: PublishAttempts must be at least 1, got %d", c.PublishAttempts)
-	}
-	if c.RepairInterval <= 0 {
-		return fmt.Errorf("publisher: RepairInterval must be positive, got %v", c.RepairInterval)
-	}
-	if err := c.Checkpoint.validate(c.Signer, c.Timing.CheckpointLifetime); err != nil {
+	if err := c.validateCheckpoints(); err != nil {
 		return err
 	}
 	for _, ns := range c.Namespaces {
@@ -213,7 +224,7 @@ type Publisher struct {
 
 	clockCheck clockCheck
 
-	ckpt *issuer // nil: no checkpoints (Config.Checkpoint)
+	ckpt *issuer // nil: no checkpoints (Config.IssueCheckpoints)
 
 	// trusted checks what the publisher reads back (Config.Trusted, or
 	// the Signer's key); nil: it trusts the origin.
@@ -273,7 +284,7 @@ func New(store origin.Store, cfg Config) (*Publisher, error) {
 		store:   store,
 		clock:   cfg.Clock,
 		notify:  cfg.Notifier,
-		timeout: cfg.NotifyTimeout,
+		timeout: cfg.notifyTimeout(),
 		log:     cfg.Logger.With("component", "publisher"),
 		m:       newMetrics(),
 		cfg:     cfg,
@@ -293,9 +304,9 @@ func New(store origin.Store, cfg Config) (*Publisher, error) {
 			return nil, err
 		}
 	}
-	if cfg.Checkpoint.Issue {
+	if cfg.IssueCheckpoints {
 		var err error
-		if p.ckpt, err = newIssuer(p, cfg.Checkpoint); err != nil {
+		if p.ckpt, err = newIssuer(p); err != nil {
 			return nil, err
 		}
 	}
@@ -411,7 +422,7 @@ func (p *Publisher) PutVersion(ctx context.Context, rec record.Record) (written 
 }
 
 // ErrBudget means a write could not reach the change log within
-// Config.Timing.PublishBudget under any of Config.PublishAttempts versions, so it is
+// Config.Timing.PublishBudget under any of publishAttempts versions, so it is
 // not acknowledged. The origin may hold it (or hold it later): the repair
 // pass (Repair) then publishes it again under a fresh version.
 var ErrBudget = errors.New("publish overran its settle budget")
@@ -443,14 +454,14 @@ var ErrBudget = errors.New("publish overran its settle budget")
 func (p *Publisher) commit(ctx context.Context, rec record.Record, over record.Version, fresh bool) (record.Record, bool, error) {
 	pend, _ := p.store.(origin.Pending)
 	var notes []record.Change // noted by this call; removed once acknowledged
-	ours := make(map[record.Version]bool, p.cfg.PublishAttempts)
+	ours := make(map[record.Version]bool, publishAttempts)
 	first := over
 	if first == 0 {
 		first = rec.Version
 	}
 	written := false
 	var last error
-	for attempt := 1; attempt <= p.cfg.PublishAttempts; attempt++ {
+	for attempt := 1; attempt <= publishAttempts; attempt++ {
 		if attempt > 1 {
 			rec.Version = p.clock.Now()
 			p.m.restamps.Inc()
@@ -515,7 +526,7 @@ func (p *Publisher) commit(ctx context.Context, rec record.Record, over record.V
 	if last == nil {
 		last = errors.New("every attempt finished after its deadline")
 	}
-	return record.Record{}, false, fmt.Errorf("publish %s/%s: %w after %d attempts: %w", rec.Namespace, rec.Key, ErrBudget, p.cfg.PublishAttempts, last)
+	return record.Record{}, false, fmt.Errorf("publish %s/%s: %w after %d attempts: %w", rec.Namespace, rec.Key, ErrBudget, publishAttempts, last)
 }
 
 // restamp writes rec (already carrying a fresh version) over the key's
@@ -661,12 +672,12 @@ func (p *Publisher) Repair(ctx context.Context) (int, error) {
 	return repaired, errors.Join(errs...)
 }
 
-// RunRepair calls Repair at once and then every Config.RepairInterval until
+// RunRepair calls Repair at once and then every 2 Config.Timing.LogInterval until
 // ctx is done, when it returns nil. Run it beside Run in every publisher
 // process (a restarted publisher repairs what its predecessor left).
 // Failures are logged and retried on the next tick.
 func (p *Publisher) RunRepair(ctx context.Context) error {
-	t := time.NewTicker(p.cfg.RepairInterval)
+	t := time.NewTicker(p.cfg.repairInterval())
 	defer t.Stop()
 	for {
 		if _, err := p.Repair(ctx); err != nil && ctx.Err() == nil {

@@ -209,15 +209,11 @@ func TestNewValidates(t *testing.T) {
 		edit func(*publisher.Config)
 		want string
 	}{
-		{"notify timeout", func(c *publisher.Config) { c.NotifyTimeout = 0 }, "NotifyTimeout"},
 		{"snapshot interval", func(c *publisher.Config) { c.SnapshotInterval = -1 }, "SnapshotInterval"},
 		{"retention", func(c *publisher.Config) { c.Timing.LogRetention = -1 }, "LogRetention"},
 		{"namespace", func(c *publisher.Config) { c.Namespaces = []string{"Bad"} }, "Namespaces"},
-		{"attempts", func(c *publisher.Config) { c.PublishAttempts = 0 }, "PublishAttempts"},
-		{"repair interval", func(c *publisher.Config) { c.RepairInterval = 0 }, "RepairInterval"},
 		{"budget", func(c *publisher.Config) { c.Timing.PublishBudget = 0 }, "PublishBudget=0s must be positive"},
 		{"settle below budget", func(c *publisher.Config) { c.Timing.LogSettle = c.Timing.PublishBudget }, "LogSettle=1s < PublishBudget=1s"},
-		{"clock offset past skew", func(c *publisher.Config) { c.Timing.MaxClockOffset = 2 * time.Second }, "MaxClockOffset=2s > ClockSkew=250ms"},
 		{"replica lag past settle", func(c *publisher.Config) { c.Timing.ReplicaLag = 2 * time.Second }, "ReplicaLag=2s"},
 	}
 	for _, c := range cases {

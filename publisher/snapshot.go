@@ -101,7 +101,7 @@ func (p *Publisher) appendDelta(ctx context.Context, ps origin.SnapshotParts, ns
 		// The proof goes first, so a reader who finds the snapshot finds it.
 		p.ckpt.proveSnapshot(ctx, ns, delta.Version, delta.Records, false)
 	}
-	if err := origin.AppendSnapshot(ctx, ps, delta, p.tombstoneCutoff(), p.cfg.SnapshotLayout); err != nil {
+	if err := origin.AppendSnapshot(ctx, ps, delta, p.tombstoneCutoff(), p.cfg.layout); err != nil {
 		return record.Snapshot{}, nil, err
 	}
 	return delta, others, nil
@@ -170,7 +170,7 @@ func (p *Publisher) namespaces() []string {
 // Config.SnapshotInterval until ctx is done, when it returns nil, and beside
 // that runs the crash repair (RunRepair), so a publisher process started
 // with Run always finishes what a crashed predecessor left half-written,
-// and, when Config.Checkpoint is set, issues checkpoints (RunCheckpoints).
+// and, with Config.IssueCheckpoints, issues checkpoints (RunCheckpoints).
 // Failures are logged and counted and retried on the next tick.
 func (p *Publisher) Run(ctx context.Context) error {
 	repairDone := make(chan struct{})

@@ -75,7 +75,7 @@ func TestSnapshotWritesOnlyChanges(t *testing.T) {
 	layout := origin.Layout{InlineSize: 1 << 10, ChunkSize: 4 << 10, DeltaRatio: 0.3, MaxDeltas: 3}
 	e := newEnv(t, store, func(c *publisher.Config) {
 		c.Clock = pastClock()
-		c.SnapshotLayout = layout
+		publisher.SetSnapshotLayout(c, layout)
 	})
 	ctx := testCtx(t)
 	const n = 300
@@ -158,7 +158,7 @@ func TestSnapshotDropsOldTombstones(t *testing.T) {
 				c.Clock = pastClock()
 				c.Timing.LogRetention = 0
 				c.TombstoneHorizon = 24 * time.Hour
-				c.SnapshotLayout = tc.layout
+				publisher.SetSnapshotLayout(c, tc.layout)
 			})
 			var keys []string
 			for i := 0; i < 20; i++ {

@@ -87,8 +87,8 @@ func TestAPIKeyCheckFailsClosed(t *testing.T) {
 	// The log read every 300 ms, settled 100 ms behind: this test's
 	// writes go straight to the origin, within that budget.
 	tm := origin.Timing{
-		PublishBudget: 100 * time.Millisecond, MaxFutureSkew: 5 * time.Second,
-		LogInterval: 300 * time.Millisecond, LogSettle: 100 * time.Millisecond, SnapshotLag: origin.DefaultSnapshotLag,
+		PublishBudget: 100 * time.Millisecond,
+		LogInterval:   300 * time.Millisecond, LogSettle: 100 * time.Millisecond, SnapshotLag: origin.DefaultSnapshotLag,
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, err := dataplane.Open(context.Background(), dataplane.Config{Origin: store, Gossip: &g.Cluster, Timing: tm, Logger: log, Staleness: policies})

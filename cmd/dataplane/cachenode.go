@@ -14,6 +14,7 @@ import (
 	"github.com/dataplane/dataplane/admin"
 	"github.com/dataplane/dataplane/cachenode"
 	"github.com/dataplane/dataplane/internal/cli"
+	"github.com/dataplane/dataplane/origin/httporigin/wire"
 )
 
 func init() {
@@ -50,7 +51,6 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	writeToken := fs.String("write-token", "", "token required on writes forwarded to the origin (required)")
 	readToken := fs.String("read-token", "", "token required on reads (empty: reads open)")
 	adminToken := fs.String("admin-token", "", "bearer token for the admin debug endpoints")
-	ckptTTL := fs.Duration("checkpoint-ttl", cachenode.DefaultCheckpointTTL, "how long one origin read of a namespace's latest signed checkpoint answers the region's sentinels (0: every read goes to the origin); the node never answers a checkpoint older than one it has read")
 	var apiTLS, admTLS serverTLSFlags
 	apiTLS.register(fs, "", "cache node API")
 	admTLS.register(fs, "admin-", "admin listener")
@@ -99,7 +99,6 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	cfg.Logger, cfg.Registerer = log, reg
 	cfg.Timing = nf.timing.timing()
-	cfg.CheckpointTTL = *ckptTTL
 	var members func() any
 	if nf.gossip {
 		// The cache node follows the change log when it gossips:
@@ -121,7 +120,7 @@ func runCacheNode(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	errc := make(chan error, 2)
 	// The largest body either way is a snapshot (PUT by a publisher, GET by
 	// a sentinel).
-	api := newAPIServer(srv, apiTLSCfg, log, cfg.MaxSnapshotSize, cfg.MaxSnapshotSize)
+	api := newAPIServer(srv, apiTLSCfg, log, wire.DefaultMaxSnapshotSize, wire.DefaultMaxSnapshotSize)
 	apiAddr, err := listenAndServe(api, *listen, errc)
 	if err != nil {
 		return fmt.Errorf("-listen: %w", err)

@@ -118,7 +118,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		defer srv.Close()
 	}
-	if pcfg.Checkpoint.Issue {
+	if pcfg.IssueCheckpoints {
 		// The process holding the key issues the checkpoints.
 		cctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})

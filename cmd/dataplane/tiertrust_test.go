@@ -42,7 +42,8 @@ func TestSentinelBehindTierRequiresCheckpoints(t *testing.T) {
 	}
 	cfg := publisher.DefaultConfig()
 	cfg.Signer, cfg.Schemas = signer, schema.NewRegistry()
-	cfg.Timing.CheckpointLifetime, cfg.Checkpoint = time.Minute, publisher.CheckpointConfig{Issue: true, Interval: 200 * time.Millisecond}
+	cfg.Timing.CheckpointLifetime, cfg.IssueCheckpoints = time.Minute, true
+	cfg.Timing.LogInterval = 200 * time.Millisecond // its issuer reads the log, and checkpoints, that often
 	pub, err := publisher.New(store, cfg)
 	if err != nil {
 		t.Fatal(err)

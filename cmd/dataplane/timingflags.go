@@ -32,11 +32,7 @@ var timingFields = []timingField{
 	{"publish-budget", func(t *origin.Timing) *time.Duration { return &t.PublishBudget },
 		"longest a publish may take from taking its version to its change-log entry before it is retried under a fresh one"},
 	{"clock-skew", func(t *origin.Timing) *time.Duration { return &t.ClockSkew },
-		"most any publisher's clock may differ from any node's"},
-	{"max-clock-offset", func(t *origin.Timing) *time.Duration { return &t.MaxClockOffset },
-		"publishers refuse to write when their clock is provably further than this from the origin's (S3 and DynamoDB\ntell their time); at most -clock-skew; 0 turns the check off"},
-	{"max-future-skew", func(t *origin.Timing) *time.Duration { return &t.MaxFutureSkew },
-		"nodes refuse versions further than this ahead of their clock, from every path; at least -clock-skew"},
+		"most any publisher's clock may differ from any node's; publishers refuse to write when their clock is provably\nfurther than this from the origin's (S3 and DynamoDB tell their time), and nodes refuse versions more than\nthis + 2s (at least 5s) ahead of their clock"},
 	{"log-interval", func(t *origin.Timing) *time.Duration { return &t.LogInterval },
 		"how often nodes read the origin's change log, with or without gossip"},
 	{"log-settle", func(t *origin.Timing) *time.Duration { return &t.LogSettle },
@@ -83,5 +79,5 @@ func (f *timingFlags) timing() origin.Timing {
 // applyCheckpoints turns checkpoint issuing on in cfg when it signs and
 // -checkpoint-lifetime is not 0.
 func applyCheckpoints(cfg *publisher.Config) {
-	cfg.Checkpoint.Issue = cfg.Signer != nil && cfg.Timing.CheckpointLifetime > 0
+	cfg.IssueCheckpoints = cfg.Signer != nil && cfg.Timing.CheckpointLifetime > 0
 }
