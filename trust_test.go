@@ -195,11 +195,7 @@ func newS3(t *testing.T) *s3.Store {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	srv := testserver.StartS3(t)
-	s, err := s3.New(ctx, s3.Config{
-		Bucket: "trust", Endpoint: srv.Endpoint, Region: srv.Region, UsePathStyle: true,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
-	})
+	s, err := s3.New(ctx, s3.Config{Bucket: "trust", Conn: srv.LoopbackConn(), UsePathStyle: true})
 	if err != nil {
 		t.Fatal(err)
 	}

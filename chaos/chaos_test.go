@@ -446,11 +446,7 @@ func TestChaosS3(t *testing.T) {
 	srv := testserver.StartS3(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	store, err := s3.New(ctx, s3.Config{
-		Bucket: "chaos", Endpoint: srv.Endpoint, Region: srv.Region, UsePathStyle: true,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
-	})
+	store, err := s3.New(ctx, s3.Config{Bucket: "chaos", Conn: srv.LoopbackConn(), UsePathStyle: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,12 +475,9 @@ func TestChaosDynamo(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	store, err := dynamodb.New(ctx, dynamodb.Config{
-		Table: "chaos", Region: srv.Region, Endpoint: srv.Endpoint,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, LogShards: 4,
-		HTTPClient:     newFinishingClient(), // dynalite dies of aborted requests
-		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
-	})
+	conn := srv.LoopbackConn()
+	conn.HTTPClient = newFinishingClient() // dynalite dies of aborted requests
+	store, err := dynamodb.New(ctx, dynamodb.Config{Table: "chaos", Conn: conn, LogShards: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

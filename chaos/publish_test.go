@@ -176,11 +176,7 @@ func openS3(t *testing.T) origin.Store {
 	srv := testserver.StartS3(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := s3.New(ctx, s3.Config{
-		Bucket: "pubfaults", Endpoint: srv.Endpoint, Region: srv.Region, UsePathStyle: true,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
-	})
+	s, err := s3.New(ctx, s3.Config{Bucket: "pubfaults", Conn: srv.LoopbackConn(), UsePathStyle: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,10 +244,9 @@ func openDynamo(t *testing.T) origin.Store {
 	srv := testserver.StartDynamo(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := dynamodb.New(ctx, dynamodb.Config{
-		Table: "pubfaults", Region: srv.Region, Endpoint: srv.Endpoint,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, HTTPClient: newFinishingClient(),
-	})
+	conn := srv.Conn()
+	conn.HTTPClient = newFinishingClient()
+	s, err := dynamodb.New(ctx, dynamodb.Config{Table: "pubfaults", Conn: conn})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,11 +31,7 @@ func realStores(t *testing.T) map[string]origin.Store {
 		t.Fatal(err)
 	}
 	s3srv := testserver.StartS3(t)
-	s3s, err := s3.New(ctx, s3.Config{
-		Bucket: "ckpt", Endpoint: s3srv.Endpoint, Region: s3srv.Region, UsePathStyle: true,
-		AccessKey: s3srv.AccessKey, SecretKey: s3srv.SecretKey,
-		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
-	})
+	s3s, err := s3.New(ctx, s3.Config{Bucket: "ckpt", Conn: s3srv.LoopbackConn(), UsePathStyle: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,10 +39,7 @@ func realStores(t *testing.T) map[string]origin.Store {
 		t.Fatal(err)
 	}
 	dsrv := testserver.StartDynamo(t)
-	dyn, err := dynamodb.New(ctx, dynamodb.Config{
-		Table: "ckpt", Region: dsrv.Region, Endpoint: dsrv.Endpoint,
-		AccessKey: dsrv.AccessKey, SecretKey: dsrv.SecretKey,
-	})
+	dyn, err := dynamodb.New(ctx, dynamodb.Config{Table: "ckpt", Conn: dsrv.Conn()})
 	if err != nil {
 		t.Fatal(err)
 	}

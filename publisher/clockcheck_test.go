@@ -22,11 +22,7 @@ func clockStores(t *testing.T) map[string]origin.Store {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s3srv := testserver.StartS3(t)
-	s3s, err := s3.New(ctx, s3.Config{
-		Bucket: "clock", Endpoint: s3srv.Endpoint, Region: s3srv.Region, UsePathStyle: true,
-		AccessKey: s3srv.AccessKey, SecretKey: s3srv.SecretKey,
-		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
-	})
+	s3s, err := s3.New(ctx, s3.Config{Bucket: "clock", Conn: s3srv.LoopbackConn(), UsePathStyle: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,10 +30,7 @@ func clockStores(t *testing.T) map[string]origin.Store {
 		t.Fatal(err)
 	}
 	dsrv := testserver.StartDynamo(t)
-	ds, err := dynamodb.New(ctx, dynamodb.Config{
-		Table: "clock", Region: dsrv.Region, Endpoint: dsrv.Endpoint,
-		AccessKey: dsrv.AccessKey, SecretKey: dsrv.SecretKey,
-	})
+	ds, err := dynamodb.New(ctx, dynamodb.Config{Table: "clock", Conn: dsrv.Conn()})
 	if err != nil {
 		t.Fatal(err)
 	}

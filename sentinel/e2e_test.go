@@ -37,10 +37,9 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	srv := testserver.StartS3(t)
-	st, err := s3.New(context.Background(), s3.Config{
-		Bucket: "sentinel-e2e", Endpoint: srv.Endpoint, UsePathStyle: true,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, MaxRetries: -1,
-	})
+	conn := srv.Conn()
+	conn.MaxRetries = -1
+	st, err := s3.New(context.Background(), s3.Config{Bucket: "sentinel-e2e", Conn: conn, UsePathStyle: true})
 	if err != nil {
 		t.Fatal(err)
 	}

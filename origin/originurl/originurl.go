@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/dynamodb"
 	"github.com/dataplane/dataplane/origin/s3"
@@ -73,6 +74,8 @@ func Open(ctx context.Context, spec string, o Options) (origin.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The settings every AWS store shares, from the same parameters.
+	conn := awsconn.Conn{Region: q.Get("region"), Endpoint: q.Get("endpoint"), HTTPClient: o.HTTPClient}
 	switch u.Scheme {
 	case "dir", "file":
 		if u.Host != "" {
@@ -84,18 +87,13 @@ func Open(ctx context.Context, spec string, o Options) (origin.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg := s3.Config{
+		st, err := s3.New(ctx, s3.Config{
 			Bucket:       u.Host,
 			Prefix:       strings.TrimPrefix(u.Path, "/"),
-			Region:       q.Get("region"),
-			Endpoint:     q.Get("endpoint"),
+			Conn:         conn,
 			UsePathStyle: pathStyle,
 			Logger:       o.Logger,
-		}
-		if o.HTTPClient != nil {
-			cfg.HTTPClient = o.HTTPClient
-		}
-		st, err := s3.New(ctx, cfg)
+		})
 		if err != nil {
 			return nil, fmt.Errorf("origin %q: %w", spec, err)
 		}
@@ -106,16 +104,7 @@ func Open(ctx context.Context, spec string, o Options) (origin.Store, error) {
 		}
 		return st, nil
 	case "dynamodb":
-		cfg := dynamodb.Config{
-			Table:    u.Host,
-			Region:   q.Get("region"),
-			Endpoint: q.Get("endpoint"),
-			Logger:   o.Logger,
-		}
-		if o.HTTPClient != nil {
-			cfg.HTTPClient = o.HTTPClient
-		}
-		st, err := dynamodb.New(ctx, cfg)
+		st, err := dynamodb.New(ctx, dynamodb.Config{Table: u.Host, Conn: conn, Logger: o.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("origin %q: %w", spec, err)
 		}
