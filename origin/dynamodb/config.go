@@ -22,11 +22,7 @@ const (
 const MaxItemSize = 400 << 10
 
 // service is what the shared AWS code says for this store.
-var service = awsapi.Service{
-	Name: "dynamodb", ExampleEndpoint: "http://127.0.0.1:4567",
-	MissingCode: "ResourceNotFoundException",
-	MissingHint: "table does not exist (create it with CreateTable, or check Table, Region and Endpoint)",
-}
+var service = awsapi.Service{Name: "dynamodb", ExampleEndpoint: "http://127.0.0.1:4567", Container: "Table", MissingCode: "ResourceNotFoundException"}
 
 // Config says which table a Store uses and how it reaches it.
 type Config struct {

@@ -49,22 +49,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	client, err := awsapi.NewClient(ctx, service, cfg.Conn, ddb.NewFromConfig, func(o *ddb.Options, endpoint *string) {
-		if endpoint != nil {
-			o.BaseEndpoint = endpoint
-		}
-	})
+	client, err := awsapi.NewClient(ctx, service, cfg.Conn, ddb.NewFromConfig)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{
-		client:    client,
-		table:     cfg.Table,
-		logger:    cfg.Logger,
-		conn:      cfg.Conn,
-		marked:    make(map[uint64]int),
-		logShards: cfg.LogShards,
-	}
+	s := &Store{client: client, table: cfg.Table, logShards: cfg.LogShards, conn: cfg.Conn, logger: cfg.Logger, marked: make(map[uint64]int)}
 	s.partSnapshots = partSnapshots{Parts: s}
 	return s, nil
 }

@@ -26,11 +26,7 @@ import (
 const DefaultETagCacheSize = 10000
 
 // service is what the shared AWS code says for this store.
-var service = awsapi.Service{
-	Name: "s3", ExampleEndpoint: "http://127.0.0.1:7070",
-	MissingCode: "NoSuchBucket",
-	MissingHint: "bucket does not exist (create it with CreateBucket, or check Bucket, Region and Endpoint)",
-}
+var service = awsapi.Service{Name: "s3", ExampleEndpoint: "http://127.0.0.1:7070", Container: "Bucket", MissingCode: "NoSuchBucket"}
 
 // Config says where a Store keeps its objects and how it reaches them.
 type Config struct {
@@ -97,10 +93,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	client, err := awsapi.NewClient(ctx, service, cfg.Conn, s3.NewFromConfig, func(o *s3.Options, endpoint *string) {
-		if endpoint != nil {
-			o.BaseEndpoint = endpoint
-		}
+	client, err := awsapi.NewClient(ctx, service, cfg.Conn, s3.NewFromConfig, func(o *s3.Options) {
 		o.UsePathStyle = cfg.UsePathStyle
 		// Records and snapshots carry their own CRC-32C; extra SDK
 		// checksums only where S3 demands them (DeleteObjects).

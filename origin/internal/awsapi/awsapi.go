@@ -7,6 +7,7 @@
 package awsapi
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -30,11 +31,13 @@ type Service struct {
 	// ExampleEndpoint is a well-formed Endpoint, shown in errors about a
 	// malformed one.
 	ExampleEndpoint string
-	// MissingCode is the error code of an answer saying the store's bucket
-	// or table does not exist ("NoSuchBucket"), and MissingHint what the
-	// store's error then says ("bucket does not exist (create it with
-	// CreateBucket, or check Bucket, Region and Endpoint)").
-	MissingCode, MissingHint string
+	// Container is what the store keeps its data in, as its Config field
+	// and its create method name it ("Bucket": Config.Bucket,
+	// CreateBucket).
+	Container string
+	// MissingCode is the error code of an answer saying the container does
+	// not exist ("NoSuchBucket").
+	MissingCode string
 }
 
 // Check checks the connection settings c and fills in their defaults; its
@@ -49,18 +52,10 @@ func (s Service) Check(c *awsconn.Conn) error {
 	if (c.AccessKey == "") != (c.SecretKey == "") {
 		return fmt.Errorf("%s: Config.AccessKey and Config.SecretKey go together: set both or neither", s.Name)
 	}
-	if c.Region == "" {
-		c.Region = awsconn.DefaultRegion
-	}
-	if c.MaxRetries == 0 {
-		c.MaxRetries = awsconn.DefaultMaxRetries
-	}
-	if c.RetryBaseDelay <= 0 {
-		c.RetryBaseDelay = awsconn.DefaultRetryBaseDelay
-	}
-	if c.RetryMaxDelay <= 0 {
-		c.RetryMaxDelay = awsconn.DefaultRetryMaxDelay
-	}
+	c.Region = cmp.Or(c.Region, awsconn.DefaultRegion)
+	c.MaxRetries = cmp.Or(c.MaxRetries, awsconn.DefaultMaxRetries)
+	c.RetryBaseDelay = cmp.Or(max(c.RetryBaseDelay, 0), awsconn.DefaultRetryBaseDelay)
+	c.RetryMaxDelay = cmp.Or(max(c.RetryMaxDelay, 0), awsconn.DefaultRetryMaxDelay)
 	return nil
 }
 
@@ -94,29 +89,23 @@ func Retries(c awsconn.Conn) int { return max(c.MaxRetries, 0) }
 
 // NewClient makes a store's SDK client from the checked settings c:
 // newFromConfig is the service's NewFromConfig, called with AWSConfig(c)
-// and then options, which sets what is the store's own (path style,
-// checksums) and, when endpoint is not nil (c.Endpoint is set), the
-// client's BaseEndpoint to it. The endpoint is a client option rather
-// than part of the aws.Config so that nothing in the environment
-// (AWS_ENDPOINT_URL_S3, a shared config file) overrides it.
-func NewClient[C, O any](ctx context.Context, s Service, c awsconn.Conn, newFromConfig func(aws.Config, ...func(*O)) C, options func(o *O, endpoint *string)) (C, error) {
+// and options, which set what is the store's own (path style, checksums).
+func NewClient[C, O any](ctx context.Context, s Service, c awsconn.Conn, newFromConfig func(aws.Config, ...func(*O)) C, options ...func(*O)) (C, error) {
 	awsCfg, err := s.AWSConfig(ctx, c)
 	if err != nil {
 		var none C
 		return none, err
 	}
-	var endpoint *string
-	if c.Endpoint != "" {
-		endpoint = aws.String(c.Endpoint)
-	}
-	return newFromConfig(awsCfg, func(o *O) { options(o, endpoint) }), nil
+	return newFromConfig(awsCfg, options...), nil
 }
 
 // AWSConfig returns the SDK configuration a client is made from, for the
-// checked settings c: Region; the static credentials if any, else the
-// SDK's default chain (environment, shared config files, instance or task
-// role); HTTPClient if set; Retryer, with its attempts fixed so that the
-// environment's AWS_MAX_ATTEMPTS does not replace them.
+// checked settings c: Region; Endpoint if set, so that no endpoint of the
+// environment or shared config (AWS_ENDPOINT_URL_S3) replaces it; the
+// static credentials if any, else the SDK's default chain (environment,
+// shared config files, instance or task role); HTTPClient if set; Retryer,
+// with its attempts fixed so that the environment's AWS_MAX_ATTEMPTS does
+// not replace them.
 func (s Service) AWSConfig(ctx context.Context, c awsconn.Conn) (aws.Config, error) {
 	var awsCfg aws.Config
 	if c.AccessKey != "" {
@@ -131,12 +120,29 @@ func (s Service) AWSConfig(ctx context.Context, c awsconn.Conn) (aws.Config, err
 			return aws.Config{}, fmt.Errorf("%s: load AWS configuration: %w", s.Name, err)
 		}
 	}
+	if c.Endpoint != "" {
+		awsCfg.BaseEndpoint = aws.String(c.Endpoint)
+		awsCfg.ConfigSources = append([]any{ignoreConfiguredEndpoints{}}, awsCfg.ConfigSources...)
+	}
 	if c.HTTPClient != nil {
 		awsCfg.HTTPClient = c.HTTPClient
 	}
 	awsCfg.Retryer = func() aws.Retryer { return Retryer(c) }
 	awsCfg.RetryMaxAttempts = Retries(c) + 1
 	return awsCfg, nil
+}
+
+// ignoreConfiguredEndpoints is a configuration source that says what
+// AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true says: a client takes its
+// endpoint from aws.Config.BaseEndpoint, never from a service's endpoint
+// in the environment or shared config. It comes first among the sources,
+// so it wins.
+type ignoreConfiguredEndpoints struct{}
+
+// GetIgnoreConfiguredEndpoints implements the SDK's
+// IgnoreConfiguredEndpointsProvider.
+func (ignoreConfiguredEndpoints) GetIgnoreConfiguredEndpoints(context.Context) (value, found bool, err error) {
+	return true, true, nil
 }
 
 // Retryer returns the SDK retryer of the dataplane's policy for the

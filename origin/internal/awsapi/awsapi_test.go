@@ -15,10 +15,7 @@ import (
 	"github.com/dataplane/dataplane/origin/awsconn"
 )
 
-var testService = Service{
-	Name: "s3", ExampleEndpoint: "http://127.0.0.1:7070",
-	MissingCode: "NoSuchBucket", MissingHint: "bucket does not exist",
-}
+var testService = Service{Name: "s3", ExampleEndpoint: "http://127.0.0.1:7070", Container: "Bucket", MissingCode: "NoSuchBucket"}
 
 // answer is the error of an SDK call the service answered with status and
 // code ("" for none), as the SDK wraps it.
@@ -65,7 +62,7 @@ func TestFail(t *testing.T) {
 		{"403", bg, answer(403, "AccessDenied"), nil, []error{origin.ErrUnavailable}, ""},
 		{"400 validation", bg, answer(400, "ValidationException"), nil, []error{origin.ErrUnavailable}, ""},
 		{"invalid params", bg, smithy.InvalidParamsError{Context: "GetObjectInput"}, nil, []error{origin.ErrUnavailable}, ""},
-		{"missing bucket", bg, answer(404, "NoSuchBucket"), nil, []error{origin.ErrUnavailable, origin.ErrNotFound}, "bucket does not exist"},
+		{"missing bucket", bg, answer(404, "NoSuchBucket"), nil, []error{origin.ErrUnavailable, origin.ErrNotFound}, "bucket does not exist (create it with CreateBucket, or check Config.Bucket, Region and Endpoint)"},
 		{"canceled", canceled, answer(500, ""), []error{context.Canceled}, []error{origin.ErrUnavailable}, ""},
 		{"deadline", expired, answer(403, ""), []error{context.DeadlineExceeded, origin.ErrUnavailable}, nil, ""},
 	} {

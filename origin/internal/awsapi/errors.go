@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/smithy-go"
@@ -60,8 +61,8 @@ func Unavailable(err error) bool {
 // ended (with origin.ErrUnavailable too for a deadline), else
 // origin.ErrUnavailable when Unavailable(err). An answer that the store's
 // bucket or table does not exist (s.MissingCode) is no sentinel: the
-// origin answered, and the settings are wrong; the error says so
-// (s.MissingHint).
+// origin answered, and the settings are wrong; the error says so and what
+// to do.
 func (s Service) Fail(ctx context.Context, where string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		detail := ""
@@ -74,7 +75,8 @@ func (s Service) Fail(ctx context.Context, where string, err error) error {
 		return fmt.Errorf("%s: %w%s", where, cerr, detail)
 	}
 	if s.MissingCode != "" && ErrorCode(err) == s.MissingCode {
-		return fmt.Errorf("%s: %s: %w", where, s.MissingHint, err)
+		return fmt.Errorf("%s: %s does not exist (create it with Create%s, or check Config.%s, Region and Endpoint): %w",
+			where, strings.ToLower(s.Container), s.Container, s.Container, err)
 	}
 	if Unavailable(err) {
 		return fmt.Errorf("%s: %w: %w", where, origin.ErrUnavailable, err)
