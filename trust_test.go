@@ -20,6 +20,7 @@ import (
 	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/s3"
 	"github.com/dataplane/dataplane/publisher"
@@ -195,7 +196,13 @@ func newS3(t *testing.T) *s3.Store {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	srv := testserver.StartS3(t)
-	s, err := s3.New(ctx, s3.Config{Bucket: "trust", Conn: srv.LoopbackConn(), UsePathStyle: true})
+	s, err := s3.New(ctx, s3.Config{
+		Bucket: "trust", UsePathStyle: true,
+		Conn: awsconn.Conn{
+			Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+			RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

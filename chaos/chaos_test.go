@@ -24,6 +24,7 @@ import (
 	"github.com/dataplane/dataplane/gossip/netsim"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/dynamodb"
 	"github.com/dataplane/dataplane/origin/s3"
@@ -446,7 +447,13 @@ func TestChaosS3(t *testing.T) {
 	srv := testserver.StartS3(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	store, err := s3.New(ctx, s3.Config{Bucket: "chaos", Conn: srv.LoopbackConn(), UsePathStyle: true})
+	store, err := s3.New(ctx, s3.Config{
+		Bucket: "chaos", UsePathStyle: true,
+		Conn: awsconn.Conn{
+			Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+			RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,9 +482,14 @@ func TestChaosDynamo(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn := srv.LoopbackConn()
-	conn.HTTPClient = newFinishingClient() // dynalite dies of aborted requests
-	store, err := dynamodb.New(ctx, dynamodb.Config{Table: "chaos", Conn: conn, LogShards: 4})
+	store, err := dynamodb.New(ctx, dynamodb.Config{
+		Table: "chaos", LogShards: 4,
+		Conn: awsconn.Conn{
+			Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+			HTTPClient:     newFinishingClient(), // dynalite dies of aborted requests
+			RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

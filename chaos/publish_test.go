@@ -20,6 +20,7 @@ import (
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/dynamodb"
 	"github.com/dataplane/dataplane/origin/s3"
@@ -176,7 +177,13 @@ func openS3(t *testing.T) origin.Store {
 	srv := testserver.StartS3(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := s3.New(ctx, s3.Config{Bucket: "pubfaults", Conn: srv.LoopbackConn(), UsePathStyle: true})
+	s, err := s3.New(ctx, s3.Config{
+		Bucket: "pubfaults", UsePathStyle: true,
+		Conn: awsconn.Conn{
+			Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+			RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,9 +251,13 @@ func openDynamo(t *testing.T) origin.Store {
 	srv := testserver.StartDynamo(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn := srv.Conn()
-	conn.HTTPClient = newFinishingClient()
-	s, err := dynamodb.New(ctx, dynamodb.Config{Table: "pubfaults", Conn: conn})
+	s, err := dynamodb.New(ctx, dynamodb.Config{
+		Table: "pubfaults",
+		Conn: awsconn.Conn{
+			Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+			HTTPClient: newFinishingClient(),
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/dynamodb"
 	"github.com/dataplane/dataplane/origin/s3"
@@ -31,7 +32,13 @@ func realStores(t *testing.T) map[string]origin.Store {
 		t.Fatal(err)
 	}
 	s3srv := testserver.StartS3(t)
-	s3s, err := s3.New(ctx, s3.Config{Bucket: "ckpt", Conn: s3srv.LoopbackConn(), UsePathStyle: true})
+	s3s, err := s3.New(ctx, s3.Config{
+		Bucket: "ckpt", UsePathStyle: true,
+		Conn: awsconn.Conn{
+			Endpoint: s3srv.Endpoint, Region: s3srv.Region, AccessKey: s3srv.AccessKey, SecretKey: s3srv.SecretKey,
+			RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +46,10 @@ func realStores(t *testing.T) map[string]origin.Store {
 		t.Fatal(err)
 	}
 	dsrv := testserver.StartDynamo(t)
-	dyn, err := dynamodb.New(ctx, dynamodb.Config{Table: "ckpt", Conn: dsrv.Conn()})
+	dyn, err := dynamodb.New(ctx, dynamodb.Config{
+		Table: "ckpt",
+		Conn:  awsconn.Conn{Endpoint: dsrv.Endpoint, Region: dsrv.Region, AccessKey: dsrv.AccessKey, SecretKey: dsrv.SecretKey},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

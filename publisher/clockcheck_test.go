@@ -9,6 +9,7 @@ import (
 
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/dynamodb"
 	"github.com/dataplane/dataplane/origin/s3"
 	"github.com/dataplane/dataplane/publisher"
@@ -22,7 +23,13 @@ func clockStores(t *testing.T) map[string]origin.Store {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s3srv := testserver.StartS3(t)
-	s3s, err := s3.New(ctx, s3.Config{Bucket: "clock", Conn: s3srv.LoopbackConn(), UsePathStyle: true})
+	s3s, err := s3.New(ctx, s3.Config{
+		Bucket: "clock", UsePathStyle: true,
+		Conn: awsconn.Conn{
+			Endpoint: s3srv.Endpoint, Region: s3srv.Region, AccessKey: s3srv.AccessKey, SecretKey: s3srv.SecretKey,
+			RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +37,10 @@ func clockStores(t *testing.T) map[string]origin.Store {
 		t.Fatal(err)
 	}
 	dsrv := testserver.StartDynamo(t)
-	ds, err := dynamodb.New(ctx, dynamodb.Config{Table: "clock", Conn: dsrv.Conn()})
+	ds, err := dynamodb.New(ctx, dynamodb.Config{
+		Table: "clock",
+		Conn:  awsconn.Conn{Endpoint: dsrv.Endpoint, Region: dsrv.Region, AccessKey: dsrv.AccessKey, SecretKey: dsrv.SecretKey},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/dataplane/dataplane/origin/awsconn"
 )
 
 // process is one server program run on a loopback address: the part of
@@ -208,21 +206,6 @@ func testServer(dir string, ownsDir bool) Server {
 		Dir:       dir,
 		ownsDir:   ownsDir,
 	}
-}
-
-// Conn is how a store reaches the server: Endpoint, Region and the
-// credentials; retries as by default.
-func (s *Server) Conn() awsconn.Conn {
-	return awsconn.Conn{Endpoint: s.Endpoint, Region: s.Region, AccessKey: s.AccessKey, SecretKey: s.SecretKey}
-}
-
-// LoopbackConn is Conn with retries paced for a server on loopback: 10 ms
-// doubling to at most 100 ms, where the defaults (50 ms to 2 s) are paced
-// for AWS.
-func (s *Server) LoopbackConn() awsconn.Conn {
-	c := s.Conn()
-	c.RetryBaseDelay, c.RetryMaxDelay = 10*time.Millisecond, 100*time.Millisecond
-	return c
 }
 
 // launch starts the process of spec on a free port and sets Endpoint.

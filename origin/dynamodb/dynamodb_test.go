@@ -58,11 +58,16 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
+// conn is how a store reaches srv.
+func conn(srv *testserver.DynamoServer) awsconn.Conn {
+	return awsconn.Conn{Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
+}
+
 // newStore opens a store on a new table of srv and creates the table;
 // tweak adjusts the config first.
 func newStore(t *testing.T, srv *testserver.DynamoServer, tweak func(*dynamodb.Config)) *dynamodb.Store {
 	t.Helper()
-	cfg := dynamodb.Config{Table: fmt.Sprintf("dataplane-test-%d", tableSeq.Add(1)), Conn: srv.Conn()}
+	cfg := dynamodb.Config{Table: fmt.Sprintf("dataplane-test-%d", tableSeq.Add(1)), Conn: conn(srv)}
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -138,7 +143,7 @@ func TestCreateTableIdempotent(t *testing.T) {
 	}
 	// A table of that name with another key schema is refused.
 	srv := server(t)
-	other, err := dynamodb.New(ctx(t), dynamodb.Config{Table: fmt.Sprintf("dataplane-test-%d", tableSeq.Add(1)), Conn: srv.Conn()})
+	other, err := dynamodb.New(ctx(t), dynamodb.Config{Table: fmt.Sprintf("dataplane-test-%d", tableSeq.Add(1)), Conn: conn(srv)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +242,7 @@ func TestUnreachable(t *testing.T) {
 func TestMissingTable(t *testing.T) {
 	srv := server(t)
 	s, err := dynamodb.New(ctx(t), dynamodb.Config{
-		Table: "no-such-table", Conn: srv.Conn(),
+		Table: "no-such-table", Conn: conn(srv),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -359,8 +364,8 @@ func TestSnapshotReplacedWhileReading(t *testing.T) {
 		t.Fatal(err)
 	}
 	var fired atomic.Bool
-	conn := srv.Conn()
-	conn.HTTPClient = hookClient{before: func(r *http.Request) {
+	c := conn(srv)
+	c.HTTPClient = hookClient{before: func(r *http.Request) {
 		// Between the reader's pointer read and its chunk Query.
 		if r.Header.Get("X-Amz-Target") == "DynamoDB_20120810.Query" && fired.CompareAndSwap(false, true) {
 			if err := writer.PutSnapshot(context.Background(), bigSnapshot("blobs", 2, 2)); err != nil {
@@ -368,7 +373,7 @@ func TestSnapshotReplacedWhileReading(t *testing.T) {
 			}
 		}
 	}}
-	reader, err := dynamodb.New(ctx(t), dynamodb.Config{Table: writer.Table(), Conn: conn})
+	reader, err := dynamodb.New(ctx(t), dynamodb.Config{Table: writer.Table(), Conn: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,10 +545,10 @@ func TestRetries(t *testing.T) {
 	} {
 		for _, failN := range []int64{2, 100} {
 			var n atomic.Int64
-			conn := srv.Conn()
-			conn.HTTPClient = faultClient{n: &n, failN: failN, status: tc.status, code: tc.code}
-			conn.MaxRetries, conn.RetryBaseDelay, conn.RetryMaxDelay = 3, time.Millisecond, 5*time.Millisecond
-			s, err := dynamodb.New(ctx(t), dynamodb.Config{Table: base.Table(), Conn: conn})
+			c := conn(srv)
+			c.HTTPClient = faultClient{n: &n, failN: failN, status: tc.status, code: tc.code}
+			c.MaxRetries, c.RetryBaseDelay, c.RetryMaxDelay = 3, time.Millisecond, 5*time.Millisecond
+			s, err := dynamodb.New(ctx(t), dynamodb.Config{Table: base.Table(), Conn: c})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -47,8 +47,11 @@ var bucketSeq atomic.Int64
 // config returns a Config for srv with a bucket name unique to this run.
 func config(srv *testserver.S3Server) s3.Config {
 	return s3.Config{
-		Bucket:       fmt.Sprintf("dp-test-%d-%d", os.Getpid(), bucketSeq.Add(1)),
-		Conn:         srv.LoopbackConn(),
+		Bucket: fmt.Sprintf("dp-test-%d-%d", os.Getpid(), bucketSeq.Add(1)),
+		Conn: awsconn.Conn{
+			Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+			RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		},
 		UsePathStyle: true,
 	}
 }
