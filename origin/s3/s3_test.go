@@ -464,7 +464,7 @@ func cfgOf(s *s3.Store) s3.Config {
 
 // TestMissingBucket: a missing bucket is no outage (the server answered,
 // and asking again does not help) but an error that names the bucket and
-// says it does not exist, as a missing table is for the DynamoDB store.
+// says to create it, as a missing table is for the DynamoDB store.
 func TestMissingBucket(t *testing.T) {
 	cfg := config(server) // bucket never created
 	s, err := s3.New(ctx(t), cfg)
@@ -473,8 +473,8 @@ func TestMissingBucket(t *testing.T) {
 	}
 	_, err = s.Get(ctx(t), "cfg", "k", 0)
 	if err == nil || errors.Is(err, origin.ErrNotFound) || errors.Is(err, origin.ErrUnavailable) ||
-		!strings.Contains(err.Error(), cfg.Bucket) || !strings.Contains(err.Error(), "does not exist") {
-		t.Fatalf("Get from a missing bucket: %v; want a plain error naming the bucket and saying it does not exist", err)
+		!strings.Contains(err.Error(), cfg.Bucket) || !strings.Contains(err.Error(), "create it with CreateBucket") {
+		t.Fatalf("Get from a missing bucket: %v; want a plain error naming the bucket and saying to create it", err)
 	}
 }
 
