@@ -20,6 +20,7 @@ import (
 	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/s3"
 	"github.com/dataplane/dataplane/publisher"
@@ -196,9 +197,11 @@ func newS3(t *testing.T) *s3.Store {
 	defer cancel()
 	srv := testserver.StartS3(t)
 	s, err := s3.New(ctx, s3.Config{
-		Bucket: "trust", Endpoint: srv.Endpoint, Region: srv.Region, UsePathStyle: true,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		Bucket: "trust", UsePathStyle: true,
+		Conn: awsconn.Conn{
+			Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+			RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/dynamodb"
 	"github.com/dataplane/dataplane/origin/s3"
 )
@@ -110,11 +111,7 @@ func (b *Backends) factory(ctx context.Context, opt Option, name string) (storeF
 			return nil, fmt.Errorf("S3 server unavailable: %s", b.Missing[S3])
 		}
 		return createdFactory(ctx, "create bucket "+name, func(ctx context.Context, client *http.Client) (*s3.Store, error) {
-			return s3.New(ctx, s3.Config{
-				Bucket: name, Endpoint: ep.URL, UsePathStyle: true, Region: ep.Region,
-				AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, MaxRetries: 2, Logger: discard,
-				HTTPClient: doer(client),
-			})
+			return s3.New(ctx, s3.Config{Bucket: name, Conn: ep.conn(client), UsePathStyle: true, Logger: discard})
 		}, (*s3.Store).CreateBucket)
 	case DynamoDB:
 		ep := b.Dynamo
@@ -122,11 +119,7 @@ func (b *Backends) factory(ctx context.Context, opt Option, name string) (storeF
 			return nil, fmt.Errorf("DynamoDB server unavailable: %s", b.Missing[DynamoDB])
 		}
 		return createdFactory(ctx, "create table "+name, func(ctx context.Context, client *http.Client) (*dynamodb.Store, error) {
-			return dynamodb.New(ctx, dynamodb.Config{
-				Table: name, Endpoint: ep.URL, Region: ep.Region,
-				AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, MaxRetries: 2, Logger: discard,
-				HTTPClient: doer(client),
-			})
+			return dynamodb.New(ctx, dynamodb.Config{Table: name, Conn: ep.conn(client), Logger: discard})
 		}, (*dynamodb.Store).CreateTable)
 	}
 	return nil, fmt.Errorf("unknown origin %q", opt.Origin)
@@ -152,14 +145,13 @@ func createdFactory[S origin.Store](ctx context.Context, what string, open func(
 	}, nil
 }
 
-// doer is the HTTPClient of a store's Config: client, or no client at all
-// (the SDK's own) when client is nil, never an interface holding a nil
-// *http.Client.
-func doer(client *http.Client) interface {
-	Do(*http.Request) (*http.Response, error)
-} {
-	if client == nil {
-		return nil
+// conn is how a store reaches ep's server through client (nil: the SDK's
+// own client, never an interface holding a nil *http.Client), with two
+// retries.
+func (ep Endpoint) conn(client *http.Client) awsconn.Conn {
+	c := awsconn.Conn{Endpoint: ep.URL, Region: ep.Region, AccessKey: ep.AccessKey, SecretKey: ep.SecretKey, MaxRetries: 2}
+	if client != nil {
+		c.HTTPClient = client
 	}
-	return client
+	return c
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dataplane/dataplane/internal/tick"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 )
@@ -96,7 +97,7 @@ func (d *deployment) checkConvergence(ctx context.Context, keys int) (Convergenc
 		if len(again) == 0 || time.Now().After(deadline) {
 			break
 		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+		if err := tick.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return conv, err
 		}
 	}

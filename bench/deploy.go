@@ -15,6 +15,7 @@ import (
 	"github.com/dataplane/dataplane/cachenode"
 	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/tick"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin"
 	"github.com/dataplane/dataplane/origin/replica"
@@ -460,7 +461,7 @@ func (d *deployment) waitMembers(ctx context.Context, timeout time.Duration) err
 			}
 			return fmt.Errorf("gossip: %d members did not all see each other within %s (%s)", want, timeout, strings.Join(seen, ", "))
 		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+		if err := tick.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane/gossip/netsim"
+	"github.com/dataplane/dataplane/internal/tick"
 )
 
 // network is the simulated geography of one run: which regions exist, the
@@ -166,7 +166,7 @@ func (t *delayingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		closeBody(req)
 		return nil, err
 	}
-	if err := sleepCtx(req.Context(), d); err != nil {
+	if err := tick.Sleep(req.Context(), d); err != nil {
 		closeBody(req)
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (t *delayingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		resp.Body.Close()
 		return nil, rerr
 	}
-	if err := sleepCtx(req.Context(), back); err != nil {
+	if err := tick.Sleep(req.Context(), back); err != nil {
 		resp.Body.Close()
 		return nil, err
 	}
@@ -190,20 +190,5 @@ func (t *delayingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 func closeBody(req *http.Request) {
 	if req.Body != nil {
 		req.Body.Close()
-	}
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

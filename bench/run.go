@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane/gossip/netsim"
+	"github.com/dataplane/dataplane/internal/tick"
 )
 
 // Report is the outcome of a run.
@@ -185,7 +186,7 @@ func runOption(ctx context.Context, cfg *Config, opt Option, b *Backends, idx in
 		w.setPhase(name)
 		res.Phases = append(res.Phases, PhaseStart{Name: name, At: time.Since(start).Seconds()})
 		report(name, dur)
-		return sleepCtx(ctx, dur)
+		return tick.Sleep(ctx, dur)
 	}
 	err = func() error {
 		if err := phase(phaseWarmup, warmupFor(cfg, opt)); err != nil {
@@ -260,7 +261,7 @@ func runOption(ctx context.Context, cfg *Config, opt Option, b *Backends, idx in
 		res.Phases = append(res.Phases, PhaseStart{Name: phaseRestart, At: time.Since(start).Seconds()})
 		report(phaseRestart, cfg.Fault)
 		go func() { restartDone <- d.restartOnePerRegion(ctx) }()
-		if err := sleepCtx(ctx, cfg.Fault); err != nil {
+		if err := tick.Sleep(ctx, cfg.Fault); err != nil {
 			return err
 		}
 		if err := <-restartDone; err != nil {

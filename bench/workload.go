@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dataplane/dataplane/internal/tick"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -395,7 +396,7 @@ func (w *workload) watch(ctx context.Context, i int) {
 				}
 			}
 		}()
-		if sleepCtx(ctx, 10*time.Millisecond) != nil {
+		if tick.Sleep(ctx, 10*time.Millisecond) != nil {
 			return
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/dynamodb"
 	"github.com/dataplane/dataplane/origin/s3"
@@ -177,9 +178,11 @@ func openS3(t *testing.T) origin.Store {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := s3.New(ctx, s3.Config{
-		Bucket: "pubfaults", Endpoint: srv.Endpoint, Region: srv.Region, UsePathStyle: true,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		Bucket: "pubfaults", UsePathStyle: true,
+		Conn: awsconn.Conn{
+			Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+			RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -249,8 +252,11 @@ func openDynamo(t *testing.T) origin.Store {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := dynamodb.New(ctx, dynamodb.Config{
-		Table: "pubfaults", Region: srv.Region, Endpoint: srv.Endpoint,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, HTTPClient: newFinishingClient(),
+		Table: "pubfaults",
+		Conn: awsconn.Conn{
+			Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+			HTTPClient: newFinishingClient(),
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/dynamodb"
 	"github.com/dataplane/dataplane/origin/s3"
@@ -33,9 +34,11 @@ func realStores(t *testing.T) map[string]origin.Store {
 	}
 	s3srv := testserver.StartS3(t)
 	s3s, err := s3.New(ctx, s3.Config{
-		Bucket: "ckpt", Endpoint: s3srv.Endpoint, Region: s3srv.Region, UsePathStyle: true,
-		AccessKey: s3srv.AccessKey, SecretKey: s3srv.SecretKey,
-		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		Bucket: "ckpt", UsePathStyle: true,
+		Conn: awsconn.Conn{
+			Endpoint: s3srv.Endpoint, Region: s3srv.Region, AccessKey: s3srv.AccessKey, SecretKey: s3srv.SecretKey,
+			RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -45,8 +48,8 @@ func realStores(t *testing.T) map[string]origin.Store {
 	}
 	dsrv := testserver.StartDynamo(t)
 	dyn, err := dynamodb.New(ctx, dynamodb.Config{
-		Table: "ckpt", Region: dsrv.Region, Endpoint: dsrv.Endpoint,
-		AccessKey: dsrv.AccessKey, SecretKey: dsrv.SecretKey,
+		Table: "ckpt",
+		Conn:  awsconn.Conn{Endpoint: dsrv.Endpoint, Region: dsrv.Region, AccessKey: dsrv.AccessKey, SecretKey: dsrv.SecretKey},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/dynamodb"
 	"github.com/dataplane/dataplane/origin/s3"
 	"github.com/dataplane/dataplane/publisher"
@@ -23,9 +24,11 @@ func clockStores(t *testing.T) map[string]origin.Store {
 	defer cancel()
 	s3srv := testserver.StartS3(t)
 	s3s, err := s3.New(ctx, s3.Config{
-		Bucket: "clock", Endpoint: s3srv.Endpoint, Region: s3srv.Region, UsePathStyle: true,
-		AccessKey: s3srv.AccessKey, SecretKey: s3srv.SecretKey,
-		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		Bucket: "clock", UsePathStyle: true,
+		Conn: awsconn.Conn{
+			Endpoint: s3srv.Endpoint, Region: s3srv.Region, AccessKey: s3srv.AccessKey, SecretKey: s3srv.SecretKey,
+			RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -35,8 +38,8 @@ func clockStores(t *testing.T) map[string]origin.Store {
 	}
 	dsrv := testserver.StartDynamo(t)
 	ds, err := dynamodb.New(ctx, dynamodb.Config{
-		Table: "clock", Region: dsrv.Region, Endpoint: dsrv.Endpoint,
-		AccessKey: dsrv.AccessKey, SecretKey: dsrv.SecretKey,
+		Table: "clock",
+		Conn:  awsconn.Conn{Endpoint: dsrv.Endpoint, Region: dsrv.Region, AccessKey: dsrv.AccessKey, SecretKey: dsrv.SecretKey},
 	})
 	if err != nil {
 		t.Fatal(err)

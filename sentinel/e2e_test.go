@@ -21,6 +21,7 @@ import (
 	"github.com/dataplane/dataplane/internal/testkit"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/s3"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/sentinel"
@@ -38,8 +39,8 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	srv := testserver.StartS3(t)
 	st, err := s3.New(context.Background(), s3.Config{
-		Bucket: "sentinel-e2e", Endpoint: srv.Endpoint, UsePathStyle: true,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, MaxRetries: -1,
+		Bucket: "sentinel-e2e", UsePathStyle: true,
+		Conn: awsconn.Conn{Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, MaxRetries: -1},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
 package tick_test
 
 import (
+	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,5 +39,27 @@ func TestUntil(t *testing.T) {
 	tick.Until(make(chan struct{}), time.Millisecond, func() bool { calls++; return calls == 3 })
 	if calls != 3 {
 		t.Fatalf("f called %d times, want 3 (the third reported done)", calls)
+	}
+}
+
+// TestSleep: Sleep returns nil once d has passed (at once for d <= 0, even
+// with ctx ended), and ctx's error when ctx ends first, without waiting
+// out d.
+func TestSleep(t *testing.T) {
+	if err := tick.Sleep(context.Background(), time.Millisecond); err != nil {
+		t.Errorf("1ms: %v, want nil", err)
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := tick.Sleep(ended, 0); err != nil {
+		t.Errorf("0 with an ended context: %v, want nil", err)
+	}
+	if err := tick.Sleep(ended, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("an hour with a canceled context: %v, want context.Canceled", err)
+	}
+	expiring, cancel2 := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel2()
+	if err := tick.Sleep(expiring, time.Hour); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("an hour with a 1ms deadline: %v, want context.DeadlineExceeded", err)
 	}
 }

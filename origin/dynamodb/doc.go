@@ -90,10 +90,12 @@
 //
 // # Errors
 //
-// Throttling, network failures and 5xx answers are retried by the SDK's
-// retryer with exponential backoff and jitter (Config.MaxRetries); what still
-// fails wraps origin.ErrUnavailable and names the table and the key. A
-// missing table is origin.ErrUnavailable too, with a message saying so. A
+// Errors map onto the origin's sentinels as the S3 store's do (one mapping,
+// shared): throttling, timeouts, network failures and 5xx answers are
+// retried by the SDK's retryer with exponential backoff and jitter
+// (Config.MaxRetries, see awsconn.Conn); what still fails wraps
+// origin.ErrUnavailable and names the table and the key. A missing table is
+// no sentinel: the error names the table and says it does not exist. A
 // cancelled context yields an error wrapping context.Canceled; a passed
 // deadline wraps both context.DeadlineExceeded and origin.ErrUnavailable.
 // New sends no request, so a node starts while DynamoDB is unreachable.

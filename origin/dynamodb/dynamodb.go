@@ -12,7 +12,9 @@ import (
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/dataplane/dataplane/internal/tick"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/internal/awsapi"
 	"github.com/dataplane/dataplane/record"
 )
@@ -24,10 +26,9 @@ type Store struct {
 	client *ddb.Client
 	table  string
 	logger *slog.Logger
-	// maxRetries, baseDelay and maxDelay pace the Store's own retries of
-	// the writes a BatchWriteItem leaves unprocessed.
-	maxRetries          int
-	baseDelay, maxDelay time.Duration
+	// conn paces the Store's own retries of the writes a BatchWriteItem
+	// leaves unprocessed: checked, defaults filled in.
+	conn awsconn.Conn
 
 	// logShards is the shard count of the log buckets this Store opens.
 	logShards int
@@ -45,44 +46,16 @@ var _ origin.Store = (*Store)(nil)
 // error naming it) but sends no request: the table must exist (see
 // CreateTable), and an unreachable server shows up on the first call.
 func New(ctx context.Context, cfg Config) (*Store, error) {
-	conn, err := cfg.validate()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	client, err := awsapi.NewClient(ctx, service, cfg.Conn, ddb.NewFromConfig)
 	if err != nil {
 		return nil, err
 	}
-	awsCfg, err := conn.AWSConfig(ctx)
-	if err != nil {
-		return nil, err
-	}
-	client := ddb.NewFromConfig(awsCfg, func(o *ddb.Options) {
-		if conn.Endpoint != "" {
-			o.BaseEndpoint = aws.String(conn.Endpoint)
-		}
-		o.RetryMaxAttempts = conn.MaxRetries + 1
-	})
-	s := &Store{
-		client:     client,
-		table:      cfg.Table,
-		logger:     cfg.Logger,
-		maxRetries: conn.MaxRetries,
-		baseDelay:  conn.RetryBaseDelay,
-		maxDelay:   conn.RetryMaxDelay,
-		marked:     make(map[uint64]int),
-		logShards:  cfg.LogShards,
-	}
+	s := &Store{client: client, table: cfg.Table, logShards: cfg.LogShards, conn: cfg.Conn, logger: cfg.Logger, marked: make(map[uint64]int)}
 	s.partSnapshots = partSnapshots{Parts: s}
 	return s, nil
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Table returns the table the store uses.
@@ -127,7 +100,7 @@ func (s *Store) CreateTable(ctx context.Context) error {
 				return nil
 			}
 		}
-		if err := sleep(ctx, delay); err != nil {
+		if err := tick.Sleep(ctx, delay); err != nil {
 			return fmt.Errorf("dynamodb: table %q: waiting until active: %w", s.table, err)
 		}
 	}

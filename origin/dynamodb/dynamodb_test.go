@@ -20,6 +20,7 @@ import (
 
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/dynamodb"
 	"github.com/dataplane/dataplane/origin/origintest"
 	"github.com/dataplane/dataplane/record"
@@ -57,17 +58,16 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
+// conn is how a store reaches srv.
+func conn(srv *testserver.DynamoServer) awsconn.Conn {
+	return awsconn.Conn{Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
+}
+
 // newStore opens a store on a new table of srv and creates the table;
 // tweak adjusts the config first.
 func newStore(t *testing.T, srv *testserver.DynamoServer, tweak func(*dynamodb.Config)) *dynamodb.Store {
 	t.Helper()
-	cfg := dynamodb.Config{
-		Table:     fmt.Sprintf("dataplane-test-%d", tableSeq.Add(1)),
-		Region:    srv.Region,
-		Endpoint:  srv.Endpoint,
-		AccessKey: srv.AccessKey,
-		SecretKey: srv.SecretKey,
-	}
+	cfg := dynamodb.Config{Table: fmt.Sprintf("dataplane-test-%d", tableSeq.Add(1)), Conn: conn(srv)}
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -143,9 +143,7 @@ func TestCreateTableIdempotent(t *testing.T) {
 	}
 	// A table of that name with another key schema is refused.
 	srv := server(t)
-	other, err := dynamodb.New(ctx(t), dynamodb.Config{
-		Table: fmt.Sprintf("dataplane-test-%d", tableSeq.Add(1)), Region: srv.Region, Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-	})
+	other, err := dynamodb.New(ctx(t), dynamodb.Config{Table: fmt.Sprintf("dataplane-test-%d", tableSeq.Add(1)), Conn: conn(srv)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +167,7 @@ func TestConfigErrors(t *testing.T) {
 		"http://127.0.0.1:port", "http://127.0.0.1:99999", "http://u:p@127.0.0.1:8000", "http://127.0.0.1:8000/?x=1",
 		"http://[::1", " http://127.0.0.1:8000",
 	} {
-		_, err := dynamodb.New(ctx(t), dynamodb.Config{Table: "tbl", Endpoint: ep, AccessKey: "a", SecretKey: "b"})
+		_, err := dynamodb.New(ctx(t), dynamodb.Config{Table: "tbl", Conn: awsconn.Conn{Endpoint: ep, AccessKey: "a", SecretKey: "b"}})
 		if err == nil {
 			t.Errorf("New with Endpoint %q succeeded", ep)
 			continue
@@ -185,7 +183,7 @@ func TestConfigErrors(t *testing.T) {
 		{"no table", dynamodb.Config{}},
 		{"short table", dynamodb.Config{Table: "ab"}},
 		{"bad table", dynamodb.Config{Table: "a table"}},
-		{"half credentials", dynamodb.Config{Table: "tbl", AccessKey: "a"}},
+		{"half credentials", dynamodb.Config{Table: "tbl", Conn: awsconn.Conn{AccessKey: "a"}}},
 		{"too many log shards", dynamodb.Config{Table: "tbl", LogShards: dynamodb.MaxLogShards + 1}},
 		{"negative log shards", dynamodb.Config{Table: "tbl", LogShards: -1}},
 	} {
@@ -207,10 +205,9 @@ func TestUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := dynamodb.New(ctx(t), dynamodb.Config{
-		Table: "tbl", Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), AccessKey: "a", SecretKey: "b",
-		MaxRetries: 2, RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 50 * time.Millisecond,
-	})
+	cfg := dynamodb.Config{Table: "tbl", Conn: awsconn.Conn{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), AccessKey: "a", SecretKey: "b"}}
+	fastRetries(&cfg)
+	s, err := dynamodb.New(ctx(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,17 +236,21 @@ func TestUnreachable(t *testing.T) {
 	}
 }
 
+// TestMissingTable: a missing table is no outage (the server answered,
+// and asking again does not help) but an error that names the table and
+// says it does not exist, as a missing bucket is for the S3 store.
 func TestMissingTable(t *testing.T) {
 	srv := server(t)
 	s, err := dynamodb.New(ctx(t), dynamodb.Config{
-		Table: "no-such-table", Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		Table: "no-such-table", Conn: conn(srv),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.Get(ctx(t), "routes", "a", 0)
-	if !errors.Is(err, origin.ErrUnavailable) || !strings.Contains(err.Error(), "no-such-table") || !strings.Contains(err.Error(), "does not exist") {
-		t.Fatalf("Get on a missing table: %v", err)
+	if err == nil || errors.Is(err, origin.ErrUnavailable) || errors.Is(err, origin.ErrNotFound) ||
+		!strings.Contains(err.Error(), "no-such-table") || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("Get on a missing table: %v; want a plain error naming the table and saying it does not exist", err)
 	}
 }
 
@@ -363,17 +364,16 @@ func TestSnapshotReplacedWhileReading(t *testing.T) {
 		t.Fatal(err)
 	}
 	var fired atomic.Bool
-	reader, err := dynamodb.New(ctx(t), dynamodb.Config{
-		Table: writer.Table(), Region: srv.Region, Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-		HTTPClient: hookClient{before: func(r *http.Request) {
-			// Between the reader's pointer read and its chunk Query.
-			if r.Header.Get("X-Amz-Target") == "DynamoDB_20120810.Query" && fired.CompareAndSwap(false, true) {
-				if err := writer.PutSnapshot(context.Background(), bigSnapshot("blobs", 2, 2)); err != nil {
-					t.Errorf("replacing snapshot: %v", err)
-				}
+	c := conn(srv)
+	c.HTTPClient = hookClient{before: func(r *http.Request) {
+		// Between the reader's pointer read and its chunk Query.
+		if r.Header.Get("X-Amz-Target") == "DynamoDB_20120810.Query" && fired.CompareAndSwap(false, true) {
+			if err := writer.PutSnapshot(context.Background(), bigSnapshot("blobs", 2, 2)); err != nil {
+				t.Errorf("replacing snapshot: %v", err)
 			}
-		}},
-	})
+		}
+	}}
+	reader, err := dynamodb.New(ctx(t), dynamodb.Config{Table: writer.Table(), Conn: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -545,11 +545,10 @@ func TestRetries(t *testing.T) {
 	} {
 		for _, failN := range []int64{2, 100} {
 			var n atomic.Int64
-			s, err := dynamodb.New(ctx(t), dynamodb.Config{
-				Table: base.Table(), Region: srv.Region, Endpoint: srv.Endpoint, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-				HTTPClient: faultClient{n: &n, failN: failN, status: tc.status, code: tc.code},
-				MaxRetries: 3, RetryBaseDelay: time.Millisecond, RetryMaxDelay: 5 * time.Millisecond,
-			})
+			c := conn(srv)
+			c.HTTPClient = faultClient{n: &n, failN: failN, status: tc.status, code: tc.code}
+			c.MaxRetries, c.RetryBaseDelay, c.RetryMaxDelay = 3, time.Millisecond, 5*time.Millisecond
+			s, err := dynamodb.New(ctx(t), dynamodb.Config{Table: base.Table(), Conn: c})
 			if err != nil {
 				t.Fatal(err)
 			}

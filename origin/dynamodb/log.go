@@ -12,6 +12,7 @@ import (
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/dataplane/dataplane/internal/tick"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/internal/awsapi"
 	"github.com/dataplane/dataplane/record"
@@ -405,10 +406,10 @@ func (s *Store) batchWrite(ctx context.Context, op string, reqs []types.WriteReq
 			if len(pending) == 0 {
 				break
 			}
-			if attempt > s.maxRetries {
+			if attempt > awsapi.Retries(s.conn) {
 				return fmt.Errorf("dynamodb %s table %s: %w: %d writes still unprocessed after %d attempts", op, s.table, origin.ErrUnavailable, len(pending), attempt)
 			}
-			if err := sleep(ctx, awsapi.Backoff(attempt, s.baseDelay, s.maxDelay)); err != nil {
+			if err := tick.Sleep(ctx, awsapi.Backoff(attempt, s.conn.RetryBaseDelay, s.conn.RetryMaxDelay)); err != nil {
 				return s.fail(ctx, op, "", err)
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/origin/dynamodb"
 	"github.com/dataplane/dataplane/origin/s3"
@@ -73,6 +74,8 @@ func Open(ctx context.Context, spec string, o Options) (origin.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The settings every AWS store shares, from the same parameters.
+	conn := awsconn.Conn{Region: q.Get("region"), Endpoint: q.Get("endpoint"), HTTPClient: o.HTTPClient}
 	switch u.Scheme {
 	case "dir", "file":
 		if u.Host != "" {
@@ -84,51 +87,37 @@ func Open(ctx context.Context, spec string, o Options) (origin.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg := s3.Config{
+		st, err := s3.New(ctx, s3.Config{
 			Bucket:       u.Host,
 			Prefix:       strings.TrimPrefix(u.Path, "/"),
-			Region:       q.Get("region"),
-			Endpoint:     q.Get("endpoint"),
+			Conn:         conn,
 			UsePathStyle: pathStyle,
 			Logger:       o.Logger,
-		}
-		if o.HTTPClient != nil {
-			cfg.HTTPClient = o.HTTPClient
-		}
-		st, err := s3.New(ctx, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("origin %q: %w", spec, err)
-		}
-		if create {
-			if err := st.CreateBucket(ctx); err != nil {
-				return nil, fmt.Errorf("origin %q: create bucket: %w", spec, err)
-			}
-		}
-		return st, nil
+		})
+		return opened(ctx, spec, st, err, create, "create bucket", (*s3.Store).CreateBucket)
 	case "dynamodb":
-		cfg := dynamodb.Config{
-			Table:    u.Host,
-			Region:   q.Get("region"),
-			Endpoint: q.Get("endpoint"),
-			Logger:   o.Logger,
-		}
-		if o.HTTPClient != nil {
-			cfg.HTTPClient = o.HTTPClient
-		}
-		st, err := dynamodb.New(ctx, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("origin %q: %w", spec, err)
-		}
-		if create {
-			if err := st.CreateTable(ctx); err != nil {
-				return nil, fmt.Errorf("origin %q: create table: %w", spec, err)
-			}
-		}
-		return st, nil
+		st, err := dynamodb.New(ctx, dynamodb.Config{Table: u.Host, Conn: conn, Logger: o.Logger})
+		return opened(ctx, spec, st, err, create, "create table", (*dynamodb.Store).CreateTable)
 	}
 	return nil, fmt.Errorf("origin %q: unknown scheme %q (want dir, s3, dynamodb, http or https)", spec, u.Scheme)
 }
 
+// opened finishes opening an AWS store, st and err from its New: it names
+// spec in New's error and, when create is set, makes the bucket or table
+// with mk (what names the step in its error).
+func opened[S origin.Store](ctx context.Context, spec string, st S, err error, create bool, what string, mk func(S, context.Context) error) (origin.Store, error) {
+	if err != nil {
+		return nil, fmt.Errorf("origin %q: %w", spec, err)
+	}
+	if create {
+		if err := mk(st, ctx); err != nil {
+			return nil, fmt.Errorf("origin %q: %s: %w", spec, what, err)
+		}
+	}
+	return st, nil
+}
+
+// boolParam parses the URL parameter name as a bool; absent is false.
 func boolParam(spec string, q url.Values, name string) (bool, error) {
 	v := q.Get(name)
 	if v == "" {

@@ -69,9 +69,12 @@
 //
 // # Errors
 //
-// Network failures, 5xx answers and throttling are retried with exponential
-// backoff and jitter (Config.MaxRetries); what still fails wraps
-// origin.ErrUnavailable and names the bucket and object. A context that is
+// Errors map onto the origin's sentinels as the DynamoDB store's do (one
+// mapping, shared): network failures, 5xx answers, throttling and timeouts
+// are retried with exponential backoff and jitter (Config.MaxRetries, see
+// awsconn.Conn); what still fails wraps origin.ErrUnavailable and names the
+// bucket and object. A missing bucket is no sentinel: the error names the
+// bucket and says it does not exist. A context that is
 // cancelled yields an error wrapping context.Canceled; one whose deadline
 // passes wraps both context.DeadlineExceeded and origin.ErrUnavailable (the
 // origin did not answer in time). A stored object that does not decode wraps

@@ -31,11 +31,7 @@ func isConflict(err error) bool {
 func isNotModified(err error) bool { return awsapi.HTTPStatus(err) == http.StatusNotModified }
 
 // fail turns an SDK error (after the SDK's retries) into the error the Store
-// returns: it names the operation, bucket and object and wraps the sentinel
-// callers branch on.
+// returns, naming the operation, bucket and object (see Service.Fail).
 func (s *Store) fail(ctx context.Context, op, name string, err error) error {
-	where := fmt.Sprintf("s3 %s s3://%s/%s", op, s.bucket, name)
-	code := awsapi.HTTPStatus(err)
-	unavailable := code == 0 || code >= 500 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout
-	return awsapi.Fail(ctx, where, err, unavailable)
+	return service.Fail(ctx, fmt.Sprintf("s3 %s s3://%s/%s", op, s.bucket, name), err)
 }

@@ -22,19 +22,17 @@ const maxHorizonAttempts = 8
 // AppendLog implements origin.Store: one empty object per change. Appending
 // the same change again rewrites the same object.
 func (s *Store) AppendLog(ctx context.Context, c record.Change) error {
+	return s.putChange(ctx, "append log", c, s.logName)
+}
+
+// putChange checks c and writes its change object (log entry or pending
+// note) under the name nameOf gives it: empty, or holding the key when the
+// name holds only the key's hash (keyPart). op names the write in errors.
+func (s *Store) putChange(ctx context.Context, op string, c record.Change, nameOf func(record.Change) (string, bool)) error {
 	if err := origin.CheckChange(c); err != nil {
 		return err
 	}
-	name, hashed := s.logName(c)
-	if err := s.putChange(ctx, name, hashed, c); err != nil {
-		return s.fail(ctx, "append log", name, err)
-	}
-	return nil
-}
-
-// putChange writes a change object (log entry or pending note): empty, or
-// holding the key when its name holds only the key's hash (keyPart).
-func (s *Store) putChange(ctx context.Context, name string, hashed bool, c record.Change) error {
+	name, hashed := nameOf(c)
 	var body []byte
 	if hashed {
 		body = []byte(c.Key)
@@ -45,7 +43,10 @@ func (s *Store) putChange(ctx context.Context, name string, hashed bool, c recor
 		Body:          bytes.NewReader(body),
 		ContentLength: aws.Int64(int64(len(body))),
 	})
-	return err
+	if err != nil {
+		return s.fail(ctx, op, name, err)
+	}
+	return nil
 }
 
 // parseChange decodes the change object name (with the store prefix)

@@ -120,7 +120,7 @@ func TestNamesFitS3(t *testing.T) {
 	seal := &record.Seal{Sig: [64]byte{1}}
 	for _, prefix := range []string{"", "tenant-a/", strings.Repeat("p", 255) + "/", strings.Repeat("日", 85) + "/"} {
 		cfg := Config{Bucket: "b", Prefix: prefix}
-		if _, err := cfg.validate(); err != nil {
+		if err := cfg.validate(); err != nil {
 			t.Fatalf("prefix of %d bytes: %v", len(prefix), err)
 		}
 		s := &Store{prefix: prefix}

@@ -20,14 +20,7 @@ func (s *Store) pendingName(c record.Change) (string, bool) { return s.changeNam
 
 // PutPending implements origin.Pending: one empty object per note.
 func (s *Store) PutPending(ctx context.Context, c record.Change) error {
-	if err := origin.CheckChange(c); err != nil {
-		return err
-	}
-	name, hashed := s.pendingName(c)
-	if err := s.putChange(ctx, name, hashed, c); err != nil {
-		return s.fail(ctx, "put pending", name, err)
-	}
-	return nil
+	return s.putChange(ctx, "put pending", c, s.pendingName)
 }
 
 // DeletePending implements origin.Pending.

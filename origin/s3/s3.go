@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -18,24 +17,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/internal/awsapi"
 	"github.com/dataplane/dataplane/record"
 )
 
-// Defaults for Config fields left zero.
-const (
-	DefaultRegion         = awsapi.DefaultRegion         // "us-east-1"
-	DefaultMaxRetries     = awsapi.DefaultMaxRetries     // 3
-	DefaultRetryBaseDelay = awsapi.DefaultRetryBaseDelay // 50ms
-	DefaultRetryMaxDelay  = awsapi.DefaultRetryMaxDelay  // 2s
-	DefaultETagCacheSize  = 10000
-)
+// DefaultETagCacheSize is Config.ETagCacheSize's default.
+const DefaultETagCacheSize = 10000
 
-// HTTPClient sends the store's HTTP requests; *http.Client is one. Wrap one
-// to inject latency or faults, or to count requests.
-type HTTPClient interface {
-	Do(*http.Request) (*http.Response, error)
-}
+// service is what the shared AWS code says for this store.
+var service = awsapi.Service{Name: "s3", ExampleEndpoint: "http://127.0.0.1:7070", Container: "Bucket", MissingCode: "NoSuchBucket"}
 
 // Config says where a Store keeps its objects and how it reaches them.
 type Config struct {
@@ -44,28 +35,12 @@ type Config struct {
 	// Prefix starts every object name, so several stores can share a bucket.
 	// Optional; end it with "/" (e.g. "tenant-a/").
 	Prefix string
-	// Region is the signing region; default DefaultRegion.
-	Region string
-	// Endpoint is the base URL of an S3-compatible server, e.g.
-	// "http://127.0.0.1:7070". Empty means AWS's own endpoint for Region.
-	Endpoint string
+	// Conn says how the Store reaches the server: region, endpoint,
+	// credentials, HTTP client and retries, as for every AWS store.
+	awsconn.Conn
 	// UsePathStyle addresses objects as <endpoint>/<bucket>/<name> rather
 	// than <bucket>.<endpoint>/<name>. Most S3-compatible servers need it.
 	UsePathStyle bool
-	// AccessKey and SecretKey (and SessionToken, if any) are static
-	// credentials. Leave them empty to use the SDK's default chain
-	// (environment, shared config files, instance or task role).
-	AccessKey, SecretKey, SessionToken string
-	// HTTPClient sends requests; nil means the SDK's default client.
-	HTTPClient HTTPClient
-	// MaxRetries is how many times a request that failed transiently
-	// (network error, 5xx, throttling) is retried; 0 means
-	// DefaultMaxRetries, negative means never.
-	MaxRetries int
-	// RetryBaseDelay and RetryMaxDelay shape the backoff between retries:
-	// exponential from the base, capped at the max, with jitter. Zero means
-	// DefaultRetryBaseDelay and DefaultRetryMaxDelay.
-	RetryBaseDelay, RetryMaxDelay time.Duration
 	// ETagCacheSize bounds how many (version, ETag) pairs of recently read
 	// or written records the Store remembers for 304 reads and one-request
 	// swaps; 0 means DefaultETagCacheSize, negative disables it.
@@ -75,24 +50,16 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// validate checks c and fills in defaults; it returns c's connection
-// settings, checked and defaulted.
-func (c *Config) validate() (awsapi.Conn, error) {
+// validate checks c and fills in defaults.
+func (c *Config) validate() error {
 	if c.Bucket == "" {
-		return awsapi.Conn{}, errors.New("s3: Config.Bucket is required")
+		return errors.New("s3: Config.Bucket is required")
 	}
 	if len(c.Prefix) > 256 || !utf8.ValidString(c.Prefix) || strings.ContainsFunc(c.Prefix, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return awsapi.Conn{}, fmt.Errorf("s3: Config.Prefix %q: want at most 256 bytes of UTF-8 without control characters", c.Prefix)
+		return fmt.Errorf("s3: Config.Prefix %q: want at most 256 bytes of UTF-8 without control characters", c.Prefix)
 	}
-	conn := awsapi.Conn{
-		Service: "s3", ExampleEndpoint: "http://127.0.0.1:7070",
-		Region: c.Region, Endpoint: c.Endpoint,
-		AccessKey: c.AccessKey, SecretKey: c.SecretKey, SessionToken: c.SessionToken,
-		MaxRetries: c.MaxRetries, RetryBaseDelay: c.RetryBaseDelay, RetryMaxDelay: c.RetryMaxDelay,
-		HTTPClient: c.HTTPClient,
-	}
-	if err := conn.Check(); err != nil {
-		return awsapi.Conn{}, err
+	if err := service.Check(&c.Conn); err != nil {
+		return err
 	}
 	if c.ETagCacheSize == 0 {
 		c.ETagCacheSize = DefaultETagCacheSize
@@ -100,7 +67,7 @@ func (c *Config) validate() (awsapi.Conn, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return conn, nil
+	return nil
 }
 
 // Store is an origin.Store in an S3 bucket. It is safe for concurrent use,
@@ -123,18 +90,10 @@ var _ origin.Store = (*Store)(nil)
 // error naming it) but sends no request: the bucket must exist (see
 // CreateBucket), and an unreachable server shows up on the first call.
 func New(ctx context.Context, cfg Config) (*Store, error) {
-	conn, err := cfg.validate()
-	if err != nil {
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	awsCfg, err := conn.AWSConfig(ctx)
-	if err != nil {
-		return nil, err
-	}
-	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		if conn.Endpoint != "" {
-			o.BaseEndpoint = aws.String(conn.Endpoint)
-		}
+	client, err := awsapi.NewClient(ctx, service, cfg.Conn, s3.NewFromConfig, func(o *s3.Options) {
 		o.UsePathStyle = cfg.UsePathStyle
 		// Records and snapshots carry their own CRC-32C; extra SDK
 		// checksums only where S3 demands them (DeleteObjects).
@@ -142,6 +101,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		o.DisableLogOutputChecksumValidationSkipped = true
 	})
+	if err != nil {
+		return nil, err
+	}
 	s := &Store{
 		client: client,
 		bucket: cfg.Bucket,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/awsconn"
 	"github.com/dataplane/dataplane/origin/origintest"
 	"github.com/dataplane/dataplane/origin/s3"
 	"github.com/dataplane/dataplane/record"
@@ -45,14 +47,12 @@ var bucketSeq atomic.Int64
 // config returns a Config for srv with a bucket name unique to this run.
 func config(srv *testserver.S3Server) s3.Config {
 	return s3.Config{
-		Bucket:         fmt.Sprintf("dp-test-%d-%d", os.Getpid(), bucketSeq.Add(1)),
-		Endpoint:       srv.Endpoint,
-		Region:         srv.Region,
-		UsePathStyle:   true,
-		AccessKey:      srv.AccessKey,
-		SecretKey:      srv.SecretKey,
-		RetryBaseDelay: 10 * time.Millisecond,
-		RetryMaxDelay:  100 * time.Millisecond,
+		Bucket: fmt.Sprintf("dp-test-%d-%d", os.Getpid(), bucketSeq.Add(1)),
+		Conn: awsconn.Conn{
+			Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+			RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 100 * time.Millisecond,
+		},
+		UsePathStyle: true,
 	}
 }
 
@@ -138,7 +138,7 @@ func TestMalformedEndpoint(t *testing.T) {
 		"http//127.0.0.1:7070",
 		" http://127.0.0.1",
 	} {
-		_, err := s3.New(context.Background(), s3.Config{Bucket: "b", Endpoint: ep, AccessKey: "a", SecretKey: "s"})
+		_, err := s3.New(context.Background(), s3.Config{Bucket: "b", Conn: awsconn.Conn{Endpoint: ep, AccessKey: "a", SecretKey: "s"}})
 		if err == nil {
 			t.Errorf("endpoint %q accepted", ep)
 			continue
@@ -148,14 +148,14 @@ func TestMalformedEndpoint(t *testing.T) {
 		}
 	}
 	for _, ep := range []string{"http://127.0.0.1:7070", "https://s3.example.com", "http://[::1]:9000/", "http://minio.local/base"} {
-		if _, err := s3.New(context.Background(), s3.Config{Bucket: "b", Endpoint: ep, AccessKey: "a", SecretKey: "s"}); err != nil {
+		if _, err := s3.New(context.Background(), s3.Config{Bucket: "b", Conn: awsconn.Conn{Endpoint: ep, AccessKey: "a", SecretKey: "s"}}); err != nil {
 			t.Errorf("good endpoint %q rejected: %v", ep, err)
 		}
 	}
-	if _, err := s3.New(context.Background(), s3.Config{Endpoint: "http://127.0.0.1:1"}); err == nil || !strings.Contains(err.Error(), "Bucket") {
+	if _, err := s3.New(context.Background(), s3.Config{Conn: awsconn.Conn{Endpoint: "http://127.0.0.1:1"}}); err == nil || !strings.Contains(err.Error(), "Bucket") {
 		t.Errorf("missing bucket: %v", err)
 	}
-	if _, err := s3.New(context.Background(), s3.Config{Bucket: "b", AccessKey: "a"}); err == nil {
+	if _, err := s3.New(context.Background(), s3.Config{Bucket: "b", Conn: awsconn.Conn{AccessKey: "a"}}); err == nil {
 		t.Errorf("access key without secret accepted")
 	}
 }
@@ -166,8 +166,11 @@ func TestUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := s3.Config{
-		Bucket: "nobody-home", Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), UsePathStyle: true,
-		AccessKey: "a", SecretKey: "s", MaxRetries: 2, RetryBaseDelay: 10 * time.Millisecond,
+		Bucket: "nobody-home", UsePathStyle: true,
+		Conn: awsconn.Conn{
+			Endpoint:  fmt.Sprintf("http://127.0.0.1:%d", port),
+			AccessKey: "a", SecretKey: "s", MaxRetries: 2, RetryBaseDelay: 10 * time.Millisecond,
+		},
 	}
 	s, err := s3.New(context.Background(), cfg)
 	if err != nil {
@@ -459,6 +462,9 @@ func cfgOf(s *s3.Store) s3.Config {
 	return cfg
 }
 
+// TestMissingBucket: a missing bucket is no outage (the server answered,
+// and asking again does not help) but an error that names the bucket and
+// says to create it, as a missing table is for the DynamoDB store.
 func TestMissingBucket(t *testing.T) {
 	cfg := config(server) // bucket never created
 	s, err := s3.New(ctx(t), cfg)
@@ -466,8 +472,9 @@ func TestMissingBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.Get(ctx(t), "cfg", "k", 0)
-	if err == nil || errors.Is(err, origin.ErrNotFound) || errors.Is(err, origin.ErrUnavailable) || !strings.Contains(err.Error(), cfg.Bucket) {
-		t.Fatalf("Get from a missing bucket: %v; want a plain error naming the bucket", err)
+	if err == nil || errors.Is(err, origin.ErrNotFound) || errors.Is(err, origin.ErrUnavailable) ||
+		!strings.Contains(err.Error(), cfg.Bucket) || !strings.Contains(err.Error(), "create it with CreateBucket") {
+		t.Fatalf("Get from a missing bucket: %v; want a plain error naming the bucket and saying to create it", err)
 	}
 }
 
@@ -594,5 +601,43 @@ func TestServerTime(t *testing.T) {
 		if err != nil || got.Before(before) || got.After(after) {
 			t.Errorf("bucket created %v: ServerTime = %v, %v; want a time in [%v, %v]", create, got, err, before, after)
 		}
+	}
+}
+
+// TestConnWinsOverEnvironment: with the SDK's default credential chain
+// (no AccessKey), the SDK's environment does not change the Conn's
+// settings: AWS_MAX_ATTEMPTS does not replace MaxRetries (it did for the
+// S3 store before both stores shared one client set-up), and
+// AWS_ENDPOINT_URL_S3 does not replace Endpoint.
+func TestConnWinsOverEnvironment(t *testing.T) {
+	serve := func(n *atomic.Int64) *httptest.Server {
+		h := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n.Add(1)
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}))
+		t.Cleanup(h.Close)
+		return h
+	}
+	var configured, fromEnv atomic.Int64
+	ep, envEP := serve(&configured), serve(&fromEnv)
+	empty := t.TempDir() + "/none"
+	for k, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s", "AWS_MAX_ATTEMPTS": "1",
+		"AWS_ENDPOINT_URL_S3": envEP.URL, "AWS_CONFIG_FILE": empty, "AWS_SHARED_CREDENTIALS_FILE": empty,
+		"AWS_EC2_METADATA_DISABLED": "true",
+	} {
+		t.Setenv(k, v)
+	}
+	s, err := s3.New(ctx(t), s3.Config{Bucket: "b", UsePathStyle: true, Conn: awsconn.Conn{
+		Endpoint: ep.URL, MaxRetries: 2, RetryBaseDelay: time.Millisecond, RetryMaxDelay: 2 * time.Millisecond,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx(t), "cfg", "k", 0); !errors.Is(err, origin.ErrUnavailable) {
+		t.Fatalf("Get from a server answering 503: %v, want ErrUnavailable", err)
+	}
+	if configured.Load() != 3 || fromEnv.Load() != 0 {
+		t.Errorf("requests: %d to Endpoint, %d to AWS_ENDPOINT_URL_S3; want 3 (1 + MaxRetries 2) and 0", configured.Load(), fromEnv.Load())
 	}
 }

@@ -1,13 +1,14 @@
 // Package awsapi is what the S3 and DynamoDB stores share of talking to an
-// AWS-style service: the check of the connection settings every such store
-// has (Conn), the SDK configuration with the dataplane's retry policy, the
-// classification of SDK errors into the origin's sentinels, and the
-// server's clock read from the Date header of any answer.
+// AWS-style service, beside the settings themselves (origin/awsconn): the
+// one check of those settings, the one set-up of an SDK client with the
+// dataplane's retry policy, the one mapping of SDK errors onto the
+// origin's sentinels, and the server's clock read from the Date header of
+// any answer. A store names what differs in a Service.
 package awsapi
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -19,104 +20,93 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/dataplane/dataplane/origin/awsconn"
 )
 
-// Defaults for Conn fields left zero; the stores' Config fields of the same
-// names default to these.
-const (
-	DefaultRegion         = "us-east-1"
-	DefaultMaxRetries     = 3
-	DefaultRetryBaseDelay = 50 * time.Millisecond
-	DefaultRetryMaxDelay  = 2 * time.Second
-)
-
-// Conn says how a store reaches its service: the Config fields every AWS
-// store has, under the same names. Check checks them and fills in defaults.
-type Conn struct {
-	// Service names the store at the start of every error ("s3").
-	Service string
+// Service is what the shared code says differently for each store.
+type Service struct {
+	// Name starts every error about the store's settings ("s3").
+	Name string
 	// ExampleEndpoint is a well-formed Endpoint, shown in errors about a
 	// malformed one.
 	ExampleEndpoint string
-	// Region is the signing region; default DefaultRegion.
-	Region string
-	// Endpoint is the base URL of a compatible server; empty means AWS's
-	// own endpoint for Region.
-	Endpoint string
-	// AccessKey, SecretKey and SessionToken are static credentials; empty
-	// means the SDK's default chain.
-	AccessKey, SecretKey, SessionToken string
-	// MaxRetries is how many times a request that failed transiently is
-	// retried; 0 means DefaultMaxRetries, negative means never (Check
-	// leaves 0 then).
-	MaxRetries int
-	// RetryBaseDelay and RetryMaxDelay shape the backoff between retries;
-	// zero means DefaultRetryBaseDelay and DefaultRetryMaxDelay.
-	RetryBaseDelay, RetryMaxDelay time.Duration
-	// HTTPClient sends requests; nil means the SDK's default client.
-	HTTPClient aws.HTTPClient
+	// Container is what the store keeps its data in, as its Config field
+	// and its create method name it ("Bucket": Config.Bucket,
+	// CreateBucket).
+	Container string
+	// MissingCode is the error code of an answer saying the container does
+	// not exist ("NoSuchBucket").
+	MissingCode string
 }
 
-// Check checks the endpoint and the credentials and fills in defaults. It
-// must be called once: after it, MaxRetries 0 means never.
-func (c *Conn) Check() error {
+// Check checks the connection settings c and fills in their defaults; its
+// errors name the service and the field. MaxRetries stays negative for
+// never (see Retries).
+func (s Service) Check(c *awsconn.Conn) error {
 	if c.Endpoint != "" {
-		if err := c.checkEndpoint(); err != nil {
+		if err := s.checkEndpoint(c.Endpoint); err != nil {
 			return err
 		}
 	}
 	if (c.AccessKey == "") != (c.SecretKey == "") {
-		return fmt.Errorf("%s: Config.AccessKey and Config.SecretKey go together: set both or neither", c.Service)
+		return fmt.Errorf("%s: Config.AccessKey and Config.SecretKey go together: set both or neither", s.Name)
 	}
-	if c.Region == "" {
-		c.Region = DefaultRegion
-	}
-	if c.MaxRetries == 0 {
-		c.MaxRetries = DefaultMaxRetries
-	}
-	if c.MaxRetries < 0 {
-		c.MaxRetries = 0
-	}
-	if c.RetryBaseDelay <= 0 {
-		c.RetryBaseDelay = DefaultRetryBaseDelay
-	}
-	if c.RetryMaxDelay <= 0 {
-		c.RetryMaxDelay = DefaultRetryMaxDelay
-	}
+	c.Region = cmp.Or(c.Region, awsconn.DefaultRegion)
+	c.MaxRetries = cmp.Or(c.MaxRetries, awsconn.DefaultMaxRetries)
+	c.RetryBaseDelay = cmp.Or(max(c.RetryBaseDelay, 0), awsconn.DefaultRetryBaseDelay)
+	c.RetryMaxDelay = cmp.Or(max(c.RetryMaxDelay, 0), awsconn.DefaultRetryMaxDelay)
 	return nil
 }
 
 // checkEndpoint accepts an absolute http(s) URL with a host and nothing
 // after the path.
-func (c *Conn) checkEndpoint() error {
-	ep := c.Endpoint
+func (s Service) checkEndpoint(ep string) error {
 	u, err := url.Parse(ep)
 	if err != nil {
-		return fmt.Errorf("%s: Config.Endpoint %q is not a URL: %w", c.Service, ep, err)
+		return fmt.Errorf("%s: Config.Endpoint %q is not a URL: %w", s.Name, ep, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%s: Config.Endpoint %q: scheme must be http or https, e.g. %s", c.Service, ep, c.ExampleEndpoint)
+		return fmt.Errorf("%s: Config.Endpoint %q: scheme must be http or https, e.g. %s", s.Name, ep, s.ExampleEndpoint)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("%s: Config.Endpoint %q has no host, e.g. %s", c.Service, ep, c.ExampleEndpoint)
+		return fmt.Errorf("%s: Config.Endpoint %q has no host, e.g. %s", s.Name, ep, s.ExampleEndpoint)
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("%s: Config.Endpoint %q: bad port %q", c.Service, ep, p)
+			return fmt.Errorf("%s: Config.Endpoint %q: bad port %q", s.Name, ep, p)
 		}
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return fmt.Errorf("%s: Config.Endpoint %q: want only scheme, host, port and path", c.Service, ep)
+		return fmt.Errorf("%s: Config.Endpoint %q: want only scheme, host, port and path", s.Name, ep)
 	}
 	return nil
 }
 
-// AWSConfig returns the SDK configuration a service client is made from:
-// Region; the static credentials if any, else the SDK's default chain
-// (environment, shared config files, instance or task role); HTTPClient if
-// set; and Retryer. The endpoint is the client's own option (BaseEndpoint),
-// so that nothing in the environment overrides it.
-func (c *Conn) AWSConfig(ctx context.Context) (aws.Config, error) {
+// Retries is how many times a request is retried under c, checked: 0 for
+// never.
+func Retries(c awsconn.Conn) int { return max(c.MaxRetries, 0) }
+
+// NewClient makes a store's SDK client from the checked settings c:
+// newFromConfig is the service's NewFromConfig, called with AWSConfig(c)
+// and options, which set what is the store's own (path style, checksums).
+func NewClient[C, O any](ctx context.Context, s Service, c awsconn.Conn, newFromConfig func(aws.Config, ...func(*O)) C, options ...func(*O)) (C, error) {
+	awsCfg, err := s.AWSConfig(ctx, c)
+	if err != nil {
+		var none C
+		return none, err
+	}
+	return newFromConfig(awsCfg, options...), nil
+}
+
+// AWSConfig returns the SDK configuration a client is made from, for the
+// checked settings c: Region; Endpoint if set, so that no endpoint of the
+// environment or shared config (AWS_ENDPOINT_URL_S3) replaces it; the
+// static credentials if any, else the SDK's default chain (environment,
+// shared config files, instance or task role); HTTPClient if set; Retryer,
+// with its attempts fixed so that the environment's AWS_MAX_ATTEMPTS does
+// not replace them.
+func (s Service) AWSConfig(ctx context.Context, c awsconn.Conn) (aws.Config, error) {
 	var awsCfg aws.Config
 	if c.AccessKey != "" {
 		awsCfg = aws.Config{
@@ -127,25 +117,44 @@ func (c *Conn) AWSConfig(ctx context.Context) (aws.Config, error) {
 		var err error
 		awsCfg, err = config.LoadDefaultConfig(ctx, config.WithRegion(c.Region))
 		if err != nil {
-			return aws.Config{}, fmt.Errorf("%s: load AWS configuration: %w", c.Service, err)
+			return aws.Config{}, fmt.Errorf("%s: load AWS configuration: %w", s.Name, err)
 		}
+	}
+	if c.Endpoint != "" {
+		awsCfg.BaseEndpoint = aws.String(c.Endpoint)
+		awsCfg.ConfigSources = append([]any{ignoreConfiguredEndpoints{}}, awsCfg.ConfigSources...)
 	}
 	if c.HTTPClient != nil {
 		awsCfg.HTTPClient = c.HTTPClient
 	}
-	awsCfg.Retryer = c.Retryer
+	awsCfg.Retryer = func() aws.Retryer { return Retryer(c) }
+	awsCfg.RetryMaxAttempts = Retries(c) + 1
 	return awsCfg, nil
 }
 
-// Retryer returns the SDK retryer of the dataplane's policy: MaxRetries
-// retries with Backoff between them, and no client-side retry quota: during
-// an outage the quota would turn every call into an immediate "quota
-// exceeded" long after the origin is back, while the bounded attempts and
-// backoff limit the load on a struggling origin anyway.
-func (c *Conn) Retryer() aws.Retryer {
+// ignoreConfiguredEndpoints is a configuration source that says what
+// AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true says: a client takes its
+// endpoint from aws.Config.BaseEndpoint, never from a service's endpoint
+// in the environment or shared config. It comes first among the sources,
+// so it wins.
+type ignoreConfiguredEndpoints struct{}
+
+// GetIgnoreConfiguredEndpoints implements the SDK's
+// IgnoreConfiguredEndpointsProvider.
+func (ignoreConfiguredEndpoints) GetIgnoreConfiguredEndpoints(context.Context) (value, found bool, err error) {
+	return true, true, nil
+}
+
+// Retryer returns the SDK retryer of the dataplane's policy for the
+// checked settings c: Retries(c) retries with Backoff between them, and no
+// client-side retry quota: during an outage the quota would turn every
+// call into an immediate "quota exceeded" long after the origin is back,
+// while the bounded attempts and backoff limit the load on a struggling
+// origin anyway.
+func Retryer(c awsconn.Conn) aws.Retryer {
 	base, maxDelay := c.RetryBaseDelay, c.RetryMaxDelay
 	return retry.NewStandard(func(o *retry.StandardOptions) {
-		o.MaxAttempts = c.MaxRetries + 1
+		o.MaxAttempts = Retries(c) + 1
 		o.MaxBackoff = maxDelay
 		o.RateLimiter = ratelimit.None
 		// The SDK's legacy backoff starts at a second; a dataplane wants
@@ -165,14 +174,4 @@ func Backoff(attempt int, base, max time.Duration) time.Duration {
 	}
 	d = min(d, max)
 	return d/2 + rand.N(d/2+1)
-}
-
-// HTTPStatus returns the HTTP status of a failed SDK call, or 0 when no
-// response arrived (a network error).
-func HTTPStatus(err error) int {
-	var re interface{ HTTPStatusCode() int }
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
 }
