@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/dataplane/dataplane/internal/testkit"
+	"github.com/dataplane/dataplane/internal/testscale"
 )
 
 // recorder is a memberlist.Delegate that keeps what it receives and
@@ -193,5 +194,40 @@ func TestFilterRealMemberlist(t *testing.T) {
 			}
 			testkit.Eventually(t, wait, "b to receive drop-after once the filter is gone", func() bool { return rb.has(&rb.got, "drop-after") })
 		})
+	}
+}
+
+// TestShutdownWithUnreadStreams: Shutdown returns although nobody took the
+// streams the transport accepted (memberlist stops reading StreamCh before
+// it shuts its transport down); it hung when the wrapper stopped draining
+// the inner transport first.
+func TestShutdownWithUnreadStreams(t *testing.T) {
+	n := New(1)
+	a, err := n.Listen("127.0.0.1", 0, "z", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown()
+	b, err := n.Listen("127.0.0.1", 0, "z", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.StreamCh() // asked for, never read
+	for range 3 {
+		c, err := a.DialTimeout(b.Addr(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Shutdown() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(testscale.Duration(10 * time.Second)):
+		t.Fatal("Shutdown hangs with accepted streams nobody read")
 	}
 }

@@ -266,7 +266,7 @@ func (n *Network) Listen(bindAddr string, port int, zone string, logger *log.Log
 // Wrap makes inner a member of zone. The wrapper learns its own address
 // when memberlist asks it for the advertise address.
 func (n *Network) Wrap(inner memberlist.NodeAwareTransport, zone string) *Transport {
-	return &Transport{net: n, inner: inner, zone: zone}
+	return &Transport{net: n, inner: inner, zone: zone, done: make(chan struct{}), stopped: make(chan struct{})}
 }
 
 // Transport is a memberlist.NodeAwareTransport whose traffic goes through a
@@ -279,9 +279,10 @@ type Transport struct {
 	zone string
 	self string
 
-	acceptOnce, shutOnce sync.Once
-	accepted             chan net.Conn // StreamCh, once asked for
-	done                 chan struct{} // closed by Shutdown
+	acceptOnce, shutOnce, stopOnce sync.Once
+	accepted                       chan net.Conn // StreamCh, once asked for
+	done                           chan struct{} // closed when Shutdown begins
+	stopped                        chan struct{} // closed when the inner transport is shut down
 }
 
 var _ memberlist.NodeAwareTransport = (*Transport)(nil)
@@ -389,13 +390,15 @@ func (t *Transport) DialAddressTimeout(a memberlist.Address, timeout time.Durati
 func (t *Transport) StreamCh() <-chan net.Conn {
 	t.acceptOnce.Do(func() {
 		t.accepted = make(chan net.Conn)
-		t.done = make(chan struct{})
 		go t.accept()
 	})
 	return t.accepted
 }
 
-// accept wraps the inner transport's accepted streams until Shutdown.
+// accept wraps the inner transport's accepted streams. Once Shutdown
+// begins it closes them instead, and it returns once the inner transport
+// is shut down: memberlist's NetTransport waits for its listener, which
+// waits until someone takes the stream it accepted last.
 func (t *Transport) accept() {
 	in := t.inner.StreamCh()
 	for {
@@ -405,9 +408,8 @@ func (t *Transport) accept() {
 			case t.accepted <- &acceptedConn{Conn: c, t: t}:
 			case <-t.done:
 				c.Close()
-				return
 			}
-		case <-t.done:
+		case <-t.stopped:
 			return
 		}
 	}
@@ -415,9 +417,10 @@ func (t *Transport) accept() {
 
 // Shutdown implements memberlist.Transport.
 func (t *Transport) Shutdown() error {
-	t.acceptOnce.Do(func() { t.done = make(chan struct{}) })
 	t.shutOnce.Do(func() { close(t.done) })
-	return t.inner.Shutdown()
+	err := t.inner.Shutdown()
+	t.stopOnce.Do(func() { close(t.stopped) })
+	return err
 }
 
 // acceptedConn is the accepting side of a stream: its writes pass the
