@@ -261,8 +261,11 @@ func rewriteStream(b []byte, f func([]byte) []byte) (out []byte, changed bool, e
 			return nil, false, fmt.Errorf("%w: %w", errUnread, err)
 		}
 		enc, err := encodeMsgpack(h, &hd)
-		if err != nil || !bytes.HasPrefix(b[1:], enc) || hd.UserStateLen <= 0 || hd.UserStateLen > len(b)-1-len(enc) {
+		if err != nil || !bytes.HasPrefix(b[1:], enc) || hd.UserStateLen < 0 || hd.UserStateLen > len(b)-1-len(enc) {
 			return nil, false, errUnread
+		}
+		if hd.UserStateLen == 0 {
+			return nil, false, nil // no user state
 		}
 		user := b[len(b)-hd.UserStateLen:]
 		m := f(user)

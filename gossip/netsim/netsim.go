@@ -6,6 +6,12 @@
 // Network: faults are applied by the sender (packets) and by the dialer
 // (streams), so traffic from an unwrapped node is not affected.
 //
+// A Filter (SetFilter) sees each user message (what a memberlist.Delegate
+// sends and receives) with its sender's and receiver's addresses, and may
+// drop or rewrite it alone, leaving the rest of its packet or stream as it
+// was: to lose exactly the messages a test names, on their way to one
+// member, whatever path they take (see gossip.DropRecords).
+//
 //	net := netsim.New(1)
 //	net.SetLink("eu", "us", netsim.Link{Delay: 40 * time.Millisecond, Jitter: 5 * time.Millisecond})
 //	net.SetDefault(netsim.Link{Loss: 0.3})
