@@ -92,8 +92,10 @@ const convergenceBound = slowDelay + logInterval + logSettle + 3*time.Second
 
 var zones = []string{"a", "b", "c"}
 
+// chaosSeed is the run's seed: DATAPLANE_CHAOS_SEED if it names one, else
+// (unset or "random") a random one, which the run logs.
 func chaosSeed(t *testing.T) uint64 {
-	if s := os.Getenv("DATAPLANE_CHAOS_SEED"); s != "" {
+	if s := os.Getenv("DATAPLANE_CHAOS_SEED"); s != "" && s != "random" {
 		seed, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			t.Fatalf("DATAPLANE_CHAOS_SEED=%q: %v", s, err)
