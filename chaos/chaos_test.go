@@ -951,7 +951,7 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 		}
 		latest[id(ns, key)] = rec.Version // 0 for an absent key
 	}
-	bound := tm.bound()
+	bound := tm.bound().Round(time.Millisecond)
 	t.Logf("convergence bound %s (margin %s stretched by the load factor %.1f)", bound, convergenceMargin, testscale.Factor())
 	convergence, lagging, converged := c.converge(healed, latest, bound+10*time.Second)
 	if lagging != "" {
