@@ -24,7 +24,7 @@ func fuzzSeeds(t testing.TB) [][]byte {
 	w.Write(joinCompound([][]byte{user("drop-1"), {0, 1, 2}, user("keep-1")}))
 	w.Close()
 	compressed := append([]byte{mlCompress}, enc(&mlCompressed{Buf: lz.Bytes()})...)
-	pp := append(append(append([]byte{mlPushPull}, enc(&mlPushPullHeader{Nodes: 0, UserStateLen: 10})...)), "drop-state"...)
+	pp := append(append([]byte{mlPushPull}, enc(&mlPushPullHeader{Nodes: 0, UserStateLen: 10})...), "drop-state"...)
 	reliable := append(append([]byte{mlUser}, enc(&mlUserHeader{UserMsgLen: 6})...), "drop-r"...)
 	return [][]byte{
 		user("drop-x"),
