@@ -1005,6 +1005,12 @@ func runChaos(t *testing.T, run, originName string, store origin.Store, length t
 	if opt.revocations > 0 && sum.PastRevocation == 0 {
 		t.Fatalf("the run did not exercise revocations: no read served past the bound of a tombstone")
 	}
+	c.opsMu.Lock()
+	dropped := c.ops[droppedOnWire]
+	c.opsMu.Unlock()
+	if opt.revocations > 0 && !opt.ttlOnly && dropped == 0 {
+		t.Fatalf("the network dropped no tombstone of keys on its way to node-0: the filter recognised none")
+	}
 }
 
 // repairsDone reports whether every pending note left in store is of a write

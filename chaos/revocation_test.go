@@ -91,6 +91,10 @@ func TestChaosDroppedRevocations(t *testing.T) {
 // network of a revocations run drops on its way to node-0.
 func isRevocation(rec record.Record) bool { return rec.Tombstone && rec.Namespace == "keys" }
 
+// droppedOnWire counts the messages to node-0 the network dropped because
+// they carried a tombstone of keys.
+const droppedOnWire = "tombstones of keys to node-0 dropped on the wire"
+
 // dropRevocations makes the network drop every tombstone of keys sent to
 // node-0, by decoding each gossip message on the wire to it
 // (gossip.DropRecords through a netsim.Filter): a push, relay or gossip
@@ -113,7 +117,7 @@ func (c *cluster) dropRevocations() {
 		}
 		switch {
 		case out == nil:
-			c.count("tombstones of keys to node-0 dropped on the wire", 1)
+			c.count(droppedOnWire, 1)
 		case len(out) != len(msg):
 			c.count("digests to node-0 stripped of tombstones of keys", 1)
 		}
