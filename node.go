@@ -299,6 +299,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("dataplane: %w", err)
 	}
 	n.follower = f
+	n.trust.follower.Store(f)
 	if cfg.Gossip != nil {
 		g := gossip.Config{
 			Cluster: *cfg.Gossip, MaxFutureSkew: cfg.Timing.MaxFutureSkew(),

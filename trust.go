@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane/checkpoint"
+	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/internal/atomicfile"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/statehash"
@@ -68,6 +69,10 @@ type trust struct {
 	// spaces is fixed at Open: reads need no lock.
 	spaces map[string]*nsTrust
 	m      *trustMetrics
+	// follower is the node's log follower, stored by Open once follow.New
+	// returns it: the follower's loop may hand a checkpoint in before
+	// (TakeCheckpoint), so trust reads it here, never Node.follower.
+	follower atomic.Pointer[follow.Follower]
 }
 
 // nsTrust is one namespace's checkpoint state.
@@ -275,13 +280,14 @@ func (n *Node) tryMatch(s *nsTrust, afterRead bool) {
 		n.matched(s, c)
 		return
 	}
-	covered := n.follower != nil && n.follower.Cursor() >= c.Version
+	fl := n.trust.follower.Load()
+	covered := fl != nil && fl.Cursor() >= c.Version
 	switch {
 	case !covered && !afterRead:
 		// The log has not been read up to c's version: hold it.
 		n.trust.m.mismatch.WithLabelValues(c.Namespace, "pending").Inc()
-		if n.follower != nil {
-			n.follower.CatchUp("checkpoint")
+		if fl != nil {
+			fl.CatchUp("checkpoint")
 		}
 	case !covered:
 		// Still behind after a read (the read ended below c): keep
@@ -290,7 +296,7 @@ func (n *Node) tryMatch(s *nsTrust, afterRead bool) {
 		s.retried = true
 		n.trust.m.mismatch.WithLabelValues(c.Namespace, "behind").Inc()
 		n.log.Warn("state does not match a verified checkpoint: reading the change log at once", "namespace", c.Namespace, "checkpoint", c.String(), "held", cnt)
-		n.follower.CatchUp("checkpoint")
+		fl.CatchUp("checkpoint")
 	case afterRead:
 		// Still different after the log was read past its version: the
 		// node holds something the publisher does not, or lacks
@@ -325,7 +331,8 @@ const (
 // as resyncRetry says; s.mu held.
 func (n *Node) resync(s *nsTrust) {
 	gap := max(s.resyncGap, resyncRetry)
-	if s.resyncing || time.Since(s.lastResync) < gap || n.follower == nil {
+	fl := n.trust.follower.Load()
+	if s.resyncing || time.Since(s.lastResync) < gap || fl == nil {
 		return
 	}
 	n.revalMu.Lock() // the fence Close passes before it waits for n.wg
@@ -368,7 +375,7 @@ func (n *Node) resync(s *nsTrust) {
 			n.notify(c)
 		}
 		n.installState(s, snap, proof)
-		n.follower.Rewind(snap.Version)
+		fl.Rewind(snap.Version)
 		n.log.Info("namespace reloaded from its proven snapshot after a mismatch", "namespace", s.ns, "version", snap.Version)
 	}()
 }

@@ -28,7 +28,8 @@
 // failing closed after 4 s, through a 9 s outage of the origin and the
 // publishers) and TestChaosDroppedRevocations (keys failing closed after
 // 4 s under signed checkpoints, the nodes verifying: 24 keys deleted for
-// good through the run, no tombstone of keys ever pushed by gossip, and
+// good through the run, every tombstone of keys dropped on the wire to
+// node-0 alone (a netsim.Filter decoding each gossip message to it), and
 // node-0's origin, log and checkpoints included, down in long windows while
 // every other change reaches it; no node may serve a revoked key past D
 // plus the slack; DATAPLANE_CHAOS_UNSIGNED=1 runs it without signing, where

@@ -167,6 +167,11 @@ func (t *MemoryTransport) WriteToAddress(b []byte, a memberlist.Address) (time.T
 	if drop {
 		return now, nil
 	}
+	if f := t.n.getFilter(); f != nil {
+		if b = t.n.filterPacket(f, t.ep.addr, a.Addr, b); b == nil {
+			return now, nil
+		}
+	}
 	buf := append([]byte(nil), b...) // the caller may reuse b
 	from := memAddr(t.ep.addr)
 	time.AfterFunc(d, func() {
@@ -216,8 +221,8 @@ func (t *MemoryTransport) DialAddressTimeout(a memberlist.Address, timeout time.
 	}
 	time.Sleep(2 * d) // the handshake's round trip
 	p1, p2 := net.Pipe()
-	local := &memConn{Conn: p2, n: t.n, from: t.ep.zone, to: dst.zone, c: t.ep.c}
-	remote := &memConn{Conn: p1, n: t.n, from: dst.zone, to: t.ep.zone, c: dst.c}
+	local := &memConn{Conn: p2, n: t.n, from: t.ep.zone, to: dst.zone, fromAddr: t.ep.addr, toAddr: a.Addr, c: t.ep.c}
+	remote := &memConn{Conn: p1, n: t.n, from: dst.zone, to: t.ep.zone, fromAddr: a.Addr, toAddr: t.ep.addr, c: dst.c}
 	select {
 	case dst.streams <- remote:
 		return local, nil
@@ -242,9 +247,10 @@ func (t *MemoryTransport) Shutdown() error {
 // one-way delay, and a write across a cut fails and closes the stream.
 type memConn struct {
 	net.Conn
-	n        *Network
-	from, to string // zones
-	c        *Counters
+	n                *Network
+	from, to         string // zones
+	fromAddr, toAddr string // the two ends' listen addresses
+	c                *Counters
 }
 
 func (c *memConn) Write(p []byte) (int, error) {
@@ -254,6 +260,18 @@ func (c *memConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	time.Sleep(d)
+	if f := c.n.getFilter(); f != nil {
+		if out, send := c.n.filterStream(f, c.fromAddr, c.toAddr, p); !send {
+			return len(p), nil
+		} else if !same(out, p) {
+			k, err := c.Conn.Write(out)
+			c.c.StreamBytesOut.Add(int64(k))
+			if err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+	}
 	k, err := c.Conn.Write(p)
 	c.c.StreamBytesOut.Add(int64(k))
 	return k, err

@@ -6,6 +6,12 @@
 // Network: faults are applied by the sender (packets) and by the dialer
 // (streams), so traffic from an unwrapped node is not affected.
 //
+// A Filter (SetFilter) sees each user message (what a memberlist.Delegate
+// sends and receives) with its sender's and receiver's addresses, and may
+// drop or rewrite it alone, leaving the rest of its packet or stream as it
+// was: to lose exactly the messages a test names, on their way to one
+// member, whatever path they take (see gossip.DropRecords).
+//
 //	net := netsim.New(1)
 //	net.SetLink("eu", "us", netsim.Link{Delay: 40 * time.Millisecond, Jitter: 5 * time.Millisecond})
 //	net.SetDefault(netsim.Link{Loss: 0.3})
@@ -61,6 +67,9 @@ type Stats struct {
 	Cut     int64 // dropped by a partition
 	Dials   int64 // streams dialed
 	Refused int64 // dials refused by a partition
+	// Filtered counts packets and stream writes a Filter changed or
+	// dropped (SetFilter).
+	Filtered int64
 }
 
 // ErrCut is returned for dials and stream I/O across a partition.
@@ -80,6 +89,11 @@ type Network struct {
 	zones map[string]string    // address (host:port) -> zone
 	mem   map[string]*endpoint // in-memory listeners by address
 	stats Stats
+	// filter sees user messages (SetFilter); dialers maps the local
+	// address of each open stream a Transport dialed to the dialer's own
+	// address, so that the accepting side knows whom it writes to.
+	filter  Filter
+	dialers map[string]string
 }
 
 type pair struct{ a, b string }
@@ -95,11 +109,12 @@ func mkpair(a, b string) pair {
 // seeded by seed.
 func New(seed uint64) *Network {
 	return &Network{
-		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		links: make(map[pair]Link),
-		cuts:  make(map[pair]bool),
-		zones: make(map[string]string),
-		mem:   make(map[string]*endpoint),
+		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		links:   make(map[pair]Link),
+		cuts:    make(map[pair]bool),
+		zones:   make(map[string]string),
+		mem:     make(map[string]*endpoint),
+		dialers: make(map[string]string),
 	}
 }
 
@@ -257,7 +272,7 @@ func (n *Network) Listen(bindAddr string, port int, zone string, logger *log.Log
 // Wrap makes inner a member of zone. The wrapper learns its own address
 // when memberlist asks it for the advertise address.
 func (n *Network) Wrap(inner memberlist.NodeAwareTransport, zone string) *Transport {
-	return &Transport{net: n, inner: inner, zone: zone}
+	return &Transport{net: n, inner: inner, zone: zone, done: make(chan struct{}), stopped: make(chan struct{})}
 }
 
 // Transport is a memberlist.NodeAwareTransport whose traffic goes through a
@@ -269,6 +284,11 @@ type Transport struct {
 	mu   sync.Mutex // guards zone and self
 	zone string
 	self string
+
+	acceptOnce, shutOnce, stopOnce sync.Once
+	accepted                       chan net.Conn // StreamCh, once asked for
+	done                           chan struct{} // closed when Shutdown begins
+	stopped                        chan struct{} // closed when the inner transport is shut down
 }
 
 var _ memberlist.NodeAwareTransport = (*Transport)(nil)
@@ -328,6 +348,11 @@ func (t *Transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, e
 	if drop {
 		return now, nil // lost in the network: the sender cannot tell
 	}
+	if f := t.net.getFilter(); f != nil {
+		if b = t.net.filterPacket(f, t.Addr(), a.Addr, b); b == nil {
+			return now, nil
+		}
+	}
 	if d <= 0 {
 		return t.inner.WriteToAddress(b, a)
 	}
@@ -359,21 +384,92 @@ func (t *Transport) DialAddressTimeout(a memberlist.Address, timeout time.Durati
 	if err != nil {
 		return nil, err
 	}
-	return &conn{Conn: c, t: t, to: a.Addr}, nil
+	local := c.LocalAddr().String()
+	t.net.mu.Lock()
+	t.net.dialers[local] = t.Addr()
+	t.net.mu.Unlock()
+	return &conn{Conn: c, t: t, to: a.Addr, local: local}, nil
 }
 
-// StreamCh implements memberlist.Transport.
-func (t *Transport) StreamCh() <-chan net.Conn { return t.inner.StreamCh() }
+// StreamCh implements memberlist.Transport. Accepted streams are wrapped
+// so that a Filter sees what this side writes.
+func (t *Transport) StreamCh() <-chan net.Conn {
+	t.acceptOnce.Do(func() {
+		t.accepted = make(chan net.Conn)
+		go t.accept()
+	})
+	return t.accepted
+}
+
+// accept wraps the inner transport's accepted streams. Once Shutdown
+// begins it closes them instead, and it returns once the inner transport
+// is shut down: memberlist's NetTransport waits for its listener, which
+// waits until someone takes the stream it accepted last.
+func (t *Transport) accept() {
+	in := t.inner.StreamCh()
+	for {
+		select {
+		case c := <-in:
+			select {
+			case t.accepted <- &acceptedConn{Conn: c, t: t}:
+			case <-t.done:
+				c.Close()
+			}
+		case <-t.stopped:
+			return
+		}
+	}
+}
 
 // Shutdown implements memberlist.Transport.
-func (t *Transport) Shutdown() error { return t.inner.Shutdown() }
+func (t *Transport) Shutdown() error {
+	t.shutOnce.Do(func() { close(t.done) })
+	err := t.inner.Shutdown()
+	t.stopOnce.Do(func() { close(t.stopped) })
+	return err
+}
+
+// acceptedConn is the accepting side of a stream: its writes pass the
+// Network's Filter, addressed to the dialer.
+type acceptedConn struct {
+	net.Conn
+	t *Transport
+}
+
+func (c *acceptedConn) Write(p []byte) (int, error) {
+	f := c.t.net.getFilter()
+	if f == nil {
+		return c.Conn.Write(p)
+	}
+	c.t.net.mu.Lock()
+	to := c.t.net.dialers[c.Conn.RemoteAddr().String()]
+	c.t.net.mu.Unlock()
+	if to == "" {
+		return c.Conn.Write(p) // not dialed through a Transport
+	}
+	return filteredWrite(c.Conn, c.t.net, f, c.t.Addr(), to, p)
+}
+
+// filteredWrite writes p to w as f leaves it, and reports p written
+// whatever f did (the network, not the writer, changed it).
+func filteredWrite(w io.Writer, n *Network, f Filter, from, to string, p []byte) (int, error) {
+	out, send := n.filterStream(f, from, to, p)
+	if !send {
+		return len(p), nil
+	}
+	if _, err := w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
 
 // conn is the dialing side of a stream: each write and read waits the
 // link's one-way delay, and fails across a cut.
 type conn struct {
 	net.Conn
-	t  *Transport
-	to string
+	t     *Transport
+	to    string
+	local string // the local address, a key of Network.dialers
 }
 
 func (c *conn) Write(p []byte) (int, error) {
@@ -382,7 +478,17 @@ func (c *conn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	time.Sleep(d)
+	if f := c.t.net.getFilter(); f != nil {
+		return filteredWrite(c.Conn, c.t.net, f, c.t.Addr(), c.to, p)
+	}
 	return c.Conn.Write(p)
+}
+
+func (c *conn) Close() error {
+	c.t.net.mu.Lock()
+	delete(c.t.net.dialers, c.local)
+	c.t.net.mu.Unlock()
+	return c.Conn.Close()
 }
 
 func (c *conn) Read(p []byte) (int, error) {
