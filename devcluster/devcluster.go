@@ -270,7 +270,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 		if cfg.WrapOrigin != nil {
 			store = cfg.WrapOrigin(g.Name, store)
 		}
-		g.BindAddr = cfg.Host
+		g.BindAddr = hostPort(cfg.Host, 0)
 		g.Region = "dev"
 		g.Seeds = seeds
 		reg := prometheus.NewRegistry()
@@ -305,7 +305,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	}
 	g := gossip.DefaultLocalConfig()
 	g.Insecure = true // dev mode: loopback only
-	g.Name, g.BindAddr, g.Region, g.Seeds = "cachenode-1", cfg.Host, "dev", seeds
+	g.Name, g.BindAddr, g.Region, g.Seeds = "cachenode-1", hostPort(cfg.Host, 0), "dev", seeds
 	g.Logger = log.With("component", "cachenode-gossip")
 	g.Verifier = verifier
 	fc := follow.LocalConfig()
