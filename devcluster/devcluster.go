@@ -294,7 +294,6 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 			Listener:      sLn[i],
 			AdminListener: admLn[i],
 			AdminToken:    cfg.Token,
-			Gatherer:      reg,
 			Logger:        log.With("component", g.Name),
 			Registerer:    reg,
 		})

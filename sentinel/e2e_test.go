@@ -85,7 +85,7 @@ func (e *env) start(t *testing.T) (*dataplane.Node, *sentinel.Server) {
 		t.Fatal(err)
 	}
 	srv, err := sentinel.Start(sentinel.ServerConfig{
-		Node: n, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AdminToken: "adm", Gatherer: reg,
+		Node: n, Listener: loopback(t), AdminListener: loopback(t), AdminToken: "adm",
 		ReadHeaderTimeout: 500 * time.Millisecond,
 		Registerer:        reg,
 	})
@@ -240,7 +240,7 @@ func TestColdSentinelWarmsFromPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := sentinel.Start(sentinel.ServerConfig{Node: n, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	srv, err := sentinel.Start(sentinel.ServerConfig{Node: n, Listener: loopback(t), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
