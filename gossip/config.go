@@ -40,8 +40,9 @@ type Cluster struct {
 
 	// Region groups nodes for eager push: a change goes directly to every
 	// member of the publisher's region and to a few members of each other
-	// region (the preset's RelaysPerRegion), which forward it to their own. 1 to 64 bytes of
-	// a-z, 0-9, '-' and '_'. Carried in memberlist node metadata.
+	// region (the preset's RelaysPerRegion), which forward it to their
+	// own. 1 to 64 bytes of a-z, 0-9, '-' and '_'. Carried in memberlist
+	// node metadata.
 	Region string
 
 	// BindAddr is the host:port the node listens on (UDP and TCP, same
