@@ -88,7 +88,7 @@ type Proxy struct {
 	// per-client limit.
 	MissRate float64
 	// MaxConcurrentMisses bounds such lookups in flight on this gateway; a
-	// lookup that waits missWait (250 ms) for a slot is answered 503.
+	// lookup that waits 250 ms for a slot is answered 503.
 	// Default 64; negative means unbounded.
 	MaxConcurrentMisses int
 }
