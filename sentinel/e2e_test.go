@@ -84,11 +84,10 @@ func (e *env) start(t *testing.T) (*dataplane.Node, *sentinel.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := sentinel.Start(sentinel.ServerConfig{
+	srv, err := sentinel.StartReadHeaderTimeout(sentinel.ServerConfig{
 		Node: n, Listener: loopback(t), AdminListener: loopback(t), AdminToken: "adm",
-		ReadHeaderTimeout: 500 * time.Millisecond,
-		Registerer:        reg,
-	})
+		Registerer: reg,
+	}, 500*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}

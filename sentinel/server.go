@@ -69,17 +69,19 @@ type ServerConfig struct {
 	// Now is the gateway's clock (key expiry, miss rate); nil means
 	// time.Now.
 	Now func() time.Time
-	// ReadHeaderTimeout bounds reading a request's headers (slow clients).
-	// Default 10s.
-	ReadHeaderTimeout time.Duration
-	// IdleTimeout closes idle keep-alive connections. Default 120s.
-	IdleTimeout time.Duration
-	// MaxHeaderBytes bounds request headers; larger ones get 431. Default
-	// 64 KiB.
-	MaxHeaderBytes int
 	// Logger receives server errors.
 	Logger *slog.Logger
 }
+
+// Bounds both listeners have, as every server of the dataplane command
+// does: a request's headers are read within readHeaderTimeout (slow
+// clients), an idle keep-alive connection is closed after idleTimeout,
+// headers over maxHeaderBytes get 431.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
 
 // Server runs a sentinel: the gateway and its admin listener.
 type Server struct {
@@ -91,7 +93,10 @@ type Server struct {
 
 // Start serves on the configured listeners until Shutdown. When it fails,
 // it closes them.
-func Start(cfg ServerConfig) (_ *Server, err error) {
+func Start(cfg ServerConfig) (*Server, error) { return start(cfg, readHeaderTimeout) }
+
+// start is Start with the headers' read timeout given (tests shorten it).
+func start(cfg ServerConfig, readHeaderTimeout time.Duration) (_ *Server, err error) {
 	defer func() {
 		if err != nil {
 			for _, ln := range []net.Listener{cfg.Listener, cfg.AdminListener} {
@@ -109,15 +114,6 @@ func Start(cfg ServerConfig) (_ *Server, err error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
-	}
-	if cfg.ReadHeaderTimeout == 0 {
-		cfg.ReadHeaderTimeout = 10 * time.Second
-	}
-	if cfg.IdleTimeout == 0 {
-		cfg.IdleTimeout = 120 * time.Second
-	}
-	if cfg.MaxHeaderBytes == 0 {
-		cfg.MaxHeaderBytes = 64 << 10
 	}
 	if cfg.BodyTimeout < 0 {
 		return nil, fmt.Errorf("sentinel: ServerConfig.BodyTimeout must not be negative, got %v", cfg.BodyTimeout)
@@ -140,9 +136,9 @@ func Start(cfg ServerConfig) (_ *Server, err error) {
 	s.gwLn = withTLS(cfg.Listener, cfg.TLS)
 	s.gw = &http.Server{
 		Handler:           limitBody(minBodyRate(g, cfg.BodyTimeout, cfg.BodyMinRate), cfg.MaxRequestBody),
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	go s.serve(s.gw, s.gwLn)
@@ -168,11 +164,11 @@ func Start(cfg ServerConfig) (_ *Server, err error) {
 		}))
 		s.adm = &http.Server{
 			Handler:           mux,
-			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			ReadHeaderTimeout: readHeaderTimeout,
 			// Admin requests are GETs: nothing to wait for past the headers.
-			ReadTimeout:    cfg.ReadHeaderTimeout + 20*time.Second,
-			IdleTimeout:    cfg.IdleTimeout,
-			MaxHeaderBytes: cfg.MaxHeaderBytes,
+			ReadTimeout:    readHeaderTimeout + 20*time.Second,
+			IdleTimeout:    idleTimeout,
+			MaxHeaderBytes: maxHeaderBytes,
 			ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		}
 		go s.serve(s.adm, s.admLn)

@@ -213,7 +213,7 @@ func TestServerBodyLimit(t *testing.T) {
 	default:
 	}
 
-	// Headers over MaxHeaderBytes (64 KiB by default) get 431.
+	// Headers over 64 KiB get 431.
 	req, _ := http.NewRequest("GET", url, nil)
 	req.Host = ds.keyless
 	req.Header.Set("X-Big", strings.Repeat("x", 80<<10))
