@@ -379,6 +379,9 @@ func TestStartClosesListenersOnError(t *testing.T) {
 		t.Fatal("Start without a Node succeeded")
 	}
 	for name, ln := range map[string]net.Listener{"Listener": gw, "AdminListener": adm} {
+		// A listener left open would block Accept: the deadline turns that
+		// into a timeout error, which fails below.
+		_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(time.Second))
 		if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
 			t.Errorf("%s after a failed Start: Accept: %v, want net.ErrClosed", name, err)
 		}
