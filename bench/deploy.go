@@ -15,6 +15,7 @@ import (
 	"github.com/dataplane/dataplane/cachenode"
 	"github.com/dataplane/dataplane/follow"
 	"github.com/dataplane/dataplane/gossip"
+	"github.com/dataplane/dataplane/internal/gossiptune"
 	"github.com/dataplane/dataplane/internal/tick"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/httporigin"
@@ -157,13 +158,17 @@ func (d *deployment) gossipConfig(name string, r int) (*gossip.Config, error) {
 	g := gossip.DefaultLANConfig()
 	g.Insecure = true // simulated regions on loopback
 	g.Name, g.Region = name, d.regions[r]
-	g.BindAddr, g.BindPort, g.Transport = "127.0.0.1", 0, tr
+	g.BindAddr, g.Transport = "127.0.0.1:0", tr
 	g.InlineValueMax = 0
 	if d.opt.Inline {
 		g.InlineValueMax = 512
 	}
-	g.PushAckTimeout = max(2*d.cfg.maxRTT(), 20*time.Millisecond)
-	g.ReconnectInterval = 2 * time.Second
+	// The simulated network is no preset's: the first push waits twice
+	// its farthest round trip, lost members are retried as on one machine.
+	g.Tune(func(t *gossiptune.Tuning) {
+		t.PushAckTimeout = max(2*d.cfg.maxRTT(), 20*time.Millisecond)
+		t.ReconnectInterval = 2 * time.Second
+	})
 	g.Logger = discard
 	if d.verifier != nil {
 		g.Verifier = d.verifier

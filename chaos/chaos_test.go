@@ -22,6 +22,7 @@ import (
 	"github.com/dataplane/dataplane/cache"
 	"github.com/dataplane/dataplane/gossip"
 	"github.com/dataplane/dataplane/gossip/netsim"
+	"github.com/dataplane/dataplane/internal/gossiptune"
 	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/internal/testserver"
 	"github.com/dataplane/dataplane/origin"
@@ -238,7 +239,7 @@ func (c *cluster) start(nd *chaosNode) error {
 	g.Insecure = true // loopback test cluster
 	g.Name, g.Region, g.Transport = nd.name, nd.zone, tr
 	g.Seeds = c.seeds(nd.idx)
-	g.ReconnectInterval = 500 * time.Millisecond
+	g.Tune(func(t *gossiptune.Tuning) { t.ReconnectInterval = 500 * time.Millisecond })
 	ml := *g.Memberlist
 	ml.ProbeInterval = 300 * time.Millisecond
 	ml.ProbeTimeout = 150 * time.Millisecond

@@ -274,7 +274,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 		if cfg.WrapOrigin != nil {
 			store = cfg.WrapOrigin(g.Name, store)
 		}
-		g.BindAddr = cfg.Host
+		g.BindAddr = hostPort(cfg.Host, 0)
 		g.Region = "dev"
 		g.Seeds = seeds
 		reg := prometheus.NewRegistry()
@@ -298,7 +298,6 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 			Listener:      sLn[i],
 			AdminListener: admLn[i],
 			AdminToken:    cfg.Token,
-			Gatherer:      reg,
 			Logger:        log.With("component", g.Name),
 			Registerer:    reg,
 		})
@@ -309,7 +308,7 @@ func (c *Cluster) start(ctx context.Context) (err error) {
 	}
 	g := gossip.DefaultLocalConfig()
 	g.Insecure = true // dev mode: loopback only
-	g.Name, g.BindAddr, g.Region, g.Seeds = "cachenode-1", cfg.Host, "dev", seeds
+	g.Name, g.BindAddr, g.Region, g.Seeds = "cachenode-1", hostPort(cfg.Host, 0), "dev", seeds
 	g.Logger = log.With("component", "cachenode-gossip")
 	g.Verifier = verifier
 	fc := follow.LocalConfig()

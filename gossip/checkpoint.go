@@ -193,7 +193,7 @@ func (n *Node) PushCheckpoint(raw []byte) error {
 		n.sendCheckpoint(to, push)
 	}
 	for _, nodes := range remote {
-		relays := pickRelays(cpID(cp.Namespace), nodes, n.cfg.RelaysPerRegion)
+		relays := pickRelays(cpID(cp.Namespace), nodes, n.cfg.tune.RelaysPerRegion)
 		for i, r := range relays {
 			rm := m
 			rm.path = pathRelay

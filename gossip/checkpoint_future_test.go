@@ -22,7 +22,7 @@ func TestForgedFutureCheckpointDoesNotBlockRelay(t *testing.T) {
 	t.Parallel()
 	var hooks cpHooks
 	c := newCluster(t, clusterOpts{n: 3, regions: []string{"a", "b", "b"}, tweak: func(i int, cfg *Config) {
-		cfg.RelaysPerRegion = 1
+		cfg.tune.RelaysPerRegion = 1
 		h := hooks.hook(i)
 		cfg.OnCheckpoint = func(raw []byte, source string) error { _ = h(raw, source); return nil }
 	}})

@@ -121,7 +121,7 @@ func TestRelayDoesNotForwardOlderCheckpoint(t *testing.T) {
 	var hooks cpHooks
 	c := newCluster(t, clusterOpts{n: 4, regions: []string{"a", "b", "b", "b"}, tweak: func(i int, cfg *Config) {
 		cfg.OnCheckpoint = hooks.hook(i)
-		cfg.RelaysPerRegion = 1
+		cfg.tune.RelaysPerRegion = 1
 	}})
 	var inB []*memberlist.Node
 	for i := 1; i < 4; i++ {
@@ -207,7 +207,7 @@ func TestRelayKeepsRefusedCheckpoint(t *testing.T) {
 	var mu sync.Mutex
 	var hooks cpHooks
 	c := newCluster(t, clusterOpts{n: 3, regions: []string{"a", "b", "b"}, tweak: func(i int, cfg *Config) {
-		cfg.RelaysPerRegion = 1
+		cfg.tune.RelaysPerRegion = 1
 		h := hooks.hook(i)
 		cfg.OnCheckpoint = func(raw []byte, source string) error {
 			_ = h(raw, source)

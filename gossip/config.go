@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dataplane/dataplane/internal/gossiptune"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -36,25 +39,26 @@ type Cluster struct {
 	Name string
 
 	// Region groups nodes for eager push: a change goes directly to every
-	// member of the publisher's region and to RelaysPerRegion members of
-	// each other region, which forward it to their own. 1 to 64 bytes of
-	// a-z, 0-9, '-' and '_'. Carried in memberlist node metadata.
+	// member of the publisher's region and to a few members of each other
+	// region (the preset's RelaysPerRegion), which forward it to their
+	// own. 1 to 64 bytes of a-z, 0-9, '-' and '_'. Carried in memberlist
+	// node metadata.
 	Region string
 
-	// BindAddr and BindPort are where the node listens (UDP and TCP, same
-	// port). Port 0 picks a free port; see (*Node).Addr. Ignored when
-	// Transport is set.
+	// BindAddr is the host:port the node listens on (UDP and TCP, same
+	// port), e.g. "0.0.0.0:7946". Port 0 picks a free port; see
+	// (*Node).Addr. Empty means every address, a free port. Ignored when
+	// Transport is set, but for the port it advertises.
 	BindAddr string
-	BindPort int
 
-	// AdvertiseAddr and AdvertisePort are what other nodes dial, when it
-	// differs from the bind address (NAT). Empty and 0: derived.
+	// AdvertiseAddr is the host:port other nodes dial, when it differs
+	// from BindAddr (NAT). Port 0 means BindAddr's port. Empty: derived
+	// from the bind address.
 	AdvertiseAddr string
-	AdvertisePort int
 
 	// Seeds are host:port addresses of nodes to join at start. A node whose
-	// seeds are all unreachable starts alone and keeps retrying every
-	// ReconnectInterval.
+	// seeds are all unreachable starts alone and keeps retrying them (every
+	// 10 s in DefaultLANConfig, see the presets).
 	Seeds []string
 
 	// SecretKeys turn on gossip encryption and authentication (AES-GCM
@@ -79,52 +83,6 @@ type Cluster struct {
 	// that a change message fits one packet (Memberlist.UDPBufferSize).
 	InlineValueMax int
 
-	// RelaysPerRegion is how many members of each other region receive a
-	// change directly and forward it to their own region, each to its
-	// share of it (1/RelaysPerRegion of the members), so more relays cost
-	// no more messages: they shrink what one lost relay packet delays.
-	RelaysPerRegion int
-
-	// PushAckTimeout is how long a node waits for a member to acknowledge
-	// an eager push (or relay) before sending it again, until it has
-	// measured the round trip to that member's region (by a push, or by a
-	// memberlist probe); from then on it waits that round trip plus the
-	// larger of 4 mean deviations and an eighth of it, plus 5 ms. The
-	// first two retries keep the wait; later ones double it, up to 1 s
-	// (a longer first wait is kept). About twice
-	// the round trip to the farthest member.
-	PushAckTimeout time.Duration
-
-	// PushRetries is how many times an unacknowledged push is sent again.
-	// 0 makes eager push fire-and-forget (gossip and the log still repair).
-	PushRetries int
-
-	// ReconnectInterval is how often a node tries to rejoin members it lost
-	// (and its seeds, when it is alone). Memberlist alone would stop
-	// talking to a dead member after GossipToTheDeadTime, leaving a healed
-	// partition split.
-	ReconnectInterval time.Duration
-
-	// ReconnectTimeout is how long a lost member is tried before it is
-	// forgotten.
-	ReconnectTimeout time.Duration
-
-	// DigestMaxBytes bounds the digest swapped in each push/pull.
-	DigestMaxBytes int
-
-	// RecentMax is how many recent changes (key, version and inline value)
-	// the node remembers to filter duplicates and fill digests.
-	RecentMax int
-
-	// QueueMax bounds the gossip repair queue; the oldest messages are
-	// dropped first (the change log still covers them). It also bounds
-	// the eager pushes awaiting acknowledgement: beyond it, a push goes
-	// out once, without retries. Both count the work shed in
-	// dataplane_gossip_messages_dropped_total (reasons gossip_queue_full
-	// and push_retry_shed), so a flood of changes never grows memory
-	// without limit.
-	QueueMax int
-
 	// ReportInterval paces this node's applied-version report (its log
 	// cursor and the newest version applied per namespace, carried in its
 	// memberlist metadata; see Receipt and Fleet): an update for receipts
@@ -144,7 +102,7 @@ type Cluster struct {
 
 	// Transport replaces memberlist's UDP/TCP transport, e.g. with a
 	// netsim.Transport that injects loss, delay and partitions. Nil: a
-	// memberlist.NetTransport on BindAddr:BindPort.
+	// memberlist.NetTransport on BindAddr.
 	Transport memberlist.Transport
 
 	// Memberlist is the base memberlist configuration (timers, buffer
@@ -152,6 +110,24 @@ type Cluster struct {
 	// Transport, keys, Delegate, Events and Logger are set from the fields
 	// above and overwritten. Nil: memberlist.DefaultLANConfig().
 	Memberlist *memberlist.Config
+
+	// tune is the protocol tuning the preset chose (relays, push
+	// acknowledgements and retries, reconnection, digest, recent-change
+	// and queue bounds; see internal/gossiptune and the presets). Zero, as
+	// in a Cluster not from a preset: DefaultLANConfig's.
+	tune gossiptune.Tuning
+}
+
+// Tune changes the protocol tuning c's preset chose. It is for this
+// module's tests, simulations and bench harness, which run networks no
+// preset describes: f's argument type lives in an internal package, so no
+// other module can write f. A deployment picks a preset and its Memberlist
+// timers.
+func (c *Cluster) Tune(f func(*gossiptune.Tuning)) {
+	if c.tune == (gossiptune.Tuning{}) {
+		c.tune = lanTuning()
+	}
+	f(&c.tune)
 }
 
 // Config configures a Node: a Cluster and the settings a node derives from
@@ -180,12 +156,17 @@ type Config struct {
 	// checks, as before issue 12. Use a *sign.Verifier.
 	Verifier Verifier
 
+	// bindHost, bindPort, advHost and advPort are BindAddr and
+	// AdvertiseAddr split by validate.
+	bindHost, advHost string
+	bindPort, advPort int
+
 	// Held, when set, returns the newest version of ns/key the node holds
 	// or knows as a version floor, whichever path brought it (gossip, the
 	// change log, a snapshot, an origin read): a node answers a receipt's
 	// query (receipt.go) with it. It must be quick and must not call back
 	// into the Node. Nil: only the versions gossip itself saw recently
-	// (RecentMax) count, so a change the node took from the log alone is
+	// (the preset's RecentMax) count, so a change the node took from the log alone is
 	// not reported as held.
 	Held func(ns, key string) record.Version
 
@@ -217,15 +198,26 @@ type Config struct {
 }
 
 // DefaultLANConfig returns a configuration for nodes in one data center,
-// over memberlist.DefaultLANConfig.
+// over memberlist.DefaultLANConfig: listening on 0.0.0.0:7946, values up to
+// 512 bytes inline, and the tuning of lanTuning.
 func DefaultLANConfig() Config {
 	host, _ := os.Hostname()
 	return Config{Cluster: Cluster{
-		Name:              host,
-		Region:            "default",
-		BindAddr:          "0.0.0.0",
-		BindPort:          7946,
-		InlineValueMax:    512,
+		Name:           host,
+		Region:         "default",
+		BindAddr:       "0.0.0.0:7946",
+		InlineValueMax: 512,
+		Memberlist:     memberlist.DefaultLANConfig(),
+		tune:           lanTuning(),
+	}}
+}
+
+// lanTuning is DefaultLANConfig's tuning: 2 relays per other region, a
+// 25 ms first acknowledgement wait and 8 retries per push, lost members
+// retried every 10 s for an hour, 32 KiB digests, 16384 recent changes
+// remembered and 4096 queued messages at most.
+func lanTuning() gossiptune.Tuning {
+	return gossiptune.Tuning{
 		RelaysPerRegion:   2,
 		PushAckTimeout:    25 * time.Millisecond,
 		PushRetries:       8,
@@ -234,28 +226,28 @@ func DefaultLANConfig() Config {
 		DigestMaxBytes:    32 << 10,
 		RecentMax:         16384,
 		QueueMax:          4096,
-		Memberlist:        memberlist.DefaultLANConfig(),
-	}}
+	}
 }
 
 // DefaultWANConfig returns a configuration for a cluster spanning regions,
-// over memberlist.DefaultWANConfig.
+// over memberlist.DefaultWANConfig: DefaultLANConfig with a 300 ms first
+// acknowledgement wait and lost members retried every 30 s.
 func DefaultWANConfig() Config {
 	c := DefaultLANConfig()
-	c.PushAckTimeout = 300 * time.Millisecond
-	c.ReconnectInterval = 30 * time.Second
+	c.tune.PushAckTimeout = 300 * time.Millisecond
+	c.tune.ReconnectInterval = 30 * time.Second
 	c.Memberlist = memberlist.DefaultWANConfig()
 	return c
 }
 
 // DefaultLocalConfig returns a configuration for nodes on one machine
-// (tests, the dev mode): 127.0.0.1, a free port, short timers, over
-// memberlist.DefaultLocalConfig.
+// (tests, the dev mode), over memberlist.DefaultLocalConfig:
+// DefaultLANConfig on 127.0.0.1, a free port, lost members retried every
+// 2 s.
 func DefaultLocalConfig() Config {
 	c := DefaultLANConfig()
-	c.BindAddr = "127.0.0.1"
-	c.BindPort = 0
-	c.ReconnectInterval = 2 * time.Second
+	c.BindAddr = "127.0.0.1:0"
+	c.tune.ReconnectInterval = 2 * time.Second
 	c.Memberlist = memberlist.DefaultLocalConfig()
 	return c
 }
@@ -280,6 +272,16 @@ func (c *Config) validate() error {
 	if c.Memberlist == nil {
 		c.Memberlist = memberlist.DefaultLANConfig()
 	}
+	if c.tune == (gossiptune.Tuning{}) {
+		c.tune = lanTuning()
+	}
+	var err error
+	if c.bindHost, c.bindPort, err = splitAddr(c.BindAddr); err != nil {
+		errs = append(errs, fmt.Errorf("BindAddr: %w", err))
+	}
+	if c.advHost, c.advPort, err = splitAddr(c.AdvertiseAddr); err != nil {
+		errs = append(errs, fmt.Errorf("AdvertiseAddr: %w", err))
+	}
 	for i, k := range c.SecretKeys {
 		if err := memberlist.ValidateKey(k); err != nil {
 			errs = append(errs, fmt.Errorf("SecretKeys[%d]: %w", i, err))
@@ -298,26 +300,26 @@ func (c *Config) validate() error {
 	} else if need := maxChangeSize(c.InlineValueMax, len(c.Name)) + packetFraming + len(c.Memberlist.Label); need > c.Memberlist.UDPBufferSize {
 		errs = append(errs, fmt.Errorf("InlineValueMax %d makes a %d-byte packet, over Memberlist.UDPBufferSize %d", c.InlineValueMax, need, c.Memberlist.UDPBufferSize))
 	}
-	if c.RelaysPerRegion < 1 {
-		errs = append(errs, fmt.Errorf("RelaysPerRegion %d must be at least 1", c.RelaysPerRegion))
+	if c.tune.RelaysPerRegion < 1 {
+		errs = append(errs, fmt.Errorf("RelaysPerRegion %d must be at least 1", c.tune.RelaysPerRegion))
 	}
-	if c.PushAckTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("PushAckTimeout %s must be positive", c.PushAckTimeout))
+	if c.tune.PushAckTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("PushAckTimeout %s must be positive", c.tune.PushAckTimeout))
 	}
-	if c.PushRetries < 0 {
-		errs = append(errs, fmt.Errorf("PushRetries %d must not be negative", c.PushRetries))
+	if c.tune.PushRetries < 0 {
+		errs = append(errs, fmt.Errorf("PushRetries %d must not be negative", c.tune.PushRetries))
 	}
-	if c.ReconnectInterval <= 0 {
-		errs = append(errs, fmt.Errorf("ReconnectInterval %s must be positive", c.ReconnectInterval))
+	if c.tune.ReconnectInterval <= 0 {
+		errs = append(errs, fmt.Errorf("ReconnectInterval %s must be positive", c.tune.ReconnectInterval))
 	}
-	if c.DigestMaxBytes < 64 || c.DigestMaxBytes > MaxDigestSize {
-		errs = append(errs, fmt.Errorf("DigestMaxBytes %d not in [64, %d]", c.DigestMaxBytes, MaxDigestSize))
+	if c.tune.DigestMaxBytes < 64 || c.tune.DigestMaxBytes > MaxDigestSize {
+		errs = append(errs, fmt.Errorf("DigestMaxBytes %d not in [64, %d]", c.tune.DigestMaxBytes, MaxDigestSize))
 	}
-	if c.RecentMax < 1 {
-		errs = append(errs, fmt.Errorf("RecentMax %d must be positive", c.RecentMax))
+	if c.tune.RecentMax < 1 {
+		errs = append(errs, fmt.Errorf("RecentMax %d must be positive", c.tune.RecentMax))
 	}
-	if c.QueueMax < 1 {
-		errs = append(errs, fmt.Errorf("QueueMax %d must be positive", c.QueueMax))
+	if c.tune.QueueMax < 1 {
+		errs = append(errs, fmt.Errorf("QueueMax %d must be positive", c.tune.QueueMax))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -329,6 +331,22 @@ func (c *Config) validate() error {
 		return fmt.Errorf("gossip config: %w", err)
 	}
 	return nil
+}
+
+// splitAddr splits a "host:port" address; "" is every address, port 0.
+func splitAddr(addr string) (string, int, error) {
+	if addr == "" {
+		return "", 0, nil
+	}
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: want host:port: %w", addr, err)
+	}
+	port, err := strconv.ParseUint(ps, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: port %q: want 0 to 65535", addr, ps)
+	}
+	return host, int(port), nil
 }
 
 // validateRegion checks a region name: 1 to 64 bytes of a-z, 0-9, '-', '_'.

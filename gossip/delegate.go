@@ -75,8 +75,8 @@ func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
 // push/pull (periodic, or a join).
 func (d delegate) LocalState(join bool) []byte {
 	n := d.n
-	dg := digest{highWater: n.HighWater(), changes: n.seen.newest(n.cfg.DigestMaxBytes/minChangeSize + 1)}
-	return encodeDigest(dg, n.cfg.DigestMaxBytes)
+	dg := digest{highWater: n.HighWater(), changes: n.seen.newest(n.cfg.tune.DigestMaxBytes/minChangeSize + 1)}
+	return encodeDigest(dg, n.cfg.tune.DigestMaxBytes)
 }
 
 // MergeRemoteState implements memberlist.Delegate: apply what the remote's

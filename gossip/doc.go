@@ -6,18 +6,19 @@
 // it. A change travels three ways at once (DESIGN.md, "Propagation"):
 //
 //  1. Eager push: the publishing node sends it at once, by UDP, to every
-//     member of its own region and to RelaysPerRegion members of each other
-//     region (regions ride in memberlist node metadata), which split their
-//     region between them (by a hash of member names) and forward it the
-//     first time they see it, so a member gets one copy; each relay also
-//     forwards the relay message to the region's other relays, so a relay
-//     message lost on the long link is repaired inside the region. Two
-//     hops, no gossip round.
+//     member of its own region and to RelaysPerRegion (2; the protocol
+//     tuning lives in the presets, see internal/gossiptune) members of
+//     each other region (regions ride in memberlist node metadata), which
+//     split their region between them (by a hash of member names) and
+//     forward it the first time they see it, so a member gets one copy;
+//     each relay also forwards the relay message to the region's other
+//     relays, so a relay message lost on the long link is repaired inside
+//     the region. Two hops, no gossip round.
 //     Every receiver acknowledges; a sender resends to members that did not,
-//     just after the round trip measured to their region (PushAckTimeout
-//     until measured; after two retries the wait doubles, up to 1 s), up
-//     to PushRetries times (8 in the presets), stopping once a newer
-//     version supersedes the change.
+//     just after the round trip measured to their region (PushAckTimeout,
+//     25 ms LAN and 300 ms WAN, until measured; after two retries the wait
+//     doubles, up to 1 s), up to PushRetries times (8 in the presets),
+//     stopping once a newer version supersedes the change.
 //  2. Gossip repair: a change whose push some target never acknowledged
 //     (or that went out with no acknowledgement awaited) is queued in a
 //     memberlist TransmitLimitedQueue, where a newer version of a key

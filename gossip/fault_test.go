@@ -75,7 +75,7 @@ func TestLossAndPartitionConverge(t *testing.T) {
 // the cache it kept, and checks that it catches up from the change log.
 func TestRestartCatchesUpFromLog(t *testing.T) {
 	t.Parallel()
-	o := clusterOpts{n: 10, tweak: func(i int, c *Config) { c.DigestMaxBytes = 256 }}
+	o := clusterOpts{n: 10, tweak: func(i int, c *Config) { c.tune.DigestMaxBytes = 256 }}
 	c := newCluster(t, o)
 
 	warm := c.publish(0, "keys", "warm", []byte("1"))
@@ -163,7 +163,7 @@ func TestLogIntervalRepairsLostChange(t *testing.T) {
 	net := netsim.New(3)
 	o := clusterOpts{n: 4, net: net, zones: []string{"main", "main", "main", "deaf"}, tweak: func(i int, c *Config) {
 		c.Memberlist.PushPullInterval = 0 // no digests and
-		c.PushRetries = 0                 // no push retries: only the log can repair
+		c.tune.PushRetries = 0            // no push retries: only the log can repair
 	}, follow: func(i int, fc *follow.Config) { fc.Interval = 200 * time.Millisecond }}
 	c := newCluster(t, o)
 	// Lose every packet to and from node 3, briefly: the push and all
@@ -197,7 +197,7 @@ func TestPushRetriesRepairLoss(t *testing.T) {
 	c := newCluster(t, clusterOpts{n: 4, net: net, zones: []string{"main", "main", "main", "deaf"}, tweak: func(i int, c *Config) {
 		c.Memberlist.PushPullInterval = 0
 		c.Memberlist.GossipInterval = time.Hour // no gossip rounds either
-		c.PushAckTimeout = 50 * time.Millisecond
+		c.tune.PushAckTimeout = 50 * time.Millisecond
 	}})
 	net.SetLink("main", "deaf", netsim.Link{Loss: 1})
 	rec := c.publish(0, "keys", "retried", []byte("v"))

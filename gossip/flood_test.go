@@ -38,10 +38,10 @@ func TestFloodOfInvalidationsStaysBounded(t *testing.T) {
 		keys, _ = strconv.Atoi(s)
 	}
 	cfg := testConfig(t, "flooded")
-	cfg.PushAckTimeout = time.Second // pushes stay pending for 31 s: the whole flood
-	cfg.PushRetries = 5
-	cfg.QueueMax = 2048
-	cfg.RecentMax = 4096
+	cfg.tune.PushAckTimeout = time.Second // pushes stay pending for 31 s: the whole flood
+	cfg.tune.PushRetries = 5
+	cfg.tune.QueueMax = 2048
+	cfg.tune.RecentMax = 4096
 	ml := *cfg.Memberlist
 	ml.EnableCompression = false // memberlist's per-message LZW would dominate the run time
 	cfg.Memberlist = &ml
@@ -99,11 +99,11 @@ func TestFloodOfInvalidationsStaysBounded(t *testing.T) {
 	if grown > bound {
 		t.Errorf("heap and stacks grew by %.1f MiB under the flood, bound %d MiB", float64(grown)/(1<<20), bound>>20)
 	}
-	if g1-g0 > cfg.QueueMax+64 {
-		t.Errorf("goroutines grew from %d to %d, more than QueueMax (%d) retry loops", g0, g1, cfg.QueueMax)
+	if g1-g0 > cfg.tune.QueueMax+64 {
+		t.Errorf("goroutines grew from %d to %d, more than QueueMax (%d) retry loops", g0, g1, cfg.tune.QueueMax)
 	}
-	if q := n.queue.NumQueued(); q > cfg.QueueMax {
-		t.Errorf("gossip queue holds %d messages, QueueMax %d", q, cfg.QueueMax)
+	if q := n.queue.NumQueued(); q > cfg.tune.QueueMax {
+		t.Errorf("gossip queue holds %d messages, QueueMax %d", q, cfg.tune.QueueMax)
 	}
 	if shedPush == 0 || shedQueue == 0 {
 		t.Errorf("shed work not counted: push_retry_shed %v, gossip_queue_full %v", shedPush, shedQueue)

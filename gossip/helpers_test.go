@@ -176,7 +176,7 @@ func testConfig(t testing.TB, name string) Config {
 	c.Name = name
 	c.Logger = testLogger(t, name)
 	c.Registerer = prometheus.NewRegistry()
-	c.ReconnectInterval = 300 * time.Millisecond
+	c.tune.ReconnectInterval = 300 * time.Millisecond
 	ml := c.Memberlist
 	// The failure detector's timers are stretched by the machine's load:
 	// on a busy machine a probe answered late is not a dead node, and
@@ -235,7 +235,7 @@ func (c *cluster) start(i int, o clusterOpts, port int) {
 	if o.regions != nil {
 		cfg.Region = o.regions[i%len(o.regions)]
 	}
-	cfg.BindPort = port
+	cfg.BindAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if o.net != nil {
 		zone := "z"
 		if o.zones != nil {

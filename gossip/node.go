@@ -102,7 +102,7 @@ func New(cfg Config, a Applier, f LogFollower) (*Node, error) {
 		log:     f,
 		logger:  cfg.Logger.With("node", cfg.Name),
 		m:       m,
-		seen:    newRecent(cfg.RecentMax),
+		seen:    newRecent(cfg.tune.RecentMax),
 		jobs:    make(chan job, 4096),
 		garbage: rateLimit{every: time.Second},
 		alive:   make(map[string]*memberlist.Node),
@@ -117,10 +117,10 @@ func New(cfg Config, a Applier, f LogFollower) (*Node, error) {
 
 	mc := *cfg.Memberlist // a copy: the caller's preset stays reusable
 	mc.Name = cfg.Name
-	mc.BindAddr, mc.BindPort = cfg.BindAddr, cfg.BindPort
-	mc.AdvertiseAddr, mc.AdvertisePort = cfg.AdvertiseAddr, cfg.AdvertisePort
+	mc.BindAddr, mc.BindPort = cfg.bindHost, cfg.bindPort
+	mc.AdvertiseAddr, mc.AdvertisePort = cfg.advHost, cfg.advPort
 	if mc.AdvertisePort == 0 {
-		mc.AdvertisePort = cfg.BindPort
+		mc.AdvertisePort = cfg.bindPort
 	}
 	mc.Transport = cfg.Transport
 	mc.SecretKey, mc.Keyring = nil, nil
@@ -448,8 +448,8 @@ func (b *broadcast) Finished()       {}
 func (n *Node) queueGossip(c change) {
 	c.path = pathGossip
 	n.queue.QueueBroadcast(&broadcast{name: recentID(c.rec.Namespace, c.rec.Key), msg: encodeChange(c)})
-	if q := n.queue.NumQueued(); q > n.cfg.QueueMax {
-		n.queue.Prune(n.cfg.QueueMax)
+	if q := n.queue.NumQueued(); q > n.cfg.tune.QueueMax {
+		n.queue.Prune(n.cfg.tune.QueueMax)
 		// Shed work, counted: the oldest messages go (the change log
 		// still covers them).
 		n.m.dropped.WithLabelValues("gossip_queue_full").Add(float64(max(q-n.queue.NumQueued(), 0)))

@@ -52,7 +52,7 @@ type target struct {
 // RelaysPerRegion relays of each other region, marked for relay.
 func (n *Node) push(c change) {
 	local, remote := n.peers()
-	targets := make([]target, 0, len(local)+len(remote)*n.cfg.RelaysPerRegion)
+	targets := make([]target, 0, len(local)+len(remote)*n.cfg.tune.RelaysPerRegion)
 	c.from = n.cfg.Name
 	msg := encodeChange(withPath(c, pathPush))
 	for _, m := range local {
@@ -60,7 +60,7 @@ func (n *Node) push(c change) {
 	}
 	id := recentID(c.rec.Namespace, c.rec.Key)
 	for _, nodes := range remote {
-		relays := pickRelays(id, nodes, n.cfg.RelaysPerRegion)
+		relays := pickRelays(id, nodes, n.cfg.tune.RelaysPerRegion)
 		for i, r := range relays {
 			targets = append(targets, target{r, pathRelay, encodeChange(relayChange(c, i, len(relays)))})
 		}
@@ -214,8 +214,8 @@ func (n *Node) deliver(c change, targets []target, reportTo string) {
 		return
 	}
 	var p *pending
-	if n.cfg.PushRetries > 0 {
-		p = n.acks.add(c, targets, reportTo, n.cfg.QueueMax, n.ackTimeout, n.cfg.PushAckTimeout) // before sending: an ack may be quick
+	if n.cfg.tune.PushRetries > 0 {
+		p = n.acks.add(c, targets, reportTo, n.cfg.tune.QueueMax, n.ackTimeout, n.cfg.tune.PushAckTimeout) // before sending: an ack may be quick
 		if p == nil {
 			// Too many pushes await acknowledgement (a flood, or targets
 			// that stopped answering): send this one without retries, so
@@ -293,7 +293,7 @@ func (n *Node) retry(c change, p *pending) {
 		if n.seen.version(id) > c.rec.Version {
 			return // superseded: the newer version is being delivered
 		}
-		resend, gaveUp := p.due(time.Now(), n.cfg.PushRetries)
+		resend, gaveUp := p.due(time.Now(), n.cfg.tune.PushRetries)
 		ml := n.ml.Load()
 		for _, r := range resend {
 			n.m.retries.Inc()

@@ -428,7 +428,7 @@ func (n *Node) reportLoop() {
 		case <-t.C:
 		}
 		now := n.cfg.Now()
-		n.reports.forget(now, n.cfg.ReconnectTimeout)
+		n.reports.forget(now, n.cfg.tune.ReconnectTimeout)
 		view := n.cfg.ReportInterval >= 0 && n.reports.viewDue(now, n.viewInterval())
 		if !n.reports.update(n.reports.ownReport(n.LogCursor()), view, now) {
 			continue

@@ -11,7 +11,7 @@ import (
 // after memberlist stopped gossiping to the dead.
 func (n *Node) reconnectLoop() {
 	defer n.wg.Done()
-	tick.Every(n.stop, n.cfg.ReconnectInterval, n.reconnect)
+	tick.Every(n.stop, n.cfg.tune.ReconnectInterval, n.reconnect)
 }
 
 func (n *Node) reconnect() {
@@ -24,7 +24,7 @@ func (n *Node) reconnect() {
 	var addrs []string
 	n.membersMu.Lock()
 	for name, l := range n.lost {
-		if now.Sub(l.since) > n.cfg.ReconnectTimeout {
+		if now.Sub(l.since) > n.cfg.tune.ReconnectTimeout {
 			delete(n.lost, name)
 			continue
 		}

@@ -143,5 +143,5 @@ func (n *Node) query(names []string, ns, key string, v record.Version) {
 // queries the members that did not answer; the wait then doubles, up to
 // the report interval.
 func (n *Node) firstQuery() time.Duration {
-	return max(4*n.cfg.PushAckTimeout, 100*time.Millisecond)
+	return max(4*n.cfg.tune.PushAckTimeout, 100*time.Millisecond)
 }

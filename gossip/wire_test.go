@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane/checkpoint"
+	"github.com/dataplane/dataplane/internal/gossiptune"
 	"github.com/dataplane/dataplane/record"
 )
 
@@ -304,6 +305,49 @@ func TestWriteSeedCorpus(t *testing.T) {
 	}
 }
 
+// TestPresetTuning: the presets hold the protocol tuning that was
+// Config's fields before issue 22 (BENCHMARKS.md and TestFleet measure
+// these values), a Cluster not from a preset runs DefaultLANConfig's, and
+// Tune changes a copy's only.
+func TestPresetTuning(t *testing.T) {
+	lan := gossiptune.Tuning{
+		RelaysPerRegion: 2, PushAckTimeout: 25 * time.Millisecond, PushRetries: 8,
+		ReconnectInterval: 10 * time.Second, ReconnectTimeout: time.Hour,
+		DigestMaxBytes: 32 << 10, RecentMax: 16384, QueueMax: 4096,
+	}
+	wan, local := lan, lan
+	wan.PushAckTimeout, wan.ReconnectInterval = 300*time.Millisecond, 30*time.Second
+	local.ReconnectInterval = 2 * time.Second
+	for name, tc := range map[string]struct {
+		c    Config
+		want gossiptune.Tuning
+		bind string
+	}{
+		"lan":   {DefaultLANConfig(), lan, "0.0.0.0:7946"},
+		"wan":   {DefaultWANConfig(), wan, "0.0.0.0:7946"},
+		"local": {DefaultLocalConfig(), local, "127.0.0.1:0"},
+	} {
+		if tc.c.tune != tc.want || tc.c.BindAddr != tc.bind || tc.c.InlineValueMax != 512 {
+			t.Errorf("%s preset: tuning %+v, BindAddr %q, InlineValueMax %d; want %+v, %q, 512", name, tc.c.tune, tc.c.BindAddr, tc.c.InlineValueMax, tc.want, tc.bind)
+		}
+	}
+	c := Config{Cluster: Cluster{Region: "r", Insecure: true}}
+	if err := c.validate(); err != nil || c.tune != lan {
+		t.Errorf("a Cluster not from a preset: tuning %+v, %v; want DefaultLANConfig's %+v", c.tune, err, lan)
+	}
+	base := DefaultWANConfig()
+	tuned := base
+	tuned.Tune(func(t *gossiptune.Tuning) { t.PushRetries = 0 })
+	if tuned.tune.PushRetries != 0 || base.tune != wan {
+		t.Errorf("Tune: copy %+v, preset's %+v", tuned.tune, base.tune)
+	}
+	var zero Cluster
+	zero.Tune(func(t *gossiptune.Tuning) { t.QueueMax = 7 })
+	if want := lan; zero.tune.QueueMax != 7 || zero.tune.PushAckTimeout != want.PushAckTimeout {
+		t.Errorf("Tune on a zero Cluster: %+v, want DefaultLANConfig's with QueueMax 7", zero.tune)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	cases := map[string]func(c *Config){
 		"empty region":    func(c *Config) { c.Region = "" },
@@ -312,11 +356,14 @@ func TestConfigValidate(t *testing.T) {
 		"inline too big":  func(c *Config) { c.InlineValueMax = MaxInlineValue + 1 },
 		"inline over UDP": func(c *Config) { c.InlineValueMax = MaxInlineValue },
 		"negative inline": func(c *Config) { c.InlineValueMax = -1 },
-		"no relays":       func(c *Config) { c.RelaysPerRegion = 0 },
-		"tiny digest":     func(c *Config) { c.DigestMaxBytes = 10 },
-		"no recent":       func(c *Config) { c.RecentMax = 0 },
-		"no queue":        func(c *Config) { c.QueueMax = 0 },
-		"no reconnect":    func(c *Config) { c.ReconnectInterval = 0 },
+		"no relays":       func(c *Config) { c.tune.RelaysPerRegion = 0 },
+		"tiny digest":     func(c *Config) { c.tune.DigestMaxBytes = 10 },
+		"no recent":       func(c *Config) { c.tune.RecentMax = 0 },
+		"no queue":        func(c *Config) { c.tune.QueueMax = 0 },
+		"no reconnect":    func(c *Config) { c.tune.ReconnectInterval = 0 },
+		"bind no port":    func(c *Config) { c.BindAddr = "127.0.0.1" },
+		"bind bad port":   func(c *Config) { c.BindAddr = "127.0.0.1:65536" },
+		"advertise host":  func(c *Config) { c.AdvertiseAddr = "10.0.0.1" },
 	}
 	for name, mutate := range cases {
 		c := DefaultLocalConfig()
@@ -330,6 +377,17 @@ func TestConfigValidate(t *testing.T) {
 		c.Insecure = true
 		if err := c.validate(); err != nil {
 			t.Errorf("%s preset: %v", name, err)
+		}
+	}
+	for addr, want := range map[string]struct {
+		host string
+		port int
+	}{"": {"", 0}, "0.0.0.0:7946": {"0.0.0.0", 7946}, "[::1]:0": {"::1", 0}, "node-1.example:7000": {"node-1.example", 7000}} {
+		c := DefaultLocalConfig()
+		c.Insecure = true
+		c.BindAddr, c.AdvertiseAddr = addr, addr
+		if err := c.validate(); err != nil || c.bindHost != want.host || c.bindPort != want.port || c.advHost != want.host || c.advPort != want.port {
+			t.Errorf("BindAddr and AdvertiseAddr %q: %q %d, %q %d, %v; want %q %d", addr, c.bindHost, c.bindPort, c.advHost, c.advPort, err, want.host, want.port)
 		}
 	}
 	c := DefaultLocalConfig()

@@ -85,11 +85,10 @@ func (e *env) start(t *testing.T) (*dataplane.Node, *sentinel.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := sentinel.Start(sentinel.ServerConfig{
-		Node: n, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AdminToken: "adm", Gatherer: reg,
-		ReadHeaderTimeout: 500 * time.Millisecond,
-		Registerer:        reg,
-	})
+	srv, err := sentinel.StartReadHeaderTimeout(sentinel.ServerConfig{
+		Node: n, Listener: loopback(t), AdminListener: loopback(t), AdminToken: "adm",
+		Registerer: reg,
+	}, 500*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +240,7 @@ func TestColdSentinelWarmsFromPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := sentinel.Start(sentinel.ServerConfig{Node: n, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	srv, err := sentinel.Start(sentinel.ServerConfig{Node: n, Listener: loopback(t), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,20 +82,26 @@ type Proxy struct {
 	// can send any number of them.
 
 	// MissRate is how many such lookups per second one client address (an
-	// IPv4 address or an IPv6 /64) may make; past its burst a client is
-	// answered 429. Default 20; negative means no per-client limit.
+	// IPv4 address or an IPv6 /64) may make, with a burst of 5 seconds'
+	// worth (a bucket of 5 × MissRate, at least 1: 100 at the default);
+	// past it a client is answered 429. Default 20; negative means no
+	// per-client limit.
 	MissRate float64
-	// MissBurst is the bucket size of MissRate. Default 100.
-	MissBurst int
 	// MaxConcurrentMisses bounds such lookups in flight on this gateway; a
-	// lookup that waits MissWait for a slot is answered 503. Default 64;
-	// negative means unbounded.
+	// lookup that waits 250 ms for a slot is answered 503.
+	// Default 64; negative means unbounded.
 	MaxConcurrentMisses int
-	// MissWait is how long a lookup waits for a slot. Default 250ms.
-	MissWait time.Duration
-	// MemoSize bounds the parsed routes and keys remembered. Default 100,000.
-	MemoSize int
 }
+
+// Fixed bounds of the gateway: how long a lookup of a key not held waits
+// for a slot (Proxy.MaxConcurrentMisses), how many seconds of
+// Proxy.MissRate a client may spend at once, and how many parsed routes and
+// keys are remembered.
+const (
+	missWait        = 250 * time.Millisecond
+	missBurstPeriod = 5
+	memoSize        = 100_000
+)
 
 // Gateway is the sentinel's request handler. It is safe for concurrent use.
 type Gateway struct {
@@ -128,7 +134,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Source == nil {
 		return nil, errors.New("sentinel: Config.Source is required")
 	}
-	for name, d := range map[string]time.Duration{"DialTimeout": cfg.DialTimeout, "UpstreamTimeout": cfg.UpstreamTimeout, "MissWait": cfg.MissWait} {
+	for name, d := range map[string]time.Duration{"DialTimeout": cfg.DialTimeout, "UpstreamTimeout": cfg.UpstreamTimeout} {
 		if d < 0 {
 			return nil, errors.New("sentinel: Config." + name + " must not be negative")
 		}
@@ -139,23 +145,11 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.UpstreamTimeout == 0 {
 		cfg.UpstreamTimeout = 30 * time.Second
 	}
-	if cfg.MissBurst < 0 || cfg.MemoSize < 0 {
-		return nil, errors.New("sentinel: Config.MissBurst and MemoSize must not be negative")
-	}
 	if cfg.MissRate == 0 {
 		cfg.MissRate = 20
 	}
-	if cfg.MissBurst == 0 {
-		cfg.MissBurst = 100
-	}
 	if cfg.MaxConcurrentMisses == 0 {
 		cfg.MaxConcurrentMisses = 64
-	}
-	if cfg.MissWait == 0 {
-		cfg.MissWait = 250 * time.Millisecond
-	}
-	if cfg.MemoSize == 0 {
-		cfg.MemoSize = 100_000
 	}
 	if cfg.KeyIDHeader == "" {
 		cfg.KeyIDHeader = "X-Dataplane-Key-Id"
@@ -181,7 +175,7 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, metrics: newMetrics(cfg.Registerer), keyIDHeader: http.CanonicalHeaderKey(cfg.KeyIDHeader)}
 	g.holder, _ = cfg.Source.(Holder)
 	var err error
-	if g.memo, err = newMemo(cfg.MemoSize); err != nil {
+	if g.memo, err = newMemo(memoSize); err != nil {
 		return nil, fmt.Errorf("sentinel: memo: %w", err)
 	}
 	if g.gate, err = newMissGate(cfg, g.metrics); err != nil {

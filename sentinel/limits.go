@@ -2,6 +2,7 @@ package sentinel
 
 import (
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -16,8 +17,8 @@ import (
 // Holder is an optional capability of a Source, detected at run time:
 // Cached answers a lookup as Get would, but only when it can without an
 // origin read and without blocking; ok false means Get would read the
-// origin. The gateway bounds what such a lookup may cost (Config.MissRate,
-// MissBurst, MaxConcurrentMisses); a Source without Cached is taken to hold
+// origin. The gateway bounds what such a lookup may cost (Proxy.MissRate,
+// MaxConcurrentMisses); a Source without Cached is taken to hold
 // every key and gets no such bounds.
 type Holder interface {
 	Cached(ns, key string) (rec record.Record, err error, ok bool)
@@ -28,7 +29,7 @@ var (
 	// ErrRateLimited means the client spent its miss budget (429).
 	ErrRateLimited = errors.New("sentinel: too many lookups of unknown hosts or keys from this client")
 	// ErrBusy means MaxConcurrentMisses lookups were in flight for longer
-	// than MissWait (503).
+	// than a lookup waits for a slot (250 ms, 503).
 	ErrBusy = errors.New("sentinel: too many lookups in flight")
 )
 
@@ -55,9 +56,9 @@ type bucket struct {
 }
 
 func newMissGate(cfg Config, m *metrics) (*missGate, error) {
-	g := &missGate{now: cfg.Now, wait: cfg.MissWait, metrics: m}
+	g := &missGate{now: cfg.Now, wait: missWait, metrics: m}
 	if cfg.MissRate > 0 {
-		g.rate, g.burst = cfg.MissRate, float64(cfg.MissBurst)
+		g.rate, g.burst = cfg.MissRate, max(1, math.Ceil(missBurstPeriod*cfg.MissRate))
 		var err error
 		if g.buckets, err = otter.New(&otter.Options[string, *bucket]{MaximumSize: clientBuckets}); err != nil {
 			return nil, err

@@ -76,7 +76,7 @@ func limitsEnv(t *testing.T, gw sentinel.Proxy, now func() time.Time) (*counting
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := sentinel.Start(sentinel.ServerConfig{Node: n, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), Gateway: gw, Now: now})
+	srv, err := sentinel.Start(sentinel.ServerConfig{Node: n, Listener: loopback(t), Logger: slog.New(slog.DiscardHandler), Gateway: gw, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,18 +105,16 @@ func TestRandomHostsBounded(t *testing.T) {
 	}{
 		// Many clients: only the concurrency bound holds the origin back.
 		{"many clients", 10_000, 1000},
-		// One client: its token bucket (burst 50, a frozen clock) lets 50
-		// misses through and answers the rest 429.
-		{"one client", 1, 1000},
+		// One client: its token bucket (5 s of 10/s: 50, a frozen clock)
+		// lets 50 misses through and answers the rest 429.
+		{"one client", 1, 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const limit = 4
 			frozen := time.Now()
-			cs, n, srv := limitsEnv(t, sentinel.Proxy{
-				MaxConcurrentMisses: limit, MissWait: 5 * time.Millisecond,
-				MissRate: tc.rate, MissBurst: 50,
-			}, func() time.Time { return frozen })
+			cs, n, srv := limitsEnv(t, sentinel.Proxy{MaxConcurrentMisses: limit, MissRate: tc.rate}, func() time.Time { return frozen })
 			g := srv.Gateway()
+			sentinel.SetMissWait(g, 5*time.Millisecond)
 			readsBefore := cs.reads.Load()
 			var codes sync.Map
 			var wg sync.WaitGroup
@@ -153,8 +151,8 @@ func TestRandomHostsBounded(t *testing.T) {
 			if m := cs.maxInflight.Load(); m > limit {
 				t.Fatalf("%d origin reads in flight at once, limit %d", m, limit)
 			}
-			if tc.clients == 1 && (reads > 50 || got[http.StatusTooManyRequests] < 9800-50) {
-				t.Fatalf("one client: %d origin reads and %d answers 429; want at most its burst of 50 reads and the rest 429", reads, got[429])
+			if tc.clients == 1 && (reads > 50 || got[http.StatusTooManyRequests] != 9800-50) {
+				t.Fatalf("one client: %d origin reads and %d answers 429; want at most its burst of 50 reads (5 s of MissRate 10) and the rest 429", reads, got[429])
 			}
 			if got[404]+got[429]+got[503] != 9800 || got[200] != 200 {
 				t.Fatalf("statuses %v: want 200 known (200) and 9800 unknown (404/429/503)", got)

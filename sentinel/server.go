@@ -27,17 +27,11 @@ import (
 type ServerConfig struct {
 	// Node serves routes and keys. Required.
 	Node *dataplane.Node
-	// Addr is the gateway's listen address, e.g. ":8080" or "127.0.0.1:0".
-	Addr string
-	// Listener, when set, is the gateway's listener instead of one on Addr
-	// (a caller that binds every port before starting anything). Shutdown
-	// closes it.
+	// Listener is the gateway's listener, e.g. net.Listen("tcp", ":8080").
+	// Required. Start and Shutdown close it, Start when it fails.
 	Listener net.Listener
-	// AdminAddr is the admin listener (/healthz, /readyz, /metrics,
-	// /debug/...); empty means none.
-	AdminAddr string
-	// AdminListener, when set, is the admin listener instead of one on
-	// AdminAddr.
+	// AdminListener is the admin listener (/healthz, /readyz, /metrics,
+	// /debug/...); nil means none. Closed as Listener is.
 	AdminListener net.Listener
 	// AdminToken guards the admin debug endpoints and the peer snapshot
 	// endpoint (GET /v1/snapshots/{ns}, dataplane.SnapshotHandler) from
@@ -67,24 +61,27 @@ type ServerConfig struct {
 	// Gateway tunes the gateway; its Source is Node, its logs go to Logger
 	// and its metrics to Registerer.
 	Gateway Proxy
-	// Registerer receives the gateway's metrics; nil registers none.
+	// Registerer receives the gateway's metrics; nil registers none. The
+	// admin listener's /metrics exposes it when it is also a
+	// prometheus.Gatherer (a *prometheus.Registry is), and
+	// prometheus.DefaultGatherer otherwise.
 	Registerer prometheus.Registerer
 	// Now is the gateway's clock (key expiry, miss rate); nil means
 	// time.Now.
 	Now func() time.Time
-	// Gatherer is what /metrics exposes; nil means the default gatherer.
-	Gatherer prometheus.Gatherer
-	// ReadHeaderTimeout bounds reading a request's headers (slow clients).
-	// Default 10s.
-	ReadHeaderTimeout time.Duration
-	// IdleTimeout closes idle keep-alive connections. Default 120s.
-	IdleTimeout time.Duration
-	// MaxHeaderBytes bounds request headers; larger ones get 431. Default
-	// 64 KiB.
-	MaxHeaderBytes int
 	// Logger receives server errors.
 	Logger *slog.Logger
 }
+
+// Bounds both listeners have, as every server of the dataplane command
+// does: a request's headers are read within readHeaderTimeout (slow
+// clients), an idle keep-alive connection is closed after idleTimeout,
+// headers over maxHeaderBytes get 431.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
 
 // Server runs a sentinel: the gateway and its admin listener.
 type Server struct {
@@ -94,22 +91,29 @@ type Server struct {
 	log         *slog.Logger
 }
 
-// Start listens on the configured addresses and serves until Shutdown.
-func Start(cfg ServerConfig) (*Server, error) {
+// Start serves on the configured listeners until Shutdown. When it fails,
+// it closes them.
+func Start(cfg ServerConfig) (*Server, error) { return start(cfg, readHeaderTimeout) }
+
+// start is Start with the headers' read timeout given (tests shorten it).
+func start(cfg ServerConfig, readHeaderTimeout time.Duration) (_ *Server, err error) {
+	defer func() {
+		if err != nil {
+			for _, ln := range []net.Listener{cfg.Listener, cfg.AdminListener} {
+				if ln != nil {
+					_ = ln.Close()
+				}
+			}
+		}
+	}()
 	if cfg.Node == nil {
 		return nil, errors.New("sentinel: ServerConfig.Node is required")
 	}
+	if cfg.Listener == nil {
+		return nil, errors.New("sentinel: ServerConfig.Listener is required")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
-	}
-	if cfg.ReadHeaderTimeout == 0 {
-		cfg.ReadHeaderTimeout = 10 * time.Second
-	}
-	if cfg.IdleTimeout == 0 {
-		cfg.IdleTimeout = 120 * time.Second
-	}
-	if cfg.MaxHeaderBytes == 0 {
-		cfg.MaxHeaderBytes = 64 << 10
 	}
 	if cfg.BodyTimeout < 0 {
 		return nil, fmt.Errorf("sentinel: ServerConfig.BodyTimeout must not be negative, got %v", cfg.BodyTimeout)
@@ -120,32 +124,29 @@ func Start(cfg ServerConfig) (*Server, error) {
 	if cfg.BodyMinRate == 0 {
 		cfg.BodyMinRate = 512
 	}
+	if cfg.MaxRequestBody < 0 {
+		return nil, fmt.Errorf("sentinel: ServerConfig.MaxRequestBody must not be negative, got %d", cfg.MaxRequestBody)
+	}
 	gcfg := Config{Proxy: cfg.Gateway, Source: nodeSource{cfg.Node}, Logger: cfg.Logger, Registerer: cfg.Registerer, Now: cfg.Now}
 	g, err := New(gcfg)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{gateway: g, log: cfg.Logger}
-	if cfg.MaxRequestBody < 0 {
-		return nil, fmt.Errorf("sentinel: ServerConfig.MaxRequestBody must not be negative, got %d", cfg.MaxRequestBody)
-	}
-	s.gwLn, err = listen(cfg.Listener, cfg.Addr, cfg.TLS)
-	if err != nil {
-		return nil, fmt.Errorf("sentinel: listen %s: %w", cfg.Addr, err)
-	}
+	s.gwLn = withTLS(cfg.Listener, cfg.TLS)
 	s.gw = &http.Server{
 		Handler:           limitBody(minBodyRate(g, cfg.BodyTimeout, cfg.BodyMinRate), cfg.MaxRequestBody),
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	go s.serve(s.gw, s.gwLn)
-	if cfg.AdminAddr != "" || cfg.AdminListener != nil {
-		s.admLn, err = listen(cfg.AdminListener, cfg.AdminAddr, cfg.AdminTLS)
-		if err != nil {
-			s.gw.Close()
-			return nil, fmt.Errorf("sentinel: admin listen %s: %w", cfg.AdminAddr, err)
+	if cfg.AdminListener != nil {
+		s.admLn = withTLS(cfg.AdminListener, cfg.AdminTLS)
+		gatherer, ok := cfg.Registerer.(prometheus.Gatherer)
+		if !ok {
+			gatherer = prometheus.DefaultGatherer
 		}
 		node := cfg.Node
 		mux := http.NewServeMux()
@@ -153,7 +154,7 @@ func Start(cfg ServerConfig) (*Server, error) {
 		mux.Handle(dataplane.WatchPath, dataplane.WatchHandler(node, cfg.AdminToken))
 		mux.Handle("/", admin.Handler(admin.Config{
 			Ready:    node.Ready,
-			Gatherer: cfg.Gatherer,
+			Gatherer: gatherer,
 			Token:    cfg.AdminToken,
 			Inspect:  InspectFunc(node),
 			Members:  MembersFunc(node),
@@ -163,11 +164,11 @@ func Start(cfg ServerConfig) (*Server, error) {
 		}))
 		s.adm = &http.Server{
 			Handler:           mux,
-			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			ReadHeaderTimeout: readHeaderTimeout,
 			// Admin requests are GETs: nothing to wait for past the headers.
-			ReadTimeout:    cfg.ReadHeaderTimeout + 20*time.Second,
-			IdleTimeout:    cfg.IdleTimeout,
-			MaxHeaderBytes: cfg.MaxHeaderBytes,
+			ReadTimeout:    readHeaderTimeout + 20*time.Second,
+			IdleTimeout:    idleTimeout,
+			MaxHeaderBytes: maxHeaderBytes,
 			ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		}
 		go s.serve(s.adm, s.admLn)
@@ -194,23 +195,16 @@ func (s nodeSource) Cached(ns, key string) (record.Record, error, bool) {
 	return s.n.Cached(ns, key) // applies the namespace's staleness policy
 }
 
-// listen opens a TCP listener on addr unless ln is given, wrapped in TLS
-// when c is set.
-func listen(ln net.Listener, addr string, c *tls.Config) (net.Listener, error) {
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			return nil, err
-		}
-	}
+// withTLS wraps ln in TLS when c is set.
+func withTLS(ln net.Listener, c *tls.Config) net.Listener {
 	if c == nil {
-		return ln, nil
+		return ln
 	}
 	c = c.Clone()
 	if len(c.NextProtos) == 0 {
 		c.NextProtos = []string{"h2", "http/1.1"}
 	}
-	return tls.NewListener(ln, c), nil
+	return tls.NewListener(ln, c)
 }
 
 // limitBody answers 413 to a request declaring a body over limit bytes and

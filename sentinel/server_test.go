@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -71,8 +72,8 @@ func startDirServer(t *testing.T, edit func(*sentinel.ServerConfig)) *dirServer 
 		t.Fatal(err)
 	}
 	cfg := sentinel.ServerConfig{
-		Node: n, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AdminToken: "adm_token_SECRET",
-		Gatherer: reg, Logger: log, Registerer: reg,
+		Node: n, Listener: loopback(t), AdminListener: loopback(t), AdminToken: "adm_token_SECRET",
+		Logger: log, Registerer: reg,
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -212,7 +213,7 @@ func TestServerBodyLimit(t *testing.T) {
 	default:
 	}
 
-	// Headers over MaxHeaderBytes (64 KiB by default) get 431.
+	// Headers over 64 KiB get 431.
 	req, _ := http.NewRequest("GET", url, nil)
 	req.Host = ds.keyless
 	req.Header.Set("X-Big", strings.Repeat("x", 80<<10))
@@ -332,4 +333,57 @@ func TestSlowBodyCutOff(t *testing.T) {
 			t.Fatalf("upstream received %d bytes, want %d", n, 10*2048)
 		}
 	})
+}
+
+// loopback returns a listener on a free port of 127.0.0.1; the server
+// started on it closes it.
+func loopback(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// TestServerMetricsFromRegisterer: the admin listener's /metrics exposes
+// the Registerer when it is a Gatherer (the gateway's metrics there), and
+// prometheus.DefaultGatherer when it is not.
+func TestServerMetricsFromRegisterer(t *testing.T) {
+	t.Parallel()
+	metrics := func(ds *dirServer) string {
+		t.Helper()
+		code, body, err := do(t, http.DefaultClient, "GET", "http://"+ds.srv.AdminAddr()+"/metrics", "", "", nil)
+		if err != nil || code != 200 {
+			t.Fatalf("/metrics: %d, %v", code, err)
+		}
+		return body
+	}
+	if body := metrics(startDirServer(t, nil)); !strings.Contains(body, "dataplane_sentinel_upstream_failovers_total") {
+		t.Errorf("/metrics over a *prometheus.Registry lacks the gateway's metrics:\n%.2000s", body)
+	}
+	wrapped := startDirServer(t, func(c *sentinel.ServerConfig) {
+		c.Registerer = prometheus.WrapRegistererWithPrefix("wrapped_", prometheus.NewRegistry())
+	})
+	if body := metrics(wrapped); strings.Contains(body, "wrapped_") || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("/metrics over a Registerer that is no Gatherer: want prometheus.DefaultGatherer's, got:\n%.2000s", body)
+	}
+}
+
+// TestStartClosesListenersOnError: a Start that fails closes the
+// listeners it was given, so that a caller need not.
+func TestStartClosesListenersOnError(t *testing.T) {
+	t.Parallel()
+	gw, adm := loopback(t), loopback(t)
+	if _, err := sentinel.Start(sentinel.ServerConfig{Listener: gw, AdminListener: adm}); err == nil {
+		t.Fatal("Start without a Node succeeded")
+	}
+	for name, ln := range map[string]net.Listener{"Listener": gw, "AdminListener": adm} {
+		// A listener left open would block Accept: the deadline turns that
+		// into a timeout error, which fails below.
+		_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(time.Second))
+		if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("%s after a failed Start: Accept: %v, want net.ErrClosed", name, err)
+		}
+	}
 }

@@ -96,7 +96,7 @@ func TestAPIKeyCheckFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, err := sentinel.Start(sentinel.ServerConfig{
-		Node: n, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", AdminToken: "adm", Logger: log,
+		Node: n, Listener: loopback(t), AdminListener: loopback(t), AdminToken: "adm", Logger: log,
 	})
 	if err != nil {
 		n.Close()

@@ -239,15 +239,17 @@ func (f *nodeFlags) gossipConfig() (gossip.Config, error) {
 		g.Name = f.name
 	}
 	g.Region = f.region
-	host, port, err := splitHostPort("-gossip-bind", f.bind)
-	if err != nil {
+	// Checked here too, so that a bad address is a usage error naming
+	// its flag.
+	if err := checkHostPort("-gossip-bind", f.bind); err != nil {
 		return g, err
 	}
-	g.BindAddr, g.BindPort = host, port
+	g.BindAddr = f.bind
 	if f.advertise != "" {
-		if g.AdvertiseAddr, g.AdvertisePort, err = splitHostPort("-gossip-advertise", f.advertise); err != nil {
+		if err := checkHostPort("-gossip-advertise", f.advertise); err != nil {
 			return g, err
 		}
+		g.AdvertiseAddr = f.advertise
 	}
 	g.Seeds = f.seeds
 	g.Insecure = f.insecure
@@ -264,14 +266,14 @@ func (f *nodeFlags) gossipConfig() (gossip.Config, error) {
 	return g, nil
 }
 
-func splitHostPort(flagName, addr string) (string, int, error) {
-	host, p, err := net.SplitHostPort(addr)
+// checkHostPort checks that the flag's addr is a host:port.
+func checkHostPort(flagName, addr string) error {
+	_, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", 0, usageError{fmt.Errorf("%s %q: %w", flagName, addr, err)}
+		return usageError{fmt.Errorf("%s %q: %w", flagName, addr, err)}
 	}
-	port, err := strconv.Atoi(p)
-	if err != nil || port < 0 || port > 65535 {
-		return "", 0, usageError{fmt.Errorf("%s %q: bad port", flagName, addr)}
+	if port, err := strconv.Atoi(p); err != nil || port < 0 || port > 65535 {
+		return usageError{fmt.Errorf("%s %q: bad port", flagName, addr)}
 	}
-	return host, port, nil
+	return nil
 }

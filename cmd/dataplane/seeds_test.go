@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/internal/gossiptune"
 	"github.com/dataplane/dataplane/internal/testkit"
 )
 
@@ -113,7 +114,7 @@ func startGossipNode(t *testing.T, name, bind, seeds, dnsConf string) *dataplane
 	ml := memberlist.DefaultLocalConfig()
 	ml.DNSConfigPath = dnsConf
 	cfg.Gossip.Memberlist = ml
-	cfg.Gossip.ReconnectInterval = 200 * time.Millisecond
+	cfg.Gossip.Tune(func(t *gossiptune.Tuning) { t.ReconnectInterval = 200 * time.Millisecond })
 	node, err := dataplane.Open(ctx, cfg)
 	if err != nil {
 		t.Fatalf("node %s on %s: %v", name, bind, err)

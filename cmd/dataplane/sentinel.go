@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -49,8 +50,7 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Var(&peers, "peers", "admin URLs of other sentinels (http://host:9090,...) to warm from at start when the origin is down\nand there is no local snapshot file; they serve GET /v1/snapshots/{ns} to holders of their admin token.\nAn https:// peer is trusted with -origin-ca and shown -origin-cert")
 	peerToken := fs.String("peer-token", "", "the peers' admin token (default: -admin-token, as a fleet usually shares one)")
 	maxBody := fs.Int64("max-body", 0, "largest request body passed to an upstream, in bytes; larger ones get 413 (0: no limit)")
-	missRate := fs.Float64("miss-rate", 20, "lookups of hosts/keys not in memory per second per client address (IPv6: /64); past -miss-burst: 429 (negative: no limit)")
-	missBurst := fs.Int("miss-burst", 100, "burst of -miss-rate")
+	missRate := fs.Float64("miss-rate", 20, "lookups of hosts/keys not in memory per second per client address (IPv6: /64), with a burst of 5 s' worth; past it: 429 (negative: no limit)")
 	maxMisses := fs.Int("max-concurrent-misses", 64, "lookups of hosts/keys not in memory in flight at once; a lookup that waits 250ms for a slot gets 503 (negative: no limit)")
 	bodyTimeout := fs.Duration("body-timeout", 30*time.Second, "longest pause in a request body, and the allowance on top of -body-min-rate")
 	failClosed := fs.String("fail-closed", "keys=5m", "staleness policy per namespace: ns=D fails closed (503, never allow) once the node has not been\nproven current for D (no change-log read, no gossip change, no snapshot); ns=off serves the last good value\nfor ever, marked stale. Comma-separated; namespaces not named keep the default (keys=5m, others off)")
@@ -98,25 +98,34 @@ func runSentinel(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer node.Close()
+	gwLn, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("-listen: %w", err)
+	}
+	var admLn net.Listener
+	if *adminListen != "" {
+		if admLn, err = net.Listen("tcp", *adminListen); err != nil {
+			gwLn.Close()
+			return fmt.Errorf("-admin-listen: %w", err)
+		}
+	}
 	srv, err := sentinel.Start(sentinel.ServerConfig{
 		Node:           node,
-		Addr:           *listen,
-		AdminAddr:      *adminListen,
+		Listener:       gwLn,
+		AdminListener:  admLn,
 		AdminToken:     *adminToken,
 		TLS:            gwTLSCfg,
 		AdminTLS:       admTLSCfg,
 		MaxRequestBody: *maxBody,
 		BodyTimeout:    *bodyTimeout,
 		BodyMinRate:    *bodyMinRate,
-		Gatherer:       reg,
-		Registerer:     reg,
+		Registerer:     reg, // and /metrics: it is a Gatherer
 		Logger:         log,
 		Gateway: sentinel.Proxy{
 			DialTimeout:     *dialTimeout,
 			UpstreamTimeout: *upstreamTimeout,
 			KeyIDHeader:     *keyIDHeader,
 			MissRate:        *missRate,
-			MissBurst:       *missBurst,
 
 			MaxConcurrentMisses: *maxMisses,
 		},

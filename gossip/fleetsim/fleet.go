@@ -184,7 +184,7 @@ func (f *Fleet) gossipConfig(m *member, seeds []string) (gossip.Config, error) {
 		return c, err
 	}
 	c.Name, c.Region, c.Transport, c.Seeds = m.name, m.region, t, seeds
-	c.BindAddr, c.BindPort = "", 7946
+	c.BindAddr = ":7946"
 	m.reg = prometheus.NewRegistry()
 	c.Registerer = m.reg
 	c.Logger = slog.New(f.obs.handler(m.idx))

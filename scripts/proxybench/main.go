@@ -132,7 +132,11 @@ func run(rounds int, d time.Duration, conns, threads int, wrkPath string, random
 		return err
 	}
 	defer node.Close()
-	srv, err := sentinel.Start(sentinel.ServerConfig{Node: node, Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv, err := sentinel.Start(sentinel.ServerConfig{Node: node, Listener: ln, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}
