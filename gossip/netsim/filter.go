@@ -80,16 +80,25 @@ func (n *Network) filterPacket(f Filter, from, to string, b []byte) []byte {
 	return out
 }
 
+// splitLabel splits memberlist's label header (the label byte, its
+// length, the label) off the front of b; label is nil when b has none.
+func splitLabel(b []byte) (label, rest []byte, err error) {
+	if len(b) == 0 || b[0] != mlHasLabel {
+		return nil, b, nil
+	}
+	if len(b) < 2 || len(b) < 2+int(b[1]) {
+		return nil, nil, errUnread
+	}
+	return b[:2+int(b[1])], b[2+int(b[1]):], nil
+}
+
 // rewritePacket takes a memberlist packet apart (label header, CRC,
 // compression, a compound of messages), passes each user message through
 // f, and puts it together again, uncompressed.
 func rewritePacket(b []byte, f func([]byte) []byte) (out []byte, changed bool, err error) {
-	var label []byte
-	if len(b) > 0 && b[0] == mlHasLabel {
-		if len(b) < 2 || len(b) < 2+int(b[1]) {
-			return nil, false, errUnread
-		}
-		label, b = b[:2+int(b[1])], b[2+int(b[1]):]
+	label, b, err := splitLabel(b)
+	if err != nil {
+		return nil, false, err
 	}
 	crc := len(b) >= 5 && b[0] == mlHasCRC
 	if crc {
@@ -233,15 +242,12 @@ type mlUserHeader struct {
 // label header, encrypted, or anything else), the bytes to write instead,
 // or nil to write nothing.
 func rewriteStream(b []byte, f func([]byte) []byte) (out []byte, changed bool, err error) {
-	var label []byte
-	if len(b) > 0 && b[0] == mlHasLabel {
-		if len(b) < 2 || len(b) < 2+int(b[1]) {
-			return nil, false, errUnread
-		}
-		label, b = b[:2+int(b[1])], b[2+int(b[1]):]
-		if len(b) == 0 {
-			return nil, false, nil // the label header, written on its own
-		}
+	label, b, err := splitLabel(b)
+	if err != nil {
+		return nil, false, err
+	}
+	if label != nil && len(b) == 0 {
+		return nil, false, nil // the label header, written on its own
 	}
 	if len(b) > 0 && b[0] == mlCompress {
 		var err error
