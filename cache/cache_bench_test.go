@@ -136,6 +136,57 @@ func BenchmarkHitPaired(b *testing.B) {
 	})
 }
 
+// BenchmarkOtterValueShape measures what a value larger than four words
+// costs otter's own read, the reason the store holds a pointer to the entry
+// rather than the entry's hot fields (BENCHMARKS.md, "Holding the hit's
+// fields in otter's node"): rounds of 4,096 GetIfPresent of a cache whose
+// values are structs of the given size alternate with rounds of one whose
+// values are byte slices (three words, the baseline of BenchmarkHit), on
+// the same keys, timed by thread CPU time (see pairbench). The 56-byte
+// struct is the seven words a fresh hit reads of an entry (entry, space,
+// the value's data and length, version, seal, end of the fresh window);
+// Go keeps a struct of at most four words and four fields in registers
+// and copies a larger one through the stack at each level of otter's
+// generic lookup, the 32-byte struct is the contrast.
+//
+//	go test -run '^$' -bench BenchmarkOtterValueShape -benchtime 400x ./cache/
+func BenchmarkOtterValueShape(b *testing.B) {
+	keys, seq := zipfKeys()
+	base := otterReads(keys, seq, func() []byte { return make([]byte, 200) })
+	b.Run("32B", func(b *testing.B) {
+		type v4 struct {
+			a     *byte
+			value []byte
+		}
+		pairbench.Run(b, 4096, otterReads(keys, seq, func() v4 { return v4{value: make([]byte, 200)} }), base)
+	})
+	b.Run("56B", func(b *testing.B) {
+		type v7 struct {
+			a, b, c *byte
+			d, e, f int64
+			g       *byte
+		}
+		pairbench.Run(b, 4096, otterReads(keys, seq, func() v7 { return v7{} }), base)
+	})
+}
+
+// otterReads returns a pairbench.Op reading keys, in the order of seq, from
+// a weighted otter cache holding newV() for each (as the store is
+// configured); a miss fails the benchmark by a panic.
+func otterReads[V any](keys []key, seq []int, newV func() V) pairbench.Op {
+	c := otter.Must(&otter.Options[key, V]{MaximumWeight: 1 << 30, Weigher: func(key, V) uint32 { return 1 }})
+	for _, k := range keys {
+		c.Set(k, newV())
+	}
+	return func(from, n int) {
+		for i := from; i < from+n; i++ {
+			if _, ok := c.GetIfPresent(keys[seq[i&(len(seq)-1)]]); !ok {
+				panic("otterReads: miss")
+			}
+		}
+	}
+}
+
 // BenchmarkConcurrentMisses makes 1000 goroutines miss one new key at once
 // per iteration, and reports how many origin reads that cost.
 func BenchmarkConcurrentMisses(b *testing.B) {
