@@ -38,7 +38,7 @@ func (k key) flightKey() string { return k.ns + "\x00" + k.key }
 // value reads (hitUntil, space, checked and the record's value, version
 // and seal; the namespace and key are the ones asked for): a hit reads one
 // line of the entry, not two (measured under callgrind's cache simulation:
-// 4.26 L1 misses a hit against 5.00 with the record in one piece, a bare
+// 4.24 L1 misses a hit against 5.00 with the record in one piece, a bare
 // otter read 3.46; see BENCHMARKS.md). The record's parts are fields of
 // their own for that; record returns them as one. What only failures and
 // not-founds need lives in cold.
