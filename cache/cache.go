@@ -244,14 +244,14 @@ func (c *Cache) Invalidate(ns, k string, v record.Version) bool {
 	var sp *space
 	c.store.ComputeIfPresent(kk, func(cur *entry) (*entry, otter.ComputeOp) {
 		sp = cur.space
-		if v <= cur.rec.Version || v <= cur.floor {
+		if v <= cur.version || v <= cur.floor {
 			return cur, otter.CancelOp
 		}
 		n := cur.clone()
 		n.floor = v
 		n.setFailed(0, n.behind())
 		marked = true
-		return n, otter.WriteOp
+		return n.ready(), otter.WriteOp
 	})
 	if marked {
 		if sp == nil {

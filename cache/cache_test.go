@@ -295,7 +295,7 @@ func TestApplyInstallsOnlyNewer(t *testing.T) {
 func TestSizeBoundEvicts(t *testing.T) {
 	t.Parallel()
 	store := mem.New()
-	probe := &entry{rec: record.Record{Namespace: "keys", Key: "k0000", Value: []byte("v"), Version: 1}}
+	probe := &entry{ns: "keys", key: "k0000", value: []byte("v"), version: 1}
 	w := int64(weight(key{"keys", "k0000"}, probe))
 	const max = 50
 	e := newEnv(t, store, store, func(o *Options) { o.MaxBytes = max * w })

@@ -146,12 +146,89 @@ func TestHitMetricsExposed(t *testing.T) {
 	}
 }
 
+// TestHitLine: an entry stored as a fresh value, by Apply or by a load, is
+// taken for fresh by its first cache line (hitUntil) until its fresh window
+// ends; one invalidated, one whose load failed, a tombstone and a
+// not-found never are, so that the hit path sends them the whole way.
+func TestHitLine(t *testing.T) {
+	t.Parallel()
+	store := mem.New()
+	l := &failing{next: store}
+	e := newEnv(t, store, l, nil)
+	held := func(ns, k string) *entry {
+		t.Helper()
+		h := e.c.peek(key{ns, k})
+		if h == nil {
+			t.Fatalf("%s/%s not held", ns, k)
+		}
+		return h
+	}
+	v1 := e.clock.version(1)
+	e.c.Apply(record.Record{Namespace: "routes", Key: "a", Value: []byte("a"), Version: v1})
+	if h := held("routes", "a"); h.hitUntil != h.freshUntil || h.hitUntil == noHit {
+		t.Fatalf("applied value: hitUntil %d, freshUntil %d", h.hitUntil, h.freshUntil)
+	}
+	e.publish("config", "b", "b", e.clock.version(2))
+	if _, err := e.get("config", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if h := held("config", "b"); h.hitUntil != h.freshUntil {
+		t.Fatalf("loaded value: hitUntil %d, freshUntil %d", h.hitUntil, h.freshUntil)
+	}
+
+	e.c.Invalidate("routes", "a", e.clock.version(3))
+	if h := held("routes", "a"); h.hitUntil != noHit {
+		t.Fatalf("invalidated value: hitUntil %d, want noHit", h.hitUntil)
+	}
+	if ent, err := e.get("config", "b"); err != nil || ent.Stale {
+		t.Fatalf("config/b: %+v, %v", ent, err)
+	}
+
+	// Past its fresh window with the origin down: the failed load marks it.
+	l.down.Store(true)
+	e.clock.Advance(11 * time.Second)
+	if ent, err := e.get("config", "b"); err != nil || !ent.Stale {
+		t.Fatalf("config/b stale with the origin down: %+v, %v", ent, err)
+	}
+	eventually(t, "the failed refresh of config/b", func() bool { return held("config", "b").failed() != 0 })
+	if h := held("config", "b"); h.hitUntil != noHit {
+		t.Fatalf("failed load: hitUntil %d, want noHit", h.hitUntil)
+	}
+	l.down.Store(false)
+
+	e.c.Apply(record.Record{Namespace: "routes", Key: "c", Version: e.clock.version(4), Tombstone: true})
+	if h := held("routes", "c"); h.hitUntil != noHit {
+		t.Fatalf("tombstone: hitUntil %d, want noHit", h.hitUntil)
+	}
+	if _, err := e.get("config", "nothing"); !errors.Is(err, origin.ErrNotFound) {
+		t.Fatalf("config/nothing: %v", err)
+	}
+	if h := held("config", "nothing"); h.hitUntil != noHit {
+		t.Fatalf("not-found: hitUntil %d, want noHit", h.hitUntil)
+	}
+}
+
 // TestEntryIsOnePairOfCacheLines pins the entry at 128 bytes, a size class
-// whose objects are 128-byte aligned, so that a hit reads one pair of cache
-// lines (see entry). A field added to entry belongs in entryCold unless
-// the hit path reads it.
+// whose objects are 128-byte aligned, with the fields a fresh hit of a
+// value reads in its first 64 bytes, so that such a hit reads one cache line
+// of it (see entry). A field added to entry belongs in entryCold unless
+// every read needs it.
 func TestEntryIsOnePairOfCacheLines(t *testing.T) {
-	if got := unsafe.Sizeof(entry{}); got != 2*64 {
+	var e entry
+	if got := unsafe.Sizeof(e); got != 2*64 {
 		t.Fatalf("entry is %d bytes, want 128", got)
+	}
+	// What a fresh hit of a value reads, in the first line.
+	for name, end := range map[string]uintptr{
+		"hitUntil": unsafe.Offsetof(e.hitUntil) + unsafe.Sizeof(e.hitUntil),
+		"space":    unsafe.Offsetof(e.space) + unsafe.Sizeof(e.space),
+		"checked":  unsafe.Offsetof(e.checked) + unsafe.Sizeof(e.checked),
+		"value":    unsafe.Offsetof(e.value) + unsafe.Sizeof(e.value),
+		"version":  unsafe.Offsetof(e.version) + unsafe.Sizeof(e.version),
+		"seal":     unsafe.Offsetof(e.seal) + unsafe.Sizeof(e.seal),
+	} {
+		if end > 64 {
+			t.Errorf("entry.%s ends at byte %d, past the first cache line", name, end)
+		}
 	}
 }

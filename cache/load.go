@@ -54,7 +54,7 @@ func (c *Cache) load(k key, sp *space) (*entry, error) {
 			break
 		}
 		best = got
-		if best.rec.Version >= c.floor(k, sp, held) {
+		if best.version >= c.floor(k, sp, held) {
 			break
 		}
 	}
@@ -65,17 +65,17 @@ func (c *Cache) load(k key, sp *space) (*entry, error) {
 		// a not-found): serving it would go back in time.
 		floor := c.floor(k, sp, held)
 		staleBelow, refuseBelow := c.uncertain(k, sp)
-		if best.rec.Version < max(floor, refuseBelow) && !best.rec.Tombstone && (held == nil || held.negative()) {
+		if best.version < max(floor, refuseBelow) && !best.tombstone && (held == nil || held.negative()) {
 			sp.behind.Inc()
-			err = fmt.Errorf("origin answered version %s of %s/%s, but version %s is known: %w", best.rec.Version, k.ns, k.key, max(floor, refuseBelow), origin.ErrUnavailable)
+			err = fmt.Errorf("origin answered version %s of %s/%s, but version %s is known: %w", best.version, k.ns, k.key, max(floor, refuseBelow), origin.ErrUnavailable)
 			return c.failed(k, held, err)
 		}
-		if best.rec.Version < staleBelow {
+		if best.version < staleBelow {
 			// A floor of this key may have been forgotten: serve the
 			// answer, but never as fresh (see Options.MaxFloors).
 			best.freshUntil = best.checked
 		}
-		if best.rec.Version < floor {
+		if best.version < floor {
 			// The origin is behind a version this node knows (a replica
 			// that has not caught up): the answer is served stale, and
 			// the key is retried in the background after behindRetry
@@ -133,7 +133,7 @@ func (c *Cache) floor(k key, sp *space, held *entry) record.Version {
 func (c *Cache) fetch(ctx context.Context, k key, sp *space, have *entry) (*entry, error) {
 	var ifNewer record.Version
 	if have != nil {
-		ifNewer = have.rec.Version
+		ifNewer = have.version
 	}
 	select {
 	case c.loads <- struct{}{}:
@@ -158,11 +158,11 @@ func (c *Cache) fetch(ctx context.Context, k key, sp *space, have *entry) (*entr
 			err = fmt.Errorf("origin answered %s/%s with a record refused: %w", k.ns, k.key, err)
 			break
 		}
-		if have == nil || rec.Version > have.rec.Version {
+		if have == nil || rec.Version > have.version {
 			return newEntry(rec, sp, now), nil
 		}
-		if rec.Version < have.rec.Version {
-			err = fmt.Errorf("loader returned version %s of %s/%s when asked for one newer than %s", rec.Version, k.ns, k.key, have.rec.Version)
+		if rec.Version < have.version {
+			err = fmt.Errorf("loader returned version %s of %s/%s when asked for one newer than %s", rec.Version, k.ns, k.key, have.version)
 			break
 		}
 		// The same version again, from a loader that ignores ifNewer:
@@ -178,11 +178,11 @@ func (c *Cache) fetch(ctx context.Context, k key, sp *space, have *entry) (*entr
 		n.confirm(now)
 		return n, nil
 	case errors.Is(err, origin.ErrNotFound):
-		if have != nil && have.rec.Version > 0 {
+		if have != nil && have.version > 0 {
 			// Deletes are tombstones, so an origin that has never heard
 			// of a version we hold is behind us (a cold cache tier, a
 			// restored bucket): keep serving what we have, stale.
-			err = fmt.Errorf("origin has no %s/%s but version %s is held: %w", k.ns, k.key, have.rec.Version, err)
+			err = fmt.Errorf("origin has no %s/%s but version %s is held: %w", k.ns, k.key, have.version, err)
 			break
 		}
 		return newEntry(record.Record{Namespace: k.ns, Key: k.key, Tombstone: true}, sp, now), nil
@@ -227,7 +227,7 @@ func (c *Cache) install(k key, n *entry, done bool) *entry {
 	// n is not shared yet, so it may be modified until it is stored.
 	n.floor = max(n.floor, floor)
 	if kv, ktomb, ok := c.known(k, n.space); ok && !n.negative() {
-		older := kv > n.rec.Version || kv == n.rec.Version && ktomb && !n.rec.Tombstone
+		older := kv > n.version || kv == n.version && ktomb && !n.tombstone
 		if older && !done {
 			// An Apply of a version the index already knows to be
 			// outdated (its value may have been evicted meanwhile).
@@ -236,13 +236,13 @@ func (c *Cache) install(k key, n *entry, done bool) *entry {
 		n.floor = max(n.floor, kv)
 	}
 	keep := func(cur *entry, found bool) (*entry, otter.ComputeOp) {
-		if found && (cur.rec.Version > n.rec.Version || cur.rec.Version == n.rec.Version && !done) {
+		if found && (cur.version > n.version || cur.version == n.version && !done) {
 			return cur, otter.CancelOp
 		}
 		if found {
 			n.floor = max(n.floor, cur.floor)
 		}
-		return n, otter.WriteOp
+		return n.ready(), otter.WriteOp
 	}
 	if n.negative() {
 		// Not-founds live apart, so that they push out only each other.
@@ -253,7 +253,7 @@ func (c *Cache) install(k key, n *entry, done bool) *entry {
 		return got
 	}
 	sp := n.space
-	c.learn(k, sp, n.rec.Version, n.rec.Tombstone)
+	c.learn(k, sp, n.version, n.tombstone)
 	got, _ := c.store.Compute(k, keep)
 	c.neg.Invalidate(k)
 	return got
@@ -277,7 +277,7 @@ func (c *Cache) failed(k key, held *entry, err error) (*entry, error) {
 	if held == nil {
 		return nil, fmt.Errorf("cache: load %s/%s: %w", k.ns, k.key, err)
 	}
-	c.log.Warn("origin read failed; serving stale", "namespace", k.ns, "key", k.key, "version", held.rec.Version, "err", err)
+	c.log.Warn("origin read failed; serving stale", "namespace", k.ns, "key", k.key, "version", held.version, "err", err)
 	now := c.now()
 	st := c.store
 	if held.negative() {
@@ -289,7 +289,7 @@ func (c *Cache) failed(k key, held *entry, err error) (*entry, error) {
 		}
 		n := cur.clone()
 		n.setFailed(now, false)
-		return n, otter.WriteOp
+		return n.ready(), otter.WriteOp
 	})
 	if !ok {
 		return held, nil // evicted meanwhile; serve it this once

@@ -52,14 +52,25 @@ func (c *Cache) get(ctx context.Context, ns, k string, revalidate bool) (ent Ent
 		now = c.now()
 	}
 	held, ok := c.store.GetIfPresent(kk)
-	if ok && held.fresh(now) {
-		held.space.hits.Inc()
-		// held.answer(now, fresh), written into the results in place.
-		ent.Record = held.rec
+	if ok && now < held.hitUntil {
+		// A fresh value, from the entry's first cache line (see entry):
+		// held.answer(now, fresh), written into the results in place, a
+		// field at a time (a record built whole is built on the stack and
+		// copied, which costs a hit more than the line saves); ns and k
+		// equal the record's.
+		ent.Record.Namespace = ns
+		ent.Record.Key = k
+		ent.Record.Value = held.value
+		ent.Record.Version = held.version
+		ent.Record.Seal = held.seal
 		ent.Age = time.Duration(now - held.checked)
-		if held.cold != nil && held.cold.notFound != nil {
-			err = held.cold.notFound
-		}
+		held.space.hits.Inc()
+		return ent, nil
+	}
+	if ok && held.fresh(now) {
+		// A fresh tombstone or not-found.
+		held.space.hits.Inc()
+		ent, err = held.answer(now, fresh)
 		return ent, err
 	}
 	ent, err, held, done := c.fromMemory(kk, held, ok, now, revalidate)
@@ -149,19 +160,22 @@ func (c *Cache) missFromMemory(k key) (ent Entry, err error, done bool) {
 type Hit struct {
 	e   *entry
 	now int64
+	// value is set for a value (not a tombstone or a not-found), so that
+	// Err needs only the entry's first cache line.
+	value bool
 }
 
 // Record returns the record served: for a deleted key its tombstone, for a
 // key the origin does not have a tombstone of version 0. Its Value is
 // shared by every reader and must not be modified.
-func (h Hit) Record() record.Record { return h.e.rec }
+func (h Hit) Record() record.Record { return h.e.record() }
 
 // Value returns the record's value, shared by every reader: it must not be
 // modified.
-func (h Hit) Value() []byte { return h.e.rec.Value }
+func (h Hit) Value() []byte { return h.e.value }
 
 // Version returns the record's version.
-func (h Hit) Version() record.Version { return h.e.rec.Version }
+func (h Hit) Version() record.Version { return h.e.version }
 
 // Age is the time since the origin (or Apply) last confirmed the value.
 func (h Hit) Age() time.Duration { return time.Duration(h.now - h.e.checked) }
@@ -169,6 +183,9 @@ func (h Hit) Age() time.Duration { return time.Duration(h.now - h.e.checked) }
 // Err is what Get returns with this answer: nil, or for a deleted key and a
 // key the origin does not have an error wrapping origin.ErrNotFound.
 func (h Hit) Err() error {
+	if h.value {
+		return nil
+	}
 	if nf := h.e.notFound(); nf != nil {
 		return nf
 	}
@@ -177,7 +194,7 @@ func (h Hit) Err() error {
 
 // Entry returns the hit as Get returns it (Stale is false).
 func (h Hit) Entry() Entry {
-	return Entry{Record: h.e.rec, Age: h.Age()}
+	return Entry{Record: h.e.record(), Age: h.Age()}
 }
 
 // GetFresh answers a read of ns/key only when the key is held and fresh:
@@ -197,11 +214,15 @@ func (c *Cache) GetFresh(ns, k string) (h Hit, ok bool) {
 		now = c.now()
 	}
 	e, ok := c.store.GetIfPresent(key{ns, k})
+	if ok && now < e.hitUntil {
+		e.space.hits.Inc()
+		return Hit{e, now, true}, true
+	}
 	if !ok || !e.fresh(now) {
 		return Hit{}, false
 	}
 	e.space.hits.Inc()
-	return Hit{e, now}, true
+	return Hit{e, now, e.notFound() == nil}, true
 }
 
 // hitNow is c.now() for the hit path: the default clock read directly
@@ -217,7 +238,7 @@ func (c *Cache) hitNow() int64 {
 // fresh reports whether e is served as fresh at now: state(now) == fresh,
 // small enough to be inlined into the hit path.
 func (e *entry) fresh(now int64) bool {
-	return now < e.freshUntil && e.floor <= e.rec.Version
+	return now < e.freshUntil && e.floor <= e.version
 }
 
 // getSlow waits for a load of k, or for ctx, and answers with its result.
