@@ -540,6 +540,23 @@ func (is *issuer) beforeSnapshot(ctx context.Context, ns string) {
 	}
 }
 
+// aboveKeys returns the keys whose record in the latest snapshot of ns is
+// newer than the snapshot's version: the next pass reads them again, since
+// the log may not name them (checked in changed).
+func (is *issuer) aboveKeys(ns string) []string {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	n := is.ns[ns]
+	if n == nil {
+		return nil
+	}
+	keys := make([]string, 0, len(n.above))
+	for k := range n.above {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
 // proveSnapshot is called by each snapshot pass, under snapMu, before it
 // writes the snapshot of ns at version v: recs are the records the pass
 // writes (all of them when whole). It stores the snapshot's proof first,

@@ -93,7 +93,11 @@ func (p *Publisher) appendDelta(ctx context.Context, ps origin.SnapshotParts, ns
 	if err != nil && !errors.Is(err, origin.ErrNotFound) {
 		return record.Snapshot{}, nil, fmt.Errorf("read previous snapshot: %w", err)
 	}
-	delta, others, err := p.changed(ctx, ns, prev)
+	var recheck []string
+	if p.ckpt != nil {
+		recheck = p.ckpt.aboveKeys(ns)
+	}
+	delta, others, err := p.changed(ctx, ns, prev, recheck)
 	if err != nil {
 		return record.Snapshot{}, nil, err
 	}
@@ -212,10 +216,14 @@ func (p *Publisher) build(ctx context.Context, ns string) (record.Snapshot, []st
 		return record.Snapshot{}, nil, fmt.Errorf("read previous snapshot: %w", err)
 	}
 	recs := make(map[string]record.Record, len(prev.Records))
+	var recheck []string
 	for _, r := range prev.Records {
 		recs[r.Key] = r
+		if r.Version > prev.Version {
+			recheck = append(recheck, r.Key)
+		}
 	}
-	delta, others, err := p.changed(ctx, ns, prev.Version)
+	delta, others, err := p.changed(ctx, ns, prev.Version, recheck)
 	if err != nil {
 		return record.Snapshot{}, nil, err
 	}
@@ -233,18 +241,32 @@ func (p *Publisher) build(ctx context.Context, ns string) (record.Snapshot, []st
 }
 
 // changed reads the change log after version prev and returns, as a delta
-// snapshot, the current record of every key of ns it names, with the version
-// the snapshot covers once the delta is applied. It also returns the other
-// namespaces the log named. A key whose stored record is corrupt is left
-// out, and the version stops short of its change, so readers still take it
-// from the log once the record is rewritten.
-func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version) (record.Snapshot, []string, error) {
+// snapshot, the current record of every key of ns it names (and of every
+// key of recheck, keys whose record in the snapshot may be newer than its
+// version), with the version the snapshot covers once the delta is
+// applied. It also returns the other namespaces the log named.
+//
+// The snapshot's proof is built from the change log (the issuer's state),
+// its records from the store, and the store can hold a version the log
+// never named: a write whose log append failed (left for Repair), or one
+// that landed between this pass's log read and its record read. Such a
+// record is kept, but the version stops short of it, so that it is carried
+// as newer than the snapshot's version, with its key's state there taken
+// from the log (checkpoint.SnapshotProof.Above): every snapshot then proves
+// only what the log names and verifies against its own proof. A key whose
+// stored record cannot be taken (corrupt, missing, not signed by a trusted
+// key) keeps its previous state, and the version stops short of the first
+// change the log names of it, so readers still take it from the log once
+// the record is rewritten. Log entries not signed by a trusted key are
+// left out, as the issuer leaves them out of the state it signs.
+func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version, recheck []string) (record.Snapshot, []string, error) {
 	changes, err := p.changesSince(ctx, prev)
 	if err != nil {
 		return record.Snapshot{}, nil, fmt.Errorf("read change log after %s: %w", prev, err)
 	}
 	top := prev
-	changed := make(map[string]record.Version)
+	type span struct{ first, last record.Version } // of a key's changes in the log
+	changed := make(map[string]span)
 	others := make(map[string]bool)
 	for _, c := range changes {
 		if c.Version > top {
@@ -254,34 +276,48 @@ func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version)
 			others[c.Namespace] = true
 			continue
 		}
-		if c.Version > changed[c.Key] {
-			changed[c.Key] = c.Version
+		if p.distrusts(c) != nil {
+			continue
+		}
+		s, ok := changed[c.Key]
+		if !ok || c.Version < s.first {
+			s.first = c.Version
+		}
+		s.last = max(s.last, c.Version)
+		changed[c.Key] = s
+	}
+	for _, k := range recheck {
+		if _, ok := changed[k]; !ok {
+			changed[k] = span{}
 		}
 	}
 	if cutoff := record.MakeVersion(time.Now().Add(-p.cfg.Timing.SnapshotLag), 0); top > cutoff {
 		top = cutoff
 	}
 	delta := record.Snapshot{Namespace: ns, Records: make([]record.Record, 0, len(changed))}
-	for key, v := range changed {
+	for key, s := range changed {
 		cur, err := p.store.Get(ctx, ns, key, 0)
 		switch {
 		case err == nil && p.distrustsRecord(cur) != nil:
 			// A bucket writer's forgery: nodes refuse it, and the
 			// snapshot, which they verify by its proof's hash rather
-			// than record by record, must not carry it to them.
+			// than record by record, must not carry it to them. The key
+			// keeps its previous state.
+			top = keepPrevious(top, s.first)
 		case err == nil:
 			delta.Records = append(delta.Records, cur)
+			if cur.Version != s.last && cur.Version-1 < top {
+				// The log does not name this version (as the key's
+				// newest): carry it above the snapshot's version.
+				top = cur.Version - 1
+			}
 		case errors.Is(err, origin.ErrNotFound):
 			// Logged but never stored: nothing to include.
+			top = keepPrevious(top, s.first)
 		case errors.Is(err, record.ErrCorrupt):
-			// Keep the previous state of this key, and claim to cover
-			// only the changes before this one, so readers still take
-			// it from the log once the record is rewritten.
 			p.log.Error("snapshot: stored record is corrupt; keeping its previous state",
 				"namespace", ns, "key", key, "err", err)
-			if v-1 < top {
-				top = v - 1
-			}
+			top = keepPrevious(top, s.first)
 		default:
 			return record.Snapshot{}, nil, fmt.Errorf("read %s/%s: %w", ns, key, err)
 		}
@@ -296,6 +332,15 @@ func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version)
 	}
 	sort.Strings(names)
 	return delta, names, nil
+}
+
+// keepPrevious lowers top below first, the oldest change the log names
+// of a key whose previous state the snapshot keeps (0: none named).
+func keepPrevious(top, first record.Version) record.Version {
+	if first > 0 && first-1 < top {
+		return first - 1
+	}
+	return top
 }
 
 // changesSince returns every change the log holds after `after`, paging
