@@ -229,6 +229,10 @@ type Publisher struct {
 	// trusted checks what the publisher reads back (Config.Trusted, or
 	// the Signer's key); nil: it trusts the origin.
 	trusted *sign.Verifier
+
+	// acks are the writes acknowledged while a check of them runs
+	// (RunAckCheck, RunCheckpoints).
+	acks acks
 }
 
 // distrusts checks a change-log entry read back from the origin against
@@ -651,6 +655,7 @@ func (p *Publisher) Repair(ctx context.Context) (int, error) {
 				errs = append(errs, fmt.Errorf("repair %s/%s: %w", n.Namespace, n.Key, err))
 				continue
 			}
+			p.acks.add(stored)
 			if written {
 				p.notifyFleet(ctx, stored)
 			}
@@ -703,9 +708,7 @@ func (p *Publisher) wrote(ctx context.Context, rec record.Record, op string) {
 	p.mu.Lock()
 	p.seen[rec.Namespace] = true
 	p.mu.Unlock()
-	if p.ckpt != nil {
-		p.ckpt.ack(rec)
-	}
+	p.acks.add(rec)
 	p.notifyFleet(ctx, rec)
 }
 

@@ -174,8 +174,10 @@ func (p *Publisher) namespaces() []string {
 // Config.SnapshotInterval until ctx is done, when it returns nil, and beside
 // that runs the crash repair (RunRepair), so a publisher process started
 // with Run always finishes what a crashed predecessor left half-written,
-// and, with Config.IssueCheckpoints, issues checkpoints (RunCheckpoints).
-// Failures are logged and counted and retried on the next tick.
+// and, with Config.IssueCheckpoints, issues checkpoints (RunCheckpoints),
+// else, with a Signer, checks that the change log keeps the writes it
+// acknowledges (RunAckCheck; RunCheckpoints does too). Failures are
+// logged and counted and retried on the next tick.
 func (p *Publisher) Run(ctx context.Context) error {
 	repairDone := make(chan struct{})
 	go func() {
@@ -183,13 +185,17 @@ func (p *Publisher) Run(ctx context.Context) error {
 		_ = p.RunRepair(ctx) // logged inside
 	}()
 	defer func() { <-repairDone }()
-	if p.ckpt != nil {
-		ckptDone := make(chan struct{})
+	if p.ckpt != nil || p.cfg.Signer != nil {
+		checkDone := make(chan struct{})
 		go func() {
-			defer close(ckptDone)
-			_ = p.RunCheckpoints(ctx) // logged inside
+			defer close(checkDone)
+			if p.ckpt != nil {
+				_ = p.RunCheckpoints(ctx) // logged inside; checks acknowledged writes too
+			} else {
+				_ = p.RunAckCheck(ctx) // logged inside
+			}
 		}()
-		defer func() { <-ckptDone }()
+		defer func() { <-checkDone }()
 	}
 	t := time.NewTicker(p.cfg.SnapshotInterval)
 	defer t.Stop()

@@ -1,0 +1,149 @@
+package dataplane_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dataplane/dataplane"
+	"github.com/dataplane/dataplane/internal/testscale"
+	"github.com/dataplane/dataplane/origin/dir"
+	"github.com/dataplane/dataplane/publisher"
+	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/schema"
+)
+
+// TestBucketWriterCannotHideAnotherProcessDelete: the cross-process form
+// of TestBucketWriterCannotHideRevocation (redteam defect A2). Publisher A
+// acknowledges a delete; a bucket writer (write access to the directory
+// origin, no signing key) removes its log entry and puts the key's
+// previous signed record back before issuer B, another publisher process
+// (its own Publisher on its own handle of the directory, sharing nothing
+// in memory with A), reads the log. B, which never saw the delete, then
+// signs checkpoints without it, and a verifying node that never heard the
+// delete by push matches them: the revoked key keeps verifying. A, which
+// runs (Run: snapshots, repair and, with a signer, the check of the writes
+// it acknowledged), finds its delete missing from the log once the log
+// must hold it and publishes it again under a fresh version, which B's
+// next checkpoint carries: the node answers "not found" within D plus the
+// skew of the delete.
+func TestBucketWriterCannotHideAnotherProcessDelete(t *testing.T) {
+	ctx := context.Background()
+	store, raw := newPartsStore(t)
+	signer := newSigner(t)
+	openHandle := func() *dir.Store {
+		s, err := dir.Open(raw.Root())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// B: the checkpoint issuer, on its own handle.
+	issuerB := signedPublisher(t, openHandle(), signer)
+	// A: a signing publisher that does not issue checkpoints, run as
+	// `publish serve` runs it.
+	cfg := publisher.DefaultConfig()
+	cfg.Signer = signer
+	cfg.Logger = quiet()
+	cfg.Schemas = schema.NewRegistry()
+	cfg.TombstoneHorizon = 0
+	cfg.Timing = revocationTiming()
+	cfg.Timing.CheckpointLifetime = 20 * time.Second
+	cfg.Namespaces = []string{"keys"}
+	pubA, err := publisher.New(openHandle(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stopA := context.WithCancel(ctx)
+	doneA := make(chan struct{})
+	go func() { defer close(doneA); _ = pubA.Run(runCtx) }()
+	t.Cleanup(func() { stopA(); <-doneA })
+
+	rec, err := issuerB.Put(ctx, "keys", "revoked", []byte("allow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := issuerB.Snapshot(ctx, "keys"); err != nil {
+		t.Fatal(err)
+	}
+	d := testscale.Duration(3 * time.Second)
+	reg := prometheus.NewRegistry()
+	n, err := dataplane.Open(ctx, dataplane.Config{
+		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
+		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
+		Logger:    quiet(), Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	eventually(t, testscale.Duration(20*time.Second), "a checkpoint match and the key served", func() bool {
+		v, err := n.Get(ctx, "keys", rec.Key)
+		return counter(t, reg, "dataplane_node_checkpoint_matches_total", "") >= 1 && err == nil && v.Version == rec.Version
+	})
+
+	// The writer works while the node cannot read the bucket, so that it
+	// never sees the entry; the publishers' handles are unaffected.
+	objPath := raw.RecordPath("keys", rec.Key)
+	old, err := os.ReadFile(objPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.down.Store(true)
+	del, err := pubA.Delete(ctx, "keys", rec.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack := time.Now()
+	if removed := removeLogEntries(t, raw.Root(), del.Version); removed != 1 {
+		t.Fatalf("removed %d log entries of the delete, want 1", removed)
+	}
+	if err := os.WriteFile(objPath, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store.down.Store(false)
+
+	bound := d + testscale.Duration(2*time.Second)
+	matchesAtAck := counter(t, reg, "dataplane_node_checkpoint_matches_total", "")
+	eventually(t, bound+testscale.Duration(10*time.Second), "the deleted key answered not found: the delete published again", func() bool {
+		_, err := n.Get(ctx, "keys", rec.Key)
+		if err == nil && time.Since(ack) > bound {
+			t.Fatalf("the deleted key (at %s) still verifies %v after the delete (bound D + skew %v); checkpoint matches since the delete: %v: issuer B signed the state the writer left in the log",
+				del.Version, time.Since(ack).Round(time.Millisecond), bound, counter(t, reg, "dataplane_node_checkpoint_matches_total", "")-matchesAtAck)
+		}
+		return errors.Is(err, dataplane.ErrNotFound)
+	})
+	// And the key stays deleted on a fresh read of the origin: the
+	// republished delete is stored.
+	got, err := openHandle().Get(ctx, "keys", rec.Key, 0)
+	if err != nil || !got.Tombstone || got.Version <= del.Version {
+		t.Fatalf("stored %s/%s = %+v, %v; want a tombstone newer than %s", "keys", rec.Key, got, err, del.Version)
+	}
+}
+
+// removeLogEntries deletes the directory origin's change-log entries of
+// version v, as a bucket writer would, and returns how many it removed.
+func removeLogEntries(t *testing.T, root string, v record.Version) int {
+	t.Helper()
+	logDir := filepath.Join(root, "log")
+	entries, err := os.ReadDir(logDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := 0
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), v.String()+"-") {
+			if err := os.Remove(filepath.Join(logDir, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+			removed++
+		}
+	}
+	return removed
+}
