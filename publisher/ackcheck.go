@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dataplane/dataplane/checkpoint"
@@ -21,8 +20,9 @@ import (
 // the write, nodes that never heard of it match that state and take the
 // write's absence as proven (a hidden delete: a revoked API key keeps
 // verifying). The issuer cannot tell, since the log is all it reads, unless
-// it acknowledged the write itself. So every publisher that acknowledges
-// writes checks them: it keeps each (acks), and once the log must hold it
+// it acknowledged the write itself. So every publisher with a Signer keeps
+// the writes it acknowledges (acks), and while it runs (Run, RunCheckpoints
+// or RunAckCheck) checks each: once the log must hold it
 // (LogSettle after its version) reads the log on every pass until a
 // checkpoint stored in the origin, by any issuer, covers its version; one
 // the log no longer holds is published again under a fresh version (the
@@ -35,35 +35,58 @@ import (
 // writer who removes an entry before the issuer reads it and puts it back
 // once the checkpoint is stored is not seen by the check.
 
-// maxAcked bounds the acknowledged changes kept (records, values
-// included): past it the oldest are forgotten (and not checked), so a
-// stalled check costs bounded memory. A change is kept about LogSettle
-// plus two check intervals: 8,192 covers 2,000 writes a second at the
-// default timing.
-const maxAcked = 1 << 13
+// maxAcked and maxAckedBytes bound the acknowledged changes kept (count,
+// and bytes of values): past either the oldest are forgotten (and not
+// checked), so a stalled check, or a publisher that runs none, costs
+// bounded memory. A change is kept about LogSettle plus two check
+// intervals: 8,192 covers 2,000 writes a second at the default timing.
+const (
+	maxAcked      = 1 << 13
+	maxAckedBytes = 16 << 20
+)
 
-// acks are the changes this publisher acknowledged that the change log is
-// not yet known to hold past a checkpoint.
+// acks are the changes a publisher with a Signer acknowledged that the
+// change log is not yet known to hold past a checkpoint. They are kept
+// whether or not a check runs yet, so that one started after a write
+// (Run's goroutines) still checks it.
 type acks struct {
-	// checkers counts the loops that check them (RunCheckpoints,
-	// RunAckCheck): with none, nothing is kept.
-	checkers atomic.Int32
-	mu       sync.Mutex
-	recs     []record.Record
+	mu    sync.Mutex
+	recs  []record.Record
+	bytes int
 }
 
-// add keeps rec, just acknowledged, for the checks; a no-op while no check
-// runs.
+// add keeps rec, just acknowledged, for the checks.
 func (a *acks) add(rec record.Record) {
-	if a.checkers.Load() == 0 {
-		return
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.recs) >= maxAcked {
-		a.recs = a.recs[len(a.recs)-maxAcked/2:]
-	}
 	a.recs = append(a.recs, rec)
+	a.bytes += len(rec.Value)
+	drop := 0
+	for len(a.recs)-drop > maxAcked || a.bytes > maxAckedBytes {
+		a.bytes -= len(a.recs[drop].Value)
+		drop++
+	}
+	if drop > 0 {
+		a.recs = slices.Delete(a.recs, 0, drop)
+	}
+}
+
+// keep is add for changes taken out of recs.
+func (a *acks) keep(recs []record.Record) {
+	for _, r := range recs {
+		a.add(r)
+	}
+}
+
+// deleteFunc deletes the changes del reports, keeping bytes; a.mu held.
+func (a *acks) deleteFunc(del func(record.Record) bool) {
+	a.recs = slices.DeleteFunc(a.recs, func(r record.Record) bool {
+		if del(r) {
+			a.bytes -= len(r.Value)
+			return true
+		}
+		return false
+	})
 }
 
 // changeID names one change.
@@ -90,7 +113,7 @@ func (a *acks) missing(changes []record.Change, from, to record.Version) []recor
 	}
 	var held map[changeID]bool
 	var out []record.Record
-	a.recs = slices.DeleteFunc(a.recs, func(r record.Record) bool {
+	a.deleteFunc(func(r record.Record) bool {
 		if r.Version <= from || r.Version > to {
 			return false
 		}
@@ -134,7 +157,7 @@ func (a *acks) forget(changes []record.Change, settled, expired record.Version, 
 	held := heldIn(changes)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.recs = slices.DeleteFunc(a.recs, func(r record.Record) bool {
+	a.deleteFunc(func(r record.Record) bool {
 		if r.Version > settled {
 			return false
 		}
@@ -155,9 +178,7 @@ func (p *Publisher) republishMissing(ctx context.Context, missing []record.Recor
 			"namespace", r.Namespace, "key", r.Key, "version", r.Version.String(), "tombstone", r.Tombstone)
 		if err := p.republish(ctx, r); err != nil {
 			p.log.Error("publishing a missing change again failed; retried on the next pass", "namespace", r.Namespace, "key", r.Key, "err", err)
-			p.acks.mu.Lock()
-			p.acks.recs = append(p.acks.recs, r)
-			p.acks.mu.Unlock()
+			p.acks.keep([]record.Record{r})
 		}
 	}
 	return fmt.Errorf("%d acknowledged changes missing from the change log (first %s/%s@%s): published again", len(missing), missing[0].Namespace, missing[0].Key, missing[0].Version)
@@ -189,6 +210,8 @@ func (p *Publisher) republish(ctx context.Context, r record.Record) error {
 // they are older than a checkpoint lifetime (no issuer covers them).
 func (p *Publisher) checkAcks(ctx context.Context, now time.Time) error {
 	settled := record.MakeVersion(now.Add(-p.cfg.Timing.LogSettle), 0)
+	expired := record.MakeVersion(now.Add(-p.cfg.Timing.LogSettle-max(p.cfg.Timing.CheckpointLifetime, time.Minute)), 0)
+	p.acks.forget(nil, settled, expired, func(record.Record) bool { return false })
 	oldest, names := p.acks.settledAcks(settled)
 	if oldest == 0 {
 		return nil
@@ -200,29 +223,36 @@ func (p *Publisher) checkAcks(ctx context.Context, now time.Time) error {
 	if missing := p.acks.missing(changes, oldest-1, settled); len(missing) > 0 {
 		return p.republishMissing(ctx, missing)
 	}
+	// A namespace no issuer has signed (or a store that keeps no
+	// checkpoints) needs the check only until an issuer could have read
+	// the log past the change: one more settle window.
+	unsigned := record.MakeVersion(now.Add(-2*p.cfg.Timing.LogSettle), 0)
 	covers := make(map[string]record.Version, len(names))
-	if parts, ok := p.store.(origin.SnapshotParts); ok {
-		for _, ns := range names {
-			c, err := checkpoint.GetLatest(ctx, parts, ns)
-			if err == nil {
-				// Signed by a trusted key: a bucket writer's checkpoint
-				// claiming a later version must not end the check.
-				err = (&checkpoint.Verifier{Keys: p.trusted, MaxSkew: p.cfg.Timing.MaxFutureSkew()}).Verify(c, nil)
-				if err != nil {
-					p.log.Warn("latest checkpoint refused; acknowledged changes stay checked", "namespace", ns, "reason", checkpoint.Reason(err))
-					continue
-				}
-			}
-			switch {
-			case err == nil:
-				covers[ns] = c.Version
-			case errors.Is(err, origin.ErrNotFound), errors.Is(err, record.ErrCorrupt):
-			default:
-				return fmt.Errorf("check acknowledged changes: read latest checkpoint of %s: %w", ns, err)
+	parts, ok := p.store.(origin.SnapshotParts)
+	for _, ns := range names {
+		if !ok {
+			covers[ns] = unsigned
+			continue
+		}
+		c, err := checkpoint.GetLatest(ctx, parts, ns)
+		if err == nil {
+			// Signed by a trusted key: a bucket writer's checkpoint
+			// claiming a later version must not end the check.
+			if verr := (&checkpoint.Verifier{Keys: p.trusted, MaxSkew: p.cfg.Timing.MaxFutureSkew()}).Verify(c, nil); verr != nil {
+				p.log.Warn("latest checkpoint refused; acknowledged changes stay checked", "namespace", ns, "reason", checkpoint.Reason(verr))
+				continue
 			}
 		}
+		switch {
+		case err == nil:
+			covers[ns] = c.Version
+		case errors.Is(err, origin.ErrNotFound):
+			covers[ns] = unsigned
+		case errors.Is(err, record.ErrCorrupt):
+		default:
+			return fmt.Errorf("check acknowledged changes: read latest checkpoint of %s: %w", ns, err)
+		}
 	}
-	expired := record.MakeVersion(now.Add(-p.cfg.Timing.LogSettle-max(p.cfg.Timing.CheckpointLifetime, time.Minute)), 0)
 	p.acks.forget(changes, settled, expired, func(r record.Record) bool { return covers[r.Namespace] >= r.Version })
 	return nil
 }
@@ -240,8 +270,6 @@ func (p *Publisher) checkAcks(ctx context.Context, now time.Time) error {
 // that signs writes and calls neither should run it. Failures are logged
 // and retried on the next pass.
 func (p *Publisher) RunAckCheck(ctx context.Context) error {
-	p.acks.checkers.Add(1)
-	defer p.acks.checkers.Add(-1)
 	t := time.NewTicker(checkpointInterval(p.cfg.Timing))
 	defer t.Stop()
 	for {

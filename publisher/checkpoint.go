@@ -143,8 +143,6 @@ func (p *Publisher) RunCheckpoints(ctx context.Context) error {
 		return errors.New("publisher: RunCheckpoints already running")
 	}
 	defer is.running.Unlock()
-	p.acks.checkers.Add(1)
-	defer p.acks.checkers.Add(-1)
 	t := time.NewTicker(is.every)
 	defer t.Stop()
 	for {

@@ -230,8 +230,8 @@ type Publisher struct {
 	// the Signer's key); nil: it trusts the origin.
 	trusted *sign.Verifier
 
-	// acks are the writes acknowledged while a check of them runs
-	// (RunAckCheck, RunCheckpoints).
+	// acks are the writes acknowledged (with a Signer), for the checks
+	// that the change log keeps them (RunAckCheck, RunCheckpoints).
 	acks acks
 }
 
@@ -655,7 +655,9 @@ func (p *Publisher) Repair(ctx context.Context) (int, error) {
 				errs = append(errs, fmt.Errorf("repair %s/%s: %w", n.Namespace, n.Key, err))
 				continue
 			}
-			p.acks.add(stored)
+			if p.cfg.Signer != nil {
+				p.acks.add(stored)
+			}
 			if written {
 				p.notifyFleet(ctx, stored)
 			}
@@ -708,7 +710,9 @@ func (p *Publisher) wrote(ctx context.Context, rec record.Record, op string) {
 	p.mu.Lock()
 	p.seen[rec.Namespace] = true
 	p.mu.Unlock()
-	p.acks.add(rec)
+	if p.cfg.Signer != nil {
+		p.acks.add(rec)
+	}
 	p.notifyFleet(ctx, rec)
 }
 
