@@ -147,3 +147,109 @@ func removeLogEntries(t *testing.T, root string, v record.Version) int {
 	}
 	return removed
 }
+
+// TestHiddenDeleteStaysOnPushedNode: what remains of the hidden delete
+// when the publisher that acknowledged it runs no check (it stopped right
+// after acknowledging): issuer B signs the state without the delete. A
+// node that got the delete by push refuses to match those checkpoints,
+// and never serves a key older than a version it holds: the deleted key
+// stays refused on it, past D.
+func TestHiddenDeleteStaysOnPushedNode(t *testing.T) {
+	ctx := context.Background()
+	store, raw := newPartsStore(t)
+	signer := newSigner(t)
+	issuerB := signedPublisher(t, openDir(t, raw.Root()), signer)
+	push := &pushSwitch{}
+	cfg := publisher.DefaultConfig()
+	cfg.Signer, cfg.Notifier = signer, push
+	cfg.Logger, cfg.Schemas, cfg.TombstoneHorizon = quiet(), schema.NewRegistry(), 0
+	cfg.Timing = revocationTiming()
+	cfg.Timing.CheckpointLifetime = 20 * time.Second
+	pubA, err := publisher.New(openDir(t, raw.Root()), cfg) // never Run: no check of what it acknowledges
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := issuerB.Put(ctx, "keys", "revoked", []byte("allow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := issuerB.Put(ctx, "keys", "other", []byte("allow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := issuerB.Snapshot(ctx, "keys"); err != nil {
+		t.Fatal(err)
+	}
+	d := testscale.Duration(3 * time.Second)
+	reg := prometheus.NewRegistry()
+	n, err := dataplane.Open(ctx, dataplane.Config{
+		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
+		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
+		Logger:    quiet(), Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	push.node.Store(n)
+	eventually(t, testscale.Duration(20*time.Second), "a checkpoint match and both keys served", func() bool {
+		v, err := n.Get(ctx, "keys", rec.Key)
+		w, err2 := n.Get(ctx, "keys", other.Key)
+		return counter(t, reg, "dataplane_node_checkpoint_matches_total", "") >= 1 && err == nil && v.Version == rec.Version &&
+			err2 == nil && w.Version == other.Version
+	})
+
+	objPath := raw.RecordPath("keys", rec.Key)
+	old, err := os.ReadFile(objPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.down.Store(true) // the node learns the delete by push alone
+	del, err := pubA.Delete(ctx, "keys", rec.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack := time.Now()
+	if removed := removeLogEntries(t, raw.Root(), del.Version); removed != 1 {
+		t.Fatalf("removed %d log entries of the delete, want 1", removed)
+	}
+	if err := os.WriteFile(objPath, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store.down.Store(false)
+	flow(t, issuerB, nil) // other signed changes: B issues a checkpoint every interval
+	mismatches := counter(t, reg, "dataplane_node_checkpoint_mismatches_total", "")
+	refused := func() {
+		t.Helper()
+		if v, err := n.Get(ctx, "keys", rec.Key); err == nil {
+			t.Fatalf("the deleted key (at %s) verifies again (%s) %v after the delete on the node that got it by push",
+				del.Version, v.Version, time.Since(ack).Round(time.Millisecond))
+		}
+	}
+	// B goes on signing the state the writer left: the node holding the
+	// delete refuses to match it.
+	eventually(t, testscale.Duration(20*time.Second), "a mismatch of B's checkpoints without the delete", func() bool {
+		refused()
+		return counter(t, reg, "dataplane_node_checkpoint_mismatches_total", "") > mismatches
+	})
+	// And the key stays refused past D, whatever the node does next.
+	until := time.Now().Add(d + testscale.Duration(time.Second))
+	eventually(t, d+testscale.Duration(10*time.Second), "D passed with the key refused", func() bool {
+		refused()
+		return time.Now().After(until)
+	})
+	_, otherErr := n.Get(ctx, "keys", other.Key)
+	t.Logf("after D: checkpoint matches %v, mismatches %v since the delete; another key: %v",
+		counter(t, reg, "dataplane_node_checkpoint_matches_total", ""), counter(t, reg, "dataplane_node_checkpoint_mismatches_total", "")-mismatches, otherErr)
+}
+
+// openDir opens another handle on the directory origin at root, as
+// another process would.
+func openDir(t *testing.T, root string) *dir.Store {
+	t.Helper()
+	s, err := dir.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

@@ -129,3 +129,103 @@ func TestAckCheckAcrossProcesses(t *testing.T) {
 	}
 	var _ origin.Store = raw
 }
+
+// TestAckCheckMissesRemoveAndRestore shows what the check cannot see: a
+// bucket writer who removes a delete's log entry before issuer B reads
+// the log and puts it back once B has signed past it. A then finds the
+// entry in the log and publishes nothing again, and B, whose cursor has
+// passed the entry's version, keeps signing the state without it (the
+// README's security section lists this as open).
+func TestAckCheckMissesRemoveAndRestore(t *testing.T) {
+	ctx := testCtx(t)
+	signer, _ := signingKeys(t)
+	root := t.TempDir()
+	open := func() *dir.Store {
+		s, err := dir.Open(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a := newEnv(t, open(), func(c *publisher.Config) {
+		checkpointConfig(signer, 0)(c)
+		c.IssueCheckpoints, c.Timing.LogInterval = false, 20*time.Millisecond
+	})
+	b := newEnv(t, open(), func(c *publisher.Config) {
+		checkpointConfig(signer, 0)(c)
+		c.Namespaces = []string{"keys"}
+	})
+	old, err := a.pub.Put(ctx, "keys", "revoked", []byte("allow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := open()
+	objPath := raw.RecordPath("keys", "revoked")
+	oldObj, err := os.ReadFile(objPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del, err := a.pub.Delete(ctx, "keys", "revoked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logDir := filepath.Join(root, "log")
+	entries, err := os.ReadDir(logDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	var entry []byte
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), del.Version.String()+"-") {
+			name = e.Name()
+		}
+	}
+	if name == "" {
+		t.Fatal("no log entry of the delete")
+	}
+	if entry, err = os.ReadFile(filepath.Join(logDir, name)); err != nil {
+		t.Fatal(err)
+	}
+	delObj, err := os.ReadFile(objPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(logDir, name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(objPath, oldObj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hidden, err := b.pub.IssueCheckpoints(ctx, del.Version.Time().Add(1200*time.Millisecond+time.Millisecond))
+	if err != nil || len(hidden) != 1 || hidden[0].Version < del.Version {
+		t.Fatalf("B issued %v, %v; want one checkpoint past the delete", hidden, err)
+	}
+	// Put back once B has signed.
+	if err := os.WriteFile(filepath.Join(logDir, name), entry, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(objPath, delObj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.pub.RunAckCheck(runCtx) }()
+	// A's check runs every 20 ms from LogSettle after the delete; give it
+	// a settle window more, then B passes again.
+	time.Sleep(time.Until(del.Version.Time().Add(2500 * time.Millisecond)))
+	stop()
+	<-done
+	if n := a.metric(t, "dataplane_publisher_acknowledged_missing_total"); n != 0 {
+		t.Fatalf("acknowledged_missing_total = %v: the check saw the removal (update the README's security section)", n)
+	}
+	var h statehash.Hash
+	h.Add(statehash.ElementOf(old))
+	later, err := b.pub.IssueCheckpoints(ctx, time.Now().Add(30*time.Second+time.Second))
+	if err != nil || len(later) != 1 {
+		t.Fatalf("B's renewal: %v, %v", later, err)
+	}
+	if err := checkpoint.Match(later[0], &h, 1); err != nil {
+		t.Fatalf("B's later checkpoint is not the state without the delete (update the README's security section): %v", err)
+	}
+}

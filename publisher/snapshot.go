@@ -264,7 +264,7 @@ func (p *Publisher) build(ctx context.Context, ns string) (record.Snapshot, []st
 // key) keeps its previous state, and the version stops short of the first
 // change the log names of it, so readers still take it from the log once
 // the record is rewritten. Log entries not signed by a trusted key are
-// left out, as the issuer leaves them out of the state it signs.
+// left out there, as the issuer leaves them out of the state it signs.
 func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version, recheck []string) (record.Snapshot, []string, error) {
 	changes, err := p.changesSince(ctx, prev)
 	if err != nil {
@@ -282,9 +282,6 @@ func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version,
 			others[c.Namespace] = true
 			continue
 		}
-		if p.distrusts(c) != nil {
-			continue
-		}
 		s, ok := changed[c.Key]
 		if !ok || c.Version < s.first {
 			s.first = c.Version
@@ -300,11 +297,32 @@ func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version,
 	if cutoff := record.MakeVersion(time.Now().Add(-p.cfg.Timing.SnapshotLag), 0); top > cutoff {
 		top = cutoff
 	}
+	// trusted is a key's span over the log entries signed by a trusted
+	// key, the ones the issuer counts: checked only for a key whose
+	// record disagrees with the log (signatures cost), so that a forged
+	// entry cannot hold the snapshot's version back.
+	trusted := func(key string) span {
+		var t span
+		for _, c := range changes {
+			if c.Namespace != ns || c.Key != key || p.distrusts(c) != nil {
+				continue
+			}
+			if t.first == 0 || c.Version < t.first {
+				t.first = c.Version
+			}
+			t.last = max(t.last, c.Version)
+		}
+		return t
+	}
 	delta := record.Snapshot{Namespace: ns, Records: make([]record.Record, 0, len(changed))}
 	for key, s := range changed {
 		cur, err := p.store.Get(ctx, ns, key, 0)
+		forged := err == nil && p.distrustsRecord(cur) != nil
+		if s.last > 0 && (err != nil || forged || cur.Version < s.last) {
+			s = trusted(key)
+		}
 		switch {
-		case err == nil && p.distrustsRecord(cur) != nil:
+		case forged:
 			// A bucket writer's forgery: nodes refuse it, and the
 			// snapshot, which they verify by its proof's hash rather
 			// than record by record, must not carry it to them. The key
