@@ -289,7 +289,9 @@ func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version,
 		s.last = max(s.last, c.Version)
 		changed[c.Key] = s
 	}
+	rechecked := make(map[string]bool, len(recheck))
 	for _, k := range recheck {
+		rechecked[k] = true
 		if _, ok := changed[k]; !ok {
 			changed[k] = span{}
 		}
@@ -319,7 +321,9 @@ func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version,
 		cur, err := p.store.Get(ctx, ns, key, 0)
 		forged := err == nil && p.distrustsRecord(cur) != nil
 		if s.last > 0 && (err != nil || forged || cur.Version < s.last) {
-			s = trusted(key)
+			if s = trusted(key); s.last == 0 && !rechecked[key] {
+				continue // only forged entries name it: unchanged since prev
+			}
 		}
 		switch {
 		case forged:

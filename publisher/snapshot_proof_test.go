@@ -8,6 +8,7 @@ import (
 
 	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/origin"
+	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/sign"
 )
@@ -169,5 +170,51 @@ func TestSnapshotProvesOnlyWhatTheLogNames(t *testing.T) {
 				t.Fatalf("%v snapshots written without a proof", n)
 			}
 		})
+	}
+}
+
+// TestForgedLogEntryDoesNotHoldSnapshotBack: a bucket writer appends an
+// unsigned log entry naming a key at a version the store does not hold
+// (or does not hold at all). The snapshot leaves the entry out, as the
+// issuer does, and its version still moves past it, with a proof that
+// verifies.
+func TestForgedLogEntryDoesNotHoldSnapshotBack(t *testing.T) {
+	ctx := testCtx(t)
+	signer, keys := signingKeys(t)
+	store, err := dir.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, store, checkpointConfig(signer, time.Minute))
+	a, err := e.pub.Put(ctx, "keys", "a", []byte("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pub.Snapshot(ctx, "keys"); err != nil {
+		t.Fatal(err)
+	}
+	forged := []record.Change{
+		{Namespace: "keys", Key: "a", Version: a.Version + 1<<16},
+		{Namespace: "keys", Key: "ghost", Version: a.Version + 2<<16},
+	}
+	for _, c := range forged {
+		if err := store.AppendLog(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(5 * time.Millisecond) // the next write's version is above the forged ones
+	b, err := e.pub.Put(ctx, "keys", "b", []byte("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Version <= forged[1].Version {
+		t.Fatalf("b at %s is not above the forged entries (the test needs it)", b.Version)
+	}
+	if _, err := e.pub.Snapshot(ctx, "keys"); err != nil {
+		t.Fatal(err)
+	}
+	snap := verifyStoredSnapshot(t, store, keys, "keys", "forged log entries")
+	if snap.Version < b.Version {
+		t.Fatalf("the snapshot's version %s stays below %s: held back by the forged entries", snap.Version, b.Version)
 	}
 }
