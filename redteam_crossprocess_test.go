@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,4 +253,86 @@ func openDir(t *testing.T, root string) *dir.Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// logCut is a directory origin (with snapshot parts) whose change log
+// alone can be cut.
+type logCut struct {
+	*partsOutage
+	logDown atomic.Bool
+}
+
+func (o *logCut) ReadLog(ctx context.Context, after record.Version, limit int) ([]record.Change, error) {
+	if o.logDown.Load() {
+		return nil, o.err()
+	}
+	return o.partsOutage.ReadLog(ctx, after, limit)
+}
+
+// TestNodeWarmsFromSnapshotWithUnloggedWrite: the store holds a signed
+// version of a key that the change log never named (its publisher died
+// between the compare-and-swap and the log append), below a logged write
+// of another key. The publisher's next snapshot must still verify against
+// its own proof, so a node that starts with the log unreachable warms
+// from it (RequireCheckpoints) and serves every key, the unlogged
+// version included, instead of refusing the snapshot whole.
+func TestNodeWarmsFromSnapshotWithUnloggedWrite(t *testing.T) {
+	ctx := context.Background()
+	parts, raw := newPartsStore(t)
+	store := &logCut{partsOutage: parts}
+	signer := newSigner(t)
+	// Versions a minute old, so the snapshot's version (which trails
+	// the clock by SnapshotLag) covers them all.
+	lagged := func() time.Time { return time.Now().Add(-time.Minute) }
+	cfg := publisher.DefaultConfig()
+	cfg.Signer, cfg.Clock = signer, record.NewClock(lagged)
+	cfg.Logger, cfg.Schemas, cfg.TombstoneHorizon = quiet(), schema.NewRegistry(), 0
+	cfg.Timing = revocationTiming()
+	cfg.Timing.MaxClockOffset, cfg.Timing.ClockSkew = 0, 0
+	cfg.Timing.CheckpointLifetime = 20 * time.Second
+	cfg.Checkpoint = publisher.CheckpointConfig{Issue: true, Interval: 200 * time.Millisecond}
+	pub, err := publisher.New(raw, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := pub.Put(ctx, "keys", "a", []byte("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := record.NewClock(lagged)
+	clock.Observe(a.Version)
+	unlogged := signer.Sign(record.Record{Namespace: "keys", Key: "a", Value: []byte("unlogged"), Version: clock.Now()})
+	if err := raw.CompareAndSwap(ctx, unlogged, a.Version); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Millisecond) // the publisher's next version is above it
+	b, err := pub.Put(ctx, "keys", "b", []byte("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Version <= unlogged.Version {
+		t.Fatalf("b at %s is not above the unlogged write %s (the test needs it)", b.Version, unlogged.Version)
+	}
+	if _, err := pub.Snapshot(ctx, "keys"); err != nil {
+		t.Fatal(err)
+	}
+	store.logDown.Store(true)
+	reg := prometheus.NewRegistry()
+	n, err := dataplane.Open(ctx, dataplane.Config{
+		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
+		Logger: quiet(), Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if refused := counter(t, reg, "dataplane_node_checkpoint_refusals_total", ""); refused != 0 {
+		t.Fatalf("the node refused %v snapshots or proofs: the publisher's snapshot does not verify against its own proof", refused)
+	}
+	for _, want := range []record.Record{unlogged, b} {
+		v, err := n.Get(ctx, "keys", want.Key)
+		if err != nil || v.Version != want.Version {
+			t.Fatalf("Get %s = %v, %v; want version %s from the snapshot", want.Key, v.Version, err, want.Version)
+		}
+	}
 }
