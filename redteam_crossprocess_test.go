@@ -288,9 +288,7 @@ func TestNodeWarmsFromSnapshotWithUnloggedWrite(t *testing.T) {
 	cfg.Signer, cfg.Clock = signer, record.NewClock(lagged)
 	cfg.Logger, cfg.Schemas, cfg.TombstoneHorizon = quiet(), schema.NewRegistry(), 0
 	cfg.Timing = revocationTiming()
-	cfg.Timing.MaxClockOffset, cfg.Timing.ClockSkew = 0, 0
-	cfg.Timing.CheckpointLifetime = 20 * time.Second
-	cfg.Checkpoint = publisher.CheckpointConfig{Issue: true, Interval: 200 * time.Millisecond}
+	cfg.Timing.CheckpointLifetime, cfg.IssueCheckpoints = 20*time.Second, true // a directory origin tells no time: no clock check
 	pub, err := publisher.New(raw, cfg)
 	if err != nil {
 		t.Fatal(err)
