@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,96 +68,6 @@ type issuer struct {
 	// namespaces' states. Held across origin I/O; nothing else waits on it.
 	mu sync.Mutex
 	ns map[string]*nsIssue
-
-	// ticking is set while RunCheckpoints runs: only then does the issuer
-	// keep acked, the changes this publisher acknowledged whose versions
-	// its cursor has not passed yet (guarded by ackMu), to check that the
-	// change log holds each before it signs past it.
-	ticking atomic.Bool
-	ackMu   sync.Mutex
-	acked   []record.Record
-}
-
-// republish writes r, acknowledged but missing from the change log, again
-// under a fresh version, as Repair does a publish that crashed before its
-// log append: over the stored version if it is r's or older (a bucket
-// writer may have put an older record back), never over a newer write
-// (origin.ErrStale: superseded, nothing to do).
-func (is *issuer) republish(ctx context.Context, r record.Record) error {
-	rec := r
-	rec.Version = is.p.clock.Now()
-	stored, written, err := is.p.commit(ctx, rec, r.Version, true)
-	if errors.Is(err, origin.ErrStale) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	is.ack(stored)
-	if written {
-		is.p.notifyFleet(ctx, stored)
-	}
-	return nil
-}
-
-// maxAcked bounds acked (records, values included): past it the oldest
-// are forgotten (and not checked), so a stalled issuer costs bounded
-// memory. A pass forgets what its span covered, so acked holds about
-// LogSettle plus one Interval of this publisher's writes: 8,192 covers
-// 2,000 writes a second at the default timing.
-const maxAcked = 1 << 13
-
-// ack notes rec, just acknowledged by this publisher, for the log check
-// (see missingAcked); a no-op unless RunCheckpoints runs.
-func (is *issuer) ack(rec record.Record) {
-	if !is.ticking.Load() {
-		return
-	}
-	is.ackMu.Lock()
-	defer is.ackMu.Unlock()
-	if len(is.acked) >= maxAcked {
-		is.acked = is.acked[len(is.acked)-maxAcked/2:]
-	}
-	is.acked = append(is.acked, rec)
-}
-
-// missingAcked returns (and forgets) the acknowledged changes with
-// versions in (from, target] that changes, the log read for that span,
-// does not hold: a bucket writer removed their entries (to hide a
-// delete, say) before the issuer read them.
-func (is *issuer) missingAcked(changes []record.Change, from, target record.Version) []record.Record {
-	is.ackMu.Lock()
-	defer is.ackMu.Unlock()
-	if len(is.acked) == 0 {
-		return nil
-	}
-	type id struct {
-		ns, key string
-		v       record.Version
-	}
-	held := make(map[id]bool, len(changes))
-	for _, c := range changes {
-		held[id{c.Namespace, c.Key, c.Version}] = true
-	}
-	var missing []record.Record
-	keep := is.acked[:0]
-	for _, r := range is.acked {
-		if r.Version > from && r.Version <= target && !held[id{r.Namespace, r.Key, r.Version}] {
-			missing = append(missing, r)
-		} else {
-			keep = append(keep, r)
-		}
-	}
-	is.acked = keep
-	return missing
-}
-
-// forgetAcked forgets the acknowledged changes at or below v: a pass
-// that found none of them missing signed past them.
-func (is *issuer) forgetAcked(v record.Version) {
-	is.ackMu.Lock()
-	defer is.ackMu.Unlock()
-	is.acked = slices.DeleteFunc(is.acked, func(r record.Record) bool { return r.Version <= v })
 }
 
 // nsIssue is one namespace's issuing state.
@@ -234,14 +143,19 @@ func (p *Publisher) RunCheckpoints(ctx context.Context) error {
 		return errors.New("publisher: RunCheckpoints already running")
 	}
 	defer is.running.Unlock()
-	is.ticking.Store(true)
-	defer is.ticking.Store(false)
 	t := time.NewTicker(is.every)
 	defer t.Stop()
 	for {
-		if _, err := is.tick(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		now := time.Now()
+		if _, err := is.tick(ctx, now); err != nil && ctx.Err() == nil {
 			is.m.errors.Inc()
 			p.log.Error("checkpoint pass failed", "err", err)
+		}
+		// The writes this process acknowledged, against the log again
+		// until a checkpoint covers them: another issuer may have read
+		// the log after a bucket writer removed one (see acks).
+		if err := p.checkAcks(ctx, now); err != nil && ctx.Err() == nil {
+			p.log.Error("acknowledged-change check failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -410,20 +324,12 @@ func (is *issuer) advance(ctx context.Context, target record.Version, only *nsIs
 		return nil, fmt.Errorf("checkpoint: read change log after %s: %w", from, err)
 	}
 	if only == nil {
-		if missing := is.missingAcked(changes, from, target); len(missing) > 0 {
+		if missing := is.p.acks.missing(changes, from, target); len(missing) > 0 {
 			// Signing past them would sign a state without them (a
 			// hidden delete keeps verifying on every node that matches):
 			// publish them again under fresh versions, which the log then
 			// holds, and move no cursor this pass.
-			for _, r := range missing {
-				is.p.log.Error("an acknowledged change is missing from the change log; publishing it again under a fresh version",
-					"namespace", r.Namespace, "key", r.Key, "version", r.Version.String(), "tombstone", r.Tombstone)
-				if err := is.republish(ctx, r); err != nil {
-					is.p.log.Error("publishing a missing change again failed; retried on the next pass", "namespace", r.Namespace, "key", r.Key, "err", err)
-					is.ack(r)
-				}
-			}
-			return nil, fmt.Errorf("checkpoint: %d acknowledged changes missing from the change log (first %s/%s@%s): published again", len(missing), missing[0].Namespace, missing[0].Key, missing[0].Version)
+			return nil, fmt.Errorf("checkpoint: %w", is.p.republishMissing(ctx, missing))
 		}
 	}
 	var found []string
@@ -454,9 +360,6 @@ func (is *issuer) advance(ctx context.Context, target record.Version, only *nsIs
 		if (only == nil || n == only) && n.cursor < target {
 			n.cursor = target
 		}
-	}
-	if only == nil {
-		is.forgetAcked(target)
 	}
 	return found, nil
 }
@@ -538,6 +441,23 @@ func (is *issuer) beforeSnapshot(ctx context.Context, ns string) {
 		is.m.errors.Inc()
 		is.p.log.Error("checkpoint: load namespace state failed", "namespace", ns, "err", err)
 	}
+}
+
+// aboveKeys returns the keys whose record in the latest snapshot of ns is
+// newer than the snapshot's version: the next pass reads them again, since
+// the log may not name them (checked in changed).
+func (is *issuer) aboveKeys(ns string) []string {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	n := is.ns[ns]
+	if n == nil {
+		return nil
+	}
+	keys := make([]string, 0, len(n.above))
+	for k := range n.above {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 // proveSnapshot is called by each snapshot pass, under snapMu, before it

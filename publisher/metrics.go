@@ -21,6 +21,7 @@ type metrics struct {
 	late             prometheus.Counter
 	restamps         prometheus.Counter
 	repaired         prometheus.Counter
+	ackMissing       prometheus.Counter
 	clockRefused     prometheus.Counter
 	receipts         *prometheus.CounterVec
 }
@@ -42,6 +43,8 @@ func newMetrics() *metrics {
 		late:        counter("late_total", "Publish attempts that overran the settle budget (their version is given up)."),
 		restamps:    counter("restamps_total", "Publish attempts made under a fresh version after an attempt overran the settle budget."),
 		repaired:    counter("repaired_total", "Crashed or late publishes the repair pass published again under a fresh version."),
+		ackMissing: counter("acknowledged_missing_total",
+			"Acknowledged writes found missing from the change log (an entry removed in the origin) and published again under a fresh version."),
 		clockRefused: counter("clock_refused_total",
 			"Writes refused because this host's clock was further from the origin's than Timing.ClockSkew."),
 		receipts: sub.CounterVec("receipts_total",
@@ -57,6 +60,6 @@ func (m *metrics) register(r prometheus.Registerer) error {
 	return metricset.Register(r, "publisher", "give each publisher its own Registerer",
 		m.writes, m.unchanged, m.rejected, m.stale, m.errors, m.notifyErrors,
 		m.snapshotErrors, m.snapshotDuration, m.snapshotRecords, m.trimSkipped,
-		m.late, m.restamps, m.repaired, m.clockRefused, m.receipts,
+		m.late, m.restamps, m.repaired, m.ackMissing, m.clockRefused, m.receipts,
 	)
 }

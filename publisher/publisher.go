@@ -229,6 +229,10 @@ type Publisher struct {
 	// trusted checks what the publisher reads back (Config.Trusted, or
 	// the Signer's key); nil: it trusts the origin.
 	trusted *sign.Verifier
+
+	// acks are the writes acknowledged (with a Signer), for the checks
+	// that the change log keeps them (RunAckCheck, RunCheckpoints).
+	acks acks
 }
 
 // distrusts checks a change-log entry read back from the origin against
@@ -651,6 +655,9 @@ func (p *Publisher) Repair(ctx context.Context) (int, error) {
 				errs = append(errs, fmt.Errorf("repair %s/%s: %w", n.Namespace, n.Key, err))
 				continue
 			}
+			if p.cfg.Signer != nil {
+				p.acks.add(stored)
+			}
 			if written {
 				p.notifyFleet(ctx, stored)
 			}
@@ -703,8 +710,8 @@ func (p *Publisher) wrote(ctx context.Context, rec record.Record, op string) {
 	p.mu.Lock()
 	p.seen[rec.Namespace] = true
 	p.mu.Unlock()
-	if p.ckpt != nil {
-		p.ckpt.ack(rec)
+	if p.cfg.Signer != nil {
+		p.acks.add(rec)
 	}
 	p.notifyFleet(ctx, rec)
 }

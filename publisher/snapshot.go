@@ -93,7 +93,11 @@ func (p *Publisher) appendDelta(ctx context.Context, ps origin.SnapshotParts, ns
 	if err != nil && !errors.Is(err, origin.ErrNotFound) {
 		return record.Snapshot{}, nil, fmt.Errorf("read previous snapshot: %w", err)
 	}
-	delta, others, err := p.changed(ctx, ns, prev)
+	var recheck []string
+	if p.ckpt != nil {
+		recheck = p.ckpt.aboveKeys(ns)
+	}
+	delta, others, err := p.changed(ctx, ns, prev, recheck)
 	if err != nil {
 		return record.Snapshot{}, nil, err
 	}
@@ -170,8 +174,10 @@ func (p *Publisher) namespaces() []string {
 // Config.SnapshotInterval until ctx is done, when it returns nil, and beside
 // that runs the crash repair (RunRepair), so a publisher process started
 // with Run always finishes what a crashed predecessor left half-written,
-// and, with Config.IssueCheckpoints, issues checkpoints (RunCheckpoints).
-// Failures are logged and counted and retried on the next tick.
+// and, with Config.IssueCheckpoints, issues checkpoints (RunCheckpoints),
+// else, with a Signer, checks that the change log keeps the writes it
+// acknowledges (RunAckCheck; RunCheckpoints does too). Failures are
+// logged and counted and retried on the next tick.
 func (p *Publisher) Run(ctx context.Context) error {
 	repairDone := make(chan struct{})
 	go func() {
@@ -179,13 +185,17 @@ func (p *Publisher) Run(ctx context.Context) error {
 		_ = p.RunRepair(ctx) // logged inside
 	}()
 	defer func() { <-repairDone }()
-	if p.ckpt != nil {
-		ckptDone := make(chan struct{})
+	if p.ckpt != nil || p.cfg.Signer != nil {
+		checkDone := make(chan struct{})
 		go func() {
-			defer close(ckptDone)
-			_ = p.RunCheckpoints(ctx) // logged inside
+			defer close(checkDone)
+			if p.ckpt != nil {
+				_ = p.RunCheckpoints(ctx) // logged inside; checks acknowledged writes too
+			} else {
+				_ = p.RunAckCheck(ctx) // logged inside
+			}
 		}()
-		defer func() { <-ckptDone }()
+		defer func() { <-checkDone }()
 	}
 	t := time.NewTicker(p.cfg.SnapshotInterval)
 	defer t.Stop()
@@ -212,10 +222,14 @@ func (p *Publisher) build(ctx context.Context, ns string) (record.Snapshot, []st
 		return record.Snapshot{}, nil, fmt.Errorf("read previous snapshot: %w", err)
 	}
 	recs := make(map[string]record.Record, len(prev.Records))
+	var recheck []string
 	for _, r := range prev.Records {
 		recs[r.Key] = r
+		if r.Version > prev.Version {
+			recheck = append(recheck, r.Key)
+		}
 	}
-	delta, others, err := p.changed(ctx, ns, prev.Version)
+	delta, others, err := p.changed(ctx, ns, prev.Version, recheck)
 	if err != nil {
 		return record.Snapshot{}, nil, err
 	}
@@ -233,18 +247,32 @@ func (p *Publisher) build(ctx context.Context, ns string) (record.Snapshot, []st
 }
 
 // changed reads the change log after version prev and returns, as a delta
-// snapshot, the current record of every key of ns it names, with the version
-// the snapshot covers once the delta is applied. It also returns the other
-// namespaces the log named. A key whose stored record is corrupt is left
-// out, and the version stops short of its change, so readers still take it
-// from the log once the record is rewritten.
-func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version) (record.Snapshot, []string, error) {
+// snapshot, the current record of every key of ns it names (and of every
+// key of recheck, keys whose record in the snapshot may be newer than its
+// version), with the version the snapshot covers once the delta is
+// applied. It also returns the other namespaces the log named.
+//
+// The snapshot's proof is built from the change log (the issuer's state),
+// its records from the store, and the store can hold a version the log
+// never named: a write whose log append failed (left for Repair), or one
+// that landed between this pass's log read and its record read. Such a
+// record is kept, but the version stops short of it, so that it is carried
+// as newer than the snapshot's version, with its key's state there taken
+// from the log (checkpoint.SnapshotProof.Above): every snapshot then proves
+// only what the log names and verifies against its own proof. A key whose
+// stored record cannot be taken (corrupt, missing, not signed by a trusted
+// key) keeps its previous state, and the version stops short of the first
+// change the log names of it, so readers still take it from the log once
+// the record is rewritten. Log entries not signed by a trusted key are
+// left out there, as the issuer leaves them out of the state it signs.
+func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version, recheck []string) (record.Snapshot, []string, error) {
 	changes, err := p.changesSince(ctx, prev)
 	if err != nil {
 		return record.Snapshot{}, nil, fmt.Errorf("read change log after %s: %w", prev, err)
 	}
 	top := prev
-	changed := make(map[string]record.Version)
+	type span struct{ first, last record.Version } // of a key's changes in the log
+	changed := make(map[string]span)
 	others := make(map[string]bool)
 	for _, c := range changes {
 		if c.Version > top {
@@ -254,34 +282,70 @@ func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version)
 			others[c.Namespace] = true
 			continue
 		}
-		if c.Version > changed[c.Key] {
-			changed[c.Key] = c.Version
+		s, ok := changed[c.Key]
+		if !ok || c.Version < s.first {
+			s.first = c.Version
+		}
+		s.last = max(s.last, c.Version)
+		changed[c.Key] = s
+	}
+	rechecked := make(map[string]bool, len(recheck))
+	for _, k := range recheck {
+		rechecked[k] = true
+		if _, ok := changed[k]; !ok {
+			changed[k] = span{}
 		}
 	}
 	if cutoff := record.MakeVersion(time.Now().Add(-p.cfg.Timing.SnapshotLag), 0); top > cutoff {
 		top = cutoff
 	}
+	// trusted is a key's span over the log entries signed by a trusted
+	// key, the ones the issuer counts: checked only for a key whose
+	// record disagrees with the log (signatures cost), so that a forged
+	// entry cannot hold the snapshot's version back.
+	trusted := func(key string) span {
+		var t span
+		for _, c := range changes {
+			if c.Namespace != ns || c.Key != key || p.distrusts(c) != nil {
+				continue
+			}
+			if t.first == 0 || c.Version < t.first {
+				t.first = c.Version
+			}
+			t.last = max(t.last, c.Version)
+		}
+		return t
+	}
 	delta := record.Snapshot{Namespace: ns, Records: make([]record.Record, 0, len(changed))}
-	for key, v := range changed {
+	for key, s := range changed {
 		cur, err := p.store.Get(ctx, ns, key, 0)
+		forged := err == nil && p.distrustsRecord(cur) != nil
+		if s.last > 0 && (err != nil || forged || cur.Version < s.last) {
+			if s = trusted(key); s.last == 0 && !rechecked[key] {
+				continue // only forged entries name it: unchanged since prev
+			}
+		}
 		switch {
-		case err == nil && p.distrustsRecord(cur) != nil:
+		case forged:
 			// A bucket writer's forgery: nodes refuse it, and the
 			// snapshot, which they verify by its proof's hash rather
-			// than record by record, must not carry it to them.
+			// than record by record, must not carry it to them. The key
+			// keeps its previous state.
+			top = keepPrevious(top, s.first)
 		case err == nil:
 			delta.Records = append(delta.Records, cur)
+			if cur.Version != s.last && cur.Version-1 < top {
+				// The log does not name this version (as the key's
+				// newest): carry it above the snapshot's version.
+				top = cur.Version - 1
+			}
 		case errors.Is(err, origin.ErrNotFound):
 			// Logged but never stored: nothing to include.
+			top = keepPrevious(top, s.first)
 		case errors.Is(err, record.ErrCorrupt):
-			// Keep the previous state of this key, and claim to cover
-			// only the changes before this one, so readers still take
-			// it from the log once the record is rewritten.
 			p.log.Error("snapshot: stored record is corrupt; keeping its previous state",
 				"namespace", ns, "key", key, "err", err)
-			if v-1 < top {
-				top = v - 1
-			}
+			top = keepPrevious(top, s.first)
 		default:
 			return record.Snapshot{}, nil, fmt.Errorf("read %s/%s: %w", ns, key, err)
 		}
@@ -296,6 +360,15 @@ func (p *Publisher) changed(ctx context.Context, ns string, prev record.Version)
 	}
 	sort.Strings(names)
 	return delta, names, nil
+}
+
+// keepPrevious lowers top below first, the oldest change the log names
+// of a key whose previous state the snapshot keeps (0: none named).
+func keepPrevious(top, first record.Version) record.Version {
+	if first > 0 && first-1 < top {
+		return first - 1
+	}
+	return top
 }
 
 // changesSince returns every change the log holds after `after`, paging
