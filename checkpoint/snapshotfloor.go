@@ -33,21 +33,5 @@ func (v *Verifier) VerifyProof(c *Checkpoint, floor record.Version) error {
 // seal of every record above its version, and the match of the whole
 // snapshot.
 func (v *Verifier) VerifyBase(snap record.Snapshot, proof *SnapshotProof, floor record.Version) error {
-	if proof == nil || proof.Checkpoint == nil {
-		return v.refuse(fmt.Errorf("snapshot %s@%s: %w: no checkpoint", snap.Namespace, snap.Version, errUnsignedSnapshot))
-	}
-	if err := v.VerifyProof(proof.Checkpoint, floor); err != nil {
-		return err
-	}
-	for _, r := range snap.Records {
-		if r.Version > proof.Checkpoint.Version {
-			if err := v.Keys.VerifyRecord(r); err != nil {
-				return v.refuse(fmt.Errorf("snapshot %s@%s: %w", snap.Namespace, snap.Version, err))
-			}
-		}
-	}
-	if err := VerifySnapshot(snap, proof); err != nil {
-		return v.refuse(err)
-	}
-	return nil
+	return v.verifySnapshot(snap, proof, func(c *Checkpoint) error { return v.VerifyProof(c, floor) })
 }

@@ -92,6 +92,21 @@ func splitLabel(b []byte) (label, rest []byte, err error) {
 	return b[:2+int(b[1])], b[2+int(b[1]):], nil
 }
 
+// uncompressed returns b's message, decompressed when memberlist
+// compressed it, and errUnread when nothing is left.
+func uncompressed(b []byte) ([]byte, error) {
+	if len(b) > 0 && b[0] == mlCompress {
+		var err error
+		if b, err = decompress(b[1:]); err != nil {
+			return nil, err
+		}
+	}
+	if len(b) == 0 {
+		return nil, errUnread
+	}
+	return b, nil
+}
+
 // rewritePacket takes a memberlist packet apart (label header, CRC,
 // compression, a compound of messages), passes each user message through
 // f, and puts it together again, uncompressed.
@@ -104,14 +119,8 @@ func rewritePacket(b []byte, f func([]byte) []byte) (out []byte, changed bool, e
 	if crc {
 		b = b[5:]
 	}
-	if len(b) > 0 && b[0] == mlCompress {
-		var err error
-		if b, err = decompress(b[1:]); err != nil {
-			return nil, false, err
-		}
-	}
-	if len(b) == 0 {
-		return nil, false, errUnread
+	if b, err = uncompressed(b); err != nil {
+		return nil, false, err
 	}
 	var msg []byte
 	switch b[0] {
@@ -249,14 +258,8 @@ func rewriteStream(b []byte, f func([]byte) []byte) (out []byte, changed bool, e
 	if label != nil && len(b) == 0 {
 		return nil, false, nil // the label header, written on its own
 	}
-	if len(b) > 0 && b[0] == mlCompress {
-		var err error
-		if b, err = decompress(b[1:]); err != nil {
-			return nil, false, err
-		}
-	}
-	if len(b) == 0 {
-		return nil, false, errUnread
+	if b, err = uncompressed(b); err != nil {
+		return nil, false, err
 	}
 	h := &codec.MsgpackHandle{}
 	var msg []byte
