@@ -69,8 +69,8 @@ var (
 type Cache struct {
 	loader  Loader
 	opts    Options
-	now     func() int64       // Unix ns
-	coarse  *otter.CoarseClock // the default clock, stopped by Close
+	now     func() int64 // Unix ns
+	coarse  *coarseClock // the default clock, stopped by Close
 	log     *slog.Logger
 	store   *otter.Cache[key, *entry] // values and tombstones
 	neg     *otter.Cache[key, *entry] // not-founds of partial namespaces
@@ -127,7 +127,7 @@ func New(l Loader, o Options) (*Cache, error) {
 		// Reading the precise time costs more than the rest of a hit on
 		// some machines (43 ns for time.Now on the 2-core CI VM); the
 		// windows are seconds long, so a millisecond's precision will do.
-		c.coarse = otter.NewCoarseClock(time.Millisecond)
+		c.coarse = newCoarseClock(time.Millisecond)
 		c.now = c.coarse.NowNano
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())

@@ -114,9 +114,14 @@ func counterCells() int {
 // keeps adding to one cell, goroutines running at one time mostly add to
 // different ones. Reading sums the cells. A copy shares the cells: a space
 // holds its counters by value, so that a hit follows one pointer less.
+//
+// Inc indexes the cells from base, the address of the first, unchecked
+// (the mask keeps the index in range): one load and one branch less than
+// indexing the slice, a hit being counted on every read.
 type stripedCounter struct {
+	base  unsafe.Pointer // &cells[0]
+	mask  uintptr        // len(cells) - 1, len(cells) a power of two
 	cells []counterCell
-	mask  uintptr
 }
 
 type counterCell struct {
@@ -125,7 +130,8 @@ type counterCell struct {
 }
 
 func newStripedCounter(cells int) *stripedCounter {
-	return &stripedCounter{cells: make([]counterCell, cells), mask: uintptr(cells - 1)}
+	cs := make([]counterCell, cells)
+	return &stripedCounter{base: unsafe.Pointer(&cs[0]), mask: uintptr(cells - 1), cells: cs}
 }
 
 // Inc adds one.
@@ -135,7 +141,7 @@ func (s *stripedCounter) Inc() {
 	// depth rather than the goroutine; the multiply mixes the upper bits,
 	// where neighbouring stacks differ, into the top bits taken.
 	h := (uint64(uintptr(unsafe.Pointer(&x))>>11) * 0x9e3779b97f4a7c15) >> 40
-	s.cells[uintptr(h)&s.mask].n.Add(1)
+	(*counterCell)(unsafe.Add(s.base, (uintptr(h)&s.mask)*cacheLine)).n.Add(1)
 }
 
 // value returns the sum of the cells: every add that happened before the
