@@ -141,7 +141,7 @@ func (s *stripedCounter) Inc() {
 	// depth rather than the goroutine; the multiply mixes the upper bits,
 	// where neighbouring stacks differ, into the top bits taken.
 	h := (uint64(uintptr(unsafe.Pointer(&x))>>11) * 0x9e3779b97f4a7c15) >> 40
-	(*counterCell)(unsafe.Add(s.base, (uintptr(h)&s.mask)*cacheLine)).n.Add(1)
+	(*counterCell)(unsafe.Add(s.base, (uintptr(h)&s.mask)*unsafe.Sizeof(counterCell{}))).n.Add(1)
 }
 
 // value returns the sum of the cells: every add that happened before the
