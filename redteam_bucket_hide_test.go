@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/internal/testscale"
@@ -39,16 +35,7 @@ func TestBucketWriterCannotHideRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := testscale.Duration(3 * time.Second)
-	reg := prometheus.NewRegistry()
-	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
-		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
-		Logger:    quiet(), Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, reg := openCheckingNode(t, store, signer, "a", d)
 	eventually(t, testscale.Duration(20*time.Second), "a checkpoint match and the key served", func() bool {
 		v, err := n.Get(ctx, "keys", rec.Key)
 		return counter(t, reg, "dataplane_node_checkpoint_matches_total", "") >= 1 && err == nil && v.Version == rec.Version
@@ -67,21 +54,7 @@ func TestBucketWriterCannotHideRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ack := time.Now()
-	logDir := filepath.Join(raw.Root(), "log")
-	entries, err := os.ReadDir(logDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	removed := 0
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), del.Version.String()+"-") {
-			if err := os.Remove(filepath.Join(logDir, e.Name())); err != nil {
-				t.Fatal(err)
-			}
-			removed++
-		}
-	}
-	if removed != 1 {
+	if removed := removeLogEntries(t, raw.Root(), del.Version); removed != 1 {
 		t.Fatalf("removed %d log entries of the delete, want 1", removed)
 	}
 	if err := os.WriteFile(objPath, old, 0o644); err != nil {

@@ -68,16 +68,7 @@ func TestBucketWriterOldCheckpointIsNoProof(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := testscale.Duration(3 * time.Second)
-	reg := prometheus.NewRegistry()
-	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
-		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
-		Logger:    quiet(), Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, reg := openCheckingNode(t, store, signer, "a", d)
 	matches := func() float64 { return counter(t, reg, "dataplane_node_checkpoint_matches_total", "") }
 	var old *checkpoint.Checkpoint
 	eventually(t, testscale.Duration(20*time.Second), "a checkpoint stored and a match", func() bool {
@@ -159,15 +150,7 @@ func TestBucketWriterReplaysOldSignedRecord(t *testing.T) {
 	if _, err := pub.Snapshot(ctx, "keys"); err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
-		Logger: quiet(), Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, reg := openCheckingNode(t, store, signer, "a", 0)
 	matches := func() float64 { return counter(t, reg, "dataplane_node_checkpoint_matches_total", "") }
 	eventually(t, testscale.Duration(20*time.Second), "a checkpoint match", func() bool { return matches() >= 1 })
 	if k, ok := n.Known("keys", rec.Key); !ok || !k.Tombstone || k.Version != del.Version {
@@ -322,15 +305,7 @@ func TestBucketWriterRollsBackSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
-		Logger: quiet(), Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, reg := openCheckingNode(t, store, signer, "a", 0)
 	later, err := pub.Put(ctx, "keys", "later", []byte("allow"))
 	if err != nil {
 		t.Fatal(err)

@@ -4,17 +4,12 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/internal/testscale"
-	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
 	"github.com/dataplane/dataplane/schema"
@@ -38,15 +33,8 @@ func TestBucketWriterCannotHideAnotherProcessDelete(t *testing.T) {
 	ctx := context.Background()
 	store, raw := newPartsStore(t)
 	signer := newSigner(t)
-	openHandle := func() *dir.Store {
-		s, err := dir.Open(raw.Root())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
 	// B: the checkpoint issuer, on its own handle.
-	issuerB := signedPublisher(t, openHandle(), signer)
+	issuerB := signedPublisher(t, openDir(t, raw.Root()), signer)
 	// A: a signing publisher that does not issue checkpoints, run as
 	// `publish serve` runs it.
 	cfg := publisher.DefaultConfig()
@@ -57,7 +45,7 @@ func TestBucketWriterCannotHideAnotherProcessDelete(t *testing.T) {
 	cfg.Timing = revocationTiming()
 	cfg.Timing.CheckpointLifetime = 20 * time.Second
 	cfg.Namespaces = []string{"keys"}
-	pubA, err := publisher.New(openHandle(), cfg)
+	pubA, err := publisher.New(openDir(t, raw.Root()), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,16 +62,7 @@ func TestBucketWriterCannotHideAnotherProcessDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := testscale.Duration(3 * time.Second)
-	reg := prometheus.NewRegistry()
-	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
-		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
-		Logger:    quiet(), Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, reg := openCheckingNode(t, store, signer, "a", d)
 	eventually(t, testscale.Duration(20*time.Second), "a checkpoint match and the key served", func() bool {
 		v, err := n.Get(ctx, "keys", rec.Key)
 		return counter(t, reg, "dataplane_node_checkpoint_matches_total", "") >= 1 && err == nil && v.Version == rec.Version
@@ -122,31 +101,10 @@ func TestBucketWriterCannotHideAnotherProcessDelete(t *testing.T) {
 	})
 	// And the key stays deleted on a fresh read of the origin: the
 	// republished delete is stored.
-	got, err := openHandle().Get(ctx, "keys", rec.Key, 0)
+	got, err := openDir(t, raw.Root()).Get(ctx, "keys", rec.Key, 0)
 	if err != nil || !got.Tombstone || got.Version <= del.Version {
 		t.Fatalf("stored %s/%s = %+v, %v; want a tombstone newer than %s", "keys", rec.Key, got, err, del.Version)
 	}
-}
-
-// removeLogEntries deletes the directory origin's change-log entries of
-// version v, as a bucket writer would, and returns how many it removed.
-func removeLogEntries(t *testing.T, root string, v record.Version) int {
-	t.Helper()
-	logDir := filepath.Join(root, "log")
-	entries, err := os.ReadDir(logDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	removed := 0
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), v.String()+"-") {
-			if err := os.Remove(filepath.Join(logDir, e.Name())); err != nil {
-				t.Fatal(err)
-			}
-			removed++
-		}
-	}
-	return removed
 }
 
 // TestHiddenDeleteStaysOnPushedNode: what remains of the hidden delete
@@ -182,16 +140,7 @@ func TestHiddenDeleteStaysOnPushedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := testscale.Duration(3 * time.Second)
-	reg := prometheus.NewRegistry()
-	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
-		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
-		Logger:    quiet(), Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, reg := openCheckingNode(t, store, signer, "a", d)
 	push.node.Store(n)
 	eventually(t, testscale.Duration(20*time.Second), "a checkpoint match and both keys served", func() bool {
 		v, err := n.Get(ctx, "keys", rec.Key)
@@ -242,17 +191,6 @@ func TestHiddenDeleteStaysOnPushedNode(t *testing.T) {
 	_, otherErr := n.Get(ctx, "keys", other.Key)
 	t.Logf("after D: checkpoint matches %v, mismatches %v since the delete; another key: %v",
 		counter(t, reg, "dataplane_node_checkpoint_matches_total", ""), counter(t, reg, "dataplane_node_checkpoint_mismatches_total", "")-mismatches, otherErr)
-}
-
-// openDir opens another handle on the directory origin at root, as
-// another process would.
-func openDir(t *testing.T, root string) *dir.Store {
-	t.Helper()
-	s, err := dir.Open(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // logCut is a directory origin (with snapshot parts) whose change log
@@ -315,15 +253,7 @@ func TestNodeWarmsFromSnapshotWithUnloggedWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	store.logDown.Store(true)
-	reg := prometheus.NewRegistry()
-	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
-		Logger: quiet(), Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, reg := openCheckingNode(t, store, signer, "a", 0)
 	if refused := counter(t, reg, "dataplane_node_checkpoint_refusals_total", ""); refused != 0 {
 		t.Fatalf("the node refused %v snapshots or proofs: the publisher's snapshot does not verify against its own proof", refused)
 	}

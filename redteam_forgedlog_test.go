@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/origin"
@@ -32,16 +30,7 @@ func TestBucketWriterForgedLogEntryIsNoDenialOfService(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := testscale.Duration(3 * time.Second)
-	reg := prometheus.NewRegistry()
-	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: store, Gossip: soloGossip("a"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
-		Staleness: map[string]dataplane.Policy{"keys": {FailClosedAfter: d}},
-		Logger:    quiet(), Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, reg := openCheckingNode(t, store, signer, "a", d)
 	eventually(t, testscale.Duration(20*time.Second), "a checkpoint match", func() bool {
 		return counter(t, reg, "dataplane_node_checkpoint_matches_total", "") >= 1
 	})
@@ -93,15 +82,7 @@ func TestBucketWriterCannotInjectThroughSnapshot(t *testing.T) {
 		snap, err := pub.Snapshot(ctx, "keys")
 		return err == nil && snap.Version >= forged.Version
 	})
-	reg := prometheus.NewRegistry()
-	n, err := dataplane.Open(ctx, dataplane.Config{
-		Origin: raw, Gossip: soloGossip("fresh"), Timing: oftenTiming(), Verifier: verifierOf(t, signer), RequireCheckpoints: true,
-		Logger: quiet(), Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, reg := openCheckingNode(t, raw, signer, "fresh", 0)
 	eventually(t, testscale.Duration(20*time.Second), "a checkpoint match", func() bool {
 		return counter(t, reg, "dataplane_node_checkpoint_matches_total", "") >= 1
 	})
