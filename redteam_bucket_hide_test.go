@@ -9,6 +9,10 @@ import (
 
 	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/internal/testscale"
+	"github.com/dataplane/dataplane/origin/dir"
+	"github.com/dataplane/dataplane/publisher"
+	"github.com/dataplane/dataplane/record"
+	"github.com/dataplane/dataplane/sign"
 )
 
 // TestBucketWriterCannotHideRevocation: a bucket writer (write access to
@@ -23,15 +27,30 @@ import (
 // signs past it and publishes the delete again, so the key is answered
 // "not found" (not merely refused while keys fails closed).
 func TestBucketWriterCannotHideRevocation(t *testing.T) {
-	ctx := context.Background()
 	store, raw := newPartsStore(t)
 	signer := newSigner(t)
 	pub := signedPublisher(t, raw, signer)
-	rec, err := pub.Put(ctx, "keys", "revoked", []byte("allow"))
+	hideDelete(t, store, raw, signer, pub, pub, "the publisher")
+}
+
+// hideDelete is the bucket writer's attack on a revocation: issuer (a
+// publisher issuing checkpoints, named issuerName in failures) puts a key
+// of keys and snapshots it, and a verifying node (checkpoints enforced,
+// no gossip push, keys failing closed) serves it; acker (the same
+// publisher or another on its own handle) deletes the key while the node
+// cannot read the bucket, and the writer removes the delete's log entry
+// and puts the key's previous signed record back. The node must answer
+// the key "not found" within D plus the skew of the delete: acker finds
+// its delete missing from the log and publishes it again. It returns the
+// key's record and the delete acker acknowledged.
+func hideDelete(t *testing.T, store *partsOutage, raw *dir.Store, signer *sign.Signer, issuer, acker *publisher.Publisher, issuerName string) (rec, del record.Record) {
+	t.Helper()
+	ctx := context.Background()
+	rec, err := issuer.Put(ctx, "keys", "revoked", []byte("allow"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pub.Snapshot(ctx, "keys"); err != nil {
+	if _, err := issuer.Snapshot(ctx, "keys"); err != nil {
 		t.Fatal(err)
 	}
 	d := testscale.Duration(3 * time.Second)
@@ -42,14 +61,14 @@ func TestBucketWriterCannotHideRevocation(t *testing.T) {
 	})
 
 	// The writer works while the node cannot read the bucket, so that it
-	// never sees the entry (the publisher's own writes are unaffected).
+	// never sees the entry (the publishers' own handles are unaffected).
 	objPath := raw.RecordPath("keys", rec.Key)
 	old, err := os.ReadFile(objPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	store.down.Store(true)
-	del, err := pub.Delete(ctx, "keys", rec.Key)
+	del, err = acker.Delete(ctx, "keys", rec.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +88,10 @@ func TestBucketWriterCannotHideRevocation(t *testing.T) {
 	eventually(t, bound+testscale.Duration(10*time.Second), "the deleted key answered not found: the delete published again", func() bool {
 		_, err := n.Get(ctx, "keys", rec.Key)
 		if err == nil && time.Since(ack) > bound {
-			t.Fatalf("the deleted key (at %s) still verifies %v after the delete (bound D + skew %v); checkpoint matches since the delete: %v: the publisher signed the state the writer left in the log",
-				del.Version, time.Since(ack).Round(time.Millisecond), bound, counter(t, reg, "dataplane_node_checkpoint_matches_total", "")-matchesAtAck)
+			t.Fatalf("the deleted key (at %s) still verifies %v after the delete (bound D + skew %v); checkpoint matches since the delete: %v: %s signed the state the writer left in the log",
+				del.Version, time.Since(ack).Round(time.Millisecond), bound, counter(t, reg, "dataplane_node_checkpoint_matches_total", "")-matchesAtAck, issuerName)
 		}
 		return errors.Is(err, dataplane.ErrNotFound)
 	})
+	return rec, del
 }

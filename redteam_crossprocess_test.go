@@ -2,13 +2,11 @@ package dataplane_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/dataplane/dataplane"
 	"github.com/dataplane/dataplane/internal/testscale"
 	"github.com/dataplane/dataplane/publisher"
 	"github.com/dataplane/dataplane/record"
@@ -54,51 +52,7 @@ func TestBucketWriterCannotHideAnotherProcessDelete(t *testing.T) {
 	go func() { defer close(doneA); _ = pubA.Run(runCtx) }()
 	t.Cleanup(func() { stopA(); <-doneA })
 
-	rec, err := issuerB.Put(ctx, "keys", "revoked", []byte("allow"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := issuerB.Snapshot(ctx, "keys"); err != nil {
-		t.Fatal(err)
-	}
-	d := testscale.Duration(3 * time.Second)
-	n, reg := openCheckingNode(t, store, signer, "a", d)
-	eventually(t, testscale.Duration(20*time.Second), "a checkpoint match and the key served", func() bool {
-		v, err := n.Get(ctx, "keys", rec.Key)
-		return counter(t, reg, "dataplane_node_checkpoint_matches_total", "") >= 1 && err == nil && v.Version == rec.Version
-	})
-
-	// The writer works while the node cannot read the bucket, so that it
-	// never sees the entry; the publishers' handles are unaffected.
-	objPath := raw.RecordPath("keys", rec.Key)
-	old, err := os.ReadFile(objPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store.down.Store(true)
-	del, err := pubA.Delete(ctx, "keys", rec.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ack := time.Now()
-	if removed := removeLogEntries(t, raw.Root(), del.Version); removed != 1 {
-		t.Fatalf("removed %d log entries of the delete, want 1", removed)
-	}
-	if err := os.WriteFile(objPath, old, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	store.down.Store(false)
-
-	bound := d + testscale.Duration(2*time.Second)
-	matchesAtAck := counter(t, reg, "dataplane_node_checkpoint_matches_total", "")
-	eventually(t, bound+testscale.Duration(10*time.Second), "the deleted key answered not found: the delete published again", func() bool {
-		_, err := n.Get(ctx, "keys", rec.Key)
-		if err == nil && time.Since(ack) > bound {
-			t.Fatalf("the deleted key (at %s) still verifies %v after the delete (bound D + skew %v); checkpoint matches since the delete: %v: issuer B signed the state the writer left in the log",
-				del.Version, time.Since(ack).Round(time.Millisecond), bound, counter(t, reg, "dataplane_node_checkpoint_matches_total", "")-matchesAtAck)
-		}
-		return errors.Is(err, dataplane.ErrNotFound)
-	})
+	rec, del := hideDelete(t, store, raw, signer, issuerB, pubA, "issuer B")
 	// And the key stays deleted on a fresh read of the origin: the
 	// republished delete is stored.
 	got, err := openDir(t, raw.Root()).Get(ctx, "keys", rec.Key, 0)
