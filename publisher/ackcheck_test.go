@@ -10,9 +10,9 @@ import (
 
 	"github.com/dataplane/dataplane/checkpoint"
 	"github.com/dataplane/dataplane/internal/testkit"
-	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/origin/dir"
 	"github.com/dataplane/dataplane/publisher"
+	"github.com/dataplane/dataplane/sign"
 	"github.com/dataplane/dataplane/statehash"
 )
 
@@ -26,22 +26,8 @@ import (
 func TestAckCheckAcrossProcesses(t *testing.T) {
 	ctx := testCtx(t)
 	signer, keys := signingKeys(t)
-	root := t.TempDir()
-	open := func() *dir.Store {
-		s, err := dir.Open(root)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	a := newEnv(t, open(), func(c *publisher.Config) {
-		checkpointConfig(signer, 0)(c)
-		c.IssueCheckpoints, c.Timing.LogInterval = false, 20*time.Millisecond
-	})
-	b := newEnv(t, open(), func(c *publisher.Config) {
-		checkpointConfig(signer, 0)(c)
-		c.Namespaces = []string{"keys"}
-	})
+	a, b, open := acknowledgerAndIssuer(t, signer)
+	root := open().Root() // the directory, as the bucket writer sees it
 	kept, err := a.pub.Put(ctx, "keys", "kept", []byte("v"))
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +113,6 @@ func TestAckCheckAcrossProcesses(t *testing.T) {
 	if err := v.Verify(next[0], hidden[0]); err != nil {
 		t.Fatal(err)
 	}
-	var _ origin.Store = raw
 }
 
 // TestAckCheckMissesRemoveAndRestore shows what the check cannot see: a
@@ -139,22 +124,8 @@ func TestAckCheckAcrossProcesses(t *testing.T) {
 func TestAckCheckMissesRemoveAndRestore(t *testing.T) {
 	ctx := testCtx(t)
 	signer, _ := signingKeys(t)
-	root := t.TempDir()
-	open := func() *dir.Store {
-		s, err := dir.Open(root)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	a := newEnv(t, open(), func(c *publisher.Config) {
-		checkpointConfig(signer, 0)(c)
-		c.IssueCheckpoints, c.Timing.LogInterval = false, 20*time.Millisecond
-	})
-	b := newEnv(t, open(), func(c *publisher.Config) {
-		checkpointConfig(signer, 0)(c)
-		c.Namespaces = []string{"keys"}
-	})
+	a, b, open := acknowledgerAndIssuer(t, signer)
+	root := open().Root() // the directory, as the bucket writer sees it
 	old, err := a.pub.Put(ctx, "keys", "revoked", []byte("allow"))
 	if err != nil {
 		t.Fatal(err)
@@ -228,4 +199,30 @@ func TestAckCheckMissesRemoveAndRestore(t *testing.T) {
 	if err := checkpoint.Match(later[0], &h, 1); err != nil {
 		t.Fatalf("B's later checkpoint is not the state without the delete (update the README's security section): %v", err)
 	}
+}
+
+// acknowledgerAndIssuer returns two publishers on handles of their own of
+// one directory origin, as two processes would hold it: a acknowledges
+// writes and checks them against the log every 20 ms, issuing no
+// checkpoints; b issues the checkpoints of keys. open opens one more
+// handle, as a bucket writer would.
+func acknowledgerAndIssuer(t *testing.T, signer *sign.Signer) (a, b *env, open func() *dir.Store) {
+	t.Helper()
+	root := t.TempDir()
+	open = func() *dir.Store {
+		s, err := dir.Open(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a = newEnv(t, open(), func(c *publisher.Config) {
+		checkpointConfig(signer, 0)(c)
+		c.IssueCheckpoints, c.Timing.LogInterval = false, 20*time.Millisecond
+	})
+	b = newEnv(t, open(), func(c *publisher.Config) {
+		checkpointConfig(signer, 0)(c)
+		c.Namespaces = []string{"keys"}
+	})
+	return a, b, open
 }
