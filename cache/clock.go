@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 	"weak"
+
+	"github.com/dataplane/dataplane/internal/tick"
 )
 
 // coarseClock is the cache's default clock: a goroutine reads the time
@@ -37,20 +39,14 @@ func newCoarseClock(resolution time.Duration) *coarseClock {
 
 func tickCoarse(wc weak.Pointer[coarseClock], resolution time.Duration, stop, done chan struct{}) {
 	defer close(done)
-	t := time.NewTicker(resolution)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			c := wc.Value()
-			if c == nil {
-				return
-			}
-			c.now.Store(c.precise())
+	tick.Until(stop, resolution, func() bool {
+		c := wc.Value()
+		if c == nil {
+			return true
 		}
-	}
+		c.now.Store(c.precise())
+		return false
+	})
 }
 
 // NowNano returns the time the goroutine read last (Unix ns), or the
