@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dataplane/dataplane/checkpoint"
+	"github.com/dataplane/dataplane/internal/tick"
 	"github.com/dataplane/dataplane/origin"
 	"github.com/dataplane/dataplane/record"
 )
@@ -229,6 +230,7 @@ func (p *Publisher) checkAcks(ctx context.Context, now time.Time) error {
 	unsigned := record.MakeVersion(now.Add(-2*p.cfg.Timing.LogSettle), 0)
 	covers := make(map[string]record.Version, len(names))
 	parts, ok := p.store.(origin.SnapshotParts)
+	trusted := &checkpoint.Verifier{Keys: p.trusted, MaxSkew: p.cfg.Timing.MaxFutureSkew()}
 	for _, ns := range names {
 		if !ok {
 			covers[ns] = unsigned
@@ -238,7 +240,7 @@ func (p *Publisher) checkAcks(ctx context.Context, now time.Time) error {
 		if err == nil {
 			// Signed by a trusted key: a bucket writer's checkpoint
 			// claiming a later version must not end the check.
-			if verr := (&checkpoint.Verifier{Keys: p.trusted, MaxSkew: p.cfg.Timing.MaxFutureSkew()}).Verify(c, nil); verr != nil {
+			if verr := trusted.Verify(c, nil); verr != nil {
 				p.log.Warn("latest checkpoint refused; acknowledged changes stay checked", "namespace", ns, "reason", checkpoint.Reason(verr))
 				continue
 			}
@@ -270,16 +272,10 @@ func (p *Publisher) checkAcks(ctx context.Context, now time.Time) error {
 // that signs writes and calls neither should run it. Failures are logged
 // and retried on the next pass.
 func (p *Publisher) RunAckCheck(ctx context.Context) error {
-	t := time.NewTicker(checkpointInterval(p.cfg.Timing))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	tick.Every(ctx.Done(), checkpointInterval(p.cfg.Timing), func() {
 		if err := p.checkAcks(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			p.log.Error("acknowledged-change check failed", "err", err)
 		}
-	}
+	})
+	return nil
 }
